@@ -1,0 +1,50 @@
+# The two commands of the README: `make up` starts the local platform, `make test` runs
+# every test. Both create or reuse .venv and install what they need.
+SHELL := bash
+.SHELLFLAGS := -o errexit -o nounset -o pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV ?= .venv
+UV_VERSION := 0.13.9
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: help up down test lint format lock clean
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
+
+$(STAMP): fastapi/pyproject.toml fastapi/requirements.lock
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
+		|| { echo "Python 3.11+ is required (found $$($(PYTHON) --version)); set PYTHON=python3.11"; exit 1; }
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check "uv==$(UV_VERSION)"
+	$(BIN)/uv pip install --python $(BIN)/python --quiet -r fastapi/requirements.lock
+	$(BIN)/uv pip install --python $(BIN)/python --quiet --no-deps -e ./fastapi
+	touch $@
+
+up: $(STAMP) ## Start the local platform (Ctrl-C stops it)
+	$(BIN)/python -m mlops.local up
+
+down: $(STAMP) ## Stop a platform started by `make up` in another shell
+	$(BIN)/python -m mlops.local down
+
+test: $(STAMP) ## Run the whole test suite against real Ray, MLflow and Valkey
+	$(BIN)/ruff check fastapi tests bench
+	$(BIN)/python -m pytest
+
+lint: $(STAMP) ## Lint only
+	$(BIN)/ruff check fastapi tests bench
+	$(BIN)/ruff format --check fastapi tests bench
+
+format: $(STAMP) ## Format the Python code
+	$(BIN)/ruff format fastapi tests bench
+	$(BIN)/ruff check --fix fastapi tests bench
+
+lock: $(STAMP) ## Re-resolve fastapi/requirements.lock after changing dependencies
+	$(BIN)/uv pip compile fastapi/pyproject.toml --extra dev --universal \
+		--python-version 3.11 -o fastapi/requirements.lock
+
+clean: ## Remove the virtual environment and local platform state
+	rm -rf $(VENV) .data

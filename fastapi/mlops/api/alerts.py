@@ -1,0 +1,57 @@
+"""Alerts: the live Server-Sent Events feed and the recent history."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Header, HTTPException, Query, status
+from sse_starlette import EventSourceResponse, ServerSentEvent
+
+from mlops.api.deps import ServicesDep
+from mlops.schemas import AlertList
+from mlops.services.alerts import alert_events, is_stream_id
+
+router = APIRouter(tags=["alerts"])
+
+
+@router.get(
+    "/webhook",
+    response_class=EventSourceResponse,
+    responses={
+        200: {
+            "content": {"text/event-stream": {}},
+            "description": "One `alert` event per alert; `id` is its stream id.",
+        }
+    },
+)
+async def webhook(
+    services: ServicesDep,
+    last_event_id: Annotated[str | None, Header()] = None,
+    since: Annotated[str | None, Query(description="Resume after this alert id.")] = None,
+) -> EventSourceResponse:
+    """Every alert to every client, live. Reconnecting with Last-Event-ID (or `since`)
+    first replays what was missed."""
+    resume_from = last_event_id or since
+    if resume_from and not is_stream_id(resume_from):
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_ENTITY,
+            f"Last-Event-ID {resume_from!r} is not an alert id (like 1700000000000-0)",
+        )
+
+    async def events():
+        async for event in alert_events(services.broadcaster, services.alerts, resume_from):
+            yield ServerSentEvent(data=event.json, id=event.id, event="alert")
+
+    return EventSourceResponse(
+        events(),
+        ping=services.settings.sse_ping_seconds,
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
+
+
+@router.get("/alerts")
+async def recent_alerts(
+    services: ServicesDep, limit: Annotated[int, Query(ge=1, le=1000)] = 50
+) -> AlertList:
+    """The most recent alerts, newest first."""
+    return AlertList(alerts=await services.alerts.recent(limit))

@@ -1,0 +1,48 @@
+"""Training: start a job on Ray, and follow it."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, HTTPException, Query, status
+
+from mlops.api.deps import ServicesDep
+from mlops.schemas import ErrorResponse, JobAccepted, JobInfo, JobList, JobStatus, TrainingRequest
+from mlops.services.training import submit_training, to_job_info
+
+router = APIRouter(tags=["training"])
+
+
+@router.post(
+    "/trigger_training",
+    status_code=status.HTTP_202_ACCEPTED,
+    responses={
+        422: {"description": "Invalid hyperparameters; no job is created."},
+        503: {"model": ErrorResponse, "description": "Ray or Redis is unreachable."},
+    },
+)
+async def trigger_training(request: TrainingRequest, services: ServicesDep) -> JobAccepted:
+    """Start a training job on Ray with the given RandomForestClassifier hyperparameters."""
+    job_id = await submit_training(
+        settings=services.settings,
+        ray=services.ray,
+        jobs=services.jobs,
+        hyperparameters=request.hyperparameters,
+    )
+    return JobAccepted(job_id=job_id, status=JobStatus.PENDING, status_url=f"/jobs/{job_id}")
+
+
+@router.get("/jobs", response_model=JobList)
+async def list_jobs(
+    services: ServicesDep, limit: Annotated[int, Query(ge=1, le=500)] = 50
+) -> JobList:
+    """Recent training jobs, newest first."""
+    return JobList(jobs=[to_job_info(r) for r in await services.jobs.recent(limit)])
+
+
+@router.get("/jobs/{job_id}", responses={404: {"model": ErrorResponse}})
+async def get_job(job_id: str, services: ServicesDep) -> JobInfo:
+    record = await services.jobs.get(job_id)
+    if record is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no training job {job_id!r}")
+    return to_job_info(record)

@@ -1,0 +1,131 @@
+"""Read-only access to the MLflow tracking server's REST API for the web layer.
+
+The API only reads the registry and runs, so it speaks REST with a pooled async client
+and short timeouts instead of the blocking, long-retrying MlflowClient. Training (in a
+Ray job) uses the mlflow library, which it needs to log models.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+
+
+class MlflowUnavailable(Exception):
+    """The tracking server could not be reached or answered with a server error."""
+
+
+@dataclass(frozen=True)
+class ModelVersion:
+    version: str
+    run_id: str | None
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class RunAccuracy:
+    run_id: str
+    started_at: datetime
+    accuracy: float
+
+
+def _from_ms(value: Any) -> datetime:
+    return datetime.fromtimestamp(int(value) / 1000, tz=UTC)
+
+
+class MlflowRegistry:
+    def __init__(self, http: httpx.AsyncClient, tracking_uri: str) -> None:
+        self._http = http
+        self._base = tracking_uri.rstrip("/")
+
+    async def _call(self, method: str, path: str, **kwargs: Any) -> dict[str, Any] | None:
+        """The JSON reply, or None for RESOURCE_DOES_NOT_EXIST."""
+        try:
+            response = await self._http.request(
+                method, f"{self._base}/api/2.0/mlflow{path}", **kwargs
+            )
+        except httpx.HTTPError as exc:
+            raise MlflowUnavailable(f"MLflow at {self._base} is unreachable: {exc}") from exc
+        if response.status_code == 404 or (
+            response.status_code == 400 and "RESOURCE_DOES_NOT_EXIST" in response.text
+        ):
+            return None
+        if response.status_code >= 400:
+            raise MlflowUnavailable(
+                f"MLflow answered {response.status_code}: {response.text[:200]}"
+            )
+        return response.json()
+
+    async def health(self) -> None:
+        try:
+            response = await self._http.get(f"{self._base}/health")
+            response.raise_for_status()
+        except httpx.HTTPError as exc:
+            raise MlflowUnavailable(f"MLflow at {self._base} is unreachable: {exc}") from exc
+
+    async def latest_version(self, model_name: str) -> ModelVersion | None:
+        reply = await self._call(
+            "GET",
+            "/model-versions/search",
+            params={
+                "filter": f"name='{model_name}'",
+                "order_by": "version_number DESC",
+                "max_results": 1,
+            },
+        )
+        versions = (reply or {}).get("model_versions", [])
+        if not versions:
+            return None
+        found = versions[0]
+        return ModelVersion(
+            version=str(found["version"]),
+            run_id=found.get("run_id"),
+            created_at=_from_ms(found["creation_timestamp"]),
+        )
+
+    async def alias_version(self, model_name: str, alias: str) -> str | None:
+        reply = await self._call(
+            "GET", "/registered-models/alias", params={"name": model_name, "alias": alias}
+        )
+        return str(reply["model_version"]["version"]) if reply else None
+
+    async def run_accuracy(self, run_id: str) -> float | None:
+        reply = await self._call("GET", "/runs/get", params={"run_id": run_id})
+        metrics = ((reply or {}).get("run", {}).get("data", {}) or {}).get("metrics", [])
+        return next((float(m["value"]) for m in metrics if m["key"] == "accuracy"), None)
+
+    async def runs_since(self, experiment_name: str, since: datetime) -> list[RunAccuracy]:
+        """Finished runs with an accuracy metric started at or after `since`, oldest first."""
+        experiment = await self._call(
+            "GET", "/experiments/get-by-name", params={"experiment_name": experiment_name}
+        )
+        if experiment is None:
+            return []
+        since_ms = int(since.timestamp() * 1000)
+        runs: list[RunAccuracy] = []
+        page_token: str | None = None
+        while True:
+            body: dict[str, Any] = {
+                "experiment_ids": [experiment["experiment"]["experiment_id"]],
+                "filter": f"attributes.start_time >= {since_ms} and metrics.accuracy >= 0",
+                "order_by": ["attributes.start_time ASC"],
+                "max_results": 1000,
+            }
+            if page_token:
+                body["page_token"] = page_token
+            reply = await self._call("POST", "/runs/search", json=body) or {}
+            for run in reply.get("runs", []):
+                metrics = {m["key"]: m["value"] for m in run.get("data", {}).get("metrics", [])}
+                runs.append(
+                    RunAccuracy(
+                        run_id=run["info"]["run_id"],
+                        started_at=_from_ms(run["info"]["start_time"]),
+                        accuracy=float(metrics["accuracy"]),
+                    )
+                )
+            page_token = reply.get("next_page_token")
+            if not page_token:
+                return runs

@@ -1,0 +1,61 @@
+"""Ray's Jobs REST API on the dashboard address.
+
+Plain HTTP, never a Ray Client (ray://) connection, so the API is the same against a
+local head and a KubeRay cluster, and needs no Ray runtime of its own.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+
+
+class RayJobsError(Exception):
+    """Ray's Jobs API could not be reached or refused the request."""
+
+
+class RayJobsClient:
+    def __init__(self, http: httpx.AsyncClient, address: str) -> None:
+        self._http = http
+        self._base = address.rstrip("/")
+
+    async def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        try:
+            response = await self._http.request(method, f"{self._base}{path}", **kwargs)
+        except httpx.HTTPError as exc:
+            raise RayJobsError(f"Ray at {self._base} is unreachable: {exc}") from exc
+        return response
+
+    async def submit(
+        self,
+        *,
+        submission_id: str,
+        entrypoint: str,
+        env_vars: dict[str, str],
+        metadata: dict[str, str],
+        num_cpus: float = 1,
+    ) -> None:
+        body = {
+            "submission_id": submission_id,
+            "entrypoint": entrypoint,
+            "runtime_env": {"env_vars": env_vars},
+            "metadata": metadata,
+            "entrypoint_num_cpus": num_cpus,
+        }
+        response = await self._request("POST", "/api/jobs/", json=body)
+        if response.status_code != 200:
+            raise RayJobsError(f"Ray refused the job ({response.status_code}): {response.text}")
+
+    async def info(self, submission_id: str) -> dict[str, Any] | None:
+        response = await self._request("GET", f"/api/jobs/{submission_id}")
+        if response.status_code == 404:
+            return None
+        if response.status_code != 200:
+            raise RayJobsError(f"Ray job lookup failed ({response.status_code}): {response.text}")
+        return response.json()
+
+    async def version(self) -> str:
+        response = await self._request("GET", "/api/version")
+        response.raise_for_status()
+        return response.json()["ray_version"]

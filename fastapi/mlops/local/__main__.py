@@ -1,0 +1,123 @@
+"""`python -m mlops.local up|down`: the local platform behind `make up` and `make down`."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+from mlops.local.platform import LocalPlatform
+from mlops.local.supervisor import StartupError
+from mlops.settings import Settings
+
+log = logging.getLogger("mlops.local")
+
+
+def _pid_file(settings: Settings) -> Path:
+    return settings.data_dir / "platform.pid"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _running_pid(settings: Settings) -> int | None:
+    try:
+        pid = int(_pid_file(settings).read_text())
+    except (OSError, ValueError):
+        return None
+    return pid if _alive(pid) else None
+
+
+def up(settings: Settings, outputs: Path) -> int:
+    if pid := _running_pid(settings):
+        log.error("the platform is already running (pid %d); `make down` stops it", pid)
+        return 1
+    # MLOPS_REDIS_URL given: use that server; otherwise run the embedded one.
+    platform = LocalPlatform(settings, embed_redis="redis_url" not in settings.model_fields_set)
+    stopping = False
+
+    def request_stop(signum: int, _frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
+    started = time.monotonic()
+    try:
+        platform.start()
+    except (StartupError, FileNotFoundError) as exc:
+        log.error("%s", exc)
+        return 1
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    _pid_file(settings).write_text(str(os.getpid()))
+    urls = platform.urls()
+    outputs.mkdir(parents=True, exist_ok=True)
+    (outputs / "urls.txt").write_text("".join(f"{name}: {url}\n" for name, url in urls.items()))
+    width = max(map(len, urls))
+    lines = "\n".join(f"  {name:<{width}}  {url}" for name, url in urls.items())
+    log.info(
+        "platform ready in %.0fs:\n%s\nLogs in %s. Ctrl-C or `make down` stops it.",
+        time.monotonic() - started,
+        lines,
+        settings.data_dir / "logs",
+    )
+    code = 0
+    try:
+        while not stopping:
+            if exited := platform.supervisor.first_exited():
+                log.error(
+                    "%s exited with %s; stopping the platform. Last lines of its log:\n%s",
+                    exited.component.name,
+                    exited.process.returncode,
+                    exited.tail(),
+                )
+                code = 1
+                break
+            time.sleep(0.5)
+    finally:
+        log.info("stopping the platform")
+        platform.stop()
+        _pid_file(settings).unlink(missing_ok=True)
+    return code
+
+
+def down(settings: Settings, timeout: float = 60.0) -> int:
+    pid = _running_pid(settings)
+    if pid is None:
+        log.info("the platform is not running")
+        return 0
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while _alive(pid):
+        if time.monotonic() > deadline:
+            log.error("pid %d did not stop within %.0fs", pid, timeout)
+            return 1
+        time.sleep(0.2)
+    log.info("the platform is stopped")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="mlops-local", description=__doc__)
+    parser.add_argument("command", choices=["up", "down"])
+    parser.add_argument("--outputs", type=Path, default=Path("outputs"), help="where urls.txt goes")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    settings = Settings()
+    return up(settings, args.outputs) if args.command == "up" else down(settings)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

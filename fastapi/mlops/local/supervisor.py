@@ -1,0 +1,146 @@
+"""Start, watch and stop the local platform's processes, with no orphans.
+
+Each component runs in its own process group (Ray and MLflow fork workers), so
+stopping a component signals the whole group: SIGTERM, a grace period, then SIGKILL.
+Ray's workers leave the group (they call setsid), so the process tree is taken before
+the signal and whatever of it survives is killed too.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import psutil
+
+from mlops.local.components import Component
+
+log = logging.getLogger("mlops.local")
+
+
+class StartupError(RuntimeError):
+    """A component exited or did not become ready in time."""
+
+
+@dataclass
+class Running:
+    component: Component
+    process: subprocess.Popen[bytes]
+    log_path: Path
+
+    def tail(self, lines: int = 20) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+
+def port_in_use(port: int, host: str = "127.0.0.1") -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(0.2)
+        return sock.connect_ex((host, port)) == 0
+
+
+def _is_ready(component: Component) -> bool:
+    if component.ready_url:
+        try:
+            return httpx.get(component.ready_url, timeout=1.0).is_success
+        except httpx.HTTPError:
+            return False
+    if component.ready_port:
+        return port_in_use(component.ready_port)
+    return True
+
+
+class Supervisor:
+    def __init__(self, log_dir: Path, *, base_env: dict[str, str] | None = None) -> None:
+        self.log_dir = log_dir
+        self.base_env = dict(os.environ if base_env is None else base_env)
+        self.running: list[Running] = []
+
+    def start(self, component: Component) -> Running:
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        log_path = self.log_dir / f"{component.name}.log"
+        with log_path.open("ab") as out:
+            process = subprocess.Popen(
+                component.command,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env={**self.base_env, **component.env},
+                start_new_session=True,
+            )
+        running = Running(component, process, log_path)
+        self.running.append(running)
+        log.info("started %s (pid %d), log %s", component.name, process.pid, log_path)
+        return running
+
+    def wait_ready(self, items: Iterable[Running], timeout: float) -> None:
+        """Poll until every component is ready; raise if one exits or time runs out."""
+        pending = list(items)
+        deadline = time.monotonic() + timeout
+        delay = 0.1
+        while pending:
+            for item in list(pending):
+                if (code := item.process.poll()) is not None:
+                    name = item.component.name
+                    raise StartupError(f"{name} exited with {code}:\n{item.tail()}")
+                if _is_ready(item.component):
+                    log.info("%s is ready", item.component.name)
+                    pending.remove(item)
+            if pending and time.monotonic() > deadline:
+                names = ", ".join(i.component.name for i in pending)
+                raise StartupError(f"not ready after {timeout:.0f}s: {names}")
+            if pending:
+                time.sleep(delay)
+                delay = min(delay * 1.5, 1.0)
+
+    def first_exited(self) -> Running | None:
+        return next((r for r in self.running if r.process.poll() is not None), None)
+
+    def stop(self, running: Running, grace: float = 20.0) -> None:
+        process = running.process
+        tree = _descendants(process.pid)
+        if process.poll() is None:
+            _signal_group(process.pid, signal.SIGTERM)
+            try:
+                process.wait(grace)
+            except subprocess.TimeoutExpired:
+                log.warning("%s did not stop in %.0fs; killing it", running.component.name, grace)
+        # Kill whatever the group still holds (workers that outlived their parent).
+        _signal_group(process.pid, signal.SIGKILL)
+        process.wait()
+        for leftover in tree:
+            with contextlib.suppress(psutil.Error):
+                leftover.kill()
+        psutil.wait_procs(tree, timeout=5)
+        if running in self.running:
+            self.running.remove(running)
+        log.info("stopped %s", running.component.name)
+
+    def stop_all(self) -> None:
+        for running in reversed(list(self.running)):
+            self.stop(running)
+
+
+def _descendants(pid: int) -> list[psutil.Process]:
+    try:
+        return psutil.Process(pid).children(recursive=True)
+    except psutil.Error:
+        return []
+
+
+def _signal_group(pgid: int, sig: signal.Signals) -> None:
+    try:
+        os.killpg(pgid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass

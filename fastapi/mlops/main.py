@@ -1,0 +1,122 @@
+"""The API's app factory. Connections and background tasks live in the lifespan."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import httpx
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from redis.exceptions import RedisError
+
+from mlops.api import alerts, health, metrics, training
+from mlops.clients import redis as redis_client
+from mlops.clients.mlflow_registry import MlflowRegistry, MlflowUnavailable
+from mlops.clients.ray_jobs import RayJobsClient, RayJobsError
+from mlops.clients.redis import AlertStream, JobStore
+from mlops.ml.model import HyperparameterError
+from mlops.services.alerts import AlertBroadcaster
+from mlops.services.container import Services
+from mlops.services.training import reconcile
+from mlops.settings import Settings, get_settings
+
+log = logging.getLogger("mlops.api")
+
+
+async def _reconcile_forever(services: Services) -> None:
+    while True:
+        try:
+            await reconcile(ray=services.ray, jobs=services.jobs, alerts=services.alerts, limit=50)
+        except (RayJobsError, RedisError, OSError) as exc:
+            log.warning("job reconciliation skipped: %s", exc)
+        await asyncio.sleep(services.settings.job_poll_seconds)
+
+
+@asynccontextmanager
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    settings: Settings = app.state.settings
+    http = httpx.AsyncClient(
+        timeout=httpx.Timeout(10.0, connect=3.0),
+        limits=httpx.Limits(max_connections=200, max_keepalive_connections=50),
+    )
+    redis = redis_client.connect(settings)
+    stream = AlertStream(redis, max_len=settings.alert_history)
+    services = Services(
+        settings=settings,
+        http=http,
+        redis=redis,
+        ray=RayJobsClient(http, settings.ray_address),
+        registry=MlflowRegistry(http, settings.mlflow_tracking_uri),
+        jobs=JobStore(redis, history=settings.job_history),
+        alerts=stream,
+        broadcaster=AlertBroadcaster(stream),
+    )
+    app.state.services = services
+    tasks = [
+        asyncio.create_task(services.broadcaster.run(), name="alert-broadcaster"),
+        asyncio.create_task(_reconcile_forever(services), name="job-reconciler"),
+    ]
+    log.info("API up: ray=%s mlflow=%s", settings.ray_address, settings.mlflow_tracking_uri)
+    try:
+        yield
+    finally:
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await redis.aclose()
+        await http.aclose()
+
+
+def _unavailable(name: str, hint: str):
+    async def handler(request: Request, exc: Exception) -> JSONResponse:
+        log.warning("%s %s: %s unavailable: %s", request.method, request.url.path, name, exc)
+        return JSONResponse(
+            status_code=503, content={"detail": f"{name} is unavailable: {exc}. {hint}"}
+        )
+
+    return handler
+
+
+async def _bad_hyperparameter(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, HyperparameterError)
+    return JSONResponse(
+        status_code=422,
+        content={
+            "detail": [
+                {
+                    "loc": ["body", "hyperparameters", exc.key],
+                    "msg": exc.message,
+                    "type": "value_error",
+                }
+            ]
+        },
+    )
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    app = FastAPI(
+        title="MLOps platform API",
+        summary="Train on Ray, register in MLflow, serve with Ray Serve, alert over SSE.",
+        version="0.1.0",
+        lifespan=_lifespan,
+    )
+    app.state.settings = settings or get_settings()
+    app.add_exception_handler(HyperparameterError, _bad_hyperparameter)
+    app.add_exception_handler(
+        MlflowUnavailable, _unavailable("MLflow", "Check MLOPS_MLFLOW_TRACKING_URI and /ready.")
+    )
+    app.add_exception_handler(
+        RayJobsError, _unavailable("Ray", "Check MLOPS_RAY_ADDRESS and /ready.")
+    )
+    app.add_exception_handler(
+        RedisError, _unavailable("Redis", "Check MLOPS_REDIS_URL and /ready.")
+    )
+    for router in (training.router, metrics.router, alerts.router, health.router):
+        app.include_router(router)
+    return app

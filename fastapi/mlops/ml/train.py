@@ -1,0 +1,167 @@
+"""Training, as the command a Ray job runs:
+
+    python -m mlops.ml.train --job-id train-… --hyperparameters '{"n_estimators": 100}'
+
+Reads the dataset, fits the pipeline, logs and registers it in MLflow, moves the
+champion alias when the accuracy clears the threshold, and records the outcome and an
+alert in Redis. Settings come from MLOPS_* variables (the job's runtime environment).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from mlops.clients.redis import AlertStream, JobStore, connect
+from mlops.ml import data, model
+from mlops.settings import Settings
+
+log = logging.getLogger("mlops.train")
+
+
+@dataclass(frozen=True)
+class TrainingResult:
+    run_id: str
+    model_version: str
+    accuracy: float
+    f1_macro: float
+    promoted: bool
+
+
+def _s3(settings: Settings) -> data.S3Config:
+    secret = settings.s3_secret_access_key
+    return data.S3Config(
+        endpoint_url=settings.s3_endpoint_url,
+        access_key_id=settings.s3_access_key_id,
+        secret_access_key=secret.get_secret_value() if secret else None,
+    )
+
+
+def train_and_register(
+    settings: Settings, hyperparameters: dict[str, Any], *, job_id: str
+) -> TrainingResult:
+    import mlflow  # heavy; imported where it is used so `--help` stays fast
+    from mlflow.models import infer_signature
+
+    frame = data.read_csv(settings.dataset_uri, _s3(settings))
+    features, labels = data.split_features(frame, settings.target_column)
+    parts = model.split(features, labels, test_size=settings.test_size, seed=settings.random_seed)
+    pipeline = model.build_pipeline(hyperparameters)
+    pipeline.fit(parts.x_train, parts.y_train)
+    scores = model.evaluate(pipeline, parts.x_test, parts.y_test)
+    log.info("job %s: accuracy %.4f, macro F1 %.4f", job_id, scores["accuracy"], scores["f1_macro"])
+
+    mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
+    mlflow.set_experiment(settings.experiment_name)
+    with mlflow.start_run(run_name=job_id, tags={"mlops.job_id": job_id}) as run:
+        mlflow.log_params({**hyperparameters, "test_size": settings.test_size})
+        mlflow.log_metrics(scores)
+        info = mlflow.sklearn.log_model(
+            pipeline,
+            name="model",
+            signature=infer_signature(parts.x_train, pipeline.predict(parts.x_train)),
+            input_example=parts.x_train.head(3),
+            registered_model_name=settings.model_name,
+            skops_trusted_types=model.SKOPS_TRUSTED_TYPES,
+            # Given, not inferred: inference loads the model in a subprocess (seconds).
+            pip_requirements=model.pip_requirements(),
+            metadata={"classes": [str(c) for c in pipeline.classes_]},
+        )
+    version = str(info.registered_model_version)
+    promoted = scores["accuracy"] >= settings.accuracy_threshold
+    if promoted:
+        mlflow.MlflowClient().set_registered_model_alias(
+            settings.model_name, settings.champion_alias, version
+        )
+    return TrainingResult(
+        run.info.run_id, version, scores["accuracy"], scores["f1_macro"], promoted
+    )
+
+
+def outcome_alert(result: TrainingResult, settings: Settings) -> tuple[str, str]:
+    """(level, text) of the alert for a finished training run."""
+    if result.promoted:
+        return "success", (
+            f"Latest model accuracy was {result.accuracy:.4f}: version {result.model_version} "
+            f"of {settings.model_name} is now the {settings.champion_alias}."
+        )
+    return "warning", (
+        f"Latest model accuracy was {result.accuracy:.4f}, below the "
+        f"{settings.accuracy_threshold} threshold: version {result.model_version} is registered "
+        f"but not promoted."
+    )
+
+
+async def _mark_running(settings: Settings, job_id: str) -> None:
+    redis = connect(settings)
+    try:
+        await JobStore(redis, history=settings.job_history).mark_running(job_id, _now())
+    finally:
+        await redis.aclose()
+
+
+async def _record(
+    settings: Settings, job_id: str, fields: dict[str, Any], alert: tuple[str, str]
+) -> None:
+    """Record the job's outcome (it knows best, so it wins) and raise its one alert."""
+    redis = connect(settings)
+    try:
+        jobs = JobStore(redis, history=settings.job_history)
+        await jobs.update(job_id, **fields)
+        if await jobs.claim_final_alert(job_id):
+            level, text = alert
+            alerts = AlertStream(redis, max_len=settings.alert_history)
+            await alerts.publish(level, text, kind="training", data={"job_id": job_id, **fields})  # type: ignore[arg-type]
+    finally:
+        await redis.aclose()
+
+
+def run(job_id: str, hyperparameters: dict[str, Any], settings: Settings) -> int:
+    asyncio.run(_mark_running(settings, job_id))
+    try:
+        result = train_and_register(settings, hyperparameters, job_id=job_id)
+    except Exception as exc:
+        log.exception("job %s failed", job_id)
+        error = f"{type(exc).__name__}: {exc}"
+        fields = {"status": "failed", "finished_at": _now(), "error": error}
+        asyncio.run(
+            _record(settings, job_id, fields, ("error", f"Training job {job_id} failed: {error}"))
+        )
+        return 1
+    fields = {
+        "status": "succeeded",
+        "finished_at": _now(),
+        "run_id": result.run_id,
+        "model_version": result.model_version,
+        "accuracy": result.accuracy,
+        "f1_macro": result.f1_macro,
+        "promoted": result.promoted,
+        "error": None,
+    }
+    asyncio.run(_record(settings, job_id, fields, outcome_alert(result, settings)))
+    return 0
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--job-id", required=True)
+    parser.add_argument("--hyperparameters", default="{}", help="JSON object")
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO, format=f"%(asctime)s %(levelname)s job={args.job_id} %(message)s"
+    )
+    return run(args.job_id, json.loads(args.hyperparameters), Settings())
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,124 @@
+"""Request and response models of the public API.
+
+The request models keep the original design's fields (a public contract); the
+responses are ours.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+
+class TrainingRequest(BaseModel):
+    hyperparameters: dict[str, Any] = Field(
+        default_factory=dict,
+        description='RandomForestClassifier parameters, e.g. {"n_estimators": 100}.',
+        examples=[{"n_estimators": 100, "max_depth": 5}],
+    )
+
+
+class JobStatus(StrEnum):
+    PENDING = "pending"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    STOPPED = "stopped"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self in {JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.STOPPED}
+
+
+class JobAccepted(BaseModel):
+    job_id: str
+    status: JobStatus
+    status_url: str
+
+
+class JobInfo(BaseModel):
+    job_id: str
+    status: JobStatus
+    hyperparameters: dict[str, Any]
+    source: str = Field(description="Who asked: `api` or a schedule id.")
+    created_at: datetime
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    run_id: str | None = Field(None, description="MLflow run id.")
+    model_version: str | None = Field(None, description="Registered model version.")
+    accuracy: float | None = None
+    f1_macro: float | None = None
+    promoted: bool | None = Field(None, description="Whether this version became champion.")
+    error: str | None = None
+
+
+class JobList(BaseModel):
+    jobs: list[JobInfo]
+
+
+class LatestModel(BaseModel):
+    version: str
+    accuracy: float | None
+    trained_at: datetime
+    is_champion: bool
+    run_id: str | None
+
+
+class MetricsResponse(BaseModel):
+    latest_model: LatestModel | None
+    champion_version: str | None = Field(description="Version the champion alias points at.")
+    weekly_average: float | None = Field(
+        description="Mean accuracy of the training runs of the last 7 days."
+    )
+    avg_accuracy_last_7_days: dict[str, float] = Field(
+        description="Mean accuracy per day (YYYY-MM-DD, UTC) over the last 7 days."
+    )
+    runs: list[RunPoint] = Field(
+        description="Accuracy of each run of the last 7 days, oldest first."
+    )
+
+
+class RunPoint(BaseModel):
+    run_id: str
+    started_at: datetime
+    accuracy: float
+
+
+AlertLevel = Literal["info", "success", "warning", "error"]
+
+
+class Alert(BaseModel):
+    id: str = Field(description="Stream id; also the SSE event id.")
+    level: AlertLevel
+    text: str
+    kind: str = Field(description="What raised it: training, watch, schedule, system.")
+    created_at: datetime
+    data: dict[str, Any] | None = None
+
+
+class AlertList(BaseModel):
+    alerts: list[Alert]
+
+
+class DependencyState(BaseModel):
+    ok: bool
+    detail: str
+
+
+class ReadyResponse(BaseModel):
+    ready: bool
+    dependencies: dict[str, DependencyState]
+
+
+class HealthResponse(BaseModel):
+    status: Literal["ok"] = "ok"
+
+
+class ErrorResponse(BaseModel):
+    detail: str
+
+
+MetricsResponse.model_rebuild()

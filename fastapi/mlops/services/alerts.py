@@ -1,0 +1,118 @@
+"""Fan-out of the alert stream to Server-Sent Events clients.
+
+One reader per API process follows the Redis stream and copies each alert into a
+bounded queue per connected client, so N clients cost one Redis connection, not N.
+A client whose queue overflows is ended, not silently skipped: its browser reconnects
+with Last-Event-ID and the backlog comes from Redis, so no alert is lost either way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+from redis.exceptions import RedisError
+
+from mlops.clients.redis import AlertStream
+from mlops.schemas import Alert
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Event:
+    """An alert serialised once for every client."""
+
+    id: str
+    json: str
+
+
+_CLOSED = Event(id="", json="")
+
+
+def stream_id_key(stream_id: str) -> tuple[int, int]:
+    millis, _, seq = stream_id.partition("-")
+    return int(millis), int(seq or 0)
+
+
+def is_stream_id(value: str) -> bool:
+    try:
+        stream_id_key(value)
+    except ValueError:
+        return False
+    return True
+
+
+class AlertBroadcaster:
+    def __init__(self, stream: AlertStream, *, queue_size: int = 1024) -> None:
+        self._stream = stream
+        self._queue_size = queue_size
+        self._clients: set[asyncio.Queue[Event]] = set()
+        self.healthy = False
+
+    @property
+    def client_count(self) -> int:
+        return len(self._clients)
+
+    @contextmanager
+    def subscribe(self) -> Iterator[asyncio.Queue[Event]]:
+        queue: asyncio.Queue[Event] = asyncio.Queue(self._queue_size)
+        self._clients.add(queue)
+        try:
+            yield queue
+        finally:
+            self._clients.discard(queue)
+
+    def _deliver(self, alert: Alert) -> None:
+        event = Event(alert.id, alert.model_dump_json())
+        for queue in list(self._clients):
+            try:
+                queue.put_nowait(event)
+            except asyncio.QueueFull:
+                log.warning("an SSE client fell %d alerts behind; closing it", self._queue_size)
+                self._clients.discard(queue)
+                queue.get_nowait()  # make room for the close marker
+                queue.put_nowait(_CLOSED)
+
+    async def run(self) -> None:
+        """Follow the stream until cancelled, riding out Redis outages."""
+        last_id: str | None = None
+        delay = 0.2
+        while True:
+            try:
+                if last_id is None:
+                    last_id = await self._stream.last_id()
+                for alert in await self._stream.wait_after(last_id, block_ms=5000):
+                    self._deliver(alert)
+                    last_id = alert.id
+                self.healthy, delay = True, 0.2
+            except (RedisError, OSError) as exc:
+                if self.healthy:
+                    log.warning("alert stream unavailable, retrying: %s", exc)
+                self.healthy = False
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
+
+async def alert_events(
+    broadcaster: AlertBroadcaster, stream: AlertStream, last_event_id: str | None
+) -> AsyncIterator[Event]:
+    """Alerts after last_event_id (the backlog from Redis), then live ones, no duplicates."""
+    with broadcaster.subscribe() as queue:  # subscribed before the backlog read: no gap
+        sent = last_event_id
+        if last_event_id:
+            while backlog := await stream.after(sent or last_event_id):
+                for alert in backlog:
+                    yield Event(alert.id, alert.model_dump_json())
+                    sent = alert.id
+        while True:
+            event = await queue.get()
+            if event is _CLOSED:
+                return
+            if sent and stream_id_key(event.id) <= stream_id_key(sent):
+                continue
+            yield event
+            sent = event.id

@@ -1,0 +1,140 @@
+"""Submitting training jobs to Ray and keeping their records true to what Ray says."""
+
+from __future__ import annotations
+
+import json
+import logging
+import shlex
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from mlops.clients.ray_jobs import RayJobsClient
+from mlops.clients.redis import AlertStream, JobStore
+from mlops.ml.model import validate_hyperparameters
+from mlops.schemas import JobInfo, JobStatus
+from mlops.settings import Settings
+
+log = logging.getLogger(__name__)
+
+# MLflow's client retries for minutes by default; a job should fail while someone waits.
+_MLFLOW_CLIENT_ENV = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "3", "MLFLOW_HTTP_REQUEST_TIMEOUT": "30"}
+
+# How long a job record may exist before Ray must know it.
+_SUBMIT_GRACE_SECONDS = 60
+
+_RAY_STATUS = {
+    "PENDING": JobStatus.PENDING,
+    "RUNNING": JobStatus.RUNNING,
+    "SUCCEEDED": JobStatus.SUCCEEDED,
+    "FAILED": JobStatus.FAILED,
+    "STOPPED": JobStatus.STOPPED,
+}
+
+
+def new_job_id() -> str:
+    return f"train-{uuid.uuid4().hex[:12]}"
+
+
+async def submit_training(
+    *,
+    settings: Settings,
+    ray: RayJobsClient,
+    jobs: JobStore,
+    hyperparameters: dict[str, Any],
+    source: str = "api",
+) -> str:
+    """Validate, record and submit one training job; returns its id.
+
+    Raises HyperparameterError before anything is created, and RayJobsError (after
+    removing the record) when Ray does not take the job.
+    """
+    checked = validate_hyperparameters(
+        hyperparameters,
+        max_n_estimators=settings.max_n_estimators,
+        max_depth_limit=settings.max_depth_limit,
+    )
+    job_id = new_job_id()
+    await jobs.create(job_id, hyperparameters=checked, source=source)
+    entrypoint = shlex.join(
+        [
+            "python",
+            "-m",
+            "mlops.ml.train",
+            "--job-id",
+            job_id,
+            "--hyperparameters",
+            json.dumps(checked),
+        ]
+    )
+    try:
+        await ray.submit(
+            submission_id=job_id,
+            entrypoint=entrypoint,
+            env_vars={**settings.as_env(include_secrets=False), **_MLFLOW_CLIENT_ENV},
+            metadata={"kind": "training", "source": source},
+        )
+    except Exception:
+        await jobs.delete(job_id)
+        raise
+    log.info("submitted training job %s from %s with %s", job_id, source, checked)
+    return job_id
+
+
+def to_job_info(record: dict[str, Any]) -> JobInfo:
+    return JobInfo.model_validate(record)
+
+
+async def reconcile(*, ray: RayJobsClient, jobs: JobStore, alerts: AlertStream, limit: int) -> None:
+    """Bring unfinished job records in line with Ray, and alert on jobs that died.
+
+    The training command records its own outcome; this catches what it cannot: a job
+    that crashed before or outside our code (import error, killed worker, lost node).
+    Any number of API replicas may run it: the final alert is claimed once per job.
+    """
+    for record in await jobs.recent(limit):
+        if JobStatus(record["status"]).is_terminal:
+            continue
+        job_id = record["job_id"]
+        info = await ray.info(job_id)
+        if info is None:
+            if _age_seconds(record["created_at"]) < _SUBMIT_GRACE_SECONDS:
+                continue  # submission may still be on its way to Ray
+            ray_status, message = (
+                JobStatus.FAILED,
+                "Ray has no record of this job (cluster restarted?)",
+            )
+        else:
+            ray_status, message = (
+                _RAY_STATUS.get(info["status"], JobStatus.PENDING),
+                info.get("message"),
+            )
+        if not ray_status.is_terminal:
+            if ray_status is JobStatus.RUNNING and record["status"] == JobStatus.PENDING:
+                await jobs.update(job_id, status=JobStatus.RUNNING.value)
+            continue
+        fresh = await jobs.get(job_id) or {}
+        if JobStatus(fresh.get("status", "pending")).is_terminal:
+            continue  # the job recorded its own outcome meanwhile
+        error = message or f"job ended as {ray_status.value} without reporting a result"
+        finished = _ray_time(info, "end_time") if info else datetime.now(UTC).isoformat()
+        await jobs.update(job_id, status=ray_status.value, error=error, finished_at=finished)
+        log.warning("training job %s ended as %s: %s", job_id, ray_status.value, error)
+        if await jobs.claim_final_alert(job_id):
+            level = "error" if ray_status is JobStatus.FAILED else "warning"
+            await alerts.publish(
+                level,
+                f"Training job {job_id} {ray_status.value}: {error}",
+                kind="training",
+                data={"job_id": job_id, "status": ray_status.value},
+            )
+
+
+def _age_seconds(iso_time: str) -> float:
+    return (datetime.now(UTC) - datetime.fromisoformat(iso_time)).total_seconds()
+
+
+def _ray_time(info: dict[str, Any], key: str) -> str:
+    value = info.get(key)
+    moment = datetime.fromtimestamp(value / 1000, tz=UTC) if value else datetime.now(UTC)
+    return moment.isoformat()

@@ -1,0 +1,114 @@
+"""The platform's one settings object, read from MLOPS_* environment variables.
+
+Every host, port, name and credential the code uses comes from here; defaults are the
+local platform's (`make up`), and the Kubernetes manifests override them.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# Credentials that ship as examples (MinIO's well-known default); never valid in production.
+_EXAMPLE_SECRETS = {"minioadmin", "changeme", "secret", "password"}
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="MLOPS_", extra="ignore")
+
+    environment: Literal["development", "production"] = Field(
+        "development", description="`production` refuses example credentials at start-up."
+    )
+
+    # Where things are.
+    api_host: str = Field("127.0.0.1", description="Interface the API listens on.")
+    api_port: int = Field(8888, description="Port of the API (Swagger at /docs).")
+    ray_address: str = Field(
+        "http://127.0.0.1:8265", description="Ray dashboard URL: the Jobs and Serve REST APIs."
+    )
+    ray_gcs_port: int = Field(
+        6385, description="Port of the local Ray head's GCS (kept off Redis's 6379)."
+    )
+    serve_url: str = Field("http://127.0.0.1:8000", description="Ray Serve HTTP proxy URL.")
+    mlflow_tracking_uri: str = Field(
+        "http://127.0.0.1:5555", description="MLflow tracking server URL."
+    )
+    redis_url: str = Field(
+        "redis://127.0.0.1:6379/0",
+        description="Redis-compatible server. Locally, setting it skips the embedded server.",
+    )
+    redis_password: SecretStr | None = Field(None, description="Password for the Redis server.")
+    dashboard_port: int = Field(5001, description="Port of the dashboard (local platform).")
+    data_dir: Path = Field(
+        Path(".data"), description="Local platform state: MLflow store, Valkey data, logs."
+    )
+
+    # The dataset.
+    dataset_uri: str = Field(
+        "", description="CSV to train on: a path or s3:// URI (default: DATA_DIR/iris.csv)."
+    )
+    target_column: str = Field("variety", description="Label column of the dataset.")
+    s3_endpoint_url: str | None = Field(None, description="S3 endpoint (MinIO) for s3:// URIs.")
+    s3_access_key_id: str | None = Field(None, description="S3 access key id.")
+    s3_secret_access_key: SecretStr | None = Field(None, description="S3 secret key.")
+
+    # MLflow names and the promotion rule.
+    experiment_name: str = Field("mlops_experiment", description="MLflow experiment.")
+    model_name: str = Field("mlops_model", description="Registered model name.")
+    champion_alias: str = Field("champion", description="Alias of the model that serves.")
+    accuracy_threshold: float = Field(
+        0.9, ge=0, le=1, description="Minimum held-out accuracy to become the champion."
+    )
+    test_size: float = Field(0.2, gt=0, lt=1, description="Held-out fraction of the dataset.")
+    random_seed: int = Field(42, description="Seed of the train/test split.")
+
+    # Limits that keep one request from exhausting the cluster.
+    max_n_estimators: int = Field(500, ge=1, description="Upper bound on n_estimators.")
+    max_depth_limit: int = Field(64, ge=1, description="Upper bound on max_depth.")
+    alert_history: int = Field(10_000, ge=100, description="Alerts kept in the Redis stream.")
+    job_history: int = Field(1_000, ge=10, description="Training jobs kept in the job index.")
+    job_poll_seconds: float = Field(
+        2.0, gt=0, description="How often the API reconciles running jobs with Ray."
+    )
+    sse_ping_seconds: float = Field(15.0, gt=0, description="Keep-alive interval of /webhook.")
+
+    @model_validator(mode="after")
+    def _fill_defaults_and_refuse_example_secrets(self) -> Settings:
+        # Absolute, because Ray jobs and replicas run in other working directories.
+        self.data_dir = self.data_dir.expanduser().resolve()
+        if not self.dataset_uri:
+            self.dataset_uri = str(self.data_dir / "iris.csv")
+        if self.environment == "production":
+            for name in ("redis_password", "s3_secret_access_key"):
+                value = getattr(self, name)
+                if value is not None and value.get_secret_value() in _EXAMPLE_SECRETS:
+                    raise ValueError(f"MLOPS_{name.upper()} is an example value; set a real one")
+        return self
+
+    def as_env(self, *, include_secrets: bool) -> dict[str, str]:
+        """These settings as MLOPS_* variables, for processes the platform starts.
+
+        Ray jobs get them without secrets: those reach a job from the Ray node's own
+        environment (a Kubernetes Secret in the cluster, the supervisor's environment
+        locally), never through the Jobs API, whose payload the Ray dashboard shows.
+        """
+        env: dict[str, str] = {}
+        for name in type(self).model_fields:
+            value = getattr(self, name)
+            if value is None:
+                continue
+            if isinstance(value, SecretStr):
+                if not include_secrets:
+                    continue
+                value = value.get_secret_value()
+            env[f"MLOPS_{name.upper()}"] = str(value)
+        return env
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()
