@@ -9,10 +9,10 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import httpx
-from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from redis.exceptions import RedisError
 
+from fastapi import FastAPI, Request
 from mlops.api import alerts, health, metrics, training
 from mlops.clients import redis as redis_client
 from mlops.clients.mlflow_registry import MlflowRegistry, MlflowUnavailable

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Header, HTTPException, Query, status
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
+from fastapi import APIRouter, Header, HTTPException, Query, status
 from mlops.api.deps import ServicesDep
 from mlops.schemas import AlertList
 from mlops.services.alerts import alert_events, is_stream_id
@@ -20,7 +20,8 @@ router = APIRouter(tags=["alerts"])
     responses={
         200: {
             "content": {"text/event-stream": {}},
-            "description": "One `alert` event per alert; `id` is its stream id.",
+            "description": "First a `ready` event (id: the stream position at connection), "
+            "then one `alert` event per alert (id: its stream id).",
         }
     },
 )
@@ -40,7 +41,7 @@ async def webhook(
 
     async def events():
         async for event in alert_events(services.broadcaster, services.alerts, resume_from):
-            yield ServerSentEvent(data=event.json, id=event.id, event="alert")
+            yield ServerSentEvent(data=event.json, id=event.id, event=event.kind)
 
     return EventSourceResponse(
         events(),

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import Depends, Request
-
 from mlops.services.container import Services
 from mlops.settings import Settings
 

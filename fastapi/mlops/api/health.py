@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable
 
-from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
+from fastapi import APIRouter
 from mlops.api.deps import ServicesDep
 from mlops.schemas import DependencyState, HealthResponse, ReadyResponse
 

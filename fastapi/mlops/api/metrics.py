@@ -5,7 +5,6 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from fastapi import APIRouter
-
 from mlops.api.deps import ServicesDep
 from mlops.schemas import ErrorResponse, MetricsResponse
 from mlops.services.metrics import model_metrics

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Query, status
-
 from mlops.api.deps import ServicesDep
 from mlops.schemas import ErrorResponse, JobAccepted, JobInfo, JobList, JobStatus, TrainingRequest
 from mlops.services.training import submit_training, to_job_info

@@ -10,7 +10,9 @@ import sys
 import time
 from pathlib import Path
 
-from mlops.local.platform import LocalPlatform
+import psutil
+
+from mlops.local.platform import LocalPlatform, should_embed_redis
 from mlops.local.supervisor import StartupError
 from mlops.settings import Settings
 
@@ -22,13 +24,14 @@ def _pid_file(settings: Settings) -> Path:
 
 
 def _alive(pid: int) -> bool:
+    """True while pid is a running local platform (not a zombie, not a reused pid)."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        process = psutil.Process(pid)
+        command = " ".join(process.cmdline())
+        is_platform = "mlops.local" in command or "mlops-local" in command
+        return process.status() != psutil.STATUS_ZOMBIE and is_platform
+    except psutil.Error:
         return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _running_pid(settings: Settings) -> int | None:
@@ -43,8 +46,7 @@ def up(settings: Settings, outputs: Path) -> int:
     if pid := _running_pid(settings):
         log.error("the platform is already running (pid %d); `make down` stops it", pid)
         return 1
-    # MLOPS_REDIS_URL given: use that server; otherwise run the embedded one.
-    platform = LocalPlatform(settings, embed_redis="redis_url" not in settings.model_fields_set)
+    platform = LocalPlatform(settings, embed_redis=should_embed_redis(settings))
     stopping = False
 
     def request_stop(signum: int, _frame: object) -> None:

@@ -28,6 +28,19 @@ def ensure_dataset(settings: Settings) -> bool:
     return True
 
 
+def should_embed_redis(settings: Settings) -> bool:
+    """Run the embedded server unless MLOPS_REDIS_URL names a remote host or a server
+    already answers there (then that one is used)."""
+    url = urlparse(settings.redis_url)
+    if url.hostname not in {"127.0.0.1", "localhost", "::1"}:
+        log.info("using the Redis server at %s:%s", url.hostname, url.port)
+        return False
+    if port_in_use(url.port or 6379):
+        log.info("using the Redis-compatible server already running on port %s", url.port)
+        return False
+    return True
+
+
 @dataclass
 class LocalPlatform:
     settings: Settings

@@ -1,7 +1,7 @@
 """Start, watch and stop the local platform's processes, with no orphans.
 
-Each component runs in its own process group (Ray and MLflow fork workers), so
-stopping a component signals the whole group: SIGTERM, a grace period, then SIGKILL.
+Each component runs in its own process group (Ray and MLflow fork workers). Stopping
+one sends SIGTERM to its leader, waits a grace period, then SIGKILLs the whole group.
 Ray's workers leave the group (they call setsid), so the process tree is taken before
 the signal and whatever of it survives is killed too.
 """
@@ -111,7 +111,9 @@ class Supervisor:
         process = running.process
         tree = _descendants(process.pid)
         if process.poll() is None:
-            _signal_group(process.pid, signal.SIGTERM)
+            # The leader first: it stops its own children in order (ray start tears down
+            # raylet, GCS and dashboard; signalling them all at once can hang it).
+            process.terminate()
             try:
                 process.wait(grace)
             except subprocess.TimeoutExpired:

@@ -9,6 +9,7 @@ with Last-Event-ID and the backlog comes from Redis, so no alert is lost either 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
@@ -24,10 +25,11 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Event:
-    """An alert serialised once for every client."""
+    """An SSE event; alerts are serialised once for every client."""
 
     id: str
     json: str
+    kind: str = "alert"
 
 
 _CLOSED = Event(id="", json="")
@@ -100,19 +102,23 @@ class AlertBroadcaster:
 async def alert_events(
     broadcaster: AlertBroadcaster, stream: AlertStream, last_event_id: str | None
 ) -> AsyncIterator[Event]:
-    """Alerts after last_event_id (the backlog from Redis), then live ones, no duplicates."""
-    with broadcaster.subscribe() as queue:  # subscribed before the backlog read: no gap
-        sent = last_event_id
-        if last_event_id:
-            while backlog := await stream.after(sent or last_event_id):
-                for alert in backlog:
-                    yield Event(alert.id, alert.model_dump_json())
-                    sent = alert.id
+    """A `ready` event, the alerts after last_event_id (from Redis), then live ones.
+
+    `ready` carries the stream position at subscription as its id, so a client that
+    drops before any alert arrives still resumes from the moment it connected.
+    """
+    with broadcaster.subscribe() as queue:  # subscribed before reading: no gap
+        sent = last_event_id or await stream.last_id()
+        yield Event(sent, json.dumps({"cursor": sent}), kind="ready")
+        while backlog := await stream.after(sent):
+            for alert in backlog:
+                yield Event(alert.id, alert.model_dump_json())
+                sent = alert.id
         while True:
             event = await queue.get()
             if event is _CLOSED:
                 return
-            if sent and stream_id_key(event.id) <= stream_id_key(sent):
-                continue
+            if stream_id_key(event.id) <= stream_id_key(sent):
+                continue  # already sent from the backlog
             yield event
             sent = event.id

@@ -1,0 +1,98 @@
+"""Small helpers the tests share: free ports, polling, and an SSE reader."""
+
+from __future__ import annotations
+
+import json
+import queue
+import socket
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import pytest
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for(
+    check: Callable[[], Any], *, timeout: float, interval: float = 0.25, what: str = "condition"
+) -> Any:
+    """Poll check() until it returns something truthy; fail with `what` after timeout."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if result := check():
+            return result
+        time.sleep(interval)
+    pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+def wait_for_job(api: httpx.Client, job_id: str, timeout: float = 180) -> dict[str, Any]:
+    """The job record once it reaches a final status."""
+
+    def finished() -> dict[str, Any] | None:
+        job = api.get(f"/jobs/{job_id}").raise_for_status().json()
+        return job if job["status"] in {"succeeded", "failed", "stopped"} else None
+
+    return wait_for(finished, timeout=timeout, what=f"job {job_id} to finish")
+
+
+@dataclass(frozen=True)
+class SseEvent:
+    event: str
+    id: str
+    data: Any
+
+
+class SseReader:
+    """Reads one /webhook stream on a thread; events arrive in `events`."""
+
+    def __init__(self, url: str, headers: dict[str, str] | None = None) -> None:
+        self.events: queue.Queue[SseEvent] = queue.Queue()
+        self._client = httpx.Client(timeout=httpx.Timeout(10, read=None))
+        self._url = url
+        self._headers = headers or {}
+        self._thread = threading.Thread(target=self._read, daemon=True)
+        self._thread.start()
+
+    def _read(self) -> None:
+        fields: dict[str, str] = {}
+        try:
+            with self._client.stream("GET", self._url, headers=self._headers) as response:
+                for line in response.iter_lines():
+                    if not line:
+                        if "data" in fields:
+                            self.events.put(
+                                SseEvent(
+                                    fields.get("event", "message"),
+                                    fields.get("id", ""),
+                                    json.loads(fields["data"]),
+                                )
+                            )
+                        fields = {}
+                    elif not line.startswith(":"):
+                        name, _, value = line.partition(":")
+                        fields[name] = value.removeprefix(" ")
+        except httpx.HTTPError:
+            pass  # closed by the test
+
+    def next(self, kind: str = "alert", timeout: float = 10) -> SseEvent:
+        """The next event of the given kind, skipping others."""
+        deadline = time.monotonic() + timeout
+        while (left := deadline - time.monotonic()) > 0:
+            try:
+                event = self.events.get(timeout=left)
+            except queue.Empty:
+                break
+            if event.event == kind:
+                return event
+        pytest.fail(f"no {kind!r} event within {timeout}s")
+
+    def close(self) -> None:
+        self._client.close()

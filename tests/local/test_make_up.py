@@ -1,0 +1,65 @@
+"""`make up` and `make down` as a user runs them: the real commands, end to end."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import psutil
+import pytest
+from conftest import platform_settings
+from helpers import wait_for
+
+pytestmark = pytest.mark.slow
+
+
+def _processes_using(folder: Path) -> list[psutil.Process]:
+    found = []
+    for process in psutil.process_iter(["cmdline"]):
+        if any(str(folder) in part for part in process.info["cmdline"] or []):
+            found.append(process)
+    return found
+
+
+def test_up_serves_the_platform_and_down_leaves_no_process(tmp_path: Path) -> None:
+    settings = platform_settings(tmp_path / "data")
+    env = {**os.environ, **settings.as_env(include_secrets=True)}
+    outputs = tmp_path / "outputs"
+    up = subprocess.Popen(
+        [sys.executable, "-m", "mlops.local", "up", "--outputs", str(outputs)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        wait_for(
+            lambda: (outputs / "urls.txt").exists() or up.poll() is not None,
+            timeout=180,
+            what="make up to print its URLs",
+        )
+        assert up.poll() is None, up.stdout.read() if up.stdout else ""
+        urls = (outputs / "urls.txt").read_text()
+        assert f"http://127.0.0.1:{settings.api_port}/docs" in urls
+        assert settings.mlflow_tracking_uri in urls
+        ready = httpx.get(f"http://127.0.0.1:{settings.api_port}/ready", timeout=10).json()
+        assert ready["ready"] is True, ready
+        assert Path(settings.dataset_uri).exists()
+
+        down = subprocess.run(
+            [sys.executable, "-m", "mlops.local", "down"],
+            env=env,
+            timeout=90,
+            capture_output=True,
+            text=True,
+        )
+
+        assert down.returncode == 0, down.stdout + down.stderr
+        assert up.wait(30) == 0
+        assert _processes_using(settings.data_dir) == []
+    finally:
+        if up.poll() is None:
+            up.kill()

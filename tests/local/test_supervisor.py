@@ -1,0 +1,62 @@
+"""The local platform's process handling: nothing outlives a stop."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import psutil
+import pytest
+
+from mlops.local.components import Component
+from mlops.local.platform import ensure_dataset
+from mlops.local.supervisor import StartupError, Supervisor
+from mlops.ml import data
+from mlops.settings import Settings
+
+# A parent that starts a child in a new session, as Ray's raylet starts its workers.
+_ESCAPING_CHILD = (
+    "import subprocess, sys, time\n"
+    "subprocess.Popen([sys.executable, '-c', 'import os, time; os.setsid(); time.sleep(120)'])\n"
+    "time.sleep(120)\n"
+)
+
+
+def test_stop_kills_children_that_left_the_process_group(tmp_path: Path) -> None:
+    supervisor = Supervisor(tmp_path)
+    running = supervisor.start(Component("escaper", [sys.executable, "-c", _ESCAPING_CHILD]))
+    parent = psutil.Process(running.process.pid)
+    children = _wait_for_children(parent)
+
+    supervisor.stop(running, grace=2)
+
+    assert not parent.is_running()
+    assert not any(child.is_running() for child in children)
+
+
+def _wait_for_children(parent: psutil.Process) -> list[psutil.Process]:
+    for _ in range(100):
+        if children := parent.children(recursive=True):
+            return children
+        psutil.wait_procs([], timeout=0.05)
+    pytest.fail("the test process never started its child")
+
+
+def test_a_component_that_exits_at_start_reports_its_log(tmp_path: Path) -> None:
+    supervisor = Supervisor(tmp_path)
+    failing = Component(
+        "broken",
+        [sys.executable, "-c", "print('bad config'); raise SystemExit(3)"],
+        ready_port=1,
+    )
+
+    with pytest.raises(StartupError, match="broken exited with 3:\\nbad config"):
+        supervisor.wait_ready([supervisor.start(failing)], timeout=10)
+
+
+def test_dataset_is_written_once_when_missing(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path)
+
+    assert ensure_dataset(settings) is True
+    assert ensure_dataset(settings) is False
+    assert data.read_csv(settings.dataset_uri).equals(data.iris_frame())

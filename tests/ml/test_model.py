@@ -1,0 +1,79 @@
+"""The model's behaviour: validation rules, held-out accuracy, determinism, safe loading."""
+
+from __future__ import annotations
+
+import pytest
+import skops.io as sio
+
+from mlops.ml import data, model
+
+LIMITS = {"max_n_estimators": 500, "max_depth_limit": 64}
+
+
+def _iris_split() -> model.Split:
+    features, labels = data.split_features(data.iris_frame(), data.IRIS_TARGET)
+    return model.split(features, labels, test_size=0.2, seed=42)
+
+
+def test_valid_hyperparameters_pass_unchanged() -> None:
+    given = {"n_estimators": 50, "max_depth": 4, "criterion": "entropy", "random_state": 1}
+
+    assert model.validate_hyperparameters(given, **LIMITS) == given
+
+
+@pytest.mark.parametrize(
+    ("given", "key"),
+    [
+        ({"learning_rate": 0.1}, "learning_rate"),
+        ({"n_estimators": 0}, "n_estimators"),
+        ({"n_estimators": 501}, "n_estimators"),
+        ({"max_depth": 65}, "max_depth"),
+        ({"max_features": "most"}, "max_features"),
+        ({"min_samples_split": float("nan")}, "min_samples_split"),
+        ({"warm_start": True}, "warm_start"),
+        # A rule between two parameters may name either of them.
+        ({"max_samples": 0.5, "bootstrap": False}, {"max_samples", "bootstrap"}),
+    ],
+)
+def test_invalid_hyperparameters_name_the_offending_key(given: dict, key: str | set) -> None:
+    with pytest.raises(model.HyperparameterError) as raised:
+        model.validate_hyperparameters(given, **LIMITS)
+
+    assert raised.value.key in ({key} if isinstance(key, str) else key)
+
+
+def test_pipeline_beats_the_accuracy_floor_on_held_out_iris() -> None:
+    parts = _iris_split()
+    pipeline = model.build_pipeline({"random_state": 0}).fit(parts.x_train, parts.y_train)
+
+    scores = model.evaluate(pipeline, parts.x_test, parts.y_test)
+
+    assert scores["accuracy"] >= 0.9
+    assert scores["f1_macro"] >= 0.9
+
+
+def test_same_seed_gives_the_same_predictions() -> None:
+    parts = _iris_split()
+
+    first = model.build_pipeline({"random_state": 7}).fit(parts.x_train, parts.y_train)
+    second = model.build_pipeline({"random_state": 7}).fit(parts.x_train, parts.y_train)
+
+    assert list(first.predict(parts.x_test)) == list(second.predict(parts.x_test))
+
+
+def test_pipeline_scales_inside_so_raw_rows_predict_correctly() -> None:
+    parts = _iris_split()
+    pipeline = model.build_pipeline({"random_state": 0}).fit(parts.x_train, parts.y_train)
+
+    setosa = parts.x_test[parts.y_test == "Setosa"].head(1)
+
+    assert pipeline.predict(setosa)[0] == "Setosa"
+
+
+def test_skops_needs_exactly_the_declared_trusted_types() -> None:
+    parts = _iris_split()
+    pipeline = model.build_pipeline({"n_estimators": 3}).fit(parts.x_train, parts.y_train)
+
+    untrusted = sio.get_untrusted_types(data=sio.dumps(pipeline))
+
+    assert untrusted == model.SKOPS_TRUSTED_TYPES

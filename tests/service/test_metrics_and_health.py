@@ -1,0 +1,71 @@
+"""/get_metrics against the real MLflow server, and the health endpoints."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from datetime import UTC, datetime
+
+import httpx
+import pytest
+from helpers import wait_for_job
+
+from mlops.clients.mlflow_registry import MlflowRegistry
+from mlops.services.metrics import model_metrics
+from mlops.settings import Settings
+
+
+def test_metrics_of_an_empty_registry_are_nulls_and_an_empty_map(
+    platform, settings: Settings
+) -> None:
+    fresh = settings.model_copy(
+        update={"model_name": f"empty_{uuid.uuid4().hex[:8]}", "experiment_name": "no_runs_yet"}
+    )
+
+    async def fetch():
+        async with httpx.AsyncClient() as http:
+            registry = MlflowRegistry(http, settings.mlflow_tracking_uri)
+            return await model_metrics(registry=registry, settings=fresh, now=datetime.now(UTC))
+
+    metrics = asyncio.run(fetch())
+
+    assert metrics.latest_model is None
+    assert metrics.champion_version is None
+    assert metrics.weekly_average is None
+    assert metrics.avg_accuracy_last_7_days == {}
+    assert metrics.runs == []
+
+
+@pytest.mark.slow
+def test_metrics_report_the_latest_version_and_todays_average(api: httpx.Client) -> None:
+    job = wait_for_job(
+        api, api.post("/trigger_training", json={"hyperparameters": {}}).json()["job_id"]
+    )
+
+    metrics = api.get("/get_metrics")
+
+    assert metrics.status_code == 200
+    body = metrics.json()
+    assert body["latest_model"]["version"] == job["model_version"]
+    assert body["latest_model"]["accuracy"] == pytest.approx(job["accuracy"])
+    assert body["latest_model"]["is_champion"] is True
+    assert body["champion_version"] == job["model_version"]
+    today = datetime.now(UTC).date().isoformat()
+    accuracies = [run["accuracy"] for run in body["runs"]]
+    assert job["run_id"] in {run["run_id"] for run in body["runs"]}
+    assert body["weekly_average"] == pytest.approx(sum(accuracies) / len(accuracies))
+    assert body["avg_accuracy_last_7_days"][today] == pytest.approx(body["weekly_average"])
+
+
+def test_health_answers_without_dependencies(api: httpx.Client) -> None:
+    assert api.get("/health").json() == {"status": "ok"}
+
+
+def test_ready_reports_each_dependency(api: httpx.Client) -> None:
+    response = api.get("/ready")
+
+    assert response.status_code == 200
+    body = response.json()
+    assert body["ready"] is True
+    assert set(body["dependencies"]) == {"ray", "mlflow", "redis"}
+    assert body["dependencies"]["ray"]["detail"] == "2.60.0"

@@ -1,0 +1,145 @@
+"""Training through the API: a real Ray job, a real MLflow registry, alerts in Redis."""
+
+from __future__ import annotations
+
+import asyncio
+
+import httpx
+import pytest
+from helpers import wait_for, wait_for_job
+from mlflow import MlflowClient
+
+from mlops.clients.ray_jobs import RayJobsClient
+from mlops.clients.redis import JobStore, connect
+from mlops.services.training import submit_training
+from mlops.settings import Settings
+
+pytestmark = pytest.mark.slow
+
+
+def _ray_job_count(settings: Settings) -> int:
+    return len(httpx.get(f"{settings.ray_address}/api/jobs/").raise_for_status().json())
+
+
+def test_training_with_default_hyperparameters_registers_a_champion(
+    api: httpx.Client, settings: Settings
+) -> None:
+    registry = MlflowClient(settings.mlflow_tracking_uri)
+    versions_before = len(registry.search_model_versions(f"name='{settings.model_name}'"))
+
+    accepted = api.post("/trigger_training", json={"hyperparameters": {}})
+
+    assert accepted.status_code == 202
+    job_id = accepted.json()["job_id"]
+    job = wait_for_job(api, job_id)
+    assert job["status"] == "succeeded", job
+    assert job["accuracy"] >= 0.9
+    assert 0 < job["f1_macro"] <= 1
+    assert job["promoted"] is True
+    versions = registry.search_model_versions(f"name='{settings.model_name}'")
+    assert len(versions) == versions_before + 1
+    champion = registry.get_model_version_by_alias(settings.model_name, settings.champion_alias)
+    assert champion.version == job["model_version"]
+    assert champion.run_id == job["run_id"]
+    run = registry.get_run(job["run_id"])
+    assert run.data.tags["mlops.job_id"] == job_id
+    assert run.data.metrics["accuracy"] == pytest.approx(job["accuracy"])
+
+
+def test_training_success_raises_one_success_alert(api: httpx.Client) -> None:
+    job_id = api.post("/trigger_training", json={"hyperparameters": {"n_estimators": 20}}).json()[
+        "job_id"
+    ]
+    job = wait_for_job(api, job_id)
+
+    alerts = [
+        a for a in api.get("/alerts").json()["alerts"] if (a["data"] or {}).get("job_id") == job_id
+    ]
+
+    assert len(alerts) == 1
+    assert alerts[0]["level"] == "success"
+    assert alerts[0]["text"].startswith(f"Latest model accuracy was {job['accuracy']:.4f}")
+
+
+@pytest.mark.parametrize(
+    ("hyperparameters", "key"),
+    [
+        ({"n_estimator": 10}, "n_estimator"),
+        ({"max_depth": "deep"}, "max_depth"),
+        ({"n_estimators": -3}, "n_estimators"),
+        ({"n_estimators": 10_000}, "n_estimators"),
+        ({"criterion": "nonsense"}, "criterion"),
+        ({"n_jobs": 8}, "n_jobs"),
+        # A rule between two parameters may name either of them.
+        ({"oob_score": True, "bootstrap": False}, "oob_score|bootstrap"),
+    ],
+)
+def test_bad_hyperparameters_are_rejected_and_create_no_job(
+    api: httpx.Client, settings: Settings, hyperparameters: dict, key: str
+) -> None:
+    jobs_before = api.get("/jobs").json()["jobs"]
+    ray_jobs_before = _ray_job_count(settings)
+
+    response = api.post("/trigger_training", json={"hyperparameters": hyperparameters})
+
+    assert response.status_code == 422
+    error = response.json()["detail"][0]
+    named = error["loc"][-1]
+    assert error["loc"][:2] == ["body", "hyperparameters"]
+    assert named in key.split("|")
+    assert named in error["msg"]
+    assert api.get("/jobs").json()["jobs"] == jobs_before
+    assert _ray_job_count(settings) == ray_jobs_before
+
+
+def test_malformed_training_request_is_422(api: httpx.Client) -> None:
+    response = api.post("/trigger_training", json={"hyperparameters": [1, 2]})
+
+    assert response.status_code == 422
+
+
+def test_job_with_a_missing_dataset_fails_with_its_error_and_an_error_alert(
+    api: httpx.Client, settings: Settings
+) -> None:
+    broken = settings.model_copy(update={"dataset_uri": str(settings.data_dir / "missing.csv")})
+
+    async def submit() -> str:
+        redis = connect(settings)
+        async with httpx.AsyncClient() as http:
+            try:
+                return await submit_training(
+                    settings=broken,
+                    ray=RayJobsClient(http, settings.ray_address),
+                    jobs=JobStore(redis, history=settings.job_history),
+                    hyperparameters={},
+                )
+            finally:
+                await redis.aclose()
+
+    job_id = asyncio.run(submit())
+    job = wait_for_job(api, job_id)
+
+    assert job["status"] == "failed"
+    assert "missing.csv" in job["error"]
+    assert job["model_version"] is None
+    alert = wait_for(
+        lambda: next(
+            (
+                a
+                for a in api.get("/alerts").json()["alerts"]
+                if (a["data"] or {}).get("job_id") == job_id
+            ),
+            None,
+        ),
+        timeout=10,
+        what="the error alert",
+    )
+    assert alert["level"] == "error"
+    assert "missing.csv" in alert["text"]
+
+
+def test_unknown_job_is_404(api: httpx.Client) -> None:
+    response = api.get("/jobs/train-doesnotexist")
+
+    assert response.status_code == 404
+    assert "train-doesnotexist" in response.json()["detail"]
