@@ -30,6 +30,7 @@ def platform_settings(data_dir: Path, **overrides: Any) -> Settings:
         "mlflow_tracking_uri": f"http://127.0.0.1:{free_port()}",
         "redis_url": f"redis://127.0.0.1:{free_port()}/0",
         "job_poll_seconds": 0.5,
+        "schedule_minute_seconds": 1.0,
         **overrides,
     }
     return Settings(**values)

@@ -13,7 +13,7 @@ from fastapi.responses import JSONResponse
 from redis.exceptions import RedisError
 
 from fastapi import FastAPI, Request
-from mlops.api import alerts, health, metrics, training
+from mlops.api import alerts, health, metrics, schedules, training
 from mlops.clients import redis as redis_client
 from mlops.clients.mlflow_registry import MlflowRegistry, MlflowUnavailable
 from mlops.clients.ray_jobs import RayJobsClient, RayJobsError
@@ -21,6 +21,7 @@ from mlops.clients.redis import AlertStream, JobStore
 from mlops.ml.model import HyperparameterError
 from mlops.services.alerts import AlertBroadcaster
 from mlops.services.container import Services
+from mlops.services.schedules import Schedules
 from mlops.services.training import reconcile
 from mlops.settings import Settings, get_settings
 
@@ -34,6 +35,15 @@ async def _reconcile_forever(services: Services) -> None:
         except (RayJobsError, RedisError, OSError) as exc:
             log.warning("job reconciliation skipped: %s", exc)
         await asyncio.sleep(services.settings.job_poll_seconds)
+
+
+async def _wake_scheduler(schedules: Schedules, settings: Settings) -> None:
+    """Re-read the shared schedule store now and then: another replica may have added
+    a schedule, or stopped, leaving its schedules for this one to run."""
+    period = min(5.0, settings.schedule_minute_seconds / 2)
+    while True:
+        await asyncio.sleep(period)
+        schedules.wakeup()
 
 
 @asynccontextmanager
@@ -55,10 +65,13 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         alerts=stream,
         broadcaster=AlertBroadcaster(stream),
     )
+    services.schedules = Schedules(services)
+    services.schedules.start(asyncio.get_running_loop())
     app.state.services = services
     tasks = [
         asyncio.create_task(services.broadcaster.run(), name="alert-broadcaster"),
         asyncio.create_task(_reconcile_forever(services), name="job-reconciler"),
+        asyncio.create_task(_wake_scheduler(services.schedules, settings), name="schedule-sync"),
     ]
     log.info("API up: ray=%s mlflow=%s", settings.ray_address, settings.mlflow_tracking_uri)
     try:
@@ -69,6 +82,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        services.schedules.shutdown()
         await redis.aclose()
         await http.aclose()
 
@@ -117,6 +131,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_exception_handler(
         RedisError, _unavailable("Redis", "Check MLOPS_REDIS_URL and /ready.")
     )
-    for router in (training.router, metrics.router, alerts.router, health.router):
+    for router in (
+        training.router,
+        schedules.router,
+        metrics.router,
+        alerts.router,
+        health.router,
+    ):
         app.include_router(router)
     return app

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field
 
@@ -19,6 +19,39 @@ class TrainingRequest(BaseModel):
         description='RandomForestClassifier parameters, e.g. {"n_estimators": 100}.',
         examples=[{"n_estimators": 100, "max_depth": 5}],
     )
+
+
+# A schedule's period: a whole number of minutes from one to a week.
+Minutes = Annotated[int, Field(strict=True, ge=1, le=10_080, description="1 to 10,080 (a week).")]
+
+
+class ScheduleTrainingRequest(BaseModel):
+    minutes: Minutes
+    hyperparameters: dict[str, Any] = Field(default_factory=dict, examples=[{"n_estimators": 100}])
+
+
+class WatchModelRequest(BaseModel):
+    minutes: Minutes
+
+
+class ScheduleInfo(BaseModel):
+    schedule_id: str
+    kind: Literal["training", "watch"]
+    minutes: int
+    hyperparameters: dict[str, Any] | None = None
+    created_at: datetime
+    next_run_time: datetime | None
+    last_run_at: datetime | None = None
+    runs: int = Field(0, description="Runs so far, across all API replicas.")
+
+
+class ScheduleList(BaseModel):
+    schedules: list[ScheduleInfo]
+
+
+class ScheduleRemoved(BaseModel):
+    schedule_id: str
+    removed: Literal[True] = True
 
 
 class JobStatus(StrEnum):

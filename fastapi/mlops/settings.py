@@ -42,6 +42,9 @@ class Settings(BaseSettings):
         description="Redis-compatible server. Locally, setting it skips the embedded server.",
     )
     redis_password: SecretStr | None = Field(None, description="Password for the Redis server.")
+    redis_max_connections: int = Field(
+        64, ge=4, description="Redis connections per API process (requests wait for one)."
+    )
     dashboard_port: int = Field(5001, description="Port of the dashboard (local platform).")
     data_dir: Path = Field(
         Path(".data"), description="Local platform state: MLflow store, Valkey data, logs."
@@ -73,6 +76,11 @@ class Settings(BaseSettings):
     job_history: int = Field(1_000, ge=10, description="Training jobs kept in the job index.")
     job_poll_seconds: float = Field(
         2.0, gt=0, description="How often the API reconciles running jobs with Ray."
+    )
+    schedule_minute_seconds: float = Field(
+        60.0,
+        gt=0,
+        description="Length of a schedule 'minute' in seconds. For tests only: keep 60.",
     )
     sse_ping_seconds: float = Field(15.0, gt=0, description="Keep-alive interval of /webhook.")
 

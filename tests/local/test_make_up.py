@@ -62,4 +62,5 @@ def test_up_serves_the_platform_and_down_leaves_no_process(tmp_path: Path) -> No
         assert _processes_using(settings.data_dir) == []
     finally:
         if up.poll() is None:
-            up.kill()
+            up.terminate()  # SIGTERM: the supervisor stops its components
+            up.wait(60)

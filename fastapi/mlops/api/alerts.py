@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Annotated
 
+from redis.exceptions import RedisError
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from fastapi import APIRouter, Header, HTTPException, Query, status
@@ -11,7 +13,9 @@ from mlops.api.deps import ServicesDep
 from mlops.schemas import AlertList
 from mlops.services.alerts import alert_events, is_stream_id
 
+log = logging.getLogger(__name__)
 router = APIRouter(tags=["alerts"])
+_RECONNECT_MS = 2000
 
 
 @router.get(
@@ -40,8 +44,14 @@ async def webhook(
         )
 
     async def events():
-        async for event in alert_events(services.broadcaster, services.alerts, resume_from):
-            yield ServerSentEvent(data=event.json, id=event.id, event=event.kind)
+        try:
+            async for event in alert_events(services.broadcaster, services.alerts, resume_from):
+                # `retry` tells the browser how soon to reconnect if the stream drops.
+                retry = _RECONNECT_MS if event.kind == "ready" else None
+                yield ServerSentEvent(data=event.json, id=event.id, event=event.kind, retry=retry)
+        except RedisError as exc:
+            # The stream ends; the client reconnects with Last-Event-ID and loses nothing.
+            log.warning("closing an SSE stream, Redis failed: %s", exc)
 
     return EventSourceResponse(
         events(),

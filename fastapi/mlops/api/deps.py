@@ -6,6 +6,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 from mlops.services.container import Services
+from mlops.services.schedules import Schedules
 from mlops.settings import Settings
 
 
@@ -19,3 +20,12 @@ def get_app_settings(request: Request) -> Settings:
 
 ServicesDep = Annotated[Services, Depends(get_services)]
 SettingsDep = Annotated[Settings, Depends(get_app_settings)]
+
+
+def get_schedules(request: Request) -> Schedules:
+    schedules = request.app.state.services.schedules
+    assert schedules is not None, "the lifespan starts the scheduler"
+    return schedules
+
+
+SchedulesDep = Annotated[Schedules, Depends(get_schedules)]

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 
 from mlops.schemas import Alert, AlertLevel
 from mlops.settings import Settings
@@ -21,14 +21,19 @@ JOB_INDEX = "mlops:jobs"
 
 
 def connect(settings: Settings) -> Redis:
+    """A client whose pool makes bursts (hundreds of SSE clients connecting at once)
+    wait briefly for a connection instead of failing."""
     password = settings.redis_password.get_secret_value() if settings.redis_password else None
-    return Redis.from_url(
+    pool = BlockingConnectionPool.from_url(
         settings.redis_url,
+        max_connections=settings.redis_max_connections,
+        timeout=10,
         password=password,
         decode_responses=True,
         socket_connect_timeout=3,
         health_check_interval=15,
     )
+    return Redis(connection_pool=pool, auto_close_connection_pool=True)
 
 
 def _now() -> datetime:

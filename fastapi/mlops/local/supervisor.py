@@ -9,11 +9,13 @@ the signal and whatever of it survives is killed too.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import logging
 import os
 import signal
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -25,6 +27,8 @@ import psutil
 from mlops.local.components import Component
 
 log = logging.getLogger("mlops.local")
+
+_PR_SET_PDEATHSIG = 1
 
 
 class StartupError(RuntimeError):
@@ -78,6 +82,7 @@ class Supervisor:
                 stdin=subprocess.DEVNULL,
                 env={**self.base_env, **component.env},
                 start_new_session=True,
+                preexec_fn=_die_with_parent,
             )
         running = Running(component, process, log_path)
         self.running.append(running)
@@ -132,6 +137,14 @@ class Supervisor:
     def stop_all(self) -> None:
         for running in reversed(list(self.running)):
             self.stop(running)
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec: get SIGTERM if the supervisor dies, even by SIGKILL
+    (Linux only; elsewhere a killed supervisor can leave components running)."""
+    if sys.platform == "linux":
+        prctl = ctypes.CDLL("libc.so.6", use_errno=True).prctl
+        prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def _descendants(pid: int) -> list[psutil.Process]:

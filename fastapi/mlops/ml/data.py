@@ -8,7 +8,6 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 import pandas as pd
-from sklearn.datasets import load_iris
 
 IRIS_FEATURES = ["sepal.length", "sepal.width", "petal.length", "petal.width"]
 IRIS_TARGET = "variety"
@@ -37,6 +36,8 @@ class DatasetError(Exception):
 
 def iris_frame() -> pd.DataFrame:
     """Iris from scikit-learn's bundled copy, with the platform's column names."""
+    from sklearn.datasets import load_iris  # only the local set-up writes iris
+
     bunch = load_iris(as_frame=True)
     frame = bunch.data.copy()
     frame.columns = IRIS_FEATURES

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import httpx
 from redis.asyncio import Redis
@@ -12,6 +13,9 @@ from mlops.clients.ray_jobs import RayJobsClient
 from mlops.clients.redis import AlertStream, JobStore
 from mlops.services.alerts import AlertBroadcaster
 from mlops.settings import Settings
+
+if TYPE_CHECKING:
+    from mlops.services.schedules import Schedules
 
 
 @dataclass
@@ -24,3 +28,4 @@ class Services:
     jobs: JobStore
     alerts: AlertStream
     broadcaster: AlertBroadcaster
+    schedules: Schedules | None = None  # set by the lifespan once services exist

@@ -1,0 +1,53 @@
+"""Periodic training and model-staleness watches."""
+
+from __future__ import annotations
+
+import asyncio
+
+from fastapi import APIRouter, HTTPException, status
+from mlops.api.deps import SchedulesDep
+from mlops.schemas import (
+    ErrorResponse,
+    ScheduleInfo,
+    ScheduleList,
+    ScheduleRemoved,
+    ScheduleTrainingRequest,
+    WatchModelRequest,
+)
+
+router = APIRouter(tags=["schedules"])
+
+
+@router.post("/schedule_training", status_code=status.HTTP_201_CREATED)
+async def schedule_training(
+    request: ScheduleTrainingRequest, schedules: SchedulesDep
+) -> ScheduleInfo:
+    """Submit a training job every `minutes`, as /trigger_training does."""
+    return await asyncio.to_thread(
+        schedules.add,
+        kind="training",
+        minutes=request.minutes,
+        hyperparameters=request.hyperparameters,
+    )
+
+
+@router.post("/watch_model", status_code=status.HTTP_201_CREATED)
+async def watch_model(request: WatchModelRequest, schedules: SchedulesDep) -> ScheduleInfo:
+    """Every `minutes`, alert if the newest model version is older than `minutes`."""
+    return await asyncio.to_thread(
+        schedules.add, kind="watch", minutes=request.minutes, hyperparameters=None
+    )
+
+
+@router.delete("/kill_scheduled_job/{job_id}", responses={404: {"model": ErrorResponse}})
+async def kill_scheduled_job(job_id: str, schedules: SchedulesDep) -> ScheduleRemoved:
+    """Remove a schedule or watch, whichever API replica created it."""
+    if not await asyncio.to_thread(schedules.remove, job_id):
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no scheduled job {job_id!r}")
+    return ScheduleRemoved(schedule_id=job_id)
+
+
+@router.get("/scheduled_jobs")
+async def scheduled_jobs(schedules: SchedulesDep) -> ScheduleList:
+    """Every schedule and watch, oldest first, with its next run."""
+    return ScheduleList(schedules=await schedules.list())

@@ -1,0 +1,174 @@
+"""Schedules and watches against real API processes sharing a real Valkey.
+
+The test platform sets MLOPS_SCHEDULE_MINUTE_SECONDS=1, so a schedule "minute" lasts
+one second here; the API contract stays in minutes.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from helpers import free_port, wait_for
+
+from mlops.local import components
+from mlops.local.supervisor import Running, Supervisor
+from mlops.settings import Settings
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture()
+def start_api(
+    platform, settings: Settings, tmp_path: Path
+) -> Iterator[Callable[..., tuple[httpx.Client, Running]]]:
+    """Start extra API processes on the session's Ray, MLflow and Valkey."""
+    supervisor = Supervisor(tmp_path / "logs")
+    clients: list[httpx.Client] = []
+
+    def start(redis_db: int = 0, **overrides) -> tuple[httpx.Client, Running]:
+        base = settings.redis_url.rsplit("/", 1)[0]
+        replica = settings.model_copy(
+            update={"api_port": free_port(), "redis_url": f"{base}/{redis_db}", **overrides}
+        )
+        supervisor.base_env.update(replica.as_env(include_secrets=True))
+        running = supervisor.start(components.api(replica))
+        supervisor.wait_ready([running], timeout=60)
+        client = httpx.Client(base_url=f"http://127.0.0.1:{replica.api_port}", timeout=30)
+        clients.append(client)
+        return client, running
+
+    yield start
+    for client in clients:
+        client.close()
+    supervisor.stop_all()
+
+
+def _schedule(api: httpx.Client, schedule_id: str) -> dict | None:
+    listed = api.get("/scheduled_jobs").raise_for_status().json()["schedules"]
+    return next((s for s in listed if s["schedule_id"] == schedule_id), None)
+
+
+def test_schedule_training_submits_jobs_until_killed(api: httpx.Client) -> None:
+    created = api.post(
+        "/schedule_training", json={"minutes": 3, "hyperparameters": {"n_estimators": 10}}
+    )
+
+    assert created.status_code == 201
+    schedule = created.json()
+    assert schedule["kind"] == "training"
+    assert schedule["next_run_time"] is not None
+    schedule_id = schedule["schedule_id"]
+    job = wait_for(
+        lambda: next(
+            (j for j in api.get("/jobs").json()["jobs"] if j["source"] == schedule_id), None
+        ),
+        timeout=20,
+        what="a scheduled training job",
+    )
+    assert job["hyperparameters"] == {"n_estimators": 10}
+
+    killed = api.delete(f"/kill_scheduled_job/{schedule_id}")
+
+    assert killed.status_code == 200
+    assert _schedule(api, schedule_id) is None
+
+
+@pytest.mark.parametrize("minutes", [0, -1, 10_081, 1.5, "5", None, True])
+@pytest.mark.parametrize("endpoint", ["/schedule_training", "/watch_model"])
+def test_minutes_outside_one_to_a_week_are_422(api: httpx.Client, endpoint, minutes) -> None:
+    response = api.post(endpoint, json={"minutes": minutes, "hyperparameters": {}})
+
+    assert response.status_code == 422
+    assert response.json()["detail"][0]["loc"] == ["body", "minutes"]
+
+
+def test_schedule_with_bad_hyperparameters_is_422_and_creates_nothing(api: httpx.Client) -> None:
+    before = api.get("/scheduled_jobs").json()["schedules"]
+
+    response = api.post(
+        "/schedule_training", json={"minutes": 5, "hyperparameters": {"max_depth": 0}}
+    )
+
+    assert response.status_code == 422
+    assert response.json()["detail"][0]["loc"][-1] == "max_depth"
+    assert api.get("/scheduled_jobs").json()["schedules"] == before
+
+
+def test_killing_an_unknown_schedule_is_404(api: httpx.Client) -> None:
+    response = api.delete("/kill_scheduled_job/training-nope")
+
+    assert response.status_code == 404
+    assert "training-nope" in response.json()["detail"]
+
+
+def _alerts_of(api: httpx.Client, schedule_id: str) -> list[dict]:
+    alerts = api.get("/alerts", params={"limit": 1000}).json()["alerts"]
+    return [a for a in alerts if (a["data"] or {}).get("schedule_id") == schedule_id]
+
+
+def test_watch_alerts_that_no_model_is_registered(start_api) -> None:
+    api, _ = start_api(redis_db=3, model_name=f"absent_{uuid.uuid4().hex[:8]}")
+    schedule_id = api.post("/watch_model", json={"minutes": 1}).json()["schedule_id"]
+
+    alert = wait_for(lambda: _alerts_of(api, schedule_id), timeout=15, what="a watch alert")[0]
+
+    assert alert["level"] == "warning"
+    assert "No model is registered yet" in alert["text"]
+    api.delete(f"/kill_scheduled_job/{schedule_id}")
+
+
+def test_watch_alerts_when_the_model_is_stale(api: httpx.Client) -> None:
+    api.post("/trigger_training", json={"hyperparameters": {"n_estimators": 5}})
+    wait_for(lambda: api.get("/get_metrics").json()["latest_model"], timeout=60, what="a model")
+    schedule_id = api.post("/watch_model", json={"minutes": 1}).json()["schedule_id"]
+
+    alert = wait_for(lambda: _alerts_of(api, schedule_id), timeout=15, what="a watch alert")[0]
+
+    assert alert["text"] == "Model has not been updated in the last 1 minutes."
+    api.delete(f"/kill_scheduled_job/{schedule_id}")
+
+
+def test_two_api_processes_run_each_scheduled_run_once(start_api) -> None:
+    first, _ = start_api(redis_db=4)
+    second, _ = start_api(redis_db=4)
+    schedule_id = first.post("/watch_model", json={"minutes": 1}).json()["schedule_id"]
+
+    time.sleep(8.5)
+    runs = _schedule(second, schedule_id)["runs"]
+
+    # One run a second for ~8 seconds: 7 to 9 runs, where two unsynchronised
+    # schedulers would have made about 16.
+    assert 7 <= runs <= 9, runs
+    assert len(_alerts_of(second, schedule_id)) == runs
+    assert second.delete(f"/kill_scheduled_job/{schedule_id}").status_code == 200
+    assert _schedule(first, schedule_id) is None
+    time.sleep(2)
+    assert len(_alerts_of(first, schedule_id)) <= runs + 1  # at most one run in flight
+
+
+def test_schedules_survive_an_api_restart_and_coalesce_missed_runs(start_api) -> None:
+    api, running = start_api(redis_db=5)
+    schedule_id = api.post("/watch_model", json={"minutes": 2}).json()["schedule_id"]
+    wait_for(lambda: _schedule(api, schedule_id)["runs"] >= 1, timeout=10, what="a first run")
+    api.close()
+
+    running.process.terminate()
+    running.process.wait(30)
+    time.sleep(7)  # three runs fall due while no API is up
+    restarted, _ = start_api(redis_db=5)
+
+    assert _schedule(restarted, schedule_id) is not None
+    before = _schedule(restarted, schedule_id)["runs"]
+    wait_for(
+        lambda: _schedule(restarted, schedule_id)["runs"] >= before + 2,
+        timeout=15,
+        what="the schedule to fire after the restart",
+    )
+    log = running.log_path.read_text()
+    assert f"schedule {schedule_id}:" in log and "coalesced into this one" in log
+    restarted.delete(f"/kill_scheduled_job/{schedule_id}")
