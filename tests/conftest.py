@@ -7,7 +7,7 @@ tracking server on SQLite, a Ray head with its dashboard (Jobs API), and the API
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,8 +15,10 @@ import httpx
 import pytest
 from helpers import free_port
 
+from mlops.local import components
 from mlops.local.components import RayPorts
 from mlops.local.platform import LocalPlatform
+from mlops.local.supervisor import Running, Supervisor
 from mlops.settings import Settings
 
 
@@ -59,3 +61,35 @@ def api_url(platform: LocalPlatform, settings: Settings) -> str:
 def api(api_url: str) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=api_url, timeout=30) as client:
         yield client
+
+
+@pytest.fixture()
+def start_api(
+    platform, settings: Settings, tmp_path: Path
+) -> Iterator[Callable[..., tuple[httpx.Client, Running]]]:
+    """Start extra API processes on the session's Ray, MLflow and Valkey."""
+    supervisor = Supervisor(tmp_path / "logs")
+    clients: list[httpx.Client] = []
+
+    def start(redis_db: int = 0, **overrides: Any) -> tuple[httpx.Client, Running]:
+        base = settings.redis_url.rsplit("/", 1)[0]
+        replica = settings.model_copy(
+            update={
+                "api_port": free_port(),
+                "redis_url": f"{base}/{redis_db}",
+                # Serve declares all applications at once: one API deploys, extras do not.
+                "auto_serve": False,
+                **overrides,
+            }
+        )
+        supervisor.base_env.update(replica.as_env(include_secrets=True))
+        running = supervisor.start(components.api(replica))
+        supervisor.wait_ready([running], timeout=60)
+        client = httpx.Client(base_url=f"http://127.0.0.1:{replica.api_port}", timeout=30)
+        clients.append(client)
+        return client, running
+
+    yield start
+    for client in clients:
+        client.close()
+    supervisor.stop_all()

@@ -5,23 +5,28 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import httpx
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from redis.exceptions import RedisError
 
 from fastapi import FastAPI, Request
-from mlops.api import alerts, health, metrics, schedules, training
+from mlops.api import alerts, health, inference, metrics, schedules, training
 from mlops.clients import redis as redis_client
 from mlops.clients.mlflow_registry import MlflowRegistry, MlflowUnavailable
 from mlops.clients.ray_jobs import RayJobsClient, RayJobsError
 from mlops.clients.redis import AlertStream, JobStore
+from mlops.clients.serve import ServeAdmin, ServeError
 from mlops.ml.model import HyperparameterError
 from mlops.services.alerts import AlertBroadcaster
 from mlops.services.container import Services
 from mlops.services.schedules import Schedules
+from mlops.services.serving import deploy
 from mlops.services.training import reconcile
 from mlops.settings import Settings, get_settings
 
@@ -35,6 +40,27 @@ async def _reconcile_forever(services: Services) -> None:
         except (RayJobsError, RedisError, OSError) as exc:
             log.warning("job reconciliation skipped: %s", exc)
         await asyncio.sleep(services.settings.job_poll_seconds)
+
+
+async def _keep_serving(services: Services) -> None:
+    """Deploy the Serve application when a champion exists and serving is down, so
+    running serve.py by hand is optional. One replica deploys at a time (Redis lock)."""
+    settings = services.settings
+    while True:
+        try:
+            status = await services.serve.status(settings.model_name)
+            if status not in {"RUNNING", "DEPLOYING"} and await services.registry.alias_version(
+                settings.model_name, settings.champion_alias
+            ):
+                if await services.redis.set("mlops:serve-deploy", "1", nx=True, ex=300):
+                    try:
+                        log.info("a champion exists and serving is %s: deploying", status or "down")
+                        log.info("serving at %s", await deploy(services.serve, settings))
+                    finally:
+                        await services.redis.delete("mlops:serve-deploy")
+        except (ServeError, MlflowUnavailable, RedisError, OSError) as exc:
+            log.warning("auto-serve check skipped: %s", exc)
+        await asyncio.sleep(10)
 
 
 async def _wake_scheduler(schedules: Schedules, settings: Settings) -> None:
@@ -64,6 +90,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         jobs=JobStore(redis, history=settings.job_history),
         alerts=stream,
         broadcaster=AlertBroadcaster(stream),
+        serve=ServeAdmin(http, settings.ray_address),
     )
     services.schedules = Schedules(services)
     services.schedules.start(asyncio.get_running_loop())
@@ -73,6 +100,8 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         asyncio.create_task(_reconcile_forever(services), name="job-reconciler"),
         asyncio.create_task(_wake_scheduler(services.schedules, settings), name="schedule-sync"),
     ]
+    if settings.auto_serve:
+        tasks.append(asyncio.create_task(_keep_serving(services), name="auto-serve"))
     log.info("API up: ray=%s mlflow=%s", settings.ray_address, settings.mlflow_tracking_uri)
     try:
         yield
@@ -95,6 +124,23 @@ def _unavailable(name: str, hint: str):
         )
 
     return handler
+
+
+def _json_safe(value: object) -> object:
+    """Non-finite floats as text: a rejected NaN must not break the error reply."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, list | tuple):
+        return [_json_safe(item) for item in value]
+    if isinstance(value, dict):
+        return {key: _json_safe(item) for key, item in value.items()}
+    return value
+
+
+async def _invalid_request(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    errors = _json_safe(jsonable_encoder(exc.errors()))
+    return JSONResponse(status_code=422, content={"detail": errors})
 
 
 async def _bad_hyperparameter(request: Request, exc: Exception) -> JSONResponse:
@@ -121,6 +167,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=_lifespan,
     )
     app.state.settings = settings or get_settings()
+    app.add_exception_handler(RequestValidationError, _invalid_request)
     app.add_exception_handler(HyperparameterError, _bad_hyperparameter)
     app.add_exception_handler(
         MlflowUnavailable, _unavailable("MLflow", "Check MLOPS_MLFLOW_TRACKING_URI and /ready.")
@@ -133,6 +180,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     for router in (
         training.router,
+        inference.router,
         schedules.router,
         metrics.router,
         alerts.router,

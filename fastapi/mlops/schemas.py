@@ -54,6 +54,32 @@ class ScheduleRemoved(BaseModel):
     removed: Literal[True] = True
 
 
+class InferenceRequest(BaseModel):
+    input_data: list[Annotated[float, Field(allow_inf_nan=False)]] = Field(
+        min_length=1,
+        max_length=1000,
+        description="One row of features, in the model's column order.",
+        examples=[[5.1, 3.5, 1.4, 0.2]],
+    )
+    model_version: str | None = Field(
+        None,
+        min_length=1,
+        max_length=32,
+        pattern=r"^[A-Za-z0-9._-]+$",
+        description="A registered version to use instead of the champion.",
+    )
+    retries: int | None = Field(3, ge=0, le=10, description="Retries of transient failures.")
+    sla_seconds: int | None = Field(60, ge=1, le=600, description="Answer within this, or 504.")
+
+
+class InferenceResponse(BaseModel):
+    prediction: int = Field(description="Index of the predicted class.")
+    label: str = Field(description="Name of the predicted class, e.g. Setosa.")
+    probabilities: dict[str, float] = Field(description="Probability of each class.")
+    model_version: str
+    predictor: Literal["onnx", "sklearn"] = Field(description="Which form of the model answered.")
+
+
 class JobStatus(StrEnum):
     PENDING = "pending"
     RUNNING = "running"

@@ -34,6 +34,16 @@ class Settings(BaseSettings):
         6385, description="Port of the local Ray head's GCS (kept off Redis's 6379)."
     )
     serve_url: str = Field("http://127.0.0.1:8000", description="Ray Serve HTTP proxy URL.")
+    serve_bind_host: str = Field(
+        "127.0.0.1", description="Interface Serve's proxy binds (0.0.0.0 in the cluster)."
+    )
+    serve_replicas: int = Field(1, ge=1, description="Replicas of the model deployment.")
+    serve_reload_seconds: float = Field(
+        2.0, gt=0, description="How often replicas check which version is the champion."
+    )
+    auto_serve: bool = Field(
+        True, description="Deploy the Serve application when a champion exists and it is down."
+    )
     mlflow_tracking_uri: str = Field(
         "http://127.0.0.1:5555", description="MLflow tracking server URL."
     )

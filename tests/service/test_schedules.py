@@ -8,44 +8,12 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import httpx
 import pytest
-from helpers import free_port, wait_for
-
-from mlops.local import components
-from mlops.local.supervisor import Running, Supervisor
-from mlops.settings import Settings
+from helpers import wait_for
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture()
-def start_api(
-    platform, settings: Settings, tmp_path: Path
-) -> Iterator[Callable[..., tuple[httpx.Client, Running]]]:
-    """Start extra API processes on the session's Ray, MLflow and Valkey."""
-    supervisor = Supervisor(tmp_path / "logs")
-    clients: list[httpx.Client] = []
-
-    def start(redis_db: int = 0, **overrides) -> tuple[httpx.Client, Running]:
-        base = settings.redis_url.rsplit("/", 1)[0]
-        replica = settings.model_copy(
-            update={"api_port": free_port(), "redis_url": f"{base}/{redis_db}", **overrides}
-        )
-        supervisor.base_env.update(replica.as_env(include_secrets=True))
-        running = supervisor.start(components.api(replica))
-        supervisor.wait_ready([running], timeout=60)
-        client = httpx.Client(base_url=f"http://127.0.0.1:{replica.api_port}", timeout=30)
-        clients.append(client)
-        return client, running
-
-    yield start
-    for client in clients:
-        client.close()
-    supervisor.stop_all()
 
 
 def _schedule(api: httpx.Client, schedule_id: str) -> dict | None:

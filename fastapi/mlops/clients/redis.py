@@ -91,8 +91,10 @@ class AlertStream:
 
 # Check-and-set in one step, so a late "running" never overwrites a final status.
 _MARK_RUNNING = """
-if redis.call('HGET', KEYS[1], 'status') == '"pending"' then
-  redis.call('HSET', KEYS[1], 'status', ARGV[1], 'started_at', ARGV[2])
+local status = redis.call('HGET', KEYS[1], 'status')
+if status == '"pending"' or status == '"running"' then
+  redis.call('HSET', KEYS[1], 'status', ARGV[1])
+  redis.call('HSETNX', KEYS[1], 'started_at', ARGV[2])
   return 1
 end
 return 0
@@ -139,7 +141,7 @@ class JobStore:
         )
 
     async def mark_running(self, job_id: str, started_at: str) -> bool:
-        """Move a pending job to running; False if it has already moved on."""
+        """Mark a job running (first start time wins); False once it has finished."""
         changed = await self._redis.eval(
             _MARK_RUNNING, 1, _job_key(job_id), json.dumps("running"), json.dumps(started_at)
         )

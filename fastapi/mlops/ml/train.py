@@ -14,12 +14,22 @@ import asyncio
 import json
 import logging
 import sys
+import tempfile
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from mlops.clients.redis import AlertStream, JobStore, connect
-from mlops.ml import data, model
+from mlops.ml import data, model, predictors
+from mlops.ml.registry_tags import (
+    COMPILED_DIR,
+    COMPILED_FILE,
+    TAG_CLASSES,
+    TAG_COMPILED,
+    TAG_COMPILED_REASON,
+    TAG_FEATURES,
+)
 from mlops.settings import Settings
 
 log = logging.getLogger("mlops.train")
@@ -57,11 +67,18 @@ def train_and_register(
     scores = model.evaluate(pipeline, parts.x_test, parts.y_test)
     log.info("job %s: accuracy %.4f, macro F1 %.4f", job_id, scores["accuracy"], scores["f1_macro"])
 
+    compiled, verification = _compile(pipeline, parts)
+
     mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
     mlflow.set_experiment(settings.experiment_name)
     with mlflow.start_run(run_name=job_id, tags={"mlops.job_id": job_id}) as run:
         mlflow.log_params({**hyperparameters, "test_size": settings.test_size})
         mlflow.log_metrics(scores)
+        if compiled is not None:
+            with tempfile.TemporaryDirectory() as folder:
+                path = Path(folder) / COMPILED_FILE
+                path.write_bytes(compiled)
+                mlflow.log_artifact(str(path), artifact_path=COMPILED_DIR)
         info = mlflow.sklearn.log_model(
             pipeline,
             name="model",
@@ -74,14 +91,35 @@ def train_and_register(
             metadata={"classes": [str(c) for c in pipeline.classes_]},
         )
     version = str(info.registered_model_version)
+    client = mlflow.MlflowClient()
+    tags = {
+        TAG_COMPILED: "onnx" if compiled is not None else "none",
+        TAG_COMPILED_REASON: verification,
+        TAG_CLASSES: json.dumps([str(c) for c in pipeline.classes_]),
+        TAG_FEATURES: json.dumps(list(parts.x_train.columns)),
+    }
+    for key, value in tags.items():
+        client.set_model_version_tag(settings.model_name, version, key, value)
     promoted = scores["accuracy"] >= settings.accuracy_threshold
     if promoted:
-        mlflow.MlflowClient().set_registered_model_alias(
-            settings.model_name, settings.champion_alias, version
-        )
+        client.set_registered_model_alias(settings.model_name, settings.champion_alias, version)
     return TrainingResult(
         run.info.run_id, version, scores["accuracy"], scores["f1_macro"], promoted
     )
+
+
+def _compile(pipeline, parts: model.Split) -> tuple[bytes | None, str]:
+    """The ONNX form if it predicts like the pipeline on the held-out rows; else why not."""
+    try:
+        compiled = predictors.compile_to_onnx(pipeline, parts.x_train)
+        check = predictors.verify_compiled(compiled, pipeline, parts.x_test)
+    except Exception as exc:  # a converter gap must not fail training: serve sklearn
+        log.warning("could not compile the pipeline: %s", exc)
+        return None, f"compilation failed: {exc}"
+    if not check.matches:
+        log.warning("compiled form rejected: %s", check.reason)
+        return None, check.reason
+    return compiled, f"{check.reason}; max probability difference {check.max_probability_diff:.4f}"
 
 
 def outcome_alert(result: TrainingResult, settings: Settings) -> tuple[str, str]:

@@ -11,6 +11,7 @@ from redis.asyncio import Redis
 from mlops.clients.mlflow_registry import MlflowRegistry
 from mlops.clients.ray_jobs import RayJobsClient
 from mlops.clients.redis import AlertStream, JobStore
+from mlops.clients.serve import ServeAdmin
 from mlops.services.alerts import AlertBroadcaster
 from mlops.settings import Settings
 
@@ -28,4 +29,5 @@ class Services:
     jobs: JobStore
     alerts: AlertStream
     broadcaster: AlertBroadcaster
+    serve: ServeAdmin
     schedules: Schedules | None = None  # set by the lifespan once services exist

@@ -111,7 +111,7 @@ async def reconcile(*, ray: RayJobsClient, jobs: JobStore, alerts: AlertStream, 
             )
         if not ray_status.is_terminal:
             if ray_status is JobStatus.RUNNING and record["status"] == JobStatus.PENDING:
-                await jobs.update(job_id, status=JobStatus.RUNNING.value)
+                await jobs.mark_running(job_id, _ray_time(info or {}, "start_time"))
             continue
         fresh = await jobs.get(job_id) or {}
         if JobStatus(fresh.get("status", "pending")).is_terminal:

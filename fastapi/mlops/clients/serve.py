@@ -1,0 +1,40 @@
+"""Ray Serve's REST API (on the Ray dashboard address) and its HTTP proxy."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+
+
+class ServeError(Exception):
+    """Serve's REST API could not be reached or refused the configuration."""
+
+
+class ServeAdmin:
+    def __init__(self, http: httpx.AsyncClient, ray_address: str) -> None:
+        self._http = http
+        self._url = f"{ray_address.rstrip('/')}/api/serve/applications/"
+
+    async def apply(self, config: dict[str, Any]) -> None:
+        """Declare the applications; an unchanged config changes nothing."""
+        try:
+            response = await self._http.put(self._url, json=config, timeout=60)
+        except httpx.HTTPError as exc:
+            raise ServeError(f"Ray at {self._url} is unreachable: {exc}") from exc
+        if response.status_code != 200:
+            raise ServeError(f"Serve refused the config ({response.status_code}): {response.text}")
+
+    async def application(self, app_name: str) -> dict[str, Any] | None:
+        """Serve's view of one application (status, deployed config, replicas), or None."""
+        try:
+            response = await self._http.get(self._url, timeout=10)
+            response.raise_for_status()
+        except httpx.HTTPError as exc:
+            raise ServeError(f"Ray at {self._url} is unreachable: {exc}") from exc
+        return (response.json().get("applications") or {}).get(app_name)
+
+    async def status(self, app_name: str) -> str | None:
+        """The application's status (RUNNING, DEPLOYING, …), or None if not deployed."""
+        app = await self.application(app_name)
+        return app["status"] if app else None

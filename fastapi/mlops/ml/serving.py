@@ -1,0 +1,211 @@
+"""The Ray Serve application that answers predictions for the registered model.
+
+Deployed by name (`mlops.ml.serving:app`) through Serve's REST API. Each replica:
+- follows the champion alias and swaps in a new version once it is loaded, so a
+  promotion never restarts the application or fails a request;
+- loads pinned versions on demand through Serve's model multiplexing (kept warm,
+  least recently used evicted);
+- batches concurrent requests (@serve.batch) into one predict call per version.
+
+Request: POST {"rows": [[5.1, 3.5, 1.4, 0.2]], "version": "3" | null}
+Reply:   {"version": "3", "predictor": "onnx", "classes": [...], "probabilities": [[...]]}
+Errors carry {"error": "no_model" | "unknown_version" | "bad_input" | "load_failed",
+"detail": "..."}.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from ray import serve
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+
+from mlops.ml.predictors import OnnxPredictor, Predictor, SklearnPredictor
+from mlops.ml.registry_tags import (
+    COMPILED_DIR,
+    COMPILED_FILE,
+    TAG_CLASSES,
+    TAG_COMPILED,
+    TAG_COMPILED_REASON,
+    TAG_FEATURES,
+)
+from mlops.settings import Settings
+
+log = logging.getLogger("ray.serve")
+
+MAX_BATCH = 64
+
+
+class UnknownVersion(LookupError):
+    pass
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    version: str
+    predictor: Predictor
+    classes: list[str]
+    features: list[str]
+
+
+def load_version(settings: Settings, version: str) -> LoadedModel:
+    """Load one registered version, compiled form first (blocking: call in a thread)."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    mlflow.set_tracking_uri(settings.mlflow_tracking_uri)  # models:/ URIs resolve there
+    client = mlflow.MlflowClient(settings.mlflow_tracking_uri)
+    try:
+        found = client.get_model_version(settings.model_name, version)
+    except MlflowException as exc:
+        raise UnknownVersion(f"{settings.model_name} has no version {version!r}") from exc
+    features = json.loads(found.tags.get(TAG_FEATURES, "[]"))
+    classes = json.loads(found.tags.get(TAG_CLASSES, "[]"))
+    predictor: Predictor
+    if found.tags.get(TAG_COMPILED) == "onnx":
+        path = mlflow.artifacts.download_artifacts(
+            run_id=found.run_id,
+            artifact_path=f"{COMPILED_DIR}/{COMPILED_FILE}",
+            tracking_uri=settings.mlflow_tracking_uri,
+        )
+        predictor = OnnxPredictor(Path(path).read_bytes())
+    else:
+        reason = found.tags.get(TAG_COMPILED_REASON, "no compiled form was registered")
+        log.warning("version %s serves with scikit-learn: %s", version, reason)
+        pipeline = mlflow.sklearn.load_model(f"models:/{settings.model_name}/{version}")
+        classes = classes or [str(c) for c in pipeline.classes_]
+        features = features or list(pipeline.feature_names_in_)
+        predictor = SklearnPredictor(pipeline, features)
+    log.info("loaded version %s (%s)", version, predictor.kind)
+    return LoadedModel(version, predictor, classes, features)
+
+
+def _champion_version(settings: Settings) -> str | None:
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    client = mlflow.MlflowClient(settings.mlflow_tracking_uri)
+    try:
+        found = client.get_model_version_by_alias(settings.model_name, settings.champion_alias)
+    except MlflowException:
+        return None
+    return str(found.version)
+
+
+def _error(status: int, code: str, detail: str) -> JSONResponse:
+    return JSONResponse({"error": code, "detail": detail}, status_code=status)
+
+
+@dataclass(frozen=True)
+class _Item:
+    model: LoadedModel
+    rows: np.ndarray
+
+
+@serve.deployment(name="ModelServer", max_ongoing_requests=MAX_BATCH)
+class ModelServer:
+    def __init__(self) -> None:
+        self._settings = Settings()
+        self._champion: LoadedModel | None = None
+        self._follower: asyncio.Task | None = None
+
+    def _ensure_follower(self) -> None:
+        if self._follower is None or self._follower.done():
+            self._follower = asyncio.get_running_loop().create_task(self._follow_champion())
+
+    async def _follow_champion(self) -> None:
+        """Poll the alias; load a new champion fully before it replaces the old one."""
+        while True:
+            try:
+                version = await asyncio.to_thread(_champion_version, self._settings)
+                if version and (self._champion is None or self._champion.version != version):
+                    self._champion = await asyncio.to_thread(load_version, self._settings, version)
+                    log.info("champion is now version %s", version)
+            except Exception:  # keep serving the current champion; try again next time
+                log.exception("could not refresh the champion")
+            await asyncio.sleep(self._settings.serve_reload_seconds)
+
+    async def check_health(self) -> None:
+        self._ensure_follower()
+
+    @serve.multiplexed(max_num_models_per_replica=4)
+    async def _pinned(self, version: str) -> LoadedModel:
+        return await asyncio.to_thread(load_version, self._settings, version)
+
+    async def __call__(self, request: Request) -> JSONResponse:
+        self._ensure_follower()
+        try:
+            body = await request.json()
+            rows = np.asarray(body["rows"], dtype=np.float64)
+            version = body.get("version")
+        except (ValueError, KeyError, TypeError) as exc:
+            return _error(422, "bad_input", f"expected {{'rows': [[...]]}}: {exc}")
+        if version is None:
+            if self._champion is None:
+                self._champion = await self._load_champion()
+            model = self._champion
+            if model is None:
+                return _error(
+                    503,
+                    "no_model",
+                    f"no {self._settings.champion_alias} version of {self._settings.model_name} "
+                    "yet: train one with POST /trigger_training",
+                )
+        else:
+            try:
+                model = await self._pinned(str(version))
+            except UnknownVersion as exc:
+                return _error(404, "unknown_version", str(exc))
+            except Exception as exc:  # the version exists but cannot be loaded
+                log.exception("could not load version %s", version)
+                return _error(503, "load_failed", f"version {version} could not be loaded: {exc}")
+        if rows.ndim != 2 or rows.shape[1] != len(model.features):
+            got = rows.shape[-1] if rows.ndim else 0
+            return _error(
+                422,
+                "bad_input",
+                f"version {model.version} expects {len(model.features)} features "
+                f"({', '.join(model.features)}), got {got}",
+            )
+        probabilities = await self._predict(_Item(model, rows))
+        return JSONResponse(
+            {
+                "version": model.version,
+                "predictor": model.predictor.kind,
+                "classes": model.classes,
+                "probabilities": probabilities.tolist(),
+            }
+        )
+
+    async def _load_champion(self) -> LoadedModel | None:
+        version = await asyncio.to_thread(_champion_version, self._settings)
+        if version is None:
+            return None
+        return await asyncio.to_thread(load_version, self._settings, version)
+
+    @serve.batch(max_batch_size=MAX_BATCH, batch_wait_timeout_s=0.002)
+    async def _predict(self, items: list[_Item]) -> list[np.ndarray]:
+        """One predict call per model version for everything that arrived together."""
+        results: list[np.ndarray | None] = [None] * len(items)
+        by_version: dict[str, list[int]] = {}
+        for index, item in enumerate(items):
+            by_version.setdefault(item.model.version, []).append(index)
+        for indices in by_version.values():
+            model = items[indices[0]].model
+            stacked = np.vstack([items[i].rows for i in indices])
+            probabilities = model.predictor.predict_proba(stacked)
+            offset = 0
+            for i in indices:
+                count = len(items[i].rows)
+                results[i] = probabilities[offset : offset + count]
+                offset += count
+        return results  # type: ignore[return-value]
+
+
+app = ModelServer.bind()

@@ -1,0 +1,41 @@
+"""Deploy (or update) the model's Ray Serve application and exit once it is healthy.
+
+    python fastapi/serve.py                       # locally, after `make up`
+    kubectl exec -it <api-pod> -n fastapi -- python /var/task/fastapi/serve.py
+
+Talks to Serve's REST API at MLOPS_RAY_ADDRESS; running it again changes nothing.
+"""
+
+import asyncio
+import logging
+import sys
+
+import httpx
+
+from mlops.clients.serve import ServeAdmin, ServeError
+from mlops.services.serving import deploy
+from mlops.settings import Settings
+
+log = logging.getLogger("mlops.serve")
+
+
+async def _deploy(settings: Settings) -> str:
+    async with httpx.AsyncClient() as http:
+        return await deploy(ServeAdmin(http, settings.ray_address), settings)
+
+
+def main() -> int:
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    settings = Settings()
+    try:
+        url = asyncio.run(_deploy(settings))
+    except ServeError as exc:
+        log.error("serving is not up: %s", exc)
+        return 1
+    log.info("serving %s at POST %s", settings.model_name, url)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,230 @@
+"""POST /inference through real Ray Serve and the real MLflow registry."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import mlflow
+import pandas as pd
+import pytest
+from helpers import wait_for, wait_for_job
+
+from mlops.ml import data, model
+from mlops.settings import Settings
+
+pytestmark = pytest.mark.slow
+
+SERVE_PY = Path(__file__).resolve().parents[2] / "fastapi" / "serve.py"
+
+
+def _serve_py(settings: Settings) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, **settings.as_env(include_secrets=True)}
+    return subprocess.run(
+        [sys.executable, str(SERVE_PY)], env=env, capture_output=True, text=True, timeout=240
+    )
+
+
+def _train(api: httpx.Client, hyperparameters: dict) -> dict:
+    job_id = api.post("/trigger_training", json={"hyperparameters": hyperparameters}).json()[
+        "job_id"
+    ]
+    job = wait_for_job(api, job_id)
+    assert job["status"] == "succeeded", job
+    return job
+
+
+@pytest.fixture(scope="module")
+def served(platform, api_url: str, settings: Settings) -> dict:
+    """A champion trained through the API, deployed with serve.py."""
+    with httpx.Client(base_url=api_url, timeout=30) as api:
+        job = _train(api, {"random_state": 3})
+    deployed = _serve_py(settings)
+    assert deployed.returncode == 0, deployed.stderr
+    return job
+
+
+def _test_rows() -> tuple[list[list[float]], list[str]]:
+    features, labels = data.split_features(data.iris_frame(), data.IRIS_TARGET)
+    parts = model.split(features, labels, test_size=0.2, seed=42)
+    return parts.x_test.to_numpy().tolist(), list(parts.y_test)
+
+
+def _sklearn_predictions(settings: Settings, version: str, rows: list[list[float]]) -> list[str]:
+    mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
+    pipeline = mlflow.sklearn.load_model(f"models:/{settings.model_name}/{version}")
+    return list(pipeline.predict(pd.DataFrame(rows, columns=data.IRIS_FEATURES)))
+
+
+def _predict(api: httpx.Client, row: list[float], **extra) -> httpx.Response:
+    return api.post("/inference", json={"input_data": row, **extra})
+
+
+def test_champion_predicts_like_the_sklearn_pipeline_on_iris_test_rows(
+    api: httpx.Client, settings: Settings, served: dict
+) -> None:
+    rows, _ = _test_rows()
+    expected = _sklearn_predictions(settings, served["model_version"], rows)
+
+    replies = [_predict(api, row).json() for row in rows]
+
+    assert [r["label"] for r in replies] == expected
+    assert {r["model_version"] for r in replies} == {served["model_version"]}
+    assert all(r["predictor"] == "onnx" for r in replies)
+    classes = sorted(replies[0]["probabilities"])
+    assert all(r["label"] == classes[r["prediction"]] for r in replies)
+    assert all(abs(sum(r["probabilities"].values()) - 1) < 1e-4 for r in replies)
+
+
+def test_a_pinned_older_version_answers_with_its_own_model(
+    api: httpx.Client, settings: Settings, served: dict
+) -> None:
+    newer = _train(api, {"n_estimators": 3, "max_depth": 1, "random_state": 0})
+    rows, _ = _test_rows()
+    expected = _sklearn_predictions(settings, served["model_version"], rows)
+
+    replies = [_predict(api, row, model_version=served["model_version"]).json() for row in rows]
+
+    assert newer["model_version"] != served["model_version"]
+    assert {r["model_version"] for r in replies} == {served["model_version"]}
+    assert [r["label"] for r in replies] == expected
+
+
+def test_unknown_version_is_404_naming_it(api: httpx.Client, served: dict) -> None:
+    response = _predict(api, [5.1, 3.5, 1.4, 0.2], model_version="9999")
+
+    assert response.status_code == 404
+    assert "9999" in response.json()["detail"]
+
+
+@pytest.mark.parametrize(
+    ("body", "needle"),
+    [
+        ('{"input_data": [5.1, 3.5, 1.4]}', "expects 4 features"),
+        ('{"input_data": [5.1, 3.5, 1.4, 0.2, 9.9]}', "expects 4 features"),
+        ('{"input_data": []}', "at least 1"),
+        ('{"input_data": [5.1, 3.5, NaN, 0.2]}', "finite"),
+        ('{"input_data": [5.1, 3.5, Infinity, 0.2]}', "finite"),
+        ('{"input_data": [5.1, 3.5, 1.4, 0.2], "retries": 11}', "less than or equal to 10"),
+        ('{"input_data": [5.1, 3.5, 1.4, 0.2], "sla_seconds": 0}', "greater than or equal to 1"),
+    ],
+)
+def test_bad_input_is_422_with_a_clear_message(
+    api: httpx.Client, served: dict, body: str, needle: str
+) -> None:
+    response = api.post("/inference", content=body, headers={"content-type": "application/json"})
+
+    assert response.status_code == 422
+    assert needle in str(response.json()["detail"])
+
+
+def test_serving_down_is_503_saying_what_to_do(start_api) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        dead = sock.getsockname()[1]  # closed again before the request: nothing listens
+    api, _ = start_api(serve_url=f"http://127.0.0.1:{dead}")
+
+    response = _predict(api, [5.1, 3.5, 1.4, 0.2], retries=1, sla_seconds=5)
+
+    assert response.status_code == 503
+    assert "serve.py" in response.json()["detail"]
+
+
+@pytest.fixture()
+def silent_server() -> Iterator[int]:
+    """Accepts connections and never answers: a hung serving layer."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(16)
+    accepted: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        server.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                accepted.append(server.accept()[0])
+            except TimeoutError:
+                continue
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    yield server.getsockname()[1]
+    stop.set()
+    thread.join()
+    for connection in accepted:
+        connection.close()
+    server.close()
+
+
+def test_exceeding_the_sla_is_504_saying_so(start_api, silent_server: int) -> None:
+    api, _ = start_api(serve_url=f"http://127.0.0.1:{silent_server}")
+
+    started = time.monotonic()
+    response = _predict(api, [5.1, 3.5, 1.4, 0.2], sla_seconds=1)
+    elapsed = time.monotonic() - started
+
+    assert response.status_code == 504
+    assert "sla_seconds=1" in response.json()["detail"]
+    assert elapsed < 3
+
+
+def _replicas(application: dict) -> list[dict]:
+    return application["deployments"]["ModelServer"]["replicas"]
+
+
+def test_serve_py_twice_changes_nothing(settings: Settings, served: dict) -> None:
+    applications = f"{settings.ray_address}/api/serve/applications/"
+    before = httpx.get(applications).json()["applications"][settings.model_name]
+
+    again = _serve_py(settings)
+
+    after = httpx.get(applications).json()["applications"][settings.model_name]
+    assert again.returncode == 0, again.stderr
+    assert f"/{settings.model_name}" in again.stderr
+    assert after["last_deployed_time_s"] == before["last_deployed_time_s"]
+    assert after["status"] == "RUNNING"
+    replicas = [(r["replica_id"], r["start_time_s"]) for r in _replicas(after)]
+    assert replicas == [(r["replica_id"], r["start_time_s"]) for r in _replicas(before)]
+
+
+def test_promotion_hot_reloads_with_zero_failed_requests(
+    api_url: str, api: httpx.Client, served: dict
+) -> None:
+    failures: list[str] = []
+    versions: list[str] = []
+    stop = threading.Event()
+
+    def load() -> None:
+        with httpx.Client(base_url=api_url, timeout=30) as client:
+            while not stop.is_set():
+                response = _predict(client, [6.7, 3.0, 5.2, 2.3], retries=0)
+                if response.status_code != 200:
+                    failures.append(f"{response.status_code} {response.text}")
+                else:
+                    versions.append(response.json()["model_version"])
+
+    thread = threading.Thread(target=load)
+    thread.start()
+    try:
+        promoted = _train(api, {"n_estimators": 40, "random_state": 11})
+        wait_for(
+            lambda: versions and versions[-1] == promoted["model_version"],
+            timeout=30,
+            what="the new champion to answer",
+        )
+    finally:
+        stop.set()
+        thread.join()
+
+    assert promoted["promoted"] is True
+    assert failures == []
+    assert len(versions) > 20
+    assert versions[-1] == promoted["model_version"]
