@@ -41,6 +41,12 @@ class Settings(BaseSettings):
     serve_reload_seconds: float = Field(
         2.0, gt=0, description="How often replicas check which version is the champion."
     )
+    serve_batch_rows: int = Field(
+        64, ge=1, le=1024, description="Most rows the API sends to Serve in one call."
+    )
+    serve_calls_in_flight: int = Field(
+        16, ge=1, le=64, description="Concurrent Serve calls per model version from one API."
+    )
     auto_serve: bool = Field(
         True, description="Deploy the Serve application when a champion exists and it is down."
     )

@@ -22,8 +22,7 @@ async def inference(request: InferenceRequest, services: ServicesDep) -> Inferen
     """Predict one row with the champion, or with `model_version` when given."""
     try:
         return await predict(
-            http=services.http,
-            settings=services.settings,
+            batcher=services.batcher,
             row=request.input_data,
             version=request.model_version,
             retries=3 if request.retries is None else request.retries,

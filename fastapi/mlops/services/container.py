@@ -13,6 +13,7 @@ from mlops.clients.ray_jobs import RayJobsClient
 from mlops.clients.redis import AlertStream, JobStore
 from mlops.clients.serve import ServeAdmin
 from mlops.services.alerts import AlertBroadcaster
+from mlops.services.batching import ServeBatcher
 from mlops.settings import Settings
 
 if TYPE_CHECKING:
@@ -30,4 +31,5 @@ class Services:
     alerts: AlertStream
     broadcaster: AlertBroadcaster
     serve: ServeAdmin
+    batcher: ServeBatcher
     schedules: Schedules | None = None  # set by the lifespan once services exist

@@ -1,0 +1,205 @@
+"""Inference throughput: POST /inference against `mlflow models serve`, same model.
+
+    make bench-inference      # or: .venv/bin/python bench/inference.py [--seconds 10]
+
+Starts its own local platform on free ports, trains and registers one model, serves
+it both ways, then drives each with wrk (the same load generator, same row) at
+concurrency 1, 8 and 32 for a fixed time. Prints req/s, p50, p99 and errors per
+target, and the ratio ours/peer per concurrency.
+
+- ours: POST /inference on the API → Ray Serve proxy → replica (batched, ONNX form).
+- peer: `mlflow models serve --env-manager local` on the same registered version.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from conftest import platform_settings  # noqa: E402
+from helpers import free_port  # noqa: E402
+
+from mlops.clients.serve import ServeAdmin  # noqa: E402
+from mlops.local.components import RayPorts  # noqa: E402
+from mlops.local.platform import LocalPlatform  # noqa: E402
+from mlops.ml.data import IRIS_FEATURES  # noqa: E402
+from mlops.services.serving import deploy  # noqa: E402
+from mlops.settings import Settings  # noqa: E402
+
+ROW = [6.7, 3.0, 5.2, 2.3]
+WRK_SCRIPT = """
+wrk.method = "POST"
+wrk.body = [==[{body}]==]
+wrk.headers["Content-Type"] = "application/json"
+"""
+
+
+@dataclass
+class Result:
+    requests_per_s: float
+    p50_ms: float
+    p99_ms: float
+    errors: int
+
+
+def _ms(value: str) -> float:
+    number, unit = re.match(r"([\d.]+)(us|ms|s)", value).groups()  # type: ignore[union-attr]
+    return float(number) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+
+
+def run_wrk(url: str, body: str, connections: int, seconds: int, folder: Path) -> Result:
+    script = folder / "post.lua"
+    script.write_text(WRK_SCRIPT.format(body=body))
+    threads = 1 if connections < 8 else 2
+    out = subprocess.run(
+        [
+            "wrk",
+            f"-t{threads}",
+            f"-c{connections}",
+            f"-d{seconds}s",
+            "--latency",
+            "-s",
+            str(script),
+            url,
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    latency = dict(re.findall(r"^\s+(50|99)%\s+(\S+)", out, re.M))
+    errors = sum(int(n) for n in re.findall(r"Non-2xx or 3xx responses: (\d+)", out))
+    socket = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    errors += sum(map(int, socket.groups())) if socket else 0
+    rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    return Result(rate, _ms(latency["50"]), _ms(latency["99"]), errors)
+
+
+def train_and_serve(api: str, settings: Settings) -> str:
+    with httpx.Client(base_url=api, timeout=30) as client:
+        job_id = client.post("/trigger_training", json={"hyperparameters": {}}).json()["job_id"]
+        while (job := client.get(f"/jobs/{job_id}").json())["status"] not in {
+            "succeeded",
+            "failed",
+        }:
+            time.sleep(0.2)
+    if job["status"] != "succeeded":
+        raise SystemExit(f"training failed: {job['error']}")
+
+    async def _deploy() -> None:
+        async with httpx.AsyncClient() as http:
+            await deploy(ServeAdmin(http, settings.ray_address), settings)
+
+    asyncio.run(_deploy())
+    return job["model_version"]
+
+
+def start_peer(settings: Settings, version: str, port: int, log: Path) -> subprocess.Popen:
+    env = {
+        **os.environ,
+        "MLFLOW_TRACKING_URI": settings.mlflow_tracking_uri,
+        # The peer execs `uvicorn` by name: this environment's must be first on PATH.
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+    }
+    peer = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "mlflow",
+            "models",
+            "serve",
+            "-m",
+            f"models:/{settings.model_name}/{version}",
+            "--env-manager",
+            "local",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(port),
+        ],
+        env=env,
+        stdout=log.open("w"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/ping", timeout=1).is_success:
+                return peer
+        except httpx.HTTPError:
+            time.sleep(0.5)
+    raise SystemExit(f"mlflow models serve did not start; see {log}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=int, default=10, help="per target and concurrency")
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32])
+    args = parser.parse_args()
+    if not shutil.which("wrk"):
+        raise SystemExit("wrk is needed: `apt-get install wrk` (or `brew install wrk`)")
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
+
+    ours_body = json.dumps({"input_data": ROW})
+    peer_body = json.dumps({"dataframe_split": {"columns": IRIS_FEATURES, "data": [ROW]}})
+    results: dict[tuple[str, int], Result] = {}
+    with tempfile.TemporaryDirectory() as folder:
+        settings = platform_settings(Path(folder))
+        platform = LocalPlatform(
+            settings, ray_ports=RayPorts(client_server=free_port(), dashboard_agent=free_port())
+        )
+        platform.start()
+        peer = None
+        try:
+            api = f"http://{settings.api_host}:{settings.api_port}"
+            version = train_and_serve(api, settings)
+            peer_port = free_port()
+            peer = start_peer(settings, version, peer_port, Path(folder) / "peer.log")
+            targets = {
+                "ours": (f"{api}/inference", ours_body),
+                "peer": (f"http://127.0.0.1:{peer_port}/invocations", peer_body),
+            }
+            for name, (url, body) in targets.items():
+                run_wrk(url, body, 8, 3, Path(folder))  # warm up
+                for connections in args.concurrency:
+                    results[name, connections] = run_wrk(
+                        url, body, connections, args.seconds, Path(folder)
+                    )
+        finally:
+            if peer is not None:
+                os.killpg(peer.pid, signal.SIGTERM)
+                peer.wait(30)
+            platform.stop()
+
+    print(f"\nmodel version {version}, {args.seconds}s per run, wrk, {os.cpu_count()} cores")
+    print(f"{'conc':>5} {'target':<6}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}")
+    for connections in args.concurrency:
+        for name in ("ours", "peer"):
+            r = results[name, connections]
+            print(
+                f"{connections:>5} {name:<6}{r.requests_per_s:>9.0f}{r.p50_ms:>9.1f}"
+                f"{r.p99_ms:>9.1f}{r.errors:>8}"
+            )
+        ratio = (
+            results["ours", connections].requests_per_s
+            / results["peer", connections].requests_per_s
+        )
+        print(f"{'':>5} ours/peer req/s: {ratio:.1f}x")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,134 @@
+"""Coalescing concurrent predictions into one Serve call.
+
+A trip through Ray Serve's HTTP proxy costs milliseconds of CPU whatever it carries,
+while predicting one more row with the compiled model costs microseconds. So requests
+for the same model version that arrive while calls are in flight wait for the next
+free call and go together (up to `max_batch` rows). Nothing waits on a timer: with
+no load, a request goes out at once, and under load batches form by themselves.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+log = logging.getLogger(__name__)
+
+# (model version or None for the champion, number of features): rows of one key
+# always fit in one array, so a malformed row never fails a batch of good ones.
+Key = tuple[str | None, int]
+
+
+class TransientServeError(Exception):
+    """The call failed in a way a retry may fix (connection, 5xx, redeploy)."""
+
+
+@dataclass
+class ServeVerdict(Exception):
+    """The replica judged the request itself (unknown version, bad input, no model)."""
+
+    status: int
+    detail: str
+
+
+@dataclass
+class _Pending:
+    row: list[float]
+    future: asyncio.Future[dict[str, Any]] = field(
+        default_factory=lambda: asyncio.get_running_loop().create_future()
+    )
+
+
+_VERDICTS = {"unknown_version": 404, "bad_input": 422, "no_model": 503, "load_failed": 503}
+
+
+class ServeBatcher:
+    def __init__(
+        self,
+        http: httpx.AsyncClient,
+        url: str,
+        *,
+        max_batch: int = 64,
+        max_in_flight: int = 4,
+        call_timeout: float = 30.0,
+    ) -> None:
+        self._http = http
+        self._url = url
+        self._max_batch = max_batch
+        self._max_in_flight = max_in_flight
+        self._call_timeout = call_timeout
+        self._queues: dict[Key, list[_Pending]] = defaultdict(list)
+        self._in_flight: dict[Key, int] = defaultdict(int)
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def predict(self, row: list[float], version: str | None) -> dict[str, Any]:
+        """One row's reply: {version, predictor, classes, probabilities: [...]}."""
+        key = (version, len(row))
+        pending = _Pending(row)
+        self._queues[key].append(pending)
+        if self._in_flight[key] < self._max_in_flight:
+            self._in_flight[key] += 1
+            task = asyncio.create_task(self._drain(key))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        # A caller that gives up (its SLA) cancels its future; the batch skips it.
+        return await pending.future
+
+    async def _drain(self, key: Key) -> None:
+        try:
+            while queue := self._queues[key]:
+                batch = queue[: self._max_batch]
+                del queue[: self._max_batch]
+                await self._send(key, batch)
+        finally:
+            self._in_flight[key] -= 1
+            if not self._queues[key]:
+                self._queues.pop(key, None)
+
+    async def _send(self, key: Key, batch: list[_Pending]) -> None:
+        version = key[0]
+        headers = {"serve_multiplexed_model_id": version} if version else {}
+        try:
+            response = await self._http.post(
+                self._url,
+                json={"rows": [p.row for p in batch], "version": version},
+                headers=headers,
+                timeout=self._call_timeout,
+            )
+            outcome: dict[str, Any] | Exception = _outcome(response)
+        except httpx.TransportError as exc:
+            outcome = TransientServeError(
+                f"Ray Serve is not reachable at {self._url} ({type(exc).__name__})"
+            )
+        for index, pending in enumerate(batch):
+            if pending.future.done():
+                continue
+            if isinstance(outcome, Exception):
+                pending.future.set_exception(outcome)
+            else:
+                pending.future.set_result(
+                    {**outcome, "probabilities": outcome["probabilities"][index]}
+                )
+
+    async def aclose(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
+def _outcome(response: httpx.Response) -> dict[str, Any] | Exception:
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    if response.status_code == 200 and isinstance(body, dict):
+        return body
+    code = body.get("error") if isinstance(body, dict) else None
+    if code in _VERDICTS:
+        return ServeVerdict(_VERDICTS[code], body["detail"])
+    return TransientServeError(f"Serve answered {response.status_code}: {response.text[:200]}")
