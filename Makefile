@@ -10,10 +10,10 @@ UV_VERSION := 0.13.9
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: help up down test lint format lock clean
+.PHONY: help up down test bench-inference bench-core lint format lock clean
 
 help: ## List the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
 
 $(STAMP): fastapi/pyproject.toml fastapi/requirements.lock
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
@@ -33,6 +33,13 @@ down: $(STAMP) ## Stop a platform started by `make up` in another shell
 test: $(STAMP) ## Run the whole test suite against real Ray, MLflow and Valkey
 	$(BIN)/ruff check fastapi tests bench
 	$(BIN)/python -m pytest
+
+bench-inference: $(STAMP) ## Benchmark /inference against `mlflow models serve` (needs wrk)
+	@command -v wrk >/dev/null || { echo "wrk is needed: sudo apt-get install wrk (or brew install wrk)"; exit 1; }
+	$(BIN)/python bench/inference.py
+
+bench-core: $(STAMP) ## Benchmark training time and alert fan-out
+	$(BIN)/python bench/core.py
 
 lint: $(STAMP) ## Lint only
 	$(BIN)/ruff check fastapi tests bench
