@@ -10,7 +10,7 @@ UV_VERSION := 0.13.9
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: help up down test bench-inference bench-core lint format lock clean
+.PHONY: help up down test dashboard system-deps bench-inference bench-core lint format lock clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -24,13 +24,39 @@ $(STAMP): fastapi/pyproject.toml fastapi/requirements.lock
 	$(BIN)/uv pip install --python $(BIN)/python --quiet --no-deps -e ./fastapi
 	touch $@
 
+DASHBOARD_ASSETS := frontend/vendor/chart.umd.min.js
+
+# Chart.js, pinned with its integrity hash in frontend/package-lock.json.
+$(DASHBOARD_ASSETS): frontend/package-lock.json
+	npm ci --prefix frontend --ignore-scripts --no-audit --no-fund --loglevel=error
+	mkdir -p frontend/vendor
+	cp frontend/node_modules/chart.js/dist/chart.umd.min.js $@
+
+dashboard: $(DASHBOARD_ASSETS) ## Build the dashboard's assets (needs Node.js and npm)
+
 up: $(STAMP) ## Start the local platform (Ctrl-C stops it)
+	@command -v npm >/dev/null && $(MAKE) --no-print-directory dashboard \
+		|| echo "npm not found: starting without the dashboard (install Node.js to get it)"
 	$(BIN)/python -m mlops.local up
 
 down: $(STAMP) ## Stop a platform started by `make up` in another shell
 	$(BIN)/python -m mlops.local down
 
-test: $(STAMP) ## Run the whole test suite against real Ray, MLflow and Valkey
+# What the browser tests drive: Debian's Chromium, and nginx as in the dashboard image.
+system-deps:
+	@missing=""; \
+	command -v chromium >/dev/null || missing="$$missing chromium"; \
+	command -v nginx >/dev/null || test -x /usr/sbin/nginx || missing="$$missing nginx-light"; \
+	if [ -n "$$missing" ]; then \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+		else \
+			echo "The browser tests need:$$missing. Install them (Debian/Ubuntu: sudo apt-get install$$missing;"; \
+			echo "macOS: brew install --cask chromium; brew install nginx)"; exit 1; \
+		fi; \
+	fi
+
+test: $(STAMP) $(DASHBOARD_ASSETS) system-deps ## Run the whole test suite against real Ray, MLflow, Valkey and Chromium
 	$(BIN)/ruff check fastapi tests bench
 	$(BIN)/python -m pytest
 

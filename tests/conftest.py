@@ -33,6 +33,7 @@ def platform_settings(data_dir: Path, **overrides: Any) -> Settings:
         "redis_url": f"redis://127.0.0.1:{free_port()}/0",
         "job_poll_seconds": 0.5,
         "schedule_minute_seconds": 1.0,
+        "dashboard_port": free_port(),
         **overrides,
     }
     return Settings(**values)

@@ -7,6 +7,7 @@ Ray job) uses the mlflow library, which it needs to log models.
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -42,22 +43,30 @@ class MlflowRegistry:
         self._base = tracking_uri.rstrip("/")
 
     async def _call(self, method: str, path: str, **kwargs: Any) -> dict[str, Any] | None:
-        """The JSON reply, or None for RESOURCE_DOES_NOT_EXIST."""
-        try:
-            response = await self._http.request(
-                method, f"{self._base}/api/2.0/mlflow{path}", **kwargs
-            )
-        except httpx.HTTPError as exc:
-            raise MlflowUnavailable(f"MLflow at {self._base} is unreachable: {exc}") from exc
-        if response.status_code == 404 or (
-            response.status_code == 400 and "RESOURCE_DOES_NOT_EXIST" in response.text
-        ):
-            return None
-        if response.status_code >= 400:
-            raise MlflowUnavailable(
-                f"MLflow answered {response.status_code}: {response.text[:200]}"
-            )
-        return response.json()
+        """The JSON reply, or None for RESOURCE_DOES_NOT_EXIST.
+
+        Reads are retried twice on a server error or a dropped connection: MLflow on
+        SQLite answers 5xx while a training run holds the database for a moment.
+        """
+        url = f"{self._base}/api/2.0/mlflow{path}"
+        for attempt in range(3):
+            try:
+                response = await self._http.request(method, url, **kwargs)
+            except httpx.HTTPError as exc:
+                failure: str = f"MLflow at {self._base} is unreachable: {exc}"
+            else:
+                if response.status_code == 404 or (
+                    response.status_code == 400 and "RESOURCE_DOES_NOT_EXIST" in response.text
+                ):
+                    return None
+                if response.status_code < 400:
+                    return response.json()
+                failure = f"MLflow answered {response.status_code}: {response.text[:200]}"
+                if response.status_code < 500:
+                    break
+            if attempt < 2:
+                await asyncio.sleep(0.2 * 2**attempt)
+        raise MlflowUnavailable(failure)
 
     async def health(self) -> None:
         try:

@@ -183,3 +183,39 @@ def api(settings: Settings) -> Component:
     return Component(
         "api", command, ready_url=f"http://{settings.api_host}:{settings.api_port}/health"
     )
+
+
+def dashboard(settings: Settings) -> Component:
+    """nginx with frontend/nginx.conf when nginx is installed, else a Python server."""
+    from mlops.local.dashboard import nginx_config
+
+    api_url = f"http://{settings.api_host}:{settings.api_port}"
+    ready = f"http://127.0.0.1:{settings.dashboard_port}/index.html"
+    if nginx := shutil.which("nginx") or shutil.which("nginx", path="/usr/sbin:/usr/local/sbin"):
+        config = nginx_config(settings, api_url)
+        logs = settings.data_dir / "logs"
+        command = [
+            nginx,
+            "-p",
+            str(config.parent),
+            "-c",
+            str(config),
+            "-e",
+            str(logs / "nginx-error.log"),
+            "-g",
+            "daemon off;",
+        ]
+        return Component("dashboard", command, ready_url=ready)
+    command = [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "mlops.local.dashboard:app",
+        "--factory",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(settings.dashboard_port),
+        "--no-access-log",
+    ]
+    return Component("dashboard", command, ready_url=ready)

@@ -9,6 +9,7 @@ from urllib.parse import urlparse
 
 from mlops.local import components
 from mlops.local.components import Component, RayPorts
+from mlops.local.dashboard import assets_missing
 from mlops.local.supervisor import StartupError, Supervisor, port_in_use
 from mlops.ml import data
 from mlops.settings import Settings
@@ -46,6 +47,7 @@ class LocalPlatform:
     settings: Settings
     embed_redis: bool = True
     with_api: bool = True
+    with_dashboard: bool = True
     ray_ports: RayPorts = field(default_factory=RayPorts)
 
     def __post_init__(self) -> None:
@@ -61,18 +63,28 @@ class LocalPlatform:
             parts.insert(0, components.valkey(self.settings))
         if self.with_api:
             parts.append(components.api(self.settings))
+            if self.with_dashboard:
+                if reason := assets_missing():
+                    log.warning("the dashboard is not started: %s", reason)
+                else:
+                    parts.append(components.dashboard(self.settings))
         return parts
 
     def urls(self) -> dict[str, str]:
         s = self.settings
         urls = {
+            "Dashboard": f"http://127.0.0.1:{s.dashboard_port}",
             "API (Swagger)": f"http://{s.api_host}:{s.api_port}/docs",
             "Ray dashboard": s.ray_address,
             "Ray Serve": s.serve_url,
             "MLflow": s.mlflow_tracking_uri,
             "Redis": s.redis_url,
         }
-        return urls if self.with_api else {k: v for k, v in urls.items() if k != "API (Swagger)"}
+        if not (self.with_api and self.with_dashboard) or assets_missing():
+            urls.pop("Dashboard")
+        if not self.with_api:
+            urls.pop("API (Swagger)")
+        return urls
 
     def _check_ports(self, parts: list[Component]) -> None:
         busy = [

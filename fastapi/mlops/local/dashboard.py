@@ -1,0 +1,120 @@
+"""The dashboard for `make up`: nginx with the image's own server block when nginx is
+installed, else this small static server with the same /api/ proxying.
+
+    python -m uvicorn mlops.local.dashboard:app   (MLOPS_* settings as everywhere)
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import httpx
+from starlette.applications import Starlette
+from starlette.background import BackgroundTask
+from starlette.requests import Request
+from starlette.responses import StreamingResponse
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from mlops.settings import Settings, get_settings
+
+# Headers a proxy must not pass on (hop-by-hop), plus the body length it recomputes.
+_HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "upgrade", "host", "content-length"}
+
+_MAIN_CONFIG = """\
+worker_processes 1;
+pid {run}/nginx.pid;
+error_log {logs}/nginx-error.log warn;
+events {{ worker_connections 1024; }}
+http {{
+    types {{
+        text/html html; text/css css; application/javascript js;
+        application/json json map; image/svg+xml svg; image/png png;
+    }}
+    default_type application/octet-stream;
+    access_log off;
+    client_body_temp_path {run}/body;
+    proxy_temp_path {run}/proxy;
+    fastcgi_temp_path {run}/fastcgi;
+    uwsgi_temp_path {run}/uwsgi;
+    scgi_temp_path {run}/scgi;
+{server}
+}}
+"""
+
+
+def frontend_dir() -> Path:
+    return Path(__file__).resolve().parents[3] / "frontend"
+
+
+def assets_missing() -> str | None:
+    """Why the dashboard cannot be served, or None when it can."""
+    if not (frontend_dir() / "vendor" / "chart.umd.min.js").exists():
+        return "its chart library is not built: run `make dashboard` (needs Node.js and npm)"
+    return None
+
+
+def nginx_config(settings: Settings, api_url: str) -> Path:
+    """Render frontend/nginx.conf into a complete config under the data folder."""
+    run = settings.data_dir / "nginx"
+    logs = settings.data_dir / "logs"
+    for folder in (run, logs):
+        folder.mkdir(parents=True, exist_ok=True)
+    server = (frontend_dir() / "nginx.conf").read_text()
+    for name, value in {
+        "DASHBOARD_PORT": f"127.0.0.1:{settings.dashboard_port}",
+        "DASHBOARD_ROOT": str(frontend_dir()),
+        "MLOPS_API_UPSTREAM": api_url,
+    }.items():
+        server = server.replace(f"${{{name}}}", value)
+    config = run / "nginx.conf"
+    config.write_text(_MAIN_CONFIG.format(run=run, logs=logs, server=server))
+    return config
+
+
+def create_app(settings: Settings | None = None) -> Starlette:
+    settings = settings or get_settings()
+    upstream = f"http://{settings.api_host}:{settings.api_port}"
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        async with httpx.AsyncClient(
+            base_url=upstream, timeout=httpx.Timeout(30, read=None)
+        ) as client:
+            app.state.client = client
+            yield
+
+    async def proxy(request: Request) -> StreamingResponse:
+        client: httpx.AsyncClient = request.app.state.client
+        headers = {k: v for k, v in request.headers.items() if k.lower() not in _HOP_BY_HOP}
+        outgoing = client.build_request(
+            request.method,
+            "/" + request.path_params["path"],
+            params=request.query_params,
+            headers=headers,
+            content=await request.body(),
+        )
+        response = await client.send(outgoing, stream=True)  # SSE flows through unbuffered
+        kept = {k: v for k, v in response.headers.items() if k.lower() not in _HOP_BY_HOP}
+        return StreamingResponse(
+            response.aiter_raw(),
+            status_code=response.status_code,
+            headers=kept,
+            background=BackgroundTask(response.aclose),
+        )
+
+    methods = ["GET", "POST", "PUT", "DELETE", "PATCH"]
+    return Starlette(
+        routes=[
+            Route("/api/{path:path}", proxy, methods=methods),
+            Mount("/", StaticFiles(directory=frontend_dir(), html=True)),
+        ],
+        lifespan=lifespan,
+    )
+
+
+def app() -> Starlette:
+    """Factory for uvicorn --factory."""
+    return create_app()

@@ -1,0 +1,145 @@
+"""The dashboard in a real browser, against the running local platform."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import httpx
+import pytest
+from helpers import wait_for
+from playwright.sync_api import Page, expect
+
+pytestmark = pytest.mark.slow
+
+IMAGES = Path(__file__).resolve().parents[2] / "images"
+
+
+def _newest_alert(page: Page) -> str | None:
+    return page.eval_on_selector("#alerts", "list => list.firstElementChild?.dataset.id ?? null")
+
+
+def test_page_goes_live_with_no_console_errors(open_page) -> None:
+    page, console = open_page()
+
+    expect(page.locator("#connection")).to_have_text("Live: receiving alerts")
+    page.wait_for_timeout(1000)  # one refresh of metrics, jobs and schedules
+    assert console.problems == [], "\n".join(console.problems)
+
+
+def test_training_from_the_form_shows_the_job_and_the_alert_in_two_pages(open_page) -> None:
+    first, first_console = open_page()
+    second, second_console = open_page()
+    before = _newest_alert(second)
+
+    first.fill("#n-estimators", "25")
+    first.click("#train-form button[type=submit]")
+
+    result = first.locator("#train-form .form-result")
+    expect(result).to_contain_text("Started train-", timeout=10_000)
+    job_id = result.inner_text().removeprefix("Started ").strip()
+    expect(first.locator(f'#jobs tr[data-job="{job_id}"]')).to_be_visible(timeout=10_000)
+    newest = second.locator("#alerts li").first
+    expect(newest).to_contain_text("Latest model accuracy was", timeout=90_000)
+    assert _newest_alert(second) != before
+    assert _newest_alert(first) == _newest_alert(second)
+    expect(first.locator(f'#jobs tr[data-job="{job_id}"] .status')).to_have_text(
+        "succeeded", timeout=15_000
+    )
+    problems = first_console.problems + second_console.problems
+    assert problems == [], "\n".join(problems)
+
+
+def test_charts_render_with_data(open_page) -> None:
+    page, _ = open_page()
+    # Polled from here: the page's Content-Security-Policy forbids wait_for_function's eval.
+    wait_for(
+        lambda: page.evaluate(
+            "Chart.getChart(document.getElementById('runs-chart'))?.data.labels.length > 0"
+        ),
+        timeout=15,
+        what="the runs chart to have data",
+    )
+
+    runs = page.evaluate(
+        "Chart.getChart(document.getElementById('runs-chart')).data.datasets[0].data"
+    )
+    days = page.evaluate("Chart.getChart(document.getElementById('daily-chart')).data.labels")
+
+    assert runs and all(0 <= accuracy <= 1 for accuracy in runs)
+    assert len(days) >= 1
+    expect(page.locator('#latest-model [data-field="version"]')).not_to_have_text("–")
+    page.screenshot(path=str(IMAGES / "dashboard.png"), full_page=True)
+
+
+def test_cancelling_a_schedule_removes_it(open_page, api_url: str) -> None:
+    page, console = open_page()
+    page.select_option("#schedule-kind", "watch")
+    page.fill("#schedule-minutes", "120")
+    page.click("#schedule-form button[type=submit]")
+    result = page.locator("#schedule-form .form-result")
+    expect(result).to_contain_text("Added watch-")
+    schedule_id = result.inner_text().removeprefix("Added ").strip()
+    row = page.locator(f'#schedules tr[data-schedule="{schedule_id}"]')
+    expect(row).to_be_visible()
+
+    row.get_by_role("button", name=f"Cancel {schedule_id}").click()
+
+    expect(row).to_have_count(0)
+    listed = httpx.get(f"{api_url}/scheduled_jobs").json()["schedules"]
+    assert schedule_id not in {s["schedule_id"] for s in listed}
+    assert console.problems == [], "\n".join(console.problems)
+
+
+def test_try_inference_form_answers_with_the_champion(open_page, api_url: str) -> None:
+    page, _ = open_page()
+    champion = httpx.get(f"{api_url}/get_metrics").json()["champion_version"]
+    # Nobody ran serve.py: the API deploys Serve by itself once a champion exists.
+    wait_for(
+        lambda: (
+            httpx.post(
+                f"{api_url}/inference", json={"input_data": [6.7, 3.0, 5.2, 2.3]}, timeout=30
+            ).is_success
+        ),
+        timeout=90,
+        what="the API to deploy serving by itself",
+    )
+
+    page.click("#inference-form button[type=submit]")
+
+    expect(page.locator("#inference-form .form-result")).to_contain_text(
+        "Virginica", timeout=60_000
+    )
+    assert f"version {champion}" in page.inner_text("#inference-form .form-result")
+
+
+def test_bad_hyperparameters_show_the_api_message(open_page) -> None:
+    page, _ = open_page()
+
+    page.fill("#extra-params", '{"n_estimator": 5}')
+    page.click("#train-form button[type=submit]")
+
+    expect(page.locator("#train-form .form-result.error")).to_contain_text(
+        "unknown hyperparameter 'n_estimator'"
+    )
+
+
+def test_phone_width_fits_without_sideways_scrolling(open_page) -> None:
+    page, console = open_page(width=390, height=844)
+
+    overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+
+    assert overflow <= 0
+    page.screenshot(path=str(IMAGES / "dashboard-phone.png"), full_page=True)
+    assert console.problems == [], "\n".join(console.problems)
+
+
+def test_labels_name_every_control(open_page) -> None:
+    page, _ = open_page()
+
+    unlabeled = page.evaluate(
+        """[...document.querySelectorAll('input, select')]
+             .filter(c => !c.labels.length && !c.getAttribute('aria-label'))
+             .map(c => c.id || c.name)"""
+    )
+
+    assert unlabeled == []
