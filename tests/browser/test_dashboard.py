@@ -6,7 +6,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from helpers import wait_for
+from helpers import wait_for, wait_for_job
 from playwright.sync_api import Page, expect
 
 pytestmark = pytest.mark.slow
@@ -49,7 +49,11 @@ def test_training_from_the_form_shows_the_job_and_the_alert_in_two_pages(open_pa
     assert problems == [], "\n".join(problems)
 
 
-def test_charts_render_with_data(open_page) -> None:
+def test_charts_render_with_data(open_page, api_url: str) -> None:
+    with httpx.Client(base_url=api_url, timeout=30) as api:
+        if not api.get("/get_metrics").json()["runs"]:
+            job_id = api.post("/trigger_training", json={"hyperparameters": {}}).json()["job_id"]
+            wait_for_job(api, job_id)
     page, _ = open_page()
     # Polled from here: the page's Content-Security-Policy forbids wait_for_function's eval.
     wait_for(
