@@ -26,8 +26,7 @@ from pathlib import Path
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from conftest import platform_settings  # noqa: E402  (shared free-port settings)
-from helpers import free_port  # noqa: E402
+from helpers import free_port, platform_settings  # noqa: E402  (shared free-port settings)
 
 from mlops.clients.redis import ALERT_STREAM, AlertStream, connect  # noqa: E402
 from mlops.local.components import RayPorts  # noqa: E402

@@ -30,8 +30,7 @@ from pathlib import Path
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from conftest import platform_settings  # noqa: E402
-from helpers import free_port  # noqa: E402
+from helpers import free_port, platform_settings  # noqa: E402
 
 from mlops.clients.serve import ServeAdmin  # noqa: E402
 from mlops.local.components import RayPorts  # noqa: E402

@@ -13,30 +13,13 @@ from typing import Any
 
 import httpx
 import pytest
-from helpers import free_port
+from helpers import free_port, platform_settings
 
 from mlops.local import components
 from mlops.local.components import RayPorts
 from mlops.local.platform import LocalPlatform
 from mlops.local.supervisor import Running, Supervisor
 from mlops.settings import Settings
-
-
-def platform_settings(data_dir: Path, **overrides: Any) -> Settings:
-    values: dict[str, Any] = {
-        "data_dir": data_dir,
-        "api_port": free_port(),
-        "ray_address": f"http://127.0.0.1:{free_port()}",
-        "ray_gcs_port": free_port(),
-        "serve_url": f"http://127.0.0.1:{free_port()}",
-        "mlflow_tracking_uri": f"http://127.0.0.1:{free_port()}",
-        "redis_url": f"redis://127.0.0.1:{free_port()}/0",
-        "job_poll_seconds": 0.5,
-        "schedule_minute_seconds": 1.0,
-        "dashboard_port": free_port(),
-        **overrides,
-    }
-    return Settings(**values)
 
 
 @pytest.fixture(scope="session")

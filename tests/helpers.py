@@ -9,10 +9,13 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+
+from mlops.settings import Settings
 
 
 def free_port() -> int:
@@ -96,3 +99,20 @@ class SseReader:
 
     def close(self) -> None:
         self._client.close()
+
+
+def platform_settings(data_dir: Path, **overrides: Any) -> Settings:
+    values: dict[str, Any] = {
+        "data_dir": data_dir,
+        "api_port": free_port(),
+        "ray_address": f"http://127.0.0.1:{free_port()}",
+        "ray_gcs_port": free_port(),
+        "serve_url": f"http://127.0.0.1:{free_port()}",
+        "mlflow_tracking_uri": f"http://127.0.0.1:{free_port()}",
+        "redis_url": f"redis://127.0.0.1:{free_port()}/0",
+        "job_poll_seconds": 0.5,
+        "schedule_minute_seconds": 1.0,
+        "dashboard_port": free_port(),
+        **overrides,
+    }
+    return Settings(**values)

@@ -10,8 +10,7 @@ from pathlib import Path
 import httpx
 import psutil
 import pytest
-from conftest import platform_settings
-from helpers import wait_for
+from helpers import platform_settings, wait_for
 
 pytestmark = pytest.mark.slow
 
