@@ -31,8 +31,10 @@ def _chromium() -> str:
     pytest.fail("no Chromium: `make system-deps` installs it (or set MLOPS_CHROMIUM)")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def browser() -> Iterator[Browser]:
+    # Package scope: Playwright's sync API keeps an event loop running in this thread
+    # while it is open, which would stop later tests from using asyncio.run().
     with sync_playwright() as playwright:
         launched = playwright.chromium.launch(executable_path=_chromium(), args=_FLAGS)
         yield launched
