@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Iterator
 
 import httpx
 import pytest
-from helpers import SseReader
+from helpers import SseReader, run_async
 
 from mlops.clients.redis import AlertStream, connect
 from mlops.schemas import Alert
@@ -27,7 +26,7 @@ def publish(settings: Settings) -> Iterator:
             finally:
                 await redis.aclose()
 
-        return asyncio.run(go())
+        return run_async(go())
 
     yield _publish
 

@@ -48,6 +48,19 @@ def served(platform, api_url: str, settings: Settings) -> dict:
         job = _train(api, {"random_state": 3})
     deployed = _serve_py(settings)
     assert deployed.returncode == 0, deployed.stderr
+    # Replicas already running switch to a new champion within serve_reload_seconds.
+    wait_for(
+        lambda: (
+            httpx.post(
+                f"{api_url}/inference", json={"input_data": [5.1, 3.5, 1.4, 0.2]}, timeout=30
+            )
+            .json()
+            .get("model_version")
+            == job["model_version"]
+        ),
+        timeout=30,
+        what="the new champion to answer",
+    )
     return job
 
 

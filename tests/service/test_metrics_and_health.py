@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from datetime import UTC, datetime
 
 import httpx
 import pytest
-from helpers import wait_for_job
+from helpers import run_async, wait_for_job
+from mlflow import MlflowClient
 
 from mlops.clients.mlflow_registry import MlflowRegistry
 from mlops.services.metrics import model_metrics
@@ -27,13 +27,30 @@ def test_metrics_of_an_empty_registry_are_nulls_and_an_empty_map(
             registry = MlflowRegistry(http, settings.mlflow_tracking_uri)
             return await model_metrics(registry=registry, settings=fresh, now=datetime.now(UTC))
 
-    metrics = asyncio.run(fetch())
+    metrics = run_async(fetch())
 
     assert metrics.latest_model is None
     assert metrics.champion_version is None
     assert metrics.weekly_average is None
     assert metrics.avg_accuracy_last_7_days == {}
     assert metrics.runs == []
+
+
+def test_metrics_of_a_registered_model_without_a_champion_are_nulls(
+    platform, settings: Settings
+) -> None:
+    fresh = settings.model_copy(update={"model_name": f"unpromoted_{uuid.uuid4().hex[:8]}"})
+    MlflowClient(settings.mlflow_tracking_uri).create_registered_model(fresh.model_name)
+
+    async def fetch():
+        async with httpx.AsyncClient() as http:
+            registry = MlflowRegistry(http, settings.mlflow_tracking_uri)
+            return await model_metrics(registry=registry, settings=fresh, now=datetime.now(UTC))
+
+    metrics = run_async(fetch())
+
+    assert metrics.latest_model is None
+    assert metrics.champion_version is None
 
 
 @pytest.mark.slow

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
-
 import httpx
 import pytest
-from helpers import wait_for, wait_for_job
+from helpers import run_async, wait_for, wait_for_job
 from mlflow import MlflowClient
 
 from mlops.clients.ray_jobs import RayJobsClient
@@ -116,7 +114,7 @@ def test_job_with_a_missing_dataset_fails_with_its_error_and_an_error_alert(
             finally:
                 await redis.aclose()
 
-    job_id = asyncio.run(submit())
+    job_id = run_async(submit())
     job = wait_for_job(api, job_id)
 
     assert job["status"] == "failed"

@@ -33,6 +33,23 @@ class RunAccuracy:
     accuracy: float
 
 
+def _is_missing(response: httpx.Response) -> bool:
+    """MLflow's ways of saying "no such thing": 404, RESOURCE_DOES_NOT_EXIST, and a 400
+    INVALID_PARAMETER_VALUE "… not found" for an alias no version carries."""
+    if response.status_code == 404:
+        return True
+    if response.status_code != 400:
+        return False
+    try:
+        error = response.json()
+    except ValueError:
+        return False
+    code, message = error.get("error_code"), str(error.get("message", ""))
+    return code == "RESOURCE_DOES_NOT_EXIST" or (
+        code == "INVALID_PARAMETER_VALUE" and message.endswith("not found.")
+    )
+
+
 def _from_ms(value: Any) -> datetime:
     return datetime.fromtimestamp(int(value) / 1000, tz=UTC)
 
@@ -55,9 +72,7 @@ class MlflowRegistry:
             except httpx.HTTPError as exc:
                 failure: str = f"MLflow at {self._base} is unreachable: {exc}"
             else:
-                if response.status_code == 404 or (
-                    response.status_code == 400 and "RESOURCE_DOES_NOT_EXIST" in response.text
-                ):
+                if _is_missing(response):
                     return None
                 if response.status_code < 400:
                     return response.json()
