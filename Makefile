@@ -36,27 +36,29 @@ dashboard: $(DASHBOARD_ASSETS) ## Build the dashboard's assets (needs Node.js an
 
 up: $(STAMP) ## Start the local platform (Ctrl-C stops it)
 	@command -v npm >/dev/null && $(MAKE) --no-print-directory dashboard \
-		|| echo "npm not found: starting without the dashboard (install Node.js to get it)"
+		|| echo "dashboard assets not built (no npm, or npm ci failed): starting without the dashboard"
 	$(BIN)/python -m mlops.local up
 
 down: $(STAMP) ## Stop a platform started by `make up` in another shell
 	$(BIN)/python -m mlops.local down
 
-# What the browser tests drive: Debian's Chromium, and nginx as in the dashboard image.
+# What the browser tests need: Debian's Chromium, nginx as in the dashboard image, and
+# npm to build the dashboard's assets.
 system-deps:
 	@missing=""; \
 	command -v chromium >/dev/null || missing="$$missing chromium"; \
+	command -v npm >/dev/null || missing="$$missing npm"; \
 	command -v nginx >/dev/null || test -x /usr/sbin/nginx || missing="$$missing nginx-light"; \
 	if [ -n "$$missing" ]; then \
 		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
 		else \
 			echo "The browser tests need:$$missing. Install them (Debian/Ubuntu: sudo apt-get install$$missing;"; \
-			echo "macOS: brew install --cask chromium; brew install nginx)"; exit 1; \
+			echo "macOS: brew install --cask chromium; brew install nginx node)"; exit 1; \
 		fi; \
 	fi
 
-test: $(STAMP) $(DASHBOARD_ASSETS) system-deps ## Run the whole test suite against real Ray, MLflow, Valkey and Chromium
+test: $(STAMP) system-deps $(DASHBOARD_ASSETS) ## Run the whole test suite against real Ray, MLflow, Valkey and Chromium
 	$(BIN)/ruff check fastapi tests bench
 	$(BIN)/python -m pytest
 
