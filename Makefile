@@ -15,12 +15,12 @@ STAMP := $(VENV)/.installed
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
 
-$(STAMP): fastapi/pyproject.toml fastapi/requirements.lock
+$(STAMP): fastapi/pyproject.toml fastapi/requirements-dev.lock
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
 		|| { echo "Python 3.11+ is required (found $$($(PYTHON) --version)); set PYTHON=python3.11"; exit 1; }
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check "uv==$(UV_VERSION)"
-	$(BIN)/uv pip install --python $(BIN)/python --quiet -r fastapi/requirements.lock
+	$(BIN)/uv pip install --python $(BIN)/python --quiet -r fastapi/requirements-dev.lock
 	$(BIN)/uv pip install --python $(BIN)/python --quiet --no-deps -e ./fastapi
 	touch $@
 
@@ -77,9 +77,11 @@ format: $(STAMP) ## Format the Python code
 	$(BIN)/ruff format fastapi tests bench
 	$(BIN)/ruff check --fix fastapi tests bench
 
-lock: $(STAMP) ## Re-resolve fastapi/requirements.lock after changing dependencies
-	$(BIN)/uv pip compile fastapi/pyproject.toml --extra dev --universal \
-		--python-version 3.11 -o fastapi/requirements.lock
+lock: $(STAMP) ## Re-resolve the lock files after changing fastapi/pyproject.toml
+	$(BIN)/uv pip compile fastapi/pyproject.toml --universal --python-version 3.11 \
+		-o fastapi/requirements.lock
+	$(BIN)/uv pip compile fastapi/pyproject.toml --extra dev --universal --python-version 3.11 \
+		-o fastapi/requirements-dev.lock
 
 clean: ## Remove the virtual environment and local platform state
 	rm -rf $(VENV) .data

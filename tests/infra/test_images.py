@@ -1,0 +1,47 @@
+"""The container images, checked statically (no Docker engine runs in CI)."""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _ray_pin() -> str:
+    project = tomllib.loads((ROOT / "fastapi" / "pyproject.toml").read_text())["project"]
+    pins = [d for d in project["dependencies"] if re.match(r"ray\[", d)]
+    assert len(pins) == 1, pins
+    return pins[0].split("==")[1]
+
+
+def _dockerfile_arg(path: Path, name: str) -> str:
+    match = re.search(rf"^ARG {name}=(\S+)$", path.read_text(), re.M)
+    assert match, f"{path} declares no default for {name}"
+    return match.group(1)
+
+
+def test_the_api_image_is_built_from_the_ray_version_the_code_pins() -> None:
+    pinned = _ray_pin()
+    locked = re.search(r"^ray==(\S+)$", (ROOT / "fastapi" / "requirements.lock").read_text(), re.M)
+
+    image = _dockerfile_arg(ROOT / "fastapi" / "Dockerfile", "RAY_VERSION")
+
+    assert image == pinned == locked.group(1)
+
+
+def test_the_api_image_installs_runtime_dependencies_only() -> None:
+    dockerfile = (ROOT / "fastapi" / "Dockerfile").read_text()
+    runtime = (ROOT / "fastapi" / "requirements.lock").read_text()
+
+    assert "-r fastapi/requirements.lock" in dockerfile
+    assert not re.search(r"^(pytest|playwright|ruff|moto)==", runtime, re.M)
+
+
+def test_images_run_as_non_root() -> None:
+    for dockerfile in (ROOT / "fastapi" / "Dockerfile", ROOT / "frontend" / "Dockerfile"):
+        users = re.findall(r"^USER (\S+)$", dockerfile.read_text(), re.M)
+        base = re.findall(r"^FROM (\S+)", dockerfile.read_text(), re.M)[-1]
+        # nginx-unprivileged runs as uid 101 by itself; ours must end on a non-root USER.
+        assert (users and users[-1] not in {"root", "0"}) or "nginx-unprivileged" in base
