@@ -159,8 +159,11 @@ class JobStore:
 
     async def recent(self, limit: int) -> list[dict[str, Any]]:
         job_ids = await self._redis.zrevrange(JOB_INDEX, 0, limit - 1)
-        records = [await self.get(job_id) for job_id in job_ids]
-        return [record for record in records if record]
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for job_id in job_ids:
+                pipe.hgetall(_job_key(job_id))
+            raws = await pipe.execute()  # one round trip, not one per job
+        return [{k: json.loads(v) for k, v in raw.items()} for raw in raws if raw]
 
     async def claim_final_alert(self, job_id: str) -> bool:
         """True for exactly one caller per job: the job itself or a reconciling API replica."""

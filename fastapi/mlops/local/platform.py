@@ -52,7 +52,9 @@ class LocalPlatform:
 
     def __post_init__(self) -> None:
         env = {**os.environ, **self.settings.as_env(include_secrets=True)}
-        self.supervisor = Supervisor(self.settings.data_dir / "logs", base_env=env)
+        self.supervisor = Supervisor(
+            self.settings.data_dir / "logs", base_env=env, cwd=self.settings.data_dir
+        )
 
     def components(self) -> list[Component]:
         parts = [

@@ -66,9 +66,14 @@ def _is_ready(component: Component) -> bool:
 
 
 class Supervisor:
-    def __init__(self, log_dir: Path, *, base_env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, log_dir: Path, *, base_env: dict[str, str] | None = None, cwd: Path | None = None
+    ) -> None:
         self.log_dir = log_dir
         self.base_env = dict(os.environ if base_env is None else base_env)
+        # Components run from here (the data folder): whatever one writes to its working
+        # directory (Ray jobs and replicas inherit it) stays out of the repository.
+        self.cwd = cwd or log_dir
         self.running: list[Running] = []
 
     def start(self, component: Component) -> Running:
@@ -81,6 +86,7 @@ class Supervisor:
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
                 env={**self.base_env, **component.env},
+                cwd=self.cwd,
                 start_new_session=True,
                 preexec_fn=_die_with_parent,
             )

@@ -144,9 +144,8 @@ class Schedules:
         connection = parse_url(settings.redis_url)
         if settings.redis_password:
             connection["password"] = settings.redis_password.get_secret_value()
-        connection.pop("db", None)
         store = RedisJobStore(
-            db=parse_url(settings.redis_url).get("db", 0),
+            db=connection.pop("db", 0),
             jobs_key=JOBS_KEY,
             run_times_key=RUN_TIMES_KEY,
             socket_connect_timeout=3,
