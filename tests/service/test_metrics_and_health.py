@@ -11,8 +11,20 @@ from helpers import run_async, wait_for_job
 from mlflow import MlflowClient
 
 from mlops.clients.mlflow_registry import MlflowRegistry
+from mlops.schemas import MetricsResponse
 from mlops.services.metrics import model_metrics
 from mlops.settings import Settings
+
+
+def _metrics_for(settings: Settings) -> MetricsResponse:
+    """The metrics service against the real MLflow server, for these settings' names."""
+
+    async def fetch() -> MetricsResponse:
+        async with httpx.AsyncClient() as http:
+            registry = MlflowRegistry(http, settings.mlflow_tracking_uri)
+            return await model_metrics(registry=registry, settings=settings, now=datetime.now(UTC))
+
+    return run_async(fetch())
 
 
 def test_metrics_of_an_empty_registry_are_nulls_and_an_empty_map(
@@ -22,12 +34,7 @@ def test_metrics_of_an_empty_registry_are_nulls_and_an_empty_map(
         update={"model_name": f"empty_{uuid.uuid4().hex[:8]}", "experiment_name": "no_runs_yet"}
     )
 
-    async def fetch():
-        async with httpx.AsyncClient() as http:
-            registry = MlflowRegistry(http, settings.mlflow_tracking_uri)
-            return await model_metrics(registry=registry, settings=fresh, now=datetime.now(UTC))
-
-    metrics = run_async(fetch())
+    metrics = _metrics_for(fresh)
 
     assert metrics.latest_model is None
     assert metrics.champion_version is None
@@ -42,12 +49,7 @@ def test_metrics_of_a_registered_model_without_a_champion_are_nulls(
     fresh = settings.model_copy(update={"model_name": f"unpromoted_{uuid.uuid4().hex[:8]}"})
     MlflowClient(settings.mlflow_tracking_uri).create_registered_model(fresh.model_name)
 
-    async def fetch():
-        async with httpx.AsyncClient() as http:
-            registry = MlflowRegistry(http, settings.mlflow_tracking_uri)
-            return await model_metrics(registry=registry, settings=fresh, now=datetime.now(UTC))
-
-    metrics = run_async(fetch())
+    metrics = _metrics_for(fresh)
 
     assert metrics.latest_model is None
     assert metrics.champion_version is None
