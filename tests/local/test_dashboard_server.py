@@ -1,0 +1,47 @@
+"""The dashboard's fallback server (`make up` without nginx), on the running platform."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import httpx
+import pytest
+from helpers import SseReader, free_port
+
+from mlops.local import components
+from mlops.local.supervisor import Supervisor
+from mlops.settings import Settings
+
+pytestmark = pytest.mark.slow
+
+
+def test_fallback_server_serves_the_page_and_proxies_the_api(
+    platform, settings: Settings, tmp_path: Path
+) -> None:
+    local = settings.model_copy(update={"dashboard_port": free_port()})
+    supervisor = Supervisor(tmp_path, base_env={**os.environ, **local.as_env(include_secrets=True)})
+    component = components.dashboard(local, prefer_nginx=False)
+    assert "mlops.local.dashboard:app" in component.command
+    supervisor.wait_ready([supervisor.start(component)], timeout=60)
+    base = f"http://127.0.0.1:{local.dashboard_port}"
+    reader = None
+    try:
+        page = httpx.get(f"{base}/")
+        chart = httpx.get(f"{base}/vendor/chart.umd.min.js")
+        health = httpx.get(f"{base}/api/health")
+        rejected = httpx.post(
+            f"{base}/api/trigger_training", json={"hyperparameters": {"n_estimator": 1}}
+        )
+        reader = SseReader(f"{base}/api/webhook")
+
+        assert page.status_code == 200 and "MLOps dashboard" in page.text
+        assert chart.status_code == 200 and len(chart.content) > 100_000
+        assert health.json() == {"status": "ok"}
+        assert rejected.status_code == 422
+        assert rejected.json()["detail"][0]["loc"][-1] == "n_estimator"
+        assert reader.next("ready").id  # the SSE stream flows through the proxy
+    finally:
+        if reader:
+            reader.close()
+        supervisor.stop_all()
