@@ -127,6 +127,8 @@ def platform_settings(data_dir: Path, **overrides: Any) -> Settings:
         "job_poll_seconds": 0.5,
         "schedule_minute_seconds": 1.0,
         "dashboard_port": free_port(),
+        "serve_haproxy_stats_port": free_port(),
+        "serve_haproxy_metrics_port": free_port(),
         **overrides,
     }
     return Settings(**values)

@@ -37,6 +37,12 @@ class Settings(BaseSettings):
     serve_bind_host: str = Field(
         "127.0.0.1", description="Interface Serve's proxy binds (0.0.0.0 in the cluster)."
     )
+    serve_haproxy_stats_port: int = Field(
+        8404, description="Port of Serve's HAProxy stats page (local Linux platform)."
+    )
+    serve_haproxy_metrics_port: int = Field(
+        9101, description="Port of Serve's HAProxy Prometheus metrics (local Linux platform)."
+    )
     serve_replicas: int = Field(1, ge=1, description="Replicas of the model deployment.")
     serve_reload_seconds: float = Field(
         2.0, gt=0, description="How often replicas check which version is the champion."

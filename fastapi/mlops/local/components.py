@@ -161,6 +161,9 @@ def ray_head(settings: Settings, ports: RayPorts = RayPorts()) -> Component:
             "RAY_SERVE_HAPROXY_SOCKET_PATH": str(haproxy / "admin.sock"),
             "RAY_SERVE_HAPROXY_SERVER_STATE_BASE": str(haproxy),
             "RAY_SERVE_HAPROXY_SERVER_STATE_FILE": str(haproxy / "server-state"),
+            # Fixed ports by default: per platform too, or a second one cannot start.
+            "RAY_SERVE_HAPROXY_STATS_PORT": str(settings.serve_haproxy_stats_port),
+            "RAY_SERVE_HAPROXY_METRICS_PORT": str(settings.serve_haproxy_metrics_port),
         }
     return Component(
         "ray", command, ready_url=f"{settings.ray_address.rstrip('/')}/api/version", env=env
