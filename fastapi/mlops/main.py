@@ -62,7 +62,9 @@ async def _keep_serving(services: Services) -> None:
                         await services.redis.delete("mlops:serve-deploy")
         except (ServeError, MlflowUnavailable, RedisError, OSError) as exc:
             log.warning("auto-serve check skipped: %s", exc)
-        await asyncio.sleep(10)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(services.serving_wanted.wait(), 10)
+        services.serving_wanted.clear()
 
 
 async def _wake_scheduler(schedules: Schedules, settings: Settings) -> None:
@@ -172,6 +174,10 @@ async def _bad_hyperparameter(request: Request, exc: Exception) -> JSONResponse:
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
+    if not logging.getLogger().handlers:  # run bare by uvicorn: show the platform's INFO lines
+        logging.basicConfig(
+            level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+        )
     app = FastAPI(
         title="MLOps platform API",
         summary="Train on Ray, register in MLflow, serve with Ray Serve, alert over SSE.",

@@ -150,6 +150,22 @@ def test_serving_down_is_503_saying_what_to_do(start_api) -> None:
     assert "serve.py" in response.json()["detail"]
 
 
+def test_serving_down_with_auto_serve_says_it_is_being_started(start_api) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        dead = sock.getsockname()[1]
+    # A model with no champion: this API has nothing to deploy, so the session's
+    # Serve application is left alone.
+    api, _ = start_api(
+        serve_url=f"http://127.0.0.1:{dead}", auto_serve=True, model_name="never_trained"
+    )
+
+    response = _predict(api, [5.1, 3.5, 1.4, 0.2], retries=0, sla_seconds=5)
+
+    assert response.status_code == 503
+    assert "being started" in response.json()["detail"]
+
+
 @pytest.fixture()
 def silent_server() -> Iterator[int]:
     """Accepts connections and never answers: a hung serving layer."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, HTTPException
 from mlops.api.deps import ServicesDep
 from mlops.schemas import ErrorResponse, InferenceRequest, InferenceResponse
+from mlops.services.container import Services
 from mlops.services.inference import InferenceError, predict
 
 router = APIRouter(tags=["inference"])
@@ -29,4 +30,18 @@ async def inference(request: InferenceRequest, services: ServicesDep) -> Inferen
             sla_seconds=60 if request.sla_seconds is None else request.sla_seconds,
         )
     except InferenceError as exc:
-        raise HTTPException(exc.status, exc.detail) from None
+        detail = exc.detail
+        if exc.serving_down:
+            detail = f"{detail}. {_serving_hint(services)}"
+        raise HTTPException(exc.status, detail) from None
+
+
+def _serving_hint(services: Services) -> str:
+    """What to do when Serve is down; with auto-serve, also start deploying now."""
+    if services.settings.auto_serve:
+        services.serving_wanted.set()
+        return (
+            "Serving is being started: the API deploys it once a champion model exists. "
+            "Retry in a few seconds; /ready and the Ray dashboard show progress."
+        )
+    return "Serving is down: start it with `python fastapi/serve.py` and check /ready."

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import asyncio
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import httpx
@@ -33,3 +34,5 @@ class Services:
     serve: ServeAdmin
     batcher: ServeBatcher
     schedules: Schedules | None = None  # set by the lifespan once services exist
+    # Set when a request found serving down: auto-serve checks at once, not in 10 s.
+    serving_wanted: asyncio.Event = field(default_factory=asyncio.Event)

@@ -13,16 +13,12 @@ from mlops.services.batching import ServeBatcher, ServeVerdict, TransientServeEr
 
 log = logging.getLogger(__name__)
 
-_SERVING_DOWN_HINT = (
-    "Serving may be down: start it with `python fastapi/serve.py` "
-    "(or let the API do it with MLOPS_AUTO_SERVE=true) and check /ready."
-)
-
 
 @dataclass
 class InferenceError(Exception):
     status: int
     detail: str
+    serving_down: bool = False  # Serve could not be reached or has no application
 
 
 async def predict(
@@ -63,7 +59,7 @@ async def predict(
         await asyncio.sleep(backoff)
     if time.monotonic() >= deadline or failure == "Serve did not answer in time":
         raise InferenceError(504, f"no prediction within sla_seconds={sla_seconds:g}: {failure}")
-    raise InferenceError(503, f"{failure}. {_SERVING_DOWN_HINT}")
+    raise InferenceError(503, failure, serving_down=True)
 
 
 def _reply(body: dict[str, Any]) -> InferenceResponse:
