@@ -7,6 +7,7 @@ same boto3 code path that reads from MinIO in the cluster.
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -95,3 +96,53 @@ def test_missing_local_file_is_a_dataset_error(tmp_path: Path) -> None:
 def test_missing_target_column_is_a_dataset_error() -> None:
     with pytest.raises(data.DatasetError, match="variety"):
         data.split_features(data.iris_frame().drop(columns=["variety"]), "variety")
+
+
+def test_seeding_writes_iris_once_and_never_overwrites_a_dataset(s3_endpoint: str) -> None:
+    client = _client(s3_endpoint)
+    client.create_bucket(Bucket="seeded")
+    env = {
+        **os.environ,
+        "MLOPS_DATASET_URI": "s3://seeded/datasets/iris.csv",
+        "MLOPS_S3_ENDPOINT_URL": s3_endpoint,
+        "MLOPS_S3_ACCESS_KEY_ID": "test",
+        "MLOPS_S3_SECRET_ACCESS_KEY": "test",
+    }
+
+    def seed() -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "mlops.ml.seed"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+
+    first = seed()
+    client.put_object(Bucket="seeded", Key="datasets/iris.csv", Body=b"a,variety\n1,x\n")
+    second = seed()
+
+    assert first.returncode == 0 and "wrote iris to s3://seeded" in first.stderr
+    assert second.returncode == 0 and "already at" in second.stderr
+    body = client.get_object(Bucket="seeded", Key="datasets/iris.csv")["Body"].read()
+    assert body == b"a,variety\n1,x\n"
+
+
+def test_seeding_an_unreachable_store_fails_with_the_reason() -> None:
+    env = {
+        **os.environ,
+        "MLOPS_DATASET_URI": "s3://nowhere/iris.csv",
+        "MLOPS_S3_ENDPOINT_URL": f"http://127.0.0.1:{free_port()}",
+        "AWS_MAX_ATTEMPTS": "1",
+    }
+
+    result = subprocess.run(
+        [sys.executable, "-m", "mlops.ml.seed"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+    assert result.returncode == 1
+    assert "cannot check dataset s3://nowhere/iris.csv" in result.stderr

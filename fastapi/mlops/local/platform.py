@@ -22,11 +22,10 @@ def ensure_dataset(settings: Settings) -> bool:
     uri = settings.dataset_uri
     if uri.startswith("s3://"):
         return False  # a bucket is provisioned by its owner (init.sh in the cluster)
-    if os.path.exists(uri.removeprefix("file://")):
-        return False
-    data.write_csv(data.iris_frame(), uri)
-    log.info("wrote the iris dataset to %s", uri)
-    return True
+    wrote = data.ensure_iris(uri)
+    if wrote:
+        log.info("wrote the iris dataset to %s", uri)
+    return wrote
 
 
 def should_embed_redis(settings: Settings) -> bool:

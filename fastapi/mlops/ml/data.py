@@ -5,9 +5,13 @@ from __future__ import annotations
 import io
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlparse
 
 import pandas as pd
+
+if TYPE_CHECKING:
+    from mlops.settings import Settings
 
 IRIS_FEATURES = ["sepal.length", "sepal.width", "petal.length", "petal.width"]
 IRIS_TARGET = "variety"
@@ -28,6 +32,15 @@ class S3Config:
             aws_access_key_id=self.access_key_id,
             aws_secret_access_key=self.secret_access_key,
         )
+
+
+def s3_config(settings: Settings) -> S3Config:
+    secret = settings.s3_secret_access_key
+    return S3Config(
+        endpoint_url=settings.s3_endpoint_url,
+        access_key_id=settings.s3_access_key_id,
+        secret_access_key=secret.get_secret_value() if secret else None,
+    )
 
 
 class DatasetError(Exception):
@@ -75,6 +88,29 @@ def write_csv(frame: pd.DataFrame, uri: str, s3: S3Config | None = None) -> None
     path = Path(uri.removeprefix("file://"))
     path.parent.mkdir(parents=True, exist_ok=True)
     frame.to_csv(path, index=False)
+
+
+def exists(uri: str, s3: S3Config | None = None) -> bool:
+    """True if a dataset object or file is at `uri`."""
+    if not uri.startswith("s3://"):
+        return Path(uri.removeprefix("file://")).exists()
+    bucket, key = _split_s3(uri)
+    try:
+        (s3 or S3Config()).client().head_object(Bucket=bucket, Key=key)
+    except Exception as exc:  # botocore's errors: a 404 answer, or no answer at all
+        code = getattr(exc, "response", {}).get("Error", {}).get("Code")
+        if code in {"404", "NoSuchKey", "NotFound"}:
+            return False
+        raise DatasetError(f"cannot check dataset {uri}: {exc}") from exc
+    return True
+
+
+def ensure_iris(uri: str, s3: S3Config | None = None) -> bool:
+    """Write iris to `uri` unless a dataset is already there; True if it wrote."""
+    if exists(uri, s3):
+        return False
+    write_csv(iris_frame(), uri, s3)
+    return True
 
 
 def split_features(frame: pd.DataFrame, target: str) -> tuple[pd.DataFrame, pd.Series]:

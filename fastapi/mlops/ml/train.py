@@ -44,22 +44,13 @@ class TrainingResult:
     promoted: bool
 
 
-def _s3(settings: Settings) -> data.S3Config:
-    secret = settings.s3_secret_access_key
-    return data.S3Config(
-        endpoint_url=settings.s3_endpoint_url,
-        access_key_id=settings.s3_access_key_id,
-        secret_access_key=secret.get_secret_value() if secret else None,
-    )
-
-
 def train_and_register(
     settings: Settings, hyperparameters: dict[str, Any], *, job_id: str
 ) -> TrainingResult:
     import mlflow  # heavy; imported where it is used so `--help` stays fast
     from mlflow.models import infer_signature
 
-    frame = data.read_csv(settings.dataset_uri, _s3(settings))
+    frame = data.read_csv(settings.dataset_uri, data.s3_config(settings))
     features, labels = data.split_features(frame, settings.target_column)
     parts = model.split(features, labels, test_size=settings.test_size, seed=settings.random_seed)
     pipeline = model.build_pipeline(hyperparameters)
