@@ -24,6 +24,15 @@ $(STAMP): fastapi/pyproject.toml fastapi/requirements-dev.lock
 	$(BIN)/uv pip install --python $(BIN)/python --quiet --no-deps -e ./fastapi
 	touch $@
 
+# checkov lives in its own environment: its pins conflict with Ray's.
+CHECKOV_VENV := .venv-checkov
+CHECKOV_STAMP := $(CHECKOV_VENV)/.installed
+
+$(CHECKOV_STAMP): tests/infra/checkov.lock $(STAMP)
+	test -x $(CHECKOV_VENV)/bin/python || $(PYTHON) -m venv $(CHECKOV_VENV)
+	$(BIN)/uv pip install --python $(CHECKOV_VENV)/bin/python --quiet -r tests/infra/checkov.lock
+	touch $@
+
 DASHBOARD_ASSETS := frontend/vendor/chart.umd.min.js
 
 # Chart.js, pinned with its integrity hash in frontend/package-lock.json.
@@ -58,7 +67,7 @@ system-deps:
 		fi; \
 	fi
 
-test: $(STAMP) system-deps $(DASHBOARD_ASSETS) ## Run the whole test suite against real Ray, MLflow, Valkey and Chromium
+test: $(STAMP) $(CHECKOV_STAMP) system-deps $(DASHBOARD_ASSETS) ## Run the whole test suite against real Ray, MLflow, Valkey and Chromium
 	$(BIN)/ruff check fastapi tests bench
 	$(BIN)/python -m pytest
 
@@ -82,6 +91,8 @@ lock: $(STAMP) ## Re-resolve the lock files after changing fastapi/pyproject.tom
 		-o fastapi/requirements.lock
 	$(BIN)/uv pip compile fastapi/pyproject.toml --extra dev --universal --python-version 3.11 \
 		-o fastapi/requirements-dev.lock
+	$(BIN)/uv pip compile tests/infra/checkov.in --universal --python-version 3.11 \
+		-o tests/infra/checkov.lock
 
 clean: ## Remove the virtual environment and local platform state
-	rm -rf $(VENV) .data
+	rm -rf $(VENV) $(CHECKOV_VENV) .data
