@@ -1,0 +1,364 @@
+#!/usr/bin/env bash
+# The platform on a local Kubernetes cluster (kind), on arm64 or amd64 hosts:
+#
+#   config/init.sh            create or update everything (safe to run again)
+#   config/init.sh --dry-run  print the plan; run nothing, change nothing
+#   config/init.sh down       delete the cluster and the generated outputs
+#
+# Needs Docker (running), kind >= KIND_MIN_VERSION, kubectl and helm. Versions are in
+# config/versions.env, Helm values in helm-values/, manifests in manifests/ and the
+# ArgoCD Applications in argocd/. Writes outputs/urls.txt and outputs/credentials.txt.
+#
+# Settings (environment): MLOPS_CLUSTER_NAME (mlops), MLOPS_HELM_TIMEOUT (10m),
+# MLOPS_GIT_URL and MLOPS_GIT_REVISION (default: this clone's `origin` and branch).
+set -o errexit -o nounset -o pipefail
+
+REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+readonly REPO_ROOT
+# shellcheck source=config/versions.env
+source "${REPO_ROOT}/config/versions.env"
+
+readonly CLUSTER_NAME="${MLOPS_CLUSTER_NAME:-mlops}"
+readonly CONTEXT="kind-${CLUSTER_NAME}"
+readonly HELM_TIMEOUT="${MLOPS_HELM_TIMEOUT:-10m}"
+readonly OUTPUTS="${REPO_ROOT}/outputs"
+readonly VALUES="${REPO_ROOT}/helm-values"
+readonly RAY_CLUSTER=mlops-ray
+
+DRY_RUN=false
+ARCH=""
+RAY_ARCH_SUFFIX=""
+API_IMAGE=""
+DASHBOARD_IMAGE=""
+# Generated once, then read back from the cluster's Secrets on every later run.
+MINIO_USER=mlops-admin
+MINIO_PASSWORD=""
+REDIS_PASSWORD=""
+
+log() { printf '==> %s\n' "$*" >&2; }
+die() { printf 'error: %s\n' "$*" >&2; exit 1; }
+
+# Every command that changes something goes through `run`; --dry-run prints it instead.
+run() {
+  if [[ "${DRY_RUN}" == true ]]; then
+    printf '  would run: %s\n' "$*"
+    return 0
+  fi
+  "$@"
+}
+
+kc() { kubectl --context "${CONTEXT}" "$@"; }
+
+random_secret() {
+  # 32 alphanumeric characters; base64 of 48 random bytes always has enough of them.
+  head -c 48 /dev/urandom | base64 | tr -dc 'A-Za-z0-9' | cut -c1-32
+}
+
+version_at_least() {  # version_at_least HAVE WANT
+  [[ "$(printf '%s\n%s\n' "$2" "$1" | sort -V | head -n1)" == "$2" ]]
+}
+
+# --- prerequisites ---------------------------------------------------------------
+
+require_tool() {  # require_tool NAME FIX
+  command -v "$1" >/dev/null 2>&1 || die "$1 is not installed. Fix: $2"
+}
+
+check_prerequisites() {
+  require_tool docker "install Docker Desktop (macOS) or Docker Engine (Linux): https://docs.docker.com/engine/install/"
+  require_tool kind "brew install kind, or: go install sigs.k8s.io/kind@v${KIND_MIN_VERSION} (https://kind.sigs.k8s.io/docs/user/quick-start/#installation)"
+  require_tool kubectl "brew install kubectl, or see https://kubernetes.io/docs/tasks/tools/"
+  require_tool helm "brew install helm, or see https://helm.sh/docs/intro/install/"
+  [[ "${DRY_RUN}" == true ]] && return 0
+  docker info >/dev/null 2>&1 \
+    || die "Docker is not running. Fix: start Docker Desktop (macOS) or run: sudo systemctl start docker (Linux)"
+  local kind_version kubectl_version
+  kind_version="$(kind version | sed -E 's/^kind v([0-9.]+).*/\1/')"
+  version_at_least "${kind_version}" "${KIND_MIN_VERSION}" \
+    || die "kind ${kind_version} is too old for the pinned node image. Fix: brew upgrade kind, or: go install sigs.k8s.io/kind@v${KIND_MIN_VERSION}"
+  # `kubectl wait --for=create` (waiting for what ArgoCD creates) came with kubectl 1.31.
+  kubectl_version="$(kubectl version --client -o json | sed -n -E 's/.*"gitVersion": *"v([0-9.]+).*/\1/p')"
+  version_at_least "${kubectl_version}" "${KUBERNETES_MINOR}" \
+    || die "kubectl ${kubectl_version} is older than ${KUBERNETES_MINOR}. Fix: brew upgrade kubectl, or see https://kubernetes.io/docs/tasks/tools/"
+}
+
+detect_architecture() {
+  case "$(uname -m)" in
+    arm64 | aarch64) ARCH=arm64; RAY_ARCH_SUFFIX=-aarch64 ;;
+    x86_64 | amd64) ARCH=amd64; RAY_ARCH_SUFFIX= ;;
+    *) die "unsupported architecture $(uname -m): Ray publishes images for amd64 and arm64 only" ;;
+  esac
+  # fastapi/Dockerfile picks its base from --platform: this is the tag it will use.
+  log "host architecture: ${ARCH}, Ray base image rayproject/ray:${RAY_VERSION}-py311${RAY_ARCH_SUFFIX}"
+}
+
+# The image a kustomization deploys: `newName:newTag` of its images: entry. The local
+# build uses the same name and tag, so the pods find it in the node without a registry.
+kustomization_image() {  # kustomization_image DIR
+  awk '/newName:/ {name = $2} /newTag:/ {tag = $2} END {gsub(/"/, "", tag); print name ":" tag}' \
+    "${REPO_ROOT}/manifests/$1/kustomization.yaml"
+}
+
+# --- the cluster -----------------------------------------------------------------
+
+cluster_exists() {
+  [[ "${DRY_RUN}" == true ]] && return 1
+  kind get clusters 2>/dev/null | grep -qx "${CLUSTER_NAME}"
+}
+
+create_cluster() {
+  if cluster_exists; then
+    log "cluster ${CLUSTER_NAME} exists"
+  else
+    log "creating cluster ${CLUSTER_NAME}"
+    run kind create cluster --name "${CLUSTER_NAME}" --config "${REPO_ROOT}/config/kind-config.yaml" --wait 120s
+  fi
+}
+
+apply_cluster_manifests() {
+  log "namespaces, Kubernetes dashboard and host ports (manifests/cluster)"
+  run kc apply --kustomize "${REPO_ROOT}/manifests/cluster"
+}
+
+# --- secrets ---------------------------------------------------------------------
+
+read_secret() {  # read_secret NAMESPACE NAME KEY: the value, or nothing
+  [[ "${DRY_RUN}" == true ]] && return 0
+  local encoded
+  encoded="$(kc get secret "$2" --namespace "$1" --ignore-not-found -o "jsonpath={.data.$3}")"
+  [[ -n "${encoded}" ]] && printf '%s' "${encoded}" | base64 --decode
+  return 0
+}
+
+apply_secret() {  # apply_secret NAMESPACE NAME KEY=VALUE...: create or update, never print
+  local namespace="$1" name="$2"
+  shift 2
+  if [[ "${DRY_RUN}" == true ]]; then
+    printf '  would apply secret %s/%s (%s)\n' "${namespace}" "${name}" "${*%%=*}"
+    return 0
+  fi
+  # Values go through a file descriptor, never the command line (visible in `ps`).
+  kc create secret generic "${name}" --namespace "${namespace}" \
+    --from-env-file=<(printf '%s\n' "$@") --dry-run=client -o yaml | kc apply -f - >/dev/null
+}
+
+create_secrets() {
+  log "secrets (generated once, kept across runs)"
+  MINIO_PASSWORD="$(read_secret minio minio-root rootPassword)"
+  [[ -n "${MINIO_PASSWORD}" ]] || MINIO_PASSWORD="$(random_secret)"
+  REDIS_PASSWORD="$(read_secret redis redis-auth password)"
+  [[ -n "${REDIS_PASSWORD}" ]] || REDIS_PASSWORD="$(random_secret)"
+
+  apply_secret minio minio-root "rootUser=${MINIO_USER}" "rootPassword=${MINIO_PASSWORD}"
+  apply_secret mlflow mlflow-s3 "AWS_ACCESS_KEY_ID=${MINIO_USER}" "AWS_SECRET_ACCESS_KEY=${MINIO_PASSWORD}"
+  apply_secret redis redis-auth "password=${REDIS_PASSWORD}"
+  local namespace
+  for namespace in mlops ray; do
+    apply_secret "${namespace}" mlops-secrets \
+      "MLOPS_REDIS_PASSWORD=${REDIS_PASSWORD}" \
+      "MLOPS_S3_ACCESS_KEY_ID=${MINIO_USER}" \
+      "MLOPS_S3_SECRET_ACCESS_KEY=${MINIO_PASSWORD}"
+  done
+}
+
+# --- images ----------------------------------------------------------------------
+
+build_and_load_images() {
+  API_IMAGE="$(kustomization_image api)"
+  DASHBOARD_IMAGE="$(kustomization_image dashboard)"
+  log "building ${API_IMAGE} and ${DASHBOARD_IMAGE} for linux/${ARCH}"
+  run docker build --platform "linux/${ARCH}" \
+    --build-arg "RAY_VERSION=${RAY_VERSION}" \
+    --file "${REPO_ROOT}/fastapi/Dockerfile" --tag "${API_IMAGE}" "${REPO_ROOT}"
+  run docker build --platform "linux/${ARCH}" --tag "${DASHBOARD_IMAGE}" "${REPO_ROOT}/frontend"
+  run kind load docker-image "${API_IMAGE}" "${DASHBOARD_IMAGE}" --name "${CLUSTER_NAME}"
+}
+
+# --- Helm releases ---------------------------------------------------------------
+
+add_helm_repositories() {
+  log "Helm repositories"
+  run helm repo add argo "${ARGOCD_CHART_REPO}" --force-update
+  run helm repo add kuberay "${KUBERAY_CHART_REPO}" --force-update
+  run helm repo add minio "${MINIO_CHART_REPO}" --force-update
+  run helm repo add community-charts "${MLFLOW_CHART_REPO}" --force-update
+  run helm repo update argo kuberay minio community-charts
+}
+
+helm_release() {  # helm_release RELEASE CHART VERSION NAMESPACE VALUES [ARGS...]
+  local release="$1" chart="$2" version="$3" namespace="$4" values="$5"
+  shift 5
+  log "helm release ${release} (${chart} ${version}) in ${namespace}"
+  run helm upgrade --install "${release}" "${chart}" --version "${version}" \
+    --kube-context "${CONTEXT}" --namespace "${namespace}" \
+    --values "${VALUES}/${values}" --wait --timeout "${HELM_TIMEOUT}" "$@"
+}
+
+install_releases() {
+  # MinIO first: MLflow's artifacts and the dataset live in its `mlops` bucket.
+  helm_release minio minio/minio "${MINIO_CHART_VERSION}" minio minio.yaml
+  helm_release mlflow community-charts/mlflow "${MLFLOW_CHART_VERSION}" mlflow mlflow.yaml
+  helm_release redis "${REDIS_CHART}" "${REDIS_CHART_VERSION}" redis redis.yaml
+  helm_release kuberay-operator kuberay/kuberay-operator "${KUBERAY_OPERATOR_CHART_VERSION}" ray kuberay-operator.yaml
+  helm_release ray kuberay/ray-cluster "${RAY_CLUSTER_CHART_VERSION}" ray ray-cluster.yaml \
+    --set "image.repository=${API_IMAGE%:*}" --set "image.tag=${API_IMAGE##*:}" \
+    --set "head.rayVersion=${RAY_VERSION}"
+  # Helm does not wait for custom resources: wait for KubeRay to report the head ready.
+  run kc wait raycluster/"${RAY_CLUSTER}" --namespace ray \
+    --for=condition=HeadPodReady --timeout="${HELM_TIMEOUT}"
+}
+
+# The dataset goes in before ArgoCD starts the API, so the first training finds it.
+upload_dataset() {
+  local dataset_uri s3_endpoint head_pod
+  dataset_uri="$(sed -n 's/^ *MLOPS_DATASET_URI: *//p' "${REPO_ROOT}/manifests/api/configmap.yaml")"
+  s3_endpoint="$(sed -n 's/^ *MLOPS_S3_ENDPOINT_URL: *//p' "${REPO_ROOT}/manifests/api/configmap.yaml")"
+  log "iris dataset to ${dataset_uri}"
+  head_pod=pod/"${RAY_CLUSTER}-head"
+  if [[ "${DRY_RUN}" != true ]]; then
+    head_pod="$(kc get pod --namespace ray -o name \
+      --selector "ray.io/cluster=${RAY_CLUSTER},ray.io/node-type=head")"
+  fi
+  run kc exec --namespace ray "${head_pod}" -- env \
+    "MLOPS_DATASET_URI=${dataset_uri}" "MLOPS_S3_ENDPOINT_URL=${s3_endpoint}" \
+    python -m mlops.ml.seed
+}
+
+# --- ArgoCD ----------------------------------------------------------------------
+
+git_source() {  # prints "URL REVISION" of this clone, as ArgoCD must fetch it
+  local url="${MLOPS_GIT_URL:-}" revision="${MLOPS_GIT_REVISION:-}"
+  if [[ -z "${url}" ]]; then
+    url="$(git -C "${REPO_ROOT}" remote get-url origin 2>/dev/null || true)"
+    # git@host:owner/repo.git -> https://host/owner/repo.git: ArgoCD has no SSH key.
+    if [[ "${url}" =~ ^git@([^:]+):(.+)$ ]]; then
+      url="https://${BASH_REMATCH[1]}/${BASH_REMATCH[2]}"
+    fi
+  fi
+  if [[ -z "${revision}" ]]; then
+    # The branch; on a detached HEAD, the commit.
+    revision="$(git -C "${REPO_ROOT}" symbolic-ref --short HEAD 2>/dev/null \
+      || git -C "${REPO_ROOT}" rev-parse HEAD 2>/dev/null || true)"
+  fi
+  [[ -n "${url}" ]] || url="$(sed -n 's/^ *repoURL: *//p' "${REPO_ROOT}/argocd/mlops-api.yaml")"
+  [[ -n "${revision}" ]] || revision=main
+  printf '%s %s\n' "${url}" "${revision}"
+}
+
+install_argocd() {
+  helm_release argocd argo/argo-cd "${ARGOCD_CHART_VERSION}" argocd argo-cd.yaml
+}
+
+apply_applications() {
+  local url revision app
+  read -r url revision < <(git_source)
+  [[ "${url}" == http* ]] \
+    || log "warning: ArgoCD cannot fetch ${url}; push this repository and set MLOPS_GIT_URL"
+  log "ArgoCD Applications from ${url} at ${revision}"
+  run kc wait crd/applications.argoproj.io --for=condition=Established --timeout=60s
+  for app in "${REPO_ROOT}"/argocd/*.yaml; do
+    if [[ "${DRY_RUN}" == true ]]; then
+      printf '  would apply %s\n' "${app#"${REPO_ROOT}/"}"
+      continue
+    fi
+    sed -e "s|^\( *repoURL:\).*|\1 ${url}|" -e "s|^\( *targetRevision:\).*|\1 ${revision}|" \
+      "${app}" | kc apply -f -
+  done
+}
+
+wait_for_applications() {
+  local deployment
+  for deployment in mlops-api mlops-dashboard; do
+    log "waiting for ArgoCD to roll out ${deployment}"
+    run kc wait deployment/"${deployment}" --namespace mlops --for=create --timeout="${HELM_TIMEOUT}"
+    run kc wait deployment/"${deployment}" --namespace mlops --for=condition=Available --timeout="${HELM_TIMEOUT}"
+  done
+}
+
+# --- outputs ---------------------------------------------------------------------
+
+write_outputs() {
+  if [[ "${DRY_RUN}" == true ]]; then
+    printf '  would write outputs/urls.txt and outputs/credentials.txt (mode 600)\n'
+    return 0
+  fi
+  mkdir -p "${OUTPUTS}"
+  cat >"${OUTPUTS}/urls.txt" <<EOF
+API (Swagger at /docs)   http://localhost:8888
+Dashboard                http://localhost:5001
+MLflow                   http://localhost:5555
+Ray dashboard            http://localhost:8265
+ArgoCD                   http://localhost:8080
+MinIO console            http://localhost:9001
+MinIO S3 API             http://localhost:9000
+Redis                    redis://localhost:6379
+Kubernetes dashboard     http://localhost:8001
+EOF
+  local argocd_password dashboard_token
+  argocd_password="$(read_secret argocd argocd-initial-admin-secret password)"
+  dashboard_token="$(read_secret kubernetes-dashboard dashboard-admin-token token)"
+  (
+    umask 077
+    cat >"${OUTPUTS}/credentials.txt" <<EOF
+# Generated by config/init.sh for cluster ${CONTEXT}. Keep private; not in git.
+argocd.user=admin
+argocd.password=${argocd_password}
+minio.user=${MINIO_USER}
+minio.password=${MINIO_PASSWORD}
+redis.password=${REDIS_PASSWORD}
+kubernetes-dashboard.token=${dashboard_token}
+EOF
+  )
+  chmod 600 "${OUTPUTS}/credentials.txt"
+  log "ready: URLs in outputs/urls.txt, credentials in outputs/credentials.txt"
+  cat "${OUTPUTS}/urls.txt" >&2
+}
+
+# --- commands --------------------------------------------------------------------
+
+up() {
+  check_prerequisites
+  detect_architecture
+  create_cluster
+  apply_cluster_manifests
+  create_secrets
+  build_and_load_images
+  add_helm_repositories
+  install_releases
+  upload_dataset
+  install_argocd
+  apply_applications
+  wait_for_applications
+  write_outputs
+}
+
+down() {
+  require_tool kind "nothing to delete without kind"
+  if cluster_exists; then
+    log "deleting cluster ${CLUSTER_NAME}"
+    run kind delete cluster --name "${CLUSTER_NAME}"
+  else
+    log "no cluster ${CLUSTER_NAME}"
+  fi
+  run rm -f "${OUTPUTS}/urls.txt" "${OUTPUTS}/credentials.txt"
+}
+
+usage() {
+  sed -n '2,13s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"
+}
+
+main() {
+  local command=up arg
+  for arg in "$@"; do
+    case "${arg}" in
+      --dry-run) DRY_RUN=true ;;
+      up | down) command="${arg}" ;;
+      -h | --help | help) usage; return 0 ;;
+      *) usage >&2; die "unknown argument: ${arg}" ;;
+    esac
+  done
+  [[ "${DRY_RUN}" == true ]] && log "dry run: nothing will be created, changed or deleted"
+  "${command}"
+}
+
+main "$@"

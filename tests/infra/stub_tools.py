@@ -1,0 +1,133 @@
+"""A stand-in for kind, kubectl, helm, docker and uname, for testing config/init.sh.
+
+Installed under each tool's name (a wrapper that sets $STUB_TOOL) on a PATH that holds
+nothing else of theirs. Every call is appended to $STUB_CALLS as one JSON line;
+$STUB_STATE (a JSON file) remembers what exists (clusters, secrets) so a second run sees
+the first one's work, as it would for real. $STUB_ARCH is what `uname -m` says;
+$STUB_DOCKER_DOWN makes `docker info` fail.
+"""
+
+from __future__ import annotations
+
+import base64
+import fcntl
+import json
+import os
+import re
+import sys
+from pathlib import Path
+
+import yaml
+
+STATE = Path(os.environ["STUB_STATE"])
+
+
+def _load() -> dict:
+    return json.loads(STATE.read_text()) if STATE.exists() else {"clusters": [], "secrets": {}}
+
+
+def _save(state: dict) -> None:
+    STATE.write_text(json.dumps(state))
+
+
+def _record(tool: str, args: list[str], stdin: str | None = None) -> None:
+    with open(os.environ["STUB_CALLS"], "a") as calls:
+        calls.write(json.dumps({"tool": tool, "args": args, "stdin": stdin}) + "\n")
+
+
+def _option(args: list[str], name: str) -> str | None:
+    for i, arg in enumerate(args):
+        if arg == name and i + 1 < len(args):
+            return args[i + 1]
+        if arg.startswith(name + "="):
+            return arg.split("=", 1)[1]
+    return None
+
+
+def kind(args: list[str], state: dict) -> int:
+    if args[:1] == ["version"]:
+        print("kind v0.29.0 go1.24.2 linux/amd64")
+    elif args[:2] == ["get", "clusters"]:
+        print("\n".join(state["clusters"]))
+    elif args[:2] == ["create", "cluster"]:
+        state["clusters"].append(_option(args, "--name"))
+    elif args[:2] == ["delete", "cluster"]:
+        state["clusters"].remove(_option(args, "--name"))
+    return 0
+
+
+def kubectl(args: list[str], state: dict, stdin: str = "") -> int:
+    args = [a for a in args if a not in ("--context", "kind-mlops")]
+    if args[:2] == ["version", "--client"]:
+        print(json.dumps({"clientVersion": {"gitVersion": "v1.33.1"}}, indent=2))
+    elif args[:2] == ["get", "secret"]:
+        key = f"{_option(args, '--namespace')}/{args[2]}"
+        field = re.search(r"\{\.data\.([^}]+)\}", _option(args, "-o") or "")
+        generated = {
+            "argocd/argocd-initial-admin-secret": {"password": "argocd-generated"},
+            "kubernetes-dashboard/dashboard-admin-token": {"token": "token-from-kubernetes"},
+        }
+        data = state["secrets"].get(key) or generated.get(key, {})
+        value = data.get(field.group(1)) if field else None
+        if value:
+            print(base64.b64encode(value.encode()).decode(), end="")
+    elif args[:3] == ["create", "secret", "generic"]:
+        env_file = _option(args, "--from-env-file")
+        pairs = dict(line.split("=", 1) for line in Path(env_file).read_text().splitlines())
+        print(
+            yaml.safe_dump(
+                {
+                    "apiVersion": "v1",
+                    "kind": "Secret",
+                    "metadata": {"name": args[3], "namespace": _option(args, "--namespace")},
+                    "data": {k: base64.b64encode(v.encode()).decode() for k, v in pairs.items()},
+                }
+            )
+        )
+    elif args[:2] == ["apply", "-f"] and args[2] == "-":
+        doc = yaml.safe_load(stdin)
+        _record("kubectl-applied", [doc["kind"], doc["metadata"]["name"]], json.dumps(doc))
+        if doc["kind"] == "Secret":
+            key = f"{doc['metadata']['namespace']}/{doc['metadata']['name']}"
+            data = {k: base64.b64decode(v).decode() for k, v in doc["data"].items()}
+            state["secrets"][key] = data
+    elif args[:2] == ["get", "pod"]:
+        print("pod/mlops-ray-head-x7k2p")
+    return 0
+
+
+def docker(args: list[str], state: dict) -> int:
+    if args[:1] == ["info"] and os.environ.get("STUB_DOCKER_DOWN"):
+        print("Cannot connect to the Docker daemon", file=sys.stderr)
+        return 1
+    return 0
+
+
+def uname(args: list[str], state: dict) -> int:
+    print(os.environ.get("STUB_ARCH", "x86_64"))
+    return 0
+
+
+def main() -> int:
+    tool = os.environ["STUB_TOOL"]
+    args = sys.argv[1:]
+    # Read a piped document before taking the lock: its writer may be a stub too.
+    stdin = sys.stdin.read() if args[-3:] == ["apply", "-f", "-"] else ""
+    handlers = {
+        "kind": kind,
+        "kubectl": lambda a, s: kubectl(a, s, stdin),
+        "helm": lambda a, s: 0,
+        "docker": docker,
+        "uname": uname,
+    }
+    with open(f"{STATE}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # piped stubs run at once
+        _record(tool, args)
+        state = _load()
+        code = handlers[tool](args, state)
+        _save(state)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,137 @@
+"""helm-values/: one file per release init.sh installs, overrides only, no secrets.
+
+That every key exists in the pinned chart was checked against each chart's values.yaml,
+values.schema.json and templates when the file was written; upstream files are not
+vendored here. These tests hold what must stay true as the files change.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import yaml
+from infra import kube
+
+# values file -> (chart name in its header, versions.env key of its pinned version)
+CHARTS = {
+    "argo-cd": ("argo-cd", "ARGOCD_CHART_VERSION"),
+    "kuberay-operator": ("kuberay-operator", "KUBERAY_OPERATOR_CHART_VERSION"),
+    "ray-cluster": ("ray-cluster", "RAY_CLUSTER_CHART_VERSION"),
+    "minio": ("minio", "MINIO_CHART_VERSION"),
+    "mlflow": ("mlflow", "MLFLOW_CHART_VERSION"),
+    "redis": ("redis", "REDIS_CHART_VERSION"),
+}
+
+
+def _values(name: str) -> dict[str, Any]:
+    return yaml.safe_load((kube.ROOT / "helm-values" / f"{name}.yaml").read_text())
+
+
+def _leaves(tree: Any, path: str = ""):
+    if isinstance(tree, dict):
+        for key, value in tree.items():
+            yield from _leaves(value, f"{path}.{key}" if path else str(key))
+    elif isinstance(tree, list):
+        for i, value in enumerate(tree):
+            yield from _leaves(value, f"{path}[{i}]")
+    else:
+        yield path, tree
+
+
+def test_each_file_names_its_chart_repository_and_pinned_version() -> None:
+    files = {p.stem for p in (kube.ROOT / "helm-values").glob("*.yaml")}
+    versions = kube.versions()
+
+    assert files == set(CHARTS)
+    for name, (chart, version_key) in CHARTS.items():
+        header = (kube.ROOT / "helm-values" / f"{name}.yaml").read_text().splitlines()[0]
+        assert header.startswith(f"# Chart: {chart} {versions[version_key]} from "), header
+        assert re.search(r"(https|oci)://\S+", header), header
+
+
+def test_init_sh_installs_each_file_with_its_pinned_version() -> None:
+    script = (kube.ROOT / "config" / "init.sh").read_text()
+
+    for name, (_, version_key) in CHARTS.items():
+        install = re.search(
+            rf"helm_release \S+ \S+ \"\$\{{{version_key}\}}\" \S+ {name}\.yaml", script
+        )
+        assert install, f"init.sh does not install helm-values/{name}.yaml at {version_key}"
+
+
+def test_no_values_file_holds_a_secret() -> None:
+    for name in CHARTS:
+        for path, value in _leaves(_values(name)):
+            if re.search(r"(password|secretKey|token|rootUser)$", path, re.I):
+                assert value in ("", None), f"{name}: {path} holds a literal"
+
+
+def test_credentials_come_from_the_secrets_init_sh_generates() -> None:
+    script = (kube.ROOT / "config" / "init.sh").read_text()
+
+    assert _values("minio")["existingSecret"] == "minio-root"
+    assert _values("mlflow")["artifactRoot"]["s3"]["existingSecret"]["name"] == "mlflow-s3"
+    assert _values("redis")["auth"]["existingSecret"] == "redis-auth"
+    for secret in ("minio minio-root", "mlflow mlflow-s3", "redis redis-auth"):
+        assert f"apply_secret {secret} " in script
+
+
+def test_the_ray_cluster_runs_our_image_with_guaranteed_resources_and_haproxy() -> None:
+    values = _values("ray-cluster")
+    script = (kube.ROOT / "config" / "init.sh").read_text()
+
+    for group in ("head", "worker"):
+        resources = values[group]["resources"]
+        assert resources["requests"] == resources["limits"], group
+        assert {"secretRef": {"name": "mlops-secrets"}} in values[group]["envFrom"]
+    env = {e["name"]: e["value"] for e in values["common"]["containerEnv"]}
+    assert env["RAY_SERVE_ENABLE_HA_PROXY"] == "1"
+    assert '--set "image.repository=${API_IMAGE%:*}"' in script
+    assert '--set "head.rayVersion=${RAY_VERSION}"' in script
+
+
+def test_the_ray_head_service_is_where_the_api_looks() -> None:
+    settings = next(d for d in kube.kustomize("api") if d["kind"] == "ConfigMap")["data"]
+    head = f"{_values('ray-cluster')['fullnameOverride']}-head-svc.ray.svc.cluster.local"
+
+    assert settings["MLOPS_RAY_ADDRESS"] == f"http://{head}:8265"
+    assert settings["MLOPS_SERVE_URL"] == f"http://{head}:8000"
+    ports = {p["name"]: p["containerPort"] for p in _values("ray-cluster")["head"]["ports"]}
+    assert ports["dashboard"] == 8265 and ports["serve"] == 8000
+
+
+def test_mlflow_persists_its_store_and_proxies_artifacts_to_minio() -> None:
+    values = _values("mlflow")
+
+    store = values["backendStore"]["defaultSqlitePath"]
+    assert store != ":memory:"
+    mounts = {m["mountPath"] for m in values["extraVolumeMounts"]}
+    assert any(store.startswith(m + "/") for m in mounts)
+    claim = values["extraVolumes"][0]["persistentVolumeClaim"]["claimName"]
+    assert any(
+        d["kind"] == "PersistentVolumeClaim" and d["metadata"]["name"] == claim
+        for d in values["extraDeploy"]
+    )
+    assert values["strategy"]["type"] == "Recreate"
+    assert values["artifactRoot"]["proxiedArtifactStorage"] is True
+    assert values["artifactRoot"]["s3"]["bucket"] == _values("minio")["buckets"][0]["name"]
+
+
+def test_images_are_pinned_and_still_pull() -> None:
+    redis = _values("redis")
+    minio = _values("minio")
+
+    # Bitnami's free images moved to bitnamilegacy in 2025.
+    assert redis["image"]["repository"] == "bitnamilegacy/redis"
+    assert re.fullmatch(r"\d+\.\d+\.\d+-debian-\d+-r\d+", redis["image"]["tag"])
+    assert re.fullmatch(r"RELEASE\.\d{4}-\d{2}-\d{2}T\d{2}-\d{2}-\d{2}Z", minio["image"]["tag"])
+    assert minio["mode"] == "standalone" and minio["replicas"] == 1
+
+
+def test_argocd_serves_plain_http_on_its_node_port() -> None:
+    values = _values("argo-cd")
+
+    assert values["configs"]["params"]["server.insecure"] is True
+    assert "insecure" not in values["server"]
+    assert values["server"]["service"]["nodePortHttp"] == 30080

@@ -1,0 +1,296 @@
+"""config/init.sh's logic, run for real against stand-ins for kind, kubectl, helm and docker.
+
+The stand-ins (stub_tools.py) record every call and remember what they "created", on a
+PATH that holds them and a few system tools only. The script runs from a copy of the
+repository's deploy files, so the tests never touch the real outputs/.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from infra import kube
+
+TOOLS = ("kind", "kubectl", "helm", "docker", "uname")
+SYSTEM_TOOLS = (
+    "bash",
+    "env",
+    "head",
+    "base64",
+    "tr",
+    "cut",
+    "sort",
+    "sed",
+    "awk",
+    "grep",
+    "mkdir",
+    "chmod",
+    "cat",
+    "dirname",
+    "git",
+    "rm",
+)
+CLUSTER_TOOLS = {"kind", "kubectl", "helm", "docker"}
+
+
+class Harness:
+    def __init__(self, root: Path, missing: tuple[str, ...] = ()) -> None:
+        self.repo = root / "repo"
+        for folder in ("config", "helm-values", "manifests", "argocd"):
+            shutil.copytree(kube.ROOT / folder, self.repo / folder)
+        (self.repo / "outputs").mkdir()
+        self.bin = root / "bin"
+        self.bin.mkdir()
+        stub = Path(__file__).with_name("stub_tools.py")
+        for name in TOOLS:
+            if name in missing:
+                continue
+            path = self.bin / name
+            path.write_text(
+                f"#!{sys.executable}\nimport os, runpy\nos.environ['STUB_TOOL'] = {name!r}\n"
+                f"runpy.run_path({str(stub)!r}, run_name='__main__')\n"
+            )
+            path.chmod(0o755)
+        for name in SYSTEM_TOOLS:
+            (self.bin / name).symlink_to(shutil.which(name))
+        self.calls_file = root / "calls.jsonl"
+        self.env = {
+            "PATH": str(self.bin),
+            "HOME": str(root),
+            "STUB_CALLS": str(self.calls_file),
+            "STUB_STATE": str(root / "state.json"),
+            "STUB_ARCH": "x86_64",
+            "PYTHONPATH": os.pathsep.join(sys.path),
+        }
+
+    def run(self, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+        self.calls_file.write_text("")
+        return subprocess.run(
+            [str(self.repo / "config" / "init.sh"), *args],
+            env={**self.env, **env},
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+
+    def calls(self, tools: set[str] = CLUSTER_TOOLS) -> list[dict]:
+        lines = self.calls_file.read_text().splitlines()
+        return [c for c in map(json.loads, lines) if c["tool"] in tools]
+
+    def commands(self) -> list[str]:
+        return [" ".join([c["tool"], *c["args"]]) for c in self.calls()]
+
+
+def _index(commands: list[str], *words: str) -> int:
+    for i, command in enumerate(commands):
+        if all(word in command for word in words):
+            return i
+    raise AssertionError(f"no call with {words}:\n" + "\n".join(commands))
+
+
+@pytest.fixture
+def harness(tmp_path: Path) -> Harness:
+    return Harness(tmp_path)
+
+
+def test_a_full_run_issues_every_step_in_order(harness: Harness) -> None:
+    result = harness.run()
+
+    assert result.returncode == 0, result.stderr
+    commands = harness.commands()
+    order = [
+        _index(commands, "docker info"),
+        _index(commands, "kind create cluster", "--name mlops", "kind-config.yaml"),
+        _index(commands, "kubectl", "apply --kustomize", "manifests/cluster"),
+        _index(commands, "kubectl", "create secret generic minio-root"),
+        _index(commands, "docker build", "fastapi/Dockerfile"),
+        _index(commands, "kind load docker-image"),
+        _index(commands, "helm repo add argo"),
+        _index(commands, "helm upgrade --install minio minio/minio --version 5.4.0"),
+        _index(commands, "helm upgrade --install mlflow community-charts/mlflow --version 1.11.5"),
+        _index(commands, "helm upgrade --install redis oci://", "--version 23.1.1"),
+        _index(commands, "helm upgrade --install kuberay-operator", "--version 1.7.0"),
+        _index(commands, "helm upgrade --install ray kuberay/ray-cluster", "--version 1.7.0"),
+        _index(commands, "kubectl", "wait raycluster/mlops-ray", "HeadPodReady"),
+        _index(commands, "kubectl", "exec", "python -m mlops.ml.seed"),
+        _index(commands, "helm upgrade --install argocd argo/argo-cd --version 10.1.1"),
+        _index(commands, "kubectl", "wait crd/applications.argoproj.io"),
+        _index(commands, "kubectl", "wait deployment/mlops-api", "--for=condition=Available"),
+    ]
+    assert order == sorted(order), "\n".join(commands)
+    for command in commands:
+        if command.startswith("helm upgrade"):
+            assert "--wait --timeout 10m" in command and "--values" in command
+            assert "--kube-context kind-mlops" in command
+    applied = [c["args"] for c in harness.calls({"kubectl-applied"})]
+    assert ["Application", "mlops-api"] in applied and ["Application", "mlops-dashboard"] in applied
+
+
+def test_the_dataset_goes_to_the_uri_the_api_reads(harness: Harness) -> None:
+    harness.run()
+
+    seed = harness.commands()[_index(harness.commands(), "python -m mlops.ml.seed")]
+    assert "pod/mlops-ray-head-x7k2p" in seed
+    assert "MLOPS_DATASET_URI=s3://mlops/datasets/iris.csv" in seed
+    assert "MLOPS_S3_ENDPOINT_URL=http://minio.minio.svc.cluster.local:9000" in seed
+
+
+def test_secrets_are_random_kept_private_and_written_with_mode_600(harness: Harness) -> None:
+    result = harness.run()
+
+    credentials = harness.repo / "outputs" / "credentials.txt"
+    assert stat.S_IMODE(credentials.stat().st_mode) == 0o600
+    values = dict(
+        line.split("=", 1) for line in credentials.read_text().splitlines() if "=" in line
+    )
+    assert len(values["minio.password"]) == 32 and values["minio.password"].isalnum()
+    assert values["redis.password"] != values["minio.password"]
+    assert values["argocd.password"] == "argocd-generated"
+    assert values["kubernetes-dashboard.token"] == "token-from-kubernetes"
+    everything = result.stdout + result.stderr + "\n".join(harness.commands())
+    assert values["minio.password"] not in everything
+    assert values["redis.password"] not in everything
+    secrets = [
+        json.loads(c["stdin"])
+        for c in harness.calls({"kubectl-applied"})
+        if c["args"][0] == "Secret"
+    ]
+    names = {(s["metadata"]["namespace"], s["metadata"]["name"]) for s in secrets}
+    assert names == {
+        ("minio", "minio-root"),
+        ("mlflow", "mlflow-s3"),
+        ("redis", "redis-auth"),
+        ("mlops", "mlops-secrets"),
+        ("ray", "mlops-secrets"),
+    }
+    assert "localhost:8888" in (harness.repo / "outputs" / "urls.txt").read_text()
+
+
+def test_a_second_run_creates_nothing_twice_and_keeps_the_secrets(harness: Harness) -> None:
+    harness.run()
+    first = (harness.repo / "outputs" / "credentials.txt").read_text()
+
+    result = harness.run()
+
+    assert result.returncode == 0, result.stderr
+    commands = harness.commands()
+    assert not [c for c in commands if "create cluster" in c]
+    assert "cluster mlops exists" in result.stderr
+    assert (harness.repo / "outputs" / "credentials.txt").read_text() == first
+
+
+def test_dry_run_prints_the_plan_and_calls_nothing(harness: Harness) -> None:
+    result = harness.run("--dry-run")
+
+    assert result.returncode == 0, result.stderr
+    assert harness.calls() == []
+    assert "would run: kind create cluster" in result.stdout
+    assert "would run: helm upgrade --install mlflow" in result.stdout
+    assert "would apply secret redis/redis-auth (password)" in result.stdout
+    assert not (harness.repo / "outputs" / "credentials.txt").exists()
+
+
+@pytest.mark.parametrize(
+    ("uname", "platform", "base"),
+    [
+        ("arm64", "linux/arm64", "2.60.0-py311-aarch64"),
+        ("aarch64", "linux/arm64", "2.60.0-py311-aarch64"),
+        ("x86_64", "linux/amd64", "2.60.0-py311"),
+    ],
+)
+def test_the_architecture_picks_the_image_platform(
+    harness: Harness, uname: str, platform: str, base: str
+) -> None:
+    result = harness.run(STUB_ARCH=uname)
+
+    assert result.returncode == 0, result.stderr
+    builds = [c for c in harness.commands() if c.startswith("docker build")]
+    assert len(builds) == 2 and all(f"--platform {platform}" in b for b in builds)
+    assert f"rayproject/ray:{base}\n" in result.stderr
+    dockerfile = (kube.ROOT / "fastapi" / "Dockerfile").read_text()
+    arch = platform.split("/")[1]
+    assert (
+        f"FROM rayproject/ray:${{RAY_VERSION}}-{base.split('-', 1)[1]} AS ray-{arch}" in dockerfile
+    )
+
+
+def test_the_images_built_are_the_ones_the_kustomizations_deploy(harness: Harness) -> None:
+    harness.run()
+
+    load = harness.commands()[_index(harness.commands(), "kind load docker-image")]
+    ray = harness.commands()[_index(harness.commands(), "install ray kuberay/ray-cluster")]
+    assert "ghcr.io/mlops-platform/mlops-api:0.1.0" in load
+    assert "ghcr.io/mlops-platform/mlops-dashboard:0.1.0" in load
+    assert "image.repository=ghcr.io/mlops-platform/mlops-api" in ray
+    assert "image.tag=0.1.0" in ray
+
+
+@pytest.mark.parametrize(
+    ("missing", "fix"),
+    [
+        ("kind", "go install sigs.k8s.io/kind@v"),
+        ("helm", "brew install helm"),
+        ("kubectl", "brew install kubectl"),
+        ("docker", "install Docker"),
+    ],
+)
+def test_a_missing_tool_stops_with_its_fix(tmp_path: Path, missing: str, fix: str) -> None:
+    harness = Harness(tmp_path, missing=(missing,))
+
+    result = harness.run()
+
+    assert result.returncode == 1
+    assert f"error: {missing} is not installed. Fix: " in result.stderr and fix in result.stderr
+    assert not [c for c in harness.commands() if not c.startswith(("docker info", "kind version"))]
+
+
+def test_docker_not_running_stops_with_the_fix(harness: Harness) -> None:
+    result = harness.run(STUB_DOCKER_DOWN="1")
+
+    assert result.returncode == 1
+    assert "Docker is not running. Fix: start Docker Desktop" in result.stderr
+    assert harness.commands() == ["docker info"]
+
+
+def test_applications_follow_the_clone_remote_over_https(harness: Harness) -> None:
+    git = ["git", "-C", str(harness.repo)]
+    subprocess.run([*git, "init", "-q", "-b", "release"], check=True)
+    subprocess.run([*git, "remote", "add", "origin", "git@github.com:acme/mlops.git"], check=True)
+
+    harness.run()
+
+    apps = [
+        json.loads(c["stdin"])
+        for c in harness.calls({"kubectl-applied"})
+        if c["args"][0] == "Application"
+    ]
+    assert {a["spec"]["source"]["repoURL"] for a in apps} == {"https://github.com/acme/mlops.git"}
+    assert {a["spec"]["source"]["targetRevision"] for a in apps} == {"release"}
+
+
+def test_down_deletes_the_cluster_and_the_outputs(harness: Harness) -> None:
+    harness.run()
+
+    result = harness.run("down")
+
+    assert result.returncode == 0, result.stderr
+    assert "kind delete cluster --name mlops" in harness.commands()
+    assert not (harness.repo / "outputs" / "credentials.txt").exists()
+    assert harness.run("down").returncode == 0  # nothing left: still fine
+
+
+def test_an_unknown_argument_prints_the_usage(harness: Harness) -> None:
+    result = harness.run("--force")
+
+    assert result.returncode == 1
+    assert (
+        "config/init.sh --dry-run" in result.stderr and "unknown argument: --force" in result.stderr
+    )
+    assert harness.calls() == []
