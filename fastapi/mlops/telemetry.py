@@ -1,0 +1,125 @@
+"""What operators scrape and grep: Prometheus metrics and request ids (mlops.logs
+formats the lines).
+
+One ASGI middleware gives every request an id (the client's X-Request-ID when it is
+sane, else a new one), returns it in the X-Request-ID header, puts it on every log line
+written while the request runs, counts and times the request per route, and writes one
+log line for it.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+import uuid
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from mlops.logs import request_id
+
+_SANE_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+_LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+log = logging.getLogger("mlops.request")
+
+
+class Metrics:
+    """The API's instruments, in a registry of their own (one per app)."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.requests = Counter(
+            "mlops_http_requests",
+            "HTTP requests answered, by route template, method and status.",
+            ["route", "method", "status"],
+            registry=r,
+        )
+        self.latency = Histogram(
+            "mlops_http_request_duration_seconds",
+            "Time to answer an HTTP request (to the first byte for streams).",
+            ["route", "method"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.inferences = Counter(
+            "mlops_inference_requests",
+            "Predictions asked for, by the model version that answered and status.",
+            ["model_version", "status"],
+            registry=r,
+        )
+        self.inference_latency = Histogram(
+            "mlops_inference_duration_seconds",
+            "Time to a prediction, retries included, by model version.",
+            ["model_version"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.alerts = Counter(
+            "mlops_alerts",
+            "Alerts published on the stream, by level (seen by this API process).",
+            ["level"],
+            registry=r,
+        )
+        self.sse_clients = Gauge(
+            "mlops_sse_clients", "Server-Sent Events clients connected now.", registry=r
+        )
+        self.schedule_runs = Counter(
+            "mlops_schedule_runs",
+            "Scheduled runs this process carried out, by kind and outcome.",
+            ["kind", "outcome"],
+            registry=r,
+        )
+
+
+def _route_of(scope: Scope) -> str:
+    route = scope.get("route")
+    path = getattr(route, "path", None)
+    return path or "unmatched"  # never the raw path: ids would explode the label set
+
+
+class RequestTelemetry:
+    def __init__(self, app: ASGIApp, *, metrics: Metrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        given = dict(scope["headers"]).get(b"x-request-id", b"").decode("latin-1")
+        rid = given if _SANE_ID.match(given) else uuid.uuid4().hex
+        token = request_id.set(rid)
+        started = time.perf_counter()
+        status = 500  # if the app raises before answering
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message["headers"] = [*message.get("headers", []), (b"x-request-id", rid.encode())]
+                self._observe(scope, status, time.perf_counter() - started)
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            if scope["path"] not in {"/health", "/metrics"} or status >= 400:
+                log.info(
+                    "%s %s %d",
+                    scope["method"],
+                    scope["path"],
+                    status,
+                    extra={
+                        "route": _route_of(scope),
+                        "status": status,
+                        "duration_ms": round((time.perf_counter() - started) * 1000, 1),
+                    },
+                )
+            request_id.reset(token)
+
+    def _observe(self, scope: Scope, status: int, seconds: float) -> None:
+        route, method = _route_of(scope), scope["method"]
+        self.metrics.requests.labels(route, method, str(status)).inc()
+        self.metrics.latency.labels(route, method).observe(seconds)
