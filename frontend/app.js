@@ -5,17 +5,55 @@
 const API = "/api";
 const ALERTS_SHOWN = 100;
 
+// --- API token ------------------------------------------------------------------
+// Writes need MLOPS_API_TOKEN. `make up` prints a link ending in #token=…: the page keeps
+// the token in this browser's storage and drops it from the address bar. It can also
+// be pasted into the header's field.
+const TOKEN_KEY = "mlops.apiToken";
+const tokenForm = document.getElementById("token-form");
+const tokenInput = document.getElementById("api-token");
+const tokenState = document.getElementById("token-state");
+
+function adoptTokenFromAddress() {
+  const match = location.hash.match(/(?:^#|&)token=([^&]+)/);
+  if (!match) return;
+  localStorage.setItem(TOKEN_KEY, decodeURIComponent(match[1]));
+  history.replaceState(null, "", location.href.split("#")[0]);
+}
+
+function showTokenState() {
+  const saved = Boolean(localStorage.getItem(TOKEN_KEY));
+  tokenState.textContent = saved ? "API token saved" : "No API token: training and schedules need it";
+  tokenState.dataset.state = saved ? "saved" : "missing";
+}
+
+tokenForm.addEventListener("submit", (event) => {
+  event.preventDefault();
+  const value = tokenInput.value.trim();
+  if (value) localStorage.setItem(TOKEN_KEY, value);
+  else localStorage.removeItem(TOKEN_KEY);
+  tokenInput.value = "";
+  showTokenState();
+});
+
 async function api(path, options = {}) {
-  const response = await fetch(`${API}${path}`, {
-    headers: { "Content-Type": "application/json" },
-    ...options,
-  });
+  const headers = { "Content-Type": "application/json" };
+  const token = localStorage.getItem(TOKEN_KEY);
+  if (token) headers.Authorization = `Bearer ${token}`;
+  const response = await fetch(`${API}${path}`, { ...options, headers });
   const body = await response.json().catch(() => ({}));
   if (!response.ok) {
+    if (response.status === 401) {
+      tokenInput.focus();
+      throw new Error(`${describeError(body)}. Paste the API token in the field at the top.`);
+    }
     throw new Error(describeError(body) || `${response.status} ${response.statusText}`);
   }
   return body;
 }
+
+adoptTokenFromAddress();
+showTokenState();
 
 function describeError(body) {
   const detail = body && body.detail;

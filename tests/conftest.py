@@ -13,7 +13,7 @@ from typing import Any
 
 import httpx
 import pytest
-from helpers import free_port, platform_settings
+from helpers import api_client, free_port, platform_settings
 
 from mlops.local import components
 from mlops.local.components import RayPorts
@@ -43,7 +43,7 @@ def api_url(platform: LocalPlatform, settings: Settings) -> str:
 
 @pytest.fixture()
 def api(api_url: str) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=api_url, timeout=30) as client:
+    with api_client(api_url) as client:
         yield client
 
 
@@ -69,7 +69,7 @@ def start_api(
         supervisor.base_env.update(replica.as_env(include_secrets=True))
         running = supervisor.start(components.api(replica))
         supervisor.wait_ready([running], timeout=60)
-        client = httpx.Client(base_url=f"http://127.0.0.1:{replica.api_port}", timeout=30)
+        client = api_client(f"http://127.0.0.1:{replica.api_port}")
         clients.append(client)
         return client, running
 

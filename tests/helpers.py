@@ -68,36 +68,61 @@ class SseEvent:
 
 
 class SseReader:
-    """Reads one /webhook stream on a thread; events arrive in `events`."""
+    """Reads one /webhook stream on a thread; events arrive in `events`.
 
-    def __init__(self, url: str, headers: dict[str, str] | None = None) -> None:
+    With `reconnect`, it behaves as a browser's EventSource: when the stream ends or
+    fails, it waits the server's `retry` interval and reconnects with Last-Event-ID.
+    """
+
+    def __init__(
+        self, url: str, headers: dict[str, str] | None = None, *, reconnect: bool = False
+    ) -> None:
         self.events: queue.Queue[SseEvent] = queue.Queue()
+        self.connections = 0
         self._client = httpx.Client(timeout=httpx.Timeout(10, read=None))
         self._url = url
         self._headers = headers or {}
-        self._thread = threading.Thread(target=self._read, daemon=True)
+        self._reconnect = reconnect
+        self._closed = threading.Event()
+        self._last_id = ""
+        self._retry_ms = 2000
+        self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
 
+    def _run(self) -> None:
+        while not self._closed.is_set():
+            self._read()
+            if not self._reconnect or self._closed.wait(self._retry_ms / 1000):
+                return
+
     def _read(self) -> None:
+        headers = dict(self._headers)
+        if self._last_id:
+            headers["Last-Event-ID"] = self._last_id
         fields: dict[str, str] = {}
         try:
-            with self._client.stream("GET", self._url, headers=self._headers) as response:
+            with self._client.stream("GET", self._url, headers=headers) as response:
+                if response.status_code != 200:
+                    return
+                self.connections += 1
                 for line in response.iter_lines():
                     if not line:
                         if "data" in fields:
-                            self.events.put(
-                                SseEvent(
-                                    fields.get("event", "message"),
-                                    fields.get("id", ""),
-                                    json.loads(fields["data"]),
-                                )
+                            event = SseEvent(
+                                fields.get("event", "message"),
+                                fields.get("id", ""),
+                                json.loads(fields["data"]),
                             )
+                            self._last_id = event.id or self._last_id
+                            self.events.put(event)
                         fields = {}
                     elif not line.startswith(":"):
                         name, _, value = line.partition(":")
                         fields[name] = value.removeprefix(" ")
-        except httpx.HTTPError:
-            pass  # closed by the test
+                        if name == "retry" and fields[name].isdigit():
+                            self._retry_ms = int(fields[name])
+        except (httpx.HTTPError, RuntimeError):
+            pass  # dropped, or closed by the test
 
     def next(self, kind: str = "alert", timeout: float = 10) -> SseEvent:
         """The next event of the given kind, skipping others."""
@@ -112,11 +137,23 @@ class SseReader:
         pytest.fail(f"no {kind!r} event within {timeout}s")
 
     def close(self) -> None:
+        self._closed.set()
         self._client.close()
+
+
+# The platforms the tests start require it on writes, as `make up` does.
+API_TOKEN = "test-api-token-5f3c9a1e"
+
+
+def api_client(base_url: str, token: str | None = API_TOKEN, **kwargs: Any) -> httpx.Client:
+    """A client of the API that sends the test platform's token."""
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    return httpx.Client(base_url=base_url, timeout=30, headers=headers, **kwargs)
 
 
 def platform_settings(data_dir: Path, **overrides: Any) -> Settings:
     values: dict[str, Any] = {
+        "api_token": API_TOKEN,
         "data_dir": data_dir,
         "api_port": free_port(),
         "ray_address": f"http://127.0.0.1:{free_port()}",

@@ -12,25 +12,31 @@ from contextlib import asynccontextmanager
 
 import httpx
 from fastapi.encoders import jsonable_encoder
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import JSONResponse, Response
 from redis.exceptions import RedisError
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from fastapi import FastAPI, Request
-from mlops.api import alerts, health, inference, metrics, schedules, training
+from mlops.api import alerts, health, inference, metrics, prometheus, schedules, training
+from mlops.api.middleware import BodySizeLimit
 from mlops.clients import redis as redis_client
 from mlops.clients.mlflow_registry import MlflowRegistry, MlflowUnavailable
 from mlops.clients.ray_jobs import RayJobsClient, RayJobsError
 from mlops.clients.redis import AlertStream, JobStore
 from mlops.clients.serve import ServeAdmin, ServeError
+from mlops.logs import configure_logging
 from mlops.ml.model import HyperparameterError
 from mlops.services.alerts import AlertBroadcaster
 from mlops.services.batching import ServeBatcher
 from mlops.services.container import Services
-from mlops.services.schedules import Schedules
+from mlops.services.schedules import Schedules, TooManySchedules
 from mlops.services.serving import deploy, endpoint
-from mlops.services.training import reconcile
+from mlops.services.training import TooManyTrainings, reconcile
 from mlops.settings import Settings, get_settings
+from mlops.telemetry import Metrics, RequestTelemetry
 
 log = logging.getLogger("mlops.api")
 
@@ -85,6 +91,11 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     )
     redis = redis_client.connect(settings)
     stream = AlertStream(redis, max_len=settings.alert_history)
+    instruments: Metrics = app.state.metrics
+    broadcaster = AlertBroadcaster(
+        stream, on_alert=lambda alert: instruments.alerts.labels(alert.level).inc()
+    )
+    instruments.sse_clients.set_function(lambda: broadcaster.client_count)
     services = Services(
         settings=settings,
         http=http,
@@ -93,7 +104,8 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         registry=MlflowRegistry(http, settings.mlflow_tracking_uri),
         jobs=JobStore(redis, history=settings.job_history),
         alerts=stream,
-        broadcaster=AlertBroadcaster(stream),
+        broadcaster=broadcaster,
+        metrics=instruments,
         serve=ServeAdmin(http, settings.ray_address),
         batcher=ServeBatcher(
             http,
@@ -157,6 +169,26 @@ async def _invalid_request(request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse(status_code=422, content={"detail": errors})
 
 
+# FastAPI's words when a body cannot be decoded at all (bytes that are not UTF-8 JSON).
+_UNPARSEABLE = "There was an error parsing the body"
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, StarletteHTTPException)
+    if exc.status_code == 400 and exc.detail == _UNPARSEABLE:
+        return JSONResponse(
+            status_code=400,
+            content={"detail": "the request body is not valid JSON text (UTF-8 expected)"},
+        )
+    return await http_exception_handler(request, exc)
+
+
+async def _too_many(request: Request, exc: Exception) -> JSONResponse:
+    return JSONResponse(
+        status_code=429, content={"detail": str(exc)}, headers={"Retry-After": "30"}
+    )
+
+
 async def _bad_hyperparameter(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, HyperparameterError)
     return JSONResponse(
@@ -174,18 +206,35 @@ async def _bad_hyperparameter(request: Request, exc: Exception) -> JSONResponse:
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
-    if not logging.getLogger().handlers:  # run bare by uvicorn: show the platform's INFO lines
-        logging.basicConfig(
-            level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-        )
+    settings = settings or get_settings()
+    configure_logging(settings.log_format)
     app = FastAPI(
         title="MLOps platform API",
         summary="Train on Ray, register in MLflow, serve with Ray Serve, alert over SSE.",
         version="0.1.0",
         lifespan=_lifespan,
     )
-    app.state.settings = settings or get_settings()
+    app.state.settings = settings
+    app.state.metrics = instruments = Metrics()
+    token = settings.api_token.get_secret_value() if settings.api_token else ""
+    if settings.environment == "production" and len(token) < 16:
+        # Only the API needs it: Ray jobs and replicas read the same settings without it.
+        raise RuntimeError("production needs MLOPS_API_TOKEN, at least 16 characters")
+    if not token:
+        log.warning("MLOPS_API_TOKEN is not set: anyone who reaches the API can write")
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        CORSMiddleware,
+        allow_origins=settings.cors_origins,
+        allow_methods=["GET", "POST", "DELETE"],
+        allow_headers=["Authorization", "Content-Type", "Last-Event-ID"],
+    )
+    # Added last, so outermost: it sees (and counts) every answer, 413s and CORS included.
+    app.add_middleware(RequestTelemetry, metrics=instruments)
     app.add_exception_handler(RequestValidationError, _invalid_request)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(TooManyTrainings, _too_many)
+    app.add_exception_handler(TooManySchedules, _too_many)
     app.add_exception_handler(HyperparameterError, _bad_hyperparameter)
     app.add_exception_handler(
         MlflowUnavailable, _unavailable("MLflow", "Check MLOPS_MLFLOW_TRACKING_URI and /ready.")
@@ -203,6 +252,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         metrics.router,
         alerts.router,
         health.router,
+        prometheus.router,
     ):
         app.include_router(router)
     return app

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 # Credentials that ship as examples (MinIO's well-known default); never valid in production.
 _EXAMPLE_SECRETS = {"minioadmin", "changeme", "secret", "password"}
@@ -67,6 +67,23 @@ class Settings(BaseSettings):
     redis_max_connections: int = Field(
         64, ge=4, description="Redis connections per API process (requests wait for one)."
     )
+    log_format: Literal["json", "text"] = Field(
+        "json", description="`json`: one object per line, with request and job ids; `text`."
+    )
+
+    # Who may call.
+    api_token: SecretStr | None = Field(
+        None,
+        description="Bearer token that writes must present (`make up` and init.sh generate "
+        "one). Unset: writes are open, which production refuses.",
+    )
+    api_token_for_reads: bool = Field(
+        False, description="Require the token on reads too (the SSE feed excepted)."
+    )
+    cors_origins: Annotated[list[str], NoDecode] = Field(
+        ["http://127.0.0.1:5001", "http://localhost:5001"],
+        description="Origins allowed to call the API from a browser, comma-separated.",
+    )
     dashboard_port: int = Field(5001, description="Port of the dashboard (local platform).")
     data_dir: Path = Field(
         Path(".data"), description="Local platform state: MLflow store, Valkey data, logs."
@@ -94,6 +111,21 @@ class Settings(BaseSettings):
     # Limits that keep one request from exhausting the cluster.
     max_n_estimators: int = Field(500, ge=1, description="Upper bound on n_estimators.")
     max_depth_limit: int = Field(64, ge=1, description="Upper bound on max_depth.")
+    max_active_trainings: int = Field(
+        4, ge=0, description="Training jobs pending or running at once (0: no limit); more get 429."
+    )
+    max_schedules: int = Field(
+        100, ge=1, description="Schedules and watches that may exist; more get 429."
+    )
+    max_body_bytes: int = Field(
+        1_048_576, ge=1024, description="Largest request body accepted; larger gets 413."
+    )
+    redis_wait_seconds: float = Field(
+        300,
+        ge=0,
+        description="How long a finished training job waits out a Redis outage to record "
+        "its outcome and alert.",
+    )
     alert_history: int = Field(10_000, ge=100, description="Alerts kept in the Redis stream.")
     job_history: int = Field(1_000, ge=10, description="Training jobs kept in the job index.")
     job_poll_seconds: float = Field(
@@ -106,6 +138,13 @@ class Settings(BaseSettings):
     )
     sse_ping_seconds: float = Field(15.0, gt=0, description="Keep-alive interval of /webhook.")
 
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [origin.strip() for origin in value.split(",") if origin.strip()]
+        return value
+
     @model_validator(mode="after")
     def _fill_defaults_and_refuse_example_secrets(self) -> Settings:
         # Absolute, because Ray jobs and replicas run in other working directories.
@@ -113,6 +152,8 @@ class Settings(BaseSettings):
         if not self.dataset_uri:
             self.dataset_uri = str(self.data_dir / "iris.csv")
         if self.environment == "production":
+            if "*" in self.cors_origins:
+                raise ValueError("MLOPS_CORS_ORIGINS must list origins, not '*'")
             for name in ("redis_password", "s3_secret_access_key"):
                 value = getattr(self, name)
                 if value is not None and value.get_secret_value() in _EXAMPLE_SECRETS:
@@ -135,6 +176,8 @@ class Settings(BaseSettings):
                 if not include_secrets:
                     continue
                 value = value.get_secret_value()
+            elif isinstance(value, list):
+                value = ",".join(value)
             env[f"MLOPS_{name.upper()}"] = str(value)
         return env
 

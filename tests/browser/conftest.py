@@ -7,6 +7,7 @@ import shutil
 from collections.abc import Iterator
 
 import pytest
+from helpers import API_TOKEN
 from playwright.sync_api import Browser, ConsoleMessage, Page, sync_playwright
 
 from mlops.settings import Settings
@@ -64,12 +65,15 @@ class Console:
 def open_page(browser: Browser, dashboard_url: str) -> Iterator:
     pages: list[tuple[Page, Console]] = []
 
-    def _open(width: int = 1280, height: int = 1000) -> tuple[Page, Console]:
+    def _open(
+        width: int = 1280, height: int = 1000, token: str | None = API_TOKEN
+    ) -> tuple[Page, Console]:
         page = browser.new_page(viewport={"width": width, "height": height})
         console = Console()
         page.on("console", console.on_message)
         page.on("pageerror", console.on_error)
-        page.goto(dashboard_url)
+        # As `make up` prints it: the token in the fragment, which never leaves the browser.
+        page.goto(f"{dashboard_url.rstrip('/')}/#token={token}" if token else dashboard_url)
         page.wait_for_selector("#connection[data-state=live]", timeout=15_000)
         pages.append((page, console))
         return page, console

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from helpers import wait_for, wait_for_job
+from helpers import API_TOKEN, api_client, wait_for, wait_for_job
 from playwright.sync_api import Page, expect
 
 pytestmark = pytest.mark.slow
@@ -49,8 +49,37 @@ def test_training_from_the_form_shows_the_job_and_the_alert_in_two_pages(open_pa
     assert problems == [], "\n".join(problems)
 
 
+def test_a_write_without_the_token_asks_for_it_and_works_once_it_is_saved(
+    open_page, api_url: str
+) -> None:
+    page, _ = open_page(token=None)
+    expect(page.locator("#token-state")).to_have_attribute("data-state", "missing")
+
+    page.click("#train-form button[type=submit]")
+
+    result = page.locator("#train-form .form-result")
+    expect(result).to_contain_text("needs the API token")
+    expect(result).to_contain_text("Paste the API token")
+    page.fill("#api-token", API_TOKEN)
+    page.click("#token-form button[type=submit]")
+    expect(page.locator("#token-state")).to_have_attribute("data-state", "saved")
+    page.click("#train-form button[type=submit]")
+    expect(result).to_contain_text("Started train-", timeout=10_000)
+    job_id = result.inner_text().removeprefix("Started ").strip()
+    with api_client(api_url) as api:
+        wait_for_job(api, job_id)  # finished here, not during the next test
+
+
+def test_the_token_in_the_link_is_kept_and_leaves_the_address_bar(open_page) -> None:
+    page, _ = open_page()
+
+    assert "token" not in page.url
+    expect(page.locator("#token-state")).to_have_text("API token saved")
+    assert page.evaluate("localStorage.getItem('mlops.apiToken')") == API_TOKEN
+
+
 def test_charts_render_with_data(open_page, api_url: str) -> None:
-    with httpx.Client(base_url=api_url, timeout=30) as api:
+    with api_client(api_url) as api:
         if not api.get("/get_metrics").json()["runs"]:
             job_id = api.post("/trigger_training", json={"hyperparameters": {}}).json()["job_id"]
             wait_for_job(api, job_id)
@@ -96,7 +125,6 @@ def test_cancelling_a_schedule_removes_it(open_page, api_url: str) -> None:
 
 def test_try_inference_form_answers_with_the_champion(open_page, api_url: str) -> None:
     page, _ = open_page()
-    champion = httpx.get(f"{api_url}/get_metrics").json()["champion_version"]
     # Nobody ran serve.py: the API deploys Serve by itself once a champion exists.
     wait_for(
         lambda: (
@@ -108,6 +136,7 @@ def test_try_inference_form_answers_with_the_champion(open_page, api_url: str) -
         what="the API to deploy serving by itself",
     )
 
+    champion = httpx.get(f"{api_url}/get_metrics").json()["champion_version"]
     page.click("#inference-form button[type=submit]")
 
     expect(page.locator("#inference-form .form-result")).to_contain_text(

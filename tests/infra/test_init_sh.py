@@ -170,6 +170,14 @@ def test_secrets_are_random_kept_private_and_written_with_mode_600(harness: Harn
         ("mlops", "mlops-secrets"),
         ("ray", "mlops-secrets"),
     }
+    by_namespace = {
+        s["metadata"]["namespace"]: s["data"]
+        for s in secrets
+        if s["metadata"]["name"] == "mlops-secrets"
+    }
+    assert "MLOPS_API_TOKEN" in by_namespace["mlops"]
+    assert "MLOPS_API_TOKEN" not in by_namespace["ray"]
+    assert len(values["api.token"]) == 32 and values["api.token"] not in everything
     assert "localhost:8888" in (harness.repo / "outputs" / "urls.txt").read_text()
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -15,7 +16,7 @@ import httpx
 import mlflow
 import pandas as pd
 import pytest
-from helpers import wait_for, wait_for_job
+from helpers import api_client, wait_for, wait_for_job
 
 from mlops.ml import data, model
 from mlops.settings import Settings
@@ -44,7 +45,7 @@ def _train(api: httpx.Client, hyperparameters: dict) -> dict:
 @pytest.fixture(scope="module")
 def served(platform, api_url: str, settings: Settings) -> dict:
     """A champion trained through the API, deployed with serve.py."""
-    with httpx.Client(base_url=api_url, timeout=30) as api:
+    with api_client(api_url) as api:
         job = _train(api, {"random_state": 3})
     deployed = _serve_py(settings)
     assert deployed.returncode == 0, deployed.stderr
@@ -232,7 +233,7 @@ def test_promotion_hot_reloads_with_zero_failed_requests(
     stop = threading.Event()
 
     def load() -> None:
-        with httpx.Client(base_url=api_url, timeout=30) as client:
+        with api_client(api_url) as client:
             while not stop.is_set():
                 response = _predict(client, [6.7, 3.0, 5.2, 2.3], retries=0)
                 if response.status_code != 200:
@@ -257,3 +258,61 @@ def test_promotion_hot_reloads_with_zero_failed_requests(
     assert failures == []
     assert len(versions) > 20
     assert versions[-1] == promoted["model_version"]
+
+
+def _replica_pids(settings: Settings) -> list[int]:
+    """Process ids of the live Serve replicas, from Ray's state API."""
+    reply = httpx.get(
+        f"{settings.ray_address}/api/v0/actors", params={"detail": "true", "limit": "1000"}
+    ).json()
+    actors = reply["data"]["result"]["result"]
+    return [
+        actor["pid"]
+        for actor in actors
+        if actor["state"] == "ALIVE" and actor["class_name"].startswith("ServeReplica:")
+    ]
+
+
+def test_a_replica_killed_under_load_costs_no_request(
+    api_url: str, settings: Settings, served: dict
+) -> None:
+    two = settings.model_copy(update={"serve_replicas": 2})
+    assert _serve_py(two).returncode == 0
+    wait_for(lambda: len(_replica_pids(settings)) == 2, timeout=120, what="two replicas")
+    pids = _replica_pids(settings)
+    failures: list[str] = []
+    answered: list[float] = []
+    stop = threading.Event()
+
+    def load() -> None:
+        with api_client(api_url) as client:
+            while not stop.is_set():
+                started = time.monotonic()
+                response = _predict(client, [6.7, 3.0, 5.2, 2.3])  # default retries and SLA
+                if response.status_code != 200:
+                    failures.append(f"{response.status_code} {response.text}")
+                else:
+                    answered.append(time.monotonic() - started)
+
+    threads = [threading.Thread(target=load) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    try:
+        wait_for(lambda: len(answered) > 50, timeout=30, what="load to build up")
+        os.kill(pids[0], signal.SIGKILL)
+        killed_at = len(answered)
+        wait_for(
+            lambda: pids[0] not in (now := _replica_pids(settings)) and len(now) == 2,
+            timeout=120,
+            what="Serve to replace the killed replica",
+        )
+        wait_for(lambda: len(answered) > killed_at + 100, timeout=60, what="load to go on")
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join()
+        restored = _serve_py(settings)  # back to one replica for the other tests
+
+    assert failures == []
+    assert max(answered) < 60  # within the default SLA
+    assert restored.returncode == 0, restored.stderr

@@ -9,7 +9,7 @@ from redis.exceptions import RedisError
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from fastapi import APIRouter, Header, HTTPException, Query, status
-from mlops.api.deps import ServicesDep
+from mlops.api.deps import UNAUTHORIZED, Reader, ServicesDep
 from mlops.schemas import AlertList
 from mlops.services.alerts import alert_events, is_stream_id
 
@@ -60,7 +60,7 @@ async def webhook(
     )
 
 
-@router.get("/alerts")
+@router.get("/alerts", dependencies=[Reader], responses=UNAUTHORIZED)
 async def recent_alerts(
     services: ServicesDep, limit: Annotated[int, Query(ge=1, le=1000)] = 50
 ) -> AlertList:

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import secrets
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from fastapi import Depends, HTTPException, Request, status
+from mlops.schemas import ErrorResponse
 from mlops.services.container import Services
 from mlops.services.schedules import Schedules
 from mlops.settings import Settings
@@ -29,3 +33,46 @@ def get_schedules(request: Request) -> Schedules:
 
 
 SchedulesDep = Annotated[Schedules, Depends(get_schedules)]
+
+# Documents the scheme in OpenAPI (Swagger's Authorize button); we check the token.
+_bearer = HTTPBearer(
+    auto_error=False, scheme_name="APIToken", description="The value of MLOPS_API_TOKEN."
+)
+Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+
+
+def _check_token(settings: Settings, credentials: HTTPAuthorizationCredentials | None) -> None:
+    if settings.api_token is None:
+        return
+    expected = settings.api_token.get_secret_value().encode()
+    given = credentials.credentials.encode() if credentials else b""
+    # compare_digest takes as long for a wrong first byte as for a wrong last one.
+    if not secrets.compare_digest(given, expected):
+        problem = "wrong API token" if credentials else "this endpoint needs the API token"
+        raise HTTPException(
+            status.HTTP_401_UNAUTHORIZED,
+            f"{problem}: send 'Authorization: Bearer <MLOPS_API_TOKEN>'",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+
+
+def require_writer(settings: SettingsDep, credentials: Credentials) -> None:
+    """Writes always need the token (when one is configured)."""
+    _check_token(settings, credentials)
+
+
+def require_reader(settings: SettingsDep, credentials: Credentials) -> None:
+    """Reads need it only with MLOPS_API_TOKEN_FOR_READS."""
+    if settings.api_token_for_reads:
+        _check_token(settings, credentials)
+
+
+# Answers every route may give, documented once (the contract schemathesis checks).
+UNAUTHORIZED = {401: {"model": ErrorResponse, "description": "Missing or wrong API token."}}
+BODY_RESPONSES = {
+    400: {"model": ErrorResponse, "description": "The body is not JSON (or not UTF-8)."},
+    413: {"model": ErrorResponse, "description": "Body larger than MLOPS_MAX_BODY_BYTES."},
+}
+WRITE_RESPONSES = {**UNAUTHORIZED, **BODY_RESPONSES}
+Writer = Depends(require_writer)
+Reader = Depends(require_reader)

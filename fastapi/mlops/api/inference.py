@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import time
+
 from fastapi import APIRouter, HTTPException
-from mlops.api.deps import ServicesDep
+from mlops.api.deps import BODY_RESPONSES, UNAUTHORIZED, Reader, ServicesDep
 from mlops.schemas import ErrorResponse, InferenceRequest, InferenceResponse
 from mlops.services.container import Services
 from mlops.services.inference import InferenceError, predict
 
-router = APIRouter(tags=["inference"])
+# A prediction reads the model: open like the other reads unless configured.
+router = APIRouter(tags=["inference"], dependencies=[Reader], responses=UNAUTHORIZED)
 
 
 @router.post(
     "/inference",
     responses={
+        **BODY_RESPONSES,
         404: {"model": ErrorResponse, "description": "No such model version."},
         503: {"model": ErrorResponse, "description": "No model yet, or serving is down."},
         504: {"model": ErrorResponse, "description": "No answer within sla_seconds."},
@@ -21,8 +25,10 @@ router = APIRouter(tags=["inference"])
 )
 async def inference(request: InferenceRequest, services: ServicesDep) -> InferenceResponse:
     """Predict one row with the champion, or with `model_version` when given."""
+    metrics = services.metrics
+    started = time.perf_counter()
     try:
-        return await predict(
+        reply = await predict(
             batcher=services.batcher,
             row=request.input_data,
             version=request.model_version,
@@ -30,10 +36,18 @@ async def inference(request: InferenceRequest, services: ServicesDep) -> Inferen
             sla_seconds=60 if request.sla_seconds is None else request.sla_seconds,
         )
     except InferenceError as exc:
+        # Failures carry no version label: a client-chosen string must not become one.
+        metrics.inferences.labels("none", str(exc.status)).inc()
+        if exc.status == 422:  # the row does not fit the model: shaped like any 422
+            problem = {"loc": ["body", "input_data"], "msg": exc.detail, "type": "value_error"}
+            raise HTTPException(422, [problem]) from None
         detail = exc.detail
         if exc.serving_down:
             detail = f"{detail}. {_serving_hint(services)}"
         raise HTTPException(exc.status, detail) from None
+    metrics.inferences.labels(reply.model_version, "200").inc()
+    metrics.inference_latency.labels(reply.model_version).observe(time.perf_counter() - started)
+    return reply
 
 
 def _serving_hint(services: Services) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from fastapi import APIRouter, HTTPException, status
-from mlops.api.deps import SchedulesDep
+from mlops.api.deps import UNAUTHORIZED, WRITE_RESPONSES, Reader, SchedulesDep, Writer
 from mlops.schemas import (
     ErrorResponse,
     ScheduleInfo,
@@ -15,10 +15,20 @@ from mlops.schemas import (
     WatchModelRequest,
 )
 
-router = APIRouter(tags=["schedules"])
+router = APIRouter(tags=["schedules"], dependencies=[Reader], responses=UNAUTHORIZED)
+_ADDED = {
+    **WRITE_RESPONSES,
+    429: {"model": ErrorResponse, "description": "Too many schedules and watches."},
+    503: {"model": ErrorResponse, "description": "Redis is unreachable."},
+}
 
 
-@router.post("/schedule_training", status_code=status.HTTP_201_CREATED)
+@router.post(
+    "/schedule_training",
+    status_code=status.HTTP_201_CREATED,
+    dependencies=[Writer],
+    responses={**_ADDED, 422: {"description": "Invalid minutes or hyperparameters."}},
+)
 async def schedule_training(
     request: ScheduleTrainingRequest, schedules: SchedulesDep
 ) -> ScheduleInfo:
@@ -31,7 +41,9 @@ async def schedule_training(
     )
 
 
-@router.post("/watch_model", status_code=status.HTTP_201_CREATED)
+@router.post(
+    "/watch_model", status_code=status.HTTP_201_CREATED, dependencies=[Writer], responses=_ADDED
+)
 async def watch_model(request: WatchModelRequest, schedules: SchedulesDep) -> ScheduleInfo:
     """Every `minutes`, alert if the newest model version is older than `minutes`."""
     return await asyncio.to_thread(
@@ -39,7 +51,11 @@ async def watch_model(request: WatchModelRequest, schedules: SchedulesDep) -> Sc
     )
 
 
-@router.delete("/kill_scheduled_job/{job_id}", responses={404: {"model": ErrorResponse}})
+@router.delete(
+    "/kill_scheduled_job/{job_id}",
+    dependencies=[Writer],
+    responses={**WRITE_RESPONSES, 404: {"model": ErrorResponse}},
+)
 async def kill_scheduled_job(job_id: str, schedules: SchedulesDep) -> ScheduleRemoved:
     """Remove a schedule or watch, whichever API replica created it."""
     if not await asyncio.to_thread(schedules.remove, job_id):

@@ -5,23 +5,28 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Query, status
-from mlops.api.deps import ServicesDep
+from mlops.api.deps import UNAUTHORIZED, WRITE_RESPONSES, Reader, ServicesDep, Writer
 from mlops.schemas import ErrorResponse, JobAccepted, JobInfo, JobList, JobStatus, TrainingRequest
 from mlops.services.training import submit_training, to_job_info
 
-router = APIRouter(tags=["training"])
+router = APIRouter(tags=["training"], dependencies=[Reader], responses=UNAUTHORIZED)
 
 
 @router.post(
     "/trigger_training",
     status_code=status.HTTP_202_ACCEPTED,
+    dependencies=[Writer],
     responses={
+        **WRITE_RESPONSES,
         422: {"description": "Invalid hyperparameters; no job is created."},
-        503: {"model": ErrorResponse, "description": "Ray or Redis is unreachable."},
+        429: {"model": ErrorResponse, "description": "Too many jobs pending or running."},
+        503: {"model": ErrorResponse, "description": "Ray, MLflow or Redis is unreachable."},
     },
 )
 async def trigger_training(request: TrainingRequest, services: ServicesDep) -> JobAccepted:
     """Start a training job on Ray with the given RandomForestClassifier hyperparameters."""
+    # A job would run for nothing without MLflow to register in: say so now (503).
+    await services.registry.health()
     job_id = await submit_training(
         settings=services.settings,
         ray=services.ray,

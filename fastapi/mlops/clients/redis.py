@@ -11,18 +11,27 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+from redis import exceptions as redis_errors
 from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
 
 from mlops.schemas import Alert, AlertLevel
 from mlops.settings import Settings
 
 ALERT_STREAM = "mlops:alerts"
 JOB_INDEX = "mlops:jobs"
+JOB_ACTIVE = "mlops:jobs:active"
+JOB_TOTALS = "mlops:jobs:finished"  # status -> jobs that ended so, since the start
+JOB_DURATIONS = "mlops:jobs:durations"  # histogram of their run times, per status
+# Upper bounds (seconds) of the run-time histogram buckets.
+DURATION_BUCKETS = (5, 10, 20, 30, 60, 120, 300, 600, 1800, 3600)
 
 
 def connect(settings: Settings) -> Redis:
     """A client whose pool makes bursts (hundreds of SSE clients connecting at once)
-    wait briefly for a connection instead of failing."""
+    wait briefly for a connection instead of failing, and which retries a command on a
+    fresh connection when a pooled one died with the server (a Redis restart)."""
     password = settings.redis_password.get_secret_value() if settings.redis_password else None
     pool = BlockingConnectionPool.from_url(
         settings.redis_url,
@@ -32,6 +41,8 @@ def connect(settings: Settings) -> Redis:
         decode_responses=True,
         socket_connect_timeout=3,
         health_check_interval=15,
+        retry=Retry(ExponentialBackoff(cap=1.0, base=0.05), retries=3),
+        retry_on_error=[redis_errors.ConnectionError, redis_errors.TimeoutError],
     )
     return Redis(connection_pool=pool, auto_close_connection_pool=True)
 
@@ -67,6 +78,29 @@ class AlertStream:
         )
         return _decode_alert(entry_id, fields)
 
+    async def publish_for_job(
+        self, job_id: str, level: AlertLevel, text: str, *, data: dict[str, Any]
+    ) -> Alert | None:
+        """A job's final alert: published once whoever calls (the job, or any API
+        replica reconciling it) and however often (retries through an outage). The
+        claim and the publication are one atomic step, so neither is lost alone."""
+        fields = {
+            "level": level,
+            "text": text,
+            "kind": "training",
+            "created_at": _now().isoformat(),
+            "data": json.dumps(data),
+        }
+        entry_id = await self._redis.eval(
+            _PUBLISH_ONCE,
+            2,
+            _job_key(job_id),
+            ALERT_STREAM,
+            self._max_len,
+            *(part for pair in fields.items() for part in pair),
+        )
+        return _decode_alert(entry_id, fields) if entry_id else None
+
     async def recent(self, limit: int) -> list[Alert]:
         """Newest first."""
         entries = await self._redis.xrevrange(ALERT_STREAM, count=limit)
@@ -101,6 +135,53 @@ return 0
 """
 
 
+# Claim a job's final alert and publish it, or do nothing if it was claimed before.
+_PUBLISH_ONCE = """
+if redis.call('HSETNX', KEYS[1], 'alerted', 'true') == 0 then
+  return false
+end
+return redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[1], '*', unpack(ARGV, 2))
+"""
+
+# Admit a job only while fewer than ARGV[1] are active (0: no limit).
+_ADMIT_JOB = """
+local limit = tonumber(ARGV[1])
+if limit > 0 and redis.call('SCARD', KEYS[1]) >= limit then
+  return 0
+end
+redis.call('HSET', KEYS[2], unpack(ARGV, 4))
+redis.call('ZADD', KEYS[3], ARGV[3], ARGV[2])
+redis.call('SADD', KEYS[1], ARGV[2])
+return 1
+"""
+
+_TERMINAL = {"succeeded", "failed", "stopped"}
+
+# Record a job's end; count it (and its run time) the first time it ends only.
+_FINISH_JOB = (
+    """
+local previous = redis.call('HGET', KEYS[1], 'status')
+redis.call('HSET', KEYS[1], unpack(ARGV, 4))
+redis.call('SREM', KEYS[2], ARGV[1])
+if previous == '"succeeded"' or previous == '"failed"' or previous == '"stopped"' then
+  return 0
+end
+local status, seconds = ARGV[2], tonumber(ARGV[3])
+redis.call('HINCRBY', KEYS[3], status, 1)
+redis.call('HINCRBYFLOAT', KEYS[4], status .. ':sum', seconds)
+for _, bound in ipairs({"""
+    + ", ".join(str(b) for b in DURATION_BUCKETS)
+    + """}) do
+  if seconds <= bound then
+    redis.call('HINCRBY', KEYS[4], status .. ':le:' .. bound, 1)
+  end
+end
+redis.call('HINCRBY', KEYS[4], status .. ':le:+Inf', 1)
+return 1
+"""
+)
+
+
 def _job_key(job_id: str) -> str:
     return f"mlops:job:{job_id}"
 
@@ -112,7 +193,17 @@ class JobStore:
         self._redis = redis
         self._history = history
 
-    async def create(self, job_id: str, *, hyperparameters: dict[str, Any], source: str) -> None:
+    async def create(
+        self,
+        job_id: str,
+        *,
+        hyperparameters: dict[str, Any],
+        source: str,
+        max_active: int = 0,
+    ) -> bool:
+        """Record a new pending job; False (and nothing recorded) if `max_active` jobs
+        are already pending or running. The check and the write are one atomic step,
+        so API replicas cannot overshoot the limit together. 0 means no limit."""
         created = _now()
         record = {
             "job_id": job_id,
@@ -121,23 +212,70 @@ class JobStore:
             "source": source,
             "created_at": created.isoformat(),
         }
-        async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.hset(_job_key(job_id), mapping={k: json.dumps(v) for k, v in record.items()})
-            pipe.zadd(JOB_INDEX, {job_id: created.timestamp()})
-            await pipe.execute()
-        await self._trim()
+        fields = [part for k, v in record.items() for part in (k, json.dumps(v))]
+        admitted = await self._redis.eval(
+            _ADMIT_JOB,
+            3,
+            JOB_ACTIVE,
+            _job_key(job_id),
+            JOB_INDEX,
+            max_active,
+            job_id,
+            created.timestamp(),
+            *fields,
+        )
+        if admitted:
+            await self._trim()
+        return bool(admitted)
+
+    async def active(self) -> int:
+        """Jobs pending or running now."""
+        return await self._redis.scard(JOB_ACTIVE)
 
     async def _trim(self) -> None:
         stale = await self._redis.zrange(JOB_INDEX, 0, -self._history - 1)
         if stale:
             async with self._redis.pipeline(transaction=True) as pipe:
                 pipe.zrem(JOB_INDEX, *stale)
+                pipe.srem(JOB_ACTIVE, *stale)
                 pipe.delete(*(_job_key(job_id) for job_id in stale))
                 await pipe.execute()
 
     async def update(self, job_id: str, **fields: Any) -> None:
-        await self._redis.hset(
-            _job_key(job_id), mapping={k: json.dumps(v) for k, v in fields.items()}
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.hset(_job_key(job_id), mapping={k: json.dumps(v) for k, v in fields.items()})
+            if fields.get("status") in _TERMINAL:
+                pipe.srem(JOB_ACTIVE, job_id)
+            await pipe.execute()
+
+    async def finish(self, job_id: str, status: str, seconds: float, **fields: Any) -> bool:
+        """Record how a job ended (the last writer wins the fields); True the first
+        time it ends, when it is also counted in the job totals and run times."""
+        record = {"status": status, **fields}
+        pairs = [part for k, v in record.items() for part in (k, json.dumps(v))]
+        first = await self._redis.eval(
+            _FINISH_JOB,
+            4,
+            _job_key(job_id),
+            JOB_ACTIVE,
+            JOB_TOTALS,
+            JOB_DURATIONS,
+            job_id,
+            status,
+            max(seconds, 0.0),
+            *pairs,
+        )
+        return bool(first)
+
+    async def totals(self) -> tuple[dict[str, int], dict[str, float]]:
+        """(jobs ended per status, run-time histogram fields) since the start."""
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.hgetall(JOB_TOTALS)
+            pipe.hgetall(JOB_DURATIONS)
+            counts, durations = await pipe.execute()
+        return (
+            {k: int(v) for k, v in counts.items()},
+            {k: float(v) for k, v in durations.items()},
         )
 
     async def mark_running(self, job_id: str, started_at: str) -> bool:
@@ -150,6 +288,7 @@ class JobStore:
     async def delete(self, job_id: str) -> None:
         async with self._redis.pipeline(transaction=True) as pipe:
             pipe.zrem(JOB_INDEX, job_id)
+            pipe.srem(JOB_ACTIVE, job_id)
             pipe.delete(_job_key(job_id))
             await pipe.execute()
 
@@ -164,7 +303,3 @@ class JobStore:
                 pipe.hgetall(_job_key(job_id))
             raws = await pipe.execute()  # one round trip, not one per job
         return [{k: json.loads(v) for k, v in raw.items()} for raw in raws if raw]
-
-    async def claim_final_alert(self, job_id: str) -> bool:
-        """True for exactly one caller per job: the job itself or a reconciling API replica."""
-        return bool(await self._redis.hsetnx(_job_key(job_id), "alerted", "true"))

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import psutil
 
-from mlops.local.platform import LocalPlatform, should_embed_redis
+from mlops.local.platform import LocalPlatform, should_embed_redis, with_api_token
 from mlops.local.supervisor import StartupError
 from mlops.settings import Settings
 
@@ -46,6 +46,7 @@ def up(settings: Settings, outputs: Path) -> int:
     if pid := _running_pid(settings):
         log.error("the platform is already running (pid %d); `make down` stops it", pid)
         return 1
+    settings = with_api_token(settings)
     platform = LocalPlatform(settings, embed_redis=should_embed_redis(settings))
     stopping = False
 
@@ -68,10 +69,21 @@ def up(settings: Settings, outputs: Path) -> int:
     (outputs / "urls.txt").write_text("".join(f"{name}: {url}\n" for name, url in urls.items()))
     width = max(map(len, urls))
     lines = "\n".join(f"  {name:<{width}}  {url}" for name, url in urls.items())
+    assert settings.api_token is not None
+    token = settings.api_token.get_secret_value()
+    dashboard = (
+        f"\nOpen the dashboard with the token: {urls['Dashboard']}/#token={token}"
+        if ("Dashboard" in urls)
+        else ""
+    )
     log.info(
-        "platform ready in %.0fs:\n%s\nLogs in %s. Ctrl-C or `make down` stops it.",
+        "platform ready in %.0fs:\n%s\nAPI token for writes (Authorization: Bearer …): %s"
+        " (kept in %s)%s\nLogs in %s. Ctrl-C or `make down` stops it.",
         time.monotonic() - started,
         lines,
+        token,
+        settings.data_dir / "api-token",
+        dashboard,
         settings.data_dir / "logs",
     )
     code = 0

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import logging
 import os
+import secrets
 from dataclasses import dataclass, field
 from urllib.parse import urlparse
+
+from pydantic import SecretStr
 
 from mlops.local import components
 from mlops.local.components import Component, RayPorts
@@ -26,6 +29,24 @@ def ensure_dataset(settings: Settings) -> bool:
     if wrote:
         log.info("wrote the iris dataset to %s", uri)
     return wrote
+
+
+def with_api_token(settings: Settings) -> Settings:
+    """These settings with an API token: MLOPS_API_TOKEN if set, else the one kept in
+    DATA_DIR/api-token (mode 600), created on first use, so the dashboard keeps working
+    across restarts."""
+    if settings.api_token is not None:
+        return settings
+    path = settings.data_dir / "api-token"
+    if path.exists():
+        token = path.read_text().strip()
+    else:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        token = secrets.token_urlsafe(32)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as file:
+            file.write(token + "\n")
+    return settings.model_copy(update={"api_token": SecretStr(token)})
 
 
 def should_embed_redis(settings: Settings) -> bool:

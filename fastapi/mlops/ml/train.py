@@ -15,11 +15,16 @@ import json
 import logging
 import sys
 import tempfile
+import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from redis.exceptions import RedisError
+
+from mlops import logs
 from mlops.clients.redis import AlertStream, JobStore, connect
 from mlops.ml import data, model, predictors
 from mlops.ml.registry_tags import (
@@ -128,30 +133,60 @@ def outcome_alert(result: TrainingResult, settings: Settings) -> tuple[str, str]
 
 
 async def _mark_running(settings: Settings, job_id: str) -> None:
+    """Best effort: if Redis is away, the API's reconciler marks the job running from
+    Ray's own status, so training goes on."""
     redis = connect(settings)
     try:
         await JobStore(redis, history=settings.job_history).mark_running(job_id, _now())
+    except (RedisError, OSError) as exc:
+        log.warning("could not mark job %s running (Redis: %s); training anyway", job_id, exc)
     finally:
         await redis.aclose()
+
+
+async def _until_redis_answers(settings: Settings, attempt: Callable[[], Awaitable[None]]) -> None:
+    """Retry `attempt` through a Redis outage of up to MLOPS_REDIS_WAIT_SECONDS, so an
+    outcome reached while Redis is down is recorded, and alerted, once it is back."""
+    deadline = time.monotonic() + settings.redis_wait_seconds
+    delay = 0.5
+    while True:
+        try:
+            await attempt()
+            return
+        except (RedisError, OSError) as exc:
+            if time.monotonic() + delay > deadline:
+                raise
+            log.warning("Redis unavailable (%s); retrying in %.1fs", exc, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 10.0)
 
 
 async def _record(
-    settings: Settings, job_id: str, fields: dict[str, Any], alert: tuple[str, str]
+    settings: Settings,
+    job_id: str,
+    seconds: float,
+    fields: dict[str, Any],
+    alert: tuple[str, str],
 ) -> None:
     """Record the job's outcome (it knows best, so it wins) and raise its one alert."""
-    redis = connect(settings)
-    try:
-        jobs = JobStore(redis, history=settings.job_history)
-        await jobs.update(job_id, **fields)
-        if await jobs.claim_final_alert(job_id):
+
+    async def attempt() -> None:
+        redis = connect(settings)
+        try:
+            jobs = JobStore(redis, history=settings.job_history)
+            outcome = {k: v for k, v in fields.items() if k != "status"}
+            await jobs.finish(job_id, fields["status"], seconds, **outcome)
             level, text = alert
             alerts = AlertStream(redis, max_len=settings.alert_history)
-            await alerts.publish(level, text, kind="training", data={"job_id": job_id, **fields})  # type: ignore[arg-type]
-    finally:
-        await redis.aclose()
+            await alerts.publish_for_job(job_id, level, text, data={"job_id": job_id, **fields})  # type: ignore[arg-type]
+        finally:
+            await redis.aclose()
+
+    await _until_redis_answers(settings, attempt)
 
 
 def run(job_id: str, hyperparameters: dict[str, Any], settings: Settings) -> int:
+    started = time.monotonic()
     asyncio.run(_mark_running(settings, job_id))
     try:
         result = train_and_register(settings, hyperparameters, job_id=job_id)
@@ -159,9 +194,8 @@ def run(job_id: str, hyperparameters: dict[str, Any], settings: Settings) -> int
         log.exception("job %s failed", job_id)
         error = f"{type(exc).__name__}: {exc}"
         fields = {"status": "failed", "finished_at": _now(), "error": error}
-        asyncio.run(
-            _record(settings, job_id, fields, ("error", f"Training job {job_id} failed: {error}"))
-        )
+        alert = ("error", f"Training job {job_id} failed: {error}")
+        asyncio.run(_record(settings, job_id, time.monotonic() - started, fields, alert))
         return 1
     fields = {
         "status": "succeeded",
@@ -173,7 +207,8 @@ def run(job_id: str, hyperparameters: dict[str, Any], settings: Settings) -> int
         "promoted": result.promoted,
         "error": None,
     }
-    asyncio.run(_record(settings, job_id, fields, outcome_alert(result, settings)))
+    alert = outcome_alert(result, settings)
+    asyncio.run(_record(settings, job_id, time.monotonic() - started, fields, alert))
     return 0
 
 
@@ -186,10 +221,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--job-id", required=True)
     parser.add_argument("--hyperparameters", default="{}", help="JSON object")
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.INFO, format=f"%(asctime)s %(levelname)s job={args.job_id} %(message)s"
-    )
-    return run(args.job_id, json.loads(args.hyperparameters), Settings())
+    settings = Settings()
+    logs.job_id.set(args.job_id)  # on every line this run logs
+    logs.configure_logging(settings.log_format)
+    return run(args.job_id, json.loads(args.hyperparameters), settings)
 
 
 if __name__ == "__main__":

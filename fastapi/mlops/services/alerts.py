@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -49,8 +49,15 @@ def is_stream_id(value: str) -> bool:
 
 
 class AlertBroadcaster:
-    def __init__(self, stream: AlertStream, *, queue_size: int = 1024) -> None:
+    def __init__(
+        self,
+        stream: AlertStream,
+        *,
+        queue_size: int = 1024,
+        on_alert: Callable[[Alert], None] | None = None,
+    ) -> None:
         self._stream = stream
+        self._on_alert = on_alert
         self._queue_size = queue_size
         self._clients: set[asyncio.Queue[Event]] = set()
         self.healthy = False
@@ -69,6 +76,8 @@ class AlertBroadcaster:
             self._clients.discard(queue)
 
     def _deliver(self, alert: Alert) -> None:
+        if self._on_alert:
+            self._on_alert(alert)
         event = Event(alert.id, alert.model_dump_json())
         for queue in list(self._clients):
             try:

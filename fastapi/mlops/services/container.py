@@ -16,6 +16,7 @@ from mlops.clients.serve import ServeAdmin
 from mlops.services.alerts import AlertBroadcaster
 from mlops.services.batching import ServeBatcher
 from mlops.settings import Settings
+from mlops.telemetry import Metrics
 
 if TYPE_CHECKING:
     from mlops.services.schedules import Schedules
@@ -33,6 +34,7 @@ class Services:
     broadcaster: AlertBroadcaster
     serve: ServeAdmin
     batcher: ServeBatcher
+    metrics: Metrics
     schedules: Schedules | None = None  # set by the lifespan once services exist
     # Set when a request found serving down: auto-serve checks at once, not in 10 s.
     serving_wanted: asyncio.Event = field(default_factory=asyncio.Event)

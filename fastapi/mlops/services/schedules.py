@@ -26,16 +26,27 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 from redis.connection import parse_url
 
+from mlops.clients.mlflow_registry import MlflowUnavailable
 from mlops.ml.model import validate_hyperparameters
 from mlops.schemas import ScheduleInfo
 from mlops.services.container import Services
-from mlops.services.training import submit_training
+from mlops.services.training import TooManyTrainings, submit_training
 
 log = logging.getLogger(__name__)
 
 JOBS_KEY = "mlops:schedules"
 RUN_TIMES_KEY = "mlops:schedules:run-times"
 _FUNC = "mlops.services.schedules:run_schedule"
+
+
+class TooManySchedules(Exception):
+    """The limit of schedules and watches is reached; nothing was added."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(
+            f"{limit} schedules and watches exist (MLOPS_MAX_SCHEDULES);"
+            " remove one with DELETE /kill_scheduled_job/{id}"
+        )
 
 
 @dataclass
@@ -96,16 +107,30 @@ async def _run(
     )
     await services.redis.hincrby(_runs_key(schedule_id), "runs", 1)
     if kind == "training":
-        job_id = await submit_training(
-            settings=services.settings,
-            ray=services.ray,
-            jobs=services.jobs,
-            hyperparameters=params.get("hyperparameters", {}),
-            source=schedule_id,
-        )
+        try:
+            await services.registry.health()
+            job_id = await submit_training(
+                settings=services.settings,
+                ray=services.ray,
+                jobs=services.jobs,
+                hyperparameters=params.get("hyperparameters", {}),
+                source=schedule_id,
+            )
+        except (TooManyTrainings, MlflowUnavailable) as exc:
+            services.metrics.schedule_runs.labels(kind, "skipped").inc()
+            log.warning("schedule %s run %d skipped: %s", schedule_id, slot, exc)
+            await services.alerts.publish(
+                "warning",
+                f"Schedule {schedule_id} skipped a run: {exc}",
+                kind="schedule",
+                data={"schedule_id": schedule_id},
+            )
+            return
+        services.metrics.schedule_runs.labels(kind, "submitted").inc()
         log.info("schedule %s run %d submitted training job %s", schedule_id, slot, job_id)
     else:
         await watch_model(services, minutes=minutes, schedule_id=schedule_id)
+        services.metrics.schedule_runs.labels(kind, "checked").inc()
 
 
 async def watch_model(services: Services, *, minutes: int, schedule_id: str) -> None:
@@ -182,6 +207,8 @@ class Schedules:
         self, *, kind: str, minutes: int, hyperparameters: dict[str, Any] | None
     ) -> ScheduleInfo:
         settings = self._services.settings
+        if len(self._scheduler.get_jobs()) >= settings.max_schedules:
+            raise TooManySchedules(settings.max_schedules)
         params: dict[str, Any] = {}
         if kind == "training":
             params["hyperparameters"] = validate_hyperparameters(

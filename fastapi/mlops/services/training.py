@@ -32,6 +32,16 @@ _RAY_STATUS = {
 }
 
 
+class TooManyTrainings(Exception):
+    """The limit of pending and running training jobs is reached; nothing was created."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(
+            f"{limit} training jobs are already pending or running (MLOPS_MAX_ACTIVE_TRAININGS);"
+            " retry when one finishes"
+        )
+
+
 def new_job_id() -> str:
     return f"train-{uuid.uuid4().hex[:12]}"
 
@@ -46,8 +56,8 @@ async def submit_training(
 ) -> str:
     """Validate, record and submit one training job; returns its id.
 
-    Raises HyperparameterError before anything is created, and RayJobsError (after
-    removing the record) when Ray does not take the job.
+    Raises HyperparameterError or TooManyTrainings before anything is created, and
+    RayJobsError (after removing the record) when Ray does not take the job.
     """
     checked = validate_hyperparameters(
         hyperparameters,
@@ -55,7 +65,9 @@ async def submit_training(
         max_depth_limit=settings.max_depth_limit,
     )
     job_id = new_job_id()
-    await jobs.create(job_id, hyperparameters=checked, source=source)
+    limit = settings.max_active_trainings
+    if not await jobs.create(job_id, hyperparameters=checked, source=source, max_active=limit):
+        raise TooManyTrainings(limit)
     entrypoint = shlex.join(
         [
             "python",
@@ -118,16 +130,17 @@ async def reconcile(*, ray: RayJobsClient, jobs: JobStore, alerts: AlertStream, 
             continue  # the job recorded its own outcome meanwhile
         error = message or f"job ended as {ray_status.value} without reporting a result"
         finished = _ray_time(info, "end_time") if info else datetime.now(UTC).isoformat()
-        await jobs.update(job_id, status=ray_status.value, error=error, finished_at=finished)
+        started = (info or {}).get("start_time") or (info or {}).get("end_time")
+        seconds = ((info or {}).get("end_time", 0) - started) / 1000 if started else 0.0
+        await jobs.finish(job_id, ray_status.value, seconds, error=error, finished_at=finished)
         log.warning("training job %s ended as %s: %s", job_id, ray_status.value, error)
-        if await jobs.claim_final_alert(job_id):
-            level = "error" if ray_status is JobStatus.FAILED else "warning"
-            await alerts.publish(
-                level,
-                f"Training job {job_id} {ray_status.value}: {error}",
-                kind="training",
-                data={"job_id": job_id, "status": ray_status.value},
-            )
+        level = "error" if ray_status is JobStatus.FAILED else "warning"
+        await alerts.publish_for_job(
+            job_id,
+            level,
+            f"Training job {job_id} {ray_status.value}: {error}",
+            data={"job_id": job_id, "status": ray_status.value},
+        )
 
 
 def _age_seconds(iso_time: str) -> float:

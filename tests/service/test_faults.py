@@ -1,0 +1,166 @@
+"""The platform when its parts fail, each fault made real: servers stopped and restarted,
+a training job killed mid-run, the API restarted. docs/reliability.md lists them.
+
+The Redis and MLflow faults use servers of their own (started here as `make up` starts
+them), so stopping them leaves the session's platform to the other tests.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from helpers import SseReader, free_port, wait_for, wait_for_job
+
+from mlops.local import components
+from mlops.local.supervisor import Running, Supervisor
+from mlops.settings import Settings
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture()
+def own(settings: Settings, tmp_path: Path) -> Iterator[tuple[Supervisor, Settings]]:
+    """A supervisor for servers this test may stop, and settings naming them."""
+    supervisor = Supervisor(tmp_path / "logs")
+    mine = settings.model_copy(
+        update={
+            "data_dir": tmp_path,
+            "redis_url": f"redis://127.0.0.1:{free_port()}/0",
+            "mlflow_tracking_uri": f"http://127.0.0.1:{free_port()}",
+        }
+    )
+    yield supervisor, mine
+    supervisor.stop_all()
+
+
+def _start(supervisor: Supervisor, component) -> Running:
+    running = supervisor.start(component)
+    supervisor.wait_ready([running], timeout=90)
+    return running
+
+
+def _ray_status(settings: Settings, job_id: str) -> str:
+    return httpx.get(f"{settings.ray_address}/api/jobs/{job_id}").json()["status"]
+
+
+def _ray_logs(settings: Settings, job_id: str) -> str:
+    return httpx.get(f"{settings.ray_address}/api/jobs/{job_id}/logs").json().get("logs", "")
+
+
+def _alerts_for(api: httpx.Client, job_id: str) -> list[dict]:
+    response = api.get("/alerts", params={"limit": 1000})
+    assert response.status_code == 200, response.text
+    alerts = response.json()["alerts"]
+    return [a for a in alerts if (a["data"] or {}).get("job_id") == job_id]
+
+
+def test_a_redis_outage_loses_no_alert_and_sse_clients_come_back(
+    own, settings: Settings, start_api
+) -> None:
+    supervisor, mine = own
+    redis = _start(supervisor, components.valkey(mine))
+    api, _ = start_api(redis_url=mine.redis_url, experiment_name="redis-outage")
+    reader = SseReader(f"{api.base_url}/webhook", reconnect=True)
+    reader.next("ready")
+    job_id = api.post("/trigger_training", json={"hyperparameters": {"n_estimators": 10}}).json()[
+        "job_id"
+    ]
+
+    supervisor.stop(redis)  # the job trains on, and finishes, while Redis is down
+    during = (api.get("/ready"), api.get("/health"), api.post("/trigger_training", json={}))
+    wait_for(
+        lambda: "Redis unavailable" in _ray_logs(settings, job_id),
+        timeout=120,
+        what="the job to finish training and wait for Redis",
+    )
+    redis = _start(supervisor, components.valkey(mine))
+
+    job = wait_for_job(api, job_id, timeout=180)
+    alert = reader.next("alert", timeout=60)
+    ready, health, trigger = during
+    assert ready.status_code == 503 and ready.json()["dependencies"]["redis"]["ok"] is False
+    assert health.status_code == 200
+    assert trigger.status_code == 503 and "Redis is unavailable" in trigger.json()["detail"]
+    assert job["status"] == "succeeded"
+    assert alert.data["data"]["job_id"] == job_id
+    assert len(_alerts_for(api, job_id)) == 1  # delivered once, not lost, not doubled
+    assert api.get("/ready").status_code == 200
+    reader.close()
+
+
+def test_mlflow_down_is_503_for_metrics_and_training(own, start_api) -> None:
+    supervisor, mine = own
+    mlflow = _start(supervisor, components.mlflow(mine))
+    api, _ = start_api(mlflow_tracking_uri=mine.mlflow_tracking_uri, redis_db=10)
+    assert api.get("/get_metrics").status_code == 200
+    jobs_before = api.get("/jobs").json()["jobs"]
+
+    supervisor.stop(mlflow)
+    metrics = api.get("/get_metrics")
+    training = api.post("/trigger_training", json={"hyperparameters": {}})
+
+    for response in (metrics, training):
+        assert response.status_code == 503
+        assert response.json()["detail"].startswith("MLflow is unavailable")
+        assert "MLOPS_MLFLOW_TRACKING_URI" in response.json()["detail"]
+    assert api.get("/jobs").json()["jobs"] == jobs_before  # no job was created
+    assert api.get("/ready").json()["dependencies"]["mlflow"]["ok"] is False
+
+
+def test_a_killed_training_job_fails_with_an_alert_and_registers_nothing(
+    api: httpx.Client, settings: Settings
+) -> None:
+    champion_before = api.get("/get_metrics").json()["champion_version"]
+    job_id = api.post("/trigger_training", json={"hyperparameters": {"n_estimators": 400}}).json()[
+        "job_id"
+    ]
+    wait_for(lambda: _ray_status(settings, job_id) == "RUNNING", timeout=60, what="the job")
+
+    httpx.post(f"{settings.ray_address}/api/jobs/{job_id}/stop").raise_for_status()
+
+    job = wait_for_job(api, job_id, timeout=60)
+    assert job["status"] in {"stopped", "failed"}
+    assert job["error"] and job["model_version"] is None
+    alert = wait_for(lambda: _alerts_for(api, job_id), timeout=15, what="the job's alert")[0]
+    assert alert["level"] in {"warning", "error"} and job_id in alert["text"]
+    runs = httpx.post(
+        f"{settings.mlflow_tracking_uri}/api/2.0/mlflow/runs/search",
+        json={"experiment_ids": [], "filter": f"tags.`mlops.job_id` = '{job_id}'"},
+    )
+    run_ids = {r["info"]["run_id"] for r in runs.json().get("runs", [])}
+    versions = httpx.get(
+        f"{settings.mlflow_tracking_uri}/api/2.0/mlflow/model-versions/search",
+        params={"filter": f"name='{settings.model_name}'"},
+    ).json()["model_versions"]
+    assert not [v for v in versions if v.get("run_id") in run_ids]
+    assert api.get("/get_metrics").json()["champion_version"] == champion_before
+
+
+def _schedules(api: httpx.Client) -> set[tuple]:
+    """What defines each schedule (its run count moves on by itself)."""
+    listed = api.get("/scheduled_jobs").json()["schedules"]
+    return {(s["schedule_id"], s["kind"], s["minutes"], s["created_at"]) for s in listed}
+
+
+def test_an_api_restart_keeps_jobs_alerts_and_schedules(start_api) -> None:
+    api, running = start_api(redis_db=11, schedule_minute_seconds=60)
+    job_id = api.post("/trigger_training", json={"hyperparameters": {"n_estimators": 5}}).json()[
+        "job_id"
+    ]
+    wait_for_job(api, job_id)
+    wait_for(lambda: _alerts_for(api, job_id), timeout=15, what="the job's alert")
+    schedule_id = api.post("/watch_model", json={"minutes": 30}).json()["schedule_id"]
+    before = (api.get("/jobs").json(), api.get("/alerts").json(), _schedules(api))
+
+    running.process.terminate()
+    running.process.wait(30)
+    restarted, _ = start_api(redis_db=11, schedule_minute_seconds=60)
+
+    after = (restarted.get("/jobs").json(), restarted.get("/alerts").json(), _schedules(restarted))
+    assert after == before
+    assert job_id in {j["job_id"] for j in after[0]["jobs"]}
+    assert schedule_id in {s[0] for s in after[2]}
+    restarted.delete(f"/kill_scheduled_job/{schedule_id}")

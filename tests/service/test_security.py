@@ -1,0 +1,156 @@
+"""Who may call what, and how much: the API token, CORS, body size and admission limits."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+from helpers import API_TOKEN, api_client
+from pydantic import ValidationError
+
+from mlops.main import create_app
+from mlops.settings import Settings
+
+WRITES = [
+    ("POST", "/trigger_training", {"hyperparameters": {}}),
+    ("POST", "/schedule_training", {"minutes": 60}),
+    ("POST", "/watch_model", {"minutes": 60}),
+    ("DELETE", "/kill_scheduled_job/training-000000000000", None),
+]
+READS = ["/get_metrics", "/jobs", "/alerts?limit=1", "/scheduled_jobs", "/health", "/ready"]
+
+
+@pytest.mark.parametrize(("method", "path", "body"), WRITES)
+@pytest.mark.parametrize(
+    ("token", "message"),
+    [(None, "this endpoint needs the API token"), ("not-the-token", "wrong API token")],
+)
+def test_writes_without_the_right_token_get_401_and_change_nothing(
+    api_url: str, method: str, path: str, body: dict | None, token: str | None, message: str
+) -> None:
+    with api_client(api_url, token=token) as client, api_client(api_url) as admin:
+        before = admin.get("/jobs").json()["jobs"], admin.get("/scheduled_jobs").json()
+
+        response = client.request(method, path, json=body)
+
+        assert response.status_code == 401
+        assert message in response.json()["detail"]
+        assert response.headers["www-authenticate"] == "Bearer"
+        assert (admin.get("/jobs").json()["jobs"], admin.get("/scheduled_jobs").json()) == before
+
+
+def test_a_malformed_authorization_header_is_a_401_not_a_500(api_url: str) -> None:
+    with httpx.Client(base_url=api_url) as client:
+        for header in ("Basic dXNlcjpwYXNz", "Bearer", "Token abc", f"bearer {API_TOKEN}x"):
+            response = client.post(
+                "/watch_model", json={"minutes": 5}, headers={"Authorization": header}
+            )
+            assert response.status_code == 401, header
+
+
+def test_writes_with_the_token_are_accepted(api) -> None:
+    added = api.post("/watch_model", json={"minutes": 60})
+
+    assert added.status_code == 201
+    assert api.delete(f"/kill_scheduled_job/{added.json()['schedule_id']}").status_code == 200
+
+
+@pytest.mark.parametrize("path", READS)
+def test_reads_stay_open_by_default(api_url: str, path: str) -> None:
+    assert httpx.get(f"{api_url}{path}", timeout=30).status_code == 200
+
+
+def test_reads_need_the_token_when_configured(start_api) -> None:
+    client, _ = start_api(redis_db=5, api_token_for_reads=True)
+
+    anonymous = httpx.get(f"{client.base_url}/jobs")
+
+    assert anonymous.status_code == 401
+    assert client.get("/jobs").status_code == 200
+    assert httpx.get(f"{client.base_url}/health").status_code == 200  # probes stay open
+
+
+def test_cors_allows_the_listed_origins_only(api_url: str, settings: Settings) -> None:
+    def preflight(origin: str) -> httpx.Response:
+        return httpx.options(
+            f"{api_url}/trigger_training",
+            headers={
+                "Origin": origin,
+                "Access-Control-Request-Method": "POST",
+                "Access-Control-Request-Headers": "authorization,content-type",
+            },
+        )
+
+    allowed = preflight(settings.cors_origins[0])
+    foreign = preflight("https://attacker.example")
+
+    assert allowed.status_code == 200
+    assert allowed.headers["access-control-allow-origin"] == settings.cors_origins[0]
+    assert "access-control-allow-origin" not in foreign.headers
+    assert "*" not in settings.cors_origins
+
+
+def test_a_body_over_the_limit_gets_413_declared_or_streamed(api_url: str) -> None:
+    big = b'{"input_data": [' + b"1.0," * 400_000 + b"1.0]}"
+
+    def chunks():
+        for start in range(0, len(big), 65_536):
+            yield big[start : start + 65_536]
+
+    with api_client(api_url) as client:
+        declared = client.post(
+            "/inference", content=big, headers={"Content-Type": "application/json"}
+        )
+        streamed = client.post(
+            "/inference", content=chunks(), headers={"Content-Type": "application/json"}
+        )
+
+    for response in (declared, streamed):
+        assert response.status_code == 413
+        assert "MLOPS_MAX_BODY_BYTES" in response.json()["detail"]
+
+
+@pytest.mark.slow
+def test_training_beyond_the_active_limit_gets_429_and_creates_nothing(start_api) -> None:
+    client, _ = start_api(
+        redis_db=6, max_active_trainings=1, experiment_name="limit-test", model_name="limit-test"
+    )
+
+    first = client.post("/trigger_training", json={"hyperparameters": {"n_estimators": 5}})
+    second = client.post("/trigger_training", json={"hyperparameters": {"n_estimators": 5}})
+
+    assert first.status_code == 202
+    assert second.status_code == 429
+    assert "MLOPS_MAX_ACTIVE_TRAININGS" in second.json()["detail"]
+    assert second.headers["retry-after"]
+    assert [j["job_id"] for j in client.get("/jobs").json()["jobs"]] == [first.json()["job_id"]]
+
+
+def test_schedules_beyond_the_limit_get_429(start_api) -> None:
+    client, _ = start_api(redis_db=7, max_schedules=1)
+
+    first = client.post("/watch_model", json={"minutes": 60})
+    second = client.post("/schedule_training", json={"minutes": 60})
+
+    assert first.status_code == 201
+    assert second.status_code == 429
+    assert "kill_scheduled_job" in second.json()["detail"]
+    client.delete(f"/kill_scheduled_job/{first.json()['schedule_id']}")
+
+
+@pytest.mark.parametrize("token", [None, "short"])
+def test_a_production_api_refuses_to_start_without_a_real_token(token: str | None) -> None:
+    settings = Settings(environment="production", api_token=token)  # a Ray job needs none
+
+    with pytest.raises(RuntimeError, match="MLOPS_API_TOKEN"):
+        create_app(settings)
+
+
+def test_production_refuses_a_wildcard_cors_origin() -> None:
+    with pytest.raises(ValidationError, match="MLOPS_CORS_ORIGINS"):
+        Settings(environment="production", api_token="x" * 32, cors_origins="*")
+
+
+def test_cors_origins_read_from_a_comma_separated_variable(monkeypatch) -> None:
+    monkeypatch.setenv("MLOPS_CORS_ORIGINS", "https://a.example, https://b.example")
+
+    assert Settings().cors_origins == ["https://a.example", "https://b.example"]
