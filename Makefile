@@ -10,7 +10,7 @@ UV_VERSION := 0.13.9
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: help up down test dashboard system-deps bench-inference bench-core lint format lock clean
+.PHONY: help up down test dashboard system-deps bench-inference bench-core docs lint format lock clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -46,10 +46,10 @@ dashboard: $(DASHBOARD_ASSETS) ## Build the dashboard's assets (needs Node.js an
 up: $(STAMP) ## Start the local platform (Ctrl-C stops it)
 	@command -v npm >/dev/null && $(MAKE) --no-print-directory dashboard \
 		|| echo "dashboard assets not built (no npm, or npm ci failed): starting without the dashboard"
-	$(BIN)/python -m mlops.local up
+	$(BIN)/mlops up
 
 down: $(STAMP) ## Stop a platform started by `make up` in another shell
-	$(BIN)/python -m mlops.local down
+	$(BIN)/mlops down
 
 # What the browser tests need: Debian's Chromium, nginx as in the dashboard image, and
 # npm to build the dashboard's assets.
@@ -77,6 +77,9 @@ bench-inference: $(STAMP) ## Benchmark /inference against `mlflow models serve` 
 
 bench-core: $(STAMP) ## Benchmark training time and alert fan-out
 	$(BIN)/python bench/core.py
+
+docs: $(STAMP) ## Regenerate docs/configuration.md from the settings object
+	$(BIN)/python -m mlops.settings > docs/configuration.md
 
 lint: $(STAMP) ## Lint only
 	$(BIN)/ruff check fastapi tests bench

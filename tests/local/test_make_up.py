@@ -10,7 +10,9 @@ from pathlib import Path
 import httpx
 import psutil
 import pytest
-from helpers import platform_settings, wait_for
+from helpers import API_TOKEN, platform_settings, wait_for
+
+MLOPS = str(Path(sys.executable).with_name("mlops"))
 
 pytestmark = pytest.mark.slow
 
@@ -28,7 +30,7 @@ def test_up_serves_the_platform_and_down_leaves_no_process(tmp_path: Path) -> No
     env = {**os.environ, **settings.as_env(include_secrets=True)}
     outputs = tmp_path / "outputs"
     up = subprocess.Popen(
-        [sys.executable, "-m", "mlops.local", "up", "--outputs", str(outputs)],
+        [MLOPS, "up", "--outputs", str(outputs)],  # what `make up` runs
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -49,7 +51,7 @@ def test_up_serves_the_platform_and_down_leaves_no_process(tmp_path: Path) -> No
         assert Path(settings.dataset_uri).exists()
 
         down = subprocess.run(
-            [sys.executable, "-m", "mlops.local", "down"],
+            [MLOPS, "down"],
             env=env,
             timeout=90,
             capture_output=True,
@@ -58,6 +60,8 @@ def test_up_serves_the_platform_and_down_leaves_no_process(tmp_path: Path) -> No
 
         assert down.returncode == 0, down.stdout + down.stderr
         assert up.wait(30) == 0
+        printed = up.stdout.read() if up.stdout else ""
+        assert f"API token for writes (Authorization: Bearer …): {API_TOKEN}" in printed
         assert _processes_using(settings.data_dir) == []
     finally:
         if up.poll() is None:

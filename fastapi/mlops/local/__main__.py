@@ -27,8 +27,10 @@ def _alive(pid: int) -> bool:
     """True while pid is a running local platform (not a zombie, not a reused pid)."""
     try:
         process = psutil.Process(pid)
-        command = " ".join(process.cmdline())
-        is_platform = "mlops.local" in command or "mlops-local" in command
+        parts = process.cmdline()
+        command = " ".join(parts)
+        cli_up = "up" in parts and any(Path(part).name == "mlops" for part in parts)
+        is_platform = cli_up or "mlops.local" in command or "mlops-local" in command
         return process.status() != psutil.STATUS_ZOMBIE and is_platform
     except psutil.Error:
         return False

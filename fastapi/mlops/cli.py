@@ -1,0 +1,330 @@
+"""`mlops`: the platform from a terminal, over the API's HTTP interface.
+
+\b
+    mlops train --param n_estimators=200 --wait
+    mlops predict 5.1 3.5 1.4 0.2
+    mlops alerts --follow
+
+The API is MLOPS_API_URL (or --api), by default the local platform's. Writes send
+MLOPS_API_TOKEN, or the token `make up` keeps in MLOPS_DATA_DIR/api-token.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import click
+import httpx
+
+DEFAULT_API = "http://127.0.0.1:8888"
+_FINAL = {"succeeded", "failed", "stopped"}
+_SPINNER = "⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏"
+
+
+class ApiError(click.ClickException):
+    """One line on stderr, exit code 1: what the API (or the network) said."""
+
+    def show(self, file: Any = None) -> None:
+        click.secho(f"error: {self.message}", err=True, fg="red")
+
+
+def _describe(response: httpx.Response) -> str:
+    try:
+        detail = response.json().get("detail")
+    except ValueError:
+        detail = response.text.strip()[:200]
+    if isinstance(detail, list):  # validation errors: field path and message each
+        detail = "; ".join(
+            f"{'.'.join(str(p) for p in d.get('loc', [])[1:])}: {d.get('msg')}" for d in detail
+        )
+    return f"{response.status_code} {detail or response.reason_phrase}"
+
+
+class Api:
+    def __init__(self, url: str, token: str | None) -> None:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self.url = url.rstrip("/")
+        self.http = httpx.Client(base_url=self.url, headers=headers, timeout=60)
+
+    def call(self, method: str, path: str, **kwargs: Any) -> Any:
+        try:
+            response = self.http.request(method, path, **kwargs)
+        except httpx.HTTPError as exc:
+            raise ApiError(
+                f"cannot reach the API at {self.url} ({exc.__class__.__name__}); "
+                "is the platform up? (`make up`, or set MLOPS_API_URL)"
+            ) from None
+        if response.is_error:
+            raise ApiError(_describe(response))
+        return response.json()
+
+    def events(self, last_id: str | None) -> Iterator[tuple[str, str, dict]]:
+        """(event, id, data) from /webhook, until the stream ends."""
+        headers = {"Last-Event-ID": last_id} if last_id else {}
+        timeout = httpx.Timeout(10, read=None)
+        with self.http.stream("GET", "/webhook", headers=headers, timeout=timeout) as response:
+            if response.is_error:
+                response.read()
+                raise ApiError(_describe(response))
+            fields: dict[str, str] = {}
+            for line in response.iter_lines():
+                if line:
+                    if not line.startswith(":"):
+                        name, _, value = line.partition(":")
+                        fields[name] = value.removeprefix(" ")
+                    continue
+                if "data" in fields:
+                    yield (
+                        fields.get("event", "message"),
+                        fields.get("id", ""),
+                        json.loads(fields["data"]),
+                    )
+                fields = {}
+
+
+def _token() -> str | None:
+    if token := os.environ.get("MLOPS_API_TOKEN"):
+        return token
+    kept = Path(os.environ.get("MLOPS_DATA_DIR", ".data")) / "api-token"
+    return kept.read_text().strip() if kept.exists() else None
+
+
+def _params(pairs: tuple[str, ...]) -> dict[str, Any]:
+    """k=v pairs; each v read as JSON when it is JSON (numbers, true, null), else text."""
+    params: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"{pair!r} is not key=value", param_hint="--param")
+        try:
+            params[key] = json.loads(value)
+        except ValueError:
+            params[key] = value
+    return params
+
+
+def _number(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4f}"
+
+
+def _emit(ctx: click.Context, data: Any, human: str) -> None:
+    click.echo(json.dumps(data, indent=2) if ctx.obj["json"] else human)
+
+
+@click.group(help=__doc__, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--api", envvar="MLOPS_API_URL", default=DEFAULT_API, show_default=True,
+              help="API base URL (MLOPS_API_URL).")  # fmt: skip
+@click.option("--json", "as_json", is_flag=True, help="Print the API's JSON answers.")
+@click.pass_context
+def main(ctx: click.Context, api: str, as_json: bool) -> None:
+    ctx.obj = {"api": Api(api, _token()), "json": as_json}
+
+
+@main.command()
+@click.option("--param", "-p", "params", multiple=True, metavar="KEY=VALUE",
+              help="A RandomForestClassifier hyperparameter; repeat for more.")  # fmt: skip
+@click.option(
+    "--wait", is_flag=True, help="Follow the job until it ends; exit 1 unless it succeeds."
+)
+@click.option("--timeout", default=900, show_default=True, help="Seconds --wait waits at most.")
+@click.pass_context
+def train(ctx: click.Context, params: tuple[str, ...], wait: bool, timeout: float) -> None:
+    """Start a training job on Ray."""
+    api: Api = ctx.obj["api"]
+    accepted = api.call("POST", "/trigger_training", json={"hyperparameters": _params(params)})
+    job_id = accepted["job_id"]
+    if not wait:
+        _emit(ctx, accepted, f"started {job_id} (mlops jobs, or --wait to follow it)")
+        return
+    job = _follow(api, job_id, timeout)
+    if ctx.obj["json"]:
+        click.echo(json.dumps(job, indent=2))
+    else:
+        click.echo(_outcome(job))
+    if job["status"] != "succeeded":
+        ctx.exit(1)
+
+
+def _follow(api: Api, job_id: str, timeout: float) -> dict[str, Any]:
+    """Poll the job, showing its status live (a spinner on a terminal, a line per change
+    otherwise), until it ends."""
+    live = sys.stderr.isatty()
+    started = time.monotonic()
+    last_status = None
+    tick = 0
+    while True:
+        job = api.call("GET", f"/jobs/{job_id}")
+        elapsed = time.monotonic() - started
+        if live:
+            spinner = _SPINNER[tick % len(_SPINNER)]
+            click.echo(
+                f"\r{spinner} {job_id} {job['status']:<9} {elapsed:5.1f}s", nl=False, err=True
+            )
+        elif job["status"] != last_status:
+            click.echo(f"{job_id} {job['status']} ({elapsed:.1f}s)", err=True)
+        last_status, tick = job["status"], tick + 1
+        if job["status"] in _FINAL:
+            if live:
+                click.echo(err=True)
+            return job
+        if elapsed > timeout:
+            raise ApiError(f"{job_id} still {job['status']} after {timeout:g}s")
+        time.sleep(0.5)
+
+
+def _outcome(job: dict[str, Any]) -> str:
+    if job["status"] != "succeeded":
+        return f"{job['job_id']} {job['status']}: {job.get('error') or 'no reason given'}"
+    promoted = " and is now the champion" if job.get("promoted") else " (not promoted)"
+    return (
+        f"{job['job_id']} succeeded: version {job['model_version']}, "
+        f"accuracy {job['accuracy']:.4f}, macro F1 {job['f1_macro']:.4f}{promoted}"
+    )
+
+
+@main.command()
+@click.option("--limit", default=20, show_default=True)
+@click.pass_context
+def jobs(ctx: click.Context, limit: int) -> None:
+    """Recent training jobs, newest first."""
+    listed = ctx.obj["api"].call("GET", "/jobs", params={"limit": limit})["jobs"]
+    rows = [
+        f"{j['job_id']}  {j['status']:<9}  {j['created_at'][:19]}  "
+        f"{'v' + j['model_version'] if j.get('model_version') else '-':<5}  "
+        f"{_number(j.get('accuracy'))}"
+        for j in listed
+    ]
+    _emit(ctx, listed, "\n".join(rows) or "no jobs yet")
+
+
+@main.command()
+@click.argument("features", nargs=-1, type=float, required=True)
+@click.option("--version", "model_version", help="A registered version instead of the champion.")
+@click.pass_context
+def predict(ctx: click.Context, features: tuple[float, ...], model_version: str | None) -> None:
+    """Predict one row: the feature values in the model's column order."""
+    body: dict[str, Any] = {"input_data": list(features)}
+    if model_version:
+        body["model_version"] = model_version
+    answer = ctx.obj["api"].call("POST", "/inference", json=body)
+    chance = answer["probabilities"][answer["label"]]
+    _emit(ctx, answer, f"{answer['label']} ({chance:.1%}), version {answer['model_version']}")
+
+
+@main.command()
+@click.argument("minutes", type=int)
+@click.option("--param", "-p", "params", multiple=True, metavar="KEY=VALUE")
+@click.pass_context
+def schedule(ctx: click.Context, minutes: int, params: tuple[str, ...]) -> None:
+    """Train every MINUTES minutes."""
+    body = {"minutes": minutes, "hyperparameters": _params(params)}
+    added = ctx.obj["api"].call("POST", "/schedule_training", json=body)
+    _emit(ctx, added, f"{added['schedule_id']}: training every {minutes} min")
+
+
+@main.command()
+@click.argument("minutes", type=int)
+@click.pass_context
+def watch(ctx: click.Context, minutes: int) -> None:
+    """Alert when no new model has been registered for MINUTES minutes."""
+    added = ctx.obj["api"].call("POST", "/watch_model", json={"minutes": minutes})
+    _emit(ctx, added, f"{added['schedule_id']}: watching for a model older than {minutes} min")
+
+
+@main.command()
+@click.argument("schedule_id")
+@click.pass_context
+def unschedule(ctx: click.Context, schedule_id: str) -> None:
+    """Remove a schedule or a watch."""
+    removed = ctx.obj["api"].call("DELETE", f"/kill_scheduled_job/{schedule_id}")
+    _emit(ctx, removed, f"removed {schedule_id}")
+
+
+@main.command()
+@click.pass_context
+def schedules(ctx: click.Context) -> None:
+    """Schedules and watches, with their next run."""
+    listed = ctx.obj["api"].call("GET", "/scheduled_jobs")["schedules"]
+    rows = [
+        f"{s['schedule_id']}  {s['kind']:<8}  every {s['minutes']} min  "
+        f"next {(s['next_run_time'] or '-')[:19]}  runs {s['runs']}"
+        for s in listed
+    ]
+    _emit(ctx, listed, "\n".join(rows) or "no schedules")
+
+
+@main.command()
+@click.pass_context
+def metrics(ctx: click.Context) -> None:
+    """The latest model and the last 7 days' accuracy."""
+    data = ctx.obj["api"].call("GET", "/get_metrics")
+    latest = data["latest_model"]
+    if latest is None:
+        _emit(ctx, data, "no model registered yet (mlops train --wait)")
+        return
+    days = "  ".join(f"{day} {acc:.4f}" for day, acc in data["avg_accuracy_last_7_days"].items())
+    human = (
+        f"latest version {latest['version']}, accuracy {_number(latest['accuracy'])}"
+        f"{' (champion)' if latest['is_champion'] else ''}\n"
+        f"champion version {data['champion_version'] or '-'}, "
+        f"7-day average {_number(data['weekly_average'])}\n{days}"
+    )
+    _emit(ctx, data, human)
+
+
+def _alert_line(alert: dict[str, Any]) -> str:
+    return f"{alert['created_at'][:19]}  {alert['level']:<7}  {alert['kind']:<8}  {alert['text']}"
+
+
+@main.command()
+@click.option("--limit", default=20, show_default=True, help="How many recent alerts.")
+@click.option("--follow", "-f", is_flag=True, help="Then stream new ones (Ctrl-C stops).")
+@click.pass_context
+def alerts(ctx: click.Context, limit: int, follow: bool) -> None:
+    """Recent alerts; with --follow, the live feed too (reconnecting as a browser does)."""
+    api: Api = ctx.obj["api"]
+    recent = api.call("GET", "/alerts", params={"limit": limit})["alerts"]
+    for alert in reversed(recent):
+        click.echo(json.dumps(alert) if ctx.obj["json"] else _alert_line(alert))
+    if not follow:
+        return
+    last_id = recent[0]["id"] if recent else None
+    try:
+        while True:
+            try:
+                for event, event_id, data in api.events(last_id):
+                    last_id = event_id or last_id
+                    if event == "alert":
+                        click.echo(json.dumps(data) if ctx.obj["json"] else _alert_line(data))
+            except (httpx.HTTPError, ApiError) as exc:
+                click.secho(f"feed interrupted ({exc}); reconnecting", err=True, fg="yellow")
+            time.sleep(2)
+    except KeyboardInterrupt:
+        pass
+
+
+@main.command()
+@click.option("--outputs", type=click.Path(path_type=Path), default=Path("outputs"))
+def up(outputs: Path) -> None:
+    """Start the local platform in this terminal (Ctrl-C stops it)."""
+    from mlops.local.__main__ import main as local
+
+    sys.exit(local(["up", "--outputs", str(outputs)]))
+
+
+@main.command()
+def down() -> None:
+    """Stop a local platform started in another terminal."""
+    from mlops.local.__main__ import main as local
+
+    sys.exit(local(["down"]))
+
+
+if __name__ == "__main__":
+    main()
