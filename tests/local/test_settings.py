@@ -5,9 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from pydantic import ValidationError
+from pydantic import SecretStr, ValidationError
 
-from mlops.settings import Settings
+from mlops.local.platform import with_api_token
+from mlops.settings import Settings, reference_markdown
 
 
 def test_settings_read_the_mlops_prefix(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -42,3 +43,26 @@ def test_job_environment_leaves_secrets_out() -> None:
     assert "MLOPS_S3_SECRET_ACCESS_KEY" not in job_env
     assert process_env["MLOPS_REDIS_PASSWORD"] == "s3cret-pw"
     assert job_env["MLOPS_MODEL_NAME"] == "mlops_model"
+
+
+def test_the_configuration_doc_lists_every_setting_as_the_code_defines_it() -> None:
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "configuration.md").read_text()
+
+    assert doc == reference_markdown(), "docs/configuration.md is stale: run `make docs`"
+    for name in Settings.model_fields:
+        assert f"`MLOPS_{name.upper()}`" in doc
+
+
+def test_make_up_keeps_one_private_api_token_across_restarts(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path)
+
+    first = with_api_token(settings)
+    second = with_api_token(settings)
+    own = SecretStr("set-by-the-user-123")
+    given = with_api_token(settings.model_copy(update={"api_token": own}))
+
+    kept = tmp_path / "api-token"
+    assert first.api_token.get_secret_value() == second.api_token.get_secret_value()
+    assert len(first.api_token.get_secret_value()) >= 32
+    assert kept.stat().st_mode & 0o777 == 0o600
+    assert given.api_token.get_secret_value() == "set-by-the-user-123"
