@@ -123,10 +123,14 @@ def test_workloads_are_hardened() -> None:
                 assert "livenessProbe" in container and "readinessProbe" in container, name
 
 
-def test_the_api_is_probed_on_health_and_ready_and_takes_secrets_by_reference() -> None:
+def test_the_api_is_probed_scraped_and_takes_secrets_by_reference() -> None:
     deployment = next(d for d in kube.kustomize("api") if d["kind"] == "Deployment")
     container = deployment["spec"]["template"]["spec"]["containers"][0]
 
+    annotations = deployment["spec"]["template"]["metadata"]["annotations"]
+    assert annotations["prometheus.io/scrape"] == "true"
+    assert annotations["prometheus.io/path"] == "/metrics"
+    assert annotations["prometheus.io/port"] == str(container["ports"][0]["containerPort"])
     assert container["livenessProbe"]["httpGet"]["path"] == "/health"
     assert container["readinessProbe"]["httpGet"]["path"] == "/ready"
     refs = {next(iter(ref.values()))["name"] for ref in container["envFrom"]}

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from helpers import SseReader, free_port
+from helpers import API_TOKEN, SseReader, free_port
 
 from mlops.local import components
 from mlops.local.supervisor import Supervisor
@@ -30,8 +30,10 @@ def test_fallback_server_serves_the_page_and_proxies_the_api(
         page = httpx.get(f"{base}/")
         chart = httpx.get(f"{base}/vendor/chart.umd.min.js")
         health = httpx.get(f"{base}/api/health")
-        rejected = httpx.post(
-            f"{base}/api/trigger_training", json={"hyperparameters": {"n_estimator": 1}}
+        rejected = httpx.post(  # the Authorization header must pass the proxy
+            f"{base}/api/trigger_training",
+            json={"hyperparameters": {"n_estimator": 1}},
+            headers={"Authorization": f"Bearer {API_TOKEN}"},
         )
         reader = SseReader(f"{base}/api/webhook")
 
