@@ -26,7 +26,7 @@ from pathlib import Path
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from helpers import free_port, platform_settings  # noqa: E402  (shared free-port settings)
+from helpers import api_client, free_port, platform_settings  # noqa: E402  (shared free-port settings)
 
 from mlops.clients.redis import ALERT_STREAM, AlertStream, connect  # noqa: E402
 from mlops.local.components import RayPorts  # noqa: E402
@@ -42,7 +42,7 @@ def percentile(values: list[float], q: float) -> float:
 
 def bench_training(api: str, settings: Settings, runs: int) -> tuple[list[float], list[float]]:
     ours: list[float] = []
-    with httpx.Client(base_url=api, timeout=30) as client:
+    with api_client(api) as client:
         for _ in range(runs):
             started = time.perf_counter()
             job_id = client.post("/trigger_training", json={"hyperparameters": {}}).json()["job_id"]

@@ -30,7 +30,7 @@ from pathlib import Path
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from helpers import free_port, platform_settings  # noqa: E402
+from helpers import api_client, free_port, platform_settings  # noqa: E402
 
 from mlops.clients.serve import ServeAdmin  # noqa: E402
 from mlops.local.components import RayPorts  # noqa: E402
@@ -88,7 +88,7 @@ def run_wrk(url: str, body: str, connections: int, seconds: int, folder: Path) -
 
 
 def train_and_serve(api: str, settings: Settings) -> str:
-    with httpx.Client(base_url=api, timeout=30) as client:
+    with api_client(api) as client:
         job_id = client.post("/trigger_training", json={"hyperparameters": {}}).json()["job_id"]
         while (job := client.get(f"/jobs/{job_id}").json())["status"] not in {
             "succeeded",

@@ -19,8 +19,9 @@ from fastapi.responses import JSONResponse, Response
 from redis.exceptions import RedisError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from mlops.api import alerts, health, inference, metrics, prometheus, schedules, training
+from mlops.api.deps import require_reader
 from mlops.api.middleware import BodySizeLimit
 from mlops.clients import redis as redis_client
 from mlops.clients.mlflow_registry import MlflowRegistry, MlflowUnavailable
@@ -230,7 +231,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         allow_headers=["Authorization", "Content-Type", "Last-Event-ID"],
     )
     # Added last, so outermost: it sees (and counts) every answer, 413s and CORS included.
-    app.add_middleware(RequestTelemetry, metrics=instruments)
+    app.add_middleware(
+        RequestTelemetry, metrics=instruments, log_successes=settings.access_log == "all"
+    )
     app.add_exception_handler(RequestValidationError, _invalid_request)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(TooManyTrainings, _too_many)
@@ -245,14 +248,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_exception_handler(
         RedisError, _unavailable("Redis", "Check MLOPS_REDIS_URL and /ready.")
     )
-    for router in (
-        training.router,
-        inference.router,
-        schedules.router,
-        metrics.router,
-        alerts.router,
-        health.router,
-        prometheus.router,
-    ):
-        app.include_router(router)
+    # With MLOPS_API_TOKEN_FOR_READS every route but the probes and the SSE feed checks
+    # the token; otherwise reads carry no dependency at all (it costs on /inference).
+    readers = [Depends(require_reader)] if settings.api_token_for_reads else []
+    for router in (training, inference, schedules, metrics, prometheus):
+        app.include_router(router.router, dependencies=readers)
+    app.include_router(alerts.router)  # /alerts checks readers itself; /webhook is open
+    app.include_router(health.router)
     return app

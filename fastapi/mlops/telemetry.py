@@ -80,9 +80,10 @@ def _route_of(scope: Scope) -> str:
 
 
 class RequestTelemetry:
-    def __init__(self, app: ASGIApp, *, metrics: Metrics) -> None:
+    def __init__(self, app: ASGIApp, *, metrics: Metrics, log_successes: bool = True) -> None:
         self.app = app
         self.metrics = metrics
+        self.log_successes = log_successes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -105,7 +106,8 @@ class RequestTelemetry:
         try:
             await self.app(scope, receive, send_with_id)
         finally:
-            if scope["path"] not in {"/health", "/metrics"} or status >= 400:
+            quiet = not self.log_successes or scope["path"] in {"/health", "/metrics"}
+            if status >= 400 or not quiet:
                 log.info(
                     "%s %s %d",
                     scope["method"],

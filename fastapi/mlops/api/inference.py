@@ -5,13 +5,13 @@ from __future__ import annotations
 import time
 
 from fastapi import APIRouter, HTTPException
-from mlops.api.deps import BODY_RESPONSES, UNAUTHORIZED, Reader, ServicesDep
+from mlops.api.deps import BODY_RESPONSES, UNAUTHORIZED, ServicesDep
 from mlops.schemas import ErrorResponse, InferenceRequest, InferenceResponse
 from mlops.services.container import Services
 from mlops.services.inference import InferenceError, predict
 
 # A prediction reads the model: open like the other reads unless configured.
-router = APIRouter(tags=["inference"], dependencies=[Reader], responses=UNAUTHORIZED)
+router = APIRouter(tags=["inference"], responses=UNAUTHORIZED)
 
 
 @router.post(

@@ -5,11 +5,11 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from fastapi import APIRouter
-from mlops.api.deps import UNAUTHORIZED, Reader, ServicesDep
+from mlops.api.deps import UNAUTHORIZED, ServicesDep
 from mlops.schemas import ErrorResponse, MetricsResponse
 from mlops.services.metrics import model_metrics
 
-router = APIRouter(tags=["metrics"], dependencies=[Reader], responses=UNAUTHORIZED)
+router = APIRouter(tags=["metrics"], responses=UNAUTHORIZED)
 
 
 @router.get("/get_metrics", responses={503: {"model": ErrorResponse}})

@@ -7,10 +7,10 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily
 
 from fastapi import APIRouter
-from mlops.api.deps import UNAUTHORIZED, Reader, ServicesDep
+from mlops.api.deps import UNAUTHORIZED, ServicesDep
 from mlops.clients.redis import DURATION_BUCKETS
 
-router = APIRouter(tags=["operations"], dependencies=[Reader], responses=UNAUTHORIZED)
+router = APIRouter(tags=["operations"], responses=UNAUTHORIZED)
 
 
 class _JobTotals:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from fastapi import APIRouter, HTTPException, status
-from mlops.api.deps import UNAUTHORIZED, WRITE_RESPONSES, Reader, SchedulesDep, Writer
+from mlops.api.deps import UNAUTHORIZED, WRITE_RESPONSES, SchedulesDep, Writer
 from mlops.schemas import (
     ErrorResponse,
     ScheduleInfo,
@@ -15,7 +15,7 @@ from mlops.schemas import (
     WatchModelRequest,
 )
 
-router = APIRouter(tags=["schedules"], dependencies=[Reader], responses=UNAUTHORIZED)
+router = APIRouter(tags=["schedules"], responses=UNAUTHORIZED)
 _ADDED = {
     **WRITE_RESPONSES,
     429: {"model": ErrorResponse, "description": "Too many schedules and watches."},

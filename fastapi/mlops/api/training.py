@@ -5,11 +5,11 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Query, status
-from mlops.api.deps import UNAUTHORIZED, WRITE_RESPONSES, Reader, ServicesDep, Writer
+from mlops.api.deps import UNAUTHORIZED, WRITE_RESPONSES, ServicesDep, Writer
 from mlops.schemas import ErrorResponse, JobAccepted, JobInfo, JobList, JobStatus, TrainingRequest
 from mlops.services.training import submit_training, to_job_info
 
-router = APIRouter(tags=["training"], dependencies=[Reader], responses=UNAUTHORIZED)
+router = APIRouter(tags=["training"], responses=UNAUTHORIZED)
 
 
 @router.post(
