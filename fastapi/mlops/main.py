@@ -19,9 +19,9 @@ from fastapi.responses import JSONResponse, Response
 from redis.exceptions import RedisError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from fastapi import Depends, FastAPI, Request
+from fastapi import FastAPI, Request
 from mlops.api import alerts, health, inference, metrics, prometheus, schedules, training
-from mlops.api.deps import require_reader
+from mlops.api.deps import Reader
 from mlops.api.middleware import BodySizeLimit
 from mlops.clients import redis as redis_client
 from mlops.clients.mlflow_registry import MlflowRegistry, MlflowUnavailable
@@ -250,7 +250,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     # With MLOPS_API_TOKEN_FOR_READS every route but the probes and the SSE feed checks
     # the token; otherwise reads carry no dependency at all (it costs on /inference).
-    readers = [Depends(require_reader)] if settings.api_token_for_reads else []
+    readers = [Reader] if settings.api_token_for_reads else []
     for router in (training, inference, schedules, metrics, prometheus):
         app.include_router(router.router, dependencies=readers)
     app.include_router(alerts.router)  # /alerts checks readers itself; /webhook is open
