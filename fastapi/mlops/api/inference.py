@@ -43,7 +43,7 @@ async def inference(request: InferenceRequest, services: ServicesDep) -> Inferen
             raise HTTPException(422, [problem]) from None
         detail = exc.detail
         if exc.serving_down:
-            detail = f"{detail}. {_serving_hint(services)}"
+            detail = f"{detail.rstrip('.')}. {_serving_hint(services)}"
         raise HTTPException(exc.status, detail) from None
     metrics.inferences.labels(reply.model_version, "200").inc()
     metrics.inference_latency.labels(reply.model_version).observe(time.perf_counter() - started)
