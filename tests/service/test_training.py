@@ -7,6 +7,7 @@ import pytest
 from helpers import run_async, wait_for, wait_for_job
 from mlflow import MlflowClient
 
+from mlops.clients.mlflow_registry import MlflowRegistry
 from mlops.clients.ray_jobs import RayJobsClient
 from mlops.clients.redis import JobStore, connect
 from mlops.services.training import submit_training
@@ -109,6 +110,7 @@ def test_job_with_a_missing_dataset_fails_with_its_error_and_an_error_alert(
                     settings=broken,
                     ray=RayJobsClient(http, settings.ray_address),
                     jobs=JobStore(redis, history=settings.job_history),
+                    registry=MlflowRegistry(http, settings.mlflow_tracking_uri),
                     hyperparameters={},
                 )
             finally:

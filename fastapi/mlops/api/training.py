@@ -25,12 +25,11 @@ router = APIRouter(tags=["training"], responses=UNAUTHORIZED)
 )
 async def trigger_training(request: TrainingRequest, services: ServicesDep) -> JobAccepted:
     """Start a training job on Ray with the given RandomForestClassifier hyperparameters."""
-    # A job would run for nothing without MLflow to register in: say so now (503).
-    await services.registry.health()
     job_id = await submit_training(
         settings=services.settings,
         ray=services.ray,
         jobs=services.jobs,
+        registry=services.registry,
         hyperparameters=request.hyperparameters,
     )
     return JobAccepted(job_id=job_id, status=JobStatus.PENDING, status_url=f"/jobs/{job_id}")

@@ -155,11 +155,8 @@ redis.call('SADD', KEYS[1], ARGV[2])
 return 1
 """
 
-_TERMINAL = {"succeeded", "failed", "stopped"}
-
 # Record a job's end; count it (and its run time) the first time it ends only.
-_FINISH_JOB = (
-    """
+_FINISH_JOB = """
 local previous = redis.call('HGET', KEYS[1], 'status')
 redis.call('HSET', KEYS[1], unpack(ARGV, 4))
 redis.call('SREM', KEYS[2], ARGV[1])
@@ -169,17 +166,14 @@ end
 local status, seconds = ARGV[2], tonumber(ARGV[3])
 redis.call('HINCRBY', KEYS[3], status, 1)
 redis.call('HINCRBYFLOAT', KEYS[4], status .. ':sum', seconds)
-for _, bound in ipairs({"""
-    + ", ".join(str(b) for b in DURATION_BUCKETS)
-    + """}) do
+for _, bound in ipairs({BUCKETS}) do
   if seconds <= bound then
     redis.call('HINCRBY', KEYS[4], status .. ':le:' .. bound, 1)
   end
 end
 redis.call('HINCRBY', KEYS[4], status .. ':le:+Inf', 1)
 return 1
-"""
-)
+""".replace("BUCKETS", ", ".join(map(str, DURATION_BUCKETS)))
 
 
 def _job_key(job_id: str) -> str:
@@ -228,10 +222,6 @@ class JobStore:
             await self._trim()
         return bool(admitted)
 
-    async def active(self) -> int:
-        """Jobs pending or running now."""
-        return await self._redis.scard(JOB_ACTIVE)
-
     async def _trim(self) -> None:
         stale = await self._redis.zrange(JOB_INDEX, 0, -self._history - 1)
         if stale:
@@ -240,13 +230,6 @@ class JobStore:
                 pipe.srem(JOB_ACTIVE, *stale)
                 pipe.delete(*(_job_key(job_id) for job_id in stale))
                 await pipe.execute()
-
-    async def update(self, job_id: str, **fields: Any) -> None:
-        async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.hset(_job_key(job_id), mapping={k: json.dumps(v) for k, v in fields.items()})
-            if fields.get("status") in _TERMINAL:
-                pipe.srem(JOB_ACTIVE, job_id)
-            await pipe.execute()
 
     async def finish(self, job_id: str, status: str, seconds: float, **fields: Any) -> bool:
         """Record how a job ended (the last writer wins the fields); True the first

@@ -108,11 +108,11 @@ async def _run(
     await services.redis.hincrby(_runs_key(schedule_id), "runs", 1)
     if kind == "training":
         try:
-            await services.registry.health()
             job_id = await submit_training(
                 settings=services.settings,
                 ray=services.ray,
                 jobs=services.jobs,
+                registry=services.registry,
                 hyperparameters=params.get("hyperparameters", {}),
                 source=schedule_id,
             )

@@ -9,6 +9,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
+from mlops.clients.mlflow_registry import MlflowRegistry
 from mlops.clients.ray_jobs import RayJobsClient
 from mlops.clients.redis import AlertStream, JobStore
 from mlops.ml.model import validate_hyperparameters
@@ -51,19 +52,22 @@ async def submit_training(
     settings: Settings,
     ray: RayJobsClient,
     jobs: JobStore,
+    registry: MlflowRegistry,
     hyperparameters: dict[str, Any],
     source: str = "api",
 ) -> str:
     """Validate, record and submit one training job; returns its id.
 
-    Raises HyperparameterError or TooManyTrainings before anything is created, and
-    RayJobsError (after removing the record) when Ray does not take the job.
+    Raises HyperparameterError, MlflowUnavailable (a job could not register its model)
+    or TooManyTrainings before anything is created, and RayJobsError (after removing
+    the record) when Ray does not take the job.
     """
     checked = validate_hyperparameters(
         hyperparameters,
         max_n_estimators=settings.max_n_estimators,
         max_depth_limit=settings.max_depth_limit,
     )
+    await registry.health()
     job_id = new_job_id()
     limit = settings.max_active_trainings
     if not await jobs.create(job_id, hyperparameters=checked, source=source, max_active=limit):
