@@ -94,11 +94,12 @@ class RequestTelemetry:
         token = request_id.set(rid)
         started = time.perf_counter()
         status = 500  # if the app raises before answering
+        answered = False
 
         async def send_with_id(message: Message) -> None:
-            nonlocal status
+            nonlocal status, answered
             if message["type"] == "http.response.start":
-                status = message["status"]
+                status, answered = message["status"], True
                 message["headers"] = [*message.get("headers", []), (b"x-request-id", rid.encode())]
                 self._observe(scope, status, time.perf_counter() - started)
             await send(message)
@@ -106,6 +107,8 @@ class RequestTelemetry:
         try:
             await self.app(scope, receive, send_with_id)
         finally:
+            if not answered:  # an unhandled error: Starlette's outer layer answers 500
+                self._observe(scope, status, time.perf_counter() - started)
             quiet = not self.log_successes or scope["path"] in {"/health", "/metrics"}
             if status >= 400 or not quiet:
                 log.info(

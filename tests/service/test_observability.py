@@ -6,10 +6,11 @@ import json
 
 import httpx
 import pytest
-from helpers import API_TOKEN, wait_for, wait_for_job
+from helpers import API_TOKEN, run_async, wait_for, wait_for_job
 from prometheus_client.parser import text_string_to_metric_families
 
 from mlops.settings import Settings
+from mlops.telemetry import Metrics, RequestTelemetry
 
 pytestmark = pytest.mark.slow
 
@@ -118,3 +119,22 @@ def test_a_training_job_logs_json_with_its_job_id(api: httpx.Client, settings: S
     assert ours, logs[-2000:]
     assert all(record["job_id"] == job_id for record in ours)
     assert any("accuracy" in record["message"] for record in ours)
+
+
+def test_an_unhandled_error_is_counted_and_logged_as_a_500() -> None:
+    metrics = Metrics()
+
+    async def broken(scope, receive, send) -> None:
+        raise RuntimeError("a bug")
+
+    app = RequestTelemetry(broken, metrics=metrics)
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+
+    async def call() -> httpx.Response:
+        async with httpx.AsyncClient(transport=transport, base_url="http://api") as client:
+            return await client.get("/anything")
+
+    run_async(call())
+
+    labels = {"route": "unmatched", "method": "GET", "status": "500"}
+    assert metrics.registry.get_sample_value("mlops_http_requests_total", labels) == 1
