@@ -11,6 +11,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import mlflow
@@ -225,39 +226,55 @@ def test_serve_py_twice_changes_nothing(settings: Settings, served: dict) -> Non
     assert replicas == [(r["replica_id"], r["start_time_s"]) for r in _replicas(before)]
 
 
+class _Load:
+    """Clients predicting one row in a loop until the block ends: the version and time
+    of each answer, and every failure."""
+
+    def __init__(self, api_url: str, clients: int = 1, **predict: Any) -> None:
+        self.answers: list[tuple[str, float]] = []
+        self.failures: list[str] = []
+        self._stop = threading.Event()
+        self._threads = [
+            threading.Thread(target=self._run, args=(api_url, predict)) for _ in range(clients)
+        ]
+
+    def _run(self, api_url: str, predict: dict[str, Any]) -> None:
+        with api_client(api_url) as client:
+            while not self._stop.is_set():
+                started = time.monotonic()
+                response = _predict(client, [6.7, 3.0, 5.2, 2.3], **predict)
+                if response.status_code != 200:
+                    self.failures.append(f"{response.status_code} {response.text}")
+                else:
+                    elapsed = time.monotonic() - started
+                    self.answers.append((response.json()["model_version"], elapsed))
+
+    def __enter__(self) -> _Load:
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join()
+
+
 def test_promotion_hot_reloads_with_zero_failed_requests(
     api_url: str, api: httpx.Client, served: dict
 ) -> None:
-    failures: list[str] = []
-    versions: list[str] = []
-    stop = threading.Event()
-
-    def load() -> None:
-        with api_client(api_url) as client:
-            while not stop.is_set():
-                response = _predict(client, [6.7, 3.0, 5.2, 2.3], retries=0)
-                if response.status_code != 200:
-                    failures.append(f"{response.status_code} {response.text}")
-                else:
-                    versions.append(response.json()["model_version"])
-
-    thread = threading.Thread(target=load)
-    thread.start()
-    try:
+    with _Load(api_url, retries=0) as load:
         promoted = _train(api, {"n_estimators": 40, "random_state": 11})
         wait_for(
-            lambda: versions and versions[-1] == promoted["model_version"],
+            lambda: load.answers and load.answers[-1][0] == promoted["model_version"],
             timeout=30,
             what="the new champion to answer",
         )
-    finally:
-        stop.set()
-        thread.join()
 
     assert promoted["promoted"] is True
-    assert failures == []
-    assert len(versions) > 20
-    assert versions[-1] == promoted["model_version"]
+    assert load.failures == []
+    assert len(load.answers) > 20
+    assert load.answers[-1][0] == promoted["model_version"]
 
 
 def _replica_pids(settings: Settings) -> list[int]:
@@ -280,39 +297,20 @@ def test_a_replica_killed_under_load_costs_no_request(
     assert _serve_py(two).returncode == 0
     wait_for(lambda: len(_replica_pids(settings)) == 2, timeout=120, what="two replicas")
     pids = _replica_pids(settings)
-    failures: list[str] = []
-    answered: list[float] = []
-    stop = threading.Event()
-
-    def load() -> None:
-        with api_client(api_url) as client:
-            while not stop.is_set():
-                started = time.monotonic()
-                response = _predict(client, [6.7, 3.0, 5.2, 2.3])  # default retries and SLA
-                if response.status_code != 200:
-                    failures.append(f"{response.status_code} {response.text}")
-                else:
-                    answered.append(time.monotonic() - started)
-
-    threads = [threading.Thread(target=load) for _ in range(4)]
-    for thread in threads:
-        thread.start()
     try:
-        wait_for(lambda: len(answered) > 50, timeout=30, what="load to build up")
-        os.kill(pids[0], signal.SIGKILL)
-        killed_at = len(answered)
-        wait_for(
-            lambda: pids[0] not in (now := _replica_pids(settings)) and len(now) == 2,
-            timeout=120,
-            what="Serve to replace the killed replica",
-        )
-        wait_for(lambda: len(answered) > killed_at + 100, timeout=60, what="load to go on")
+        with _Load(api_url, clients=4) as load:  # default retries and SLA
+            wait_for(lambda: len(load.answers) > 50, timeout=30, what="load to build up")
+            os.kill(pids[0], signal.SIGKILL)
+            killed_at = len(load.answers)
+            wait_for(
+                lambda: pids[0] not in (now := _replica_pids(settings)) and len(now) == 2,
+                timeout=120,
+                what="Serve to replace the killed replica",
+            )
+            wait_for(lambda: len(load.answers) > killed_at + 100, timeout=60, what="load to go on")
     finally:
-        stop.set()
-        for thread in threads:
-            thread.join()
         restored = _serve_py(settings)  # back to one replica for the other tests
 
-    assert failures == []
-    assert max(answered) < 60  # within the default SLA
+    assert load.failures == []
+    assert max(seconds for _, seconds in load.answers) < 60  # within the default SLA
     assert restored.returncode == 0, restored.stderr
