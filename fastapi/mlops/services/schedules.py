@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import threading
 import uuid
 from collections.abc import Coroutine
 from concurrent.futures import CancelledError, Future
@@ -59,21 +60,28 @@ class _Runtime:
 
 
 _runtime: _Runtime | None = None
+# Held while a run is handed to the loop and while shutdown takes the runtime away, so
+# that every run in flight is one that shutdown sees and cancels.
+_runtime_lock = threading.Lock()
 
 
 def _run_on_loop(coro: Coroutine[Any, Any, Any], timeout: float = 60) -> Any:
     """Run a coroutine on the API's event loop from a scheduler thread."""
-    if _runtime is None:
-        raise RuntimeError("no scheduler runtime in this process")
-    runtime = _runtime
-    future: Future = asyncio.run_coroutine_threadsafe(coro, runtime.loop)
-    runtime.inflight.add(future)
+    with _runtime_lock:
+        runtime = _runtime
+        if runtime is None:
+            coro.close()
+            log.info("a scheduled run fell due while the API was stopping: skipped")
+            return None
+        future: Future = asyncio.run_coroutine_threadsafe(coro, runtime.loop)
+        runtime.inflight.add(future)
     try:
         return future.result(timeout)
     except CancelledError:
         log.info("a scheduled run was cancelled by shutdown; its slot stays claimed")
     finally:
-        runtime.inflight.discard(future)
+        with _runtime_lock:
+            runtime.inflight.discard(future)
 
 
 def run_schedule(schedule_id: str, kind: str, minutes: int, anchor: str, **params: Any) -> None:
@@ -198,10 +206,11 @@ class Schedules:
         on an event loop that is going away, and hold the process open."""
         global _runtime
         self._scheduler.shutdown(wait=False)
-        if _runtime is not None:
-            for future in list(_runtime.inflight):
-                future.cancel()
-        _runtime = None
+        with _runtime_lock:
+            runtime, _runtime = _runtime, None
+            inflight = list(runtime.inflight) if runtime else []
+        for future in inflight:
+            future.cancel()
 
     def add(
         self, *, kind: str, minutes: int, hyperparameters: dict[str, Any] | None
