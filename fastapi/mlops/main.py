@@ -20,6 +20,7 @@ from redis.exceptions import RedisError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from fastapi import FastAPI, Request
+from mlops.aio import Background
 from mlops.api import alerts, health, inference, metrics, prometheus, schedules, training
 from mlops.api.deps import Reader
 from mlops.api.middleware import BodySizeLimit
@@ -42,20 +43,20 @@ from mlops.telemetry import Metrics, RequestTelemetry
 log = logging.getLogger("mlops.api")
 
 
-async def _reconcile_forever(services: Services) -> None:
-    while True:
+async def _reconcile_forever(services: Services, background: Background) -> None:
+    while background.running:
         try:
             await reconcile(ray=services.ray, jobs=services.jobs, alerts=services.alerts, limit=50)
         except (RayJobsError, RedisError, OSError) as exc:
             log.warning("job reconciliation skipped: %s", exc)
-        await asyncio.sleep(services.settings.job_poll_seconds)
+        await background.pause(services.settings.job_poll_seconds)
 
 
-async def _keep_serving(services: Services) -> None:
+async def _keep_serving(services: Services, background: Background) -> None:
     """Deploy the Serve application when a champion exists and serving is down, so
     running serve.py by hand is optional. One replica deploys at a time (Redis lock)."""
     settings = services.settings
-    while True:
+    while background.running:
         try:
             status = await services.serve.status(settings.model_name)
             if status not in {"RUNNING", "DEPLOYING"} and await services.registry.alias_version(
@@ -70,16 +71,16 @@ async def _keep_serving(services: Services) -> None:
         except (ServeError, MlflowUnavailable, RedisError, OSError) as exc:
             log.warning("auto-serve check skipped: %s", exc)
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(services.serving_wanted.wait(), 10)
+            async with asyncio.timeout(10):
+                await services.serving_wanted.wait()
         services.serving_wanted.clear()
 
 
-async def _wake_scheduler(schedules: Schedules, settings: Settings) -> None:
+async def _wake_scheduler(schedules: Schedules, background: Background, period: float) -> None:
     """Re-read the shared schedule store now and then: another replica may have added
     a schedule, or stopped, leaving its schedules for this one to run."""
-    period = min(5.0, settings.schedule_minute_seconds / 2)
-    while True:
-        await asyncio.sleep(period)
+    while background.running:
+        await background.pause(period)
         schedules.wakeup()
 
 
@@ -118,13 +119,13 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     services.schedules = Schedules(services)
     services.schedules.start(asyncio.get_running_loop())
     app.state.services = services
-    tasks = [
-        asyncio.create_task(services.broadcaster.run(), name="alert-broadcaster"),
-        asyncio.create_task(_reconcile_forever(services), name="job-reconciler"),
-        asyncio.create_task(_wake_scheduler(services.schedules, settings), name="schedule-sync"),
-    ]
+    background = Background()
+    background.start(services.broadcaster.run(background), "alert-broadcaster")
+    background.start(_reconcile_forever(services, background), "job-reconciler")
+    sync_period = min(5.0, settings.schedule_minute_seconds / 2)
+    background.start(_wake_scheduler(services.schedules, background, sync_period), "schedule-sync")
     if settings.auto_serve:
-        tasks.append(asyncio.create_task(_keep_serving(services), name="auto-serve"))
+        background.start(_keep_serving(services, background), "auto-serve")
     # Everything built so far lives as long as the process: keep it out of the garbage
     # collector's scans, which otherwise add pauses to the latency tail under load.
     gc.freeze()
@@ -132,11 +133,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     try:
         yield
     finally:
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await background.stop()
         services.schedules.shutdown()
         await services.batcher.aclose()
         await redis.aclose()

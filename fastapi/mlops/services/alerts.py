@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 from redis.exceptions import RedisError
 
+from mlops.aio import Background
 from mlops.clients.redis import AlertStream
 from mlops.schemas import Alert
 
@@ -88,11 +89,11 @@ class AlertBroadcaster:
                 queue.get_nowait()  # make room for the close marker
                 queue.put_nowait(_CLOSED)
 
-    async def run(self) -> None:
-        """Follow the stream until cancelled, riding out Redis outages."""
+    async def run(self, background: Background) -> None:
+        """Follow the stream until the app stops, riding out Redis outages."""
         last_id: str | None = None
         delay = 0.2
-        while True:
+        while background.running:
             try:
                 if last_id is None:
                     last_id = await self._stream.last_id()
@@ -104,7 +105,7 @@ class AlertBroadcaster:
                 if self.healthy:
                     log.warning("alert stream unavailable, retrying: %s", exc)
                 self.healthy = False
-                await asyncio.sleep(delay)
+                await background.pause(delay)
                 delay = min(delay * 2, 5.0)
 
 
