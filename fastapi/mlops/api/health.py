@@ -22,7 +22,8 @@ async def health() -> HealthResponse:
 
 async def _probe(check: Awaitable[object], timeout: float = 3.0) -> DependencyState:
     try:
-        result = await asyncio.wait_for(check, timeout)
+        async with asyncio.timeout(timeout):
+            result = await check
     except Exception as exc:  # any failure means "not ready"; the reason is reported
         return DependencyState(ok=False, detail=f"{type(exc).__name__}: {exc}" or "unreachable")
     return DependencyState(ok=True, detail=str(result) if result not in (None, True) else "ok")

@@ -42,7 +42,8 @@ async def predict(
         if remaining <= 0:
             break
         try:
-            body = await asyncio.wait_for(batcher.predict(row, version), remaining)
+            async with asyncio.timeout(remaining):
+                body = await batcher.predict(row, version)
         except ServeVerdict as verdict:
             raise InferenceError(verdict.status, verdict.detail) from None
         except TimeoutError:
