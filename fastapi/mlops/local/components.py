@@ -182,6 +182,9 @@ def api(settings: Settings) -> Component:
         "--port",
         str(settings.api_port),
         "--no-access-log",
+        # Open connections get this long to finish on SIGTERM; then the app shuts down.
+        "--timeout-graceful-shutdown",
+        "10",
     ]
     return Component(
         "api", command, ready_url=f"http://{settings.api_host}:{settings.api_port}/health"

@@ -128,7 +128,13 @@ class Supervisor:
             try:
                 process.wait(grace)
             except subprocess.TimeoutExpired:
-                log.warning("%s did not stop in %.0fs; killing it", running.component.name, grace)
+                log.warning(
+                    "%s did not stop in %.0fs; killing it. The end of its log (%s):\n%s",
+                    running.component.name,
+                    grace,
+                    running.log_path,
+                    running.tail(),
+                )
         # Kill whatever the group still holds (workers that outlived their parent).
         _signal_group(process.pid, signal.SIGKILL)
         process.wait()
