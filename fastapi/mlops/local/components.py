@@ -191,15 +191,18 @@ def api(settings: Settings) -> Component:
     )
 
 
-def dashboard(settings: Settings, *, prefer_nginx: bool = True) -> Component:
-    """nginx with frontend/nginx.conf when nginx is installed, else a Python server."""
+def dashboard(
+    settings: Settings, *, prefer_nginx: bool = True, root: Path | None = None
+) -> Component:
+    """nginx with frontend/nginx.conf when nginx is installed, else a Python server;
+    `root` is the dashboard's folder (default: the checkout's frontend/)."""
     from mlops.local.dashboard import nginx_config
 
     api_url = f"http://{settings.api_host}:{settings.api_port}"
     ready = f"http://127.0.0.1:{settings.dashboard_port}/index.html"
     nginx = shutil.which("nginx") or shutil.which("nginx", path="/usr/sbin:/usr/local/sbin")
     if nginx and prefer_nginx:
-        config = nginx_config(settings, api_url)
+        config = nginx_config(settings, api_url, root)
         logs = settings.data_dir / "logs"
         command = [
             nginx,

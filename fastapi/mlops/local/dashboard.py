@@ -6,6 +6,9 @@ installed, else this small static server with the same /api/ proxying.
 
 from __future__ import annotations
 
+import grp
+import os
+import pwd
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -24,7 +27,7 @@ from mlops.settings import Settings, get_settings
 _HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "upgrade", "host", "content-length"}
 
 _MAIN_CONFIG = """\
-worker_processes 1;
+{user}worker_processes 1;
 pid {run}/nginx.pid;
 error_log {logs}/nginx-error.log warn;
 events {{ worker_connections 1024; }}
@@ -56,21 +59,33 @@ def assets_missing() -> str | None:
     return None
 
 
-def nginx_config(settings: Settings, api_url: str) -> Path:
+def _worker_user(root: Path) -> str:
+    """nginx started by root runs its workers as `nobody`, who cannot read a checkout
+    in a private folder (a clone under /root, mode 700): there, the workers run as the
+    owner of the files they serve. Started by anyone else, nginx cannot switch users."""
+    if os.geteuid() != 0:
+        return ""
+    owner = root.stat()
+    return f"user {pwd.getpwuid(owner.st_uid).pw_name} {grp.getgrgid(owner.st_gid).gr_name};\n"
+
+
+def nginx_config(settings: Settings, api_url: str, root: Path | None = None) -> Path:
     """Render frontend/nginx.conf into a complete config under the data folder."""
+    root = root or frontend_dir()
     run = settings.data_dir / "nginx"
     logs = settings.data_dir / "logs"
     for folder in (run, logs):
         folder.mkdir(parents=True, exist_ok=True)
-    server = (frontend_dir() / "nginx.conf").read_text()
+    server = (root / "nginx.conf").read_text()
     for name, value in {
         "DASHBOARD_PORT": f"127.0.0.1:{settings.dashboard_port}",
-        "DASHBOARD_ROOT": str(frontend_dir()),
+        "DASHBOARD_ROOT": str(root),
         "MLOPS_API_UPSTREAM": api_url,
     }.items():
         server = server.replace(f"${{{name}}}", value)
     config = run / "nginx.conf"
-    config.write_text(_MAIN_CONFIG.format(run=run, logs=logs, server=server))
+    user = _worker_user(root)
+    config.write_text(_MAIN_CONFIG.format(user=user, run=run, logs=logs, server=server))
     return config
 
 
