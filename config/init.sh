@@ -147,22 +147,22 @@ create_secrets() {
   log "secrets (generated once, kept across runs)"
   MINIO_PASSWORD="$(read_secret minio minio-root rootPassword)"
   [[ -n "${MINIO_PASSWORD}" ]] || MINIO_PASSWORD="$(random_secret)"
-  REDIS_PASSWORD="$(read_secret redis redis-auth password)"
+  REDIS_PASSWORD="$(read_secret db redis-auth password)"
   [[ -n "${REDIS_PASSWORD}" ]] || REDIS_PASSWORD="$(random_secret)"
-  API_TOKEN="$(read_secret mlops mlops-secrets MLOPS_API_TOKEN)"
+  API_TOKEN="$(read_secret fastapi mlops-secrets MLOPS_API_TOKEN)"
   [[ -n "${API_TOKEN}" ]] || API_TOKEN="$(random_secret)"
 
   apply_secret minio minio-root "rootUser=${MINIO_USER}" "rootPassword=${MINIO_PASSWORD}"
   apply_secret mlflow mlflow-s3 "AWS_ACCESS_KEY_ID=${MINIO_USER}" "AWS_SECRET_ACCESS_KEY=${MINIO_PASSWORD}"
-  apply_secret redis redis-auth "password=${REDIS_PASSWORD}"
+  apply_secret db redis-auth "password=${REDIS_PASSWORD}"
   local shared=(
     "MLOPS_REDIS_PASSWORD=${REDIS_PASSWORD}"
     "MLOPS_S3_ACCESS_KEY_ID=${MINIO_USER}"
     "MLOPS_S3_SECRET_ACCESS_KEY=${MINIO_PASSWORD}"
   )
   # The API token is the API's alone: Ray's pods never see it.
-  apply_secret mlops mlops-secrets "${shared[@]}" "MLOPS_API_TOKEN=${API_TOKEN}"
-  apply_secret ray mlops-secrets "${shared[@]}"
+  apply_secret fastapi mlops-secrets "${shared[@]}" "MLOPS_API_TOKEN=${API_TOKEN}"
+  apply_secret kuberay mlops-secrets "${shared[@]}"
 }
 
 # --- images ----------------------------------------------------------------------
@@ -202,13 +202,13 @@ install_releases() {
   # MinIO first: MLflow's artifacts and the dataset live in its `mlops` bucket.
   helm_release minio minio/minio "${MINIO_CHART_VERSION}" minio minio.yaml
   helm_release mlflow community-charts/mlflow "${MLFLOW_CHART_VERSION}" mlflow mlflow.yaml
-  helm_release redis "${REDIS_CHART}" "${REDIS_CHART_VERSION}" redis redis.yaml
-  helm_release kuberay-operator kuberay/kuberay-operator "${KUBERAY_OPERATOR_CHART_VERSION}" ray kuberay-operator.yaml
-  helm_release ray kuberay/ray-cluster "${RAY_CLUSTER_CHART_VERSION}" ray ray-cluster.yaml \
+  helm_release redis "${REDIS_CHART}" "${REDIS_CHART_VERSION}" db redis.yaml
+  helm_release kuberay-operator kuberay/kuberay-operator "${KUBERAY_OPERATOR_CHART_VERSION}" kuberay kuberay-operator.yaml
+  helm_release ray kuberay/ray-cluster "${RAY_CLUSTER_CHART_VERSION}" kuberay ray-cluster.yaml \
     --set "image.repository=${API_IMAGE%:*}" --set "image.tag=${API_IMAGE##*:}" \
     --set "head.rayVersion=${RAY_VERSION}"
   # Helm does not wait for custom resources: wait for KubeRay to report the head ready.
-  run kc wait raycluster/"${RAY_CLUSTER}" --namespace ray \
+  run kc wait raycluster/"${RAY_CLUSTER}" --namespace kuberay \
     --for=condition=HeadPodReady --timeout="${HELM_TIMEOUT}"
 }
 
@@ -220,10 +220,10 @@ upload_dataset() {
   log "iris dataset to ${dataset_uri}"
   head_pod=pod/"${RAY_CLUSTER}-head"
   if [[ "${DRY_RUN}" != true ]]; then
-    head_pod="$(kc get pod --namespace ray -o name \
+    head_pod="$(kc get pod --namespace kuberay -o name \
       --selector "ray.io/cluster=${RAY_CLUSTER},ray.io/node-type=head")"
   fi
-  run kc exec --namespace ray "${head_pod}" -- env \
+  run kc exec --namespace kuberay "${head_pod}" -- env \
     "MLOPS_DATASET_URI=${dataset_uri}" "MLOPS_S3_ENDPOINT_URL=${s3_endpoint}" \
     python -m mlops.ml.seed
 }
@@ -271,11 +271,14 @@ apply_applications() {
 }
 
 wait_for_applications() {
-  local deployment
-  for deployment in mlops-api mlops-dashboard; do
-    log "waiting for ArgoCD to roll out ${deployment}"
-    run kc wait deployment/"${deployment}" --namespace mlops --for=create --timeout="${HELM_TIMEOUT}"
-    run kc wait deployment/"${deployment}" --namespace mlops --for=condition=Available --timeout="${HELM_TIMEOUT}"
+  local target namespace deployment
+  for target in fastapi/mlops-api frontend/mlops-dashboard; do
+    namespace="${target%/*}" deployment="${target#*/}"
+    log "waiting for ArgoCD to roll out ${deployment} in ${namespace}"
+    run kc wait deployment/"${deployment}" --namespace "${namespace}" \
+      --for=create --timeout="${HELM_TIMEOUT}"
+    run kc wait deployment/"${deployment}" --namespace "${namespace}" \
+      --for=condition=Available --timeout="${HELM_TIMEOUT}"
   done
 }
 

@@ -73,7 +73,7 @@ def test_credentials_come_from_the_secrets_init_sh_generates() -> None:
     assert _values("minio")["existingSecret"] == "minio-root"
     assert _values("mlflow")["artifactRoot"]["s3"]["existingSecret"]["name"] == "mlflow-s3"
     assert _values("redis")["auth"]["existingSecret"] == "redis-auth"
-    for secret in ("minio minio-root", "mlflow mlflow-s3", "redis redis-auth"):
+    for secret in ("minio minio-root", "mlflow mlflow-s3", "db redis-auth"):
         assert f"apply_secret {secret} " in script
 
 
@@ -93,7 +93,7 @@ def test_the_ray_cluster_runs_our_image_with_guaranteed_resources_and_haproxy() 
 
 def test_the_ray_head_service_is_where_the_api_looks() -> None:
     settings = next(d for d in kube.kustomize("api") if d["kind"] == "ConfigMap")["data"]
-    head = f"{_values('ray-cluster')['fullnameOverride']}-head-svc.ray.svc.cluster.local"
+    head = f"{_values('ray-cluster')['fullnameOverride']}-head-svc.kuberay.svc.cluster.local"
 
     assert settings["MLOPS_RAY_ADDRESS"] == f"http://{head}:8265"
     assert settings["MLOPS_SERVE_URL"] == f"http://{head}:8000"

@@ -59,7 +59,9 @@ class Harness:
             )
             path.chmod(0o755)
         for name in SYSTEM_TOOLS:
-            (self.bin / name).symlink_to(shutil.which(name))
+            found = shutil.which(name)
+            assert found, f"{name} is needed by the init.sh tests"
+            (self.bin / name).symlink_to(found)
         self.calls_file = root / "calls.jsonl"
         self.env = {
             "PATH": str(self.bin),
@@ -166,17 +168,17 @@ def test_secrets_are_random_kept_private_and_written_with_mode_600(harness: Harn
     assert names == {
         ("minio", "minio-root"),
         ("mlflow", "mlflow-s3"),
-        ("redis", "redis-auth"),
-        ("mlops", "mlops-secrets"),
-        ("ray", "mlops-secrets"),
+        ("db", "redis-auth"),
+        ("fastapi", "mlops-secrets"),
+        ("kuberay", "mlops-secrets"),
     }
     by_namespace = {
         s["metadata"]["namespace"]: s["data"]
         for s in secrets
         if s["metadata"]["name"] == "mlops-secrets"
     }
-    assert "MLOPS_API_TOKEN" in by_namespace["mlops"]
-    assert "MLOPS_API_TOKEN" not in by_namespace["ray"]
+    assert "MLOPS_API_TOKEN" in by_namespace["fastapi"]
+    assert "MLOPS_API_TOKEN" not in by_namespace["kuberay"]
     assert len(values["api.token"]) == 32 and values["api.token"] not in everything
     assert "localhost:8888" in (harness.repo / "outputs" / "urls.txt").read_text()
 
@@ -201,7 +203,7 @@ def test_dry_run_prints_the_plan_and_calls_nothing(harness: Harness) -> None:
     assert harness.calls() == []
     assert "would run: kind create cluster" in result.stdout
     assert "would run: helm upgrade --install mlflow" in result.stdout
-    assert "would apply secret redis/redis-auth (password)" in result.stdout
+    assert "would apply secret db/redis-auth (password)" in result.stdout
     assert not (harness.repo / "outputs" / "credentials.txt").exists()
 
 

@@ -99,11 +99,9 @@ def test_argocd_does_not_manage_what_helm_installs() -> None:
     synced = {d["kind"] for k in ("api", "dashboard") for d in kube.kustomize(k)}
 
     assert not synced & {"RayCluster", "StatefulSet", "Namespace", "Application"}
-    assert all(
-        d["metadata"]["namespace"] == "mlops"
-        for k in ("api", "dashboard")
-        for d in kube.kustomize(k)
-    )
+    # The original design's namespaces, so its documented commands work verbatim.
+    assert {d["metadata"]["namespace"] for d in kube.kustomize("api")} == {"fastapi"}
+    assert {d["metadata"]["namespace"] for d in kube.kustomize("dashboard")} == {"frontend"}
 
 
 def test_workloads_are_hardened() -> None:
@@ -138,13 +136,32 @@ def test_the_api_is_probed_scraped_and_takes_secrets_by_reference() -> None:
     assert not any("PASSWORD" in e["name"] or "SECRET" in e["name"] for e in container["env"])
 
 
-def test_the_mlops_namespace_denies_by_default() -> None:
-    policies = [d for d in kube.kustomize("api") if d["kind"] == "NetworkPolicy"]
+@pytest.mark.parametrize("folder", ["api", "dashboard"])
+def test_our_namespaces_deny_by_default(folder: str) -> None:
+    policies = [d for d in kube.kustomize(folder) if d["kind"] == "NetworkPolicy"]
     deny = next(p for p in policies if p["metadata"]["name"] == "default-deny")
 
     assert deny["spec"]["podSelector"] == {}
     assert set(deny["spec"]["policyTypes"]) == {"Ingress", "Egress"}
     assert "ingress" not in deny["spec"] and "egress" not in deny["spec"]
+
+
+def test_the_namespaces_are_the_original_designs() -> None:
+    namespaces = {
+        d["metadata"]["name"]
+        for d in kube.load_all(kube.ROOT / "manifests" / "cluster" / "namespaces.yaml")
+    }
+
+    assert namespaces == {
+        "fastapi",
+        "frontend",
+        "kuberay",
+        "mlflow",
+        "minio",
+        "db",
+        "argocd",
+        "kubernetes-dashboard",
+    }
 
 
 def test_every_localhost_port_reaches_a_fixed_node_port() -> None:
