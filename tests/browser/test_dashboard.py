@@ -22,7 +22,8 @@ def test_page_goes_live_with_no_console_errors(open_page) -> None:
     page, console = open_page()
 
     expect(page.locator("#connection")).to_have_text("Live: receiving alerts")
-    page.wait_for_timeout(1000)  # one refresh of metrics, jobs and schedules
+    # One refresh of metrics, jobs and schedules has drawn.
+    expect(page.locator("body[data-refreshes]")).to_have_count(1)
     assert console.problems == [], "\n".join(console.problems)
 
 
@@ -176,3 +177,73 @@ def test_labels_name_every_control(open_page) -> None:
     )
 
     assert unlabeled == []
+
+
+def test_a_plain_eventsource_onmessage_page_receives_alerts(
+    browser, dashboard_url: str, api_url: str
+) -> None:
+    """The original dashboard's way: `new EventSource(url).onmessage`, nothing more."""
+    page = browser.new_page()
+    plain = f"{dashboard_url}plain-client.html"  # served by the test, on the dashboard's origin
+    page.route(
+        plain,
+        lambda route: route.fulfill(
+            content_type="text/html",
+            body="""<ul id="got"></ul><script>
+              new EventSource("/api/webhook").onmessage = (event) => {
+                const item = document.createElement("li");
+                item.textContent = JSON.parse(event.data).text;
+                document.getElementById("got").append(item);
+              };
+            </script>""",
+        ),
+    )
+    page.goto(plain)
+    with api_client(api_url) as api:
+        watch = api.post("/watch_model", json={"minutes": 1}).json()["schedule_id"]
+        try:
+            # A watch alerts within a (test) minute of one second.
+            expect(page.locator("#got li").first).to_contain_text("odel", timeout=15_000)
+        finally:
+            api.delete(f"/kill_scheduled_job/{watch}")
+    page.close()
+
+
+def test_a_cancel_that_fails_says_why_and_can_be_pressed_again(open_page, api_url: str) -> None:
+    page, _ = open_page()
+    with api_client(api_url) as api:
+        schedule_id = api.post("/watch_model", json={"minutes": 600}).json()["schedule_id"]
+    row = page.locator(f'#schedules tr[data-schedule="{schedule_id}"]')
+    expect(row).to_be_visible(timeout=10_000)
+    button = row.get_by_role("button", name=f"Cancel {schedule_id}")
+    # The browser's own network layer answers this one DELETE with an outage.
+    page.route(
+        f"**/api/kill_scheduled_job/{schedule_id}",
+        lambda route: route.fulfill(
+            status=503, content_type="application/json", body='{"detail": "Redis is unavailable"}'
+        ),
+    )
+
+    button.click()
+
+    expect(row.locator(".row-error")).to_have_text("Redis is unavailable")
+    expect(button).to_be_enabled()
+    page.unroute(f"**/api/kill_scheduled_job/{schedule_id}")
+    button.click()
+    expect(row).to_have_count(0, timeout=10_000)
+
+
+def test_the_set_of_seen_alerts_stays_bounded(open_page) -> None:
+    page, _ = open_page()
+
+    size, readded = page.evaluate(
+        """async () => {
+             const { RecentIds } = await import("/js/state.js");
+             const ids = new RecentIds(3);
+             ["a", "b", "c", "d", "e"].forEach((id) => ids.add(id));
+             return [ids.size, ids.add("a")];
+           }"""
+    )
+
+    assert size == 3
+    assert readded is True  # the oldest were forgotten

@@ -1,0 +1,126 @@
+// The dashboard: live alerts over SSE, model metrics as charts, jobs, schedules and a
+// try-it form. This module wires the transport, the state and the views together.
+
+import { api, followAlerts, token } from "./transport.js";
+import { RecentIds } from "./state.js";
+import {
+  Charts,
+  handleForm,
+  showAlert,
+  showConnection,
+  showJobs,
+  showModel,
+  showSchedules,
+} from "./views.js";
+
+const ALERTS_SHOWN = 100;
+const REFRESH_MS = 5000;
+
+const byId = (id) => document.getElementById(id);
+const alertList = byId("alerts");
+const connection = byId("connection");
+const seenAlerts = new RecentIds(ALERTS_SHOWN * 10);
+let charts;
+
+function showTokenState() {
+  const state = byId("token-state");
+  const saved = Boolean(token.get());
+  state.textContent = saved ? "API token saved" : "No API token: training and schedules need it";
+  state.dataset.state = saved ? "saved" : "missing";
+}
+
+function onAlert(alert, { live }) {
+  if (!seenAlerts.add(alert.id)) return;
+  showAlert(alertList, alert, { live, keep: ALERTS_SHOWN });
+  if (live && alert.kind === "training") refresh();
+}
+
+async function startAlerts() {
+  let since = "";
+  try {
+    const { alerts } = await api("/alerts?limit=50");
+    alerts.forEach((alert) => onAlert(alert, { live: false }));
+    if (alerts.length) since = alerts[0].id;
+  } catch (error) {
+    showConnection(connection, "down", error.message);
+  }
+  followAlerts({
+    since,
+    onAlert: (alert) => onAlert(alert, { live: true }),
+    onState: (state) => showConnection(connection, state),
+  });
+}
+
+async function cancelSchedule(id) {
+  await api(`/kill_scheduled_job/${encodeURIComponent(id)}`, { method: "DELETE" });
+  refresh();
+}
+
+async function refresh() {
+  const results = await Promise.allSettled([
+    api("/get_metrics").then((metrics) => {
+      showModel(byId("latest-model"), metrics);
+      charts = charts || new Charts(byId("runs-chart"), byId("daily-chart"));
+      charts.draw(metrics);
+    }),
+    api("/jobs?limit=20").then(({ jobs }) => showJobs(byId("jobs"), jobs)),
+    api("/scheduled_jobs").then(({ schedules }) =>
+      showSchedules(byId("schedules"), schedules, cancelSchedule),
+    ),
+  ]);
+  results
+    .filter((r) => r.status === "rejected")
+    .forEach((r) => console.warn("refresh:", r.reason.message));
+  document.body.dataset.refreshes = Number(document.body.dataset.refreshes || 0) + 1;
+}
+
+function readHyperparameters(data) {
+  let hyperparameters = {};
+  const extra = data.get("extra").trim();
+  if (extra) {
+    try {
+      hyperparameters = JSON.parse(extra);
+    } catch {
+      throw new Error("Other hyperparameters must be a JSON object");
+    }
+  }
+  for (const name of ["n_estimators", "max_depth"]) {
+    if (data.get(name)) hyperparameters[name] = Number(data.get(name));
+  }
+  return hyperparameters;
+}
+
+function wireForms() {
+  byId("token-form").addEventListener("submit", (event) => {
+    event.preventDefault();
+    token.set(byId("api-token").value.trim());
+    byId("api-token").value = "";
+    showTokenState();
+  });
+  handleForm(byId("train-form"), async (data) => {
+    const body = JSON.stringify({ hyperparameters: readHyperparameters(data) });
+    const job = await api("/trigger_training", { method: "POST", body });
+    return `Started ${job.job_id}`;
+  }, refresh);
+  handleForm(byId("inference-form"), async (data) => {
+    const body = { input_data: data.get("row").split(",").map((v) => Number(v.trim())) };
+    if (data.get("version").trim()) body.model_version = data.get("version").trim();
+    const reply = await api("/inference", { method: "POST", body: JSON.stringify(body) });
+    const best = (reply.probabilities[reply.label] * 100).toFixed(1);
+    return `${reply.label} (${best}%), version ${reply.model_version}`;
+  }, refresh);
+  handleForm(byId("schedule-form"), async (data) => {
+    const minutes = Number(data.get("minutes"));
+    const path = data.get("kind") === "watch" ? "/watch_model" : "/schedule_training";
+    const body = JSON.stringify({ minutes, hyperparameters: {} });
+    const schedule = await api(path, { method: "POST", body });
+    return `Added ${schedule.schedule_id}`;
+  }, refresh);
+}
+
+token.adoptFromAddress();
+showTokenState();
+wireForms();
+startAlerts();
+refresh();
+setInterval(refresh, REFRESH_MS);

@@ -1,0 +1,145 @@
+// Rendering: each function draws one part of the page from the API's data.
+
+export const when = (iso) => (iso ? new Date(iso).toLocaleString() : "–");
+export const percent = (value) => (value == null ? "–" : `${(value * 100).toFixed(1)}%`);
+
+export function el(tag, attributes = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [key, value] of Object.entries(attributes)) node.setAttribute(key, value);
+  node.append(...children);
+  return node;
+}
+
+export function showAlert(list, alert, { live, keep }) {
+  const item = el(
+    "li",
+    { class: `alert level-${alert.level}`, "data-id": alert.id },
+    el("time", { datetime: alert.created_at }, when(alert.created_at)),
+    el("span", { class: "level" }, alert.level),
+    el("span", { class: "text" }, alert.text),
+  );
+  if (live) list.prepend(item);
+  else list.append(item);
+  while (list.children.length > keep) list.lastElementChild.remove();
+}
+
+const CONNECTION_TEXT = {
+  live: "Live: receiving alerts",
+  reconnecting: "Connection lost: reconnecting…",
+};
+
+// state: live, reconnecting, or down (with `reason`).
+export function showConnection(node, state, reason = "") {
+  node.dataset.state = state;
+  node.textContent = CONNECTION_TEXT[state] || `Alerts unavailable: ${reason}`;
+}
+
+export class Charts {
+  constructor(runsCanvas, dailyCanvas) {
+    const scales = { y: { min: 0, max: 1, title: { display: true, text: "accuracy" } } };
+    const options = { animation: false, responsive: true, scales };
+    // Chart is Chart.js's UMD build (vendor/), loaded before this module.
+    this.runs = new window.Chart(runsCanvas, {
+      type: "line",
+      data: { labels: [], datasets: [{ label: "accuracy per run", data: [], tension: 0.2 }] },
+      options,
+    });
+    this.daily = new window.Chart(dailyCanvas, {
+      type: "bar",
+      data: { labels: [], datasets: [{ label: "mean accuracy", data: [] }] },
+      options,
+    });
+  }
+
+  draw(metrics) {
+    const days = Object.entries(metrics.avg_accuracy_last_7_days);
+    this.runs.data.labels = metrics.runs.map((r) => when(r.started_at));
+    this.runs.data.datasets[0].data = metrics.runs.map((r) => r.accuracy);
+    this.daily.data.labels = days.map(([day]) => day);
+    this.daily.data.datasets[0].data = days.map(([, mean]) => mean);
+    this.runs.update();
+    this.daily.update();
+  }
+}
+
+export function showModel(container, metrics) {
+  const model = metrics.latest_model;
+  const champion = metrics.champion_version || "none";
+  const fields = {
+    version: model ? model.version : "none yet",
+    accuracy: percent(model && model.accuracy),
+    trained_at: when(model && model.trained_at),
+    champion: model ? (model.is_champion ? "yes" : `no (champion: ${champion})`) : "–",
+    weekly_average: percent(metrics.weekly_average),
+  };
+  for (const [name, value] of Object.entries(fields)) {
+    container.querySelector(`[data-field="${name}"]`).textContent = value;
+  }
+}
+
+export function showJobs(body, jobs) {
+  body.replaceChildren(
+    ...jobs.map((job) =>
+      el(
+        "tr",
+        { "data-job": job.job_id },
+        el("td", {}, job.job_id),
+        el("td", { class: `status status-${job.status}`, title: job.error || "" }, job.status),
+        el("td", {}, job.model_version || "–"),
+        el("td", {}, percent(job.accuracy)),
+        el("td", {}, job.source),
+        el("td", {}, when(job.created_at)),
+      ),
+    ),
+  );
+}
+
+// `cancel(id)` removes a schedule; when it fails, the row says why and its button
+// can be pressed again.
+export function showSchedules(body, schedules, cancel) {
+  body.replaceChildren(
+    ...schedules.map((schedule) => {
+      const id = schedule.schedule_id;
+      const button = el("button", { type: "button", "aria-label": `Cancel ${id}` }, "Cancel");
+      const problem = el("span", { class: "row-error", role: "status" });
+      button.addEventListener("click", async () => {
+        button.disabled = true;
+        problem.textContent = "";
+        try {
+          await cancel(id);
+        } catch (error) {
+          problem.textContent = error.message;
+          button.disabled = false;
+        }
+      });
+      return el(
+        "tr",
+        { "data-schedule": id },
+        el("td", {}, id),
+        el("td", {}, schedule.kind),
+        el("td", {}, `${schedule.minutes} min`),
+        el("td", {}, when(schedule.next_run_time)),
+        el("td", {}, String(schedule.runs)),
+        el("td", {}, button, problem),
+      );
+    }),
+  );
+}
+
+// A form whose `submit(FormData)` returns the text to show, or throws the error to show.
+export function handleForm(form, submit, onDone) {
+  const result = form.querySelector(".form-result");
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    result.className = "form-result";
+    result.textContent = "…";
+    try {
+      result.textContent = await submit(new FormData(form));
+      result.classList.add("ok");
+      onDone();
+    } catch (error) {
+      result.textContent = error.message;
+      result.classList.add("error");
+    }
+  });
+}
