@@ -10,7 +10,7 @@ UV_VERSION := 0.13.9
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: help up down test dashboard system-deps bench-inference bench-core docs lint format lock clean
+.PHONY: help up down test test-fast dashboard system-deps bench-inference bench-core docs lint format lock clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -67,9 +67,13 @@ system-deps:
 		fi; \
 	fi
 
-test: $(STAMP) $(CHECKOV_STAMP) system-deps $(DASHBOARD_ASSETS) ## Run the whole test suite against real Ray, MLflow, Valkey and Chromium
-	$(BIN)/ruff check fastapi tests bench
-	$(BIN)/python -m pytest
+test: $(STAMP) $(CHECKOV_STAMP) system-deps $(DASHBOARD_ASSETS) ## Lint, the fast tier, then every test against real Ray, MLflow, Valkey and Chromium
+	$(MAKE) --no-print-directory lint
+	$(MAKE) --no-print-directory test-fast
+	$(BIN)/python -m pytest -m platform
+
+test-fast: $(STAMP) $(CHECKOV_STAMP) system-deps ## The tests that need no running platform (no Ray, MLflow or browser): under a minute
+	$(BIN)/python -m pytest -m "not platform"
 
 bench-inference: $(STAMP) ## Benchmark /inference against `mlflow models serve` (needs wrk)
 	@command -v wrk >/dev/null || { echo "wrk is needed: sudo apt-get install wrk (or brew install wrk)"; exit 1; }
@@ -81,9 +85,11 @@ bench-core: $(STAMP) ## Benchmark training time and alert fan-out
 docs: $(STAMP) ## Regenerate docs/configuration.md from the settings object
 	$(BIN)/python -m mlops.settings > docs/configuration.md
 
-lint: $(STAMP) ## Lint only
+lint: $(STAMP) ## Ruff, the type checker (mypy) and the package's import contracts
 	$(BIN)/ruff check fastapi tests bench
 	$(BIN)/ruff format --check fastapi tests bench
+	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 format: $(STAMP) ## Format the Python code
 	$(BIN)/ruff format fastapi tests bench

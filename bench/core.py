@@ -25,14 +25,21 @@ from pathlib import Path
 
 import httpx
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from helpers import api_client, free_port, platform_settings  # noqa: E402  (shared free-port settings)
+from mlops import sse
+from mlops.cli import Api
+from mlops.clients.redis import ALERT_STREAM, AlertStream, connect
+from mlops.local.platform import (
+    LocalPlatform,
+    isolated_ray_ports,
+    isolated_settings,
+)
+from mlops.ml.train import train_and_register
+from mlops.schemas import JobStatus
+from mlops.settings import Settings
 
-from mlops.clients.redis import ALERT_STREAM, AlertStream, connect  # noqa: E402
-from mlops.local.components import RayPorts  # noqa: E402
-from mlops.local.platform import LocalPlatform  # noqa: E402
-from mlops.ml.train import train_and_register  # noqa: E402
-from mlops.settings import Settings  # noqa: E402
+
+def token(settings: Settings) -> str | None:
+    return settings.api_token.get_secret_value() if settings.api_token else None
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -42,13 +49,13 @@ def percentile(values: list[float], q: float) -> float:
 
 def bench_training(api: str, settings: Settings, runs: int) -> tuple[list[float], list[float]]:
     ours: list[float] = []
-    with api_client(api) as client:
-        for _ in range(runs):
-            started = time.perf_counter()
-            job_id = client.post("/trigger_training", json={"hyperparameters": {}}).json()["job_id"]
-            while client.get(f"/jobs/{job_id}").json()["status"] not in {"succeeded", "failed"}:
-                time.sleep(0.05)
-            ours.append(time.perf_counter() - started)
+    client = Api(api, token(settings))
+    for _ in range(runs):
+        started = time.perf_counter()
+        job_id = client.call("POST", "/trigger_training", json={"hyperparameters": {}})["job_id"]
+        while not JobStatus(client.call("GET", f"/jobs/{job_id}")["status"]).is_terminal:
+            time.sleep(0.05)
+        ours.append(time.perf_counter() - started)
     peer: list[float] = []
     for i in range(runs):
         started = time.perf_counter()
@@ -69,14 +76,11 @@ async def _publish_all(settings: Settings, count: int) -> None:
 async def _sse_client(api: str, ready: asyncio.Event, expect: int, got: list[float]) -> None:
     async with httpx.AsyncClient(timeout=httpx.Timeout(60, read=None)) as http:
         async with http.stream("GET", f"{api}/webhook") as response:
-            event = ""
-            async for line in response.aiter_lines():
-                if line.startswith("event:"):
-                    event = line[6:].strip()
-                elif line.startswith("data:") and event == "ready":
+            async for event in sse.aevents(response.aiter_lines()):
+                if event.event == "ready":
                     ready.set()
-                elif line.startswith("data:") and event == "alert":
-                    got.append(time.time() - json.loads(line[5:])["data"]["sent"])
+                elif event.event == "message":  # an alert
+                    got.append(time.time() - event.json()["data"]["sent"])
                     if len(got) == expect:
                         return
 
@@ -138,10 +142,8 @@ def main() -> None:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
 
     with tempfile.TemporaryDirectory() as folder:
-        settings = platform_settings(Path(folder))
-        platform = LocalPlatform(
-            settings, ray_ports=RayPorts(client_server=free_port(), dashboard_agent=free_port())
-        )
+        settings = isolated_settings(Path(folder))
+        platform = LocalPlatform(settings, ray_ports=isolated_ray_ports())
         platform.start()
         try:
             api = f"http://{settings.api_host}:{settings.api_port}"

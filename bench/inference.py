@@ -29,15 +29,18 @@ from pathlib import Path
 
 import httpx
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from helpers import api_client, free_port, platform_settings  # noqa: E402
-
-from mlops.clients.serve import ServeAdmin  # noqa: E402
-from mlops.local.components import RayPorts  # noqa: E402
-from mlops.local.platform import LocalPlatform  # noqa: E402
-from mlops.ml.data import IRIS_FEATURES  # noqa: E402
-from mlops.services.serving import deploy  # noqa: E402
-from mlops.settings import Settings  # noqa: E402
+from mlops.cli import Api
+from mlops.clients.serve import ServeAdmin
+from mlops.local.platform import (
+    LocalPlatform,
+    free_port,
+    isolated_ray_ports,
+    isolated_settings,
+)
+from mlops.ml.data import IRIS_FEATURES
+from mlops.schemas import JobStatus
+from mlops.services.serving import deploy
+from mlops.settings import Settings
 
 ROW = [6.7, 3.0, 5.2, 2.3]
 WRK_SCRIPT = """
@@ -88,14 +91,12 @@ def run_wrk(url: str, body: str, connections: int, seconds: int, folder: Path) -
 
 
 def train_and_serve(api: str, settings: Settings) -> str:
-    with api_client(api) as client:
-        job_id = client.post("/trigger_training", json={"hyperparameters": {}}).json()["job_id"]
-        while (job := client.get(f"/jobs/{job_id}").json())["status"] not in {
-            "succeeded",
-            "failed",
-        }:
-            time.sleep(0.2)
-    if job["status"] != "succeeded":
+    token = settings.api_token.get_secret_value() if settings.api_token else None
+    client = Api(api, token)
+    job_id = client.call("POST", "/trigger_training", json={"hyperparameters": {}})["job_id"]
+    while not JobStatus((job := client.call("GET", f"/jobs/{job_id}"))["status"]).is_terminal:
+        time.sleep(0.2)
+    if job["status"] != JobStatus.SUCCEEDED:
         raise SystemExit(f"training failed: {job['error']}")
 
     async def _deploy() -> None:
@@ -157,10 +158,8 @@ def main() -> None:
     peer_body = json.dumps({"dataframe_split": {"columns": IRIS_FEATURES, "data": [ROW]}})
     results: dict[tuple[str, int], Result] = {}
     with tempfile.TemporaryDirectory() as folder:
-        settings = platform_settings(Path(folder))
-        platform = LocalPlatform(
-            settings, ray_ports=RayPorts(client_server=free_port(), dashboard_agent=free_port())
-        )
+        settings = isolated_settings(Path(folder))
+        platform = LocalPlatform(settings, ray_ports=isolated_ray_ports())
         platform.start()
         peer = None
         try:

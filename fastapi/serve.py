@@ -12,6 +12,7 @@ import sys
 
 import httpx
 
+from mlops import logs
 from mlops.clients.serve import ServeAdmin, ServeError
 from mlops.services.serving import deploy
 from mlops.settings import Settings
@@ -25,8 +26,7 @@ async def _deploy(settings: Settings) -> str:
 
 
 def main() -> int:
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    logging.getLogger("httpx").setLevel(logging.WARNING)
+    logs.configure("console")
     settings = Settings()
     try:
         url = asyncio.run(_deploy(settings))

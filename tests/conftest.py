@@ -21,6 +21,16 @@ from mlops.local.platform import LocalPlatform
 from mlops.local.supervisor import Running, Supervisor
 from mlops.settings import Settings
 
+# Fixtures that start real processes (Ray, MLflow, Valkey, the API, nginx, Chromium):
+# a test that uses one, directly or through another fixture, is outside `make test-fast`.
+_PLATFORM_FIXTURES = {"platform", "start_api"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if _PLATFORM_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.platform)
+
 
 @pytest.fixture(scope="session")
 def settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:

@@ -3,21 +3,24 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import queue
-import socket
 import threading
 import time
 from collections.abc import Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
 import pytest
 
+from mlops import sse
+from mlops.local.platform import free_port, isolated_settings
+from mlops.schemas import JobStatus
 from mlops.settings import Settings
+from mlops.sse import SseEvent
+
+__all__ = ["free_port"]  # tests import it from here, with the other helpers
 
 T = TypeVar("T")
 
@@ -30,12 +33,6 @@ def run_async(coroutine: Coroutine[Any, Any, T]) -> T:
     """
     with ThreadPoolExecutor(max_workers=1) as pool:
         return pool.submit(asyncio.run, coroutine).result()
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def wait_for(
@@ -55,16 +52,9 @@ def wait_for_job(api: httpx.Client, job_id: str, timeout: float = 180) -> dict[s
 
     def finished() -> dict[str, Any] | None:
         job = api.get(f"/jobs/{job_id}").raise_for_status().json()
-        return job if job["status"] in {"succeeded", "failed", "stopped"} else None
+        return job if JobStatus(job["status"]).is_terminal else None
 
     return wait_for(finished, timeout=timeout, what=f"job {job_id} to finish")
-
-
-@dataclass(frozen=True)
-class SseEvent:
-    event: str
-    id: str
-    data: Any
 
 
 class SseReader:
@@ -99,33 +89,20 @@ class SseReader:
         headers = dict(self._headers)
         if self._last_id:
             headers["Last-Event-ID"] = self._last_id
-        fields: dict[str, str] = {}
         try:
             with self._client.stream("GET", self._url, headers=headers) as response:
                 if response.status_code != 200:
                     return
                 self.connections += 1
-                for line in response.iter_lines():
-                    if not line:
-                        if "data" in fields:
-                            event = SseEvent(
-                                fields.get("event", "message"),
-                                fields.get("id", ""),
-                                json.loads(fields["data"]),
-                            )
-                            self._last_id = event.id or self._last_id
-                            self.events.put(event)
-                        fields = {}
-                    elif not line.startswith(":"):
-                        name, _, value = line.partition(":")
-                        fields[name] = value.removeprefix(" ")
-                        if name == "retry" and fields[name].isdigit():
-                            self._retry_ms = int(fields[name])
+                for event in sse.events(response.iter_lines()):
+                    self._last_id = event.id or self._last_id
+                    self._retry_ms = event.retry_ms or self._retry_ms
+                    self.events.put(event)
         except (httpx.HTTPError, RuntimeError):
             pass  # dropped, or closed by the test
 
-    def next(self, kind: str = "alert", timeout: float = 10) -> SseEvent:
-        """The next event of the given kind, skipping others."""
+    def next(self, kind: str = "message", timeout: float = 10) -> SseEvent:
+        """The next event of the given kind (alerts are `message`), skipping others."""
         deadline = time.monotonic() + timeout
         while (left := deadline - time.monotonic()) > 0:
             try:
@@ -152,20 +129,12 @@ def api_client(base_url: str, token: str | None = API_TOKEN, **kwargs: Any) -> h
 
 
 def platform_settings(data_dir: Path, **overrides: Any) -> Settings:
+    """A test platform: free ports, the tests' token, and short periods (a schedule
+    "minute" of one second; jobs reconciled every half second)."""
     values: dict[str, Any] = {
         "api_token": API_TOKEN,
-        "data_dir": data_dir,
-        "api_port": free_port(),
-        "ray_address": f"http://127.0.0.1:{free_port()}",
-        "ray_gcs_port": free_port(),
-        "serve_url": f"http://127.0.0.1:{free_port()}",
-        "mlflow_tracking_uri": f"http://127.0.0.1:{free_port()}",
-        "redis_url": f"redis://127.0.0.1:{free_port()}/0",
         "job_poll_seconds": 0.5,
         "schedule_minute_seconds": 1.0,
-        "dashboard_port": free_port(),
-        "serve_haproxy_stats_port": free_port(),
-        "serve_haproxy_metrics_port": free_port(),
         **overrides,
     }
-    return Settings(**values)
+    return isolated_settings(data_dir, **values)

@@ -22,8 +22,10 @@ from typing import Any
 import click
 import httpx
 
+from mlops import sse
+from mlops.schemas import JobStatus
+
 DEFAULT_API = "http://127.0.0.1:8888"
-_FINAL = {"succeeded", "failed", "stopped"}
 _SPINNER = "⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏"
 
 
@@ -64,28 +66,15 @@ class Api:
             raise ApiError(_describe(response))
         return response.json()
 
-    def events(self, last_id: str | None) -> Iterator[tuple[str, str, dict]]:
-        """(event, id, data) from /webhook, until the stream ends."""
+    def events(self, last_id: str | None) -> Iterator[sse.SseEvent]:
+        """The events of /webhook, until the stream ends."""
         headers = {"Last-Event-ID": last_id} if last_id else {}
         timeout = httpx.Timeout(10, read=None)
         with self.http.stream("GET", "/webhook", headers=headers, timeout=timeout) as response:
             if response.is_error:
                 response.read()
                 raise ApiError(_describe(response))
-            fields: dict[str, str] = {}
-            for line in response.iter_lines():
-                if line:
-                    if not line.startswith(":"):
-                        name, _, value = line.partition(":")
-                        fields[name] = value.removeprefix(" ")
-                    continue
-                if "data" in fields:
-                    yield (
-                        fields.get("event", "message"),
-                        fields.get("id", ""),
-                        json.loads(fields["data"]),
-                    )
-                fields = {}
+            yield from sse.events(response.iter_lines())
 
 
 def _token() -> str | None:
@@ -147,7 +136,7 @@ def train(ctx: click.Context, params: tuple[str, ...], wait: bool, timeout: floa
         click.echo(json.dumps(job, indent=2))
     else:
         click.echo(_outcome(job))
-    if job["status"] != "succeeded":
+    if job["status"] != JobStatus.SUCCEEDED:
         ctx.exit(1)
 
 
@@ -169,7 +158,7 @@ def _follow(api: Api, job_id: str, timeout: float) -> dict[str, Any]:
         elif job["status"] != last_status:
             click.echo(f"{job_id} {job['status']} ({elapsed:.1f}s)", err=True)
         last_status, tick = job["status"], tick + 1
-        if job["status"] in _FINAL:
+        if JobStatus(job["status"]).is_terminal:
             if live:
                 click.echo(err=True)
             return job
@@ -179,7 +168,7 @@ def _follow(api: Api, job_id: str, timeout: float) -> dict[str, Any]:
 
 
 def _outcome(job: dict[str, Any]) -> str:
-    if job["status"] != "succeeded":
+    if job["status"] != JobStatus.SUCCEEDED:
         return f"{job['job_id']} {job['status']}: {job.get('error') or 'no reason given'}"
     promoted = " and is now the champion" if job.get("promoted") else " (not promoted)"
     return (
@@ -298,10 +287,11 @@ def alerts(ctx: click.Context, limit: int, follow: bool) -> None:
     try:
         while True:
             try:
-                for event, event_id, data in api.events(last_id):
-                    last_id = event_id or last_id
-                    if event == "alert":
-                        click.echo(json.dumps(data) if ctx.obj["json"] else _alert_line(data))
+                for event in api.events(last_id):
+                    last_id = event.id or last_id
+                    if event.event == "message":  # an alert ("ready" opens the stream)
+                        alert = event.json()
+                        click.echo(json.dumps(alert) if ctx.obj["json"] else _alert_line(alert))
             except (httpx.HTTPError, ApiError) as exc:
                 click.secho(f"feed interrupted ({exc}); reconnecting", err=True, fg="yellow")
             time.sleep(2)

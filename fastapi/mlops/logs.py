@@ -9,7 +9,7 @@ import contextvars
 import json
 import logging
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 request_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_id", default=None)
 job_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("job_id", default=None)
@@ -39,13 +39,18 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, default=str)
 
 
-def configure_logging(fmt: str, *, level: int = logging.INFO) -> None:
-    """Route every logger (ours, uvicorn's, Ray's client) through one handler."""
+_FORMATS = {
+    "text": logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"),
+    # For a person at a terminal: `make up`, serve.py, the dataset seed.
+    "console": logging.Formatter("%(asctime)s %(message)s", datefmt="%H:%M:%S"),
+}
+
+
+def configure(fmt: Literal["json", "text", "console"], *, level: int = logging.INFO) -> None:
+    """The one logging set-up of every process the platform starts (the API, training
+    jobs, `make up`, serve.py): every logger, uvicorn's included, through one handler."""
     handler = logging.StreamHandler()
-    if fmt == "json":
-        handler.setFormatter(JsonFormatter())
-    else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.setFormatter(JsonFormatter() if fmt == "json" else _FORMATS[fmt])
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)

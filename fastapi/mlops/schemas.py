@@ -34,9 +34,12 @@ class WatchModelRequest(BaseModel):
     minutes: Minutes
 
 
+ScheduleKind = Literal["training", "watch"]
+
+
 class ScheduleInfo(BaseModel):
     schedule_id: str
-    kind: Literal["training", "watch"]
+    kind: ScheduleKind
     minutes: int
     hyperparameters: dict[str, Any] | None = None
     created_at: datetime

@@ -13,8 +13,10 @@ import logging
 import re
 import time
 import uuid
+from collections.abc import Iterator
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mlops.logs import request_id
@@ -24,8 +26,8 @@ _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30,
 log = logging.getLogger("mlops.request")
 
 
-class Metrics:
-    """The API's instruments, in a registry of their own (one per app)."""
+class Instruments:
+    """The API's Prometheus instruments, in a registry of their own (one per app)."""
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
@@ -72,6 +74,46 @@ class Metrics:
             registry=r,
         )
 
+    def exposition(self, totals: JobTotals) -> bytes:
+        """This process's instruments and the platform's job totals, as Prometheus text."""
+        platform = CollectorRegistry()
+        platform.register(totals)
+        return generate_latest(self.registry) + generate_latest(platform)
+
+
+class JobTotals:
+    """Training jobs by final status and their run times, kept in Redis by whoever ends
+    a job (the job itself or the reconciler), so every API replica reports the same
+    platform-wide values: aggregate them with max(), not sum()."""
+
+    def __init__(
+        self, counts: dict[str, int], durations: dict[str, float], buckets: tuple[int, ...]
+    ) -> None:
+        self.counts = counts
+        self.durations = durations
+        self.buckets = buckets
+
+    def collect(self) -> Iterator[Metric]:
+        jobs = CounterMetricFamily(
+            "mlops_training_jobs", "Training jobs ended, by final status.", labels=["status"]
+        )
+        for status, count in sorted(self.counts.items()):
+            jobs.add_metric([status], count)
+        yield jobs
+        runtime = HistogramMetricFamily(
+            "mlops_training_job_duration_seconds",
+            "Run time of ended training jobs, by final status.",
+            labels=["status"],
+        )
+        for status in sorted(self.counts):
+            buckets = [
+                (str(bound), self.durations.get(f"{status}:le:{bound}", 0.0))
+                for bound in self.buckets
+            ]
+            buckets.append(("+Inf", self.durations.get(f"{status}:le:+Inf", 0.0)))
+            runtime.add_metric([status], buckets, self.durations.get(f"{status}:sum", 0.0))
+        yield runtime
+
 
 def _route_of(scope: Scope) -> str:
     route = scope.get("route")
@@ -80,9 +122,11 @@ def _route_of(scope: Scope) -> str:
 
 
 class RequestTelemetry:
-    def __init__(self, app: ASGIApp, *, metrics: Metrics, log_successes: bool = True) -> None:
+    def __init__(
+        self, app: ASGIApp, *, instruments: Instruments, log_successes: bool = True
+    ) -> None:
         self.app = app
-        self.metrics = metrics
+        self.instruments = instruments
         self.log_successes = log_successes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -126,5 +170,5 @@ class RequestTelemetry:
 
     def _observe(self, scope: Scope, status: int, seconds: float) -> None:
         route, method = _route_of(scope), scope["method"]
-        self.metrics.requests.labels(route, method, str(status)).inc()
-        self.metrics.latency.labels(route, method).observe(seconds)
+        self.instruments.requests.labels(route, method, str(status)).inc()
+        self.instruments.latency.labels(route, method).observe(seconds)

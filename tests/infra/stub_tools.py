@@ -73,7 +73,9 @@ def kubectl(args: list[str], state: dict, stdin: str = "") -> int:
             print(base64.b64encode(value.encode()).decode(), end="")
     elif args[:3] == ["create", "secret", "generic"]:
         env_file = _option(args, "--from-env-file")
-        pairs = dict(line.split("=", 1) for line in Path(env_file).read_text().splitlines())
+        assert env_file is not None, "create secret without --from-env-file"
+        lines = Path(env_file).read_text().splitlines()
+        pairs = dict(line.split("=", 1) for line in lines)
         print(
             yaml.safe_dump(
                 {

@@ -28,6 +28,7 @@ def test_the_api_image_is_built_from_the_ray_version_the_code_pins() -> None:
 
     image = _dockerfile_arg(ROOT / "fastapi" / "Dockerfile", "RAY_VERSION")
 
+    assert locked is not None
     assert image == pinned == locked.group(1)
 
 

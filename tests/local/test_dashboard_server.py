@@ -3,19 +3,20 @@
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import httpx
 import pytest
-from helpers import API_TOKEN, SseReader, free_port
+from helpers import API_TOKEN, SseReader, free_port, platform_settings
 
 from mlops.local import components
+from mlops.local.dashboard import frontend_dir
 from mlops.local.supervisor import Supervisor
 from mlops.settings import Settings
 
-pytestmark = pytest.mark.slow
 
-
+@pytest.mark.slow
 def test_fallback_server_serves_the_page_and_proxies_the_api(
     platform, settings: Settings, tmp_path: Path
 ) -> None:
@@ -46,4 +47,28 @@ def test_fallback_server_serves_the_page_and_proxies_the_api(
     finally:
         if reader:
             reader.close()
+        supervisor.stop_all()
+
+
+def test_nginx_serves_a_dashboard_from_a_private_folder(tmp_path: Path) -> None:
+    """As root too: nginx's workers would run as `nobody`, who cannot enter a private
+    folder such as a clone under /root (mode 700)."""
+    private = tmp_path / "home"
+    root = private / "checkout" / "frontend"
+    shutil.copytree(frontend_dir(), root, ignore=shutil.ignore_patterns("node_modules"))
+    private.chmod(0o700)
+    local = platform_settings(private / "checkout" / ".data")
+    component = components.dashboard(local, root=root)
+    assert "nginx" in component.command[0], "nginx is needed here (make system-deps)"
+    supervisor = Supervisor(tmp_path / "logs")
+    try:
+        supervisor.wait_ready([supervisor.start(component)], timeout=30)
+        base = f"http://127.0.0.1:{local.dashboard_port}"
+
+        page = httpx.get(f"{base}/")
+        script = httpx.get(f"{base}/js/main.js")
+
+        assert page.status_code == 200 and "MLOps dashboard" in page.text
+        assert script.status_code == 200
+    finally:
         supervisor.stop_all()

@@ -14,7 +14,7 @@ from helpers import API_TOKEN, platform_settings, wait_for
 
 MLOPS = str(Path(sys.executable).with_name("mlops"))
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.platform]  # it starts a whole platform itself
 
 
 def _processes_using(folder: Path) -> list[psutil.Process]:

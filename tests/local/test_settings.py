@@ -62,6 +62,7 @@ def test_make_up_keeps_one_private_api_token_across_restarts(tmp_path: Path) -> 
     given = with_api_token(settings.model_copy(update={"api_token": own}))
 
     kept = tmp_path / "api-token"
+    assert first.api_token and second.api_token and given.api_token
     assert first.api_token.get_secret_value() == second.api_token.get_secret_value()
     assert len(first.api_token.get_secret_value()) >= 32
     assert kept.stat().st_mode & 0o777 == 0o600

@@ -8,7 +8,7 @@ import httpx
 import pytest
 from helpers import SseReader, run_async
 
-from mlops.clients.redis import AlertStream, connect
+from mlops.clients.redis import ALERT_STREAM, AlertStream, connect
 from mlops.schemas import Alert
 from mlops.settings import Settings
 
@@ -46,10 +46,10 @@ def test_two_clients_both_receive_the_same_alert(api_url, publish, readers) -> N
 
     sent = publish("both of you", level="warning")
 
-    received = [reader.next("alert") for reader in readers]
+    received = [reader.next("message") for reader in readers]
     assert [event.id for event in received] == [sent.id, sent.id]
-    assert all(event.data["text"] == "both of you" for event in received)
-    assert all(event.data["level"] == "warning" for event in received)
+    assert all(event.json()["text"] == "both of you" for event in received)
+    assert all(event.json()["level"] == "warning" for event in received)
 
 
 def test_reconnecting_with_last_event_id_replays_what_was_missed(api_url, publish, readers) -> None:
@@ -58,10 +58,10 @@ def test_reconnecting_with_last_event_id_replays_what_was_missed(api_url, publis
 
     readers.append(SseReader(f"{api_url}/webhook", headers={"Last-Event-ID": first.id}))
 
-    replayed = [readers[0].next("alert"), readers[0].next("alert")]
+    replayed = [readers[0].next("message"), readers[0].next("message")]
     assert [event.id for event in replayed] == [alert.id for alert in missed]
     live = publish("live")
-    assert readers[0].next("alert").id == live.id
+    assert readers[0].next("message").id == live.id
 
 
 def test_ready_event_carries_the_position_to_resume_from(api_url, publish, readers) -> None:
@@ -72,7 +72,7 @@ def test_ready_event_carries_the_position_to_resume_from(api_url, publish, reade
 
     readers.append(SseReader(f"{api_url}/webhook", headers={"Last-Event-ID": cursor}))
 
-    assert readers[1].next("alert").id == while_away.id
+    assert readers[1].next("message").id == while_away.id
 
 
 def test_invalid_last_event_id_is_422(api: httpx.Client) -> None:
@@ -88,3 +88,56 @@ def test_recent_alerts_are_newest_first(api: httpx.Client, publish) -> None:
     alerts = api.get("/alerts", params={"limit": 2}).json()["alerts"]
 
     assert [a["id"] for a in alerts] == [newer.id, older.id]
+
+
+@pytest.fixture()
+def write_junk(settings: Settings) -> Iterator:
+    """XADD entries that are not alerts into the real stream, as anyone with Redis could."""
+
+    def _write(*entries: dict[str, str]) -> None:
+        async def go() -> None:
+            redis = connect(settings)
+            try:
+                for fields in entries:
+                    await redis.xadd(ALERT_STREAM, fields)
+            finally:
+                await redis.aclose()
+
+        run_async(go())
+
+    yield _write
+
+
+_JUNK = (
+    {"junk": "no alert fields at all"},
+    {"level": "info", "text": "bad data", "kind": "x", "created_at": "2026-01-01", "data": "{"},
+    {"level": "panic", "text": "t", "kind": "x", "created_at": "2026-01-01T00:00:00+00:00"},
+    {"level": "info", "text": "t", "kind": "x", "created_at": "not a time"},
+)
+
+
+def test_malformed_alerts_are_skipped_and_the_feed_goes_on(
+    api: httpx.Client, api_url, publish, readers, write_junk
+) -> None:
+    readers.append(SseReader(f"{api_url}/webhook"))
+    readers[0].next("ready")
+
+    write_junk(*_JUNK)
+    after = publish("after the junk")
+
+    assert readers[0].next("message").id == after.id
+    history = api.get("/alerts", params={"limit": 20})
+    assert history.status_code == 200
+    assert history.json()["alerts"][0]["id"] == after.id
+
+
+def test_a_replay_across_malformed_alerts_delivers_the_good_ones(
+    api_url, publish, readers, write_junk
+) -> None:
+    before = publish("before")
+    write_junk(*_JUNK)
+    good = publish("good")
+
+    readers.append(SseReader(f"{api_url}/webhook", headers={"Last-Event-ID": before.id}))
+
+    assert readers[0].next("message").id == good.id

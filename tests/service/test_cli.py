@@ -89,7 +89,14 @@ def test_alerts_follow_streams_new_alerts(api_url: str) -> None:
         [MLOPS, "alerts", "--limit", "1", "--follow"], env=env, stdout=subprocess.PIPE, text=True
     )
     lines: queue.Queue[str] = queue.Queue()
-    threading.Thread(target=lambda: [lines.put(ln) for ln in follower.stdout], daemon=True).start()
+    output = follower.stdout
+    assert output is not None
+
+    def pump() -> None:
+        for line in output:
+            lines.put(line)
+
+    threading.Thread(target=pump, daemon=True).start()
     try:
         lines.get(timeout=30)  # the most recent alert, printed first
         watch = _run(api_url, "watch", "1")  # a watch alerts within a (test) minute

@@ -12,7 +12,7 @@ from mlflow import MlflowClient
 
 from mlops.clients.mlflow_registry import MlflowRegistry
 from mlops.schemas import MetricsResponse
-from mlops.services.metrics import model_metrics
+from mlops.services.model_report import ModelReport
 from mlops.settings import Settings
 
 
@@ -22,7 +22,8 @@ def _metrics_for(settings: Settings) -> MetricsResponse:
     async def fetch() -> MetricsResponse:
         async with httpx.AsyncClient() as http:
             registry = MlflowRegistry(http, settings.mlflow_tracking_uri)
-            return await model_metrics(registry=registry, settings=settings, now=datetime.now(UTC))
+            report = ModelReport(settings=settings, registry=registry)
+            return await report.report(datetime.now(UTC))
 
     return run_async(fetch())
 

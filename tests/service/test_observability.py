@@ -10,7 +10,7 @@ from helpers import API_TOKEN, run_async, wait_for, wait_for_job
 from prometheus_client.parser import text_string_to_metric_families
 
 from mlops.settings import Settings
-from mlops.telemetry import Metrics, RequestTelemetry
+from mlops.telemetry import Instruments, RequestTelemetry
 
 pytestmark = pytest.mark.slow
 
@@ -122,12 +122,12 @@ def test_a_training_job_logs_json_with_its_job_id(api: httpx.Client, settings: S
 
 
 def test_an_unhandled_error_is_counted_and_logged_as_a_500() -> None:
-    metrics = Metrics()
+    instruments = Instruments()
 
     async def broken(scope, receive, send) -> None:
         raise RuntimeError("a bug")
 
-    app = RequestTelemetry(broken, metrics=metrics)
+    app = RequestTelemetry(broken, instruments=instruments)
     transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
 
     async def call() -> httpx.Response:
@@ -137,4 +137,4 @@ def test_an_unhandled_error_is_counted_and_logged_as_a_500() -> None:
     run_async(call())
 
     labels = {"route": "unmatched", "method": "GET", "status": "500"}
-    assert metrics.registry.get_sample_value("mlops_http_requests_total", labels) == 1
+    assert instruments.registry.get_sample_value("mlops_http_requests_total", labels) == 1

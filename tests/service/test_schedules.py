@@ -6,8 +6,8 @@ one second here; the API contract stays in minutes.
 
 from __future__ import annotations
 
-import time
 import uuid
+from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
@@ -101,39 +101,67 @@ def test_watch_alerts_when_the_model_is_stale(api: httpx.Client) -> None:
     api.delete(f"/kill_scheduled_job/{schedule_id}")
 
 
+def _runs(api: httpx.Client, schedule_id: str) -> int:
+    schedule = _schedule(api, schedule_id)
+    assert schedule is not None, f"schedule {schedule_id} is gone"
+    return schedule["runs"]
+
+
 def test_two_api_processes_run_each_scheduled_run_once(start_api) -> None:
     first, _ = start_api(redis_db=4)
     second, _ = start_api(redis_db=4)
-    schedule_id = first.post("/watch_model", json={"minutes": 1}).json()["schedule_id"]
+    created = first.post("/watch_model", json={"minutes": 1}).json()
+    schedule_id = created["schedule_id"]
 
-    time.sleep(8.5)
-    runs = _schedule(second, schedule_id)["runs"]
+    wait_for(lambda: _runs(second, schedule_id) >= 8, timeout=20, what="eight runs")
+    elapsed = (datetime.now(UTC) - datetime.fromisoformat(created["created_at"])).total_seconds()
+    runs = _runs(second, schedule_id)
 
-    # One run a second for ~8 seconds: 7 to 9 runs, where two unsynchronised
-    # schedulers would have made about 16.
-    assert 7 <= runs <= 9, runs
+    # Run n falls due n seconds after creation: eight runs take eight seconds, where two
+    # schedulers that both carried out every run would have counted eight in about four.
+    assert runs <= elapsed + 0.5, (runs, elapsed)
     assert len(_alerts_of(second, schedule_id)) == runs
-    assert second.delete(f"/kill_scheduled_job/{schedule_id}").status_code == 200
-    assert _schedule(first, schedule_id) is None
-    time.sleep(2)
-    assert len(_alerts_of(first, schedule_id)) <= runs + 1  # at most one run in flight
+
+
+def test_a_schedule_killed_on_one_replica_stops_on_every_replica(start_api) -> None:
+    first, _ = start_api(redis_db=6)
+    second, _ = start_api(redis_db=6)
+    killed = first.post("/watch_model", json={"minutes": 1}).json()["schedule_id"]
+    control = first.post("/watch_model", json={"minutes": 1}).json()["schedule_id"]
+    wait_for(lambda: _runs(first, killed) >= 2, timeout=10, what="the schedule to run")
+
+    assert second.delete(f"/kill_scheduled_job/{killed}").status_code == 200
+    alerts_at_kill = len(_alerts_of(first, killed))
+    control_at_kill = _runs(first, control)
+    wait_for(
+        lambda: _runs(first, control) >= control_at_kill + 3,
+        timeout=10,
+        what="three more runs of the schedule left running",
+    )
+
+    assert _schedule(first, killed) is None
+    assert len(_alerts_of(first, killed)) <= alerts_at_kill + 1  # at most one run in flight
+    first.delete(f"/kill_scheduled_job/{control}")
 
 
 def test_schedules_survive_an_api_restart_and_coalesce_missed_runs(start_api) -> None:
     api, running = start_api(redis_db=5)
     schedule_id = api.post("/watch_model", json={"minutes": 2}).json()["schedule_id"]
-    wait_for(lambda: _schedule(api, schedule_id)["runs"] >= 1, timeout=10, what="a first run")
+    wait_for(lambda: _runs(api, schedule_id) >= 1, timeout=10, what="a first run")
+    schedule = _schedule(api, schedule_id)
+    assert schedule is not None
     api.close()
 
     running.process.terminate()
     running.process.wait(30)
-    time.sleep(7)  # three runs fall due while no API is up
+    # Three more runs fall due (one every two seconds) while no API is up.
+    missed_by = datetime.fromisoformat(schedule["next_run_time"]) + timedelta(seconds=4.5)
+    wait_for(lambda: datetime.now(UTC) > missed_by, timeout=15, what="three runs to fall due")
     restarted, _ = start_api(redis_db=5)
 
-    assert _schedule(restarted, schedule_id) is not None
-    before = _schedule(restarted, schedule_id)["runs"]
+    before = _runs(restarted, schedule_id)
     wait_for(
-        lambda: _schedule(restarted, schedule_id)["runs"] >= before + 2,
+        lambda: _runs(restarted, schedule_id) >= before + 2,
         timeout=15,
         what="the schedule to fire after the restart",
     )

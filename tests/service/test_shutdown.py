@@ -15,7 +15,7 @@ import signal
 import pytest
 from helpers import run_async
 
-from mlops.aio import Background
+from mlops.background import Background
 from mlops.clients import redis as redis_client
 from mlops.settings import Settings
 
@@ -70,7 +70,7 @@ def test_a_loop_that_refuses_to_stop_is_named_with_its_await_and_left(
         await asyncio.sleep(0.1)
         return background.running, took
 
-    with caplog.at_level(logging.ERROR, logger="mlops.aio"):
+    with caplog.at_level(logging.ERROR, logger="mlops.background"):
         running, took = run_async(scenario())
 
     assert not running and 0.5 <= took < 1.0

@@ -9,8 +9,8 @@ from mlflow import MlflowClient
 
 from mlops.clients.mlflow_registry import MlflowRegistry
 from mlops.clients.ray_jobs import RayJobsClient
-from mlops.clients.redis import JobStore, connect
-from mlops.services.training import submit_training
+from mlops.clients.redis import AlertStream, JobStore, connect
+from mlops.services.training import Training
 from mlops.settings import Settings
 
 pytestmark = pytest.mark.slow
@@ -106,13 +106,14 @@ def test_job_with_a_missing_dataset_fails_with_its_error_and_an_error_alert(
         redis = connect(settings)
         async with httpx.AsyncClient() as http:
             try:
-                return await submit_training(
+                training = Training(
                     settings=broken,
                     ray=RayJobsClient(http, settings.ray_address),
                     jobs=JobStore(redis, history=settings.job_history),
                     registry=MlflowRegistry(http, settings.mlflow_tracking_uri),
-                    hyperparameters={},
+                    alerts=AlertStream(redis, max_len=settings.alert_history),
                 )
+                return await training.submit({})
             finally:
                 await redis.aclose()
 

@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import AsyncIterator
 from typing import Annotated
 
+from fastapi import APIRouter, Header, HTTPException, Query, status
 from redis.exceptions import RedisError
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
-from fastapi import APIRouter, Header, HTTPException, Query, status
-from mlops.api.deps import UNAUTHORIZED, Reader, ServicesDep
+from mlops.api.deps import UNAUTHORIZED, AlertFeedDep, Reader, SettingsDep
 from mlops.schemas import AlertList
-from mlops.services.alerts import alert_events, is_stream_id
+from mlops.services.alerts import is_stream_id
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["alerts"])
@@ -25,12 +26,14 @@ _RECONNECT_MS = 2000
         200: {
             "content": {"text/event-stream": {}},
             "description": "First a `ready` event (id: the stream position at connection), "
-            "then one `alert` event per alert (id: its stream id).",
+            "then each alert as an unnamed event, which `EventSource.onmessage` receives "
+            "(id: its stream id; data: the alert as JSON).",
         }
     },
 )
 async def webhook(
-    services: ServicesDep,
+    feed: AlertFeedDep,
+    settings: SettingsDep,
     last_event_id: Annotated[str | None, Header()] = None,
     since: Annotated[str | None, Query(description="Resume after this alert id.")] = None,
 ) -> EventSourceResponse:
@@ -43,26 +46,30 @@ async def webhook(
             f"Last-Event-ID {resume_from!r} is not an alert id (like 1700000000000-0)",
         )
 
-    async def events():
+    async def events() -> AsyncIterator[ServerSentEvent]:
         try:
-            async for event in alert_events(services.broadcaster, services.alerts, resume_from):
-                # `retry` tells the browser how soon to reconnect if the stream drops.
-                retry = _RECONNECT_MS if event.kind == "ready" else None
-                yield ServerSentEvent(data=event.json, id=event.id, event=event.kind, retry=retry)
+            async for event in feed.events(resume_from):
+                if event.kind == "ready":
+                    # `retry` tells the browser how soon to reconnect if the stream drops.
+                    yield ServerSentEvent(
+                        data=event.json, id=event.id, event="ready", retry=_RECONNECT_MS
+                    )
+                else:
+                    yield ServerSentEvent(data=event.json, id=event.id)
         except RedisError as exc:
             # The stream ends; the client reconnects with Last-Event-ID and loses nothing.
             log.warning("closing an SSE stream, Redis failed: %s", exc)
 
     return EventSourceResponse(
         events(),
-        ping=services.settings.sse_ping_seconds,
+        ping=settings.sse_ping_seconds,
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
 
 
 @router.get("/alerts", dependencies=[Reader], responses=UNAUTHORIZED)
 async def recent_alerts(
-    services: ServicesDep, limit: Annotated[int, Query(ge=1, le=1000)] = 50
+    feed: AlertFeedDep, limit: Annotated[int, Query(ge=1, le=1000)] = 50
 ) -> AlertList:
     """The most recent alerts, newest first."""
-    return AlertList(alerts=await services.alerts.recent(limit))
+    return AlertList(alerts=await feed.recent(limit))

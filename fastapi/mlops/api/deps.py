@@ -1,40 +1,43 @@
-"""Typed dependencies: routes ask for what they use, the lifespan provides it."""
+"""Typed dependencies: routes ask for the service they use, the lifespan provides it."""
 
 from __future__ import annotations
 
 import secrets
-from typing import Annotated
-
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from collections.abc import Callable, Coroutine
+from typing import Annotated, Any
 
 from fastapi import Depends, HTTPException, Request, status
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
 from mlops.schemas import ErrorResponse
-from mlops.services.container import Services
+from mlops.services.alerts import AlertFeed
+from mlops.services.inference import Inference
+from mlops.services.model_report import ModelReport
+from mlops.services.readiness import Readiness
 from mlops.services.schedules import Schedules
+from mlops.services.training import Training
 from mlops.settings import Settings
+from mlops.telemetry import Instruments
 
 
-# Dependencies are `async def`: FastAPI would run plain functions in a thread pool, a
-# thread hop per request that halves inference throughput at 32 clients.
-async def get_services(request: Request) -> Services:
-    return request.app.state.services
+def _from_state(name: str) -> Callable[[Request], Coroutine[Any, Any, Any]]:
+    # `async def`: FastAPI runs plain-function dependencies in a thread pool, a thread
+    # hop per request that halves inference throughput at 32 clients.
+    async def provide(request: Request) -> Any:
+        return getattr(request.app.state, name)
+
+    provide.__name__ = f"get_{name}"
+    return provide
 
 
-async def get_app_settings(request: Request) -> Settings:
-    return request.app.state.settings
-
-
-ServicesDep = Annotated[Services, Depends(get_services)]
-SettingsDep = Annotated[Settings, Depends(get_app_settings)]
-
-
-async def get_schedules(request: Request) -> Schedules:
-    schedules = request.app.state.services.schedules
-    assert schedules is not None, "the lifespan starts the scheduler"
-    return schedules
-
-
-SchedulesDep = Annotated[Schedules, Depends(get_schedules)]
+SettingsDep = Annotated[Settings, Depends(_from_state("settings"))]
+InstrumentsDep = Annotated[Instruments, Depends(_from_state("instruments"))]
+TrainingDep = Annotated[Training, Depends(_from_state("training"))]
+InferenceDep = Annotated[Inference, Depends(_from_state("inference"))]
+SchedulesDep = Annotated[Schedules, Depends(_from_state("schedules"))]
+AlertFeedDep = Annotated[AlertFeed, Depends(_from_state("alert_feed"))]
+ModelReportDep = Annotated[ModelReport, Depends(_from_state("model_report"))]
+ReadinessDep = Annotated[Readiness, Depends(_from_state("readiness"))]
 
 # Documents the scheme in OpenAPI (Swagger's Authorize button); we check the token.
 _bearer = HTTPBearer(
@@ -70,8 +73,10 @@ async def require_reader(settings: SettingsDep, credentials: Credentials) -> Non
 
 
 # Answers every route may give, documented once (the contract schemathesis checks).
-UNAUTHORIZED = {401: {"model": ErrorResponse, "description": "Missing or wrong API token."}}
-BODY_RESPONSES = {
+UNAUTHORIZED: dict[int | str, dict[str, Any]] = {
+    401: {"model": ErrorResponse, "description": "Missing or wrong API token."}
+}
+BODY_RESPONSES: dict[int | str, dict[str, Any]] = {
     400: {"model": ErrorResponse, "description": "The body is not JSON (or not UTF-8)."},
     413: {"model": ErrorResponse, "description": "Body larger than MLOPS_MAX_BODY_BYTES."},
 }

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
-
 from fastapi import APIRouter, HTTPException, status
+
 from mlops.api.deps import UNAUTHORIZED, WRITE_RESPONSES, SchedulesDep, Writer
 from mlops.schemas import (
     ErrorResponse,
@@ -33,11 +32,8 @@ async def schedule_training(
     request: ScheduleTrainingRequest, schedules: SchedulesDep
 ) -> ScheduleInfo:
     """Submit a training job every `minutes`, as /trigger_training does."""
-    return await asyncio.to_thread(
-        schedules.add,
-        kind="training",
-        minutes=request.minutes,
-        hyperparameters=request.hyperparameters,
+    return await schedules.add(
+        kind="training", minutes=request.minutes, hyperparameters=request.hyperparameters
     )
 
 
@@ -46,9 +42,7 @@ async def schedule_training(
 )
 async def watch_model(request: WatchModelRequest, schedules: SchedulesDep) -> ScheduleInfo:
     """Every `minutes`, alert if the newest model version is older than `minutes`."""
-    return await asyncio.to_thread(
-        schedules.add, kind="watch", minutes=request.minutes, hyperparameters=None
-    )
+    return await schedules.add(kind="watch", minutes=request.minutes, hyperparameters=None)
 
 
 @router.delete(
@@ -58,7 +52,7 @@ async def watch_model(request: WatchModelRequest, schedules: SchedulesDep) -> Sc
 )
 async def kill_scheduled_job(job_id: str, schedules: SchedulesDep) -> ScheduleRemoved:
     """Remove a schedule or watch, whichever API replica created it."""
-    if not await asyncio.to_thread(schedules.remove, job_id):
+    if not await schedules.remove(job_id):
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no scheduled job {job_id!r}")
     return ScheduleRemoved(schedule_id=job_id)
 

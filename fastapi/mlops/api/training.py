@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Query, status
-from mlops.api.deps import UNAUTHORIZED, WRITE_RESPONSES, ServicesDep, Writer
+
+from mlops.api.deps import UNAUTHORIZED, WRITE_RESPONSES, TrainingDep, Writer
 from mlops.schemas import ErrorResponse, JobAccepted, JobInfo, JobList, JobStatus, TrainingRequest
-from mlops.services.training import submit_training, to_job_info
 
 router = APIRouter(tags=["training"], responses=UNAUTHORIZED)
 
@@ -23,29 +23,23 @@ router = APIRouter(tags=["training"], responses=UNAUTHORIZED)
         503: {"model": ErrorResponse, "description": "Ray, MLflow or Redis is unreachable."},
     },
 )
-async def trigger_training(request: TrainingRequest, services: ServicesDep) -> JobAccepted:
+async def trigger_training(request: TrainingRequest, training: TrainingDep) -> JobAccepted:
     """Start a training job on Ray with the given RandomForestClassifier hyperparameters."""
-    job_id = await submit_training(
-        settings=services.settings,
-        ray=services.ray,
-        jobs=services.jobs,
-        registry=services.registry,
-        hyperparameters=request.hyperparameters,
-    )
+    job_id = await training.submit(request.hyperparameters)
     return JobAccepted(job_id=job_id, status=JobStatus.PENDING, status_url=f"/jobs/{job_id}")
 
 
 @router.get("/jobs", response_model=JobList)
 async def list_jobs(
-    services: ServicesDep, limit: Annotated[int, Query(ge=1, le=500)] = 50
+    training: TrainingDep, limit: Annotated[int, Query(ge=1, le=500)] = 50
 ) -> JobList:
     """Recent training jobs, newest first."""
-    return JobList(jobs=[to_job_info(r) for r in await services.jobs.recent(limit)])
+    return JobList(jobs=await training.recent(limit))
 
 
 @router.get("/jobs/{job_id}", responses={404: {"model": ErrorResponse}})
-async def get_job(job_id: str, services: ServicesDep) -> JobInfo:
-    record = await services.jobs.get(job_id)
-    if record is None:
+async def get_job(job_id: str, training: TrainingDep) -> JobInfo:
+    job = await training.get(job_id)
+    if job is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no training job {job_id!r}")
-    return to_job_info(record)
+    return job

@@ -7,16 +7,21 @@ Ray job) uses the mlflow library, which it needs to log models.
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 import httpx
 
+from mlops.retry import backoff
+
 
 class MlflowUnavailable(Exception):
-    """The tracking server could not be reached or answered with a server error."""
+    """The tracking server could not be reached or answered with an error."""
+
+
+class _MlflowBusy(MlflowUnavailable):
+    """Unreachable or a 5xx: worth another try."""
 
 
 @dataclass(frozen=True)
@@ -66,22 +71,21 @@ class MlflowRegistry:
         SQLite answers 5xx while a training run holds the database for a moment.
         """
         url = f"{self._base}/api/2.0/mlflow{path}"
-        for attempt in range(3):
-            try:
-                response = await self._http.request(method, url, **kwargs)
-            except httpx.HTTPError as exc:
-                failure: str = f"MLflow at {self._base} is unreachable: {exc}"
-            else:
+        async for attempt in backoff(on=(_MlflowBusy,), first=0.2, cap=1.0, attempts=3):
+            with attempt:
+                try:
+                    response = await self._http.request(method, url, **kwargs)
+                except httpx.HTTPError as exc:
+                    raise _MlflowBusy(f"MLflow at {self._base} is unreachable: {exc}") from exc
                 if _is_missing(response):
                     return None
                 if response.status_code < 400:
                     return response.json()
                 failure = f"MLflow answered {response.status_code}: {response.text[:200]}"
-                if response.status_code < 500:
-                    break
-            if attempt < 2:
-                await asyncio.sleep(0.2 * 2**attempt)
-        raise MlflowUnavailable(failure)
+                if response.status_code >= 500:
+                    raise _MlflowBusy(failure)
+                raise MlflowUnavailable(failure)
+        raise AssertionError("unreachable: backoff re-raises the last error")
 
     async def health(self) -> None:
         try:

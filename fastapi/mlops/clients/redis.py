@@ -7,17 +7,22 @@ away resumes from the id it last saw. Jobs are one hash each plus a sorted index
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+import logging
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any
 
+from pydantic import ValidationError
 from redis import exceptions as redis_errors
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 
-from mlops.schemas import Alert, AlertLevel
+from mlops.schemas import Alert, AlertLevel, JobStatus
 from mlops.settings import Settings
+
+log = logging.getLogger(__name__)
 
 ALERT_STREAM = "mlops:alerts"
 JOB_INDEX = "mlops:jobs"
@@ -47,25 +52,63 @@ def connect(settings: Settings) -> Redis:
     return Redis(connection_pool=pool, auto_close_connection_pool=True)
 
 
+class DeployLock:
+    """A lock across API replicas, so one of them at a time deploys Serve."""
+
+    def __init__(self, redis: Redis, *, name: str = "mlops:serve-deploy", ttl: int = 300) -> None:
+        self._redis = redis
+        self._name = name
+        self._ttl = ttl
+
+    @asynccontextmanager
+    async def held(self) -> AsyncIterator[bool]:
+        """Yields True if this caller holds the lock (released on exit), else False."""
+        mine = bool(await self._redis.set(self._name, "1", nx=True, ex=self._ttl))
+        try:
+            yield mine
+        finally:
+            if mine:
+                await self._redis.delete(self._name)
+
+
 def _now() -> datetime:
     return datetime.now(UTC)
 
 
 def _decode_alert(entry_id: str, fields: Mapping[str, str]) -> Alert:
-    return Alert(
-        id=entry_id,
-        level=fields["level"],  # type: ignore[arg-type]
-        text=fields["text"],
-        kind=fields["kind"],
-        created_at=datetime.fromisoformat(fields["created_at"]),
-        data=json.loads(fields["data"]) if fields.get("data") else None,
+    return Alert.model_validate(
+        {
+            "id": entry_id,
+            "level": fields["level"],
+            "text": fields["text"],
+            "kind": fields["kind"],
+            "created_at": fields["created_at"],
+            "data": json.loads(fields["data"]) if fields.get("data") else None,
+        }
     )
+
+
+def _decode_alerts(entries: Sequence[tuple[str, Mapping[str, str]]]) -> list[Alert]:
+    """The well-formed alerts of `entries`. Anything else written to the stream (junk
+    fields, bad JSON, wrong types) is skipped with one log line: one bad entry must not
+    stop the feed or the history for everyone."""
+    alerts = []
+    for entry_id, fields in entries:
+        try:
+            alerts.append(_decode_alert(entry_id, fields))
+        except (KeyError, ValueError, TypeError, ValidationError) as exc:
+            log.warning("skipped malformed alert %s: %s", entry_id, str(exc).splitlines()[0])
+    return alerts
 
 
 class AlertStream:
     def __init__(self, redis: Redis, *, max_len: int) -> None:
         self._redis = redis
         self._max_len = max_len
+
+    async def ping(self) -> bool:
+        """The server answers (for readiness)."""
+        return bool(await self._redis.ping())
 
     async def publish(
         self, level: AlertLevel, text: str, *, kind: str, data: dict[str, Any] | None = None
@@ -103,30 +146,38 @@ class AlertStream:
 
     async def recent(self, limit: int) -> list[Alert]:
         """Newest first."""
-        entries = await self._redis.xrevrange(ALERT_STREAM, count=limit)
-        return [_decode_alert(entry_id, fields) for entry_id, fields in entries]
+        return _decode_alerts(await self._redis.xrevrange(ALERT_STREAM, count=limit))
 
     async def after(self, last_id: str, limit: int = 1000) -> list[Alert]:
         """Alerts newer than last_id, oldest first."""
-        entries = await self._redis.xrange(ALERT_STREAM, min=f"({last_id}", count=limit)
-        return [_decode_alert(entry_id, fields) for entry_id, fields in entries]
+        return _decode_alerts(
+            await self._redis.xrange(ALERT_STREAM, min=f"({last_id}", count=limit)
+        )
 
     async def last_id(self) -> str:
         newest = await self._redis.xrevrange(ALERT_STREAM, count=1)
         return newest[0][0] if newest else "0-0"
 
-    async def wait_after(self, last_id: str, *, block_ms: int) -> list[Alert]:
-        """Block up to block_ms for alerts newer than last_id."""
+    async def wait_after(self, last_id: str, *, block_ms: int) -> tuple[str, list[Alert]]:
+        """Block up to block_ms for entries newer than last_id: (the newest entry id
+        read, which moves past malformed entries too; the alerts among them)."""
         reply = await self._redis.xread({ALERT_STREAM: last_id}, block=block_ms, count=500)
-        return [
-            _decode_alert(entry_id, fields) for _, entries in reply for entry_id, fields in entries
-        ]
+        entries = [entry for _, stream_entries in reply for entry in stream_entries]
+        return (entries[-1][0] if entries else last_id), _decode_alerts(entries)
 
+
+def _lua_status_test(variable: str, statuses: list[JobStatus]) -> str:
+    """A Lua condition true when `variable` (a JSON-encoded status) is one of them."""
+    return " or ".join(f"{variable} == '{json.dumps(status.value)}'" for status in statuses)
+
+
+_UNFINISHED = [status for status in JobStatus if not status.is_terminal]
+_FINISHED = [status for status in JobStatus if status.is_terminal]
 
 # Check-and-set in one step, so a late "running" never overwrites a final status.
-_MARK_RUNNING = """
+_MARK_RUNNING = f"""
 local status = redis.call('HGET', KEYS[1], 'status')
-if status == '"pending"' or status == '"running"' then
+if {_lua_status_test("status", _UNFINISHED)} then
   redis.call('HSET', KEYS[1], 'status', ARGV[1])
   redis.call('HSETNX', KEYS[1], 'started_at', ARGV[2])
   return 1
@@ -156,17 +207,17 @@ return 1
 """
 
 # Record a job's end; count it (and its run time) the first time it ends only.
-_FINISH_JOB = """
+_FINISH_JOB = f"""
 local previous = redis.call('HGET', KEYS[1], 'status')
 redis.call('HSET', KEYS[1], unpack(ARGV, 4))
 redis.call('SREM', KEYS[2], ARGV[1])
-if previous == '"succeeded"' or previous == '"failed"' or previous == '"stopped"' then
+if {_lua_status_test("previous", _FINISHED)} then
   return 0
 end
 local status, seconds = ARGV[2], tonumber(ARGV[3])
 redis.call('HINCRBY', KEYS[3], status, 1)
 redis.call('HINCRBYFLOAT', KEYS[4], status .. ':sum', seconds)
-for _, bound in ipairs({BUCKETS}) do
+for _, bound in ipairs({{BUCKETS}}) do
   if seconds <= bound then
     redis.call('HINCRBY', KEYS[4], status .. ':le:' .. bound, 1)
   end
@@ -201,7 +252,7 @@ class JobStore:
         created = _now()
         record = {
             "job_id": job_id,
-            "status": "pending",
+            "status": JobStatus.PENDING,
             "hyperparameters": hyperparameters,
             "source": source,
             "created_at": created.isoformat(),
@@ -264,7 +315,11 @@ class JobStore:
     async def mark_running(self, job_id: str, started_at: str) -> bool:
         """Mark a job running (first start time wins); False once it has finished."""
         changed = await self._redis.eval(
-            _MARK_RUNNING, 1, _job_key(job_id), json.dumps("running"), json.dumps(started_at)
+            _MARK_RUNNING,
+            1,
+            _job_key(job_id),
+            json.dumps(JobStatus.RUNNING),
+            json.dumps(started_at),
         )
         return bool(changed)
 

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import psutil
 
+from mlops import logs
 from mlops.local.platform import LocalPlatform, should_embed_redis, with_api_token
 from mlops.local.supervisor import StartupError
 from mlops.settings import Settings
@@ -129,8 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("command", choices=["up", "down"])
     parser.add_argument("--outputs", type=Path, default=Path("outputs"), help="where urls.txt goes")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
-    logging.getLogger("httpx").setLevel(logging.WARNING)
+    logs.configure("console")
     settings = Settings()
     return up(settings, args.outputs) if args.command == "up" else down(settings)
 

@@ -5,7 +5,10 @@ from __future__ import annotations
 import logging
 import os
 import secrets
+import socket
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 from urllib.parse import urlparse
 
 from pydantic import SecretStr
@@ -18,6 +21,38 @@ from mlops.ml import data
 from mlops.settings import Settings
 
 log = logging.getLogger("mlops.local")
+
+
+def free_port() -> int:
+    """A TCP port on loopback that nothing listens on now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def isolated_settings(data_dir: Path, **overrides: Any) -> Settings:
+    """Settings of a throwaway platform: every port free, state in `data_dir`, a fresh
+    API token. The tests and benchmarks start theirs so, beside any `make up`."""
+    values: dict[str, Any] = {
+        "api_token": secrets.token_urlsafe(24),
+        "data_dir": data_dir,
+        "api_port": free_port(),
+        "ray_address": f"http://127.0.0.1:{free_port()}",
+        "ray_gcs_port": free_port(),
+        "serve_url": f"http://127.0.0.1:{free_port()}",
+        "mlflow_tracking_uri": f"http://127.0.0.1:{free_port()}",
+        "redis_url": f"redis://127.0.0.1:{free_port()}/0",
+        "dashboard_port": free_port(),
+        "serve_haproxy_stats_port": free_port(),
+        "serve_haproxy_metrics_port": free_port(),
+        **overrides,
+    }
+    return Settings(**values)
+
+
+def isolated_ray_ports() -> RayPorts:
+    """Ray head ports off their defaults, so the platform runs beside a `make up`."""
+    return RayPorts(client_server=free_port(), dashboard_agent=free_port())
 
 
 def ensure_dataset(settings: Settings) -> bool:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import sys
 
+from mlops import logs
 from mlops.ml import data
 from mlops.settings import Settings
 
@@ -16,7 +17,7 @@ log = logging.getLogger("mlops.seed")
 
 
 def main() -> int:
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
+    logs.configure("console")
     settings = Settings()
     try:
         wrote = data.ensure_iris(settings.dataset_uri, data.s3_config(settings))

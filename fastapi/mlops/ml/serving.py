@@ -208,4 +208,5 @@ class ModelServer:
         return results  # type: ignore[return-value]
 
 
-app = ModelServer.bind()
+# serve.deployment turns the class into a Deployment, which mypy cannot see.
+app = ModelServer.bind()  # type: ignore[attr-defined]

@@ -35,6 +35,8 @@ from mlops.ml.registry_tags import (
     TAG_COMPILED_REASON,
     TAG_FEATURES,
 )
+from mlops.retry import backoff
+from mlops.schemas import AlertLevel, JobStatus
 from mlops.settings import Settings
 
 log = logging.getLogger("mlops.train")
@@ -118,7 +120,7 @@ def _compile(pipeline, parts: model.Split) -> tuple[bytes | None, str]:
     return compiled, f"{check.reason}; max probability difference {check.max_probability_diff:.4f}"
 
 
-def outcome_alert(result: TrainingResult, settings: Settings) -> tuple[str, str]:
+def outcome_alert(result: TrainingResult, settings: Settings) -> tuple[AlertLevel, str]:
     """(level, text) of the alert for a finished training run."""
     if result.promoted:
         return "success", (
@@ -147,18 +149,15 @@ async def _mark_running(settings: Settings, job_id: str) -> None:
 async def _until_redis_answers(settings: Settings, attempt: Callable[[], Awaitable[None]]) -> None:
     """Retry `attempt` through a Redis outage of up to MLOPS_REDIS_WAIT_SECONDS, so an
     outcome reached while Redis is down is recorded, and alerted, once it is back."""
-    deadline = time.monotonic() + settings.redis_wait_seconds
-    delay = 0.5
-    while True:
-        try:
+    async for retry in backoff(
+        on=(RedisError, OSError),
+        first=0.5,
+        cap=10.0,
+        within=settings.redis_wait_seconds,
+        what="recording the outcome in Redis",
+    ):
+        with retry:
             await attempt()
-            return
-        except (RedisError, OSError) as exc:
-            if time.monotonic() + delay > deadline:
-                raise
-            log.warning("Redis unavailable (%s); retrying in %.1fs", exc, delay)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 10.0)
 
 
 async def _record(
@@ -166,7 +165,7 @@ async def _record(
     job_id: str,
     seconds: float,
     fields: dict[str, Any],
-    alert: tuple[str, str],
+    alert: tuple[AlertLevel, str],
 ) -> None:
     """Record the job's outcome (it knows best, so it wins) and raise its one alert."""
 
@@ -178,7 +177,7 @@ async def _record(
             await jobs.finish(job_id, fields["status"], seconds, **outcome)
             level, text = alert
             alerts = AlertStream(redis, max_len=settings.alert_history)
-            await alerts.publish_for_job(job_id, level, text, data={"job_id": job_id, **fields})  # type: ignore[arg-type]
+            await alerts.publish_for_job(job_id, level, text, data={"job_id": job_id, **fields})
         finally:
             await redis.aclose()
 
@@ -193,12 +192,16 @@ def run(job_id: str, hyperparameters: dict[str, Any], settings: Settings) -> int
     except Exception as exc:
         log.exception("job %s failed", job_id)
         error = f"{type(exc).__name__}: {exc}"
-        fields = {"status": "failed", "finished_at": _now(), "error": error}
-        alert = ("error", f"Training job {job_id} failed: {error}")
-        asyncio.run(_record(settings, job_id, time.monotonic() - started, fields, alert))
+        failure: dict[str, Any] = {
+            "status": JobStatus.FAILED,
+            "finished_at": _now(),
+            "error": error,
+        }
+        alarm: tuple[AlertLevel, str] = ("error", f"Training job {job_id} failed: {error}")
+        asyncio.run(_record(settings, job_id, time.monotonic() - started, failure, alarm))
         return 1
-    fields = {
-        "status": "succeeded",
+    fields: dict[str, Any] = {
+        "status": JobStatus.SUCCEEDED,
         "finished_at": _now(),
         "run_id": result.run_id,
         "model_version": result.model_version,
@@ -223,7 +226,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     settings = Settings()
     logs.job_id.set(args.job_id)  # on every line this run logs
-    logs.configure_logging(settings.log_format)
+    logs.configure(settings.log_format)
     return run(args.job_id, json.loads(args.hyperparameters), settings)
 
 

@@ -9,16 +9,19 @@ with Last-Event-ID and the backlog comes from Redis, so no alert is lost either 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Literal
 
 from redis.exceptions import RedisError
 
-from mlops.aio import Background
+from mlops.background import Background
 from mlops.clients.redis import AlertStream
+from mlops.retry import backoff
 from mlops.schemas import Alert
 
 log = logging.getLogger(__name__)
@@ -26,11 +29,12 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Event:
-    """An SSE event; alerts are serialised once for every client."""
+    """An SSE event; alerts are serialised once for every client. Alerts are unnamed
+    (`message`) events, so a plain `EventSource.onmessage` receives them."""
 
     id: str
     json: str
-    kind: str = "alert"
+    kind: Literal["message", "ready"] = "message"
 
 
 _CLOSED = Event(id="", json="")
@@ -49,7 +53,9 @@ def is_stream_id(value: str) -> bool:
     return True
 
 
-class AlertBroadcaster:
+class AlertFeed:
+    """The alert stream for clients: history, and live fan-out to SSE clients."""
+
     def __init__(
         self,
         stream: AlertStream,
@@ -61,6 +67,7 @@ class AlertBroadcaster:
         self._on_alert = on_alert
         self._queue_size = queue_size
         self._clients: set[asyncio.Queue[Event]] = set()
+        self._cursor: str | None = None  # the stream id read up to
         self.healthy = False
 
     @property
@@ -90,45 +97,61 @@ class AlertBroadcaster:
                 queue.put_nowait(_CLOSED)
 
     async def run(self, background: Background) -> None:
-        """Follow the stream until the app stops, riding out Redis outages."""
-        last_id: str | None = None
-        delay = 0.2
-        while background.running:
-            try:
-                if last_id is None:
-                    last_id = await self._stream.last_id()
-                for alert in await self._stream.wait_after(last_id, block_ms=5000):
-                    self._deliver(alert)
-                    last_id = alert.id
-                self.healthy, delay = True, 0.2
-            except (RedisError, OSError) as exc:
-                if self.healthy:
-                    log.warning("alert stream unavailable, retrying: %s", exc)
-                self.healthy = False
-                await background.pause(delay)
-                delay = min(delay * 2, 5.0)
+        """Follow the stream until the app stops, riding out Redis outages (the backoff
+        starts again from its first delay after each read that succeeds)."""
+        with contextlib.suppress(RedisError, OSError):  # the last failure, when stopping
+            while background.running:
+                async for attempt in backoff(
+                    on=(RedisError, OSError),
+                    first=0.2,
+                    cap=5.0,
+                    stop_when=lambda: not background.running,
+                    sleep=background.pause,
+                ):
+                    with attempt:
+                        await self._follow()
 
+    async def _follow(self) -> None:
+        """One blocking read of the stream; delivers what came and moves the cursor.
 
-async def alert_events(
-    broadcaster: AlertBroadcaster, stream: AlertStream, last_event_id: str | None
-) -> AsyncIterator[Event]:
-    """A `ready` event, the alerts after last_event_id (from Redis), then live ones.
+        The cursor is set once, at the first read, and only ever moves forward: alerts
+        published during an outage are read when Redis is back, not skipped.
+        """
+        try:
+            if self._cursor is None:
+                self._cursor = await self._stream.last_id()
+            self._cursor, alerts = await self._stream.wait_after(self._cursor, block_ms=5000)
+        except (RedisError, OSError) as exc:
+            if self.healthy:
+                log.warning("alert stream unavailable, retrying: %s", exc)
+            self.healthy = False
+            raise
+        self.healthy = True
+        for alert in alerts:
+            self._deliver(alert)
 
-    `ready` carries the stream position at subscription as its id, so a client that
-    drops before any alert arrives still resumes from the moment it connected.
-    """
-    with broadcaster.subscribe() as queue:  # subscribed before reading: no gap
-        sent = last_event_id or await stream.last_id()
-        yield Event(sent, json.dumps({"cursor": sent}), kind="ready")
-        while backlog := await stream.after(sent):
-            for alert in backlog:
-                yield Event(alert.id, alert.model_dump_json())
-                sent = alert.id
-        while True:
-            event = await queue.get()
-            if event is _CLOSED:
-                return
-            if stream_id_key(event.id) <= stream_id_key(sent):
-                continue  # already sent from the backlog
-            yield event
-            sent = event.id
+    async def recent(self, limit: int) -> list[Alert]:
+        """The latest alerts, newest first."""
+        return await self._stream.recent(limit)
+
+    async def events(self, last_event_id: str | None) -> AsyncIterator[Event]:
+        """A `ready` event, the alerts after last_event_id (from Redis), then live ones.
+
+        `ready` carries the stream position at subscription as its id, so a client that
+        drops before any alert arrives still resumes from the moment it connected.
+        """
+        with self.subscribe() as queue:  # subscribed before reading: no gap
+            sent = last_event_id or await self._stream.last_id()
+            yield Event(sent, json.dumps({"cursor": sent}), kind="ready")
+            while backlog := await self._stream.after(sent):
+                for alert in backlog:
+                    yield Event(alert.id, alert.model_dump_json())
+                    sent = alert.id
+            while True:
+                event = await queue.get()
+                if event is _CLOSED:
+                    return
+                if stream_id_key(event.id) <= stream_id_key(sent):
+                    continue  # already sent from the backlog
+                yield event
+                sent = event.id

@@ -3,64 +3,111 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
-from dataclasses import dataclass
 from typing import Any
 
+from mlops.retry import retried
 from mlops.schemas import InferenceResponse
 from mlops.services.batching import ServeBatcher, ServeVerdict, TransientServeError
-
-log = logging.getLogger(__name__)
-
-
-@dataclass
-class InferenceError(Exception):
-    status: int
-    detail: str
-    serving_down: bool = False  # Serve could not be reached or has no application
+from mlops.services.serving import Serving
+from mlops.telemetry import Instruments
 
 
-async def predict(
-    *,
-    batcher: ServeBatcher,
-    row: list[float],
-    version: str | None,
-    retries: int,
-    sla_seconds: float,
-) -> InferenceResponse:
-    """One row through the Serve application.
+class InferenceFailed(Exception):
+    """No prediction; `status` is the HTTP status that says why."""
 
-    The replica's own verdicts are answered at once (unknown version 404, bad input
-    422, no model 503); what may pass (connection errors, 5xx, Serve redeploying) is
-    retried with exponential backoff, never past the SLA (then 504).
-    """
-    deadline = time.monotonic() + sla_seconds
-    failure = "no attempt was made"
-    for attempt in range(retries + 1):
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            break
+    status = 500
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail
+
+
+class Rejected(InferenceFailed):
+    """The replica judged the request itself: unknown version (404), a row that does not
+    fit the model (422), no model yet (503)."""
+
+    def __init__(self, status: int, detail: str) -> None:
+        super().__init__(detail)
+        self.status = status
+
+
+class ServingDown(InferenceFailed):
+    status = 503
+
+
+class SlaExceeded(InferenceFailed):
+    status = 504
+
+
+class Inference:
+    def __init__(
+        self, *, batcher: ServeBatcher, serving: Serving, instruments: Instruments
+    ) -> None:
+        self._batcher = batcher
+        self._serving = serving
+        self._instruments = instruments
+
+    async def predict(
+        self, row: list[float], *, version: str | None, retries: int, sla_seconds: float
+    ) -> InferenceResponse:
+        """One row through the Serve application.
+
+        The replica's own verdicts are answered at once; what may pass (connection
+        errors, 5xx, Serve redeploying) is retried with backoff, never past the SLA
+        (then SlaExceeded). Serving found down also wakes auto-serve.
+        """
+        started = time.perf_counter()
         try:
-            async with asyncio.timeout(remaining):
-                body = await batcher.predict(row, version)
+            body = await self._predict(row, version, retries, sla_seconds)
+        except InferenceFailed as exc:
+            # Failures carry no version label: a client-chosen string must not become one.
+            self._instruments.inferences.labels("none", str(exc.status)).inc()
+            if isinstance(exc, ServingDown):
+                self._serving.check_now()
+                raise ServingDown(f"{exc.detail.rstrip('.')}. {self._serving.hint}") from None
+            raise
+        reply = _reply(body)
+        self._instruments.inferences.labels(reply.model_version, "200").inc()
+        self._instruments.inference_latency.labels(reply.model_version).observe(
+            time.perf_counter() - started
+        )
+        return reply
+
+    async def _predict(
+        self, row: list[float], version: str | None, retries: int, sla_seconds: float
+    ) -> dict[str, Any]:
+        deadline = time.monotonic() + sla_seconds
+
+        async def attempt() -> dict[str, Any]:
+            async with asyncio.timeout(remaining()):
+                return await self._batcher.predict(row, version)
+
+        def remaining() -> float:
+            return max(0.0, deadline - time.monotonic())
+
+        try:
+            return await retried(
+                attempt,
+                on=(TransientServeError,),
+                first=0.05,
+                cap=1.0,
+                attempts=retries + 1,
+                within=sla_seconds,
+                what="inference",
+            )
         except ServeVerdict as verdict:
-            raise InferenceError(verdict.status, verdict.detail) from None
+            raise Rejected(verdict.status, verdict.detail) from None
         except TimeoutError:
-            failure = "Serve did not answer in time"
-            break
+            raise SlaExceeded(
+                f"no prediction within sla_seconds={sla_seconds:g}: Serve did not answer in time"
+            ) from None
         except TransientServeError as exc:
-            failure = str(exc)
-        else:
-            return _reply(body)
-        log.warning("inference attempt %d of %d failed: %s", attempt + 1, retries + 1, failure)
-        backoff = min(0.05 * 2**attempt, 1.0)
-        if time.monotonic() + backoff >= deadline:
-            break
-        await asyncio.sleep(backoff)
-    if time.monotonic() >= deadline or failure == "Serve did not answer in time":
-        raise InferenceError(504, f"no prediction within sla_seconds={sla_seconds:g}: {failure}")
-    raise InferenceError(503, failure, serving_down=True)
+            if remaining() <= 0:
+                raise SlaExceeded(
+                    f"no prediction within sla_seconds={sla_seconds:g}: {exc}"
+                ) from None
+            raise ServingDown(str(exc)) from None
 
 
 def _reply(body: dict[str, Any]) -> InferenceResponse:

@@ -1,10 +1,12 @@
 """Periodic training and "model is stale" watches that survive restarts and replicas.
 
-Schedules are APScheduler 3 jobs in a Redis job store, pointing at the module-level
-`run_schedule` by name, so they outlive the process that created them. APScheduler 3
-cannot share a store between processes without firing each run in every process, so
-each run claims its slot in Redis first (SET NX on schedule id + interval number):
-with any number of API replicas, one of them runs it and the others skip.
+A schedule is a JSON record in Redis with an anchor (its creation time) and a period:
+run n falls due at anchor + n × period. Every API process runs the same loop in its
+event loop: it sleeps until the next run falls due (or a schedule is added or removed,
+here or, seen within the sync period, in another replica), claims that run in Redis,
+and carries it out only if the claim is its own. So each run happens once whatever the
+number of replicas, and runs that fell due while no API was up become one run
+(coalesced), logged with how many were missed.
 """
 
 from __future__ import annotations
@@ -12,32 +14,24 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-import threading
 import uuid
-from collections.abc import Coroutine
-from concurrent.futures import CancelledError, Future
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from apscheduler.job import Job
-from apscheduler.jobstores.base import JobLookupError
-from apscheduler.jobstores.redis import RedisJobStore
-from apscheduler.schedulers.background import BackgroundScheduler
-from apscheduler.triggers.interval import IntervalTrigger
-from redis.connection import parse_url
+from redis.exceptions import RedisError
 
-from mlops.clients.mlflow_registry import MlflowUnavailable
+from mlops.background import Background
+from mlops.clients.mlflow_registry import MlflowRegistry, MlflowUnavailable
+from mlops.clients.ray_jobs import RayJobsError
+from mlops.clients.redis import AlertStream
+from mlops.clients.schedule_store import ScheduleRecord, ScheduleStore
 from mlops.ml.model import validate_hyperparameters
-from mlops.schemas import ScheduleInfo
-from mlops.services.container import Services
-from mlops.services.training import TooManyTrainings, submit_training
+from mlops.schemas import ScheduleInfo, ScheduleKind
+from mlops.services.training import TooManyTrainings, Training
+from mlops.settings import Settings
+from mlops.telemetry import Instruments
 
 log = logging.getLogger(__name__)
-
-JOBS_KEY = "mlops:schedules"
-RUN_TIMES_KEY = "mlops:schedules:run-times"
-_FUNC = "mlops.services.schedules:run_schedule"
 
 
 class TooManySchedules(Exception):
@@ -50,232 +44,193 @@ class TooManySchedules(Exception):
         )
 
 
-@dataclass
-class _Runtime:
-    """What scheduled runs need from the process that hosts them."""
+class Schedules:
+    """This process's view of the shared schedules, and its scheduling loop."""
 
-    services: Services
-    loop: asyncio.AbstractEventLoop
-    inflight: set[Future] = field(default_factory=set)
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        store: ScheduleStore,
+        training: Training,
+        registry: MlflowRegistry,
+        alerts: AlertStream,
+        instruments: Instruments,
+    ) -> None:
+        self._settings = settings
+        self._store = store
+        self._training = training
+        self._registry = registry
+        self._alerts = alerts
+        self._instruments = instruments
+        self._changed = asyncio.Event()
+        self._done: dict[str, int] = {}  # schedule id -> last run number this process settled
+        # Another replica's new schedule is seen within this long: well before its first run.
+        self._sync_seconds = min(5.0, settings.schedule_minute_seconds / 2)
 
+    def _period(self, minutes: int) -> float:
+        return minutes * self._settings.schedule_minute_seconds
 
-_runtime: _Runtime | None = None
-# Held while a run is handed to the loop and while shutdown takes the runtime away, so
-# that every run in flight is one that shutdown sees and cancels.
-_runtime_lock = threading.Lock()
+    def _due_run(self, record: ScheduleRecord, now: datetime) -> int:
+        """The number of the latest run that has fallen due (0: none yet)."""
+        elapsed = (now - record.created_at).total_seconds()
+        return max(0, math.floor(elapsed / self._period(record.minutes)))
 
+    def _next_run_time(self, record: ScheduleRecord, now: datetime) -> datetime:
+        due = self._due_run(record, now) + 1
+        return record.created_at + timedelta(seconds=due * self._period(record.minutes))
 
-def _run_on_loop(coro: Coroutine[Any, Any, Any], timeout: float = 60) -> Any:
-    """Run a coroutine on the API's event loop from a scheduler thread."""
-    with _runtime_lock:
-        runtime = _runtime
-        if runtime is None:
-            coro.close()
-            log.info("a scheduled run fell due while the API was stopping: skipped")
-            return None
-        future: Future = asyncio.run_coroutine_threadsafe(coro, runtime.loop)
-        runtime.inflight.add(future)
-    try:
-        return future.result(timeout)
-    except CancelledError:
-        log.info("a scheduled run was cancelled by shutdown; its slot stays claimed")
-    finally:
-        with _runtime_lock:
-            runtime.inflight.discard(future)
-
-
-def run_schedule(schedule_id: str, kind: str, minutes: int, anchor: str, **params: Any) -> None:
-    """Entry point of every scheduled run (referenced by name in the job store)."""
-    _run_on_loop(_run(schedule_id, kind, minutes, datetime.fromisoformat(anchor), params))
-
-
-async def _run(
-    schedule_id: str, kind: str, minutes: int, anchor: datetime, params: dict[str, Any]
-) -> None:
-    assert _runtime is not None
-    services = _runtime.services
-    interval = minutes * services.settings.schedule_minute_seconds
-    elapsed = (datetime.now(UTC) - anchor).total_seconds()
-    slot = max(1, round(elapsed / interval))
-    claimed = await services.redis.set(
-        f"mlops:schedule-run:{schedule_id}:{slot}", "1", nx=True, ex=math.ceil(interval * 2 + 60)
-    )
-    if not claimed:
-        log.debug("schedule %s run %d already taken by another replica", schedule_id, slot)
-        return
-    last = await services.redis.hget(_runs_key(schedule_id), "slot")
-    if last is not None and slot - int(last) > 1:
-        log.warning(
-            "schedule %s: %d run(s) missed while no API was up, coalesced into this one",
-            schedule_id,
-            slot - int(last) - 1,
+    async def add(
+        self, *, kind: ScheduleKind, minutes: int, hyperparameters: dict[str, Any] | None
+    ) -> ScheduleInfo:
+        """Validate and store a schedule; raises HyperparameterError or TooManySchedules."""
+        params: dict[str, Any] = {}
+        if kind == "training":
+            params["hyperparameters"] = validate_hyperparameters(
+                hyperparameters or {},
+                max_n_estimators=self._settings.max_n_estimators,
+                max_depth_limit=self._settings.max_depth_limit,
+            )
+        record = ScheduleRecord(
+            schedule_id=f"{kind}-{uuid.uuid4().hex[:12]}",
+            kind=kind,
+            minutes=minutes,
+            created_at=datetime.now(UTC),
+            params=params,
         )
-    await services.redis.hset(
-        _runs_key(schedule_id), mapping={"slot": slot, "last_run_at": datetime.now(UTC).isoformat()}
-    )
-    await services.redis.hincrby(_runs_key(schedule_id), "runs", 1)
-    if kind == "training":
+        if not await self._store.add(record, limit=self._settings.max_schedules):
+            raise TooManySchedules(self._settings.max_schedules)
+        self._changed.set()
+        log.info("added schedule %s: %s every %d min", record.schedule_id, kind, minutes)
+        return self._info(record, runs=0, last_run_at=None)
+
+    async def remove(self, schedule_id: str) -> bool:
+        removed = await self._store.remove(schedule_id)
+        if removed:
+            self._changed.set()
+            log.info("removed schedule %s", schedule_id)
+        return removed
+
+    async def list(self) -> list[ScheduleInfo]:
+        """Every schedule, oldest first, with its runs across all replicas."""
+        records = sorted(await self._store.records(), key=lambda r: r.created_at)
+        counts = await self._store.run_counts([r.schedule_id for r in records])
+        return [
+            self._info(record, runs=count.runs, last_run_at=count.last_run_at)
+            for record in records
+            if (count := counts[record.schedule_id])
+        ]
+
+    def _info(
+        self, record: ScheduleRecord, *, runs: int, last_run_at: datetime | None
+    ) -> ScheduleInfo:
+        return ScheduleInfo(
+            schedule_id=record.schedule_id,
+            kind=record.kind,
+            minutes=record.minutes,
+            hyperparameters=record.params.get("hyperparameters"),
+            created_at=record.created_at,
+            next_run_time=self._next_run_time(record, datetime.now(UTC)),
+            last_run_at=last_run_at,
+            runs=runs,
+        )
+
+    async def run(self, background: Background) -> None:
+        """The scheduling loop: carry out what falls due until the app stops."""
+        if legacy := await self._store.drop_legacy_pickles():
+            log.warning(
+                "removed %d schedule(s) kept as pickles by the previous scheduler, never "
+                "loaded (a pickle runs code): %s; create them again",
+                len(legacy),
+                ", ".join(legacy),
+            )
+        while background.running:
+            self._changed.clear()  # before reading: a change made meanwhile wakes the next
+            try:
+                wait = await self._run_due(datetime.now(UTC))
+            except (RedisError, OSError) as exc:
+                log.warning("schedules unavailable, retrying: %s", exc)
+                wait = self._sync_seconds
+            await background.pause_until(self._changed, min(wait, self._sync_seconds))
+
+    async def _run_due(self, now: datetime) -> float:
+        """Carry out every run that has fallen due; seconds until the next one."""
+        records = await self._store.records()
+        live = {record.schedule_id for record in records}
+        self._done = {key: run for key, run in self._done.items() if key in live}
+        due = [
+            (record, run)
+            for record in records
+            if (run := self._due_run(record, now)) > self._done.get(record.schedule_id, 0)
+        ]
+        # Concurrently, so a slow run (MLflow timing out) does not hold the others back.
+        await asyncio.gather(*(self._run_once(record, run) for record, run in due))
+        if not records:
+            return self._sync_seconds
+        later = datetime.now(UTC)
+        soonest = min(self._next_run_time(record, later) for record in records)
+        return max(0.0, (soonest - later).total_seconds()) + 0.005
+
+    async def _run_once(self, record: ScheduleRecord, run: int) -> None:
+        self._done[record.schedule_id] = run
+        period = self._period(record.minutes)
+        if not await self._store.claim(record.schedule_id, run, period_seconds=period):
+            log.debug("schedule %s run %d taken by another replica", record.schedule_id, run)
+            return
+        before = await self._store.record_run(record.schedule_id, run, datetime.now(UTC))
+        if before.last_run is not None and run - before.last_run > 1:
+            log.warning(
+                "schedule %s: %d run(s) missed while no API was up, coalesced into this one",
+                record.schedule_id,
+                run - before.last_run - 1,
+            )
         try:
-            job_id = await submit_training(
-                settings=services.settings,
-                ray=services.ray,
-                jobs=services.jobs,
-                registry=services.registry,
-                hyperparameters=params.get("hyperparameters", {}),
-                source=schedule_id,
+            if record.kind == "training":
+                await self._submit_training(record, run)
+            else:
+                await self._check_staleness(record)
+                self._instruments.schedule_runs.labels(record.kind, "checked").inc()
+        except (MlflowUnavailable, RayJobsError, RedisError, OSError) as exc:
+            self._instruments.schedule_runs.labels(record.kind, "failed").inc()
+            log.warning("schedule %s run %d failed: %s", record.schedule_id, run, exc)
+
+    async def _submit_training(self, record: ScheduleRecord, run: int) -> None:
+        schedule_id = record.schedule_id
+        try:
+            job_id = await self._training.submit(
+                record.params.get("hyperparameters", {}), source=schedule_id
             )
         except (TooManyTrainings, MlflowUnavailable) as exc:
-            services.metrics.schedule_runs.labels(kind, "skipped").inc()
-            log.warning("schedule %s run %d skipped: %s", schedule_id, slot, exc)
-            await services.alerts.publish(
+            self._instruments.schedule_runs.labels(record.kind, "skipped").inc()
+            log.warning("schedule %s run %d skipped: %s", schedule_id, run, exc)
+            await self._alerts.publish(
                 "warning",
                 f"Schedule {schedule_id} skipped a run: {exc}",
                 kind="schedule",
                 data={"schedule_id": schedule_id},
             )
             return
-        services.metrics.schedule_runs.labels(kind, "submitted").inc()
-        log.info("schedule %s run %d submitted training job %s", schedule_id, slot, job_id)
-    else:
-        await watch_model(services, minutes=minutes, schedule_id=schedule_id)
-        services.metrics.schedule_runs.labels(kind, "checked").inc()
+        self._instruments.schedule_runs.labels(record.kind, "submitted").inc()
+        log.info("schedule %s run %d submitted training job %s", schedule_id, run, job_id)
 
-
-async def watch_model(services: Services, *, minutes: int, schedule_id: str) -> None:
-    """Alert when the newest registered version is older than `minutes`, or absent."""
-    settings = services.settings
-    latest = await services.registry.latest_version(settings.model_name)
-    data = {"schedule_id": schedule_id, "minutes": minutes}
-    if latest is None:
-        await services.alerts.publish(
-            "warning",
-            f"No model is registered yet under {settings.model_name!r}: "
-            "trigger a training run to create one.",
-            kind="watch",
-            data=data,
-        )
-        return
-    age = datetime.now(UTC) - latest.created_at
-    if age > timedelta(seconds=minutes * settings.schedule_minute_seconds):
-        await services.alerts.publish(
-            "warning",
-            f"Model has not been updated in the last {minutes} minutes.",
-            kind="watch",
-            data={**data, "version": latest.version},
-        )
-
-
-def _runs_key(schedule_id: str) -> str:
-    return f"mlops:schedule-runs:{schedule_id}"
-
-
-class Schedules:
-    """The scheduler of one API process; every process sees the same schedules."""
-
-    def __init__(self, services: Services) -> None:
-        settings = services.settings
-        connection = parse_url(settings.redis_url)
-        if settings.redis_password:
-            connection["password"] = settings.redis_password.get_secret_value()
-        store = RedisJobStore(
-            db=connection.pop("db", 0),
-            jobs_key=JOBS_KEY,
-            run_times_key=RUN_TIMES_KEY,
-            socket_connect_timeout=3,
-            socket_timeout=5,
-            **connection,
-        )
-        self._services = services
-        self._scheduler = BackgroundScheduler(
-            jobstores={"default": store},
-            job_defaults={"coalesce": True, "misfire_grace_time": None, "max_instances": 1},
-            timezone=UTC,
-        )
-
-    def start(self, loop: asyncio.AbstractEventLoop) -> None:
-        global _runtime
-        _runtime = _Runtime(self._services, loop)
-        self._scheduler.start()
-
-    def wakeup(self) -> None:
-        """Look at the shared store again (schedules added by other replicas)."""
-        self._scheduler.wakeup()
-
-    def shutdown(self) -> None:
-        """Stop firing, and cancel runs in flight: their threads would otherwise wait
-        on an event loop that is going away, and hold the process open."""
-        global _runtime
-        self._scheduler.shutdown(wait=False)
-        with _runtime_lock:
-            runtime, _runtime = _runtime, None
-            inflight = list(runtime.inflight) if runtime else []
-        for future in inflight:
-            future.cancel()
-
-    def add(
-        self, *, kind: str, minutes: int, hyperparameters: dict[str, Any] | None
-    ) -> ScheduleInfo:
-        settings = self._services.settings
-        if len(self._scheduler.get_jobs()) >= settings.max_schedules:
-            raise TooManySchedules(settings.max_schedules)
-        params: dict[str, Any] = {}
-        if kind == "training":
-            params["hyperparameters"] = validate_hyperparameters(
-                hyperparameters or {},
-                max_n_estimators=settings.max_n_estimators,
-                max_depth_limit=settings.max_depth_limit,
+    async def _check_staleness(self, record: ScheduleRecord) -> None:
+        """Alert when the newest registered version is older than the period, or absent."""
+        settings, minutes = self._settings, record.minutes
+        latest = await self._registry.latest_version(settings.model_name)
+        data: dict[str, Any] = {"schedule_id": record.schedule_id, "minutes": minutes}
+        if latest is None:
+            await self._alerts.publish(
+                "warning",
+                f"No model is registered yet under {settings.model_name!r}: "
+                "trigger a training run to create one.",
+                kind="watch",
+                data=data,
             )
-        schedule_id = f"{kind}-{uuid.uuid4().hex[:12]}"
-        anchor = datetime.now(UTC)
-        job = self._scheduler.add_job(
-            _FUNC,
-            trigger=IntervalTrigger(
-                seconds=minutes * settings.schedule_minute_seconds, start_date=anchor, timezone=UTC
-            ),
-            id=schedule_id,
-            name=f"{kind} every {minutes} min",
-            kwargs={
-                "schedule_id": schedule_id,
-                "kind": kind,
-                "minutes": minutes,
-                "anchor": anchor.isoformat(),
-                **params,
-            },
-        )
-        log.info("added schedule %s: %s", schedule_id, job.name)
-        return self._info(job, runs={})
-
-    def remove(self, schedule_id: str) -> bool:
-        try:
-            self._scheduler.remove_job(schedule_id)
-        except JobLookupError:
-            return False
-        log.info("removed schedule %s", schedule_id)
-        return True
-
-    def jobs(self) -> list[Job]:
-        return self._scheduler.get_jobs()
-
-    @staticmethod
-    def _info(job: Job, runs: dict[str, str]) -> ScheduleInfo:
-        kwargs = job.kwargs
-        return ScheduleInfo(
-            schedule_id=job.id,
-            kind=kwargs["kind"],
-            minutes=kwargs["minutes"],
-            hyperparameters=kwargs.get("hyperparameters"),
-            created_at=datetime.fromisoformat(kwargs["anchor"]),
-            next_run_time=job.next_run_time,
-            last_run_at=datetime.fromisoformat(runs["last_run_at"])
-            if "last_run_at" in runs
-            else None,
-            runs=int(runs.get("runs", 0)),
-        )
-
-    async def list(self) -> list[ScheduleInfo]:
-        jobs = await asyncio.to_thread(self.jobs)
-        infos = []
-        for job in jobs:
-            runs = await self._services.redis.hgetall(_runs_key(job.id))
-            infos.append(self._info(job, runs))
-        return sorted(infos, key=lambda info: info.created_at)
+            return
+        if datetime.now(UTC) - latest.created_at > timedelta(seconds=self._period(minutes)):
+            await self._alerts.publish(
+                "warning",
+                f"Model has not been updated in the last {minutes} minutes.",
+                kind="watch",
+                data={**data, "version": latest.version},
+            )

@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from typing import Any
 from urllib.parse import urlparse
 
+from redis.exceptions import RedisError
+
+from mlops.background import Background
+from mlops.clients.mlflow_registry import MlflowRegistry, MlflowUnavailable
+from mlops.clients.redis import DeployLock
 from mlops.clients.serve import ServeAdmin, ServeError
+from mlops.retry import backoff
 from mlops.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -68,6 +73,10 @@ def _is_deployed(current: dict[str, Any] | None, wanted: dict[str, Any]) -> bool
     )
 
 
+class NotRunningYet(Exception):
+    """The application is still deploying."""
+
+
 async def deploy(admin: ServeAdmin, settings: Settings, *, timeout: float = 180) -> str:
     """Apply the config unless it is already running, and wait until the application
     runs; returns the endpoint. Running it again changes nothing."""
@@ -76,13 +85,68 @@ async def deploy(admin: ServeAdmin, settings: Settings, *, timeout: float = 180)
         log.info("the Serve application is already running with this configuration")
         return endpoint(settings)
     await admin.apply(config)
-    deadline = time.monotonic() + timeout
-    delay = 0.5
-    while (status := await admin.status(settings.model_name)) != "RUNNING":
-        if status in {"DEPLOY_FAILED", "UNHEALTHY"}:
-            raise ServeError(f"the Serve application is {status}; see the Ray dashboard")
-        if time.monotonic() > deadline:
-            raise ServeError(f"the Serve application is still {status} after {timeout:.0f}s")
-        await asyncio.sleep(delay)
-        delay = min(delay * 1.5, 3)
+    try:
+        async for attempt in backoff(on=(NotRunningYet,), first=0.5, cap=3.0, within=timeout):
+            with attempt:
+                status = await admin.status(settings.model_name)
+                if status in {"DEPLOY_FAILED", "UNHEALTHY"}:
+                    raise ServeError(f"the Serve application is {status}; see the Ray dashboard")
+                if status != "RUNNING":
+                    raise NotRunningYet(status)
+    except NotRunningYet as exc:
+        raise ServeError(f"the Serve application is still {exc} after {timeout:.0f}s") from None
     return endpoint(settings)
+
+
+class Serving:
+    """Keeps the model's Serve application deployed while a champion exists, so running
+    serve.py by hand is optional. One API replica deploys at a time (a Redis lock)."""
+
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        admin: ServeAdmin,
+        registry: MlflowRegistry,
+        lock: DeployLock,
+    ) -> None:
+        self._settings = settings
+        self._admin = admin
+        self._registry = registry
+        self._lock = lock
+        self._wanted = asyncio.Event()
+
+    @property
+    def hint(self) -> str:
+        """What a client should do while serving is down."""
+        if self._settings.auto_serve:
+            return (
+                "Serving is being started: the API deploys it once a champion model exists. "
+                "Retry in a few seconds; /ready and the Ray dashboard show progress."
+            )
+        return "Serving is down: start it with `python fastapi/serve.py` and check /ready."
+
+    def check_now(self) -> None:
+        """A request found serving down: look now rather than at the next period."""
+        self._wanted.set()
+
+    async def keep_serving(self, background: Background) -> None:
+        while background.running:
+            try:
+                await self._deploy_if_needed()
+            except (ServeError, MlflowUnavailable, RedisError, OSError) as exc:
+                log.warning("auto-serve check skipped: %s", exc)
+            await background.pause_until(self._wanted, 10)
+            self._wanted.clear()
+
+    async def _deploy_if_needed(self) -> None:
+        settings = self._settings
+        status = await self._admin.status(settings.model_name)
+        if status in {"RUNNING", "DEPLOYING"}:
+            return
+        if not await self._registry.alias_version(settings.model_name, settings.champion_alias):
+            return
+        async with self._lock.held() as mine:
+            if mine:
+                log.info("a champion exists and serving is %s: deploying", status or "down")
+                log.info("serving at %s", await deploy(self._admin, settings))

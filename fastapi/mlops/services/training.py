@@ -9,12 +9,16 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
+from redis.exceptions import RedisError
+
+from mlops.background import Background
 from mlops.clients.mlflow_registry import MlflowRegistry
-from mlops.clients.ray_jobs import RayJobsClient
-from mlops.clients.redis import AlertStream, JobStore
+from mlops.clients.ray_jobs import RayJobsClient, RayJobsError
+from mlops.clients.redis import DURATION_BUCKETS, AlertStream, JobStore
 from mlops.ml.model import validate_hyperparameters
-from mlops.schemas import JobInfo, JobStatus
+from mlops.schemas import AlertLevel, JobInfo, JobStatus
 from mlops.settings import Settings
+from mlops.telemetry import JobTotals
 
 log = logging.getLogger(__name__)
 
@@ -47,99 +51,118 @@ def new_job_id() -> str:
     return f"train-{uuid.uuid4().hex[:12]}"
 
 
-async def submit_training(
-    *,
-    settings: Settings,
-    ray: RayJobsClient,
-    jobs: JobStore,
-    registry: MlflowRegistry,
-    hyperparameters: dict[str, Any],
-    source: str = "api",
-) -> str:
-    """Validate, record and submit one training job; returns its id.
+class Training:
+    """Training jobs: submitted to Ray, recorded in Redis, kept true to what Ray says."""
 
-    Raises HyperparameterError, MlflowUnavailable (a job could not register its model)
-    or TooManyTrainings before anything is created, and RayJobsError (after removing
-    the record) when Ray does not take the job.
-    """
-    checked = validate_hyperparameters(
-        hyperparameters,
-        max_n_estimators=settings.max_n_estimators,
-        max_depth_limit=settings.max_depth_limit,
-    )
-    await registry.health()
-    job_id = new_job_id()
-    limit = settings.max_active_trainings
-    if not await jobs.create(job_id, hyperparameters=checked, source=source, max_active=limit):
-        raise TooManyTrainings(limit)
-    entrypoint = shlex.join(
-        [
-            "python",
-            "-m",
-            "mlops.ml.train",
-            "--job-id",
-            job_id,
-            "--hyperparameters",
-            json.dumps(checked),
-        ]
-    )
-    try:
-        await ray.submit(
-            submission_id=job_id,
-            entrypoint=entrypoint,
-            env_vars={**settings.as_env(include_secrets=False), **_MLFLOW_CLIENT_ENV},
-            metadata={"kind": "training", "source": source},
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        ray: RayJobsClient,
+        jobs: JobStore,
+        registry: MlflowRegistry,
+        alerts: AlertStream,
+    ) -> None:
+        self._settings = settings
+        self._ray = ray
+        self._jobs = jobs
+        self._registry = registry
+        self._alerts = alerts
+
+    async def submit(self, hyperparameters: dict[str, Any], *, source: str = "api") -> str:
+        """Validate, record and submit one training job; returns its id.
+
+        Raises HyperparameterError, MlflowUnavailable (a job could not register its
+        model) or TooManyTrainings before anything is created, and RayJobsError (after
+        removing the record) when Ray does not take the job.
+        """
+        settings = self._settings
+        checked = validate_hyperparameters(
+            hyperparameters,
+            max_n_estimators=settings.max_n_estimators,
+            max_depth_limit=settings.max_depth_limit,
         )
-    except Exception:
-        await jobs.delete(job_id)
-        raise
-    log.info("submitted training job %s from %s with %s", job_id, source, checked)
-    return job_id
+        await self._registry.health()
+        job_id = new_job_id()
+        limit = settings.max_active_trainings
+        if not await self._jobs.create(
+            job_id, hyperparameters=checked, source=source, max_active=limit
+        ):
+            raise TooManyTrainings(limit)
+        command = ["python", "-m", "mlops.ml.train", "--job-id", job_id]
+        command += ["--hyperparameters", json.dumps(checked)]
+        try:
+            await self._ray.submit(
+                submission_id=job_id,
+                entrypoint=shlex.join(command),
+                env_vars={**settings.as_env(include_secrets=False), **_MLFLOW_CLIENT_ENV},
+                metadata={"kind": "training", "source": source},
+            )
+        except Exception:
+            await self._jobs.delete(job_id)
+            raise
+        log.info("submitted training job %s from %s with %s", job_id, source, checked)
+        return job_id
 
+    async def recent(self, limit: int) -> list[JobInfo]:
+        return [JobInfo.model_validate(record) for record in await self._jobs.recent(limit)]
 
-def to_job_info(record: dict[str, Any]) -> JobInfo:
-    return JobInfo.model_validate(record)
+    async def get(self, job_id: str) -> JobInfo | None:
+        record = await self._jobs.get(job_id)
+        return JobInfo.model_validate(record) if record else None
 
+    async def totals(self) -> JobTotals:
+        counts, durations = await self._jobs.totals()
+        return JobTotals(counts, durations, DURATION_BUCKETS)
 
-async def reconcile(*, ray: RayJobsClient, jobs: JobStore, alerts: AlertStream, limit: int) -> None:
-    """Bring unfinished job records in line with Ray, and alert on jobs that died.
+    async def reconcile_forever(self, background: Background) -> None:
+        while background.running:
+            try:
+                await self.reconcile(limit=50)
+            except (RayJobsError, RedisError, OSError) as exc:
+                log.warning("job reconciliation skipped: %s", exc)
+            await background.pause(self._settings.job_poll_seconds)
 
-    The training command records its own outcome; this catches what it cannot: a job
-    that crashed before or outside our code (import error, killed worker, lost node).
-    Any number of API replicas may run it: the final alert is claimed once per job.
-    """
-    for record in await jobs.recent(limit):
-        if JobStatus(record["status"]).is_terminal:
-            continue
+    async def reconcile(self, *, limit: int) -> None:
+        """Bring unfinished job records in line with Ray, and alert on jobs that died.
+
+        The training command records its own outcome; this catches what it cannot: a
+        job that crashed before or outside our code (import error, killed worker, lost
+        node). Any number of API replicas may run it: the final alert is claimed once
+        per job.
+        """
+        for record in await self._jobs.recent(limit):
+            if not JobStatus(record["status"]).is_terminal:
+                await self._reconcile_one(record)
+
+    async def _reconcile_one(self, record: dict[str, Any]) -> None:
         job_id = record["job_id"]
-        info = await ray.info(job_id)
+        info = await self._ray.info(job_id)
         if info is None:
             if _age_seconds(record["created_at"]) < _SUBMIT_GRACE_SECONDS:
-                continue  # submission may still be on its way to Ray
-            ray_status, message = (
-                JobStatus.FAILED,
-                "Ray has no record of this job (cluster restarted?)",
-            )
+                return  # submission may still be on its way to Ray
+            ray_status = JobStatus.FAILED
+            message: str | None = "Ray has no record of this job (cluster restarted?)"
         else:
-            ray_status, message = (
-                _RAY_STATUS.get(info["status"], JobStatus.PENDING),
-                info.get("message"),
-            )
+            ray_status = _RAY_STATUS.get(info["status"], JobStatus.PENDING)
+            message = info.get("message")
         if not ray_status.is_terminal:
             if ray_status is JobStatus.RUNNING and record["status"] == JobStatus.PENDING:
-                await jobs.mark_running(job_id, _ray_time(info or {}, "start_time"))
-            continue
-        fresh = await jobs.get(job_id) or {}
-        if JobStatus(fresh.get("status", "pending")).is_terminal:
-            continue  # the job recorded its own outcome meanwhile
+                await self._jobs.mark_running(job_id, _ray_time(info or {}, "start_time"))
+            return
+        fresh = await self._jobs.get(job_id) or {}
+        if JobStatus(fresh.get("status", JobStatus.PENDING)).is_terminal:
+            return  # the job recorded its own outcome meanwhile
         error = message or f"job ended as {ray_status.value} without reporting a result"
         finished = _ray_time(info, "end_time") if info else datetime.now(UTC).isoformat()
         started = (info or {}).get("start_time") or (info or {}).get("end_time")
         seconds = ((info or {}).get("end_time", 0) - started) / 1000 if started else 0.0
-        await jobs.finish(job_id, ray_status.value, seconds, error=error, finished_at=finished)
+        await self._jobs.finish(
+            job_id, ray_status.value, seconds, error=error, finished_at=finished
+        )
         log.warning("training job %s ended as %s: %s", job_id, ray_status.value, error)
-        level = "error" if ray_status is JobStatus.FAILED else "warning"
-        await alerts.publish_for_job(
+        level: AlertLevel = "error" if ray_status is JobStatus.FAILED else "warning"
+        await self._alerts.publish_for_job(
             job_id,
             level,
             f"Training job {job_id} {ray_status.value}: {error}",

@@ -1,20 +1,18 @@
-"""Model metrics from the MLflow registry and runs."""
+"""GET /get_metrics: the model's accuracy from the MLflow registry and runs."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 
 from fastapi import APIRouter
-from mlops.api.deps import UNAUTHORIZED, ServicesDep
+
+from mlops.api.deps import UNAUTHORIZED, ModelReportDep
 from mlops.schemas import ErrorResponse, MetricsResponse
-from mlops.services.metrics import model_metrics
 
 router = APIRouter(tags=["metrics"], responses=UNAUTHORIZED)
 
 
 @router.get("/get_metrics", responses={503: {"model": ErrorResponse}})
-async def get_metrics(services: ServicesDep) -> MetricsResponse:
+async def get_metrics(report: ModelReportDep) -> MetricsResponse:
     """The latest registered model and the accuracy of the last 7 days' runs."""
-    return await model_metrics(
-        registry=services.registry, settings=services.settings, now=datetime.now(UTC)
-    )
+    return await report.report(now=datetime.now(UTC))

@@ -38,6 +38,18 @@ class Background:
             async with asyncio.timeout(seconds):
                 await self._stopping.wait()
 
+    async def pause_until(self, event: asyncio.Event, seconds: float) -> None:
+        """Wait `seconds`, or less if `event` is set or stopping begins."""
+        waiters = [
+            asyncio.ensure_future(event.wait()),
+            asyncio.ensure_future(self._stopping.wait()),
+        ]
+        try:
+            await asyncio.wait(waiters, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiter in waiters:
+                waiter.cancel()
+
     async def stop(self, timeout: float = 5.0) -> None:
         """End every loop, cancelling until each has ended; for at most `timeout`.
 

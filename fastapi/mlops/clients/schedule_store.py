@@ -1,0 +1,156 @@
+"""Schedules in Redis: one JSON record each, their run counts, and per-run claims.
+
+Records are plain JSON (never pickles: whoever can write to Redis must not be able to
+run code in the API), shared by every API replica. A run is claimed with SET NX on
+(schedule id, run number), so with any number of replicas each run happens once.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, get_args
+
+from redis.asyncio import Redis
+
+from mlops.schemas import ScheduleKind
+
+log = logging.getLogger(__name__)
+
+SCHEDULES = "mlops:schedule-records"
+# Keys of the scheduler before JSON records (APScheduler's RedisJobStore: pickles).
+LEGACY_PICKLE_KEYS = ("mlops:schedules", "mlops:schedules:run-times")
+
+# Add a record only while fewer than ARGV[1] exist: the check and the write are one
+# step, so replicas adding at once cannot overshoot the cap.
+_ADD_CAPPED = """
+if redis.call('HLEN', KEYS[1]) >= tonumber(ARGV[1]) then
+  return 0
+end
+redis.call('HSET', KEYS[1], ARGV[2], ARGV[3])
+return 1
+"""
+
+
+@dataclass(frozen=True)
+class ScheduleRecord:
+    schedule_id: str
+    kind: ScheduleKind
+    minutes: int
+    created_at: datetime  # the anchor: run n falls due at created_at + n × period
+    params: dict[str, Any]
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {
+                "schedule_id": self.schedule_id,
+                "kind": self.kind,
+                "minutes": self.minutes,
+                "created_at": self.created_at.isoformat(),
+                "params": self.params,
+            }
+        )
+
+    @classmethod
+    def from_json(cls, text: str) -> ScheduleRecord:
+        raw = json.loads(text)
+        kind = raw["kind"]
+        if kind not in get_args(ScheduleKind):
+            raise ValueError(f"unknown schedule kind {kind!r}")
+        return cls(
+            schedule_id=str(raw["schedule_id"]),
+            kind=kind,
+            minutes=int(raw["minutes"]),
+            created_at=datetime.fromisoformat(raw["created_at"]),
+            params=dict(raw.get("params") or {}),
+        )
+
+
+@dataclass(frozen=True)
+class RunCount:
+    runs: int = 0
+    last_run: int | None = None  # number of the last run carried out
+    last_run_at: datetime | None = None
+
+
+def _runs_key(schedule_id: str) -> str:
+    return f"mlops:schedule-runs:{schedule_id}"
+
+
+class ScheduleStore:
+    def __init__(self, redis: Redis) -> None:
+        self._redis = redis
+
+    async def add(self, record: ScheduleRecord, *, limit: int) -> bool:
+        """Store the record; False (nothing stored) when `limit` schedules exist."""
+        added = await self._redis.eval(
+            _ADD_CAPPED, 1, SCHEDULES, limit, record.schedule_id, record.to_json()
+        )
+        return bool(added)
+
+    async def remove(self, schedule_id: str) -> bool:
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.hdel(SCHEDULES, schedule_id)
+            pipe.delete(_runs_key(schedule_id))
+            removed, _ = await pipe.execute()
+        return bool(removed)
+
+    async def records(self) -> list[ScheduleRecord]:
+        """Every schedule; a record that does not parse is logged and left out."""
+        records = []
+        for schedule_id, text in (await self._redis.hgetall(SCHEDULES)).items():
+            try:
+                records.append(ScheduleRecord.from_json(text))
+            except (KeyError, TypeError, ValueError) as exc:
+                log.warning("skipped malformed schedule record %s: %s", schedule_id, exc)
+        return records
+
+    async def run_counts(self, schedule_ids: list[str]) -> dict[str, RunCount]:
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for schedule_id in schedule_ids:
+                pipe.hgetall(_runs_key(schedule_id))
+            replies = await pipe.execute()
+        return {
+            schedule_id: RunCount(
+                runs=int(raw.get("runs", 0)),
+                last_run=int(raw["slot"]) if "slot" in raw else None,
+                last_run_at=datetime.fromisoformat(raw["last_run_at"])
+                if "last_run_at" in raw
+                else None,
+            )
+            for schedule_id, raw in zip(schedule_ids, replies, strict=True)
+        }
+
+    async def claim(self, schedule_id: str, run: int, *, period_seconds: float) -> bool:
+        """True for the one caller, across replicas, that gets to carry out this run."""
+        claimed = await self._redis.set(
+            f"mlops:schedule-run:{schedule_id}:{run}",
+            "1",
+            nx=True,
+            ex=math.ceil(period_seconds * 2 + 60),
+        )
+        return bool(claimed)
+
+    async def record_run(self, schedule_id: str, run: int, at: datetime) -> RunCount:
+        """Count a run carried out; returns the count as it was before."""
+        key = _runs_key(schedule_id)
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.hgetall(key)
+            pipe.hset(key, mapping={"slot": run, "last_run_at": at.isoformat()})
+            pipe.hincrby(key, "runs", 1)
+            before, _, _ = await pipe.execute()
+        return RunCount(
+            runs=int(before.get("runs", 0)),
+            last_run=int(before["slot"]) if "slot" in before else None,
+        )
+
+    async def drop_legacy_pickles(self) -> list[str]:
+        """Remove the previous scheduler's pickled jobs (never loaded: loading a pickle
+        runs code); returns the ids of the schedules they held, to be re-created."""
+        ids = await self._redis.hkeys(LEGACY_PICKLE_KEYS[0])
+        if await self._redis.exists(*LEGACY_PICKLE_KEYS):
+            await self._redis.delete(*LEGACY_PICKLE_KEYS)
+        return list(ids)
