@@ -17,11 +17,12 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from tenacity import (
     AsyncRetrying,
     RetryCallState,
+    Retrying,
     retry_if_exception_type,
     stop_after_attempt,
     stop_before_delay,
@@ -42,6 +43,31 @@ class _StopWhen(stop_base):
         return self._condition()
 
 
+def _policy(
+    on: tuple[type[BaseException], ...],
+    first: float,
+    cap: float,
+    attempts: int | None,
+    within: float | None,
+    stop_when: Callable[[], bool] | None,
+    what: str | None,
+) -> dict[str, Any]:
+    stop: stop_base = stop_never
+    if attempts is not None:
+        stop = stop | stop_after_attempt(attempts)
+    if within is not None:
+        stop = stop | stop_before_delay(within)
+    if stop_when is not None:
+        stop = stop | _StopWhen(stop_when)
+    return {
+        "retry": retry_if_exception_type(on),
+        "wait": wait_exponential(multiplier=first, max=cap),
+        "stop": stop,
+        "before_sleep": _log_retry(what) if what else None,
+        "reraise": True,
+    }
+
+
 def backoff(
     *,
     on: tuple[type[BaseException], ...],
@@ -60,21 +86,21 @@ def backoff(
     replaces asyncio.sleep (a background loop's interruptible pause). With `what`,
     each retry is logged as a warning naming it and the error.
     """
-    stop: stop_base = stop_never
-    if attempts is not None:
-        stop = stop | stop_after_attempt(attempts)
-    if within is not None:
-        stop = stop | stop_before_delay(within)
-    if stop_when is not None:
-        stop = stop | _StopWhen(stop_when)
-    return AsyncRetrying(
-        retry=retry_if_exception_type(on),
-        wait=wait_exponential(multiplier=first, max=cap),
-        stop=stop,
-        sleep=sleep or asyncio.sleep,
-        before_sleep=_log_retry(what) if what else None,
-        reraise=True,
-    )
+    policy = _policy(on, first, cap, attempts, within, stop_when, what)
+    return AsyncRetrying(sleep=sleep or asyncio.sleep, **policy)
+
+
+def backoff_blocking(
+    *,
+    on: tuple[type[BaseException], ...],
+    first: float,
+    cap: float,
+    attempts: int | None = None,
+    within: float | None = None,
+    what: str | None = None,
+) -> Retrying:
+    """`backoff` for code without an event loop (the local platform's supervisor)."""
+    return Retrying(**_policy(on, first, cap, attempts, within, None, what))
 
 
 async def retried(

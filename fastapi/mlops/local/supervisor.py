@@ -16,7 +16,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +24,7 @@ import httpx
 import psutil
 
 from mlops.local.components import Component
+from mlops.retry import backoff_blocking
 
 log = logging.getLogger("mlops.local")
 
@@ -65,6 +65,22 @@ def _is_ready(component: Component) -> bool:
     return True
 
 
+class _NotReady(Exception):
+    """Some components do not answer yet (their names are the message)."""
+
+
+def _check_ready(pending: list[Running]) -> None:
+    """Drop the components that are ready from `pending`; raise if any is left."""
+    for item in list(pending):
+        if (code := item.process.poll()) is not None:
+            raise StartupError(f"{item.component.name} exited with {code}:\n{item.tail()}")
+        if _is_ready(item.component):
+            log.info("%s is ready", item.component.name)
+            pending.remove(item)
+    if pending:
+        raise _NotReady(", ".join(item.component.name for item in pending))
+
+
 class Supervisor:
     def __init__(
         self, log_dir: Path, *, base_env: dict[str, str] | None = None, cwd: Path | None = None
@@ -98,22 +114,12 @@ class Supervisor:
     def wait_ready(self, items: Iterable[Running], timeout: float) -> None:
         """Poll until every component is ready; raise if one exits or time runs out."""
         pending = list(items)
-        deadline = time.monotonic() + timeout
-        delay = 0.1
-        while pending:
-            for item in list(pending):
-                if (code := item.process.poll()) is not None:
-                    name = item.component.name
-                    raise StartupError(f"{name} exited with {code}:\n{item.tail()}")
-                if _is_ready(item.component):
-                    log.info("%s is ready", item.component.name)
-                    pending.remove(item)
-            if pending and time.monotonic() > deadline:
-                names = ", ".join(i.component.name for i in pending)
-                raise StartupError(f"not ready after {timeout:.0f}s: {names}")
-            if pending:
-                time.sleep(delay)
-                delay = min(delay * 1.5, 1.0)
+        try:
+            for attempt in backoff_blocking(on=(_NotReady,), first=0.1, cap=1.0, within=timeout):
+                with attempt:
+                    _check_ready(pending)
+        except _NotReady as exc:
+            raise StartupError(f"not ready after {timeout:.0f}s: {exc}") from None
 
     def first_exited(self) -> Running | None:
         return next((r for r in self.running if r.process.poll() is not None), None)
