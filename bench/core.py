@@ -26,7 +26,7 @@ from pathlib import Path
 import httpx
 
 from mlops import sse
-from mlops.cli import Api
+from mlops.cli.http import Api
 from mlops.clients.redis import ALERT_STREAM, AlertStream, connect
 from mlops.local.platform import (
     LocalPlatform,

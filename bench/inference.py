@@ -29,7 +29,7 @@ from pathlib import Path
 
 import httpx
 
-from mlops.cli import Api
+from mlops.cli.http import Api
 from mlops.clients.serve import ServeAdmin
 from mlops.local.platform import (
     LocalPlatform,

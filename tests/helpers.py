@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import queue
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Coroutine
@@ -118,6 +121,42 @@ class SseReader:
         self._client.close()
 
 
+class PredictionLoad:
+    """Clients predicting one row in a loop until the block ends: the version and time
+    of each answer, and every failure."""
+
+    def __init__(self, api_url: str, clients: int = 1, **predict: Any) -> None:
+        self.answers: list[tuple[str, float]] = []
+        self.failures: list[str] = []
+        self._stop = threading.Event()
+        self._threads = [
+            threading.Thread(target=self._run, args=(api_url, predict)) for _ in range(clients)
+        ]
+
+    def _run(self, api_url: str, predict: dict[str, Any]) -> None:
+        with api_client(api_url) as client:
+            while not self._stop.is_set():
+                started = time.monotonic()
+                response = client.post(
+                    "/inference", json={"input_data": [6.7, 3.0, 5.2, 2.3], **predict}
+                )
+                if response.status_code != 200:
+                    self.failures.append(f"{response.status_code} {response.text}")
+                else:
+                    elapsed = time.monotonic() - started
+                    self.answers.append((response.json()["model_version"], elapsed))
+
+    def __enter__(self) -> PredictionLoad:
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join()
+
+
 # The platforms the tests start require it on writes, as `make up` does.
 API_TOKEN = "test-api-token-5f3c9a1e"
 
@@ -126,6 +165,20 @@ def api_client(base_url: str, token: str | None = API_TOKEN, **kwargs: Any) -> h
     """A client of the API that sends the test platform's token."""
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     return httpx.Client(base_url=base_url, timeout=30, headers=headers, **kwargs)
+
+
+MLOPS = str(Path(sys.executable).with_name("mlops"))  # the CLI, as installed
+
+
+def run_cli(
+    api_url: str, *args: str, token: str | None = API_TOKEN, timeout: float = 300
+) -> subprocess.CompletedProcess[str]:
+    """`mlops ARGS` as a user runs it, against `api_url`."""
+    env = {**os.environ, "MLOPS_API_URL": api_url, "MLOPS_DATA_DIR": "/nonexistent"}
+    env.pop("MLOPS_API_TOKEN", None)
+    if token:
+        env["MLOPS_API_TOKEN"] = token
+    return subprocess.run([MLOPS, *args], env=env, capture_output=True, text=True, timeout=timeout)
 
 
 def platform_settings(data_dir: Path, **overrides: Any) -> Settings:

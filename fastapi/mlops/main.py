@@ -13,7 +13,17 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from mlops import logs
-from mlops.api import alerts, errors, health, inference, model_report, prometheus, schedules
+from mlops.api import (
+    alerts,
+    drift,
+    errors,
+    health,
+    inference,
+    model_report,
+    models,
+    prometheus,
+    schedules,
+)
 from mlops.api import training as training_routes
 from mlops.api.deps import Reader
 from mlops.api.middleware import BodySizeLimit
@@ -21,13 +31,15 @@ from mlops.background import Background
 from mlops.clients import redis as redis_client
 from mlops.clients.mlflow_registry import MlflowRegistry
 from mlops.clients.ray_jobs import RayJobsClient
-from mlops.clients.redis import AlertStream, DeployLock, JobStore
+from mlops.clients.redis import AlertStream, ChampionHistory, DeployLock, DriftSamples, JobStore
 from mlops.clients.schedule_store import ScheduleStore
 from mlops.clients.serve import ServeAdmin
 from mlops.services.alerts import AlertFeed
 from mlops.services.batching import ServeBatcher
+from mlops.services.drift import DriftMonitor
 from mlops.services.inference import Inference
 from mlops.services.model_report import ModelReport
+from mlops.services.models import Models
 from mlops.services.readiness import Readiness
 from mlops.services.schedules import Schedules
 from mlops.services.serving import Serving, endpoint
@@ -79,10 +91,19 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
             stream, on_alert=lambda alert: instruments.alerts.labels(alert.level).inc()
         )
         instruments.sse_clients.set_function(lambda: feed.client_count)
+        drift_monitor = DriftMonitor(
+            settings=settings,
+            registry=registry,
+            samples=DriftSamples(
+                redis, model_name=settings.model_name, max_rows=settings.drift_sample_rows
+            ),
+            alerts=stream,
+        )
         schedules_service = Schedules(
             settings=settings,
             store=ScheduleStore(redis),
             training=training,
+            drift=drift_monitor,
             registry=registry,
             alerts=stream,
             instruments=instruments,
@@ -93,6 +114,13 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.alert_feed = feed
         app.state.model_report = ModelReport(settings=settings, registry=registry)
         app.state.readiness = Readiness(ray=ray, registry=registry, alerts=stream)
+        app.state.drift = drift_monitor
+        app.state.models = Models(
+            settings=settings,
+            registry=registry,
+            history=ChampionHistory(redis, model_name=settings.model_name),
+            alerts=stream,
+        )
 
         background = Background()
         stack.push_async_callback(background.stop)  # first to run at exit
@@ -140,7 +168,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # With MLOPS_API_TOKEN_FOR_READS every route but the probes and the SSE feed checks
     # the token; otherwise reads carry no dependency at all (it costs on /inference).
     readers = [Reader] if settings.api_token_for_reads else []
-    for router in (training_routes, inference, schedules, model_report, prometheus):
+    for router in (training_routes, inference, schedules, model_report, models, drift, prometheus):
         app.include_router(router.router, dependencies=readers)
     app.include_router(alerts.router)  # /alerts checks readers itself; /webhook is open
     app.include_router(health.router)

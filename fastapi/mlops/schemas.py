@@ -34,7 +34,7 @@ class WatchModelRequest(BaseModel):
     minutes: Minutes
 
 
-ScheduleKind = Literal["training", "watch"]
+ScheduleKind = Literal["training", "watch", "drift"]
 
 
 class ScheduleInfo(BaseModel):
@@ -42,6 +42,7 @@ class ScheduleInfo(BaseModel):
     kind: ScheduleKind
     minutes: int
     hyperparameters: dict[str, Any] | None = None
+    threshold: float | None = Field(None, description="PSI threshold of a drift watch.")
     created_at: datetime
     next_run_time: datetime | None
     last_run_at: datetime | None = None
@@ -114,6 +115,13 @@ class JobInfo(BaseModel):
     accuracy: float | None = None
     f1_macro: float | None = None
     promoted: bool | None = Field(None, description="Whether this version became champion.")
+    promotion_reason: str | None = Field(None, description="Why it was, or was not, promoted.")
+    champion_version: str | None = Field(
+        None, description="The champion it was compared with on the same test rows."
+    )
+    champion_accuracy: float | None = Field(
+        None, description="That champion's accuracy on the same test rows."
+    )
     error: str | None = None
 
 
@@ -163,6 +171,78 @@ class Alert(BaseModel):
 
 class AlertList(BaseModel):
     alerts: list[Alert]
+
+
+class ChampionMove(BaseModel):
+    """One move of the champion alias."""
+
+    action: Literal["promote", "rollback"]
+    from_version: str | None = Field(description="The champion before the move.")
+    to_version: str
+    at: datetime
+    by: str = Field(description="A training job id, or `api` for a person's call.")
+    reason: str
+
+
+class ChampionHistory(BaseModel):
+    moves: list[ChampionMove] = Field(description="Newest first.")
+
+
+Reason = Annotated[str, Field(min_length=1, max_length=500, examples=["bad predictions"])]
+
+
+class PromoteRequest(BaseModel):
+    reason: Reason
+
+
+class RollbackRequest(BaseModel):
+    reason: Reason
+
+
+class ModelVersionInfo(BaseModel):
+    version: str
+    created_at: datetime
+    accuracy: float | None
+    f1_macro: float | None
+    job_id: str | None
+    aliases: list[str]
+    promotion: Literal["promoted", "not promoted"] | None = Field(
+        description="The training job's decision (None for versions registered elsewhere)."
+    )
+    promotion_reason: str | None
+    features: list[str] = Field(description="Input columns, in order.")
+    classes: list[str]
+
+
+class ModelList(BaseModel):
+    champion_version: str | None
+    versions: list[ModelVersionInfo] = Field(description="Newest first.")
+
+
+class WatchDriftRequest(BaseModel):
+    minutes: Minutes
+    threshold: float | None = Field(
+        None, gt=0, le=10, description="PSI at which a feature drifts (default: settings)."
+    )
+
+
+class FeatureDriftInfo(BaseModel):
+    feature: str
+    psi: float = Field(description="Population stability index over the training deciles.")
+    ks_statistic: float
+    ks_pvalue: float
+    drifting: bool
+
+
+class DriftReport(BaseModel):
+    model_version: str | None = Field(description="The champion checked.")
+    verdict: Literal["drift", "no drift", "too little traffic", "no champion", "no reference"]
+    detail: str
+    sample_size: int = Field(description="Recent rows the champion served, in the check.")
+    min_rows: int = Field(description="Rows needed before a verdict is given.")
+    threshold: float
+    checked_at: datetime
+    features: list[FeatureDriftInfo]
 
 
 class DependencyState(BaseModel):

@@ -114,7 +114,28 @@ class Settings(BaseSettings):
     accuracy_threshold: float = Field(
         0.9, ge=0, le=1, description="Minimum held-out accuracy to become the champion."
     )
+    promotion_tolerance: float = Field(
+        0.0,
+        ge=0,
+        le=1,
+        description="How much below the champion's accuracy (on the same test rows) a new "
+        "version may score and still be promoted.",
+    )
     test_size: float = Field(0.2, gt=0, lt=1, description="Held-out fraction of the dataset.")
+
+    # Input drift (mlops.ml.drift).
+    drift_threshold: float = Field(
+        0.2, gt=0, description="PSI at which a feature drifts (the KS test must agree too)."
+    )
+    drift_alpha: float = Field(
+        0.01, gt=0, lt=1, description="KS p-value under which a feature's change is significant."
+    )
+    drift_min_rows: int = Field(
+        200, ge=20, description="Served rows a drift check needs before it gives a verdict."
+    )
+    drift_sample_rows: int = Field(
+        5000, ge=100, description="Recent served rows kept per model version for drift checks."
+    )
     random_seed: int = Field(42, description="Seed of the train/test split.")
 
     # Limits that keep one request from exhausting the cluster.

@@ -5,28 +5,16 @@ from __future__ import annotations
 import os
 import queue
 import subprocess
-import sys
 import threading
-from pathlib import Path
 
 import pytest
-from helpers import API_TOKEN, free_port, wait_for
+from helpers import API_TOKEN, MLOPS, free_port, run_cli, wait_for
 
 pytestmark = pytest.mark.slow
 
-MLOPS = str(Path(sys.executable).with_name("mlops"))
-
-
-def _run(api_url: str, *args: str, token: str | None = API_TOKEN, timeout: float = 300):
-    env = {**os.environ, "MLOPS_API_URL": api_url, "MLOPS_DATA_DIR": "/nonexistent"}
-    env.pop("MLOPS_API_TOKEN", None)
-    if token:
-        env["MLOPS_API_TOKEN"] = token
-    return subprocess.run([MLOPS, *args], env=env, capture_output=True, text=True, timeout=timeout)
-
 
 def test_train_wait_follows_the_job_and_prints_the_accuracy(api_url: str) -> None:
-    result = _run(api_url, "train", "--param", "n_estimators=20", "-p", "max_depth=4", "--wait")
+    result = run_cli(api_url, "train", "--param", "n_estimators=20", "-p", "max_depth=4", "--wait")
 
     assert result.returncode == 0, result.stderr
     assert "succeeded: version" in result.stdout and "accuracy 0." in result.stdout
@@ -34,7 +22,7 @@ def test_train_wait_follows_the_job_and_prints_the_accuracy(api_url: str) -> Non
 
 
 def test_a_bad_parameter_exits_non_zero_with_the_api_message_on_one_line(api_url: str) -> None:
-    result = _run(api_url, "train", "--param", "n_estimator=5", "--wait")
+    result = run_cli(api_url, "train", "--param", "n_estimator=5", "--wait")
 
     assert result.returncode == 1
     assert result.stderr.strip().splitlines() == [result.stderr.strip()]  # one line, no traceback
@@ -44,42 +32,44 @@ def test_a_bad_parameter_exits_non_zero_with_the_api_message_on_one_line(api_url
 
 
 def test_writes_without_a_token_say_so(api_url: str) -> None:
-    result = _run(api_url, "watch", "30", token=None)
+    result = run_cli(api_url, "watch", "30", token=None)
 
     assert result.returncode == 1
     assert "error: 401" in result.stderr and "MLOPS_API_TOKEN" in result.stderr
 
 
 def test_an_unreachable_api_is_one_clear_line() -> None:
-    result = _run(f"http://127.0.0.1:{free_port()}", "jobs")
+    result = run_cli(f"http://127.0.0.1:{free_port()}", "jobs")
 
     assert result.returncode == 1
     assert "cannot reach the API" in result.stderr and "Traceback" not in result.stderr
 
 
 def test_predict_jobs_metrics_and_a_schedule_round_trip(api_url: str) -> None:
-    _run(api_url, "train", "--wait")  # a champion to predict with
+    run_cli(api_url, "train", "--wait")  # a champion to predict with
 
     # The API deploys serving by itself once a champion exists: a few seconds at most.
     predicted = wait_for(
-        lambda: (r := _run(api_url, "predict", "5.1", "3.5", "1.4", "0.2")).returncode == 0 and r,
+        lambda: (
+            (r := run_cli(api_url, "predict", "5.1", "3.5", "1.4", "0.2")).returncode == 0 and r
+        ),
         timeout=90,
         what="a prediction",
     )
-    listed = _run(api_url, "jobs", "--limit", "3")
-    metrics = _run(api_url, "metrics")
-    added = _run(api_url, "schedule", "120", "-p", "n_estimators=10")
+    listed = run_cli(api_url, "jobs", "--limit", "3")
+    metrics = run_cli(api_url, "metrics")
+    added = run_cli(api_url, "schedule", "120", "-p", "n_estimators=10")
     schedule_id = added.stdout.split(":")[0]
-    shown = _run(api_url, "schedules")
-    removed = _run(api_url, "unschedule", schedule_id)
-    as_json = _run(api_url, "--json", "jobs", "--limit", "1")
+    shown = run_cli(api_url, "schedules")
+    removed = run_cli(api_url, "unschedule", schedule_id)
+    as_json = run_cli(api_url, "--json", "jobs", "--limit", "1")
 
     assert predicted.returncode == 0 and predicted.stdout.startswith("Setosa (")
     assert listed.returncode == 0 and "succeeded" in listed.stdout
     assert metrics.returncode == 0 and "latest version" in metrics.stdout
     assert added.returncode == 0 and schedule_id.startswith("training-")
     assert schedule_id in shown.stdout and "every 120 min" in shown.stdout
-    assert removed.returncode == 0 and schedule_id not in _run(api_url, "schedules").stdout
+    assert removed.returncode == 0 and schedule_id not in run_cli(api_url, "schedules").stdout
     assert as_json.stdout.lstrip().startswith("[")
 
 
@@ -99,12 +89,12 @@ def test_alerts_follow_streams_new_alerts(api_url: str) -> None:
     threading.Thread(target=pump, daemon=True).start()
     try:
         lines.get(timeout=30)  # the most recent alert, printed first
-        watch = _run(api_url, "watch", "1")  # a watch alerts within a (test) minute
+        watch = run_cli(api_url, "watch", "1")  # a watch alerts within a (test) minute
         schedule_id = watch.stdout.split(":")[0]
         streamed = lines.get(timeout=60)
     finally:
         follower.terminate()
         follower.wait(10)
-        _run(api_url, "unschedule", schedule_id)
+        run_cli(api_url, "unschedule", schedule_id)
 
     assert "watch" in streamed

@@ -11,13 +11,12 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import mlflow
 import pandas as pd
 import pytest
-from helpers import api_client, wait_for, wait_for_job
+from helpers import PredictionLoad, api_client, wait_for, wait_for_job
 
 from mlops.ml import data, model
 from mlops.settings import Settings
@@ -47,7 +46,9 @@ def _train(api: httpx.Client, hyperparameters: dict) -> dict:
 def served(platform, api_url: str, settings: Settings) -> dict:
     """A champion trained through the API, deployed with serve.py."""
     with api_client(api_url) as api:
-        job = _train(api, {"random_state": 3})
+        # 0.967 on iris's test rows, the best any forest scores there: it clears the
+        # promotion gate whatever the champion before it.
+        job = _train(api, {"random_state": 1})
     deployed = _serve_py(settings)
     assert deployed.returncode == 0, deployed.stderr
     # Replicas already running switch to a new champion within serve_reload_seconds.
@@ -226,45 +227,11 @@ def test_serve_py_twice_changes_nothing(settings: Settings, served: dict) -> Non
     assert replicas == [(r["replica_id"], r["start_time_s"]) for r in _replicas(before)]
 
 
-class _Load:
-    """Clients predicting one row in a loop until the block ends: the version and time
-    of each answer, and every failure."""
-
-    def __init__(self, api_url: str, clients: int = 1, **predict: Any) -> None:
-        self.answers: list[tuple[str, float]] = []
-        self.failures: list[str] = []
-        self._stop = threading.Event()
-        self._threads = [
-            threading.Thread(target=self._run, args=(api_url, predict)) for _ in range(clients)
-        ]
-
-    def _run(self, api_url: str, predict: dict[str, Any]) -> None:
-        with api_client(api_url) as client:
-            while not self._stop.is_set():
-                started = time.monotonic()
-                response = _predict(client, [6.7, 3.0, 5.2, 2.3], **predict)
-                if response.status_code != 200:
-                    self.failures.append(f"{response.status_code} {response.text}")
-                else:
-                    elapsed = time.monotonic() - started
-                    self.answers.append((response.json()["model_version"], elapsed))
-
-    def __enter__(self) -> _Load:
-        for thread in self._threads:
-            thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        for thread in self._threads:
-            thread.join()
-
-
 def test_promotion_hot_reloads_with_zero_failed_requests(
     api_url: str, api: httpx.Client, served: dict
 ) -> None:
-    with _Load(api_url, retries=0) as load:
-        promoted = _train(api, {"n_estimators": 40, "random_state": 11})
+    with PredictionLoad(api_url, retries=0) as load:
+        promoted = _train(api, {"n_estimators": 5, "random_state": 0})  # 0.967 too
         wait_for(
             lambda: load.answers and load.answers[-1][0] == promoted["model_version"],
             timeout=30,
@@ -298,7 +265,7 @@ def test_a_replica_killed_under_load_costs_no_request(
     wait_for(lambda: len(_replica_pids(settings)) == 2, timeout=120, what="two replicas")
     pids = _replica_pids(settings)
     try:
-        with _Load(api_url, clients=4) as load:  # default retries and SLA
+        with PredictionLoad(api_url, clients=4) as load:  # default retries and SLA
             wait_for(lambda: len(load.answers) > 50, timeout=30, what="load to build up")
             os.kill(pids[0], signal.SIGKILL)
             killed_at = len(load.answers)

@@ -11,8 +11,10 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from mlops.schemas import ErrorResponse
 from mlops.services.alerts import AlertFeed
+from mlops.services.drift import DriftMonitor
 from mlops.services.inference import Inference
 from mlops.services.model_report import ModelReport
+from mlops.services.models import Models
 from mlops.services.readiness import Readiness
 from mlops.services.schedules import Schedules
 from mlops.services.training import Training
@@ -38,6 +40,8 @@ SchedulesDep = Annotated[Schedules, Depends(_from_state("schedules"))]
 AlertFeedDep = Annotated[AlertFeed, Depends(_from_state("alert_feed"))]
 ModelReportDep = Annotated[ModelReport, Depends(_from_state("model_report"))]
 ReadinessDep = Annotated[Readiness, Depends(_from_state("readiness"))]
+ModelsDep = Annotated[Models, Depends(_from_state("models"))]
+DriftDep = Annotated[DriftMonitor, Depends(_from_state("drift"))]
 
 # Documents the scheme in OpenAPI (Swagger's Authorize button); we check the token.
 _bearer = HTTPBearer(

@@ -18,6 +18,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from mlops.clients.mlflow_registry import MlflowUnavailable
 from mlops.clients.ray_jobs import RayJobsError
 from mlops.ml.model import HyperparameterError
+from mlops.services.models import ChampionConflict, UnknownVersion
 from mlops.services.schedules import TooManySchedules
 from mlops.services.training import TooManyTrainings
 
@@ -82,12 +83,21 @@ async def _bad_hyperparameter(request: Request, exc: Exception) -> Response:
     return JSONResponse(status_code=422, content={"detail": [problem]})
 
 
+def _status(code: int) -> Handler:
+    async def handler(request: Request, exc: Exception) -> Response:
+        return JSONResponse(status_code=code, content={"detail": str(exc)})
+
+    return handler
+
+
 def install(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _invalid_request)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(TooManyTrainings, _too_many)
     app.add_exception_handler(TooManySchedules, _too_many)
     app.add_exception_handler(HyperparameterError, _bad_hyperparameter)
+    app.add_exception_handler(UnknownVersion, _status(404))
+    app.add_exception_handler(ChampionConflict, _status(409))
     app.add_exception_handler(
         MlflowUnavailable, _unavailable("MLflow", "Check MLOPS_MLFLOW_TRACKING_URI and /ready.")
     )

@@ -32,6 +32,14 @@ class ModelVersion:
 
 
 @dataclass(frozen=True)
+class TaggedVersion:
+    version: str
+    run_id: str | None
+    created_at: datetime
+    tags: dict[str, str]
+
+
+@dataclass(frozen=True)
 class RunAccuracy:
     run_id: str
     started_at: datetime
@@ -57,6 +65,15 @@ def _is_missing(response: httpx.Response) -> bool:
 
 def _from_ms(value: Any) -> datetime:
     return datetime.fromtimestamp(int(value) / 1000, tz=UTC)
+
+
+def _tagged(raw: dict[str, Any]) -> TaggedVersion:
+    return TaggedVersion(
+        version=str(raw["version"]),
+        run_id=raw.get("run_id"),
+        created_at=_from_ms(raw["creation_timestamp"]),
+        tags={t["key"]: t["value"] for t in raw.get("tags", [])},
+    )
 
 
 class MlflowRegistry:
@@ -113,6 +130,63 @@ class MlflowRegistry:
             run_id=found.get("run_id"),
             created_at=_from_ms(found["creation_timestamp"]),
         )
+
+    async def versions(self, model_name: str) -> list[TaggedVersion]:
+        """Every version of the model with its tags, newest first."""
+        found: list[TaggedVersion] = []
+        page_token: str | None = None
+        while True:
+            params: dict[str, Any] = {
+                "filter": f"name='{model_name}'",
+                "order_by": "version_number DESC",
+                "max_results": 200,
+            }
+            if page_token:
+                params["page_token"] = page_token
+            reply = await self._call("GET", "/model-versions/search", params=params) or {}
+            found += [_tagged(raw) for raw in reply.get("model_versions", [])]
+            page_token = reply.get("next_page_token")
+            if not page_token:
+                return found
+
+    async def version(self, model_name: str, version: str) -> TaggedVersion | None:
+        reply = await self._call(
+            "GET", "/model-versions/get", params={"name": model_name, "version": version}
+        )
+        return _tagged(reply["model_version"]) if reply else None
+
+    async def aliases(self, model_name: str) -> dict[str, list[str]]:
+        """version -> the aliases it carries."""
+        reply = await self._call("GET", "/registered-models/get", params={"name": model_name})
+        carried: dict[str, list[str]] = {}
+        for alias in (reply or {}).get("registered_model", {}).get("aliases", []):
+            carried.setdefault(str(alias["version"]), []).append(alias["alias"])
+        return carried
+
+    async def set_alias(self, model_name: str, alias: str, version: str) -> None:
+        await self._call(
+            "POST",
+            "/registered-models/alias",
+            json={"name": model_name, "alias": alias, "version": version},
+        )
+
+    async def run_artifact_json(self, run_id: str, path: str) -> Any | None:
+        """A JSON artifact of a run (served by the tracking server), or None if absent."""
+        try:
+            response = await self._http.get(
+                f"{self._base}/get-artifact", params={"run_id": run_id, "path": path}
+            )
+        except httpx.HTTPError as exc:
+            raise MlflowUnavailable(f"MLflow at {self._base} is unreachable: {exc}") from exc
+        if response.status_code in {400, 404}:
+            return None
+        if response.status_code >= 500 and "does not exist" in response.text:
+            return None
+        if response.status_code != 200:
+            raise MlflowUnavailable(
+                f"MLflow answered {response.status_code}: {response.text[:200]}"
+            )
+        return response.json()
 
     async def alias_version(self, model_name: str, alias: str) -> str | None:
         reply = await self._call(

@@ -19,12 +19,13 @@ from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 
-from mlops.schemas import Alert, AlertLevel, JobStatus
+from mlops.schemas import Alert, AlertLevel, ChampionMove, JobStatus
 from mlops.settings import Settings
 
 log = logging.getLogger(__name__)
 
 ALERT_STREAM = "mlops:alerts"
+HISTORY_LENGTH = 10_000
 JOB_INDEX = "mlops:jobs"
 JOB_ACTIVE = "mlops:jobs:active"
 JOB_TOTALS = "mlops:jobs:finished"  # status -> jobs that ended so, since the start
@@ -135,10 +136,11 @@ class AlertStream:
             "data": json.dumps(data),
         }
         entry_id = await self._redis.eval(
-            _PUBLISH_ONCE,
+            _APPEND_ONCE,
             2,
             _job_key(job_id),
             ALERT_STREAM,
+            "alerted",
             self._max_len,
             *(part for pair in fields.items() for part in pair),
         )
@@ -186,12 +188,13 @@ return 0
 """
 
 
-# Claim a job's final alert and publish it, or do nothing if it was claimed before.
-_PUBLISH_ONCE = """
-if redis.call('HSETNX', KEYS[1], 'alerted', 'true') == 0 then
+# Append a job's entry to a stream (its final alert, its move of the champion) once:
+# claim field ARGV[1] of the job's record, or do nothing if it was claimed before.
+_APPEND_ONCE = """
+if redis.call('HSETNX', KEYS[1], ARGV[1], 'true') == 0 then
   return false
 end
-return redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[1], '*', unpack(ARGV, 2))
+return redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], '*', unpack(ARGV, 3))
 """
 
 # Admit a job only while fewer than ARGV[1] are active (0: no limit).
@@ -225,6 +228,81 @@ end
 redis.call('HINCRBY', KEYS[4], status .. ':le:+Inf', 1)
 return 1
 """.replace("BUCKETS", ", ".join(map(str, DURATION_BUCKETS)))
+
+
+class ChampionHistory:
+    """Every move of the champion alias, oldest first in the stream: by training jobs
+    and by people (promote, roll back). Kept in Redis with the jobs and alerts."""
+
+    def __init__(self, redis: Redis, *, model_name: str) -> None:
+        self._redis = redis
+        self._key = f"mlops:champion-history:{model_name}"
+
+    async def record(self, move: ChampionMove) -> None:
+        await self._redis.xadd(self._key, {"move": move.model_dump_json()}, maxlen=HISTORY_LENGTH)
+
+    async def record_for_job(self, job_id: str, move: ChampionMove) -> None:
+        """A training job's move, recorded once however often the job retries."""
+        await self._redis.eval(
+            _APPEND_ONCE,
+            2,
+            _job_key(job_id),
+            self._key,
+            "champion_recorded",
+            HISTORY_LENGTH,
+            "move",
+            move.model_dump_json(),
+        )
+
+    async def moves(self, limit: int = HISTORY_LENGTH) -> list[ChampionMove]:
+        """Newest first; an entry that does not parse is skipped with one log line."""
+        moves = []
+        for entry_id, fields in await self._redis.xrevrange(self._key, count=limit):
+            try:
+                moves.append(ChampionMove.model_validate_json(fields["move"]))
+            except (KeyError, ValidationError) as exc:
+                log.warning("skipped malformed champion move %s: %s", entry_id, exc)
+        return moves
+
+
+class DriftSamples:
+    """Recent rows each model version served (one stream entry a row, the newest
+    `max_rows` kept), written by the Serve replicas off the hot path and read by
+    drift checks."""
+
+    def __init__(self, redis: Redis, *, model_name: str, max_rows: int) -> None:
+        self._redis = redis
+        self._model_name = model_name
+        self._max_rows = max_rows
+
+    def _key(self, version: str) -> str:
+        return f"mlops:drift-sample:{self._model_name}:{version}"
+
+    async def append(self, rows_by_version: Mapping[str, Sequence[Sequence[float]]]) -> None:
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for version, rows in rows_by_version.items():
+                for row in rows:
+                    pipe.xadd(
+                        self._key(version),
+                        {"row": json.dumps(list(row))},
+                        maxlen=self._max_rows,
+                        approximate=True,
+                    )
+            await pipe.execute()
+
+    async def recent(self, version: str) -> list[list[float]]:
+        """The newest rows served by `version` (at most max_rows), newest first; an entry
+        that is not a row of numbers is skipped."""
+        entries = await self._redis.xrevrange(self._key(version), count=self._max_rows)
+        rows = []
+        for _, fields in entries:
+            try:
+                row = json.loads(fields["row"])
+            except (KeyError, ValueError):
+                continue
+            if isinstance(row, list) and all(isinstance(v, int | float) for v in row):
+                rows.append([float(v) for v in row])
+        return rows
 
 
 def _job_key(job_id: str) -> str:

@@ -35,6 +35,7 @@ from mlops.ml.registry_tags import (
     TAG_COMPILED_REASON,
     TAG_FEATURES,
 )
+from mlops.ml.sampling import ServedRows
 from mlops.settings import Settings
 
 log = logging.getLogger("ray.serve")
@@ -114,10 +115,17 @@ class ModelServer:
         self._settings = Settings()
         self._champion: LoadedModel | None = None
         self._follower: asyncio.Task | None = None
+        self._served = ServedRows(self._settings)
+        self._sampler: asyncio.Task | None = None
 
     def _ensure_follower(self) -> None:
+        """The replica's background tasks: following the champion alias, and storing
+        a sample of what it serves for drift checks."""
+        loop = asyncio.get_running_loop()
         if self._follower is None or self._follower.done():
-            self._follower = asyncio.get_running_loop().create_task(self._follow_champion())
+            self._follower = loop.create_task(self._follow_champion())
+        if self._sampler is None or self._sampler.done():
+            self._sampler = loop.create_task(self._served.flush_forever())
 
     async def _follow_champion(self) -> None:
         """Poll the alias; load a new champion fully before it replaces the old one."""
@@ -174,6 +182,7 @@ class ModelServer:
                 f"({', '.join(model.features)}), got {got}",
             )
         probabilities = await self._predict(_Item(model, rows))
+        self._served.add(model.version, rows)
         return JSONResponse(
             {
                 "version": model.version,

@@ -25,18 +25,25 @@ from typing import Any
 from redis.exceptions import RedisError
 
 from mlops import logs
-from mlops.clients.redis import AlertStream, JobStore, connect
-from mlops.ml import data, model, predictors
+from mlops.clients.redis import AlertStream, ChampionHistory, JobStore, connect
+from mlops.ml import data, drift, model, predictors, promotion
 from mlops.ml.registry_tags import (
     COMPILED_DIR,
     COMPILED_FILE,
+    REFERENCE_DIR,
+    REFERENCE_FILE,
+    TAG_ACCURACY,
     TAG_CLASSES,
     TAG_COMPILED,
     TAG_COMPILED_REASON,
+    TAG_F1,
     TAG_FEATURES,
+    TAG_JOB,
+    TAG_PROMOTION,
+    TAG_PROMOTION_REASON,
 )
 from mlops.retry import backoff
-from mlops.schemas import AlertLevel, JobStatus
+from mlops.schemas import AlertLevel, ChampionMove, JobStatus
 from mlops.settings import Settings
 
 log = logging.getLogger("mlops.train")
@@ -48,14 +55,19 @@ class TrainingResult:
     model_version: str
     accuracy: float
     f1_macro: float
-    promoted: bool
+    decision: promotion.Decision
+    champion: promotion.ChampionScore | None  # the champion it was compared with
+    move: ChampionMove | None  # the alias move, when promoted
+
+    @property
+    def promoted(self) -> bool:
+        return self.decision.promoted
 
 
 def train_and_register(
     settings: Settings, hyperparameters: dict[str, Any], *, job_id: str
 ) -> TrainingResult:
     import mlflow  # heavy; imported where it is used so `--help` stays fast
-    from mlflow.models import infer_signature
 
     frame = data.read_csv(settings.dataset_uri, data.s3_config(settings))
     features, labels = data.split_features(frame, settings.target_column)
@@ -65,18 +77,81 @@ def train_and_register(
     scores = model.evaluate(pipeline, parts.x_test, parts.y_test)
     log.info("job %s: accuracy %.4f, macro F1 %.4f", job_id, scores["accuracy"], scores["f1_macro"])
 
-    compiled, verification = _compile(pipeline, parts)
-
     mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
+    client = mlflow.MlflowClient()
+    champion = promotion.score_champion(
+        client,
+        model_name=settings.model_name,
+        alias=settings.champion_alias,
+        x_test=parts.x_test,
+        y_test=parts.y_test,
+    )
+    decision = promotion.decide(
+        scores["accuracy"],
+        threshold=settings.accuracy_threshold,
+        tolerance=settings.promotion_tolerance,
+        champion=champion,
+        test_rows=len(parts.x_test),
+    )
+    log.info("job %s: %s", job_id, decision.reason)
+    run_id, version = _log_and_register(
+        settings, pipeline, parts, scores, hyperparameters, job_id=job_id
+    )
+    tags = {
+        TAG_CLASSES: json.dumps([str(c) for c in pipeline.classes_]),
+        TAG_FEATURES: json.dumps(list(parts.x_train.columns)),
+        TAG_JOB: job_id,
+        TAG_ACCURACY: str(scores["accuracy"]),
+        TAG_F1: str(scores["f1_macro"]),
+        TAG_PROMOTION: "promoted" if decision.promoted else "not promoted",
+        TAG_PROMOTION_REASON: decision.reason,
+    }
+    for key, value in tags.items():
+        client.set_model_version_tag(settings.model_name, version, key, value)
+    move = None
+    if decision.promoted:
+        client.set_registered_model_alias(settings.model_name, settings.champion_alias, version)
+        move = ChampionMove(
+            action="promote",
+            from_version=champion.version if champion else None,
+            to_version=version,
+            at=datetime.now(UTC),
+            by=job_id,
+            reason=decision.reason,
+        )
+    return TrainingResult(
+        run_id, version, scores["accuracy"], scores["f1_macro"], decision, champion, move
+    )
+
+
+def _log_and_register(
+    settings: Settings,
+    pipeline: Any,
+    parts: model.Split,
+    scores: dict[str, float],
+    hyperparameters: dict[str, Any],
+    *,
+    job_id: str,
+) -> tuple[str, str]:
+    """Log the run (parameters, scores, compiled form, drift reference) and register
+    the pipeline; returns (run id, version)."""
+    import mlflow
+    from mlflow.models import infer_signature
+
+    compiled, verification = _compile(pipeline, parts)
     mlflow.set_experiment(settings.experiment_name)
-    with mlflow.start_run(run_name=job_id, tags={"mlops.job_id": job_id}) as run:
+    with mlflow.start_run(run_name=job_id, tags={TAG_JOB: job_id}) as run:
         mlflow.log_params({**hyperparameters, "test_size": settings.test_size})
         mlflow.log_metrics(scores)
-        if compiled is not None:
-            with tempfile.TemporaryDirectory() as folder:
+        with tempfile.TemporaryDirectory() as folder:
+            if compiled is not None:
                 path = Path(folder) / COMPILED_FILE
                 path.write_bytes(compiled)
                 mlflow.log_artifact(str(path), artifact_path=COMPILED_DIR)
+            reference = Path(folder) / REFERENCE_FILE
+            profile = drift.profile(parts.x_train, seed=settings.random_seed)
+            reference.write_text(json.dumps(profile))
+            mlflow.log_artifact(str(reference), artifact_path=REFERENCE_DIR)
         info = mlflow.sklearn.log_model(
             pipeline,
             name="model",
@@ -90,20 +165,10 @@ def train_and_register(
         )
     version = str(info.registered_model_version)
     client = mlflow.MlflowClient()
-    tags = {
-        TAG_COMPILED: "onnx" if compiled is not None else "none",
-        TAG_COMPILED_REASON: verification,
-        TAG_CLASSES: json.dumps([str(c) for c in pipeline.classes_]),
-        TAG_FEATURES: json.dumps(list(parts.x_train.columns)),
-    }
-    for key, value in tags.items():
-        client.set_model_version_tag(settings.model_name, version, key, value)
-    promoted = scores["accuracy"] >= settings.accuracy_threshold
-    if promoted:
-        client.set_registered_model_alias(settings.model_name, settings.champion_alias, version)
-    return TrainingResult(
-        run.info.run_id, version, scores["accuracy"], scores["f1_macro"], promoted
-    )
+    compiled_as = "onnx" if compiled is not None else "none"
+    client.set_model_version_tag(settings.model_name, version, TAG_COMPILED, compiled_as)
+    client.set_model_version_tag(settings.model_name, version, TAG_COMPILED_REASON, verification)
+    return run.info.run_id, version
 
 
 def _compile(pipeline, parts: model.Split) -> tuple[bytes | None, str]:
@@ -125,12 +190,12 @@ def outcome_alert(result: TrainingResult, settings: Settings) -> tuple[AlertLeve
     if result.promoted:
         return "success", (
             f"Latest model accuracy was {result.accuracy:.4f}: version {result.model_version} "
-            f"of {settings.model_name} is now the {settings.champion_alias}."
+            f"of {settings.model_name} is now the {settings.champion_alias} "
+            f"({result.decision.reason})."
         )
     return "warning", (
-        f"Latest model accuracy was {result.accuracy:.4f}, below the "
-        f"{settings.accuracy_threshold} threshold: version {result.model_version} is registered "
-        f"but not promoted."
+        f"Latest model accuracy was {result.accuracy:.4f}: version {result.model_version} is "
+        f"registered but not promoted: {result.decision.reason}."
     )
 
 
@@ -166,8 +231,10 @@ async def _record(
     seconds: float,
     fields: dict[str, Any],
     alert: tuple[AlertLevel, str],
+    move: ChampionMove | None = None,
 ) -> None:
-    """Record the job's outcome (it knows best, so it wins) and raise its one alert."""
+    """Record the job's outcome (it knows best, so it wins), the champion's move if it
+    made one, and raise its one alert (each once, however often this is retried)."""
 
     async def attempt() -> None:
         redis = connect(settings)
@@ -175,6 +242,9 @@ async def _record(
             jobs = JobStore(redis, history=settings.job_history)
             outcome = {k: v for k, v in fields.items() if k != "status"}
             await jobs.finish(job_id, fields["status"], seconds, **outcome)
+            if move is not None:
+                history = ChampionHistory(redis, model_name=settings.model_name)
+                await history.record_for_job(job_id, move)
             level, text = alert
             alerts = AlertStream(redis, max_len=settings.alert_history)
             await alerts.publish_for_job(job_id, level, text, data={"job_id": job_id, **fields})
@@ -208,10 +278,14 @@ def run(job_id: str, hyperparameters: dict[str, Any], settings: Settings) -> int
         "accuracy": result.accuracy,
         "f1_macro": result.f1_macro,
         "promoted": result.promoted,
+        "promotion_reason": result.decision.reason,
+        "champion_version": result.champion.version if result.champion else None,
+        "champion_accuracy": result.champion.accuracy if result.champion else None,
         "error": None,
     }
     alert = outcome_alert(result, settings)
-    asyncio.run(_record(settings, job_id, time.monotonic() - started, fields, alert))
+    seconds = time.monotonic() - started
+    asyncio.run(_record(settings, job_id, seconds, fields, alert, result.move))
     return 0
 
 

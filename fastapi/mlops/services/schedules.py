@@ -27,6 +27,7 @@ from mlops.clients.redis import AlertStream
 from mlops.clients.schedule_store import ScheduleRecord, ScheduleStore
 from mlops.ml.model import validate_hyperparameters
 from mlops.schemas import ScheduleInfo, ScheduleKind
+from mlops.services.drift import DriftMonitor
 from mlops.services.training import TooManyTrainings, Training
 from mlops.settings import Settings
 from mlops.telemetry import Instruments
@@ -53,6 +54,7 @@ class Schedules:
         settings: Settings,
         store: ScheduleStore,
         training: Training,
+        drift: DriftMonitor,
         registry: MlflowRegistry,
         alerts: AlertStream,
         instruments: Instruments,
@@ -60,6 +62,7 @@ class Schedules:
         self._settings = settings
         self._store = store
         self._training = training
+        self._drift = drift
         self._registry = registry
         self._alerts = alerts
         self._instruments = instruments
@@ -81,10 +84,17 @@ class Schedules:
         return record.created_at + timedelta(seconds=due * self._period(record.minutes))
 
     async def add(
-        self, *, kind: ScheduleKind, minutes: int, hyperparameters: dict[str, Any] | None
+        self,
+        *,
+        kind: ScheduleKind,
+        minutes: int,
+        hyperparameters: dict[str, Any] | None = None,
+        threshold: float | None = None,
     ) -> ScheduleInfo:
         """Validate and store a schedule; raises HyperparameterError or TooManySchedules."""
         params: dict[str, Any] = {}
+        if kind == "drift":
+            params["threshold"] = threshold or self._settings.drift_threshold
         if kind == "training":
             params["hyperparameters"] = validate_hyperparameters(
                 hyperparameters or {},
@@ -129,6 +139,7 @@ class Schedules:
             kind=record.kind,
             minutes=record.minutes,
             hyperparameters=record.params.get("hyperparameters"),
+            threshold=record.params.get("threshold"),
             created_at=record.created_at,
             next_run_time=self._next_run_time(record, datetime.now(UTC)),
             last_run_at=last_run_at,
@@ -187,6 +198,10 @@ class Schedules:
         try:
             if record.kind == "training":
                 await self._submit_training(record, run)
+            elif record.kind == "drift":
+                threshold = record.params.get("threshold")
+                await self._drift.check_and_alert(threshold, schedule_id=record.schedule_id)
+                self._instruments.schedule_runs.labels(record.kind, "checked").inc()
             else:
                 await self._check_staleness(record)
                 self._instruments.schedule_runs.labels(record.kind, "checked").inc()

@@ -1,121 +1,23 @@
-"""`mlops`: the platform from a terminal, over the API's HTTP interface.
-
-\b
-    mlops train --param n_estimators=200 --wait
-    mlops predict 5.1 3.5 1.4 0.2
-    mlops alerts --follow
-
-The API is MLOPS_API_URL (or --api), by default the local platform's. Writes send
-MLOPS_API_TOKEN, or the token `make up` keeps in MLOPS_DATA_DIR/api-token.
-"""
+"""The platform's everyday commands: training, jobs, predictions, schedules, alerts."""
 
 from __future__ import annotations
 
 import json
-import os
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import click
 import httpx
 
-from mlops import sse
+from mlops.cli.http import Api, ApiError, emit, number, params_of
 from mlops.schemas import JobStatus
 
-DEFAULT_API = "http://127.0.0.1:8888"
 _SPINNER = "⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏"
 
 
-class ApiError(click.ClickException):
-    """One line on stderr, exit code 1: what the API (or the network) said."""
-
-    def show(self, file: Any = None) -> None:
-        click.secho(f"error: {self.message}", err=True, fg="red")
-
-
-def _describe(response: httpx.Response) -> str:
-    try:
-        detail = response.json().get("detail")
-    except ValueError:
-        detail = response.text.strip()[:200]
-    if isinstance(detail, list):  # validation errors: field path and message each
-        detail = "; ".join(
-            f"{'.'.join(str(p) for p in d.get('loc', [])[1:])}: {d.get('msg')}" for d in detail
-        )
-    return f"{response.status_code} {detail or response.reason_phrase}"
-
-
-class Api:
-    def __init__(self, url: str, token: str | None) -> None:
-        headers = {"Authorization": f"Bearer {token}"} if token else {}
-        self.url = url.rstrip("/")
-        self.http = httpx.Client(base_url=self.url, headers=headers, timeout=60)
-
-    def call(self, method: str, path: str, **kwargs: Any) -> Any:
-        try:
-            response = self.http.request(method, path, **kwargs)
-        except httpx.HTTPError as exc:
-            raise ApiError(
-                f"cannot reach the API at {self.url} ({exc.__class__.__name__}); "
-                "is the platform up? (`make up`, or set MLOPS_API_URL)"
-            ) from None
-        if response.is_error:
-            raise ApiError(_describe(response))
-        return response.json()
-
-    def events(self, last_id: str | None) -> Iterator[sse.SseEvent]:
-        """The events of /webhook, until the stream ends."""
-        headers = {"Last-Event-ID": last_id} if last_id else {}
-        timeout = httpx.Timeout(10, read=None)
-        with self.http.stream("GET", "/webhook", headers=headers, timeout=timeout) as response:
-            if response.is_error:
-                response.read()
-                raise ApiError(_describe(response))
-            yield from sse.events(response.iter_lines())
-
-
-def _token() -> str | None:
-    if token := os.environ.get("MLOPS_API_TOKEN"):
-        return token
-    kept = Path(os.environ.get("MLOPS_DATA_DIR", ".data")) / "api-token"
-    return kept.read_text().strip() if kept.exists() else None
-
-
-def _params(pairs: tuple[str, ...]) -> dict[str, Any]:
-    """k=v pairs; each v read as JSON when it is JSON (numbers, true, null), else text."""
-    params: dict[str, Any] = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise click.BadParameter(f"{pair!r} is not key=value", param_hint="--param")
-        try:
-            params[key] = json.loads(value)
-        except ValueError:
-            params[key] = value
-    return params
-
-
-def _number(value: float | None) -> str:
-    return "-" if value is None else f"{value:.4f}"
-
-
-def _emit(ctx: click.Context, data: Any, human: str) -> None:
-    click.echo(json.dumps(data, indent=2) if ctx.obj["json"] else human)
-
-
-@click.group(help=__doc__, context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--api", envvar="MLOPS_API_URL", default=DEFAULT_API, show_default=True,
-              help="API base URL (MLOPS_API_URL).")  # fmt: skip
-@click.option("--json", "as_json", is_flag=True, help="Print the API's JSON answers.")
-@click.pass_context
-def main(ctx: click.Context, api: str, as_json: bool) -> None:
-    ctx.obj = {"api": Api(api, _token()), "json": as_json}
-
-
-@main.command()
+@click.command()
 @click.option("--param", "-p", "params", multiple=True, metavar="KEY=VALUE",
               help="A RandomForestClassifier hyperparameter; repeat for more.")  # fmt: skip
 @click.option(
@@ -126,10 +28,10 @@ def main(ctx: click.Context, api: str, as_json: bool) -> None:
 def train(ctx: click.Context, params: tuple[str, ...], wait: bool, timeout: float) -> None:
     """Start a training job on Ray."""
     api: Api = ctx.obj["api"]
-    accepted = api.call("POST", "/trigger_training", json={"hyperparameters": _params(params)})
+    accepted = api.call("POST", "/trigger_training", json={"hyperparameters": params_of(params)})
     job_id = accepted["job_id"]
     if not wait:
-        _emit(ctx, accepted, f"started {job_id} (mlops jobs, or --wait to follow it)")
+        emit(ctx, accepted, f"started {job_id} (mlops jobs, or --wait to follow it)")
         return
     job = _follow(api, job_id, timeout)
     if ctx.obj["json"]:
@@ -177,7 +79,7 @@ def _outcome(job: dict[str, Any]) -> str:
     )
 
 
-@main.command()
+@click.command()
 @click.option("--limit", default=20, show_default=True)
 @click.pass_context
 def jobs(ctx: click.Context, limit: int) -> None:
@@ -186,13 +88,13 @@ def jobs(ctx: click.Context, limit: int) -> None:
     rows = [
         f"{j['job_id']}  {j['status']:<9}  {j['created_at'][:19]}  "
         f"{'v' + j['model_version'] if j.get('model_version') else '-':<5}  "
-        f"{_number(j.get('accuracy'))}"
+        f"{number(j.get('accuracy'))}"
         for j in listed
     ]
-    _emit(ctx, listed, "\n".join(rows) or "no jobs yet")
+    emit(ctx, listed, "\n".join(rows) or "no jobs yet")
 
 
-@main.command()
+@click.command()
 @click.argument("features", nargs=-1, type=float, required=True)
 @click.option("--version", "model_version", help="A registered version instead of the champion.")
 @click.pass_context
@@ -203,39 +105,39 @@ def predict(ctx: click.Context, features: tuple[float, ...], model_version: str 
         body["model_version"] = model_version
     answer = ctx.obj["api"].call("POST", "/inference", json=body)
     chance = answer["probabilities"][answer["label"]]
-    _emit(ctx, answer, f"{answer['label']} ({chance:.1%}), version {answer['model_version']}")
+    emit(ctx, answer, f"{answer['label']} ({chance:.1%}), version {answer['model_version']}")
 
 
-@main.command()
+@click.command()
 @click.argument("minutes", type=int)
 @click.option("--param", "-p", "params", multiple=True, metavar="KEY=VALUE")
 @click.pass_context
 def schedule(ctx: click.Context, minutes: int, params: tuple[str, ...]) -> None:
     """Train every MINUTES minutes."""
-    body = {"minutes": minutes, "hyperparameters": _params(params)}
+    body = {"minutes": minutes, "hyperparameters": params_of(params)}
     added = ctx.obj["api"].call("POST", "/schedule_training", json=body)
-    _emit(ctx, added, f"{added['schedule_id']}: training every {minutes} min")
+    emit(ctx, added, f"{added['schedule_id']}: training every {minutes} min")
 
 
-@main.command()
+@click.command()
 @click.argument("minutes", type=int)
 @click.pass_context
 def watch(ctx: click.Context, minutes: int) -> None:
     """Alert when no new model has been registered for MINUTES minutes."""
     added = ctx.obj["api"].call("POST", "/watch_model", json={"minutes": minutes})
-    _emit(ctx, added, f"{added['schedule_id']}: watching for a model older than {minutes} min")
+    emit(ctx, added, f"{added['schedule_id']}: watching for a model older than {minutes} min")
 
 
-@main.command()
+@click.command()
 @click.argument("schedule_id")
 @click.pass_context
 def unschedule(ctx: click.Context, schedule_id: str) -> None:
     """Remove a schedule or a watch."""
     removed = ctx.obj["api"].call("DELETE", f"/kill_scheduled_job/{schedule_id}")
-    _emit(ctx, removed, f"removed {schedule_id}")
+    emit(ctx, removed, f"removed {schedule_id}")
 
 
-@main.command()
+@click.command()
 @click.pass_context
 def schedules(ctx: click.Context) -> None:
     """Schedules and watches, with their next run."""
@@ -245,33 +147,33 @@ def schedules(ctx: click.Context) -> None:
         f"next {(s['next_run_time'] or '-')[:19]}  runs {s['runs']}"
         for s in listed
     ]
-    _emit(ctx, listed, "\n".join(rows) or "no schedules")
+    emit(ctx, listed, "\n".join(rows) or "no schedules")
 
 
-@main.command()
+@click.command()
 @click.pass_context
 def metrics(ctx: click.Context) -> None:
     """The latest model and the last 7 days' accuracy."""
     data = ctx.obj["api"].call("GET", "/get_metrics")
     latest = data["latest_model"]
     if latest is None:
-        _emit(ctx, data, "no model registered yet (mlops train --wait)")
+        emit(ctx, data, "no model registered yet (mlops train --wait)")
         return
     days = "  ".join(f"{day} {acc:.4f}" for day, acc in data["avg_accuracy_last_7_days"].items())
     human = (
-        f"latest version {latest['version']}, accuracy {_number(latest['accuracy'])}"
+        f"latest version {latest['version']}, accuracy {number(latest['accuracy'])}"
         f"{' (champion)' if latest['is_champion'] else ''}\n"
         f"champion version {data['champion_version'] or '-'}, "
-        f"7-day average {_number(data['weekly_average'])}\n{days}"
+        f"7-day average {number(data['weekly_average'])}\n{days}"
     )
-    _emit(ctx, data, human)
+    emit(ctx, data, human)
 
 
 def _alert_line(alert: dict[str, Any]) -> str:
     return f"{alert['created_at'][:19]}  {alert['level']:<7}  {alert['kind']:<8}  {alert['text']}"
 
 
-@main.command()
+@click.command()
 @click.option("--limit", default=20, show_default=True, help="How many recent alerts.")
 @click.option("--follow", "-f", is_flag=True, help="Then stream new ones (Ctrl-C stops).")
 @click.pass_context
@@ -299,7 +201,7 @@ def alerts(ctx: click.Context, limit: int, follow: bool) -> None:
         pass
 
 
-@main.command()
+@click.command()
 @click.option("--outputs", type=click.Path(path_type=Path), default=Path("outputs"))
 def up(outputs: Path) -> None:
     """Start the local platform in this terminal (Ctrl-C stops it)."""
@@ -308,13 +210,9 @@ def up(outputs: Path) -> None:
     sys.exit(local(["up", "--outputs", str(outputs)]))
 
 
-@main.command()
+@click.command()
 def down() -> None:
     """Stop a local platform started in another terminal."""
     from mlops.local.__main__ import main as local
 
     sys.exit(local(["down"]))
-
-
-if __name__ == "__main__":
-    main()

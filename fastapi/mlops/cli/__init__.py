@@ -1,0 +1,51 @@
+"""`mlops`: the platform from a terminal, over the API's HTTP interface.
+
+\b
+    mlops train --param n_estimators=200 --wait
+    mlops predict 5.1 3.5 1.4 0.2
+    mlops alerts --follow
+
+The API is MLOPS_API_URL (or --api), by default the local platform's. Writes send
+MLOPS_API_TOKEN, or the token `make up` keeps in MLOPS_DATA_DIR/api-token.
+"""
+
+from __future__ import annotations
+
+import click
+
+from mlops.cli import lifecycle, platform
+from mlops.cli.http import DEFAULT_API, Api, token
+
+
+@click.group(help=__doc__, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--api", envvar="MLOPS_API_URL", default=DEFAULT_API, show_default=True,
+              help="API base URL (MLOPS_API_URL).")  # fmt: skip
+@click.option("--json", "as_json", is_flag=True, help="Print the API's JSON answers.")
+@click.pass_context
+def main(ctx: click.Context, api: str, as_json: bool) -> None:
+    ctx.obj = {"api": Api(api, token()), "json": as_json}
+
+
+for command in (
+    platform.train,
+    platform.jobs,
+    platform.predict,
+    platform.schedule,
+    platform.watch,
+    platform.unschedule,
+    platform.schedules,
+    platform.metrics,
+    platform.alerts,
+    platform.up,
+    platform.down,
+    lifecycle.models,
+    lifecycle.promote,
+    lifecycle.rollback,
+    lifecycle.history,
+    lifecycle.drift,
+    lifecycle.watch_drift,
+):
+    main.add_command(command)
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,93 @@
+"""What every `mlops` command shares: the API over HTTP, errors on one line, output."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import click
+import httpx
+
+from mlops import sse
+
+DEFAULT_API = "http://127.0.0.1:8888"
+
+
+class ApiError(click.ClickException):
+    """One line on stderr, exit code 1: what the API (or the network) said."""
+
+    def show(self, file: Any = None) -> None:
+        click.secho(f"error: {self.message}", err=True, fg="red")
+
+
+def describe(response: httpx.Response) -> str:
+    try:
+        detail = response.json().get("detail")
+    except ValueError:
+        detail = response.text.strip()[:200]
+    if isinstance(detail, list):  # validation errors: field path and message each
+        detail = "; ".join(
+            f"{'.'.join(str(p) for p in d.get('loc', [])[1:])}: {d.get('msg')}" for d in detail
+        )
+    return f"{response.status_code} {detail or response.reason_phrase}"
+
+
+class Api:
+    def __init__(self, url: str, token: str | None) -> None:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self.url = url.rstrip("/")
+        self.http = httpx.Client(base_url=self.url, headers=headers, timeout=60)
+
+    def call(self, method: str, path: str, **kwargs: Any) -> Any:
+        try:
+            response = self.http.request(method, path, **kwargs)
+        except httpx.HTTPError as exc:
+            raise ApiError(
+                f"cannot reach the API at {self.url} ({exc.__class__.__name__}); "
+                "is the platform up? (`make up`, or set MLOPS_API_URL)"
+            ) from None
+        if response.is_error:
+            raise ApiError(describe(response))
+        return response.json()
+
+    def events(self, last_id: str | None) -> Iterator[sse.SseEvent]:
+        """The events of /webhook, until the stream ends."""
+        headers = {"Last-Event-ID": last_id} if last_id else {}
+        timeout = httpx.Timeout(10, read=None)
+        with self.http.stream("GET", "/webhook", headers=headers, timeout=timeout) as response:
+            if response.is_error:
+                response.read()
+                raise ApiError(describe(response))
+            yield from sse.events(response.iter_lines())
+
+
+def token() -> str | None:
+    if token := os.environ.get("MLOPS_API_TOKEN"):
+        return token
+    kept = Path(os.environ.get("MLOPS_DATA_DIR", ".data")) / "api-token"
+    return kept.read_text().strip() if kept.exists() else None
+
+
+def params_of(pairs: tuple[str, ...]) -> dict[str, Any]:
+    """k=v pairs; each v read as JSON when it is JSON (numbers, true, null), else text."""
+    params: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"{pair!r} is not key=value", param_hint="--param")
+        try:
+            params[key] = json.loads(value)
+        except ValueError:
+            params[key] = value
+    return params
+
+
+def number(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4f}"
+
+
+def emit(ctx: click.Context, data: Any, human: str) -> None:
+    click.echo(json.dumps(data, indent=2) if ctx.obj["json"] else human)

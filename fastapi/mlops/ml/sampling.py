@@ -1,0 +1,61 @@
+"""What a Serve replica served, kept for drift checks without slowing it down.
+
+Answering a request only appends its rows to a bounded in-memory buffer (O(1)); once a
+second a task sends at most `per_second` of them, picked at random, to Redis. So the
+sample follows all traffic at low rates and is a uniform subsample at high ones, and a
+Redis outage costs the sample, never a prediction.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections import defaultdict, deque
+
+import numpy as np
+from redis.exceptions import RedisError
+
+from mlops.clients.redis import DriftSamples, connect
+from mlops.settings import Settings
+
+log = logging.getLogger("ray.serve")
+
+
+class ServedRows:
+    def __init__(self, settings: Settings, *, per_second: int = 100, buffer: int = 2000) -> None:
+        self._settings = settings
+        self._per_second = per_second
+        self._buffer: deque[tuple[str, np.ndarray]] = deque(maxlen=buffer)
+
+    def add(self, version: str, rows: np.ndarray) -> None:
+        self._buffer.append((version, rows))
+
+    def _take(self) -> dict[str, list[list[float]]]:
+        taken = [(version, row) for version, rows in self._buffer for row in rows.tolist()]
+        self._buffer.clear()
+        if len(taken) > self._per_second:
+            taken = random.sample(taken, self._per_second)
+        by_version: dict[str, list[list[float]]] = defaultdict(list)
+        for version, row in taken:
+            by_version[version].append(row)
+        return by_version
+
+    async def flush_forever(self) -> None:
+        redis = connect(self._settings)
+        samples = DriftSamples(
+            redis,
+            model_name=self._settings.model_name,
+            max_rows=self._settings.drift_sample_rows,
+        )
+        try:
+            while True:
+                await asyncio.sleep(1.0)
+                if not self._buffer:
+                    continue
+                try:
+                    await samples.append(self._take())
+                except (RedisError, OSError) as exc:
+                    log.warning("drift sample not stored (Redis: %s)", exc)
+        finally:
+            await redis.aclose()

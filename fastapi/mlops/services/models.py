@@ -1,0 +1,147 @@
+"""The registry as people use it: every version, moving the champion by hand (promote,
+roll back) with a reason, and the history of every move.
+
+Rolling back undoes the last promotion: the history is replayed as a stack (each
+promotion pushes its version, each rollback pops one), so rolling back twice goes two
+promotions back, not back and forth.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from datetime import UTC, datetime
+
+from mlops.clients.mlflow_registry import MlflowRegistry, TaggedVersion
+from mlops.clients.redis import AlertStream, ChampionHistory
+from mlops.ml import registry_tags as tags
+from mlops.schemas import ChampionMove, ModelList, ModelVersionInfo
+from mlops.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+class UnknownVersion(LookupError):
+    """No such version of the model."""
+
+
+class ChampionConflict(Exception):
+    """The move asked for cannot be made (already the champion, nothing to go back to)."""
+
+
+class Models:
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        registry: MlflowRegistry,
+        history: ChampionHistory,
+        alerts: AlertStream,
+    ) -> None:
+        self._settings = settings
+        self._registry = registry
+        self._history = history
+        self._alerts = alerts
+
+    async def versions(self) -> ModelList:
+        name = self._settings.model_name
+        versions = await self._registry.versions(name)
+        aliases = await self._registry.aliases(name)
+        champion = next(
+            (v for v, names in aliases.items() if self._settings.champion_alias in names), None
+        )
+        return ModelList(
+            champion_version=champion,
+            versions=[_info(v, aliases.get(v.version, [])) for v in versions],
+        )
+
+    async def history(self, limit: int) -> list[ChampionMove]:
+        return await self._history.moves(limit)
+
+    async def promote(self, version: str, *, reason: str) -> ChampionMove:
+        name, alias = self._settings.model_name, self._settings.champion_alias
+        if await self._registry.version(name, version) is None:
+            raise UnknownVersion(f"{name} has no version {version!r}")
+        current = await self._registry.alias_version(name, alias)
+        if current == version:
+            raise ChampionConflict(f"version {version} is already the {alias}")
+        return await self._move("promote", current, version, reason)
+
+    async def rollback(self, *, reason: str) -> ChampionMove:
+        name, alias = self._settings.model_name, self._settings.champion_alias
+        current = await self._registry.alias_version(name, alias)
+        stack = _champions(await self._history.moves())
+        if current is None:
+            raise ChampionConflict(f"there is no {alias} to roll back")
+        if not stack or stack[-1] != current:
+            raise ChampionConflict(
+                f"version {current} became {alias} outside the platform (no recorded move): "
+                "promote the version you want instead"
+            )
+        if len(stack) < 2:
+            raise ChampionConflict(f"version {current} is the first {alias}: none to go back to")
+        return await self._move("rollback", current, stack[-2], reason)
+
+    async def _move(
+        self, action: str, current: str | None, target: str, reason: str
+    ) -> ChampionMove:
+        settings = self._settings
+        await self._registry.set_alias(settings.model_name, settings.champion_alias, target)
+        move = ChampionMove.model_validate(
+            {
+                "action": action,
+                "from_version": current,
+                "to_version": target,
+                "at": datetime.now(UTC),
+                "by": "api",
+                "reason": reason,
+            }
+        )
+        await self._history.record(move)
+        verb = "promoted" if action == "promote" else "rolled back"
+        was = f" from version {current}" if current else ""
+        await self._alerts.publish(
+            "warning",
+            f"Champion {verb} by hand{was} to version {target} of {settings.model_name}: {reason}",
+            kind="champion",
+            data=move.model_dump(mode="json"),
+        )
+        log.info("champion %s%s to version %s: %s", verb, was, target, reason)
+        return move
+
+
+def _champions(moves_newest_first: list[ChampionMove]) -> list[str]:
+    """The stack of champions that the recorded moves leave, oldest at the bottom."""
+    stack: list[str] = []
+    for move in reversed(moves_newest_first):
+        if move.action == "promote":
+            stack.append(move.to_version)
+        elif stack:
+            stack.pop()
+            if not stack or stack[-1] != move.to_version:
+                stack.append(move.to_version)
+    return stack
+
+
+def _float(text: str | None) -> float | None:
+    try:
+        return float(text) if text is not None else None
+    except ValueError:
+        return None
+
+
+def _info(version: TaggedVersion, aliases: list[str]) -> ModelVersionInfo:
+    found = version.tags
+    decision = found.get(tags.TAG_PROMOTION)
+    return ModelVersionInfo(
+        version=version.version,
+        created_at=version.created_at,
+        accuracy=_float(found.get(tags.TAG_ACCURACY)),
+        f1_macro=_float(found.get(tags.TAG_F1)),
+        job_id=found.get(tags.TAG_JOB),
+        aliases=sorted(aliases),
+        promotion=decision if decision in ("promoted", "not promoted") else None,
+        promotion_reason=found.get(tags.TAG_PROMOTION_REASON),
+        features=json.loads(found.get(tags.TAG_FEATURES, "[]")),
+        classes=json.loads(found.get(tags.TAG_CLASSES, "[]")),
+    )
