@@ -13,7 +13,7 @@ from typing import Any
 
 import httpx
 import pytest
-from helpers import api_client, free_port, platform_settings
+from helpers import api_client, free_port, platform_settings, wait_for, wait_for_job
 
 from mlops.local import components
 from mlops.local.components import RayPorts
@@ -87,3 +87,17 @@ def start_api(
     for client in clients:
         client.close()
     supervisor.stop_all()
+
+
+@pytest.fixture()
+def champion_served(api: httpx.Client) -> None:
+    """A champion that Serve answers for (the session API deploys it by itself)."""
+    if api.get("/get_metrics").json()["champion_version"] is None:
+        job_id = api.post("/trigger_training", json={"hyperparameters": {}}).json()["job_id"]
+        wait_for_job(api, job_id)
+    row = {"input_data": [5.1, 3.5, 1.4, 0.2], "sla_seconds": 30}
+    wait_for(
+        lambda: api.post("/inference", json=row, timeout=40).is_success,
+        timeout=120,
+        what="the champion to be served",
+    )

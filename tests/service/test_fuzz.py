@@ -18,9 +18,8 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-import httpx
 import pytest
-from helpers import API_TOKEN, wait_for, wait_for_job
+from helpers import API_TOKEN
 
 pytestmark = pytest.mark.slow
 
@@ -31,19 +30,6 @@ CHECKS = [
     "response_headers_conformance",
     "response_schema_conformance",
 ]
-
-
-@pytest.fixture()
-def champion_served(api: httpx.Client) -> None:
-    """A champion that Serve answers for (the session API deploys it by itself)."""
-    if api.get("/get_metrics").json()["champion_version"] is None:
-        job_id = api.post("/trigger_training", json={"hyperparameters": {}}).json()["job_id"]
-        wait_for_job(api, job_id)
-    wait_for(
-        lambda: api.post("/inference", json={"input_data": [5.1, 3.5, 1.4, 0.2]}).is_success,
-        timeout=120,
-        what="the champion to be served",
-    )
 
 
 def test_generated_requests_get_no_5xx_and_schema_conformant_answers(
