@@ -8,8 +8,11 @@ import {
   handleForm,
   showAlert,
   showConnection,
+  showDrift,
+  showHistory,
   showJobs,
   showModel,
+  showModels,
   showSchedules,
 } from "./views.js";
 
@@ -56,6 +59,22 @@ async function cancelSchedule(id) {
   refresh();
 }
 
+// Moving the champion needs a reason: the one typed in the models card.
+function moveReason() {
+  const reason = byId("move-reason").value.trim();
+  if (!reason) {
+    byId("move-reason").focus();
+    throw new Error("Give a reason for the move (it goes into the history)");
+  }
+  return reason;
+}
+
+async function promoteVersion(version) {
+  const body = JSON.stringify({ reason: moveReason() });
+  await api(`/models/${encodeURIComponent(version)}/promote`, { method: "POST", body });
+  refresh();
+}
+
 async function refresh() {
   const results = await Promise.allSettled([
     api("/get_metrics").then((metrics) => {
@@ -67,6 +86,9 @@ async function refresh() {
     api("/scheduled_jobs").then(({ schedules }) =>
       showSchedules(byId("schedules"), schedules, cancelSchedule),
     ),
+    api("/models").then((list) => showModels(byId("models"), list, promoteVersion)),
+    api("/models/history?limit=20").then(({ moves }) => showHistory(byId("history"), moves)),
+    api("/drift").then((report) => showDrift(byId("drift-verdict"), byId("drift"), report)),
   ]);
   results
     .filter((r) => r.status === "rejected")
@@ -109,9 +131,15 @@ function wireForms() {
     const best = (reply.probabilities[reply.label] * 100).toFixed(1);
     return `${reply.label} (${best}%), version ${reply.model_version}`;
   }, refresh);
+  handleForm(byId("champion-form"), async () => {
+    const body = JSON.stringify({ reason: moveReason() });
+    const move = await api("/models/rollback", { method: "POST", body });
+    return `Rolled back from version ${move.from_version} to ${move.to_version}`;
+  }, refresh);
   handleForm(byId("schedule-form"), async (data) => {
     const minutes = Number(data.get("minutes"));
-    const path = data.get("kind") === "watch" ? "/watch_model" : "/schedule_training";
+    const paths = { training: "/schedule_training", watch: "/watch_model", drift: "/watch_drift" };
+    const path = paths[data.get("kind")];
     const body = JSON.stringify({ minutes, hyperparameters: {} });
     const schedule = await api(path, { method: "POST", body });
     return `Added ${schedule.schedule_id}`;

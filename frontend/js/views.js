@@ -126,6 +126,77 @@ export function showSchedules(body, schedules, cancel) {
   );
 }
 
+const fixed = (value, digits) => (value == null ? "–" : value.toFixed(digits));
+
+// `promote(version)` moves the champion; a failure shows in the row, the button stays.
+export function showModels(body, list, promote) {
+  body.replaceChildren(
+    ...list.versions.map((version) => {
+      const isChampion = version.version === list.champion_version;
+      const actions = el("td");
+      if (!isChampion) {
+        const button = el("button", { type: "button", "aria-label": `Promote version ${version.version}` }, "Promote");
+        const problem = el("span", { class: "row-error", role: "status" });
+        button.addEventListener("click", async () => {
+          button.disabled = true;
+          problem.textContent = "";
+          try {
+            await promote(version.version);
+          } catch (error) {
+            problem.textContent = error.message;
+            button.disabled = false;
+          }
+        });
+        actions.append(button, problem);
+      }
+      return el(
+        "tr",
+        { "data-version": version.version, class: isChampion ? "champion" : "" },
+        el("td", {}, version.version),
+        el("td", {}, percent(version.accuracy)),
+        el("td", {}, fixed(version.f1_macro, 3)),
+        el("td", {}, when(version.created_at)),
+        el("td", {}, version.aliases.join(", ") || "–"),
+        el("td", { title: version.promotion_reason || "" }, version.promotion || "–"),
+        actions,
+      );
+    }),
+  );
+}
+
+export function showHistory(list, moves) {
+  list.replaceChildren(
+    ...moves.map((move) => {
+      const from = move.from_version ? `${move.from_version} → ` : "";
+      return el(
+        "li",
+        { "data-action": move.action },
+        el("time", { datetime: move.at }, when(move.at)),
+        el("span", { class: "level" }, move.action),
+        el("span", { class: "text" }, `${from}${move.to_version} by ${move.by}: ${move.reason}`),
+      );
+    }),
+  );
+}
+
+export function showDrift(verdict, body, report) {
+  verdict.dataset.verdict = report.verdict;
+  const version = report.model_version ? `version ${report.model_version}: ` : "";
+  verdict.textContent = `${report.verdict} (${version}${report.detail})`;
+  body.replaceChildren(
+    ...report.features.map((feature) =>
+      el(
+        "tr",
+        { "data-feature": feature.feature, class: feature.drifting ? "drifting" : "" },
+        el("td", {}, feature.feature),
+        el("td", {}, fixed(feature.psi, 3)),
+        el("td", {}, feature.ks_pvalue.toPrecision(2)),
+        el("td", {}, feature.drifting ? "yes" : "no"),
+      ),
+    ),
+  );
+}
+
 // A form whose `submit(FormData)` returns the text to show, or throws the error to show.
 export function handleForm(form, submit, onDone) {
   const result = form.querySelector(".form-result");

@@ -162,7 +162,13 @@ def test_phone_width_fits_without_sideways_scrolling(open_page) -> None:
 
     overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
 
-    assert overflow <= 0
+    wide = page.evaluate(
+        """[...document.querySelectorAll('body *')]
+             .filter(e => e.getBoundingClientRect().right > window.innerWidth
+                          && !e.closest('.table-scroll'))
+             .map(e => `${e.tagName}#${e.id}.${e.className}`)"""
+    )
+    assert overflow <= 0, wide
     page.screenshot(path=str(IMAGES / "dashboard-phone.png"), full_page=True)
     assert console.problems == [], "\n".join(console.problems)
 
@@ -247,3 +253,34 @@ def test_the_set_of_seen_alerts_stays_bounded(open_page) -> None:
 
     assert size == 3
     assert readded is True  # the oldest were forgotten
+
+
+def test_promote_and_roll_back_from_the_models_card(open_page, api_url: str) -> None:
+    with api_client(api_url) as api:
+        while len(api.get("/models").json()["versions"]) < 2:
+            accepted = api.post("/trigger_training", json={"hyperparameters": {"random_state": 1}})
+            wait_for_job(api, accepted.json()["job_id"])
+        listed = api.get("/models").json()
+    champion = listed["champion_version"]
+    other = next(v["version"] for v in listed["versions"] if v["version"] != champion)
+    page, console = open_page()
+    row = page.locator(f'#models tr[data-version="{other}"]')
+    expect(row).to_be_visible(timeout=10_000)
+
+    row.get_by_role("button", name=f"Promote version {other}").click()
+    expect(row.locator(".row-error")).to_contain_text("Give a reason")
+    page.fill("#move-reason", "checking the dashboard")
+    row.get_by_role("button", name=f"Promote version {other}").click()
+    expect(page.locator(f'#models tr.champion[data-version="{other}"]')).to_be_visible(
+        timeout=10_000
+    )
+    newest = page.locator("#history li").first
+    expect(newest).to_contain_text(f"{champion} → {other} by api: checking the dashboard")
+    page.click("#rollback")
+
+    expect(page.locator("#champion-form .form-result")).to_contain_text(
+        f"Rolled back from version {other} to {champion}"
+    )
+    expect(page.locator(f'#models tr.champion[data-version="{champion}"]')).to_be_visible()
+    expect(page.locator("#drift-verdict")).not_to_have_text("–")
+    assert console.problems == [], "\n".join(console.problems)
