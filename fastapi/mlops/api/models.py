@@ -22,7 +22,7 @@ _MOVED = {
     409: {"model": ErrorResponse, "description": "The move cannot be made (and why)."},
     503: {"model": ErrorResponse, "description": "MLflow or Redis is unreachable."},
 }
-Version = Annotated[str, Path(min_length=1, max_length=32, pattern=r"^[0-9]+$")]
+Version = Annotated[str, Path(pattern=r"^[1-9][0-9]{0,9}$", description="A version number.")]
 
 
 @router.get("/models", responses={503: {"model": ErrorResponse}})
@@ -48,7 +48,7 @@ async def rollback(request: RollbackRequest, models: ModelsDep) -> ChampionMove:
     return await models.rollback(reason=request.reason)
 
 
-@router.get("/models/history")
+@router.get("/models/history", responses={503: {"model": ErrorResponse}})
 async def history(
     models: ModelsDep, limit: Annotated[int, Query(ge=1, le=1000)] = 100
 ) -> ChampionHistory:
