@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import pickle
+import pickletools
+
 import httpx
 import pytest
-from helpers import API_TOKEN, api_client
+from helpers import API_TOKEN, api_client, wait_for_job
 from pydantic import ValidationError
+from redis import Redis
 
 from mlops.main import create_app
 from mlops.settings import Settings
@@ -14,6 +18,9 @@ WRITES = [
     ("POST", "/trigger_training", {"hyperparameters": {}}),
     ("POST", "/schedule_training", {"minutes": 60}),
     ("POST", "/watch_model", {"minutes": 60}),
+    ("POST", "/watch_drift", {"minutes": 60}),
+    ("POST", "/models/1/promote", {"reason": "x"}),
+    ("POST", "/models/rollback", {"reason": "x"}),
     ("DELETE", "/kill_scheduled_job/training-000000000000", None),
 ]
 READS = ["/get_metrics", "/jobs", "/alerts?limit=1", "/scheduled_jobs", "/health", "/ready"]
@@ -154,3 +161,65 @@ def test_cors_origins_read_from_a_comma_separated_variable(monkeypatch) -> None:
     monkeypatch.setenv("MLOPS_CORS_ORIGINS", "https://a.example, https://b.example")
 
     assert Settings().cors_origins == ["https://a.example", "https://b.example"]
+
+
+def _is_pickle(value: bytes) -> bool:
+    """A complete pickle: protocol 2+ opens with PROTO; any protocol parses to STOP."""
+    if value[:1] == b"\x80" and value[1:2] in {b"\x02", b"\x03", b"\x04", b"\x05"}:
+        return True
+    try:
+        opcodes = list(pickletools.genops(value))
+    except Exception:  # not a pickle: any parse error means so
+        return False
+    return len(value) > 1 and opcodes[-1][0].name == "STOP"
+
+
+def _stored_values(redis: Redis, key: bytes) -> list[bytes]:
+    kind = redis.type(key)
+    if kind == b"string":
+        return [redis.get(key) or b""]
+    if kind == b"hash":
+        return list(redis.hgetall(key).values())
+    if kind == b"stream":
+        return [v for _, fields in redis.xrange(key) for v in fields.values()]
+    if kind == b"list":
+        return list(redis.lrange(key, 0, -1))
+    if kind in {b"set", b"zset"}:
+        return list(redis.smembers(key)) if kind == b"set" else list(redis.zrange(key, 0, -1))
+    return []
+
+
+def test_nothing_the_platform_writes_to_redis_is_a_pickle(
+    api: httpx.Client, settings: Settings
+) -> None:
+    """Whoever can write to Redis must not be able to run code in the API: every key
+    in every database the tests' platforms used is read, and none holds a pickle."""
+    schedule = api.post("/schedule_training", json={"minutes": 60}).json()["schedule_id"]
+    api.post("/watch_model", json={"minutes": 60})
+    api.post("/watch_drift", json={"minutes": 60})
+    job = api.post("/trigger_training", json={"hyperparameters": {"n_estimators": 5}}).json()
+    wait_for_job(api, job["job_id"])
+    url = settings.redis_url.rsplit("/", 1)[0]
+    found: list[str] = []
+    keys = 0
+
+    for db in range(16):
+        redis = Redis.from_url(f"{url}/{db}", password=None)
+        for key in redis.scan_iter(count=1000):
+            keys += 1
+            found += [key.decode() for value in _stored_values(redis, key) if _is_pickle(value)]
+        redis.close()
+
+    assert keys > 10
+    assert "mlops:schedule-records" in _all_keys(url)
+    assert found == []
+    assert _is_pickle(pickle.dumps({"a": 1})) and _is_pickle(pickle.dumps([1], protocol=0))
+    api.delete(f"/kill_scheduled_job/{schedule}")
+
+
+def _all_keys(url: str) -> set[str]:
+    redis = Redis.from_url(f"{url}/0")
+    try:
+        return {key.decode() for key in redis.scan_iter(count=1000)}
+    finally:
+        redis.close()
