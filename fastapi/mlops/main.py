@@ -88,7 +88,10 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         )
         stack.push_async_callback(batcher.aclose)
         feed = AlertFeed(
-            stream, on_alert=lambda alert: instruments.alerts.labels(alert.level).inc()
+            stream,
+            max_clients=settings.sse_max_clients,
+            max_replay=settings.sse_max_replay,
+            on_alert=lambda alert: instruments.alerts.labels(alert.level).inc(),
         )
         instruments.sse_clients.set_function(lambda: feed.client_count)
         drift_monitor = DriftMonitor(

@@ -140,7 +140,9 @@ class Settings(BaseSettings):
 
     # Limits that keep one request from exhausting the cluster.
     max_n_estimators: int = Field(500, ge=1, description="Upper bound on n_estimators.")
-    max_depth_limit: int = Field(64, ge=1, description="Upper bound on max_depth.")
+    max_depth_limit: int = Field(
+        64, ge=1, description="Upper bound on max_depth, and its value when a request omits it."
+    )
     max_active_trainings: int = Field(
         4, ge=0, description="Training jobs pending or running at once (0: no limit); more get 429."
     )
@@ -167,6 +169,18 @@ class Settings(BaseSettings):
         description="Length of a schedule 'minute' in seconds. For tests only: keep 60.",
     )
     sse_ping_seconds: float = Field(15.0, gt=0, description="Keep-alive interval of /webhook.")
+    sse_max_clients: int = Field(
+        4000,
+        ge=1,
+        description="SSE clients one API process serves at once; more get 503 with "
+        "Retry-After (each costs a connection and a small queue).",
+    )
+    sse_max_replay: int = Field(
+        1000,
+        ge=1,
+        description="Most alerts replayed to a client that connects or resumes; older ones "
+        "are in GET /alerts.",
+    )
 
     @field_validator("cors_origins", mode="before")
     @classmethod

@@ -130,7 +130,8 @@ def test_the_api_is_probed_scraped_and_takes_secrets_by_reference() -> None:
     assert annotations["prometheus.io/path"] == "/metrics"
     assert annotations["prometheus.io/port"] == str(container["ports"][0]["containerPort"])
     assert container["livenessProbe"]["httpGet"]["path"] == "/health"
-    assert container["readinessProbe"]["httpGet"]["path"] == "/ready"
+    # Readiness is the API's own (a dependency blip must not empty the Service).
+    assert container["readinessProbe"]["httpGet"]["path"] == "/health"
     refs = {next(iter(ref.values()))["name"] for ref in container["envFrom"]}
     assert refs == {"mlops-settings", "mlops-secrets"}
     assert not any("PASSWORD" in e["name"] or "SECRET" in e["name"] for e in container["env"])

@@ -72,3 +72,24 @@ def test_nginx_serves_a_dashboard_from_a_private_folder(tmp_path: Path) -> None:
         assert script.status_code == 200
     finally:
         supervisor.stop_all()
+
+
+@pytest.mark.slow
+def test_nginx_limits_the_request_rate_of_one_client_on_the_api(
+    platform, settings: Settings, tmp_path: Path
+) -> None:
+    local = settings.model_copy(update={"dashboard_port": free_port(), "data_dir": tmp_path})
+    supervisor = Supervisor(tmp_path / "logs")
+    component = components.dashboard(local)
+    assert "nginx" in component.command[0], "nginx is needed here (make system-deps)"
+    try:
+        supervisor.wait_ready([supervisor.start(component)], timeout=30)
+        with httpx.Client(base_url=f"http://127.0.0.1:{local.dashboard_port}") as client:
+            statuses = [client.get("/api/health").status_code for _ in range(300)]
+            page = client.get("/")
+
+        assert statuses[:100] == [200] * 100  # a burst passes at once
+        assert 429 in statuses  # a flood does not
+        assert page.status_code == 200  # the page itself is not limited
+    finally:
+        supervisor.stop_all()

@@ -44,7 +44,9 @@ def test_invalid_hyperparameters_name_the_offending_key(given: dict, key: str | 
 
 def test_pipeline_beats_the_accuracy_floor_on_held_out_iris() -> None:
     parts = _iris_split()
-    pipeline = model.build_pipeline({"random_state": 0}).fit(parts.x_train, parts.y_train)
+    pipeline = model.build_pipeline({"random_state": 0}, default_max_depth=64).fit(
+        parts.x_train, parts.y_train
+    )
 
     scores = model.evaluate(pipeline, parts.x_test, parts.y_test)
 
@@ -55,15 +57,21 @@ def test_pipeline_beats_the_accuracy_floor_on_held_out_iris() -> None:
 def test_same_seed_gives_the_same_predictions() -> None:
     parts = _iris_split()
 
-    first = model.build_pipeline({"random_state": 7}).fit(parts.x_train, parts.y_train)
-    second = model.build_pipeline({"random_state": 7}).fit(parts.x_train, parts.y_train)
+    first = model.build_pipeline({"random_state": 7}, default_max_depth=64).fit(
+        parts.x_train, parts.y_train
+    )
+    second = model.build_pipeline({"random_state": 7}, default_max_depth=64).fit(
+        parts.x_train, parts.y_train
+    )
 
     assert list(first.predict(parts.x_test)) == list(second.predict(parts.x_test))
 
 
 def test_pipeline_scales_inside_so_raw_rows_predict_correctly() -> None:
     parts = _iris_split()
-    pipeline = model.build_pipeline({"random_state": 0}).fit(parts.x_train, parts.y_train)
+    pipeline = model.build_pipeline({"random_state": 0}, default_max_depth=64).fit(
+        parts.x_train, parts.y_train
+    )
 
     setosa = parts.x_test[parts.y_test == "Setosa"].head(1)
 
@@ -72,8 +80,18 @@ def test_pipeline_scales_inside_so_raw_rows_predict_correctly() -> None:
 
 def test_skops_needs_exactly_the_declared_trusted_types() -> None:
     parts = _iris_split()
-    pipeline = model.build_pipeline({"n_estimators": 3}).fit(parts.x_train, parts.y_train)
+    pipeline = model.build_pipeline({"n_estimators": 3}, default_max_depth=64).fit(
+        parts.x_train, parts.y_train
+    )
 
     untrusted = sio.get_untrusted_types(data=sio.dumps(pipeline))
 
     assert untrusted == model.SKOPS_TRUSTED_TYPES
+
+
+def test_an_omitted_max_depth_is_bounded_and_a_given_one_kept() -> None:
+    omitted = model.build_pipeline({}, default_max_depth=12)
+    given = model.build_pipeline({"max_depth": 3}, default_max_depth=12)
+
+    assert omitted.named_steps["forest"].max_depth == 12
+    assert given.named_steps["forest"].max_depth == 3

@@ -10,7 +10,9 @@ from mlops.ml import data, model, predictors
 def _fit(hyperparameters: dict):
     features, labels = data.split_features(data.iris_frame(), data.IRIS_TARGET)
     parts = model.split(features, labels, test_size=0.2, seed=42)
-    return model.build_pipeline(hyperparameters).fit(parts.x_train, parts.y_train), parts
+    return model.build_pipeline(hyperparameters, default_max_depth=64).fit(
+        parts.x_train, parts.y_train
+    ), parts
 
 
 def test_compiled_and_sklearn_forms_predict_the_same_class_for_every_iris_row() -> None:

@@ -141,3 +141,48 @@ def test_a_replay_across_malformed_alerts_delivers_the_good_ones(
     readers.append(SseReader(f"{api_url}/webhook", headers={"Last-Event-ID": before.id}))
 
     assert readers[0].next("message").id == good.id
+
+
+def test_alert_streams_beyond_the_cap_get_503_with_retry_after(start_api) -> None:
+    api, _ = start_api(sse_max_clients=2)
+    base = str(api.base_url)
+    held = [SseReader(f"{base}/webhook"), SseReader(f"{base}/webhook")]
+    try:
+        for reader in held:
+            reader.next("ready")
+
+        refused = api.get("/webhook")
+
+        assert refused.status_code == 503
+        assert refused.headers["retry-after"] == "5"
+        assert "MLOPS_SSE_MAX_CLIENTS" in refused.json()["detail"]
+    finally:
+        for reader in held:
+            reader.close()
+
+
+def test_a_resume_replays_at_most_the_newest_alerts(start_api, settings: Settings) -> None:
+    api, _ = start_api(sse_max_replay=3, redis_db=14)
+    base = settings.redis_url.rsplit("/", 1)[0]
+    mine = settings.model_copy(update={"redis_url": f"{base}/14"})
+
+    async def publish_five() -> list[Alert]:
+        redis = connect(mine)
+        try:
+            stream = AlertStream(redis, max_len=1000)
+            return [await stream.publish("info", f"old {i}", kind="test") for i in range(5)]
+        finally:
+            await redis.aclose()
+
+    sent = run_async(publish_five())
+    reader = SseReader(f"{api.base_url}/webhook?since=0-0")
+    try:
+        ready = reader.next("ready")
+        replayed = [reader.next("message").id for _ in range(3)]
+
+        assert ready.id == sent[1].id  # the replay starts after the fourth newest
+        assert replayed == [alert.id for alert in sent[2:]]
+        with pytest.raises(pytest.fail.Exception):
+            reader.next("message", timeout=1)  # nothing older follows
+    finally:
+        reader.close()

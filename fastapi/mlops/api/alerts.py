@@ -28,7 +28,8 @@ _RECONNECT_MS = 2000
             "description": "First a `ready` event (id: the stream position at connection), "
             "then each alert as an unnamed event, which `EventSource.onmessage` receives "
             "(id: its stream id; data: the alert as JSON).",
-        }
+        },
+        503: {"description": "This process serves MLOPS_SSE_MAX_CLIENTS streams already."},
     },
 )
 async def webhook(
@@ -39,6 +40,13 @@ async def webhook(
 ) -> EventSourceResponse:
     """Every alert to every client, live. Reconnecting with Last-Event-ID (or `since`)
     first replays what was missed."""
+    if feed.full:
+        raise HTTPException(
+            status.HTTP_503_SERVICE_UNAVAILABLE,
+            f"this API process serves {settings.sse_max_clients} alert streams already "
+            "(MLOPS_SSE_MAX_CLIENTS); retry shortly, or reach another replica",
+            headers={"Retry-After": "5"},
+        )
     resume_from = last_event_id or since
     if resume_from and not is_stream_id(resume_from):
         raise HTTPException(

@@ -156,6 +156,11 @@ class AlertStream:
             await self._redis.xrange(ALERT_STREAM, min=f"({last_id}", count=limit)
         )
 
+    async def nth_newest_id(self, n: int) -> str | None:
+        """The id just before the n newest entries (None when there are no more than n)."""
+        entries = await self._redis.xrevrange(ALERT_STREAM, count=n + 1)
+        return entries[n][0] if len(entries) > n else None
+
     async def last_id(self) -> str:
         newest = await self._redis.xrevrange(ALERT_STREAM, count=1)
         return newest[0][0] if newest else "0-0"

@@ -185,6 +185,12 @@ def api(settings: Settings) -> Component:
         # Open connections get this long to finish on SIGTERM; then the app shuts down.
         "--timeout-graceful-shutdown",
         "10",
+        # Connections and tasks at once (beyond: 503), room for MLOPS_SSE_MAX_CLIENTS
+        # alert streams and the requests beside them; idle keep-alives close after 5 s.
+        "--limit-concurrency",
+        str(settings.sse_max_clients + 1000),
+        "--timeout-keep-alive",
+        "5",
     ]
     return Component(
         "api", command, ready_url=f"http://{settings.api_host}:{settings.api_port}/health"

@@ -82,9 +82,13 @@ def _named_key(message: str, hyperparameters: dict[str, Any]) -> str:
     return named[0] if named else next(iter(hyperparameters), "hyperparameters")
 
 
-def build_pipeline(hyperparameters: dict[str, Any]) -> Pipeline:
-    """Scaling and the forest in one object, so serving applies the same scaling."""
-    forest = RandomForestClassifier(**hyperparameters, n_jobs=1)
+def build_pipeline(hyperparameters: dict[str, Any], *, default_max_depth: int) -> Pipeline:
+    """Scaling and the forest in one object, so serving applies the same scaling.
+
+    A request that omits max_depth gets `default_max_depth`, never scikit-learn's
+    unbounded trees: one request must not grow a forest that fills the cluster's memory.
+    """
+    forest = RandomForestClassifier(**{"max_depth": default_max_depth, **hyperparameters}, n_jobs=1)
     return Pipeline([("scale", StandardScaler()), ("forest", forest)])
 
 

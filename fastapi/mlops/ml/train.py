@@ -72,7 +72,7 @@ def train_and_register(
     frame = data.read_csv(settings.dataset_uri, data.s3_config(settings))
     features, labels = data.split_features(frame, settings.target_column)
     parts = model.split(features, labels, test_size=settings.test_size, seed=settings.random_seed)
-    pipeline = model.build_pipeline(hyperparameters)
+    pipeline = model.build_pipeline(hyperparameters, default_max_depth=settings.max_depth_limit)
     pipeline.fit(parts.x_train, parts.y_train)
     scores = model.evaluate(pipeline, parts.x_test, parts.y_test)
     log.info("job %s: accuracy %.4f, macro F1 %.4f", job_id, scores["accuracy"], scores["f1_macro"])

@@ -61,9 +61,13 @@ class AlertFeed:
         stream: AlertStream,
         *,
         queue_size: int = 1024,
+        max_clients: int = 4000,
+        max_replay: int = 1000,
         on_alert: Callable[[Alert], None] | None = None,
     ) -> None:
         self._stream = stream
+        self._max_clients = max_clients
+        self._max_replay = max_replay
         self._on_alert = on_alert
         self._queue_size = queue_size
         self._clients: set[asyncio.Queue[Event]] = set()
@@ -73,6 +77,11 @@ class AlertFeed:
     @property
     def client_count(self) -> int:
         return len(self._clients)
+
+    @property
+    def full(self) -> bool:
+        """As many SSE clients as this process takes (MLOPS_SSE_MAX_CLIENTS)."""
+        return len(self._clients) >= self._max_clients
 
     @contextmanager
     def subscribe(self) -> Iterator[asyncio.Queue[Event]]:
@@ -130,6 +139,16 @@ class AlertFeed:
         for alert in alerts:
             self._deliver(alert)
 
+    async def _replay_from(self, last_event_id: str | None) -> str:
+        """Where a client's replay starts: after its last event, but never more than
+        MLOPS_SSE_MAX_REPLAY alerts back (a `since=0` must not send the whole history)."""
+        if not last_event_id:
+            return await self._stream.last_id()
+        oldest_replayed = await self._stream.nth_newest_id(self._max_replay)
+        if oldest_replayed and stream_id_key(last_event_id) < stream_id_key(oldest_replayed):
+            return oldest_replayed
+        return last_event_id
+
     async def recent(self, limit: int) -> list[Alert]:
         """The latest alerts, newest first."""
         return await self._stream.recent(limit)
@@ -141,7 +160,7 @@ class AlertFeed:
         drops before any alert arrives still resumes from the moment it connected.
         """
         with self.subscribe() as queue:  # subscribed before reading: no gap
-            sent = last_event_id or await self._stream.last_id()
+            sent = await self._replay_from(last_event_id)
             yield Event(sent, json.dumps({"cursor": sent}), kind="ready")
             while backlog := await self._stream.after(sent):
                 for alert in backlog:
