@@ -101,7 +101,7 @@ def train_and_serve(api: str, settings: Settings) -> str:
 
     async def _deploy() -> None:
         async with httpx.AsyncClient() as http:
-            await deploy(ServeAdmin(http, settings.ray_address), settings)
+            await deploy(ServeAdmin(http, settings.ray_address, settings.ray_token()), settings)
 
     asyncio.run(_deploy())
     return job["model_version"]

@@ -22,7 +22,8 @@ log = logging.getLogger("mlops.serve")
 
 async def _deploy(settings: Settings) -> str:
     async with httpx.AsyncClient() as http:
-        return await deploy(ServeAdmin(http, settings.ray_address), settings)
+        admin = ServeAdmin(http, settings.ray_address, settings.ray_token())
+        return await deploy(admin, settings)
 
 
 def main() -> int:

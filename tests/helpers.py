@@ -159,6 +159,9 @@ class PredictionLoad:
 
 # The platforms the tests start require it on writes, as `make up` does.
 API_TOKEN = "test-api-token-5f3c9a1e"
+# The test platforms' Ray and Redis credentials, as `make up` generates them.
+RAY_TOKEN = "test-ray-token-2b7d41c9"
+REDIS_PASSWORD = "test-redis-password-8e0a"
 
 
 def api_client(base_url: str, token: str | None = API_TOKEN, **kwargs: Any) -> httpx.Client:
@@ -168,6 +171,11 @@ def api_client(base_url: str, token: str | None = API_TOKEN, **kwargs: Any) -> h
 
 
 MLOPS = str(Path(sys.executable).with_name("mlops"))  # the CLI, as installed
+
+
+def ray_headers() -> dict[str, str]:
+    """What Ray's Jobs and Serve APIs ask of the test platforms' callers."""
+    return {"Authorization": f"Bearer {RAY_TOKEN}"}
 
 
 def run_cli(
@@ -186,6 +194,8 @@ def platform_settings(data_dir: Path, **overrides: Any) -> Settings:
     "minute" of one second; jobs reconciled every half second)."""
     values: dict[str, Any] = {
         "api_token": API_TOKEN,
+        "ray_auth_token": RAY_TOKEN,
+        "redis_password": REDIS_PASSWORD,
         "job_poll_seconds": 0.5,
         "schedule_minute_seconds": 1.0,
         **overrides,

@@ -65,7 +65,8 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         stack.push_async_callback(redis.aclose)
         stream = AlertStream(redis, max_len=settings.alert_history)
         registry = MlflowRegistry(http, settings.mlflow_tracking_uri)
-        ray = RayJobsClient(http, settings.ray_address)
+        ray_token = settings.ray_token()
+        ray = RayJobsClient(http, settings.ray_address, ray_token)
 
         training = Training(
             settings=settings,
@@ -76,7 +77,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         )
         serving = Serving(
             settings=settings,
-            admin=ServeAdmin(http, settings.ray_address),
+            admin=ServeAdmin(http, settings.ray_address, ray_token),
             registry=registry,
             lock=DeployLock(redis),
         )

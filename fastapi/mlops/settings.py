@@ -67,6 +67,11 @@ class Settings(BaseSettings):
         description="Redis-compatible server. Locally, setting it skips the embedded server.",
     )
     redis_password: SecretStr | None = Field(None, description="Password for the Redis server.")
+    ray_auth_token: SecretStr | None = Field(
+        None,
+        description="Ray's token (Ray's RAY_AUTH_MODE=token): sent on every Jobs and Serve "
+        "call. `make up` generates one (DATA_DIR/ray-token, mode 600), init.sh another.",
+    )
     redis_max_connections: int = Field(
         64, ge=4, description="Redis connections per API process (requests wait for one)."
     )
@@ -203,6 +208,33 @@ class Settings(BaseSettings):
                 if value is not None and value.get_secret_value() in _EXAMPLE_SECRETS:
                     raise ValueError(f"MLOPS_{name.upper()} is an example value; set a real one")
         return self
+
+    def ray_token(self) -> str | None:
+        """MLOPS_RAY_AUTH_TOKEN, else the one `make up` keeps in DATA_DIR/ray-token (so
+        `python fastapi/serve.py` works beside a local platform with no variable set)."""
+        if self.ray_auth_token is not None:
+            return self.ray_auth_token.get_secret_value()
+        kept = self.data_dir / "ray-token"
+        return kept.read_text().strip() if kept.is_file() else None
+
+    @classmethod
+    def secret_variables(cls) -> set[str]:
+        """The MLOPS_* names of every secret setting."""
+        return {
+            f"MLOPS_{name.upper()}"
+            for name, field in cls.model_fields.items()
+            if "SecretStr" in str(field.annotation)
+        }
+
+    def secrets_env(self, *names: str) -> dict[str, str]:
+        """Only the named secrets, as MLOPS_* variables: each process is given the
+        credentials it uses and no others."""
+        env = {}
+        for name in names:
+            value = getattr(self, name)
+            if value is not None:
+                env[f"MLOPS_{name.upper()}"] = value.get_secret_value()
+        return env
 
     def as_env(self, *, include_secrets: bool) -> dict[str, str]:
         """These settings as MLOPS_* variables, for processes the platform starts.

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from helpers import SseReader, free_port, wait_for, wait_for_job
+from helpers import SseReader, free_port, ray_headers, wait_for, wait_for_job
 
 from mlops.local import components
 from mlops.local.supervisor import Running, Supervisor
@@ -43,11 +43,17 @@ def _start(supervisor: Supervisor, component) -> Running:
 
 
 def _ray_status(settings: Settings, job_id: str) -> str:
-    return httpx.get(f"{settings.ray_address}/api/jobs/{job_id}").json()["status"]
+    return httpx.get(f"{settings.ray_address}/api/jobs/{job_id}", headers=ray_headers()).json()[
+        "status"
+    ]
 
 
 def _ray_logs(settings: Settings, job_id: str) -> str:
-    return httpx.get(f"{settings.ray_address}/api/jobs/{job_id}/logs").json().get("logs", "")
+    return (
+        httpx.get(f"{settings.ray_address}/api/jobs/{job_id}/logs", headers=ray_headers())
+        .json()
+        .get("logs", "")
+    )
 
 
 def _alerts_for(api: httpx.Client, job_id: str) -> list[dict]:
@@ -119,7 +125,9 @@ def test_a_killed_training_job_fails_with_an_alert_and_registers_nothing(
     ]
     wait_for(lambda: _ray_status(settings, job_id) == "RUNNING", timeout=60, what="the job")
 
-    httpx.post(f"{settings.ray_address}/api/jobs/{job_id}/stop").raise_for_status()
+    httpx.post(
+        f"{settings.ray_address}/api/jobs/{job_id}/stop", headers=ray_headers()
+    ).raise_for_status()
 
     job = wait_for_job(api, job_id, timeout=60)
     assert job["status"] in {"stopped", "failed"}

@@ -16,7 +16,7 @@ import httpx
 import mlflow
 import pandas as pd
 import pytest
-from helpers import PredictionLoad, api_client, wait_for, wait_for_job
+from helpers import PredictionLoad, api_client, ray_headers, wait_for, wait_for_job
 
 from mlops.ml import data, model
 from mlops.settings import Settings
@@ -214,11 +214,15 @@ def _replicas(application: dict) -> list[dict]:
 
 def test_serve_py_twice_changes_nothing(settings: Settings, served: dict) -> None:
     applications = f"{settings.ray_address}/api/serve/applications/"
-    before = httpx.get(applications).json()["applications"][settings.model_name]
+    before = httpx.get(applications, headers=ray_headers()).json()["applications"][
+        settings.model_name
+    ]
 
     again = _serve_py(settings)
 
-    after = httpx.get(applications).json()["applications"][settings.model_name]
+    after = httpx.get(applications, headers=ray_headers()).json()["applications"][
+        settings.model_name
+    ]
     assert again.returncode == 0, again.stderr
     assert f"/{settings.model_name}" in again.stderr
     assert after["last_deployed_time_s"] == before["last_deployed_time_s"]
@@ -247,7 +251,9 @@ def test_promotion_hot_reloads_with_zero_failed_requests(
 def _replica_pids(settings: Settings) -> list[int]:
     """Process ids of the live Serve replicas, from Ray's state API."""
     reply = httpx.get(
-        f"{settings.ray_address}/api/v0/actors", params={"detail": "true", "limit": "1000"}
+        f"{settings.ray_address}/api/v0/actors",
+        params={"detail": "true", "limit": "1000"},
+        headers=ray_headers(),
     ).json()
     actors = reply["data"]["result"]["result"]
     return [

@@ -6,7 +6,7 @@ import json
 
 import httpx
 import pytest
-from helpers import API_TOKEN, run_async, wait_for, wait_for_job
+from helpers import API_TOKEN, ray_headers, run_async, wait_for, wait_for_job
 from prometheus_client.parser import text_string_to_metric_families
 
 from mlops.settings import Settings
@@ -113,7 +113,9 @@ def test_a_training_job_logs_json_with_its_job_id(api: httpx.Client, settings: S
     job_id = api.post("/trigger_training", json={"hyperparameters": {}}).json()["job_id"]
     wait_for_job(api, job_id)
 
-    logs = httpx.get(f"{settings.ray_address}/api/jobs/{job_id}/logs").json()["logs"]
+    logs = httpx.get(
+        f"{settings.ray_address}/api/jobs/{job_id}/logs", headers=ray_headers()
+    ).json()["logs"]
 
     ours = [json.loads(ln) for ln in logs.splitlines() if ln.startswith('{"time"')]
     assert ours, logs[-2000:]

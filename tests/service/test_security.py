@@ -6,8 +6,9 @@ import pickle
 import pickletools
 
 import httpx
+import psutil
 import pytest
-from helpers import API_TOKEN, api_client, wait_for_job
+from helpers import API_TOKEN, REDIS_PASSWORD, api_client, ray_headers, wait_for_job
 from pydantic import ValidationError
 from redis import Redis
 
@@ -171,7 +172,9 @@ def _is_pickle(value: bytes) -> bool:
         opcodes = list(pickletools.genops(value))
     except Exception:  # not a pickle: any parse error means so
         return False
-    return len(value) > 1 and opcodes[-1][0].name == "STOP"
+    # A whole pickle ends with STOP as its last byte ("0.9667" parses as POP, STOP, …).
+    last, _, position = opcodes[-1]
+    return last.name == "STOP" and position == len(value) - 1 and len(opcodes) > 2
 
 
 def _stored_values(redis: Redis, key: bytes) -> list[bytes]:
@@ -204,22 +207,64 @@ def test_nothing_the_platform_writes_to_redis_is_a_pickle(
     keys = 0
 
     for db in range(16):
-        redis = Redis.from_url(f"{url}/{db}", password=None)
+        redis = Redis.from_url(f"{url}/{db}", password=REDIS_PASSWORD)
         for key in redis.scan_iter(count=1000):
             keys += 1
             found += [key.decode() for value in _stored_values(redis, key) if _is_pickle(value)]
         redis.close()
 
-    assert keys > 10
-    assert "mlops:schedule-records" in _all_keys(url)
+    written = _all_keys(url)
+    assert {"mlops:schedule-records", "mlops:alerts", f"mlops:job:{job['job_id']}"} <= written
+    assert keys >= len(written)
     assert found == []
     assert _is_pickle(pickle.dumps({"a": 1})) and _is_pickle(pickle.dumps([1], protocol=0))
     api.delete(f"/kill_scheduled_job/{schedule}")
 
 
 def _all_keys(url: str) -> set[str]:
-    redis = Redis.from_url(f"{url}/0")
+    redis = Redis.from_url(f"{url}/0", password=REDIS_PASSWORD)
     try:
         return {key.decode() for key in redis.scan_iter(count=1000)}
     finally:
         redis.close()
+
+
+def test_rays_jobs_and_serve_apis_refuse_callers_without_the_token(
+    platform, settings: Settings
+) -> None:
+    """Ray's Jobs API runs whatever it is given (CVE-2023-48022, "ShadowRay"): the
+    platform's Ray never answers it without the token, and the platform, which sends
+    it, trains and serves (every other test here)."""
+    jobs = f"{settings.ray_address}/api/jobs/"
+    submission = {"entrypoint": "echo owned"}
+
+    anonymous = httpx.post(jobs, json=submission)
+    wrong = httpx.post(jobs, json=submission, headers={"Authorization": "Bearer guess"})
+    serve = httpx.put(f"{settings.ray_address}/api/serve/applications/", json={})
+    listed = httpx.get(jobs, headers=ray_headers())
+
+    assert anonymous.status_code == 401 and wrong.status_code in {401, 403}
+    assert serve.status_code == 401
+    assert listed.status_code == 200
+    assert all(job["entrypoint"] != "echo owned" for job in listed.json())
+
+
+def test_secrets_reach_only_the_processes_that_use_them(platform, settings: Settings) -> None:
+    env = {running.component.name: running.component.env for running in platform.supervisor.running}
+    ray_head = next(
+        running.process
+        for running in platform.supervisor.running
+        if running.component.name == "ray"
+    )
+
+    assert "MLOPS_API_TOKEN" not in env["ray"] and "MLOPS_RAY_AUTH_TOKEN" not in env["ray"]
+    assert env["ray"]["RAY_AUTH_MODE"] == "token"
+    assert set(env["api"]) == {"MLOPS_API_TOKEN", "MLOPS_REDIS_PASSWORD", "MLOPS_RAY_AUTH_TOKEN"}
+    assert not any(key.startswith("MLOPS_") for key in env["mlflow"])
+    assert "MLOPS_API_TOKEN" not in psutil.Process(ray_head.pid).environ()
+    assert REDIS_PASSWORD not in " ".join(
+        " ".join(p.info["cmdline"] or []) for p in psutil.process_iter(["cmdline"])
+    )  # the Valkey password is in its config file (mode 600), not on a command line
+    config = settings.data_dir / "valkey" / "valkey.conf"
+    assert config.stat().st_mode & 0o777 == 0o600
+    assert (settings.data_dir / "ray-token").stat().st_mode & 0o777 == 0o600

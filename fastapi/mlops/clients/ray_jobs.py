@@ -15,14 +15,22 @@ class RayJobsError(Exception):
     """Ray's Jobs API could not be reached or refused the request."""
 
 
+def auth_headers(token: str | None) -> dict[str, str]:
+    """What Ray's token authentication (RAY_AUTH_MODE=token) asks of every call."""
+    return {"Authorization": f"Bearer {token}"} if token else {}
+
+
 class RayJobsClient:
-    def __init__(self, http: httpx.AsyncClient, address: str) -> None:
+    def __init__(self, http: httpx.AsyncClient, address: str, token: str | None) -> None:
         self._http = http
         self._base = address.rstrip("/")
+        self._headers = auth_headers(token)
 
     async def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         try:
-            response = await self._http.request(method, f"{self._base}{path}", **kwargs)
+            response = await self._http.request(
+                method, f"{self._base}{path}", headers=self._headers, **kwargs
+            )
         except httpx.HTTPError as exc:
             raise RayJobsError(f"Ray at {self._base} is unreachable: {exc}") from exc
         return response
@@ -57,5 +65,7 @@ class RayJobsClient:
 
     async def version(self) -> str:
         response = await self._request("GET", "/api/version")
+        if response.status_code == 401:
+            raise RayJobsError("Ray refused the token (MLOPS_RAY_AUTH_TOKEN)")
         response.raise_for_status()
         return response.json()["ray_version"]

@@ -6,20 +6,25 @@ from typing import Any
 
 import httpx
 
+from mlops.clients.ray_jobs import auth_headers
+
 
 class ServeError(Exception):
     """Serve's REST API could not be reached or refused the configuration."""
 
 
 class ServeAdmin:
-    def __init__(self, http: httpx.AsyncClient, ray_address: str) -> None:
+    def __init__(self, http: httpx.AsyncClient, ray_address: str, token: str | None) -> None:
         self._http = http
         self._url = f"{ray_address.rstrip('/')}/api/serve/applications/"
+        self._headers = auth_headers(token)
 
     async def apply(self, config: dict[str, Any]) -> None:
         """Declare the applications; an unchanged config changes nothing."""
         try:
-            response = await self._http.put(self._url, json=config, timeout=60)
+            response = await self._http.put(
+                self._url, json=config, headers=self._headers, timeout=60
+            )
         except httpx.HTTPError as exc:
             raise ServeError(f"Ray at {self._url} is unreachable: {exc}") from exc
         if response.status_code != 200:
@@ -28,7 +33,7 @@ class ServeAdmin:
     async def application(self, app_name: str) -> dict[str, Any] | None:
         """Serve's view of one application (status, deployed config, replicas), or None."""
         try:
-            response = await self._http.get(self._url, timeout=10)
+            response = await self._http.get(self._url, headers=self._headers, timeout=10)
             response.raise_for_status()
         except httpx.HTTPError as exc:
             raise ServeError(f"Ray at {self._url} is unreachable: {exc}") from exc

@@ -76,7 +76,13 @@ def valkey(settings: Settings) -> Component:
         "",
     ]
     if settings.redis_password:
-        command += ["--requirepass", settings.redis_password.get_secret_value()]
+        # From a file only its owner reads, never the command line (which `ps` shows).
+        config = data / "valkey.conf"
+        config.unlink(missing_ok=True)
+        fd = os.open(config, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as file:
+            file.write(f'requirepass "{settings.redis_password.get_secret_value()}"\n')
+        command.insert(1, str(config))  # the config file comes first, then the options
     return Component("redis", command, ready_port=port)
 
 
@@ -141,6 +147,12 @@ def ray_head(settings: Settings, ports: RayPorts = RayPorts()) -> Component:
     # Jobs run `python -m mlops.ml.train`: this interpreter must be the `python` they find.
     path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
     env = {
+        # Its training jobs and Serve replicas read the dataset and write to Redis.
+        **settings.secrets_env("redis_password", "s3_secret_access_key"),
+        # Token authentication on the dashboard, Jobs and Serve APIs and between Ray's
+        # own processes; the token file is written by the platform (mode 600).
+        "RAY_AUTH_MODE": "token",
+        "RAY_AUTH_TOKEN_PATH": str(settings.data_dir / "ray-token"),
         "PATH": path,
         "RAY_USAGE_STATS_ENABLED": "0",
         # A single local node has nowhere to drain Serve traffic to: stop at once.
@@ -166,7 +178,11 @@ def ray_head(settings: Settings, ports: RayPorts = RayPorts()) -> Component:
             "RAY_SERVE_HAPROXY_METRICS_PORT": str(settings.serve_haproxy_metrics_port),
         }
     return Component(
-        "ray", command, ready_url=f"{settings.ray_address.rstrip('/')}/api/version", env=env
+        # A health check that answers without the token.
+        "ray",
+        command,
+        ready_url=f"{settings.ray_address.rstrip('/')}/api/gcs_healthz",
+        env=env,
     )
 
 
@@ -193,7 +209,10 @@ def api(settings: Settings) -> Component:
         "5",
     ]
     return Component(
-        "api", command, ready_url=f"http://{settings.api_host}:{settings.api_port}/health"
+        "api",
+        command,
+        ready_url=f"http://{settings.api_host}:{settings.api_port}/health",
+        env=settings.secrets_env("api_token", "redis_password", "ray_auth_token"),
     )
 
 

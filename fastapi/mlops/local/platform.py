@@ -35,6 +35,8 @@ def isolated_settings(data_dir: Path, **overrides: Any) -> Settings:
     API token. The tests and benchmarks start theirs so, beside any `make up`."""
     values: dict[str, Any] = {
         "api_token": secrets.token_urlsafe(24),
+        "ray_auth_token": secrets.token_urlsafe(24),
+        "redis_password": secrets.token_urlsafe(24),
         "data_dir": data_dir,
         "api_port": free_port(),
         "ray_address": f"http://127.0.0.1:{free_port()}",
@@ -66,22 +68,52 @@ def ensure_dataset(settings: Settings) -> bool:
     return wrote
 
 
+def _kept_secret(path: Path) -> str:
+    """The secret kept at `path` (mode 600), created on first use."""
+    if path.exists():
+        return path.read_text().strip()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    token = secrets.token_urlsafe(32)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as file:
+        file.write(token + "\n")
+    return token
+
+
 def with_api_token(settings: Settings) -> Settings:
     """These settings with an API token: MLOPS_API_TOKEN if set, else the one kept in
     DATA_DIR/api-token (mode 600), created on first use, so the dashboard keeps working
     across restarts."""
     if settings.api_token is not None:
         return settings
-    path = settings.data_dir / "api-token"
-    if path.exists():
-        token = path.read_text().strip()
-    else:
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
-        token = secrets.token_urlsafe(32)
+    token = _kept_secret(settings.data_dir / "api-token")
+    return settings.model_copy(update={"api_token": SecretStr(token)})
+
+
+def with_redis_password(settings: Settings) -> Settings:
+    """For the embedded server: MLOPS_REDIS_PASSWORD if set, else one kept in
+    DATA_DIR/redis-password (mode 600), created on first use."""
+    if settings.redis_password is not None:
+        return settings
+    password = _kept_secret(settings.data_dir / "redis-password")
+    return settings.model_copy(update={"redis_password": SecretStr(password)})
+
+
+def with_ray_token(settings: Settings) -> Settings:
+    """These settings with a Ray token, kept in DATA_DIR/ray-token (mode 600), where the
+    Ray head reads it (RAY_AUTH_TOKEN_PATH): MLOPS_RAY_AUTH_TOKEN if set, else the kept
+    one, created on first use. Ray's Jobs API runs code: it never runs without one."""
+    path = settings.data_dir / "ray-token"
+    if settings.ray_auth_token is None:
+        return settings.model_copy(update={"ray_auth_token": SecretStr(_kept_secret(path))})
+    token = settings.ray_auth_token.get_secret_value()
+    if not path.exists() or path.read_text().strip() != token:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.unlink(missing_ok=True)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as file:
             file.write(token + "\n")
-    return settings.model_copy(update={"api_token": SecretStr(token)})
+    return settings
 
 
 def should_embed_redis(settings: Settings) -> bool:
@@ -106,7 +138,12 @@ class LocalPlatform:
     ray_ports: RayPorts = field(default_factory=RayPorts)
 
     def __post_init__(self) -> None:
-        env = {**os.environ, **self.settings.as_env(include_secrets=True)}
+        self.settings = with_ray_token(self.settings)
+        if self.embed_redis:
+            self.settings = with_redis_password(self.settings)
+        # No secret for everyone: each component adds the ones it uses (components.py).
+        inherited = {k: v for k, v in os.environ.items() if k not in Settings.secret_variables()}
+        env = {**inherited, **self.settings.as_env(include_secrets=False)}
         self.supervisor = Supervisor(
             self.settings.data_dir / "logs", base_env=env, cwd=self.settings.data_dir
         )
