@@ -161,7 +161,7 @@ class PredictionLoad:
 API_TOKEN = "test-api-token-5f3c9a1e"
 # The test platforms' Ray and Redis credentials, as `make up` generates them.
 RAY_TOKEN = "test-ray-token-2b7d41c9"
-REDIS_PASSWORD = "test-redis-password-8e0a"
+REDIS_PASSWORD = "test-redis-password-8e0a"  # pragma: allowlist secret (test only)
 
 
 def api_client(base_url: str, token: str | None = API_TOKEN, **kwargs: Any) -> httpx.Client:

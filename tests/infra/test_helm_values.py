@@ -87,6 +87,7 @@ def test_the_ray_cluster_runs_our_image_with_guaranteed_resources_and_haproxy() 
         assert {"secretRef": {"name": "mlops-secrets"}} in values[group]["envFrom"]
     env = {e["name"]: e["value"] for e in values["common"]["containerEnv"]}
     assert env["RAY_SERVE_ENABLE_HA_PROXY"] == "1"
+    assert env["RAY_AUTH_MODE"] == "token"  # an open Jobs API runs anyone's code
     assert '--set "image.repository=${API_IMAGE%:*}"' in script
     assert '--set "head.rayVersion=${RAY_VERSION}"' in script
 
@@ -126,7 +127,9 @@ def test_images_are_pinned_and_still_pull() -> None:
     assert redis["image"]["repository"] == "bitnamilegacy/redis"
     assert re.fullmatch(r"\d+\.\d+\.\d+-debian-\d+-r\d+", redis["image"]["tag"])
     assert re.fullmatch(r"RELEASE\.\d{4}-\d{2}-\d{2}T\d{2}-\d{2}-\d{2}Z", minio["image"]["tag"])
-    assert minio["mode"] == "standalone" and minio["replicas"] == 1
+    # Standalone: one server (the chart reads `replicas` only in distributed mode).
+    assert minio["mode"] == "standalone" and "replicas" not in minio
+    assert minio["users"] == []  # not the chart's default console/console123 login
 
 
 def test_argocd_serves_plain_http_on_its_node_port() -> None:

@@ -179,6 +179,9 @@ def test_secrets_are_random_kept_private_and_written_with_mode_600(harness: Harn
     }
     assert "MLOPS_API_TOKEN" in by_namespace["fastapi"]
     assert "MLOPS_API_TOKEN" not in by_namespace["kuberay"]
+    # One Ray token: Ray's pods read it as RAY_AUTH_TOKEN, the API sends it.
+    ray_token = by_namespace["kuberay"]["RAY_AUTH_TOKEN"]
+    assert by_namespace["fastapi"]["MLOPS_RAY_AUTH_TOKEN"] == ray_token
     assert len(values["api.token"]) == 32 and values["api.token"] not in everything
     assert "localhost:8888" in (harness.repo / "outputs" / "urls.txt").read_text()
 

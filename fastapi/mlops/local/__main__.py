@@ -81,12 +81,14 @@ def up(settings: Settings, outputs: Path) -> int:
     )
     log.info(
         "platform ready in %.0fs:\n%s\nAPI token for writes (Authorization: Bearer …): %s"
-        " (kept in %s)%s\nLogs in %s. Ctrl-C or `make down` stops it.",
+        " (kept in %s)%s\nThe Ray dashboard asks for Ray's token: %s.\n"
+        "Logs in %s. Ctrl-C or `make down` stops it.",
         time.monotonic() - started,
         lines,
         token,
         settings.data_dir / "api-token",
         dashboard,
+        settings.data_dir / "ray-token",
         settings.data_dir / "logs",
     )
     code = 0
