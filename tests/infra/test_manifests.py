@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -222,3 +223,76 @@ def test_checkov_finds_nothing_and_every_skip_has_a_reason(tmp_path: Path) -> No
     assert summary["passed"] > 100
     assert summary["failed"] == 0, failed
     assert skips and all("=" in s and len(s.split("=", 1)[1]) > 15 for s in skips)
+
+
+def _policies() -> list[dict]:
+    cluster = kube.load_all(kube.ROOT / "manifests" / "cluster" / "network-policies.yaml")
+    ours = [d for k in ("api", "dashboard") for d in kube.kustomize(k)]
+    return [d for d in cluster + ours if d["kind"] == "NetworkPolicy"]
+
+
+def _installed_namespaces() -> set[str]:
+    script = (kube.ROOT / "config" / "init.sh").read_text()
+    releases = re.findall(r"^\s*helm_release \S+ \S+ \S+ (\S+) ", script, re.MULTILINE)
+    return set(releases) | {"fastapi", "frontend"}
+
+
+def test_every_namespace_we_install_into_denies_by_default() -> None:
+    denied = {
+        p["metadata"]["namespace"]
+        for p in _policies()
+        if p["metadata"]["name"] == "default-deny" and p["spec"]["podSelector"] == {}
+    }
+
+    assert _installed_namespaces() == {
+        "minio", "mlflow", "db", "kuberay", "argocd", "fastapi", "frontend"
+    }  # fmt: skip
+    assert _installed_namespaces() <= denied
+
+
+def _allowed_ingress(namespace: str) -> dict[str, set[int]]:
+    """Source namespace -> ports, for the policies that admit pods of other namespaces."""
+    allowed: dict[str, set[int]] = {}
+    for policy in _policies():
+        if policy["metadata"]["namespace"] != namespace:
+            continue
+        for rule in policy["spec"].get("ingress", []):
+            ports = {p["port"] for p in rule.get("ports", [])}
+            for source in rule.get("from", []):
+                if "namespaceSelector" in source:
+                    name = source["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"]
+                    allowed.setdefault(name, set()).update(ports)
+    return allowed
+
+
+def test_only_what_must_talk_may() -> None:
+    assert _allowed_ingress("kuberay") == {"fastapi": {8265, 8000}}
+    assert _allowed_ingress("mlflow") == {"fastapi": {5000}, "kuberay": {5000}}
+    assert _allowed_ingress("db") == {"fastapi": {6379}, "kuberay": {6379}}
+    assert _allowed_ingress("minio") == {"mlflow": {9000}, "kuberay": {9000}}
+    assert _allowed_ingress("argocd") == {}
+
+
+def test_the_node_is_told_from_pods_by_the_declared_pod_network() -> None:
+    config = yaml.safe_load((kube.ROOT / "config" / "kind-config.yaml").read_text())
+    pod_network = config["networking"]["podSubnet"]
+    node_rules = [p for p in _policies() if p["metadata"]["name"] == "from-the-node"]
+
+    assert {p["metadata"]["namespace"] for p in node_rules} >= _installed_namespaces() - {
+        "fastapi", "frontend"
+    }  # fmt: skip
+    for policy in node_rules:
+        block = policy["spec"]["ingress"][0]["from"][0]["ipBlock"]
+        assert block == {"cidr": "0.0.0.0/0", "except": [pod_network]}
+
+
+def test_our_namespaces_enforce_the_restricted_pod_security_profile() -> None:
+    labels = {
+        d["metadata"]["name"]: d["metadata"].get("labels", {})
+        for d in kube.load_all(kube.ROOT / "manifests" / "cluster" / "namespaces.yaml")
+    }
+
+    for ours in ("fastapi", "frontend"):
+        assert labels[ours]["pod-security.kubernetes.io/enforce"] == "restricted"
+    for theirs in ("kuberay", "mlflow", "db", "minio"):
+        assert labels[theirs]["pod-security.kubernetes.io/enforce"] == "baseline"
