@@ -7,6 +7,7 @@ tracking server on SQLite, a Ray head with its dashboard (Jobs API), and the API
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -67,8 +68,10 @@ def start_api(
 
     def start(redis_db: int = 0, **overrides: Any) -> tuple[httpx.Client, Running]:
         base = settings.redis_url.rsplit("/", 1)[0]
-        replica = settings.model_copy(
-            update={
+        # Validated again, so overrides are typed as the settings declare them.
+        replica = Settings.model_validate(
+            {
+                **settings.model_dump(),
                 "api_port": free_port(),
                 "redis_url": f"{base}/{redis_db}",
                 # Serve declares all applications at once: one API deploys, extras do not.
@@ -76,8 +79,10 @@ def start_api(
                 **overrides,
             }
         )
-        supervisor.base_env.update(replica.as_env(include_secrets=True))
-        running = supervisor.start(components.api(replica))
+        # Exactly this replica's settings: nothing carried over from an earlier one.
+        component = components.api(replica)
+        own_env = {**replica.as_env(include_secrets=True), **component.env}
+        running = supervisor.start(dataclasses.replace(component, env=own_env))
         supervisor.wait_ready([running], timeout=60)
         client = api_client(f"http://127.0.0.1:{replica.api_port}")
         clients.append(client)

@@ -62,6 +62,12 @@ class Settings(BaseSettings):
     mlflow_tracking_uri: str = Field(
         "http://127.0.0.1:5555", description="MLflow tracking server URL."
     )
+    mlflow_username: str | None = Field(
+        None,
+        description="MLflow user, where the tracking server requires authentication (the "
+        "cluster's does); jobs and replicas use MLFLOW_TRACKING_USERNAME/PASSWORD.",
+    )
+    mlflow_password: SecretStr | None = Field(None, description="That user's password.")
     redis_url: str = Field(
         "redis://127.0.0.1:6379/0",
         description="Redis-compatible server. Locally, setting it skips the embedded server.",
@@ -208,6 +214,11 @@ class Settings(BaseSettings):
                 if value is not None and value.get_secret_value() in _EXAMPLE_SECRETS:
                     raise ValueError(f"MLOPS_{name.upper()} is an example value; set a real one")
         return self
+
+    def mlflow_credentials(self) -> tuple[str, str] | None:
+        if self.mlflow_username is None or self.mlflow_password is None:
+            return None
+        return self.mlflow_username, self.mlflow_password.get_secret_value()
 
     def ray_token(self) -> str | None:
         """MLOPS_RAY_AUTH_TOKEN, else the one `make up` keeps in DATA_DIR/ray-token (so

@@ -73,7 +73,9 @@ def test_credentials_come_from_the_secrets_init_sh_generates() -> None:
     assert _values("minio")["existingSecret"] == "minio-root"
     assert _values("mlflow")["artifactRoot"]["s3"]["existingSecret"]["name"] == "mlflow-s3"
     assert _values("redis")["auth"]["existingSecret"] == "redis-auth"
-    for secret in ("minio minio-root", "mlflow mlflow-s3", "db redis-auth"):
+    assert _values("mlflow")["auth"]["existingAdminSecret"]["name"] == "mlflow-admin"
+    assert _values("mlflow")["auth"]["enabled"] is True
+    for secret in ("minio minio-root", "mlflow mlflow-s3", "db redis-auth", "mlflow mlflow-admin"):
         assert f"apply_secret {secret} " in script
 
 

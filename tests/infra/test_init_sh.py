@@ -169,6 +169,7 @@ def test_secrets_are_random_kept_private_and_written_with_mode_600(harness: Harn
         ("minio", "minio-root"),
         ("mlflow", "mlflow-s3"),
         ("db", "redis-auth"),
+        ("mlflow", "mlflow-admin"),
         ("fastapi", "mlops-secrets"),
         ("kuberay", "mlops-secrets"),
     }
@@ -182,6 +183,9 @@ def test_secrets_are_random_kept_private_and_written_with_mode_600(harness: Harn
     # One Ray token: Ray's pods read it as RAY_AUTH_TOKEN, the API sends it.
     ray_token = by_namespace["kuberay"]["RAY_AUTH_TOKEN"]
     assert by_namespace["fastapi"]["MLOPS_RAY_AUTH_TOKEN"] == ray_token
+    # One MLflow identity: the API's password is the jobs' and replicas'.
+    mlflow_password = by_namespace["fastapi"]["MLOPS_MLFLOW_PASSWORD"]
+    assert by_namespace["kuberay"]["MLFLOW_TRACKING_PASSWORD"] == mlflow_password
     assert len(values["api.token"]) == 32 and values["api.token"] not in everything
     assert "localhost:8888" in (harness.repo / "outputs" / "urls.txt").read_text()
 

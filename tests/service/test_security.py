@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
+import os
 import pickle
 import pickletools
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import psutil
 import pytest
-from helpers import API_TOKEN, REDIS_PASSWORD, api_client, ray_headers, wait_for_job
+from helpers import API_TOKEN, REDIS_PASSWORD, api_client, free_port, ray_headers, wait_for_job
 from pydantic import ValidationError
 from redis import Redis
 
+from mlops.local.components import Component
+from mlops.local.supervisor import Supervisor
 from mlops.main import create_app
 from mlops.settings import Settings
 
@@ -268,3 +275,67 @@ def test_secrets_reach_only_the_processes_that_use_them(platform, settings: Sett
     config = settings.data_dir / "valkey" / "valkey.conf"
     assert config.stat().st_mode & 0o777 == 0o600
     assert (settings.data_dir / "ray-token").stat().st_mode & 0o777 == 0o600
+
+
+MLFLOW_ADMIN_PASSWORD = "test-mlflow-admin-6c1f"  # pragma: allowlist secret (test only)
+
+
+@pytest.fixture()
+def mlflow_with_auth(tmp_path: Path) -> Iterator[str]:
+    """A real MLflow tracking server with its basic-auth app, as the cluster runs it."""
+    port = free_port()
+    config = tmp_path / "basic_auth.ini"
+    config.write_text(
+        "[mlflow]\n"
+        "default_permission = READ\n"
+        f"database_uri = sqlite:///{tmp_path / 'auth.db'}\n"
+        "admin_username = admin\n"
+        f"admin_password = {MLFLOW_ADMIN_PASSWORD}\n"
+        "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n"
+    )
+    env = {
+        **os.environ,
+        "MLFLOW_AUTH_CONFIG_PATH": str(config),
+        "MLFLOW_FLASK_SERVER_SECRET_KEY": "a" * 32,
+        "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
+    }
+    command = [sys.executable, "-m", "mlflow", "server", "--app-name", "basic-auth"]
+    command += ["--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
+    command += ["--backend-store-uri", f"sqlite:///{tmp_path / 'mlflow.db'}"]
+    url = f"http://127.0.0.1:{port}"
+    supervisor = Supervisor(tmp_path / "logs", base_env=env)
+    try:
+        supervisor.wait_ready(
+            [supervisor.start(Component("mlflow-auth", command, ready_url=f"{url}/health"))],
+            timeout=90,
+        )
+        yield url
+    finally:
+        supervisor.stop_all()
+
+
+def test_an_authenticated_mlflow_admits_the_platform_and_refuses_strangers(
+    start_api, mlflow_with_auth: str
+) -> None:
+    url = mlflow_with_auth
+    model = {"model_name": f"auth_{uuid.uuid4().hex[:6]}", "redis_db": 11}
+    platform_api, _ = start_api(
+        mlflow_tracking_uri=url,
+        mlflow_username="admin",
+        mlflow_password=MLFLOW_ADMIN_PASSWORD,
+        **model,
+    )
+    stranger_api, _ = start_api(mlflow_tracking_uri=url, **model)
+
+    metrics = platform_api.get("/get_metrics")
+    versions = platform_api.get("/models")
+    move = httpx.post(
+        f"{url}/api/2.0/mlflow/registered-models/alias",
+        json={"name": model["model_name"], "alias": "champion", "version": "1"},
+    )
+    refused = stranger_api.get("/get_metrics")
+
+    assert metrics.status_code == 200 and versions.status_code == 200
+    assert move.status_code == 401  # nobody without credentials moves the champion
+    assert refused.status_code == 503
+    assert "MLOPS_MLFLOW_USERNAME" in refused.json()["detail"]

@@ -77,9 +77,16 @@ def _tagged(raw: dict[str, Any]) -> TaggedVersion:
 
 
 class MlflowRegistry:
-    def __init__(self, http: httpx.AsyncClient, tracking_uri: str) -> None:
+    def __init__(
+        self,
+        http: httpx.AsyncClient,
+        tracking_uri: str,
+        credentials: tuple[str, str] | None = None,
+    ) -> None:
         self._http = http
         self._base = tracking_uri.rstrip("/")
+        # Basic authentication, where the server has it (MLflow's basic-auth app).
+        self._auth = httpx.BasicAuth(*credentials) if credentials else None
 
     async def _call(self, method: str, path: str, **kwargs: Any) -> dict[str, Any] | None:
         """The JSON reply, or None for RESOURCE_DOES_NOT_EXIST.
@@ -91,13 +98,18 @@ class MlflowRegistry:
         async for attempt in backoff(on=(_MlflowBusy,), first=0.2, cap=1.0, attempts=3):
             with attempt:
                 try:
-                    response = await self._http.request(method, url, **kwargs)
+                    response = await self._http.request(method, url, auth=self._auth, **kwargs)
                 except httpx.HTTPError as exc:
                     raise _MlflowBusy(f"MLflow at {self._base} is unreachable: {exc}") from exc
                 if _is_missing(response):
                     return None
                 if response.status_code < 400:
                     return response.json()
+                if response.status_code in {401, 403}:
+                    raise MlflowUnavailable(
+                        f"MLflow refused the platform's credentials ({response.status_code}): "
+                        "check MLOPS_MLFLOW_USERNAME and MLOPS_MLFLOW_PASSWORD"
+                    )
                 failure = f"MLflow answered {response.status_code}: {response.text[:200]}"
                 if response.status_code >= 500:
                     raise _MlflowBusy(failure)
@@ -174,7 +186,9 @@ class MlflowRegistry:
         """A JSON artifact of a run (served by the tracking server), or None if absent."""
         try:
             response = await self._http.get(
-                f"{self._base}/get-artifact", params={"run_id": run_id, "path": path}
+                f"{self._base}/get-artifact",
+                params={"run_id": run_id, "path": path},
+                auth=self._auth,
             )
         except httpx.HTTPError as exc:
             raise MlflowUnavailable(f"MLflow at {self._base} is unreachable: {exc}") from exc

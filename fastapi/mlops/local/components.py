@@ -212,7 +212,9 @@ def api(settings: Settings) -> Component:
         "api",
         command,
         ready_url=f"http://{settings.api_host}:{settings.api_port}/health",
-        env=settings.secrets_env("api_token", "redis_password", "ray_auth_token"),
+        env=settings.secrets_env(
+            "api_token", "redis_password", "ray_auth_token", "mlflow_password"
+        ),
     )
 
 
