@@ -64,9 +64,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         redis = redis_client.connect(settings)
         stack.push_async_callback(redis.aclose)
         stream = AlertStream(redis, max_len=settings.alert_history)
-        registry = MlflowRegistry(
-            http, settings.mlflow_tracking_uri, settings.mlflow_credentials()
-        )
+        registry = MlflowRegistry(http, settings.mlflow_tracking_uri, settings.mlflow_credentials())
         ray_token = settings.ray_token()
         ray = RayJobsClient(http, settings.ray_address, ray_token)
 
