@@ -138,6 +138,19 @@ def test_try_inference_form_answers_with_the_champion(open_page, api_url: str) -
     )
 
     champion = httpx.get(f"{api_url}/get_metrics").json()["champion_version"]
+    # Replicas follow a new champion within their reload period: wait for it to answer.
+    wait_for(
+        lambda: (
+            httpx.post(
+                f"{api_url}/inference", json={"input_data": [6.7, 3.0, 5.2, 2.3]}, timeout=30
+            )
+            .json()
+            .get("model_version")
+            == champion
+        ),
+        timeout=60,
+        what="the champion to be served",
+    )
     page.click("#inference-form button[type=submit]")
 
     expect(page.locator("#inference-form .form-result")).to_contain_text(
