@@ -97,9 +97,9 @@ format: $(STAMP) ## Format the Python code
 
 lock: $(STAMP) ## Re-resolve the lock files after changing fastapi/pyproject.toml
 	$(BIN)/uv pip compile fastapi/pyproject.toml --universal --python-version 3.11 \
-		-o fastapi/requirements.lock
+		--generate-hashes -o fastapi/requirements.lock
 	$(BIN)/uv pip compile fastapi/pyproject.toml --extra dev --universal --python-version 3.11 \
-		-o fastapi/requirements-dev.lock
+		--generate-hashes -o fastapi/requirements-dev.lock
 	$(BIN)/uv pip compile tests/infra/checkov.in --universal --python-version 3.11 \
 		-o tests/infra/checkov.lock
 

@@ -24,7 +24,7 @@ def _dockerfile_arg(path: Path, name: str) -> str:
 
 def test_the_api_image_is_built_from_the_ray_version_the_code_pins() -> None:
     pinned = _ray_pin()
-    locked = re.search(r"^ray==(\S+)$", (ROOT / "fastapi" / "requirements.lock").read_text(), re.M)
+    locked = re.search(r"^ray==(\S+)", (ROOT / "fastapi" / "requirements.lock").read_text(), re.M)
 
     image = _dockerfile_arg(ROOT / "fastapi" / "Dockerfile", "RAY_VERSION")
 
@@ -38,6 +38,26 @@ def test_the_api_image_installs_runtime_dependencies_only() -> None:
 
     assert "-r fastapi/requirements.lock" in dockerfile
     assert not re.search(r"^(pytest|playwright|ruff|moto)==", runtime, re.M)
+
+
+def _unhashed_pins(lock: str) -> list[str]:
+    """Pins (`name==version …`) that no `--hash=sha256:` line follows."""
+    lines = (ROOT / "fastapi" / lock).read_text().splitlines()
+    return [
+        line
+        for index, line in enumerate(lines)
+        if re.match(r"^[A-Za-z0-9._-]+==", line)
+        and not (index + 1 < len(lines) and "--hash=sha256:" in lines[index + 1])
+    ]
+
+
+def test_the_image_installs_only_what_the_lock_hashes() -> None:
+    """Supply chain: a package whose bytes differ from the locked hashes fails the build."""
+    dockerfile = (ROOT / "fastapi" / "Dockerfile").read_text()
+
+    assert _unhashed_pins("requirements.lock") == []
+    assert _unhashed_pins("requirements-dev.lock") == []
+    assert "--require-hashes" in dockerfile
 
 
 def test_images_run_as_non_root() -> None:
