@@ -58,8 +58,13 @@ class ScheduleRemoved(BaseModel):
     removed: Literal[True] = True
 
 
+# The model computes in float32: a feature beyond its range cannot be represented.
+FLOAT32_MAX = 3.4028234663852886e38
+Feature = Annotated[float, Field(allow_inf_nan=False, ge=-FLOAT32_MAX, le=FLOAT32_MAX)]
+
+
 class InferenceRequest(BaseModel):
-    input_data: list[Annotated[float, Field(allow_inf_nan=False)]] = Field(
+    input_data: list[Feature] = Field(
         min_length=1,
         max_length=1000,
         description="One row of features, in the model's column order.",

@@ -128,6 +128,8 @@ def test_unknown_version_is_404_naming_it(api: httpx.Client, served: dict) -> No
         ('{"input_data": []}', "at least 1"),
         ('{"input_data": [5.1, 3.5, NaN, 0.2]}', "finite"),
         ('{"input_data": [5.1, 3.5, Infinity, 0.2]}', "finite"),
+        # Beyond float32, which the model computes in (found by the fuzzer).
+        ('{"input_data": [5.1, 3.5, -1.8e142, 0.2]}', "greater than or equal to -3402823466"),
         ('{"input_data": [5.1, 3.5, 1.4, 0.2], "retries": 11}', "less than or equal to 10"),
         ('{"input_data": [5.1, 3.5, 1.4, 0.2], "sla_seconds": 0}', "greater than or equal to 1"),
     ],

@@ -36,6 +36,7 @@ from mlops.ml.registry_tags import (
     TAG_FEATURES,
 )
 from mlops.ml.sampling import ServedRows
+from mlops.schemas import FLOAT32_MAX
 from mlops.settings import Settings
 
 log = logging.getLogger("ray.serve")
@@ -173,6 +174,10 @@ class ModelServer:
             except Exception as exc:  # the version exists but cannot be loaded
                 log.exception("could not load version %s", version)
                 return _error(503, "load_failed", f"version {version} could not be loaded: {exc}")
+        if not np.all(np.abs(rows) <= FLOAT32_MAX):  # NaN fails this too
+            return _error(
+                422, "bad_input", f"features must be finite and within ±{FLOAT32_MAX:.4g}"
+            )
         if rows.ndim != 2 or rows.shape[1] != len(model.features):
             got = rows.shape[-1] if rows.ndim else 0
             return _error(
