@@ -9,7 +9,7 @@ from __future__ import annotations
 import sys
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Literal, get_args
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic.fields import FieldInfo
@@ -234,7 +234,7 @@ class Settings(BaseSettings):
         return {
             f"MLOPS_{name.upper()}"
             for name, field in cls.model_fields.items()
-            if "SecretStr" in str(field.annotation)
+            if SecretStr in (field.annotation, *get_args(field.annotation))
         }
 
     def secrets_env(self, *names: str) -> dict[str, str]:

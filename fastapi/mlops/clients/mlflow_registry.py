@@ -192,9 +192,7 @@ class MlflowRegistry:
             )
         except httpx.HTTPError as exc:
             raise MlflowUnavailable(f"MLflow at {self._base} is unreachable: {exc}") from exc
-        if response.status_code in {400, 404}:
-            return None
-        if response.status_code >= 500 and "does not exist" in response.text:
+        if _is_missing(response):  # no such run, or no such artifact: 404
             return None
         if response.status_code != 200:
             raise MlflowUnavailable(

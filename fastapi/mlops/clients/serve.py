@@ -34,9 +34,12 @@ class ServeAdmin:
         """Serve's view of one application (status, deployed config, replicas), or None."""
         try:
             response = await self._http.get(self._url, headers=self._headers, timeout=10)
-            response.raise_for_status()
         except httpx.HTTPError as exc:
             raise ServeError(f"Ray at {self._url} is unreachable: {exc}") from exc
+        if response.status_code in {401, 403}:
+            raise ServeError("Ray refused the token (MLOPS_RAY_AUTH_TOKEN)")
+        if response.status_code != 200:
+            raise ServeError(f"Serve answered {response.status_code}: {response.text[:200]}")
         return (response.json().get("applications") or {}).get(app_name)
 
     async def status(self, app_name: str) -> str | None:
