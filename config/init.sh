@@ -33,8 +33,13 @@ DASHBOARD_IMAGE=""
 # Generated once, then read back from the cluster's Secrets on every later run.
 MINIO_USER=mlops-admin
 MINIO_PASSWORD=""
+MINIO_MLFLOW_KEY=""
+MINIO_TRAINING_KEY=""
+MINIO_DATASETS_KEY=""
 REDIS_PASSWORD=""
 API_TOKEN=""
+RAY_TOKEN=""
+MLFLOW_PASSWORD=""
 
 log() { printf '==> %s\n' "$*" >&2; }
 die() { printf 'error: %s\n' "$*" >&2; exit 1; }
@@ -132,46 +137,72 @@ read_secret() {  # read_secret NAMESPACE NAME KEY: the value, or nothing
 }
 
 apply_secret() {  # apply_secret NAMESPACE NAME KEY=VALUE...: create or update, never print
-  local namespace="$1" name="$2"
+  local namespace="$1" name="$2" item
   shift 2
   if [[ "${DRY_RUN}" == true ]]; then
     printf '  would apply secret %s/%s (%s)\n' "${namespace}" "${name}" "${*%%=*}"
     return 0
   fi
-  # Values go through a file descriptor, never the command line (visible in `ps`).
-  kc create secret generic "${name}" --namespace "${namespace}" \
-    --from-env-file=<(printf '%s\n' "$@") --dry-run=client -o yaml | kc apply -f - >/dev/null
+  # The manifest is written here and piped: values never reach a command line (visible
+  # in `ps`), and a value may span lines (a config file).
+  {
+    printf 'apiVersion: v1\nkind: Secret\ntype: Opaque\n'
+    printf 'metadata:\n  name: %s\n  namespace: %s\ndata:\n' "${name}" "${namespace}"
+    for item in "$@"; do
+      printf '  %s: %s\n' "${item%%=*}" "$(printf '%s' "${item#*=}" | base64 | tr -d '\n')"
+    done
+  } | kc apply -f - >/dev/null
+}
+
+kept_secret() {  # kept_secret NAMESPACE NAME KEY: the value in the cluster, else a new one
+  local value
+  value="$(read_secret "$@")"
+  printf '%s' "${value:-$(random_secret)}"
+}
+
+# MLflow's basic-auth app reads its admin from this file (the chart's `auth` is off: the
+# init container it adds to write this file has no resources to set; helm-values/mlflow.yaml).
+mlflow_auth_config() {
+  cat <<EOF
+[mlflow]
+default_permission = NO_PERMISSIONS
+database_uri = sqlite:////mlflow/data/basic_auth.db
+admin_username = admin
+admin_password = ${MLFLOW_PASSWORD}
+authorization_function = mlflow.server.auth:authenticate_request_basic_auth
+EOF
 }
 
 create_secrets() {
   log "secrets (generated once, kept across runs)"
-  MINIO_PASSWORD="$(read_secret minio minio-root rootPassword)"
-  [[ -n "${MINIO_PASSWORD}" ]] || MINIO_PASSWORD="$(random_secret)"
-  REDIS_PASSWORD="$(read_secret db redis-auth password)"
-  [[ -n "${REDIS_PASSWORD}" ]] || REDIS_PASSWORD="$(random_secret)"
-  API_TOKEN="$(read_secret fastapi mlops-secrets MLOPS_API_TOKEN)"
-  [[ -n "${API_TOKEN}" ]] || API_TOKEN="$(random_secret)"
-  RAY_TOKEN="$(read_secret kuberay mlops-secrets RAY_AUTH_TOKEN)"
-  [[ -n "${RAY_TOKEN}" ]] || RAY_TOKEN="$(random_secret)"
-  MLFLOW_PASSWORD="$(read_secret mlflow mlflow-admin password)"
-  [[ -n "${MLFLOW_PASSWORD}" ]] || MLFLOW_PASSWORD="$(random_secret)"
+  MINIO_PASSWORD="$(kept_secret minio minio-root rootPassword)"
+  MINIO_MLFLOW_KEY="$(kept_secret minio minio-users mlflow)"
+  MINIO_TRAINING_KEY="$(kept_secret minio minio-users training)"
+  MINIO_DATASETS_KEY="$(kept_secret minio minio-users datasets)"
+  REDIS_PASSWORD="$(kept_secret db redis-auth password)"
+  API_TOKEN="$(kept_secret fastapi mlops-secrets MLOPS_API_TOKEN)"
+  RAY_TOKEN="$(kept_secret kuberay mlops-secrets RAY_AUTH_TOKEN)"
+  MLFLOW_PASSWORD="$(kept_secret fastapi mlops-secrets MLOPS_MLFLOW_PASSWORD)"
 
+  # MinIO: the root login stays with MinIO; each service gets a user of its own, created
+  # by the chart (helm-values/minio.yaml) with a policy on its prefix of the bucket.
   apply_secret minio minio-root "rootUser=${MINIO_USER}" "rootPassword=${MINIO_PASSWORD}"
-  apply_secret mlflow mlflow-s3 "AWS_ACCESS_KEY_ID=${MINIO_USER}" "AWS_SECRET_ACCESS_KEY=${MINIO_PASSWORD}"
+  apply_secret minio minio-users "mlflow=${MINIO_MLFLOW_KEY}" \
+    "training=${MINIO_TRAINING_KEY}" "datasets=${MINIO_DATASETS_KEY}"
+  apply_secret mlflow mlflow-s3 "AWS_ACCESS_KEY_ID=mlflow" \
+    "AWS_SECRET_ACCESS_KEY=${MINIO_MLFLOW_KEY}"
+  apply_secret mlflow mlflow-auth "basic_auth.ini=$(mlflow_auth_config)"
   apply_secret db redis-auth "password=${REDIS_PASSWORD}"
-  apply_secret mlflow mlflow-admin "username=admin" "password=${MLFLOW_PASSWORD}"
-  local shared=(
-    "MLOPS_REDIS_PASSWORD=${REDIS_PASSWORD}"
-    "MLOPS_S3_ACCESS_KEY_ID=${MINIO_USER}"
-    "MLOPS_S3_SECRET_ACCESS_KEY=${MINIO_PASSWORD}"
-  )
   # The API token is the API's alone: Ray's pods never see it. Ray's token goes to Ray's
   # pods (RAY_AUTH_TOKEN, read by Ray itself) and to the API, which calls Ray with it.
   # MLflow's admin signs in the API (MLOPS_MLFLOW_PASSWORD) and, through the mlflow
-  # library's own variables, Ray's jobs and replicas.
-  apply_secret fastapi mlops-secrets "${shared[@]}" "MLOPS_API_TOKEN=${API_TOKEN}" \
-    "MLOPS_RAY_AUTH_TOKEN=${RAY_TOKEN}" "MLOPS_MLFLOW_PASSWORD=${MLFLOW_PASSWORD}"
-  apply_secret kuberay mlops-secrets "${shared[@]}" "RAY_AUTH_TOKEN=${RAY_TOKEN}" \
+  # library's own variables, Ray's jobs and replicas. Only the jobs read S3 (datasets).
+  apply_secret fastapi mlops-secrets "MLOPS_REDIS_PASSWORD=${REDIS_PASSWORD}" \
+    "MLOPS_API_TOKEN=${API_TOKEN}" "MLOPS_RAY_AUTH_TOKEN=${RAY_TOKEN}" \
+    "MLOPS_MLFLOW_PASSWORD=${MLFLOW_PASSWORD}"
+  apply_secret kuberay mlops-secrets "MLOPS_REDIS_PASSWORD=${REDIS_PASSWORD}" \
+    "MLOPS_S3_ACCESS_KEY_ID=training" "MLOPS_S3_SECRET_ACCESS_KEY=${MINIO_TRAINING_KEY}" \
+    "RAY_AUTH_TOKEN=${RAY_TOKEN}" \
     "MLFLOW_TRACKING_USERNAME=admin" "MLFLOW_TRACKING_PASSWORD=${MLFLOW_PASSWORD}"
 }
 
@@ -233,9 +264,11 @@ upload_dataset() {
     head_pod="$(kc get pod --namespace kuberay -o name \
       --selector "ray.io/cluster=${RAY_CLUSTER},ray.io/node-type=head")"
   fi
-  run kc exec --namespace kuberay "${head_pod}" -- env \
-    "MLOPS_DATASET_URI=${dataset_uri}" "MLOPS_S3_ENDPOINT_URL=${s3_endpoint}" \
-    python -m mlops.ml.seed
+  # Ray's pods may only read datasets: the seed writes as the `datasets` user, whose key
+  # goes through stdin, never a command line.
+  printf 'datasets\n%s\n' "${MINIO_DATASETS_KEY}" | run kc exec --stdin --namespace kuberay \
+    "${head_pod}" -- env "MLOPS_DATASET_URI=${dataset_uri}" \
+    "MLOPS_S3_ENDPOINT_URL=${s3_endpoint}" python -m mlops.ml.seed --s3-credentials-from-stdin
 }
 
 # --- ArgoCD ----------------------------------------------------------------------
@@ -326,6 +359,8 @@ argocd.user=admin
 argocd.password=${argocd_password}
 minio.user=${MINIO_USER}
 minio.password=${MINIO_PASSWORD}
+minio.datasets.user=datasets
+minio.datasets.password=${MINIO_DATASETS_KEY}
 redis.password=${REDIS_PASSWORD}
 kubernetes-dashboard.token=${dashboard_token}
 EOF

@@ -71,21 +71,6 @@ def kubectl(args: list[str], state: dict, stdin: str = "") -> int:
         value = data.get(field.group(1)) if field else None
         if value:
             print(base64.b64encode(value.encode()).decode(), end="")
-    elif args[:3] == ["create", "secret", "generic"]:
-        env_file = _option(args, "--from-env-file")
-        assert env_file is not None, "create secret without --from-env-file"
-        lines = Path(env_file).read_text().splitlines()
-        pairs = dict(line.split("=", 1) for line in lines)
-        print(
-            yaml.safe_dump(
-                {
-                    "apiVersion": "v1",
-                    "kind": "Secret",
-                    "metadata": {"name": args[3], "namespace": _option(args, "--namespace")},
-                    "data": {k: base64.b64encode(v.encode()).decode() for k, v in pairs.items()},
-                }
-            )
-        )
     elif args[:2] == ["apply", "-f"] and args[2] == "-":
         doc = yaml.safe_load(stdin)
         _record("kubectl-applied", [doc["kind"], doc["metadata"]["name"]], json.dumps(doc))
@@ -113,8 +98,9 @@ def uname(args: list[str], state: dict) -> int:
 def main() -> int:
     tool = os.environ["STUB_TOOL"]
     args = sys.argv[1:]
-    # Read a piped document before taking the lock: its writer may be a stub too.
-    stdin = sys.stdin.read() if args[-3:] == ["apply", "-f", "-"] else ""
+    # Read what is piped in before taking the lock: its writer may be a stub too.
+    piped = args[-3:] == ["apply", "-f", "-"] or "--stdin" in args
+    stdin = sys.stdin.read() if piped else ""
     handlers = {
         "kind": kind,
         "kubectl": lambda a, s: kubectl(a, s, stdin),
@@ -124,7 +110,7 @@ def main() -> int:
     }
     with open(f"{STATE}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # piped stubs run at once
-        _record(tool, args)
+        _record(tool, args, stdin if "--stdin" in args else None)
         state = _load()
         code = handlers[tool](args, state)
         _save(state)

@@ -63,7 +63,7 @@ def test_init_sh_installs_each_file_with_its_pinned_version() -> None:
 def test_no_values_file_holds_a_secret() -> None:
     for name in CHARTS:
         for path, value in _leaves(_values(name)):
-            if re.search(r"(password|secretKey|token|rootUser)$", path, re.I):
+            if re.search(r"(password|(?<!existing)secretKey|token|rootUser)$", path, re.I):
                 assert value in ("", None), f"{name}: {path} holds a literal"
 
 
@@ -73,10 +73,56 @@ def test_credentials_come_from_the_secrets_init_sh_generates() -> None:
     assert _values("minio")["existingSecret"] == "minio-root"
     assert _values("mlflow")["artifactRoot"]["s3"]["existingSecret"]["name"] == "mlflow-s3"
     assert _values("redis")["auth"]["existingSecret"] == "redis-auth"
-    assert _values("mlflow")["auth"]["existingAdminSecret"]["name"] == "mlflow-admin"
-    assert _values("mlflow")["auth"]["enabled"] is True
-    for secret in ("minio minio-root", "mlflow mlflow-s3", "db redis-auth", "mlflow mlflow-admin"):
+    for secret in ("minio minio-root", "minio minio-users", "mlflow mlflow-s3", "db redis-auth"):
         assert f"apply_secret {secret} " in script
+
+
+def test_each_service_has_its_own_minio_user_limited_to_its_prefix() -> None:
+    values = _values("minio")
+    script = (kube.ROOT / "config" / "init.sh").read_text()
+    policies = {p["name"]: p["statements"] for p in values["policies"]}
+    users = {u["accessKey"]: u for u in values["users"]}
+
+    assert set(users) == {"mlflow", "training", "datasets"}
+    for key, user in users.items():
+        assert user["existingSecret"] == "minio-users" and user["existingSecretKey"] == key
+        assert f'"{key}=${{MINIO_' in script, f"init.sh does not generate {key}'s key"
+        assert "secretKey" not in user
+    prefix = {
+        "mlflow": "mlops/mlflow/",
+        "training": "mlops/datasets/",
+        "datasets": "mlops/datasets/",
+    }
+    for key, user in users.items():
+        for statement in policies[user["policy"]]:
+            for resource in statement["resources"]:
+                arn = resource.removeprefix("arn:aws:s3:::")
+                if arn == "mlops":  # the bucket itself: listing, only under the prefix
+                    condition = statement["conditions"][0]["StringLike"]
+                    assert f'"{prefix[key].removeprefix("mlops/")}*"' in condition, key
+                else:
+                    assert arn == prefix[key] + "*", (key, arn)
+    read_only = {a for s in policies[users["training"]["policy"]] for a in s["actions"]}
+    assert not any(a.startswith(("s3:Put", "s3:Delete")) for a in read_only)
+
+
+def test_mlflow_requires_a_login_configured_from_init_shs_secret() -> None:
+    values = _values("mlflow")
+    script = (kube.ROOT / "config" / "init.sh").read_text()
+    mounts = {m["name"]: m["mountPath"] for m in values["extraVolumeMounts"]}
+    volumes = {v["name"]: v for v in values["extraVolumes"]}
+
+    assert values["extraArgs"]["appName"] == "basic-auth"
+    config_path = values["extraEnvVars"]["MLFLOW_AUTH_CONFIG_PATH"]
+    folder, filename = config_path.rsplit("/", 1)
+    assert mounts["mlflow-auth"] == folder
+    assert volumes["mlflow-auth"]["secret"]["secretName"] == "mlflow-auth"
+    assert f'apply_secret mlflow mlflow-auth "{filename}=' in script
+    # The chart's own auth would add an init container with no resources.
+    assert not values.get("auth", {}).get("enabled", False)
+    # The users' store lives on the data volume, so it survives a restart.
+    assert "database_uri = sqlite:////mlflow/data/" in script
+    assert "default_permission = NO_PERMISSIONS" in script
 
 
 def test_the_ray_cluster_runs_our_image_with_guaranteed_resources_and_haproxy() -> None:
@@ -131,7 +177,9 @@ def test_images_are_pinned_and_still_pull() -> None:
     assert re.fullmatch(r"RELEASE\.\d{4}-\d{2}-\d{2}T\d{2}-\d{2}-\d{2}Z", minio["image"]["tag"])
     # Standalone: one server (the chart reads `replicas` only in distributed mode).
     assert minio["mode"] == "standalone" and "replicas" not in minio
-    assert minio["users"] == []  # not the chart's default console/console123 login
+    # Never the chart's default console/console123 login: our users, keys from a Secret.
+    assert all("secretKey" not in user for user in minio["users"])
+    assert "console" not in {user["accessKey"] for user in minio["users"]}
 
 
 def test_argocd_serves_plain_http_on_its_node_port() -> None:

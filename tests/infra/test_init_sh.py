@@ -7,6 +7,7 @@ repository's deploy files, so the tests never touch the real outputs/.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import shutil
@@ -111,7 +112,7 @@ def test_a_full_run_issues_every_step_in_order(harness: Harness) -> None:
         _index(commands, "docker info"),
         _index(commands, "kind create cluster", "--name mlops", "kind-config.yaml"),
         _index(commands, "kubectl", "apply --kustomize", "manifests/cluster"),
-        _index(commands, "kubectl", "create secret generic minio-root"),
+        _index(commands, "kubectl", "apply -f -"),
         _index(commands, "docker build", "fastapi/Dockerfile"),
         _index(commands, "kind load docker-image"),
         _index(commands, "helm repo add argo"),
@@ -142,6 +143,13 @@ def test_the_dataset_goes_to_the_uri_the_api_reads(harness: Harness) -> None:
     assert "pod/mlops-ray-head-x7k2p" in seed
     assert "MLOPS_DATASET_URI=s3://mlops/datasets/iris.csv" in seed
     assert "MLOPS_S3_ENDPOINT_URL=http://minio.minio.svc.cluster.local:9000" in seed
+    # Ray's own key is read-only: the seed writes as the datasets user, its key on stdin.
+    assert seed.endswith("python -m mlops.ml.seed --s3-credentials-from-stdin")
+    credentials = (harness.repo / "outputs" / "credentials.txt").read_text()
+    key = next(line for line in credentials.splitlines() if "datasets.password" in line)
+    exec_call = next(c for c in harness.calls({"kubectl"}) if "mlops.ml.seed" in c["args"])
+    assert exec_call["stdin"] == f"datasets\n{key.split('=', 1)[1]}\n"
+    assert key.split("=", 1)[1] not in seed
 
 
 def test_secrets_are_random_kept_private_and_written_with_mode_600(harness: Harness) -> None:
@@ -164,22 +172,41 @@ def test_secrets_are_random_kept_private_and_written_with_mode_600(harness: Harn
         for c in harness.calls({"kubectl-applied"})
         if c["args"][0] == "Secret"
     ]
-    names = {(s["metadata"]["namespace"], s["metadata"]["name"]) for s in secrets}
-    assert names == {
+    by_name = {
+        (s["metadata"]["namespace"], s["metadata"]["name"]): {
+            k: base64.b64decode(v).decode() for k, v in s["data"].items()
+        }
+        for s in secrets
+    }
+    assert set(by_name) == {
         ("minio", "minio-root"),
+        ("minio", "minio-users"),
         ("mlflow", "mlflow-s3"),
+        ("mlflow", "mlflow-auth"),
         ("db", "redis-auth"),
-        ("mlflow", "mlflow-admin"),
         ("fastapi", "mlops-secrets"),
         ("kuberay", "mlops-secrets"),
     }
-    by_namespace = {
-        s["metadata"]["namespace"]: s["data"]
-        for s in secrets
-        if s["metadata"]["name"] == "mlops-secrets"
-    }
+    by_namespace = {ns: data for (ns, name), data in by_name.items() if name == "mlops-secrets"}
     assert "MLOPS_API_TOKEN" in by_namespace["fastapi"]
     assert "MLOPS_API_TOKEN" not in by_namespace["kuberay"]
+    # MinIO's root login is MinIO's alone; MLflow and the jobs have users of their own.
+    root_password = by_name["minio", "minio-root"]["rootPassword"]
+    users = by_name["minio", "minio-users"]
+    assert len(set(users.values()) | {root_password}) == 4
+    everyone_else = [d for key, d in by_name.items() if key[0] != "minio"]
+    assert not any(root_password in value for data in everyone_else for value in data.values())
+    assert by_name["mlflow", "mlflow-s3"] == {
+        "AWS_ACCESS_KEY_ID": "mlflow",
+        "AWS_SECRET_ACCESS_KEY": users["mlflow"],
+    }
+    assert by_namespace["kuberay"]["MLOPS_S3_ACCESS_KEY_ID"] == "training"
+    assert by_namespace["kuberay"]["MLOPS_S3_SECRET_ACCESS_KEY"] == users["training"]
+    assert not any(key.startswith("MLOPS_S3_") for key in by_namespace["fastapi"])
+    # MLflow's admin, in its auth config file, is the one the platform signs in as.
+    auth_config = by_name["mlflow", "mlflow-auth"]["basic_auth.ini"]
+    assert "admin_username = admin" in auth_config
+    assert f"admin_password = {values['mlflow.password']}" in auth_config
     # One Ray token: Ray's pods read it as RAY_AUTH_TOKEN, the API sends it.
     ray_token = by_namespace["kuberay"]["RAY_AUTH_TOKEN"]
     assert by_namespace["fastapi"]["MLOPS_RAY_AUTH_TOKEN"] == ray_token

@@ -296,13 +296,3 @@ def test_our_namespaces_enforce_the_restricted_pod_security_profile() -> None:
         assert labels[ours]["pod-security.kubernetes.io/enforce"] == "restricted"
     for theirs in ("kuberay", "mlflow", "db", "minio"):
         assert labels[theirs]["pod-security.kubernetes.io/enforce"] == "baseline"
-
-
-def test_mlflows_auth_init_container_gets_bounded_resources() -> None:
-    """The chart gives it none and has no value for them: a LimitRange does."""
-    ranges = kube.load_all(kube.ROOT / "manifests" / "cluster" / "limit-ranges.yaml")
-    mlflow = next(r for r in ranges if r["metadata"]["namespace"] == "mlflow")
-    limits = mlflow["spec"]["limits"][0]
-
-    assert limits["type"] == "Container"
-    assert {"cpu", "memory"} <= set(limits["defaultRequest"]) and "memory" in limits["default"]

@@ -128,6 +128,40 @@ def test_seeding_writes_iris_once_and_never_overwrites_a_dataset(s3_endpoint: st
     assert body == b"a,variety\n1,x\n"
 
 
+def test_seeding_takes_the_uploaders_key_from_stdin(s3_endpoint: str, tmp_path: Path) -> None:
+    """As init.sh runs it: no key in the environment (Ray's own is read-only), the
+    uploader's on stdin. Without it boto3 finds no credentials at all and fails."""
+    _client(s3_endpoint).create_bucket(Bucket="uploads")
+    env = {
+        key: value for key, value in os.environ.items() if not key.startswith(("AWS_", "MLOPS_S3_"))
+    }
+    env |= {
+        "MLOPS_DATASET_URI": "s3://uploads/datasets/iris.csv",
+        "MLOPS_S3_ENDPOINT_URL": s3_endpoint,
+        "AWS_CONFIG_FILE": str(tmp_path / "none"),
+        "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "none"),
+        "AWS_EC2_METADATA_DISABLED": "true",
+        "AWS_MAX_ATTEMPTS": "1",
+    }
+
+    def seed(stdin: str) -> subprocess.CompletedProcess[str]:
+        command = [sys.executable, "-m", "mlops.ml.seed", "--s3-credentials-from-stdin"]
+        return subprocess.run(
+            command, env=env, input=stdin, capture_output=True, text=True, timeout=120
+        )
+
+    half = seed("datasets\n")
+    without = subprocess.run(
+        [sys.executable, "-m", "mlops.ml.seed"], env=env, capture_output=True, text=True
+    )
+    with_key = seed("datasets\nuploader-key\n")
+
+    assert half.returncode == 1 and "expected two lines on stdin" in half.stderr
+    assert without.returncode == 1
+    assert with_key.returncode == 0, with_key.stderr
+    assert "wrote iris to s3://uploads/datasets/iris.csv" in with_key.stderr
+
+
 def test_seeding_an_unreachable_store_fails_with_the_reason() -> None:
     env = {
         **os.environ,
