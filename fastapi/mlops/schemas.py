@@ -12,6 +12,27 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field
 
+DatasetUri = Annotated[
+    str | None,
+    Field(
+        None,
+        min_length=1,
+        max_length=1024,
+        description="CSV or Parquet to train on: an absolute path or s3:// URI inside the"
+        " allowed locations (MLOPS_DATASET_LOCATIONS). Default: MLOPS_DATASET_URI.",
+        examples=["s3://mlops/datasets/wine.parquet"],
+    ),
+]
+TargetColumn = Annotated[
+    str | None,
+    Field(
+        None,
+        min_length=1,
+        max_length=256,
+        description="Its label column. Default: MLOPS_TARGET_COLUMN.",
+    ),
+]
+
 
 class TrainingRequest(BaseModel):
     hyperparameters: dict[str, Any] = Field(
@@ -19,6 +40,33 @@ class TrainingRequest(BaseModel):
         description='RandomForestClassifier parameters, e.g. {"n_estimators": 100}.',
         examples=[{"n_estimators": 100, "max_depth": 5}],
     )
+    dataset_uri: DatasetUri = None
+    target_column: TargetColumn = None
+
+
+Metric = Literal["accuracy", "f1_macro"]
+
+
+class TuneRequest(BaseModel):
+    search_space: dict[str, dict[str, list[Any]]] = Field(
+        description='RandomForestClassifier parameter → one distribution: {"choice": [...]},'
+        ' {"randint": [low, high]} (high excluded), {"uniform": [low, high]} or'
+        ' {"loguniform": [low, high]}.',
+        examples=[
+            {
+                "n_estimators": {"choice": [50, 100, 200]},
+                "max_depth": {"randint": [2, 12]},
+                "min_samples_leaf": {"randint": [1, 5]},
+            }
+        ],
+    )
+    trials: int = Field(8, ge=1, description="Configurations to try (≤ MLOPS_TUNE_MAX_TRIALS).")
+    metric: Metric = Field("accuracy", description="What the best trial maximises.")
+    max_concurrent_trials: int | None = Field(
+        None, ge=1, description="Trials at once; default: as many as the cluster has CPUs."
+    )
+    dataset_uri: DatasetUri = None
+    target_column: TargetColumn = None
 
 
 # A schedule's period: a whole number of minutes from one to a week.
@@ -28,6 +76,11 @@ Minutes = Annotated[int, Field(strict=True, ge=1, le=10_080, description="1 to 1
 class ScheduleTrainingRequest(BaseModel):
     minutes: Minutes
     hyperparameters: dict[str, Any] = Field(default_factory=dict, examples=[{"n_estimators": 100}])
+    dataset_uri: DatasetUri = None
+    target_column: TargetColumn = None
+    tune: TuneRequest | None = Field(
+        None, description="Run this search each period instead of one training."
+    )
 
 
 class WatchModelRequest(BaseModel):
@@ -42,6 +95,9 @@ class ScheduleInfo(BaseModel):
     kind: ScheduleKind
     minutes: int
     hyperparameters: dict[str, Any] | None = None
+    dataset_uri: str | None = None
+    target_column: str | None = None
+    tune: TuneRequest | None = Field(None, description="The search a training schedule runs.")
     threshold: float | None = Field(None, description="PSI threshold of a drift watch.")
     created_at: datetime
     next_run_time: datetime | None
@@ -109,9 +165,21 @@ class JobAccepted(BaseModel):
 
 class JobInfo(BaseModel):
     job_id: str
+    kind: Literal["training", "tune"] = "training"
     status: JobStatus
-    hyperparameters: dict[str, Any]
+    hyperparameters: dict[str, Any] = Field(
+        description="What it trained with; for a search, the best trial's once it ends."
+    )
     source: str = Field(description="Who asked: `api` or a schedule id.")
+    dataset_uri: str | None = None
+    target_column: str | None = None
+    cpus: int | None = Field(None, description="CPUs its trees were built on.")
+    search_space: dict[str, Any] | None = None
+    metric: str | None = Field(None, description="What a search maximises.")
+    trials_total: int | None = None
+    trials_finished: int | None = Field(None, description="Trials that reported a score.")
+    trials_failed: int | None = None
+    best_score: float | None = Field(None, description="A search's best score so far.")
     created_at: datetime
     started_at: datetime | None = None
     finished_at: datetime | None = None

@@ -9,7 +9,7 @@ from __future__ import annotations
 import sys
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated, Literal, get_args
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic.fields import FieldInfo
@@ -111,9 +111,16 @@ class Settings(BaseSettings):
 
     # The dataset.
     dataset_uri: str = Field(
-        "", description="CSV to train on: a path or s3:// URI (default: DATA_DIR/iris.csv)."
+        "",
+        description="Default dataset (CSV or Parquet): a path or s3:// URI"
+        " (default: DATA_DIR/iris.csv).",
     )
-    target_column: str = Field("variety", description="Label column of the dataset.")
+    target_column: str = Field("variety", description="Default label column of the dataset.")
+    dataset_locations: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Where a request's dataset_uri may point, comma-separated folders and"
+        " s3://bucket/prefix/ (default: DATA_DIR and the default dataset's bucket).",
+    )
     s3_endpoint_url: str | None = Field(None, description="S3 endpoint (MinIO) for s3:// URIs.")
     s3_access_key_id: str | None = Field(None, description="S3 access key id.")
     s3_secret_access_key: SecretStr | None = Field(None, description="S3 secret key.")
@@ -154,6 +161,19 @@ class Settings(BaseSettings):
     max_depth_limit: int = Field(
         64, ge=1, description="Upper bound on max_depth, and its value when a request omits it."
     )
+    training_max_cpus: int = Field(
+        8,
+        ge=1,
+        description="CPUs one training may use to build its trees (it takes what the"
+        " cluster has free, up to this).",
+    )
+    parallel_fit_min_work: int = Field(
+        2_000_000,
+        ge=0,
+        description="Rows × trees below which a fit runs on one CPU: spreading"
+        " a sub-second fit over Ray workers costs more than it saves.",
+    )
+    tune_max_trials: int = Field(64, ge=1, description="Upper bound on a search's trials.")
     max_active_trainings: int = Field(
         4, ge=0, description="Training jobs pending or running at once (0: no limit); more get 429."
     )
@@ -193,7 +213,7 @@ class Settings(BaseSettings):
         "are in GET /alerts.",
     )
 
-    @field_validator("cors_origins", mode="before")
+    @field_validator("cors_origins", "dataset_locations", mode="before")
     @classmethod
     def _split_origins(cls, value: object) -> object:
         if isinstance(value, str):
@@ -206,6 +226,11 @@ class Settings(BaseSettings):
         self.data_dir = self.data_dir.expanduser().resolve()
         if not self.dataset_uri:
             self.dataset_uri = str(self.data_dir / "iris.csv")
+        if not self.dataset_locations:
+            self.dataset_locations = [str(self.data_dir)]
+            if self.dataset_uri.startswith("s3://"):
+                bucket = self.dataset_uri.removeprefix("s3://").split("/", 1)[0]
+                self.dataset_locations.append(f"s3://{bucket}/")
         if self.environment == "production":
             if "*" in self.cors_origins:
                 raise ValueError("MLOPS_CORS_ORIGINS must list origins, not '*'")
@@ -246,6 +271,21 @@ class Settings(BaseSettings):
             if value is not None:
                 env[f"MLOPS_{name.upper()}"] = value.get_secret_value()
         return env
+
+    @classmethod
+    def from_env(cls, env: dict[str, str]) -> Settings:
+        """Settings from the MLOPS_* variables given (what `as_env` made without
+        secrets), and only the secrets from this process's environment: how a long-lived
+        Ray actor takes each job's settings, whatever job started it."""
+        secrets = cls.secret_variables()
+        values: dict[str, Any] = {}
+        for name, field in cls.model_fields.items():
+            key = f"MLOPS_{name.upper()}"
+            if key in env:
+                values[name] = env[key]
+            elif key not in secrets:
+                values[name] = field.get_default(call_default_factory=True)
+        return cls(**values)
 
     def as_env(self, *, include_secrets: bool) -> dict[str, str]:
         """These settings as MLOPS_* variables, for processes the platform starts.

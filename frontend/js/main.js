@@ -9,6 +9,7 @@ import {
   showAlert,
   showConnection,
   showDrift,
+  showFeatures,
   showHistory,
   showJobs,
   showModel,
@@ -86,7 +87,10 @@ async function refresh() {
     api("/scheduled_jobs").then(({ schedules }) =>
       showSchedules(byId("schedules"), schedules, cancelSchedule),
     ),
-    api("/models").then((list) => showModels(byId("models"), list, promoteVersion)),
+    api("/models").then((list) => {
+      showModels(byId("models"), list, promoteVersion);
+      showFeatures(byId("inference-features"), byId("inference-row"), list);
+    }),
     api("/models/history?limit=20").then(({ moves }) => showHistory(byId("history"), moves)),
     api("/drift").then((report) => showDrift(byId("drift-verdict"), byId("drift"), report)),
   ]);

@@ -129,6 +129,21 @@ export function showSchedules(body, schedules, cancel) {
 const fixed = (value, digits) => (value == null ? "–" : value.toFixed(digits));
 
 // `promote(version)` moves the champion; a failure shows in the row, the button stays.
+// The inference form follows the champion: its feature names, in order, and a row of
+// the right length (a row typed for another model is cleared, not sent to fail).
+export function showFeatures(hint, input, list) {
+  const champion = list.versions.find((v) => v.version === list.champion_version);
+  if (!champion || !champion.features.length) {
+    hint.textContent = "No champion yet: train a model first.";
+    return;
+  }
+  const names = champion.features;
+  hint.textContent = `Version ${champion.version} takes ${names.length} features: ${names.join(", ")}`;
+  input.placeholder = names.join(", ");
+  const given = input.value.split(",").filter((v) => v.trim() !== "");
+  if (given.length && given.length !== names.length && !input.matches(":focus")) input.value = "";
+}
+
 export function showModels(body, list, promote) {
   body.replaceChildren(
     ...list.versions.map((version) => {

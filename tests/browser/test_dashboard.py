@@ -151,6 +151,15 @@ def test_try_inference_form_answers_with_the_champion(open_page, api_url: str) -
         timeout=60,
         what="the champion to be served",
     )
+    # The form names the champion's features, from its registered version.
+    features = next(
+        v["features"]
+        for v in httpx.get(f"{api_url}/models").json()["versions"]
+        if v["version"] == champion
+    )
+    expect(page.locator("#inference-features")).to_contain_text(
+        f"Version {champion} takes {len(features)} features: {', '.join(features)}"
+    )
     page.click("#inference-form button[type=submit]")
 
     expect(page.locator("#inference-form .form-result")).to_contain_text(

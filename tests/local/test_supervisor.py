@@ -59,4 +59,4 @@ def test_dataset_is_written_once_when_missing(tmp_path: Path) -> None:
 
     assert ensure_dataset(settings) is True
     assert ensure_dataset(settings) is False
-    assert data.read_csv(settings.dataset_uri).equals(data.iris_frame())
+    assert data.read_dataset(settings.dataset_uri).equals(data.iris_frame())

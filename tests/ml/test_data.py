@@ -68,7 +68,7 @@ def test_dataset_round_trips_through_a_local_file(tmp_path: Path) -> None:
 
     data.write_csv(data.iris_frame(), uri)
 
-    assert data.read_csv(uri).equals(data.iris_frame())
+    assert data.read_dataset(uri).equals(data.iris_frame())
 
 
 def test_dataset_loads_from_s3(s3_endpoint: str) -> None:
@@ -76,7 +76,7 @@ def test_dataset_loads_from_s3(s3_endpoint: str) -> None:
     config = data.S3Config(s3_endpoint, "test", "test")
     data.write_csv(data.iris_frame(), "s3://mlops/data/iris.csv", config)
 
-    frame = data.read_csv("s3://mlops/data/iris.csv", config)
+    frame = data.read_dataset("s3://mlops/data/iris.csv", config)
 
     assert frame.equals(data.iris_frame())
 
@@ -85,12 +85,12 @@ def test_missing_s3_object_is_a_dataset_error(s3_endpoint: str) -> None:
     config = data.S3Config(s3_endpoint, "test", "test")
 
     with pytest.raises(data.DatasetError, match="s3://mlops/absent.csv"):
-        data.read_csv("s3://mlops/absent.csv", config)
+        data.read_dataset("s3://mlops/absent.csv", config)
 
 
 def test_missing_local_file_is_a_dataset_error(tmp_path: Path) -> None:
     with pytest.raises(data.DatasetError, match="nothing.csv"):
-        data.read_csv(str(tmp_path / "nothing.csv"))
+        data.read_dataset(str(tmp_path / "nothing.csv"))
 
 
 def test_missing_target_column_is_a_dataset_error() -> None:
@@ -180,3 +180,52 @@ def test_seeding_an_unreachable_store_fails_with_the_reason() -> None:
 
     assert result.returncode == 1
     assert "cannot check dataset s3://nowhere/iris.csv" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("uri", "allowed", "expected"),
+    [
+        ("{d}/iris.csv", ["{d}"], "{d}/iris.csv"),
+        ("file://{d}/x/iris.parquet", ["{d}"], "{d}/x/iris.parquet"),
+        ("s3://mlops/datasets/wine.pq", ["s3://mlops/datasets/"], "s3://mlops/datasets/wine.pq"),
+    ],
+)
+def test_a_dataset_inside_the_allowed_locations_is_accepted(
+    tmp_path: Path, uri: str, allowed: list[str], expected: str
+) -> None:
+    d = str(tmp_path.resolve())
+
+    checked = data.check_location(uri.format(d=d), [a.format(d=d) for a in allowed])
+
+    assert checked == expected.format(d=d)
+
+
+@pytest.mark.parametrize(
+    ("uri", "words"),
+    [
+        ("{d}/../outside.csv", "outside the allowed"),
+        ("{d}/link/secret.csv", "outside the allowed"),  # a symlink out of the folder
+        ("s3://mlops/datasets/../mlflow/x.csv", "not an s3://bucket/key"),
+        ("s3://mlops/datasetsX/x.csv", "outside the allowed"),
+        ("{d}/iris.xlsx", "unsupported dataset format"),
+        ("{d}/iris", "unsupported dataset format"),
+    ],
+)
+def test_a_dataset_outside_the_allowed_locations_is_refused(
+    tmp_path: Path, uri: str, words: str
+) -> None:
+    d = tmp_path / "data"
+    d.mkdir()
+    (d / "link").symlink_to("/etc")
+
+    with pytest.raises(data.DatasetLocationError, match=words):
+        data.check_location(uri.format(d=d), [str(d), "s3://mlops/datasets/"])
+
+
+def test_parquet_and_csv_read_the_same_frame(tmp_path: Path) -> None:
+    frame = data.iris_frame()
+    frame.to_parquet(tmp_path / "iris.parquet")
+    frame.to_csv(tmp_path / "iris.csv", index=False)
+
+    assert data.read_dataset(str(tmp_path / "iris.parquet")).equals(frame)
+    assert data.read_dataset(str(tmp_path / "iris.csv")).equals(frame)

@@ -86,7 +86,7 @@ def test_skops_needs_exactly_the_declared_trusted_types() -> None:
 
     untrusted = sio.get_untrusted_types(data=sio.dumps(pipeline))
 
-    assert untrusted == model.SKOPS_TRUSTED_TYPES
+    assert sorted(untrusted) == sorted(model.SKOPS_TRUSTED_TYPES)
 
 
 def test_an_omitted_max_depth_is_bounded_and_a_given_one_kept() -> None:
@@ -95,3 +95,35 @@ def test_an_omitted_max_depth_is_bounded_and_a_given_one_kept() -> None:
 
     assert omitted.named_steps["forest"].max_depth == 12
     assert given.named_steps["forest"].max_depth == 3
+
+
+def test_missing_feature_values_are_filled_with_the_training_median() -> None:
+    parts = _iris_split()
+    x_train = parts.x_train.copy()
+    x_train.iloc[::5, 2] = float("nan")
+    pipeline = model.build_pipeline({"n_estimators": 3, "random_state": 0}, default_max_depth=8)
+    pipeline.fit(x_train, parts.y_train)
+    row = parts.x_test.head(1).copy()
+    row.iloc[0, 2] = float("nan")
+    filled = row.copy()
+    filled.iloc[0, 2] = x_train.iloc[:, 2].median()
+
+    assert (pipeline.predict_proba(row) == pipeline.predict_proba(filled)).all()
+
+
+@pytest.mark.parametrize(
+    ("rows", "trees", "free", "cap", "expected"),
+    [
+        (120, 100, 4, 8, 1),  # iris: not worth a pool of workers
+        (200_000, 300, 2, 8, 2),  # what the cluster has free
+        (200_000, 300, 16, 8, 8),  # within the cap
+        (1_000_000, 3, 16, 8, 3),  # never more workers than trees
+        (200_000, 300, 0.5, 8, 1),
+    ],
+)
+def test_a_fit_takes_the_free_cpus_within_the_cap_when_it_is_worth_it(
+    rows: int, trees: int, free: float, cap: int, expected: int
+) -> None:
+    cpus = model.fit_cpus(rows=rows, trees=trees, free_cpus=free, cap=cap, min_work=2_000_000)
+
+    assert cpus == expected

@@ -17,7 +17,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from mlops.clients.mlflow_registry import MlflowUnavailable
 from mlops.clients.ray_jobs import RayJobsError
-from mlops.ml.model import HyperparameterError
+from mlops.ml.model import InvalidField
 from mlops.services.models import ChampionConflict, UnknownVersion
 from mlops.services.schedules import TooManySchedules
 from mlops.services.training import TooManyTrainings
@@ -73,10 +73,10 @@ async def _too_many(request: Request, exc: Exception) -> Response:
     )
 
 
-async def _bad_hyperparameter(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, HyperparameterError)
+async def _invalid_field(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, InvalidField)
     problem = {
-        "loc": ["body", "hyperparameters", exc.key],
+        "loc": ["body", *exc.loc],
         "msg": exc.message,
         "type": "value_error",
     }
@@ -95,7 +95,7 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(TooManyTrainings, _too_many)
     app.add_exception_handler(TooManySchedules, _too_many)
-    app.add_exception_handler(HyperparameterError, _bad_hyperparameter)
+    app.add_exception_handler(InvalidField, _invalid_field)
     app.add_exception_handler(UnknownVersion, _status(404))
     app.add_exception_handler(ChampionConflict, _status(409))
     app.add_exception_handler(

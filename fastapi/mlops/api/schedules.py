@@ -26,14 +26,23 @@ _ADDED = {
     "/schedule_training",
     status_code=status.HTTP_201_CREATED,
     dependencies=[Writer],
-    responses={**_ADDED, 422: {"description": "Invalid minutes or hyperparameters."}},
+    responses={
+        **_ADDED,
+        422: {"description": "Invalid minutes, hyperparameters, dataset or search."},
+    },
 )
 async def schedule_training(
     request: ScheduleTrainingRequest, schedules: SchedulesDep
 ) -> ScheduleInfo:
-    """Submit a training job every `minutes`, as /trigger_training does."""
+    """Submit a training job every `minutes`, as /trigger_training does; with `tune`, a
+    hyperparameter search, as /tune does."""
     return await schedules.add(
-        kind="training", minutes=request.minutes, hyperparameters=request.hyperparameters
+        kind="training",
+        minutes=request.minutes,
+        hyperparameters=request.hyperparameters,
+        dataset_uri=request.dataset_uri,
+        target_column=request.target_column,
+        tune=request.tune,
     )
 
 

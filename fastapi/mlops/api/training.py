@@ -7,7 +7,15 @@ from typing import Annotated
 from fastapi import APIRouter, HTTPException, Query, status
 
 from mlops.api.deps import UNAUTHORIZED, WRITE_RESPONSES, TrainingDep, Writer
-from mlops.schemas import ErrorResponse, JobAccepted, JobInfo, JobList, JobStatus, TrainingRequest
+from mlops.schemas import (
+    ErrorResponse,
+    JobAccepted,
+    JobInfo,
+    JobList,
+    JobStatus,
+    TrainingRequest,
+    TuneRequest,
+)
 
 router = APIRouter(tags=["training"], responses=UNAUTHORIZED)
 
@@ -24,8 +32,34 @@ router = APIRouter(tags=["training"], responses=UNAUTHORIZED)
     },
 )
 async def trigger_training(request: TrainingRequest, training: TrainingDep) -> JobAccepted:
-    """Start a training job on Ray with the given RandomForestClassifier hyperparameters."""
-    job_id = await training.submit(request.hyperparameters)
+    """Start a training job on Ray with the given RandomForestClassifier hyperparameters,
+    on the default dataset or the one named."""
+    job_id = await training.submit(
+        request.hyperparameters,
+        dataset_uri=request.dataset_uri,
+        target_column=request.target_column,
+    )
+    return _accepted(job_id)
+
+
+@router.post(
+    "/tune",
+    status_code=status.HTTP_202_ACCEPTED,
+    dependencies=[Writer],
+    responses={
+        **WRITE_RESPONSES,
+        422: {"description": "Invalid search space, trials, metric or dataset; nothing runs."},
+        429: {"model": ErrorResponse, "description": "Too many jobs pending or running."},
+        503: {"model": ErrorResponse, "description": "Ray, MLflow or Redis is unreachable."},
+    },
+)
+async def tune(request: TuneRequest, training: TrainingDep) -> JobAccepted:
+    """Search hyperparameters with Ray Tune, trials in parallel on the cluster; the best
+    trial is registered and goes through the promotion gate. Follow it at /jobs/{id}."""
+    return _accepted(await training.submit_search(request))
+
+
+def _accepted(job_id: str) -> JobAccepted:
     return JobAccepted(job_id=job_id, status=JobStatus.PENDING, status_url=f"/jobs/{job_id}")
 
 
@@ -33,7 +67,7 @@ async def trigger_training(request: TrainingRequest, training: TrainingDep) -> J
 async def list_jobs(
     training: TrainingDep, limit: Annotated[int, Query(ge=1, le=500)] = 50
 ) -> JobList:
-    """Recent training jobs, newest first."""
+    """Recent training jobs and searches, newest first."""
     return JobList(jobs=await training.recent(limit))
 
 

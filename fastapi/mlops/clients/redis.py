@@ -193,6 +193,17 @@ return 0
 """
 
 
+# Progress of an unfinished job (a search's trials): never after its end, never into a
+# record that was trimmed away.
+_PROGRESS = f"""
+local status = redis.call('HGET', KEYS[1], 'status')
+if {_lua_status_test("status", _UNFINISHED)} then
+  redis.call('HSET', KEYS[1], unpack(ARGV))
+  return 1
+end
+return 0
+"""
+
 # Append a job's entry to a stream (its final alert, its move of the champion) once:
 # claim field ARGV[1] of the job's record, or do nothing if it was claimed before.
 _APPEND_ONCE = """
@@ -321,26 +332,19 @@ class JobStore:
         self._redis = redis
         self._history = history
 
-    async def create(
-        self,
-        job_id: str,
-        *,
-        hyperparameters: dict[str, Any],
-        source: str,
-        max_active: int = 0,
-    ) -> bool:
-        """Record a new pending job; False (and nothing recorded) if `max_active` jobs
-        are already pending or running. The check and the write are one atomic step,
-        so API replicas cannot overshoot the limit together. 0 means no limit."""
+    async def create(self, job_id: str, *, fields: dict[str, Any], max_active: int = 0) -> bool:
+        """Record a new pending job with `fields` (what it was asked to do); False (and
+        nothing recorded) if `max_active` jobs are already pending or running. The check
+        and the write are one atomic step, so API replicas cannot overshoot the limit
+        together. 0 means no limit."""
         created = _now()
         record = {
+            **fields,
             "job_id": job_id,
             "status": JobStatus.PENDING,
-            "hyperparameters": hyperparameters,
-            "source": source,
             "created_at": created.isoformat(),
         }
-        fields = [part for k, v in record.items() for part in (k, json.dumps(v))]
+        pairs = [part for k, v in record.items() for part in (k, json.dumps(v))]
         admitted = await self._redis.eval(
             _ADMIT_JOB,
             3,
@@ -350,7 +354,7 @@ class JobStore:
             max_active,
             job_id,
             created.timestamp(),
-            *fields,
+            *pairs,
         )
         if admitted:
             await self._trim()
@@ -394,6 +398,11 @@ class JobStore:
             {k: int(v) for k, v in counts.items()},
             {k: float(v) for k, v in durations.items()},
         )
+
+    async def progress(self, job_id: str, **fields: Any) -> bool:
+        """Record how far an unfinished job is; False once it has finished."""
+        pairs = [part for k, v in fields.items() for part in (k, json.dumps(v))]
+        return bool(await self._redis.eval(_PROGRESS, 1, _job_key(job_id), *pairs))
 
     async def mark_running(self, job_id: str, started_at: str) -> bool:
         """Mark a job running (first start time wins); False once it has finished."""

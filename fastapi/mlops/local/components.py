@@ -144,7 +144,7 @@ def ray_head(settings: Settings, ports: RayPorts = RayPorts()) -> Component:
         "--disable-usage-stats",
         *ports.extra_args,
     ]
-    # Jobs run `python -m mlops.ml.train`: this interpreter must be the `python` they find.
+    # Jobs run `python -m mlops.ml.job`: this interpreter must be the `python` they find.
     path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
     env = {
         # Its training jobs and Serve replicas read the dataset and write to Redis.

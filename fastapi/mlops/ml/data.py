@@ -1,4 +1,14 @@
-"""Reading and writing the training dataset, from a local path or an s3:// URI."""
+"""Datasets: where they may come from, reading them (CSV or Parquet, a local path or an
+s3:// URI), and what a dataset must hold to train on.
+
+The policy, in one place (README, "Bring your own dataset"):
+- every column but the target is a feature and must be numeric (the /inference contract
+  is a list of floats);
+- rows without a label are dropped; missing feature values are filled by the pipeline
+  with the training median (`model.build_pipeline`), so serving fills them the same way;
+- a feature column with no value at all, fewer than two classes, or too few rows to hold
+  out a test set with every class fails the job with a message naming the problem.
+"""
 
 from __future__ import annotations
 
@@ -44,7 +54,18 @@ def s3_config(settings: Settings) -> S3Config:
 
 
 class DatasetError(Exception):
-    """The dataset is missing, unreadable or lacks the target column."""
+    """The dataset is missing, unreadable, or cannot be trained on (the message says why)."""
+
+
+class DatasetLocationError(ValueError):
+    """A dataset URI the platform may not read (outside the allowed locations, or a
+    format it does not read); raised before anything is submitted."""
+
+
+FORMATS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
+
+# Below this, a held-out fifth cannot hold every class with any meaning.
+MIN_ROWS = 10
 
 
 def iris_frame() -> pd.DataFrame:
@@ -65,14 +86,60 @@ def _split_s3(uri: str) -> tuple[str, str]:
     return parsed.netloc, parsed.path.lstrip("/")
 
 
-def read_csv(uri: str, s3: S3Config | None = None) -> pd.DataFrame:
-    """Read a CSV from a local path, a file:// URI or an s3:// URI."""
+def dataset_format(uri: str) -> str:
+    """ "csv" or "parquet", from the URI's extension."""
+    suffix = Path(urlparse(uri).path if uri.startswith("s3://") else uri).suffix.lower()
+    if suffix not in FORMATS:
+        raise DatasetLocationError(
+            f"{uri!r}: unsupported dataset format {suffix or '(none)'!r};"
+            f" use one of {', '.join(sorted(FORMATS))}"
+        )
+    return FORMATS[suffix]
+
+
+def check_location(uri: str, allowed: list[str]) -> str:
+    """The URI, normalised, if it is a dataset the platform may read; else
+    DatasetLocationError. Local paths are resolved (symlinks, `..`) before the check, so
+    a request cannot read a file of the host outside the allowed folders."""
+    dataset_format(uri)
+    if uri.startswith("s3://"):
+        bucket, key = _split_s3(uri) if urlparse(uri).netloc else ("", "")
+        if not bucket or ".." in key.split("/"):
+            raise DatasetLocationError(f"{uri!r} is not an s3://bucket/key URI")
+        normalised = f"s3://{bucket}/{key}"
+        inside = any(
+            place.startswith("s3://") and normalised.startswith(place.rstrip("/") + "/")
+            for place in allowed
+        )
+    elif "://" in uri and not uri.startswith("file://"):
+        raise DatasetLocationError(f"{uri!r}: only local paths and s3:// URIs are read")
+    else:
+        path = Path(uri.removeprefix("file://")).expanduser()
+        if not path.is_absolute():
+            raise DatasetLocationError(f"{uri!r}: a local dataset path must be absolute")
+        normalised = str(path.resolve())
+        inside = any(
+            not place.startswith("s3://") and Path(normalised).is_relative_to(Path(place).resolve())
+            for place in allowed
+        )
+    if not inside:
+        raise DatasetLocationError(
+            f"{uri!r} is outside the allowed dataset locations ({', '.join(allowed)};"
+            " MLOPS_DATASET_LOCATIONS)"
+        )
+    return normalised
+
+
+def read_dataset(uri: str, s3: S3Config | None = None) -> pd.DataFrame:
+    """Read a CSV or Parquet dataset from a local path, a file:// URI or an s3:// URI."""
+    kind = dataset_format(uri)
+    reader = pd.read_parquet if kind == "parquet" else pd.read_csv
     try:
         if uri.startswith("s3://"):
             bucket, key = _split_s3(uri)
             body = (s3 or S3Config()).client().get_object(Bucket=bucket, Key=key)["Body"]
-            return pd.read_csv(io.BytesIO(body.read()))
-        return pd.read_csv(uri.removeprefix("file://"))
+            return reader(io.BytesIO(body.read()))
+        return reader(uri.removeprefix("file://"))
     except DatasetError:
         raise
     except Exception as exc:  # boto, OS and parser errors all mean "cannot read it"
@@ -114,14 +181,35 @@ def ensure_iris(uri: str, s3: S3Config | None = None) -> bool:
 
 
 def split_features(frame: pd.DataFrame, target: str) -> tuple[pd.DataFrame, pd.Series]:
-    """Features as float64 columns (the model's input schema) and the label column."""
+    """Features as float64 columns (the model's input schema) and the labels, by the
+    policy of this module's docstring; DatasetError names what is wrong."""
     if target not in frame.columns:
-        raise DatasetError(f"dataset has no target column {target!r}")
-    features = frame.drop(columns=[target])
-    if features.empty or len(features.columns) == 0:
+        columns = ", ".join(map(str, frame.columns[:20]))
+        raise DatasetError(f"dataset has no target column {target!r} (its columns: {columns})")
+    labelled = frame[frame[target].notna()]
+    features = labelled.drop(columns=[target])
+    if len(features.columns) == 0:
         raise DatasetError("dataset has no feature columns")
-    try:
-        features = features.astype("float64")
-    except (TypeError, ValueError) as exc:
-        raise DatasetError(f"feature columns must be numeric: {exc}") from exc
-    return features, frame[target].astype(str)
+    not_numeric = [
+        str(c) for c in features.columns if not pd.api.types.is_numeric_dtype(features[c])
+    ]
+    if not_numeric:
+        raise DatasetError(
+            f"feature columns must be numeric; not numeric: {', '.join(not_numeric)}"
+        )
+    features = features.astype("float64")
+    empty = [str(c) for c in features.columns if features[c].isna().all()]
+    if empty:
+        raise DatasetError(f"feature columns with no value at all: {', '.join(empty)}")
+    labels = labelled[target].astype(str)
+    counts = labels.value_counts()
+    if len(counts) < 2:
+        raise DatasetError(
+            f"target column {target!r} needs at least two classes; it has {len(counts)}"
+        )
+    if len(labels) < MIN_ROWS or counts.min() < 2:
+        raise DatasetError(
+            f"too few rows: {len(labels)} labelled, smallest class {counts.idxmin()!r} with"
+            f" {counts.min()} (need at least {MIN_ROWS} rows and 2 of every class)"
+        )
+    return features, labels

@@ -1,4 +1,5 @@
-"""The model: one scikit-learn Pipeline, its hyperparameter rules and its evaluation."""
+"""The model: one scikit-learn Pipeline, its hyperparameter rules, its fit (in parallel
+on the Ray cluster when the work is worth it) and its evaluation."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from sklearn.ensemble import RandomForestClassifier
+from sklearn.impute import SimpleImputer
 from sklearn.metrics import accuracy_score, f1_score
 from sklearn.model_selection import train_test_split
 from sklearn.pipeline import Pipeline
@@ -18,7 +20,7 @@ from sklearn.preprocessing import StandardScaler
 MANAGED_PARAMETERS = {"n_jobs", "verbose", "warm_start"}
 
 # Types skops must trust to load this pipeline; everything else in it is safe by default.
-SKOPS_TRUSTED_TYPES = ["sklearn.tree._tree.Tree"]
+SKOPS_TRUSTED_TYPES = ["sklearn.tree._tree.Tree", "numpy.dtype"]
 
 
 def pip_requirements() -> list[str]:
@@ -28,11 +30,23 @@ def pip_requirements() -> list[str]:
     return [f"{name}=={version(name)}" for name in ("mlflow", "scikit-learn", "skops", "pandas")]
 
 
-class HyperparameterError(ValueError):
-    def __init__(self, key: str, message: str) -> None:
+class InvalidField(ValueError):
+    """A request field the platform cannot accept; `loc` is its path in the body."""
+
+    def __init__(self, loc: tuple[str, ...], message: str) -> None:
         super().__init__(message)
-        self.key = key
+        self.loc = loc
         self.message = message
+
+    def within(self, *prefix: str) -> InvalidField:
+        """The same problem, in a field nested under `prefix`."""
+        return InvalidField((*prefix, *self.loc), self.message)
+
+
+class HyperparameterError(InvalidField):
+    def __init__(self, key: str, message: str) -> None:
+        super().__init__(("hyperparameters", key), message)
+        self.key = key
 
 
 def validate_hyperparameters(
@@ -83,13 +97,53 @@ def _named_key(message: str, hyperparameters: dict[str, Any]) -> str:
 
 
 def build_pipeline(hyperparameters: dict[str, Any], *, default_max_depth: int) -> Pipeline:
-    """Scaling and the forest in one object, so serving applies the same scaling.
+    """Imputation, scaling and the forest in one object, so serving applies the same steps.
 
-    A request that omits max_depth gets `default_max_depth`, never scikit-learn's
+    Missing feature values are filled with the training median (data.py's policy). A
+    request that omits max_depth gets `default_max_depth`, never scikit-learn's
     unbounded trees: one request must not grow a forest that fills the cluster's memory.
     """
     forest = RandomForestClassifier(**{"max_depth": default_max_depth, **hyperparameters}, n_jobs=1)
-    return Pipeline([("scale", StandardScaler()), ("forest", forest)])
+    return Pipeline(
+        [
+            ("impute", SimpleImputer(strategy="median")),
+            ("scale", StandardScaler()),
+            ("forest", forest),
+        ]
+    )
+
+
+def fit(pipeline: Pipeline, x: pd.DataFrame, y: pd.Series, *, cpus: int) -> None:
+    """Fit the pipeline; with `cpus` > 1 the forest's trees are built by that many Ray
+    workers (joblib's `ray` backend), which the cluster places on any of its nodes.
+
+    scikit-learn draws every tree's seed before it dispatches the trees, so the fitted
+    forest is the one a serial fit with the same random_state gives. The pipeline goes
+    back to `n_jobs=1` either way: replicas predict one request per thread.
+    """
+    forest = pipeline.named_steps["forest"]
+    if cpus <= 1:
+        pipeline.fit(x, y)
+        return
+    import joblib
+    from ray.util.joblib import register_ray
+
+    register_ray()
+    forest.set_params(n_jobs=cpus)
+    try:
+        with joblib.parallel_backend("ray", n_jobs=cpus):
+            pipeline.fit(x, y)
+    finally:
+        forest.set_params(n_jobs=1)
+
+
+def fit_cpus(*, rows: int, trees: int, free_cpus: float, cap: int, min_work: int) -> int:
+    """How many CPUs a fit gets: the cluster's free ones up to `cap`, and one when the
+    work (rows × trees) is below `min_work`, where spreading it costs more than it saves
+    (a pool of Ray workers takes about a second to start; iris fits in 0.1 s)."""
+    if rows * trees < min_work:
+        return 1
+    return max(1, min(int(free_cpus), cap, trees))
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,8 @@ the reason says so.
 from __future__ import annotations
 
 import json
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
@@ -58,14 +60,49 @@ def decide(
     return Decision(True, f"{cleared} and ≥ {theirs} {rows}{allowance}")
 
 
+class ChampionCache:
+    """Champions already loaded, by tracking server, model and version (a registered
+    version never changes): the warm trainer scores a champion without downloading it
+    again for every job. Bounded, and safe to share between the trainer's threads."""
+
+    def __init__(self, size: int = 4) -> None:
+        self._size = size
+        self._loaded: OrderedDict[tuple[str, str, str], Any] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def load(self, tracking_uri: str, model_name: str, version: str) -> Any:
+        import mlflow
+
+        key = (tracking_uri, model_name, version)
+        with self._lock:
+            if key in self._loaded:
+                self._loaded.move_to_end(key)
+                return self._loaded[key]
+        pipeline = mlflow.sklearn.load_model(f"models:/{model_name}/{version}")
+        self.keep(tracking_uri, model_name, version, pipeline)
+        return pipeline
+
+    def keep(self, tracking_uri: str, model_name: str, version: str, pipeline: Any) -> None:
+        """Remember a version's pipeline (one just registered, say)."""
+        with self._lock:
+            self._loaded[(tracking_uri, model_name, version)] = pipeline
+            while len(self._loaded) > self._size:
+                self._loaded.popitem(last=False)
+
+
 def score_champion(
-    client: Any, *, model_name: str, alias: str, x_test: Any, y_test: Any
+    client: Any,
+    *,
+    model_name: str,
+    alias: str,
+    x_test: Any,
+    y_test: Any,
+    cache: ChampionCache | None = None,
 ) -> ChampionScore | None:
     """The current champion's accuracy on the new held-out rows; None without one.
 
     `client` is an MlflowClient (the job's own connection to the tracking server).
     """
-    import mlflow
     from mlflow.exceptions import MlflowException
 
     try:
@@ -74,10 +111,10 @@ def score_champion(
         return None  # no registered model, or no version carries the alias
     version = str(found.version)
     features = json.loads(found.tags.get(TAG_FEATURES, "[]"))
-    if features != list(x_test.columns):
+    if features != [str(c) for c in x_test.columns]:
         return ChampionScore(version, None, f"other features: {', '.join(features) or 'unknown'}")
     classes = set(json.loads(found.tags.get(TAG_CLASSES, "[]")))
     if not set(map(str, y_test.unique())) <= classes:
         return ChampionScore(version, None, f"other classes: {', '.join(sorted(classes))}")
-    pipeline = mlflow.sklearn.load_model(f"models:/{model_name}/{version}")
+    pipeline = (cache or ChampionCache(size=1)).load(client.tracking_uri, model_name, version)
     return ChampionScore(version, evaluate(pipeline, x_test, y_test)["accuracy"])

@@ -1,30 +1,27 @@
-"""Training, as the command a Ray job runs:
+"""Training: one fit of the pipeline, logged, registered and put through the promotion
+gate, with its outcome and alert recorded in Redis.
 
-    python -m mlops.ml.train --job-id train-… --hyperparameters '{"n_estimators": 100}'
-
-Reads the dataset, fits the pipeline, logs and registers it in MLflow, moves the
-champion alias when the accuracy clears the threshold, and records the outcome and an
-alert in Redis. Settings come from MLOPS_* variables (the job's runtime environment).
+It runs inside Ray, in the warm trainer actor (`mlops.ml.trainer`) that each training
+job's entrypoint (`python -m mlops.ml.job`) calls, and its registration step also ends
+a hyperparameter search (`mlops.ml.search`). Settings come from the job's MLOPS_*
+variables over the Ray node's environment (which holds the secrets).
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
 import logging
-import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from redis.exceptions import RedisError
 
-from mlops import logs
 from mlops.clients.redis import AlertStream, ChampionHistory, JobStore, connect
 from mlops.ml import data, drift, model, predictors, promotion
 from mlops.ml.registry_tags import (
@@ -36,17 +33,27 @@ from mlops.ml.registry_tags import (
     TAG_CLASSES,
     TAG_COMPILED,
     TAG_COMPILED_REASON,
+    TAG_DATASET,
     TAG_F1,
+    TAG_FEATURE_COUNT,
     TAG_FEATURES,
     TAG_JOB,
     TAG_PROMOTION,
     TAG_PROMOTION_REASON,
 )
+from mlops.ml.specs import TrainingSpec
 from mlops.retry import backoff
 from mlops.schemas import AlertLevel, ChampionMove, JobStatus
 from mlops.settings import Settings
 
 log = logging.getLogger("mlops.train")
+
+
+@dataclass(frozen=True)
+class Fitted:
+    pipeline: Any
+    scores: dict[str, float]
+    cpus: int
 
 
 @dataclass(frozen=True)
@@ -58,24 +65,80 @@ class TrainingResult:
     decision: promotion.Decision
     champion: promotion.ChampionScore | None  # the champion it was compared with
     move: ChampionMove | None  # the alias move, when promoted
+    extra: dict[str, Any] = field(default_factory=dict)  # more fields for the job record
 
     @property
     def promoted(self) -> bool:
         return self.decision.promoted
 
 
-def train_and_register(
-    settings: Settings, hyperparameters: dict[str, Any], *, job_id: str
-) -> TrainingResult:
-    import mlflow  # heavy; imported where it is used so `--help` stays fast
+def warm_up() -> None:
+    """Import now what a training imports on first use (about 5 s in a fresh process)."""
+    import boto3  # noqa: F401
+    import mlflow.sklearn  # noqa: F401
+    import onnxruntime  # noqa: F401
+    import skl2onnx  # noqa: F401
+    from mlflow.models import infer_signature  # noqa: F401
 
-    frame = data.read_csv(settings.dataset_uri, data.s3_config(settings))
-    features, labels = data.split_features(frame, settings.target_column)
-    parts = model.split(features, labels, test_size=settings.test_size, seed=settings.random_seed)
+
+def load_split(settings: Settings, dataset_uri: str, target_column: str) -> model.Split:
+    """The dataset, checked (data.py's policy) and split into train and held-out rows."""
+    frame = data.read_dataset(dataset_uri, data.s3_config(settings))
+    features, labels = data.split_features(frame, target_column)
+    return model.split(features, labels, test_size=settings.test_size, seed=settings.random_seed)
+
+
+def fit(settings: Settings, hyperparameters: dict[str, Any], parts: model.Split) -> Fitted:
+    """Build and fit the pipeline, on as many of the cluster's free CPUs as it is worth."""
     pipeline = model.build_pipeline(hyperparameters, default_max_depth=settings.max_depth_limit)
-    pipeline.fit(parts.x_train, parts.y_train)
-    scores = model.evaluate(pipeline, parts.x_test, parts.y_test)
-    log.info("job %s: accuracy %.4f, macro F1 %.4f", job_id, scores["accuracy"], scores["f1_macro"])
+    cpus = model.fit_cpus(
+        rows=len(parts.x_train),
+        trees=pipeline.named_steps["forest"].n_estimators,
+        free_cpus=_free_cpus(),
+        cap=settings.training_max_cpus,
+        min_work=settings.parallel_fit_min_work,
+    )
+    model.fit(pipeline, parts.x_train, parts.y_train, cpus=cpus)
+    return Fitted(pipeline, model.evaluate(pipeline, parts.x_test, parts.y_test), cpus)
+
+
+def _free_cpus() -> float:
+    import ray
+
+    if not ray.is_initialized():
+        return 1.0
+    return float(ray.available_resources().get("CPU", 1.0))
+
+
+def train_and_register(
+    settings: Settings, spec: TrainingSpec, champions: promotion.ChampionCache | None = None
+) -> TrainingResult:
+    parts = load_split(settings, spec.dataset_uri, spec.target_column)
+    fitted = fit(settings, spec.hyperparameters, parts)
+    log.info(
+        "job %s: accuracy %.4f, macro F1 %.4f, %d CPU(s)",
+        spec.job_id,
+        fitted.scores["accuracy"],
+        fitted.scores["f1_macro"],
+        fitted.cpus,
+    )
+    result = register(settings, spec, fitted, parts, champions=champions)
+    return TrainingResult(**{**result.__dict__, "extra": {"cpus": fitted.cpus}})
+
+
+def register(
+    settings: Settings,
+    spec: TrainingSpec,
+    fitted: Fitted,
+    parts: model.Split,
+    *,
+    run_id: str | None = None,
+    champions: promotion.ChampionCache | None = None,
+) -> TrainingResult:
+    """Compare with the champion on the same held-out rows, log and register the
+    pipeline (into `run_id` when given: a search's parent run), tag the version, and
+    move the champion alias when the gate says so."""
+    import mlflow
 
     mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
     client = mlflow.MlflowClient()
@@ -85,7 +148,9 @@ def train_and_register(
         alias=settings.champion_alias,
         x_test=parts.x_test,
         y_test=parts.y_test,
+        cache=champions,
     )
+    scores = fitted.scores
     decision = promotion.decide(
         scores["accuracy"],
         threshold=settings.accuracy_threshold,
@@ -93,30 +158,30 @@ def train_and_register(
         champion=champion,
         test_rows=len(parts.x_test),
     )
-    log.info("job %s: %s", job_id, decision.reason)
-    run_id, version = _log_and_register(
-        settings, pipeline, parts, scores, hyperparameters, job_id=job_id
-    )
+    log.info("job %s: %s", spec.job_id, decision.reason)
     tags = {
-        TAG_CLASSES: json.dumps([str(c) for c in pipeline.classes_]),
-        TAG_FEATURES: json.dumps(list(parts.x_train.columns)),
-        TAG_JOB: job_id,
+        TAG_CLASSES: json.dumps([str(c) for c in fitted.pipeline.classes_]),
+        TAG_FEATURES: json.dumps([str(c) for c in parts.x_train.columns]),
+        TAG_FEATURE_COUNT: str(len(parts.x_train.columns)),
+        TAG_DATASET: json.dumps({"uri": spec.dataset_uri, "target": spec.target_column}),
+        TAG_JOB: spec.job_id,
         TAG_ACCURACY: str(scores["accuracy"]),
         TAG_F1: str(scores["f1_macro"]),
         TAG_PROMOTION: "promoted" if decision.promoted else "not promoted",
         TAG_PROMOTION_REASON: decision.reason,
     }
-    for key, value in tags.items():
-        client.set_model_version_tag(settings.model_name, version, key, value)
+    run_id, version = _log_and_register(settings, spec, fitted, parts, tags, run_id=run_id)
     move = None
     if decision.promoted:
         client.set_registered_model_alias(settings.model_name, settings.champion_alias, version)
+        if champions is not None:  # the next job compares with it: no need to download it
+            champions.keep(client.tracking_uri, settings.model_name, version, fitted.pipeline)
         move = ChampionMove(
             action="promote",
             from_version=champion.version if champion else None,
             to_version=version,
             at=datetime.now(UTC),
-            by=job_id,
+            by=spec.job_id,
             reason=decision.reason,
         )
     return TrainingResult(
@@ -124,25 +189,50 @@ def train_and_register(
     )
 
 
+def experiment_id(client: Any, name: str) -> str:
+    """The experiment's id, created if new (never the process-wide `set_experiment`: one
+    trainer serves jobs of several experiments at once)."""
+    found = client.get_experiment_by_name(name)
+    return found.experiment_id if found else client.create_experiment(name)
+
+
 def _log_and_register(
     settings: Settings,
-    pipeline: Any,
+    spec: TrainingSpec,
+    fitted: Fitted,
     parts: model.Split,
-    scores: dict[str, float],
-    hyperparameters: dict[str, Any],
+    tags: dict[str, str],
     *,
-    job_id: str,
+    run_id: str | None,
 ) -> tuple[str, str]:
     """Log the run (parameters, scores, compiled form, drift reference) and register
-    the pipeline; returns (run id, version)."""
+    the pipeline with its tags, in one call; returns (run id, version)."""
     import mlflow
     from mlflow.models import infer_signature
 
+    pipeline = fitted.pipeline
     compiled, verification = _compile(pipeline, parts)
-    mlflow.set_experiment(settings.experiment_name)
-    with mlflow.start_run(run_name=job_id, tags={TAG_JOB: job_id}) as run:
-        mlflow.log_params({**hyperparameters, "test_size": settings.test_size})
-        mlflow.log_metrics(scores)
+    run_options: dict[str, Any] = (
+        {"run_id": run_id}
+        if run_id
+        else {
+            "experiment_id": experiment_id(mlflow.MlflowClient(), settings.experiment_name),
+            "run_name": spec.job_id,
+            "tags": {TAG_JOB: spec.job_id},
+        }
+    )
+    with mlflow.start_run(**run_options) as run:
+        if run_id is None:
+            mlflow.log_params(
+                {
+                    **spec.hyperparameters,
+                    "test_size": settings.test_size,
+                    "dataset_uri": spec.dataset_uri,
+                    "target_column": spec.target_column,
+                    "cpus": fitted.cpus,
+                }
+            )
+        mlflow.log_metrics(fitted.scores)
         with tempfile.TemporaryDirectory() as folder:
             if compiled is not None:
                 path = Path(folder) / COMPILED_FILE
@@ -157,17 +247,19 @@ def _log_and_register(
             name="model",
             signature=infer_signature(parts.x_train, pipeline.predict(parts.x_train)),
             input_example=parts.x_train.head(3),
-            registered_model_name=settings.model_name,
             skops_trusted_types=model.SKOPS_TRUSTED_TYPES,
             # Given, not inferred: inference loads the model in a subprocess (seconds).
             pip_requirements=model.pip_requirements(),
             metadata={"classes": [str(c) for c in pipeline.classes_]},
         )
-    version = str(info.registered_model_version)
-    client = mlflow.MlflowClient()
-    compiled_as = "onnx" if compiled is not None else "none"
-    client.set_model_version_tag(settings.model_name, version, TAG_COMPILED, compiled_as)
-    client.set_model_version_tag(settings.model_name, version, TAG_COMPILED_REASON, verification)
+    compiled_tags = {
+        TAG_COMPILED: "onnx" if compiled is not None else "none",
+        TAG_COMPILED_REASON: verification,
+    }
+    registered = mlflow.register_model(
+        info.model_uri, settings.model_name, tags={**tags, **compiled_tags}
+    )
+    version = str(registered.version)
     return run.info.run_id, version
 
 
@@ -254,11 +346,26 @@ async def _record(
     await _until_redis_answers(settings, attempt)
 
 
-def run(job_id: str, hyperparameters: dict[str, Any], settings: Settings) -> int:
+def run(
+    settings: Settings, spec: TrainingSpec, champions: promotion.ChampionCache | None = None
+) -> int:
+    """One training job, start to recorded outcome; its exit code."""
+    return execute(settings, spec.job_id, lambda: train_and_register(settings, spec, champions))
+
+
+def execute(
+    settings: Settings,
+    job_id: str,
+    work: Callable[[], TrainingResult],
+    *,
+    what: str = "Training job",
+) -> int:
+    """Mark the job running, do its work, and record the outcome and its one alert
+    (a training, or a search that ends by registering its best trial)."""
     started = time.monotonic()
     asyncio.run(_mark_running(settings, job_id))
     try:
-        result = train_and_register(settings, hyperparameters, job_id=job_id)
+        result = work()
     except Exception as exc:
         log.exception("job %s failed", job_id)
         error = f"{type(exc).__name__}: {exc}"
@@ -267,7 +374,7 @@ def run(job_id: str, hyperparameters: dict[str, Any], settings: Settings) -> int
             "finished_at": _now(),
             "error": error,
         }
-        alarm: tuple[AlertLevel, str] = ("error", f"Training job {job_id} failed: {error}")
+        alarm: tuple[AlertLevel, str] = ("error", f"{what} {job_id} failed: {error}")
         asyncio.run(_record(settings, job_id, time.monotonic() - started, failure, alarm))
         return 1
     fields: dict[str, Any] = {
@@ -282,6 +389,7 @@ def run(job_id: str, hyperparameters: dict[str, Any], settings: Settings) -> int
         "champion_version": result.champion.version if result.champion else None,
         "champion_accuracy": result.champion.accuracy if result.champion else None,
         "error": None,
+        **result.extra,
     }
     alert = outcome_alert(result, settings)
     seconds = time.monotonic() - started
@@ -291,18 +399,3 @@ def run(job_id: str, hyperparameters: dict[str, Any], settings: Settings) -> int
 
 def _now() -> str:
     return datetime.now(UTC).isoformat()
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--job-id", required=True)
-    parser.add_argument("--hyperparameters", default="{}", help="JSON object")
-    args = parser.parse_args(argv)
-    settings = Settings()
-    logs.job_id.set(args.job_id)  # on every line this run logs
-    logs.configure(settings.log_format)
-    return run(args.job_id, json.loads(args.hyperparameters), settings)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

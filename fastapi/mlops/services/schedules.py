@@ -25,8 +25,8 @@ from mlops.clients.mlflow_registry import MlflowRegistry, MlflowUnavailable
 from mlops.clients.ray_jobs import RayJobsError
 from mlops.clients.redis import AlertStream
 from mlops.clients.schedule_store import ScheduleRecord, ScheduleStore
-from mlops.ml.model import validate_hyperparameters
-from mlops.schemas import ScheduleInfo, ScheduleKind
+from mlops.ml.model import InvalidField
+from mlops.schemas import ScheduleInfo, ScheduleKind, TuneRequest
 from mlops.services.drift import DriftMonitor
 from mlops.services.training import TooManyTrainings, Training
 from mlops.settings import Settings
@@ -90,17 +90,27 @@ class Schedules:
         minutes: int,
         hyperparameters: dict[str, Any] | None = None,
         threshold: float | None = None,
+        dataset_uri: str | None = None,
+        target_column: str | None = None,
+        tune: TuneRequest | None = None,
     ) -> ScheduleInfo:
-        """Validate and store a schedule; raises HyperparameterError or TooManySchedules."""
+        """Validate and store a schedule; raises InvalidField or TooManySchedules."""
         params: dict[str, Any] = {}
         if kind == "drift":
             params["threshold"] = threshold or self._settings.drift_threshold
         if kind == "training":
-            params["hyperparameters"] = validate_hyperparameters(
-                hyperparameters or {},
-                max_n_estimators=self._settings.max_n_estimators,
-                max_depth_limit=self._settings.max_depth_limit,
-            )
+            params["hyperparameters"] = self._training.check_hyperparameters(hyperparameters or {})
+            if dataset_uri is not None:
+                params["dataset_uri"] = self._training.dataset(dataset_uri, None)[0]
+            if target_column is not None:
+                params["target_column"] = target_column
+            if tune is not None:
+                try:
+                    self._training.check_search(tune)
+                    self._training.dataset(tune.dataset_uri, None)
+                except InvalidField as exc:
+                    raise exc.within("tune") from exc
+                params["tune"] = tune.model_dump()
         record = ScheduleRecord(
             schedule_id=f"{kind}-{uuid.uuid4().hex[:12]}",
             kind=kind,
@@ -139,6 +149,9 @@ class Schedules:
             kind=record.kind,
             minutes=record.minutes,
             hyperparameters=record.params.get("hyperparameters"),
+            dataset_uri=record.params.get("dataset_uri"),
+            target_column=record.params.get("target_column"),
+            tune=record.params.get("tune"),
             threshold=record.params.get("threshold"),
             created_at=record.created_at,
             next_run_time=self._next_run_time(record, datetime.now(UTC)),
@@ -211,11 +224,19 @@ class Schedules:
 
     async def _submit_training(self, record: ScheduleRecord, run: int) -> None:
         schedule_id = record.schedule_id
+        params = record.params
         try:
-            job_id = await self._training.submit(
-                record.params.get("hyperparameters", {}), source=schedule_id
-            )
-        except (TooManyTrainings, MlflowUnavailable) as exc:
+            if params.get("tune"):
+                search = TuneRequest.model_validate(params["tune"])
+                job_id = await self._training.submit_search(search, source=schedule_id)
+            else:
+                job_id = await self._training.submit(
+                    params.get("hyperparameters", {}),
+                    dataset_uri=params.get("dataset_uri"),
+                    target_column=params.get("target_column"),
+                    source=schedule_id,
+                )
+        except (TooManyTrainings, MlflowUnavailable, InvalidField) as exc:
             self._instruments.schedule_runs.labels(record.kind, "skipped").inc()
             log.warning("schedule %s run %d skipped: %s", schedule_id, run, exc)
             await self._alerts.publish(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import shlex
 import uuid
@@ -15,8 +14,11 @@ from mlops.background import Background
 from mlops.clients.mlflow_registry import MlflowRegistry
 from mlops.clients.ray_jobs import RayJobsClient, RayJobsError
 from mlops.clients.redis import DURATION_BUCKETS, AlertStream, JobStore
-from mlops.ml.model import validate_hyperparameters
-from mlops.schemas import AlertLevel, JobInfo, JobStatus
+from mlops.ml import search_space
+from mlops.ml.data import DatasetLocationError, check_location
+from mlops.ml.model import InvalidField, validate_hyperparameters
+from mlops.ml.specs import SearchSpec, TrainingSpec
+from mlops.schemas import AlertLevel, JobInfo, JobStatus, TuneRequest
 from mlops.settings import Settings
 from mlops.telemetry import JobTotals
 
@@ -47,12 +49,13 @@ class TooManyTrainings(Exception):
         )
 
 
-def new_job_id() -> str:
-    return f"train-{uuid.uuid4().hex[:12]}"
+def new_job_id(kind: str = "train") -> str:
+    return f"{kind}-{uuid.uuid4().hex[:12]}"
 
 
 class Training:
-    """Training jobs: submitted to Ray, recorded in Redis, kept true to what Ray says."""
+    """Training jobs and searches: submitted to Ray, recorded in Redis, kept true to
+    what Ray says."""
 
     def __init__(
         self,
@@ -69,40 +72,119 @@ class Training:
         self._registry = registry
         self._alerts = alerts
 
-    async def submit(self, hyperparameters: dict[str, Any], *, source: str = "api") -> str:
-        """Validate, record and submit one training job; returns its id.
-
-        Raises HyperparameterError, MlflowUnavailable (a job could not register its
-        model) or TooManyTrainings before anything is created, and RayJobsError (after
-        removing the record) when Ray does not take the job.
-        """
+    def dataset(self, uri: str | None, target: str | None) -> tuple[str, str]:
+        """(dataset URI, target column) of a request; a given URI must be inside the
+        allowed locations and in a format the platform reads (InvalidField if not)."""
         settings = self._settings
-        checked = validate_hyperparameters(
+        if uri is None:
+            return settings.dataset_uri, target or settings.target_column
+        try:
+            checked = check_location(uri, settings.dataset_locations)
+        except DatasetLocationError as exc:
+            raise InvalidField(("dataset_uri",), str(exc)) from exc
+        return checked, target or settings.target_column
+
+    def check_hyperparameters(self, hyperparameters: dict[str, Any]) -> dict[str, Any]:
+        return validate_hyperparameters(
             hyperparameters,
+            max_n_estimators=self._settings.max_n_estimators,
+            max_depth_limit=self._settings.max_depth_limit,
+        )
+
+    def check_search(self, request: TuneRequest) -> dict[str, Any]:
+        """The request's search space, checked with its trial count (InvalidField)."""
+        settings = self._settings
+        if request.trials > settings.tune_max_trials:
+            raise InvalidField(
+                ("trials",),
+                f"'trials' must be ≤ {settings.tune_max_trials} (MLOPS_TUNE_MAX_TRIALS)",
+            )
+        return search_space.validate(
+            request.search_space,
             max_n_estimators=settings.max_n_estimators,
             max_depth_limit=settings.max_depth_limit,
         )
-        await self._registry.health()
+
+    async def submit(
+        self,
+        hyperparameters: dict[str, Any],
+        *,
+        dataset_uri: str | None = None,
+        target_column: str | None = None,
+        source: str = "api",
+    ) -> str:
+        """Validate, record and submit one training job; returns its id.
+
+        Raises InvalidField, MlflowUnavailable (a job could not register its model) or
+        TooManyTrainings before anything is created, and RayJobsError (after removing
+        the record) when Ray does not take the job.
+        """
+        checked = self.check_hyperparameters(hyperparameters)
+        uri, target = self.dataset(dataset_uri, target_column)
         job_id = new_job_id()
-        limit = settings.max_active_trainings
-        if not await self._jobs.create(
-            job_id, hyperparameters=checked, source=source, max_active=limit
-        ):
+        spec = TrainingSpec(job_id, checked, uri, target)
+        record = {"kind": "training", "hyperparameters": checked, "source": source}
+        await self._launch(
+            job_id,
+            record={**record, "dataset_uri": uri, "target_column": target},
+            command=["python", "-m", "mlops.ml.job", "--spec", spec.as_json()],
+        )
+        log.info("submitted training job %s from %s with %s on %s", job_id, source, checked, uri)
+        return job_id
+
+    async def submit_search(self, request: TuneRequest, *, source: str = "api") -> str:
+        """Validate, record and submit one hyperparameter search; returns its job id.
+        Raises as `submit` does."""
+        space = self.check_search(request)
+        uri, target = self.dataset(request.dataset_uri, request.target_column)
+        job_id = new_job_id("tune")
+        spec = SearchSpec(
+            job_id=job_id,
+            search_space=space,
+            trials=request.trials,
+            metric=request.metric,
+            dataset_uri=uri,
+            target_column=target,
+            max_concurrent_trials=request.max_concurrent_trials,
+        )
+        record = {
+            "kind": "tune",
+            "hyperparameters": {},
+            "source": source,
+            "dataset_uri": uri,
+            "target_column": target,
+            "search_space": space,
+            "metric": request.metric,
+            "trials_total": request.trials,
+            "trials_finished": 0,
+            "trials_failed": 0,
+        }
+        await self._launch(
+            job_id,
+            record=record,
+            command=["python", "-m", "mlops.ml.search", "--spec", spec.as_json()],
+        )
+        log.info("submitted search %s from %s: %d trials on %s", job_id, source, spec.trials, uri)
+        return job_id
+
+    async def _launch(self, job_id: str, *, record: dict[str, Any], command: list[str]) -> None:
+        """Admit (the limit of active jobs), record and submit a job to Ray. Its
+        entrypoint reserves no CPU: it waits, and what it starts reserves its own."""
+        await self._registry.health()
+        limit = self._settings.max_active_trainings
+        if not await self._jobs.create(job_id, fields=record, max_active=limit):
             raise TooManyTrainings(limit)
-        command = ["python", "-m", "mlops.ml.train", "--job-id", job_id]
-        command += ["--hyperparameters", json.dumps(checked)]
         try:
             await self._ray.submit(
                 submission_id=job_id,
                 entrypoint=shlex.join(command),
-                env_vars={**settings.as_env(include_secrets=False), **_MLFLOW_CLIENT_ENV},
-                metadata={"kind": "training", "source": source},
+                env_vars={**self._settings.as_env(include_secrets=False), **_MLFLOW_CLIENT_ENV},
+                metadata={"kind": record["kind"], "source": record["source"]},
+                num_cpus=0,
             )
         except Exception:
             await self._jobs.delete(job_id)
             raise
-        log.info("submitted training job %s from %s with %s", job_id, source, checked)
-        return job_id
 
     async def recent(self, limit: int) -> list[JobInfo]:
         return [JobInfo.model_validate(record) for record in await self._jobs.recent(limit)]

@@ -1,0 +1,223 @@
+"""A hyperparameter search on Ray Tune, as the Ray job runs it:
+
+    python -m mlops.ml.search --spec '{"job_id": "tune-…", "search_space": {…}, …}'
+
+Trials run in parallel on the cluster's CPUs (one CPU each, up to
+`max_concurrent_trials`), each an MLflow child run of the search's parent run. The best
+trial's hyperparameters are fitted again with the same seed and split (so it is the
+trial's model), logged into the parent run, registered, and put through the promotion
+gate like any training, with the same job record fields and alerts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+from typing import Any
+
+from ray import tune
+
+from mlops import logs
+from mlops.clients.redis import JobStore, connect
+from mlops.ml import model, search_space, train
+from mlops.ml.registry_tags import TAG_JOB
+from mlops.ml.specs import SearchSpec, TrainingSpec
+from mlops.settings import Settings
+
+log = logging.getLogger("mlops.search")
+
+TAG_PARENT = "mlflow.parentRunId"  # how MLflow nests a run under another
+
+
+class SearchFailed(Exception):
+    """Every trial of a search failed; the message has the first error."""
+
+
+def run_trial(
+    config: dict[str, Any],
+    *,
+    parts: model.Split,
+    fixed: dict[str, Any],
+    default_max_depth: int,
+    tracking_uri: str,
+    experiment_id: str,
+    parent_run_id: str,
+) -> None:
+    """One trial: fit and score one configuration, logged as a child run."""
+    from mlflow import MlflowClient
+    from mlflow.entities import Metric, Param
+
+    client = MlflowClient(tracking_uri)
+    params = {**fixed, **config}
+    child = client.create_run(
+        experiment_id,
+        run_name=tune.get_context().get_trial_name(),
+        tags={TAG_PARENT: parent_run_id},
+    )
+    run_id = child.info.run_id
+    try:
+        client.log_batch(run_id, params=[Param(k, str(v)) for k, v in params.items()])
+        pipeline = model.build_pipeline(params, default_max_depth=default_max_depth)
+        pipeline.fit(parts.x_train, parts.y_train)
+        scores = model.evaluate(pipeline, parts.x_test, parts.y_test)
+        client.log_batch(run_id, metrics=[Metric(k, v, 0, 0) for k, v in scores.items()])
+    except Exception:
+        client.set_terminated(run_id, "FAILED")
+        raise
+    client.set_terminated(run_id, "FINISHED")
+    tune.report(scores)
+
+
+class Progress(tune.Callback):
+    """Trials finished and failed, and the best score so far, on the job record."""
+
+    def __init__(self, settings: Settings, spec: SearchSpec) -> None:
+        self._settings = settings
+        self._spec = spec
+
+    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self._record(trials)
+
+    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self._record(trials)
+
+    def _record(self, trials: list) -> None:
+        scores = [
+            score
+            for t in trials
+            if t.status == "TERMINATED" and (score := self._score(t)) is not None
+        ]
+        failed = sum(t.status == "ERROR" for t in trials)
+        fields = {
+            "trials_finished": len(scores),
+            "trials_failed": failed,
+            "best_score": max(scores, default=None),
+        }
+        try:
+            asyncio.run(self._write(fields))
+        except Exception as exc:  # progress is informative: never fail the search on it
+            log.warning("could not record the search's progress: %s", exc)
+
+    def _score(self, trial: Any) -> float | None:
+        return (trial.last_result or {}).get(self._spec.metric)
+
+    async def _write(self, fields: dict[str, Any]) -> None:
+        redis = connect(self._settings)
+        try:
+            await JobStore(redis, history=self._settings.job_history).progress(
+                self._spec.job_id, **fields
+            )
+        finally:
+            await redis.aclose()
+
+
+def search(settings: Settings, spec: SearchSpec) -> train.TrainingResult:
+    import mlflow
+
+    parts = train.load_split(settings, spec.dataset_uri, spec.target_column)
+    mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
+    client = mlflow.MlflowClient()
+    experiment = train.experiment_id(client, settings.experiment_name)
+    parent = client.create_run(experiment, run_name=spec.job_id, tags={TAG_JOB: spec.job_id})
+    parent_id = parent.info.run_id
+    client.log_param(parent_id, "search_space", json.dumps(spec.search_space))
+    client.log_param(parent_id, "trials", spec.trials)
+    client.log_param(parent_id, "metric", spec.metric)
+    # One seed for every trial unless it is searched: the refit below is the trial's model.
+    fixed = {"random_state": settings.random_seed, **spec.fixed}
+    try:
+        best, finished, failed = _tune(settings, spec, parts, fixed, experiment, parent_id)
+        params = {**fixed, **best}
+        fitted = train.fit(settings, params, parts)
+        client.log_metric(parent_id, f"best_{spec.metric}", fitted.scores[spec.metric])
+        training = TrainingSpec(spec.job_id, params, spec.dataset_uri, spec.target_column)
+        result = train.register(settings, training, fitted, parts, run_id=parent_id)
+    except Exception:
+        client.set_terminated(parent_id, "FAILED")
+        raise
+    extra = {
+        "trials_finished": finished,
+        "trials_failed": failed,
+        "best_score": fitted.scores[spec.metric],
+        "hyperparameters": params,
+        "cpus": fitted.cpus,
+    }
+    return train.TrainingResult(**{**result.__dict__, "extra": extra})
+
+
+def _tune(
+    settings: Settings,
+    spec: SearchSpec,
+    parts: model.Split,
+    fixed: dict[str, Any],
+    experiment_id: str,
+    parent_id: str,
+) -> tuple[dict[str, Any], int, int]:
+    """Run the trials; (best configuration, trials finished, trials failed)."""
+    trainable = tune.with_parameters(
+        run_trial,
+        parts=parts,
+        fixed=fixed,
+        default_max_depth=settings.max_depth_limit,
+        tracking_uri=settings.mlflow_tracking_uri,
+        experiment_id=experiment_id,
+        parent_run_id=parent_id,
+    )
+    tuner = tune.Tuner(
+        tune.with_resources(trainable, {"cpu": 1}),
+        param_space=search_space.to_tune(spec.search_space),
+        tune_config=tune.TuneConfig(
+            metric=spec.metric,
+            mode="max",
+            num_samples=spec.trials,
+            max_concurrent_trials=spec.max_concurrent_trials,
+            reuse_actors=True,  # a trial's worker keeps scikit-learn and MLflow imported
+        ),
+        run_config=tune.RunConfig(
+            name=spec.job_id,
+            storage_path=str(settings.data_dir / "tune"),
+            failure_config=tune.FailureConfig(max_failures=0, fail_fast=False),
+            callbacks=[Progress(settings, spec)],
+            verbose=0,
+        ),
+    )
+    grid = tuner.fit()
+    results = [grid[i] for i in range(len(grid))]
+    scored = [
+        (r.metrics[spec.metric], r.config or {})
+        for r in results
+        if r.error is None and r.metrics and spec.metric in r.metrics
+    ]
+    failed = len(results) - len(scored)
+    if not scored:
+        first = grid.errors[0] if grid.errors else "no trial reported a score"
+        raise SearchFailed(f"all {len(results)} trials failed; the first: {first}")
+    score, config = max(scored, key=lambda pair: pair[0])
+    log.info(
+        "search %s: %d trials, %d failed; best %s %.4f with %s",
+        spec.job_id,
+        len(results),
+        failed,
+        spec.metric,
+        score,
+        config,
+    )
+    return dict(config), len(scored), failed
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--spec", required=True, help="the search as JSON (ml.specs.SearchSpec)")
+    args = parser.parse_args(argv)
+    spec = SearchSpec.from_json(args.spec)
+    settings = Settings()
+    logs.job_id.set(spec.job_id)
+    logs.configure(settings.log_format)
+    return train.execute(settings, spec.job_id, lambda: search(settings, spec), what="Search")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,211 @@
+"""Hyperparameter search on Ray Tune, and parallel fitting on the Ray cluster: real Ray
+jobs, a real MLflow, Redis, and Ray's own state API to see where the work ran.
+
+Each test trains under a model name of its own (an extra API on the session's Ray,
+MLflow and Valkey), so the session's champion is never moved.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+import httpx
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+from helpers import ray_headers, wait_for, wait_for_job
+from mlflow import MlflowClient
+from sklearn.datasets import make_classification
+
+from mlops.ml import data, model
+from mlops.settings import Settings
+
+pytestmark = pytest.mark.slow
+
+SPACE = {
+    "n_estimators": {"choice": [5, 20]},
+    "max_depth": {"randint": [2, 6]},
+    "min_samples_leaf": {"randint": [1, 3]},
+}
+
+
+def _own_model(start_api, redis_db: int, **overrides):
+    name = f"own_{uuid.uuid4().hex[:8]}"
+    client, _ = start_api(redis_db=redis_db, model_name=name, **overrides)
+    return client, name
+
+
+def test_a_search_registers_its_best_trial_with_a_child_run_per_trial(
+    start_api, settings: Settings
+) -> None:
+    api, name = _own_model(start_api, redis_db=5)
+
+    accepted = api.post("/tune", json={"search_space": SPACE, "trials": 3, "metric": "f1_macro"})
+
+    assert accepted.status_code == 202, accepted.text
+    job_id = accepted.json()["job_id"]
+    job = wait_for_job(api, job_id, timeout=300)
+    assert job["status"] == "succeeded", job
+    assert job["kind"] == "tune" and job["metric"] == "f1_macro"
+    assert job["trials_total"] == 3 and job["trials_finished"] == 3 and job["trials_failed"] == 0
+    registry = MlflowClient(settings.mlflow_tracking_uri)
+    children = registry.search_runs(
+        [registry.get_run(job["run_id"]).info.experiment_id],
+        filter_string=f"tags.mlflow.parentRunId = '{job['run_id']}'",
+    )
+    assert len(children) == 3
+    assert all(c.info.status == "FINISHED" for c in children)
+    best_child = max(c.data.metrics["f1_macro"] for c in children)
+    assert job["best_score"] == pytest.approx(best_child)
+    # The registered version is the best trial's configuration, logged in the parent run.
+    version = registry.get_model_version(name, job["model_version"])
+    assert version.run_id == job["run_id"]
+    assert version.tags["mlops.job_id"] == job_id
+    searched = {key: job["hyperparameters"][key] for key in SPACE}
+    assert any(
+        {key: float(c.data.params[key]) for key in SPACE}
+        == {key: float(value) for key, value in searched.items()}
+        and c.data.metrics["f1_macro"] == pytest.approx(best_child)
+        for c in children
+    )
+    # The same promotion gate as any training: first version, so it clears the threshold.
+    assert job["promoted"] is True
+    assert registry.get_model_version_by_alias(name, "champion").version == job["model_version"]
+
+
+@pytest.mark.parametrize(
+    ("body", "loc", "words"),
+    [
+        ({"search_space": {"n_estimator": {"choice": [5]}}}, ["search_space", "n_estimator"],
+         "unknown hyperparameter"),
+        ({"search_space": {"max_depth": {"normal": [2, 5]}}}, ["search_space", "max_depth"],
+         "unsupported distribution 'normal'"),
+        ({"search_space": {"max_depth": {"randint": [2, 1000]}}}, ["search_space", "max_depth"],
+         "must be ≤ 64"),
+        ({"search_space": {"n_estimators": {"choice": [10, 100_000]}}},
+         ["search_space", "n_estimators"], "must be ≤ 500"),
+        ({"search_space": {"min_samples_leaf": {"uniform": [1, 5]}}},
+         ["search_space", "min_samples_leaf"], "min_samples_leaf"),
+        ({"search_space": {"max_depth": {"randint": [5, 2]}}}, ["search_space", "max_depth"],
+         "low < high"),
+        ({"search_space": {}}, ["search_space"], "at least one hyperparameter"),
+        ({"search_space": {"n_jobs": {"choice": [2]}}}, ["search_space", "n_jobs"],
+         "set by the platform"),
+        ({"search_space": SPACE, "trials": 65}, ["trials"], "≤ 64"),
+        ({"search_space": SPACE, "trials": 0}, ["trials"], "greater than or equal to 1"),
+        ({"search_space": SPACE, "metric": "roc_auc"}, ["metric"], "accuracy"),
+    ],
+)  # fmt: skip
+def test_an_invalid_search_is_422_naming_the_key_and_submits_nothing(
+    api: httpx.Client, settings: Settings, body: dict, loc: list[str], words: str
+) -> None:
+    jobs_before = api.get("/jobs").json()["jobs"]
+
+    response = api.post("/tune", json=body)
+    scheduled = api.post("/schedule_training", json={"minutes": 5, "tune": body})
+
+    assert response.status_code == 422, response.text
+    error = response.json()["detail"][0]
+    assert error["loc"] == ["body", *loc]
+    assert words in error["msg"]
+    assert scheduled.status_code == 422
+    assert scheduled.json()["detail"][0]["loc"] == ["body", "tune", *loc]
+    assert api.get("/jobs").json()["jobs"] == jobs_before
+
+
+def test_a_schedule_can_run_a_search(start_api) -> None:
+    api, _ = _own_model(start_api, redis_db=6)
+    search = {"search_space": {"max_depth": {"randint": [2, 4]}}, "trials": 1}
+
+    created = api.post("/schedule_training", json={"minutes": 1, "tune": search})
+
+    assert created.status_code == 201, created.text
+    schedule = created.json()
+    assert schedule["tune"]["search_space"] == search["search_space"]
+    try:
+        job = wait_for(
+            lambda: next(
+                (
+                    j
+                    for j in api.get("/jobs").json()["jobs"]
+                    if j["source"] == schedule["schedule_id"]
+                ),
+                None,
+            ),
+            timeout=60,
+            what="the schedule's first search",
+        )
+    finally:
+        api.delete(f"/kill_scheduled_job/{schedule['schedule_id']}")
+    assert job["kind"] == "tune" and job["trials_total"] == 1
+
+
+def _synthetic(path, rows: int = 6000) -> None:
+    x, y = make_classification(
+        n_samples=rows, n_features=8, n_informative=5, n_classes=3, random_state=3
+    )
+    frame = pd.DataFrame(x, columns=[f"x{i}" for i in range(8)])
+    frame["label"] = [f"c{v}" for v in y]
+    frame.to_csv(path, index=False)
+
+
+def _pool_tasks(settings: Settings, job: dict) -> list[dict]:
+    """Ray's record of the tasks that built trees while the job ran."""
+    reply = httpx.get(
+        f"{settings.ray_address}/api/v0/tasks",
+        params={"limit": 10_000, "detail": "true"},
+        headers=ray_headers(),
+        timeout=30,
+    ).raise_for_status()
+    start = datetime.fromisoformat(job["started_at"]).timestamp() * 1000
+    end = datetime.fromisoformat(job["finished_at"]).timestamp() * 1000
+    return [
+        task
+        for task in reply.json()["data"]["result"]["result"]
+        if task["name"] == "PoolActor.run_batch"
+        and start <= (task.get("start_time_ms") or 0) <= end
+    ]
+
+
+def test_a_parallel_fit_spreads_its_trees_over_ray_workers_and_equals_a_serial_fit(
+    start_api, settings: Settings
+) -> None:
+    # Every fit is worth spreading here (the default spreads only large ones).
+    api, name = _own_model(start_api, redis_db=7, parallel_fit_min_work=0)
+    path = settings.data_dir / "synthetic.csv"
+    _synthetic(path)
+    hyperparameters = {"n_estimators": 40, "max_depth": 8, "random_state": 11}
+
+    accepted = api.post(
+        "/trigger_training",
+        json={
+            "hyperparameters": hyperparameters,
+            "dataset_uri": str(path),
+            "target_column": "label",
+        },
+    )
+    job = wait_for_job(api, accepted.json()["job_id"], timeout=300)
+
+    assert job["status"] == "succeeded", job
+    assert job["cpus"] > 1
+
+    def spread() -> list[dict] | None:
+        found = _pool_tasks(settings, job)
+        return found if len({t["worker_id"] for t in found}) > 1 else None
+
+    tasks = wait_for(spread, timeout=30, what="Ray's state API to list the tree-building tasks")
+    assert len(tasks) > 1
+    mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
+    registered = mlflow.sklearn.load_model(f"models:/{name}/{job['model_version']}")
+    assert registered.named_steps["forest"].n_jobs == 1  # serving predicts on one thread
+    frame = data.read_dataset(str(path))
+    features, labels = data.split_features(frame, "label")
+    parts = model.split(features, labels, test_size=settings.test_size, seed=settings.random_seed)
+    serial = model.build_pipeline(hyperparameters, default_max_depth=settings.max_depth_limit)
+    model.fit(serial, parts.x_train, parts.y_train, cpus=1)
+    np.testing.assert_array_equal(registered.predict(parts.x_test), serial.predict(parts.x_test))
+    np.testing.assert_allclose(
+        registered.predict_proba(parts.x_test), serial.predict_proba(parts.x_test)
+    )
