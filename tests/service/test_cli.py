@@ -6,6 +6,7 @@ import os
 import queue
 import subprocess
 import threading
+import uuid
 
 import pytest
 from helpers import API_TOKEN, MLOPS, free_port, run_cli, wait_for
@@ -98,3 +99,23 @@ def test_alerts_follow_streams_new_alerts(api_url: str) -> None:
         run_cli(api_url, "unschedule", schedule_id)
 
     assert "watch" in streamed
+
+
+def test_tune_wait_shows_the_trials_live_and_the_best_version(start_api) -> None:
+    api, _ = start_api(redis_db=8, model_name=f"cli_{uuid.uuid4().hex[:8]}")
+
+    result = run_cli(
+        str(api.base_url), "tune", "-s", "max_depth=randint:2,5", "-s",
+        "n_estimators=choice:5,10", "--trials", "2", "--metric", "f1_macro", "--wait",
+    )  # fmt: skip
+
+    assert result.returncode == 0, result.stderr
+    assert "succeeded (best of 2 trials): version 1" in result.stdout
+    assert "trials 0/2" in result.stderr and "trials 2/2, best f1_macro 0." in result.stderr
+
+
+def test_a_bad_search_space_is_one_line_naming_the_key(api_url: str) -> None:
+    result = run_cli(api_url, "tune", "-s", "max_depth=normal:2,5", "--wait")
+
+    assert result.returncode == 1
+    assert result.stderr.startswith("error: 422 search_space.max_depth: unsupported distribution")

@@ -2,6 +2,7 @@
 
 \b
     mlops train --param n_estimators=200 --wait
+    mlops tune -s max_depth=randint:2,12 -s n_estimators=choice:50,100 --trials 8 --wait
     mlops predict 5.1 3.5 1.4 0.2
     mlops alerts --follow
 
@@ -28,6 +29,7 @@ def main(ctx: click.Context, api: str, as_json: bool) -> None:
 
 for command in (
     platform.train,
+    platform.tune,
     platform.jobs,
     platform.predict,
     platform.schedule,

@@ -17,23 +17,103 @@ from mlops.schemas import JobStatus
 _SPINNER = "⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏"
 
 
+_DATASET = [
+    click.option("--dataset", help="CSV or Parquet to train on: an absolute path or s3:// URI."),
+    click.option("--target", help="Its label column."),
+]
+_WAIT = [
+    click.option(
+        "--wait", is_flag=True, help="Follow the job until it ends; exit 1 unless it succeeds."
+    ),
+    click.option("--timeout", default=900, show_default=True, help="Seconds --wait waits at most."),
+]
+
+
+def _options(*groups: list) -> Any:
+    def decorate(command: Any) -> Any:
+        for option in reversed([o for group in groups for o in group]):
+            command = option(command)
+        return command
+
+    return decorate
+
+
+def _dataset(dataset: str | None, target: str | None) -> dict[str, str]:
+    given = {"dataset_uri": dataset, "target_column": target}
+    return {key: value for key, value in given.items() if value is not None}
+
+
 @click.command()
 @click.option("--param", "-p", "params", multiple=True, metavar="KEY=VALUE",
               help="A RandomForestClassifier hyperparameter; repeat for more.")  # fmt: skip
-@click.option(
-    "--wait", is_flag=True, help="Follow the job until it ends; exit 1 unless it succeeds."
-)
-@click.option("--timeout", default=900, show_default=True, help="Seconds --wait waits at most.")
+@_options(_DATASET, _WAIT)
 @click.pass_context
-def train(ctx: click.Context, params: tuple[str, ...], wait: bool, timeout: float) -> None:
+def train(
+    ctx: click.Context,
+    params: tuple[str, ...],
+    dataset: str | None,
+    target: str | None,
+    wait: bool,
+    timeout: float,
+) -> None:
     """Start a training job on Ray."""
-    api: Api = ctx.obj["api"]
-    accepted = api.call("POST", "/trigger_training", json={"hyperparameters": params_of(params)})
+    body = {"hyperparameters": params_of(params), **_dataset(dataset, target)}
+    accepted = ctx.obj["api"].call("POST", "/trigger_training", json=body)
+    _started(ctx, accepted, wait, timeout)
+
+
+@click.command()
+@click.option("--space", "-s", "space", multiple=True, required=True, metavar="KEY=KIND:VALUES",
+              help="One searched hyperparameter, e.g. max_depth=randint:2,12 or "
+                   "n_estimators=choice:50,100,200 (kinds: choice, randint, uniform, "
+                   "loguniform); repeat for more.")  # fmt: skip
+@click.option("--trials", default=8, show_default=True, help="Configurations to try.")
+@click.option("--metric", type=click.Choice(["accuracy", "f1_macro"]), default="accuracy",
+              show_default=True, help="What the best trial maximises.")  # fmt: skip
+@click.option("--max-concurrent", type=int, help="Trials at once (default: the cluster's CPUs).")
+@_options(_DATASET, _WAIT)
+@click.pass_context
+def tune(
+    ctx: click.Context,
+    space: tuple[str, ...],
+    trials: int,
+    metric: str,
+    max_concurrent: int | None,
+    dataset: str | None,
+    target: str | None,
+    wait: bool,
+    timeout: float,
+) -> None:
+    """Search hyperparameters with Ray Tune; the best trial is registered."""
+    body = {
+        "search_space": space_of(space),
+        "trials": trials,
+        "metric": metric,
+        "max_concurrent_trials": max_concurrent,
+        **_dataset(dataset, target),
+    }
+    accepted = ctx.obj["api"].call("POST", "/tune", json=body)
+    _started(ctx, accepted, wait, timeout)
+
+
+def space_of(entries: tuple[str, ...]) -> dict[str, dict[str, list[Any]]]:
+    """KEY=KIND:V1,V2 entries as a search space; each value read as JSON when it is."""
+    space: dict[str, dict[str, list[Any]]] = {}
+    for entry in entries:
+        key, sep, rest = entry.partition("=")
+        kind, colon, values = rest.partition(":")
+        if not (sep and colon and key and kind and values):
+            raise click.BadParameter(f"{entry!r} is not KEY=KIND:VALUES", param_hint="--space")
+        space[key] = {kind: [params_of((f"v={v}",))["v"] for v in values.split(",")]}
+    return space
+
+
+def _started(ctx: click.Context, accepted: dict[str, Any], wait: bool, timeout: float) -> None:
     job_id = accepted["job_id"]
     if not wait:
         emit(ctx, accepted, f"started {job_id} (mlops jobs, or --wait to follow it)")
         return
-    job = _follow(api, job_id, timeout)
+    job = _follow(ctx.obj["api"], job_id, timeout)
     if ctx.obj["json"]:
         click.echo(json.dumps(job, indent=2))
     else:
@@ -52,14 +132,13 @@ def _follow(api: Api, job_id: str, timeout: float) -> dict[str, Any]:
     while True:
         job = api.call("GET", f"/jobs/{job_id}")
         elapsed = time.monotonic() - started
+        state = f"{job['status']}{_progress(job)}"
         if live:
             spinner = _SPINNER[tick % len(_SPINNER)]
-            click.echo(
-                f"\r{spinner} {job_id} {job['status']:<9} {elapsed:5.1f}s", nl=False, err=True
-            )
-        elif job["status"] != last_status:
-            click.echo(f"{job_id} {job['status']} ({elapsed:.1f}s)", err=True)
-        last_status, tick = job["status"], tick + 1
+            click.echo(f"\r{spinner} {job_id} {state:<40} {elapsed:5.1f}s", nl=False, err=True)
+        elif state != last_status:
+            click.echo(f"{job_id} {state} ({elapsed:.1f}s)", err=True)
+        last_status, tick = state, tick + 1
         if JobStatus(job["status"]).is_terminal:
             if live:
                 click.echo(err=True)
@@ -69,12 +148,23 @@ def _follow(api: Api, job_id: str, timeout: float) -> dict[str, Any]:
         time.sleep(0.5)
 
 
+def _progress(job: dict[str, Any]) -> str:
+    """A search's trials so far and its best score, for the live status line."""
+    if job.get("kind") != "tune" or not job.get("trials_total"):
+        return ""
+    done = f", trials {job.get('trials_finished') or 0}/{job['trials_total']}"
+    failed = f" ({job['trials_failed']} failed)" if job.get("trials_failed") else ""
+    best = f", best {job['metric']} {number(job['best_score'])}" if job.get("best_score") else ""
+    return done + failed + best
+
+
 def _outcome(job: dict[str, Any]) -> str:
     if job["status"] != JobStatus.SUCCEEDED:
         return f"{job['job_id']} {job['status']}: {job.get('error') or 'no reason given'}"
     promoted = " and is now the champion" if job.get("promoted") else " (not promoted)"
+    searched = f" (best of {job['trials_finished']} trials)" if job.get("kind") == "tune" else ""
     return (
-        f"{job['job_id']} succeeded: version {job['model_version']}, "
+        f"{job['job_id']} succeeded{searched}: version {job['model_version']}, "
         f"accuracy {job['accuracy']:.4f}, macro F1 {job['f1_macro']:.4f}{promoted}"
     )
 
