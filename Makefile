@@ -10,7 +10,7 @@ UV_VERSION := 0.13.9
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: help up down test test-fast dashboard system-deps bench-inference bench-core docs lint format lock clean
+.PHONY: help up down test test-fast dashboard system-deps bench-inference bench-core bench-training docs lint format lock clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -81,6 +81,9 @@ bench-inference: $(STAMP) ## Benchmark /inference against `mlflow models serve` 
 
 bench-core: $(STAMP) ## Benchmark training time and alert fan-out
 	$(BIN)/python bench/core.py
+
+bench-training: $(STAMP) ## Benchmark Ray's part in training: warm trainer, parallel fit, search, two nodes
+	$(BIN)/python bench/training.py
 
 docs: $(STAMP) ## Regenerate docs/configuration.md from the settings object
 	$(BIN)/python -m mlops.settings > docs/configuration.md

@@ -174,6 +174,7 @@ class JobInfo(BaseModel):
     dataset_uri: str | None = None
     target_column: str | None = None
     cpus: int | None = Field(None, description="CPUs its trees were built on.")
+    fit_seconds: float | None = Field(None, description="How long the fit itself took.")
     search_space: dict[str, Any] | None = None
     metric: str | None = Field(None, description="What a search maximises.")
     trials_total: int | None = None

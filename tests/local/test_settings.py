@@ -45,6 +45,35 @@ def test_job_environment_leaves_secrets_out() -> None:
     assert job_env["MLOPS_MODEL_NAME"] == "mlops_model"
 
 
+def test_settings_from_a_jobs_variables_take_secrets_only_from_the_process(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The warm trainer's view of a job: what the job's API set, nothing left over from
+    the job that started the trainer, and secrets from the trainer's own node."""
+    job = Settings(data_dir=tmp_path, model_name="churn", redis_password="from-the-api")
+    monkeypatch.setenv("MLOPS_REDIS_PASSWORD", "from-the-node")
+    monkeypatch.setenv("MLOPS_S3_ENDPOINT_URL", "http://left-over:9000")  # an earlier job's
+
+    seen = Settings.from_env(job.as_env(include_secrets=False))
+
+    assert seen.model_name == "churn" and seen.data_dir == tmp_path.resolve()
+    assert seen.s3_endpoint_url is None
+    assert seen.redis_password is not None
+    assert seen.redis_password.get_secret_value() == "from-the-node"
+
+
+def test_dataset_locations_default_to_the_data_folder_and_the_datasets_bucket(
+    tmp_path: Path,
+) -> None:
+    local = Settings(data_dir=tmp_path)
+    cluster = Settings(data_dir=tmp_path, dataset_uri="s3://mlops/datasets/iris.csv")
+    given = Settings(dataset_locations="/srv/data, s3://lake/ml/")
+
+    assert local.dataset_locations == [str(tmp_path.resolve())]
+    assert cluster.dataset_locations == [str(tmp_path.resolve()), "s3://mlops/"]
+    assert given.dataset_locations == ["/srv/data", "s3://lake/ml/"]
+
+
 def test_the_configuration_doc_lists_every_setting_as_the_code_defines_it() -> None:
     doc = (Path(__file__).resolve().parents[2] / "docs" / "configuration.md").read_text()
 

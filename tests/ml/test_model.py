@@ -127,3 +127,16 @@ def test_a_fit_takes_the_free_cpus_within_the_cap_when_it_is_worth_it(
     cpus = model.fit_cpus(rows=rows, trees=trees, free_cpus=free, cap=cap, min_work=2_000_000)
 
     assert cpus == expected
+
+
+@pytest.mark.parametrize(
+    "hyperparameters",
+    [{"max_features": 10}, {"class_weight": {"Setosa": 2.0}}],
+)
+def test_what_depends_on_the_dataset_is_left_to_the_job(hyperparameters: dict) -> None:
+    """A 13-feature dataset may take max_features=10; iris names its classes."""
+    checked = model.validate_hyperparameters(
+        hyperparameters, max_n_estimators=500, max_depth_limit=64
+    )
+
+    assert checked == hyperparameters

@@ -75,6 +75,35 @@ def test_a_search_registers_its_best_trial_with_a_child_run_per_trial(
     assert registry.get_model_version_by_alias(name, "champion").version == job["model_version"]
 
 
+def test_failed_trials_are_recorded_and_the_search_goes_on_unless_all_fail(
+    start_api, settings: Settings
+) -> None:
+    api, _ = _own_model(start_api, redis_db=9)
+    # A class weight naming a class iris lacks fails in the trial's fit, not before (the
+    # API cannot know a dataset's classes); the seeded draw gives both values.
+    good, bad = {"Setosa": 2.0}, {"Nope": 2.0}
+    mixed = {"search_space": {"class_weight": {"choice": [good, bad]}}, "trials": 6}
+    doomed = {"search_space": {"class_weight": {"choice": [bad, {"Nix": 1.0}]}}, "trials": 2}
+
+    survived = wait_for_job(api, api.post("/tune", json=mixed).json()["job_id"], timeout=300)
+    failed = wait_for_job(api, api.post("/tune", json=doomed).json()["job_id"], timeout=300)
+
+    assert survived["status"] == "succeeded", survived
+    assert survived["trials_failed"] >= 1 and survived["trials_finished"] >= 1
+    assert survived["trials_failed"] + survived["trials_finished"] == 6
+    assert survived["hyperparameters"]["class_weight"] == good
+    registry = MlflowClient(settings.mlflow_tracking_uri)
+    experiment = registry.get_run(survived["run_id"]).info.experiment_id
+    children = registry.search_runs(
+        [experiment], filter_string=f"tags.mlflow.parentRunId = '{survived['run_id']}'"
+    )
+    statuses = sorted(c.info.status for c in children)
+    assert statuses.count("FAILED") == survived["trials_failed"]
+    assert statuses.count("FINISHED") == survived["trials_finished"]
+    assert failed["status"] == "failed"
+    assert "all 2 trials failed" in failed["error"] and "class_weight" in failed["error"]
+
+
 @pytest.mark.parametrize(
     ("body", "loc", "words"),
     [

@@ -140,7 +140,7 @@ def ray_head(settings: Settings, ports: RayPorts = RayPorts()) -> Component:
         str(ports.dashboard_agent),
         # Logical CPUs: a training job and Serve replicas share a laptop's cores.
         "--num-cpus",
-        str(max(os.cpu_count() or 1, 4)),
+        str(settings.ray_cpus or max(os.cpu_count() or 1, 4)),
         "--disable-usage-stats",
         *ports.extra_args,
     ]

@@ -5,14 +5,13 @@
 It imports only Ray, then runs the job in the warm trainer (`mlops.ml.trainer`), started
 by the first job that needs it. The job's MLOPS_* variables (its runtime environment)
 go with the call, so each job trains with the settings of the API that submitted it.
+With MLOPS_WARM_TRAINER=false the job runs in this process instead, as a fresh one.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import logging
-import os
 import sys
 
 import ray
@@ -23,19 +22,32 @@ from mlops.settings import Settings
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--spec", required=True, help="the job as JSON (ml.train.TrainingSpec)")
+    parser.add_argument("--spec", required=True, help="the job as JSON (ml.specs.TrainingSpec)")
     args = parser.parse_args(argv)
-    spec = json.loads(args.spec)
-    # Secrets stay out of the call: the trainer reads them from its node's environment.
-    secrets = Settings.secret_variables()
-    env = {k: v for k, v in os.environ.items() if k.startswith("MLOPS_") and k not in secrets}
-    tracking_uri = env.get("MLOPS_MLFLOW_TRACKING_URI", "")
+    settings = Settings()
+    if not settings.warm_trainer:
+        return _in_this_process(settings, args.spec)
     ray.init(namespace=trainer.NAMESPACE, logging_level=logging.WARNING, log_to_driver=False)
-    worker = trainer.get_or_start(tracking_uri, env.get("MLOPS_LOG_FORMAT", "json"))
-    outcome: tuple[int, str] = ray.get(worker.run.remote(env, json.dumps(spec)))
+    worker = trainer.get_or_start(settings.mlflow_tracking_uri, settings.log_format)
+    # Secrets stay out of the call: the trainer reads them from its node's environment.
+    env = settings.as_env(include_secrets=False)
+    outcome: tuple[int, str] = ray.get(worker.run.remote(env, args.spec))
     code, summary = outcome
     sys.stdout.write(f"{summary} (its log: the trainer actor's, in the Ray dashboard)\n")
     return code
+
+
+def _in_this_process(settings: Settings, spec_json: str) -> int:
+    """MLOPS_WARM_TRAINER=false: the whole job in this fresh process, imports included."""
+    from mlops import logs
+    from mlops.ml import train
+    from mlops.ml.specs import TrainingSpec
+
+    spec = TrainingSpec.from_json(spec_json)
+    logs.job_id.set(spec.job_id)
+    logs.configure(settings.log_format)
+    ray.init(logging_level=logging.WARNING)  # a parallel fit's workers are Ray's
+    return train.run(settings, spec)
 
 
 if __name__ == "__main__":

@@ -83,6 +83,11 @@ def validate_hyperparameters(
     except ValueError as exc:
         raise HyperparameterError(_named_key(str(exc), hyperparameters), str(exc)) from exc
     trial = estimator.set_params(n_estimators=2)
+    # What depends on the dataset (its width, its class names) only the job can check.
+    if isinstance(hyperparameters.get("max_features"), int):
+        trial.set_params(max_features=None)
+    if isinstance(hyperparameters.get("class_weight"), dict):
+        trial.set_params(class_weight=None)
     rows = np.random.default_rng(0).normal(size=(12, 4))
     try:
         trial.fit(rows, np.arange(12) % 3)

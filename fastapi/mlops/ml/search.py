@@ -6,7 +6,8 @@ Trials run in parallel on the cluster's CPUs (one CPU each, up to
 `max_concurrent_trials`), each an MLflow child run of the search's parent run. The best
 trial's hyperparameters are fitted again with the same seed and split (so it is the
 trial's model), logged into the parent run, registered, and put through the promotion
-gate like any training, with the same job record fields and alerts.
+gate like any training, with the same job record fields and alerts. The configurations
+are drawn with MLOPS_RANDOM_SEED, so the same search tries the same ones.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import sys
 from typing import Any
 
 from ray import tune
+from ray.tune.search.basic_variant import BasicVariantGenerator
 
 from mlops import logs
 from mlops.clients.redis import JobStore, connect
@@ -144,6 +146,7 @@ def search(settings: Settings, spec: SearchSpec) -> train.TrainingResult:
         "best_score": fitted.scores[spec.metric],
         "hyperparameters": params,
         "cpus": fitted.cpus,
+        "fit_seconds": round(fitted.seconds, 3),
     }
     return train.TrainingResult(**{**result.__dict__, "extra": extra})
 
@@ -175,6 +178,8 @@ def _tune(
             num_samples=spec.trials,
             max_concurrent_trials=spec.max_concurrent_trials,
             reuse_actors=True,  # a trial's worker keeps scikit-learn and MLflow imported
+            # Seeded: the same search draws the same configurations.
+            search_alg=BasicVariantGenerator(random_state=settings.random_seed),
         ),
         run_config=tune.RunConfig(
             name=spec.job_id,

@@ -54,6 +54,7 @@ class Fitted:
     pipeline: Any
     scores: dict[str, float]
     cpus: int
+    seconds: float  # the fit alone
 
 
 @dataclass(frozen=True)
@@ -98,8 +99,10 @@ def fit(settings: Settings, hyperparameters: dict[str, Any], parts: model.Split)
         cap=settings.training_max_cpus,
         min_work=settings.parallel_fit_min_work,
     )
+    started = time.perf_counter()
     model.fit(pipeline, parts.x_train, parts.y_train, cpus=cpus)
-    return Fitted(pipeline, model.evaluate(pipeline, parts.x_test, parts.y_test), cpus)
+    seconds = time.perf_counter() - started
+    return Fitted(pipeline, model.evaluate(pipeline, parts.x_test, parts.y_test), cpus, seconds)
 
 
 def _free_cpus() -> float:
@@ -123,7 +126,8 @@ def train_and_register(
         fitted.cpus,
     )
     result = register(settings, spec, fitted, parts, champions=champions)
-    return TrainingResult(**{**result.__dict__, "extra": {"cpus": fitted.cpus}})
+    extra = {"cpus": fitted.cpus, "fit_seconds": round(fitted.seconds, 3)}
+    return TrainingResult(**{**result.__dict__, "extra": extra})
 
 
 def register(

@@ -1,0 +1,281 @@
+"""Training benchmarks: what Ray does for a training, through the real path
+(API → Ray job → trainer → MLflow registry).
+
+    .venv/bin/python bench/training.py [--runs 5] [--rows 200000] [--trees 300]
+
+Starts its own local platform on free ports (nothing else needs to run) and prints:
+(a) trigger → registered for iris: the warm trainer against a fresh process per job
+    (MLOPS_WARM_TRAINER=false, the previous design), the same training in-process with
+    no Ray (the floor of the work), and an empty Ray job (the floor of the Jobs API);
+(b) a large fit (make_classification, ROWS × 20, TREES trees of depth 12) on 1 CPU
+    against every CPU of this machine: fit time, speed-up, parallel efficiency;
+(c) a search of 8 trials: wall time with max_concurrent_trials=1 against unlimited;
+(d) a fit on a local cluster of two Ray nodes (a second `ray start --address` on this
+    machine), and where Ray's state API says its trees were built.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pandas as pd
+from sklearn.datasets import make_classification
+
+from mlops.clients.ray_jobs import auth_headers
+from mlops.local import components
+from mlops.local.platform import LocalPlatform, isolated_ray_ports, isolated_settings
+from mlops.local.supervisor import Supervisor
+from mlops.ml.specs import TrainingSpec
+from mlops.ml.train import train_and_register
+from mlops.schemas import JobStatus
+from mlops.settings import Settings
+
+CPUS = os.cpu_count() or 1
+
+
+class Api:
+    """One API process of the platform, with its own settings."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.url = f"http://{settings.api_host}:{settings.api_port}"
+        token = settings.api_token.get_secret_value() if settings.api_token else ""
+        self.http = httpx.Client(headers={"Authorization": f"Bearer {token}"}, timeout=60)
+
+    def run(self, path: str, body: dict[str, Any], timeout: float = 1800) -> tuple[float, dict]:
+        """POST, then poll the job every 50 ms; (seconds to its end, its record)."""
+        started = time.perf_counter()
+        job_id = self.http.post(f"{self.url}{path}", json=body).raise_for_status().json()["job_id"]
+        while (elapsed := time.perf_counter() - started) < timeout:
+            job = self.http.get(f"{self.url}/jobs/{job_id}").json()
+            if JobStatus(job["status"]).is_terminal:
+                if job["status"] != JobStatus.SUCCEEDED:
+                    raise RuntimeError(f"{job_id} {job['status']}: {job.get('error')}")
+                return elapsed, job
+            # Fine early (short jobs), then gentle: polling must not load the machine.
+            time.sleep(0.05 if elapsed < 15 else 0.5)
+        raise TimeoutError(f"{job_id} did not end in {timeout:g}s")
+
+
+def extra_api(supervisor: Supervisor, settings: Settings, **overrides: Any) -> Api:
+    """Another API process on the same Ray, MLflow and Valkey, with other settings."""
+    from mlops.local.platform import free_port
+
+    variant = settings.model_copy(update={"api_port": free_port(), **overrides})
+    component = components.api(variant)
+    env = {**variant.as_env(include_secrets=True), **component.env}
+    supervisor.wait_ready([supervisor.start(dataclasses.replace(component, env=env))], 60)
+    return Api(variant)
+
+
+def ray_job_floor(settings: Settings, runs: int) -> list[float]:
+    """An empty Ray job (`python -c pass`), submitted and seen finished: the Jobs API's
+    own cost, which every training pays."""
+    headers = auth_headers(settings.ray_token())
+    times = []
+    for i in range(runs):
+        started = time.perf_counter()
+        submission = f"floor-{time.time_ns()}-{i}"
+        body = {"submission_id": submission, "entrypoint": "python -c pass",
+                "entrypoint_num_cpus": 0}  # fmt: skip
+        httpx.post(f"{settings.ray_address}/api/jobs/", json=body, headers=headers)
+        while httpx.get(f"{settings.ray_address}/api/jobs/{submission}", headers=headers).json()[
+            "status"
+        ] not in ("SUCCEEDED", "FAILED"):
+            time.sleep(0.05)
+        times.append(time.perf_counter() - started)
+    return times
+
+
+def bench_trigger(main: Api, cold: Api, runs: int) -> dict[str, list[float]]:
+    iris = {"hyperparameters": {"random_state": 1}}
+    first, _ = main.run("/trigger_training", iris)  # starts the trainer: its imports
+    results = {
+        "warm trainer (first job)": [first],
+        "warm trainer": [main.run("/trigger_training", iris)[0] for _ in range(runs)],
+        "fresh process per job (before)": [
+            cold.run("/trigger_training", iris)[0] for _ in range(runs)
+        ],
+    }
+    settings = main.settings
+    inprocess = []
+    for i in range(runs):
+        spec = TrainingSpec(f"inprocess-{i}", {"random_state": 1}, settings.dataset_uri, "variety")
+        started = time.perf_counter()
+        train_and_register(settings, spec)
+        inprocess.append(time.perf_counter() - started)
+    results["in-process, no Ray (work floor)"] = inprocess
+    results["empty Ray job (Jobs API floor)"] = ray_job_floor(settings, runs)
+    return results
+
+
+def write_dataset(path: Path, rows: int) -> None:
+    x, y = make_classification(n_samples=rows, n_features=20, n_informative=10, random_state=0)
+    frame = pd.DataFrame(x, columns=[f"f{i}" for i in range(20)])
+    frame["label"] = y
+    frame.to_parquet(path)
+
+
+def bench_fit(serial: Api, parallel: Api, dataset: Path, trees: int) -> dict[str, dict]:
+    body = {
+        "hyperparameters": {"n_estimators": trees, "max_depth": 12, "random_state": 0},
+        "dataset_uri": str(dataset),
+        "target_column": "label",
+    }
+    out = {}
+    for name, api in (("1 CPU", serial), (f"{CPUS} CPUs", parallel)):
+        seconds, job = api.run("/trigger_training", body)
+        out[name] = {"end_to_end": seconds, "fit": job["fit_seconds"], "cpus": job["cpus"]}
+    return out
+
+
+def second_node(settings: Settings, cpus: int) -> subprocess.Popen:
+    """`ray start --address …` on this machine: a second node of the same cluster."""
+    env = {
+        **os.environ,
+        **settings.secrets_env("redis_password", "s3_secret_access_key"),
+        "RAY_AUTH_MODE": "token",
+        "RAY_AUTH_TOKEN_PATH": str(settings.data_dir / "ray-token"),
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+    }
+    command = [sys.executable, "-m", "ray.scripts.scripts", "start", "--block",
+               f"--address=127.0.0.1:{settings.ray_gcs_port}", f"--num-cpus={cpus}",
+               "--node-ip-address=127.0.0.1", "--disable-usage-stats"]  # fmt: skip
+    return subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def _state(settings: Settings, what: str) -> list[dict]:
+    reply = httpx.get(
+        f"{settings.ray_address}/api/v0/{what}",
+        params={"limit": 10_000, "detail": "true"},
+        headers=auth_headers(settings.ray_token()),
+        timeout=60,
+    )
+    return reply.raise_for_status().json()["data"]["result"]["result"]
+
+
+def bench_two_nodes(api: Api, dataset: Path, trees: int) -> tuple[int, Counter]:
+    """A parallel fit on two nodes; (nodes alive, tree-building tasks per node)."""
+    from datetime import datetime
+
+    settings = api.settings
+    node = second_node(settings, cpus=2)
+    try:
+        deadline = time.monotonic() + 90
+        while sum(n["state"] == "ALIVE" for n in _state(settings, "nodes")) < 2:
+            if time.monotonic() > deadline:
+                raise TimeoutError("the second Ray node did not join")
+            time.sleep(1)
+        body = {
+            "hyperparameters": {"n_estimators": trees, "max_depth": 12, "random_state": 0},
+            "dataset_uri": str(dataset),
+            "target_column": "label",
+        }
+        _, job = api.run("/trigger_training", body)
+        start = datetime.fromisoformat(job["started_at"]).timestamp() * 1000
+        end = datetime.fromisoformat(job["finished_at"]).timestamp() * 1000
+        time.sleep(2)  # task events reach the state API within a second or so
+        tasks = [
+            t
+            for t in _state(settings, "tasks")
+            if t["name"] == "PoolActor.run_batch" and start <= (t.get("start_time_ms") or 0) <= end
+        ]
+        nodes = sum(n["state"] == "ALIVE" for n in _state(settings, "nodes"))
+        return nodes, Counter(t["node_id"][:8] for t in tasks)
+    finally:
+        node.send_signal(signal.SIGTERM)
+        node.wait(60)
+
+
+def bench_search(api: Api, dataset: Path) -> dict[str, float]:
+    # Every trial the same work (one configuration), so the two runs differ only in
+    # how many trials run at once; enough work that the trials, not the search's fixed
+    # costs (its job, Tune, the refit and registration of the best), dominate.
+    search = {
+        "search_space": {"n_estimators": {"choice": [100]}, "max_depth": {"randint": [10, 11]}},
+        "trials": 8,
+        "dataset_uri": str(dataset),
+        "target_column": "label",
+    }
+    return {
+        "max_concurrent_trials=1": api.run("/tune", {**search, "max_concurrent_trials": 1})[0],
+        "unlimited": api.run("/tune", search)[0],
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--rows", type=int, default=200_000)
+    parser.add_argument("--trees", type=int, default=300)
+    args = parser.parse_args()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
+
+    with tempfile.TemporaryDirectory() as folder:
+        # No serving (it would share the CPUs); Ray declares the machine's real cores,
+        # and a fit may use all of them.
+        settings = isolated_settings(
+            Path(folder), auto_serve=False, ray_cpus=CPUS, training_max_cpus=CPUS
+        )
+        platform = LocalPlatform(settings, ray_ports=isolated_ray_ports())
+        supervisor = Supervisor(Path(folder) / "extra-logs")
+        platform.start()
+        try:
+            main_api = Api(settings)
+            cold = extra_api(supervisor, settings, warm_trainer=False)
+            serial = extra_api(supervisor, settings, training_max_cpus=1)
+            large, mid = Path(folder) / "large.parquet", Path(folder) / "mid.parquet"
+            write_dataset(large, args.rows)
+            write_dataset(mid, 40_000)
+            trigger = bench_trigger(main_api, cold, args.runs)
+            fit = bench_fit(serial, main_api, large, args.trees)
+            search = bench_search(main_api, mid)
+            # As many CPUs as both nodes have free: the head alone cannot hold the pool.
+            wide = extra_api(supervisor, settings, training_max_cpus=64, parallel_fit_min_work=0)
+            nodes, per_node = bench_two_nodes(wide, mid, trees=60)
+        finally:
+            supervisor.stop_all()
+            platform.stop()
+
+    print(f"\n(a) trigger → registered, iris ({args.runs} runs; seconds)")
+    print(f"{'path':<36}{'median':>8}{'min':>8}{'max':>8}")
+    for name, times in trigger.items():
+        print(f"{name:<36}{statistics.median(times):>8.2f}{min(times):>8.2f}{max(times):>8.2f}")
+    warm = statistics.median(trigger["warm trainer"])
+    before = statistics.median(trigger["fresh process per job (before)"])
+    print(f"warm trainer vs before (median): {before / warm:.2f}× faster")
+
+    print(f"\n(b) fit of {args.rows:,} × 20, {args.trees} trees of depth 12 (seconds)")
+    print(f"{'CPUs':<10}{'fit':>8}{'end to end':>12}")
+    for name, row in fit.items():
+        print(f"{name:<10}{row['fit']:>8.1f}{row['end_to_end']:>12.1f}")
+    one, many = fit["1 CPU"], fit[f"{CPUS} CPUs"]
+    speedup = one["fit"] / many["fit"]
+    print(
+        f"speed-up {speedup:.2f}× on {many['cpus']} CPUs, efficiency {speedup / many['cpus']:.0%}"
+    )
+
+    print("\n(c) a search of 8 trials (seconds, trigger → registered)")
+    for name, seconds in search.items():
+        print(f"{name:<26}{seconds:>8.1f}")
+    print(f"parallel trials: {search['max_concurrent_trials=1'] / search['unlimited']:.2f}× faster")
+
+    print(f"\n(d) two Ray nodes on this machine: {nodes} alive during the fit")
+    for node_id, count in per_node.most_common():
+        print(f"node {node_id}…: {count} tree-building tasks")
+
+
+if __name__ == "__main__":
+    main()
