@@ -79,7 +79,7 @@ bench-inference: $(STAMP) ## Benchmark /inference against `mlflow models serve` 
 	@command -v wrk >/dev/null || { echo "wrk is needed: sudo apt-get install wrk (or brew install wrk)"; exit 1; }
 	$(BIN)/python bench/inference.py
 
-bench-core: $(STAMP) ## Benchmark training time and alert fan-out
+bench-core: $(STAMP) ## Benchmark alert fan-out to 1,000 SSE clients (direct, through nginx, naive peer)
 	$(BIN)/python bench/core.py
 
 bench-training: $(STAMP) ## Benchmark Ray's part in training: warm trainer, parallel fit, search, two nodes

@@ -1,14 +1,17 @@
-"""Core benchmarks: trigger → registered model, and alert fan-out over SSE.
+"""Alert fan-out at scale: N Server-Sent Events clients, every alert to every one.
 
-    .venv/bin/python bench/core.py [--runs 3] [--clients 200] [--alerts 100]
+    .venv/bin/python bench/core.py [--clients 1000] [--alerts 50] [--interval 0.1]
 
-Starts its own local platform on free ports (nothing else needs to run) and prints:
-(a) seconds from POST /trigger_training to a registered model, against the same
-    training and registration run in-process without Ray (the floor: what the Ray job
-    costs on top);
-(b) publish → receive latency of alerts to N SSE clients through /webhook, against the
-    naive design of one blocking Redis XREAD connection per client, and whether every
-    client got every alert.
+Starts its own local platform on free ports (nothing else needs to run), connects N
+clients, publishes alerts one every INTERVAL seconds, and prints, for each path,
+p50/p99/max publish → receive and how many clients got every alert:
+- /webhook: straight to the API;
+- nginx: the dashboard's /api/webhook, the path a browser takes;
+- peer: the naive design, each client holding its own blocking XREAD connection.
+With N clients on /webhook it also prints the API's memory per connected client and its
+CPU while they are all connected and no alert flows (keep-alive pings included).
+
+Training benchmarks are in bench/training.py.
 """
 
 from __future__ import annotations
@@ -17,30 +20,23 @@ import argparse
 import asyncio
 import json
 import signal
-import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-import httpx
+import psutil
 
-from mlops import sse
-from mlops.cli.http import Api
 from mlops.clients.redis import ALERT_STREAM, AlertStream, connect
 from mlops.local.platform import (
     LocalPlatform,
     isolated_ray_ports,
     isolated_settings,
+    raise_open_files_limit,
 )
-from mlops.ml.specs import TrainingSpec
-from mlops.ml.train import train_and_register
-from mlops.schemas import JobStatus
 from mlops.settings import Settings
 
-
-def token(settings: Settings) -> str | None:
-    return settings.api_token.get_secret_value() if settings.api_token else None
+IDLE_SECONDS = 10
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -48,43 +44,36 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
 
 
-def bench_training(api: str, settings: Settings, runs: int) -> tuple[list[float], list[float]]:
-    ours: list[float] = []
-    client = Api(api, token(settings))
-    for _ in range(runs):
-        started = time.perf_counter()
-        job_id = client.call("POST", "/trigger_training", json={"hyperparameters": {}})["job_id"]
-        while not JobStatus(client.call("GET", f"/jobs/{job_id}")["status"]).is_terminal:
-            time.sleep(0.05)
-        ours.append(time.perf_counter() - started)
-    peer: list[float] = []
-    for i in range(runs):
-        started = time.perf_counter()
-        spec = TrainingSpec(f"inprocess-{i}", {}, settings.dataset_uri, settings.target_column)
-        train_and_register(settings, spec)
-        peer.append(time.perf_counter() - started)
-    return ours, peer
-
-
-async def _publish_all(settings: Settings, count: int) -> None:
+async def _publish_all(settings: Settings, count: int, interval: float) -> None:
     redis = connect(settings)
     stream = AlertStream(redis, max_len=settings.alert_history)
     for i in range(count):
         await stream.publish("info", f"bench {i}", kind="bench", data={"sent": time.time()})
-        await asyncio.sleep(0.01)
+        await asyncio.sleep(interval)
     await redis.aclose()
 
 
-async def _sse_client(api: str, ready: asyncio.Event, expect: int, got: list[float]) -> None:
-    async with httpx.AsyncClient(timeout=httpx.Timeout(60, read=None)) as http:
-        async with http.stream("GET", f"{api}/webhook") as response:
-            async for event in sse.aevents(response.aiter_lines()):
-                if event.event == "ready":
-                    ready.set()
-                elif event.event == "message":  # an alert
-                    got.append(time.time() - event.json()["data"]["sent"])
-                    if len(got) == expect:
-                        return
+async def _sse_client(
+    host: str, port: int, path: str, ready: asyncio.Event, expect: int, got: list[float]
+) -> None:
+    """A lean SSE client on a raw connection, so that N of them in one process measure
+    the server, not the client: each `data:` line of an alert gives one latency."""
+    reader, writer = await asyncio.open_connection(host, port, limit=1 << 20)
+    writer.write(
+        f"GET {path} HTTP/1.1\r\nHost: {host}\r\nAccept: text/event-stream\r\n\r\n".encode()
+    )
+    await writer.drain()
+    try:
+        while len(got) < expect:
+            line = await reader.readline()
+            if not line:
+                return
+            if line.startswith(b"event: ready"):
+                ready.set()
+            elif line.startswith(b"data: {") and b'"sent"' in line:
+                got.append(time.time() - json.loads(line[6:])["data"]["sent"])
+    finally:
+        writer.close()
 
 
 async def _xread_client(settings: Settings, start_id: str, expect: int, got: list[float]) -> None:
@@ -98,79 +87,105 @@ async def _xread_client(settings: Settings, start_id: str, expect: int, got: lis
     await redis.aclose()
 
 
-async def bench_fanout(api: str, settings: Settings, clients: int, alerts: int):
-    results: dict[str, tuple[list[float], int]] = {}
-    # Ours: N SSE clients on /webhook, one Redis reader in the API.
-    received: list[list[float]] = [[] for _ in range(clients)]
-    readies = [asyncio.Event() for _ in range(clients)]
-    tasks = [
-        asyncio.create_task(_sse_client(api, readies[i], alerts, received[i]))
-        for i in range(clients)
-    ]
-    await asyncio.wait_for(asyncio.gather(*(r.wait() for r in readies)), 60)
-    await _publish_all(settings, alerts)
-    await asyncio.wait(tasks, timeout=30)
-    results["ours: /webhook"] = ([x for r in received for x in r], _complete(received, alerts))
-    # Peer: every client holds its own blocking XREAD connection to Redis.
+async def over_sse(
+    settings: Settings, port: int, path: str, args: argparse.Namespace, api: psutil.Process
+) -> tuple[list[float], int, dict[str, float]]:
+    """N clients on one SSE path; (latencies, complete clients, the API's footprint)."""
+    rss_before = api.memory_info().rss
+    received: list[list[float]] = [[] for _ in range(args.clients)]
+    readies = [asyncio.Event() for _ in range(args.clients)]
+    tasks = []
+    for i in range(args.clients):
+        client = _sse_client("127.0.0.1", port, path, readies[i], args.alerts, received[i])
+        tasks.append(asyncio.create_task(client))
+        if i % 100 == 99:
+            await asyncio.sleep(0.05)  # connect in waves, as dashboards open
+    await asyncio.wait_for(asyncio.gather(*(r.wait() for r in readies)), 120)
+    footprint = {"rss_per_client_kib": (api.memory_info().rss - rss_before) / args.clients / 1024}
+    cpu_before, wall_before = api.cpu_times(), time.monotonic()
+    await asyncio.sleep(IDLE_SECONDS)  # everyone connected, nothing published
+    cpu_after = api.cpu_times()
+    busy = (cpu_after.user + cpu_after.system) - (cpu_before.user + cpu_before.system)
+    footprint["idle_cpu_percent"] = 100 * busy / (time.monotonic() - wall_before)
+    await _publish_all(settings, args.alerts, args.interval)
+    await asyncio.wait(tasks, timeout=60)
+    for task in tasks:
+        task.cancel()
+    complete = sum(len(r) == args.alerts for r in received)
+    return [x for r in received for x in r], complete, footprint
+
+
+async def over_xread(settings: Settings, args: argparse.Namespace) -> tuple[list[float], int]:
     redis = connect(settings)
     start_id = await AlertStream(redis, max_len=settings.alert_history).last_id()
     await redis.aclose()
-    received = [[] for _ in range(clients)]
+    received: list[list[float]] = [[] for _ in range(args.clients)]
     tasks = [
-        asyncio.create_task(_xread_client(settings, start_id, alerts, received[i]))
-        for i in range(clients)
+        asyncio.create_task(_xread_client(settings, start_id, args.alerts, received[i]))
+        for i in range(args.clients)
     ]
-    await asyncio.sleep(1)
-    await _publish_all(settings, alerts)
-    await asyncio.wait(tasks, timeout=30)
-    results["peer: XREAD per client"] = (
-        [x for r in received for x in r],
-        _complete(received, alerts),
-    )
-    return results
+    await asyncio.sleep(2)
+    await _publish_all(settings, args.alerts, args.interval)
+    await asyncio.wait(tasks, timeout=60)
+    for task in tasks:
+        task.cancel()
+    return [x for r in received for x in r], sum(len(r) == args.alerts for r in received)
 
 
-def _complete(received: list[list[float]], expect: int) -> int:
-    return sum(len(r) == expect for r in received)
+def api_process(settings: Settings) -> psutil.Process:
+    for process in psutil.process_iter(["cmdline"]):
+        cmdline = process.info["cmdline"] or []
+        if "mlops.main:create_app" in cmdline and str(settings.api_port) in cmdline:
+            return process
+    raise SystemExit("the API process was not found")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--clients", type=int, default=200)
-    parser.add_argument("--alerts", type=int, default=100)
+    parser.add_argument("--clients", type=int, default=1000)
+    parser.add_argument("--alerts", type=int, default=50)
+    parser.add_argument("--interval", type=float, default=0.1, help="seconds between alerts")
     args = parser.parse_args()
-    # SIGTERM as an exception, so the platform below is stopped on the way out.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
+    raise_open_files_limit()  # a socket per client
 
     with tempfile.TemporaryDirectory() as folder:
-        settings = isolated_settings(Path(folder))
+        settings = isolated_settings(
+            Path(folder), sse_max_clients=max(4000, args.clients + 100), auto_serve=False
+        )
         platform = LocalPlatform(settings, ray_ports=isolated_ray_ports())
         platform.start()
         try:
-            api = f"http://{settings.api_host}:{settings.api_port}"
-            ours, peer = bench_training(api, settings, args.runs)
-            fanout = asyncio.run(bench_fanout(api, settings, args.clients, args.alerts))
+            api = api_process(settings)
+            direct = asyncio.run(over_sse(settings, settings.api_port, "/webhook", args, api))
+            proxied = asyncio.run(
+                over_sse(settings, settings.dashboard_port, "/api/webhook", args, api)
+            )
+            peer = asyncio.run(over_xread(settings, args))
         finally:
             platform.stop()
 
-    print(f"\n(a) trigger → registered model, iris, {args.runs} runs (seconds)")
-    print(f"{'path':<34}{'median':>8}{'min':>8}{'max':>8}")
-    for name, times in (("ours: API → Ray job → MLflow", ours), ("peer: in-process, no Ray", peer)):
-        print(f"{name:<34}{statistics.median(times):>8.2f}{min(times):>8.2f}{max(times):>8.2f}")
-    print(f"ratio ours/peer (median): {statistics.median(ours) / statistics.median(peer):.2f}")
-
-    print(f"\n(b) alert fan-out: {args.clients} clients × {args.alerts} alerts (ms)")
+    print(
+        f"\nalert fan-out: {args.clients} clients × {args.alerts} alerts, one every "
+        f"{args.interval * 1000:.0f} ms (publish → receive, ms)"
+    )
     print(f"{'path':<26}{'p50':>8}{'p99':>8}{'max':>8}  clients with every alert")
-    for name, (latencies, complete) in fanout.items():
+    rows = {
+        "ours: /webhook": direct[:2],
+        "ours: nginx /api/webhook": proxied[:2],
+        "peer: XREAD per client": peer,
+    }
+    for name, (latencies, complete) in rows.items():
         ms = [x * 1000 for x in latencies] or [float("nan")]
         print(
             f"{name:<26}{percentile(ms, 50):>8.1f}{percentile(ms, 99):>8.1f}{max(ms):>8.1f}"
             f"  {complete}/{args.clients}"
         )
-    (ours_l, _), (peer_l, _) = fanout.values()
-    if ours_l and peer_l:
-        print(f"ratio ours/peer p99: {percentile(ours_l, 99) / percentile(peer_l, 99):.2f}")
+    footprint = direct[2]
+    print(
+        f"API with {args.clients} streams: {footprint['rss_per_client_kib']:.1f} KiB per client,"
+        f" {footprint['idle_cpu_percent']:.1f}% of a CPU while idle ({IDLE_SECONDS} s)"
+    )
 
 
 if __name__ == "__main__":

@@ -1,14 +1,18 @@
-"""Inference throughput: POST /inference against `mlflow models serve`, same model.
+"""Inference throughput: POST /inference against `mlflow models serve` and the floor,
+same model.
 
     make bench-inference      # or: .venv/bin/python bench/inference.py [--seconds 10]
 
 Starts its own local platform on free ports, trains and registers one model, serves
-it both ways, then drives each with wrk (the same load generator, same row) at
+it every way below, then drives each with wrk (the same load generator, same row) at
 concurrency 1, 8 and 32 for a fixed time. Prints req/s, p50, p99 and errors per
-target, and the ratio ours/peer per concurrency.
+target, and the ratios ours/peer and ours/floor per concurrency.
 
 - ours: POST /inference on the API → Ray Serve proxy → replica (batched, ONNX form).
+- serve: the Serve proxy → replica alone (what the API adds is ours − serve).
+- health: GET /health on the API (its own HTTP handling and middleware, no Serve call).
 - peer: `mlflow models serve --env-manager local` on the same registered version.
+- floor: the same compiled model behind a bare ASGI endpoint (bench/onnx_floor.py).
 """
 
 from __future__ import annotations
@@ -38,8 +42,9 @@ from mlops.local.platform import (
     isolated_settings,
 )
 from mlops.ml.data import IRIS_FEATURES
+from mlops.ml.registry_tags import COMPILED_DIR, COMPILED_FILE, TAG_CLASSES
 from mlops.schemas import JobStatus
-from mlops.services.serving import deploy
+from mlops.services.serving import deploy, endpoint
 from mlops.settings import Settings
 
 ROW = [6.7, 3.0, 5.2, 2.3]
@@ -64,20 +69,13 @@ def _ms(value: str) -> float:
 
 
 def run_wrk(url: str, body: str, connections: int, seconds: int, folder: Path) -> Result:
+    """POST `body` (a GET when it is empty) for `seconds` over `connections`."""
     script = folder / "post.lua"
     script.write_text(WRK_SCRIPT.format(body=body))
     threads = 1 if connections < 8 else 2
+    post = ["-s", str(script)] if body else []
     out = subprocess.run(
-        [
-            "wrk",
-            f"-t{threads}",
-            f"-c{connections}",
-            f"-d{seconds}s",
-            "--latency",
-            "-s",
-            str(script),
-            url,
-        ],
+        ["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--latency", *post, url],
         capture_output=True,
         text=True,
         check=True,
@@ -105,6 +103,45 @@ def train_and_serve(api: str, settings: Settings) -> str:
 
     asyncio.run(_deploy())
     return job["model_version"]
+
+
+def _wait_up(url: str, what: str, log: Path) -> None:
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(url, timeout=1).status_code < 500:
+                return
+        except httpx.HTTPError:
+            time.sleep(0.5)
+    raise SystemExit(f"{what} did not start; see {log}")
+
+
+def start_floor(settings: Settings, version: str, port: int, folder: Path) -> subprocess.Popen:
+    """bench/onnx_floor.py on the version's compiled form, one uvicorn process."""
+    import mlflow
+
+    client = mlflow.MlflowClient(settings.mlflow_tracking_uri)
+    found = client.get_model_version(settings.model_name, version)
+    model = mlflow.artifacts.download_artifacts(
+        run_id=found.run_id,
+        artifact_path=f"{COMPILED_DIR}/{COMPILED_FILE}",
+        tracking_uri=settings.mlflow_tracking_uri,
+        dst_path=str(folder),
+    )
+    env = {
+        **os.environ,
+        "MLOPS_FLOOR_MODEL": model,
+        "MLOPS_FLOOR_CLASSES": found.tags[TAG_CLASSES],
+    }
+    log = folder / "floor.log"
+    floor = subprocess.Popen(
+        [sys.executable, "-m", "uvicorn", "--app-dir", str(Path(__file__).parent),
+         "--factory", "onnx_floor:create_app", "--host", "127.0.0.1", "--port", str(port),
+         "--no-access-log", "--log-level", "warning"],
+        env=env, stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True,
+    )  # fmt: skip
+    _wait_up(f"http://127.0.0.1:{port}/", "the ONNX floor", log)
+    return floor
 
 
 def start_peer(settings: Settings, version: str, port: int, log: Path) -> subprocess.Popen:
@@ -135,14 +172,8 @@ def start_peer(settings: Settings, version: str, port: int, log: Path) -> subpro
         stderr=subprocess.STDOUT,
         start_new_session=True,
     )
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/ping", timeout=1).is_success:
-                return peer
-        except httpx.HTTPError:
-            time.sleep(0.5)
-    raise SystemExit(f"mlflow models serve did not start; see {log}")
+    _wait_up(f"http://127.0.0.1:{port}/ping", "mlflow models serve", log)
+    return peer
 
 
 def main() -> None:
@@ -161,15 +192,19 @@ def main() -> None:
         settings = isolated_settings(Path(folder))
         platform = LocalPlatform(settings, ray_ports=isolated_ray_ports())
         platform.start()
-        peer = None
+        helpers: list[subprocess.Popen] = []
         try:
             api = f"http://{settings.api_host}:{settings.api_port}"
             version = train_and_serve(api, settings)
-            peer_port = free_port()
-            peer = start_peer(settings, version, peer_port, Path(folder) / "peer.log")
+            peer_port, floor_port = free_port(), free_port()
+            helpers.append(start_peer(settings, version, peer_port, Path(folder) / "peer.log"))
+            helpers.append(start_floor(settings, version, floor_port, Path(folder)))
             targets = {
                 "ours": (f"{api}/inference", ours_body),
+                "serve": (endpoint(settings), json.dumps({"rows": [ROW], "version": None})),
+                "health": (f"{api}/health", ""),
                 "peer": (f"http://127.0.0.1:{peer_port}/invocations", peer_body),
+                "floor": (f"http://127.0.0.1:{floor_port}/", ours_body),
             }
             for name, (url, body) in targets.items():
                 run_wrk(url, body, 8, 3, Path(folder))  # warm up
@@ -178,25 +213,29 @@ def main() -> None:
                         url, body, connections, args.seconds, Path(folder)
                     )
         finally:
-            if peer is not None:
-                os.killpg(peer.pid, signal.SIGTERM)
-                peer.wait(30)
+            for helper in helpers:
+                os.killpg(helper.pid, signal.SIGTERM)
+                helper.wait(30)
             platform.stop()
+    report(results, args.concurrency, version, args.seconds)
 
-    print(f"\nmodel version {version}, {args.seconds}s per run, wrk, {os.cpu_count()} cores")
-    print(f"{'conc':>5} {'target':<6}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}")
-    for connections in args.concurrency:
-        for name in ("ours", "peer"):
+
+def report(
+    results: dict[tuple[str, int], Result], concurrency: list[int], version: str, seconds: int
+) -> None:
+    print(f"\nmodel version {version}, {seconds}s per run, wrk, {os.cpu_count()} cores")
+    print(f"{'conc':>5} {'target':<7}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}")
+    for connections in concurrency:
+        for name in ("ours", "serve", "health", "peer", "floor"):
             r = results[name, connections]
             print(
-                f"{connections:>5} {name:<6}{r.requests_per_s:>9.0f}{r.p50_ms:>9.1f}"
-                f"{r.p99_ms:>9.1f}{r.errors:>8}"
+                f"{connections:>5} {name:<7}{r.requests_per_s:>9.0f}{r.p50_ms:>9.2f}"
+                f"{r.p99_ms:>9.2f}{r.errors:>8}"
             )
-        ratio = (
-            results["ours", connections].requests_per_s
-            / results["peer", connections].requests_per_s
-        )
-        print(f"{'':>5} ours/peer req/s: {ratio:.1f}x")
+        ours = results["ours", connections].requests_per_s
+        to_peer = ours / results["peer", connections].requests_per_s
+        to_floor = ours / results["floor", connections].requests_per_s
+        print(f"{'':>5} ours/peer req/s: {to_peer:.1f}x, ours/floor req/s: {to_floor:.2f}x")
 
 
 if __name__ == "__main__":

@@ -166,8 +166,8 @@ def _state(settings: Settings, what: str) -> list[dict]:
     return reply.raise_for_status().json()["data"]["result"]["result"]
 
 
-def bench_two_nodes(api: Api, dataset: Path, trees: int) -> tuple[int, Counter]:
-    """A parallel fit on two nodes; (nodes alive, tree-building tasks per node)."""
+def bench_two_nodes(api: Api, dataset: Path, trees: int) -> tuple[int, int, Counter]:
+    """A parallel fit on two nodes; (nodes alive, its CPUs, tree-building tasks per node)."""
     from datetime import datetime
 
     settings = api.settings
@@ -193,7 +193,7 @@ def bench_two_nodes(api: Api, dataset: Path, trees: int) -> tuple[int, Counter]:
             if t["name"] == "PoolActor.run_batch" and start <= (t.get("start_time_ms") or 0) <= end
         ]
         nodes = sum(n["state"] == "ALIVE" for n in _state(settings, "nodes"))
-        return nodes, Counter(t["node_id"][:8] for t in tasks)
+        return nodes, job["cpus"], Counter(t["node_id"][:8] for t in tasks)
     finally:
         node.send_signal(signal.SIGTERM)
         node.wait(60)
@@ -204,7 +204,7 @@ def bench_search(api: Api, dataset: Path) -> dict[str, float]:
     # how many trials run at once; enough work that the trials, not the search's fixed
     # costs (its job, Tune, the refit and registration of the best), dominate.
     search = {
-        "search_space": {"n_estimators": {"choice": [100]}, "max_depth": {"randint": [10, 11]}},
+        "search_space": {"n_estimators": {"choice": [200]}, "max_depth": {"randint": [10, 11]}},
         "trials": 8,
         "dataset_uri": str(dataset),
         "target_column": "label",
@@ -244,7 +244,7 @@ def main() -> None:
             search = bench_search(main_api, mid)
             # As many CPUs as both nodes have free: the head alone cannot hold the pool.
             wide = extra_api(supervisor, settings, training_max_cpus=64, parallel_fit_min_work=0)
-            nodes, per_node = bench_two_nodes(wide, mid, trees=60)
+            nodes, cpus, per_node = bench_two_nodes(wide, mid, trees=60)
         finally:
             supervisor.stop_all()
             platform.stop()
@@ -272,7 +272,7 @@ def main() -> None:
         print(f"{name:<26}{seconds:>8.1f}")
     print(f"parallel trials: {search['max_concurrent_trials=1'] / search['unlimited']:.2f}× faster")
 
-    print(f"\n(d) two Ray nodes on this machine: {nodes} alive during the fit")
+    print(f"\n(d) two Ray nodes on this machine: {nodes} alive during a fit on {cpus} CPUs")
     for node_id, count in per_node.most_common():
         print(f"node {node_id}…: {count} tree-building tasks")
 

@@ -129,6 +129,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         background = Background()
         stack.push_async_callback(background.stop)  # first to run at exit
         background.start(feed.run(background), "alert-feed")
+        background.start(feed.ping_forever(background, settings.sse_ping_seconds), "sse-pings")
         background.start(training.reconcile_forever(background), "job-reconciler")
         background.start(schedules_service.run(background), "scheduler")
         if settings.auto_serve:

@@ -117,6 +117,12 @@ class Settings(BaseSettings):
         description="Origins allowed to call the API from a browser, comma-separated.",
     )
     dashboard_port: int = Field(5001, description="Port of the dashboard (local platform).")
+    dashboard_client_connections: int = Field(
+        2048,
+        ge=1,
+        description="Connections one client address may hold open through the dashboard's"
+        " /api/ proxy, alert streams included (nginx limit_conn; more get 429).",
+    )
     data_dir: Path = Field(
         Path(".data"), description="Local platform state: MLflow store, Valkey data, logs."
     )

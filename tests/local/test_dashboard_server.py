@@ -93,3 +93,31 @@ def test_nginx_limits_the_request_rate_of_one_client_on_the_api(
         assert page.status_code == 200  # the page itself is not limited
     finally:
         supervisor.stop_all()
+
+
+def test_nginx_holds_as_many_streams_per_client_as_configured_then_429(
+    platform, settings: Settings, tmp_path: Path
+) -> None:
+    local = settings.model_copy(
+        update={
+            "dashboard_port": free_port(),
+            "data_dir": tmp_path,
+            "dashboard_client_connections": 3,
+        }
+    )
+    supervisor = Supervisor(tmp_path / "logs")
+    held: list[SseReader] = []
+    try:
+        supervisor.wait_ready([supervisor.start(components.dashboard(local))], timeout=30)
+        base = f"http://127.0.0.1:{local.dashboard_port}"
+        for _ in range(3):
+            held.append(SseReader(f"{base}/api/webhook"))
+            held[-1].next("ready")
+
+        refused = httpx.get(f"{base}/api/webhook", timeout=10)
+
+        assert refused.status_code == 429
+    finally:
+        for reader in held:
+            reader.close()
+        supervisor.stop_all()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Iterator
 
 import httpx
@@ -186,3 +188,30 @@ def test_a_resume_replays_at_most_the_newest_alerts(start_api, settings: Setting
             reader.next("message", timeout=1)  # nothing older follows
     finally:
         reader.close()
+
+
+def test_idle_streams_get_keep_alive_comments_from_one_loop(start_api) -> None:
+    """Every client gets a `: ping` comment each MLOPS_SSE_PING_SECONDS (an EventSource
+    ignores comments), from the feed's one loop (bench/core.py measures the idle CPU)."""
+    api, _ = start_api(sse_ping_seconds=0.3)
+    base = str(api.base_url)
+
+    def comments(lines: list[str]) -> None:
+        with httpx.stream("GET", f"{base}/webhook", timeout=10) as response:
+            started = time.monotonic()
+            for line in response.iter_lines():
+                lines.append(line)
+                if time.monotonic() - started > 1.5:
+                    return
+
+    first: list[str] = []
+    second: list[str] = []
+    threads = [threading.Thread(target=comments, args=(got,)) for got in (first, second)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+
+    for got in (first, second):
+        assert sum(line == ": ping" for line in got) >= 3, got
+        assert not any(line.startswith("event: ping") for line in got)

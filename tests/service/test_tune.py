@@ -104,6 +104,25 @@ def test_failed_trials_are_recorded_and_the_search_goes_on_unless_all_fail(
     assert "all 2 trials failed" in failed["error"] and "class_weight" in failed["error"]
 
 
+def test_max_concurrent_trials_is_kept(start_api, settings: Settings) -> None:
+    api, _ = _own_model(start_api, redis_db=10)
+    search = {"search_space": {"max_depth": {"randint": [2, 6]}}, "trials": 3}
+
+    job = wait_for_job(
+        api, api.post("/tune", json={**search, "max_concurrent_trials": 1}).json()["job_id"]
+    )
+
+    assert job["status"] == "succeeded", job
+    registry = MlflowClient(settings.mlflow_tracking_uri)
+    experiment = registry.get_run(job["run_id"]).info.experiment_id
+    children = registry.search_runs(
+        [experiment], filter_string=f"tags.mlflow.parentRunId = '{job['run_id']}'"
+    )
+    spans = sorted((c.info.start_time, c.info.end_time) for c in children)
+    assert len(spans) == 3
+    assert all(end <= start for (_, end), (start, _) in zip(spans, spans[1:], strict=False))
+
+
 @pytest.mark.parametrize(
     ("body", "loc", "words"),
     [

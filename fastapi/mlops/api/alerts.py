@@ -57,7 +57,9 @@ async def webhook(
     async def events() -> AsyncIterator[ServerSentEvent]:
         try:
             async for event in feed.events(resume_from):
-                if event.kind == "ready":
+                if event.kind == "ping":
+                    yield ServerSentEvent(comment="ping")  # ignored by EventSource
+                elif event.kind == "ready":
                     # `retry` tells the browser how soon to reconnect if the stream drops.
                     yield ServerSentEvent(
                         data=event.json, id=event.id, event="ready", retry=_RECONNECT_MS
@@ -70,7 +72,7 @@ async def webhook(
 
     return EventSourceResponse(
         events(),
-        ping=settings.sse_ping_seconds,
+        ping=0,  # the feed pings every client from one loop (AlertFeed.ping_forever)
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
 

@@ -28,9 +28,11 @@ _HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "upgrade", "host
 
 _MAIN_CONFIG = """\
 {user}worker_processes 1;
+# Each proxied alert stream holds two connections (the browser's, the API's).
+worker_rlimit_nofile 20000;
 pid {run}/nginx.pid;
 error_log {logs}/nginx-error.log warn;
-events {{ worker_connections 1024; }}
+events {{ worker_connections 10000; }}
 http {{
     types {{
         text/html html; text/css css; application/javascript js;
@@ -81,6 +83,7 @@ def nginx_config(settings: Settings, api_url: str, root: Path | None = None) -> 
         "DASHBOARD_PORT": f"127.0.0.1:{settings.dashboard_port}",
         "DASHBOARD_ROOT": str(root),
         "MLOPS_API_UPSTREAM": api_url,
+        "DASHBOARD_CLIENT_CONNECTIONS": str(settings.dashboard_client_connections),
     }.items():
         server = server.replace(f"${{{name}}}", value)
     config = run / "nginx.conf"

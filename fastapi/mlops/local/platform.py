@@ -52,6 +52,17 @@ def isolated_settings(data_dir: Path, **overrides: Any) -> Settings:
     return Settings(**values)
 
 
+def raise_open_files_limit() -> None:
+    """Let this process and the components it starts open as many files as the system
+    allows them (the soft limit up to the hard one): every alert stream holds a socket
+    in the API and two in nginx, and a soft limit of 1024 is common."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
 def isolated_ray_ports() -> RayPorts:
     """Ray head ports off their defaults, so the platform runs beside a `make up`."""
     return RayPorts(client_server=free_port(), dashboard_agent=free_port())
@@ -197,6 +208,7 @@ class LocalPlatform:
         parts = self.components()
         self._check_ports(parts)
         ensure_dataset(self.settings)
+        raise_open_files_limit()
         started = [self.supervisor.start(part) for part in parts]
         try:
             self.supervisor.wait_ready(started, timeout)

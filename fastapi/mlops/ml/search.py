@@ -178,8 +178,13 @@ def _tune(
             num_samples=spec.trials,
             max_concurrent_trials=spec.max_concurrent_trials,
             reuse_actors=True,  # a trial's worker keeps scikit-learn and MLflow imported
-            # Seeded: the same search draws the same configurations.
-            search_alg=BasicVariantGenerator(random_state=settings.random_seed),
+            # Seeded: the same search draws the same configurations. The generator
+            # given here must carry the limit itself: Tune applies max_concurrent_trials
+            # only to the generator it makes.
+            search_alg=BasicVariantGenerator(
+                random_state=settings.random_seed,
+                max_concurrent=spec.max_concurrent_trials or 0,
+            ),
         ),
         run_config=tune.RunConfig(
             name=spec.job_id,

@@ -203,7 +203,9 @@ class ModelServer:
             return None
         return await asyncio.to_thread(load_version, self._settings, version)
 
-    @serve.batch(max_batch_size=MAX_BATCH, batch_wait_timeout_s=0.002)
+    # No wait for company: the API already coalesces concurrent requests into one call,
+    # and requests that arrive while a batch runs form the next one.
+    @serve.batch(max_batch_size=MAX_BATCH, batch_wait_timeout_s=0.0)
     async def _predict(self, items: list[_Item]) -> list[np.ndarray]:
         """One predict call per model version for everything that arrived together."""
         results: list[np.ndarray | None] = [None] * len(items)

@@ -2,6 +2,7 @@
 
 One reader per API process follows the Redis stream and copies each alert into a
 bounded queue per connected client, so N clients cost one Redis connection, not N.
+Keep-alive pings go the same way, from one loop: an idle client costs no timer.
 A client whose queue overflows is ended, not silently skipped: its browser reconnects
 with Last-Event-ID and the backlog comes from Redis, so no alert is lost either way.
 """
@@ -34,10 +35,11 @@ class Event:
 
     id: str
     json: str
-    kind: Literal["message", "ready"] = "message"
+    kind: Literal["message", "ready", "ping"] = "message"
 
 
 _CLOSED = Event(id="", json="")
+_PING = Event(id="", json="", kind="ping")
 
 
 def stream_id_key(stream_id: str) -> tuple[int, int]:
@@ -105,6 +107,14 @@ class AlertFeed:
                 queue.get_nowait()  # make room for the close marker
                 queue.put_nowait(_CLOSED)
 
+    async def ping_forever(self, background: Background, seconds: float) -> None:
+        """Every `seconds`, a keep-alive to every client (proxies cut silent streams)."""
+        while background.running:
+            await background.pause(seconds)
+            for queue in list(self._clients):
+                with contextlib.suppress(asyncio.QueueFull):  # a full queue is not idle
+                    queue.put_nowait(_PING)
+
     async def run(self, background: Background) -> None:
         """Follow the stream until the app stops, riding out Redis outages (the backoff
         starts again from its first delay after each read that succeeds)."""
@@ -170,6 +180,9 @@ class AlertFeed:
                 event = await queue.get()
                 if event is _CLOSED:
                     return
+                if event is _PING:
+                    yield event
+                    continue
                 if stream_id_key(event.id) <= stream_id_key(sent):
                     continue  # already sent from the backlog
                 yield event
