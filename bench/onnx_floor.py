@@ -30,6 +30,10 @@ def create_app() -> ASGIApp:
     async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             return
+        if scope["method"] != "POST":  # a health check
+            await send({"type": "http.response.start", "status": 200, "headers": []})
+            await send({"type": "http.response.body", "body": b"ok"})
+            return
         body = b""
         while True:
             message = await receive()

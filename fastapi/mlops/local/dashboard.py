@@ -27,7 +27,8 @@ from mlops.settings import Settings, get_settings
 _HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "upgrade", "host", "content-length"}
 
 _MAIN_CONFIG = """\
-{user}worker_processes 1;
+# One worker per core: a thousand alert streams fan one alert into a thousand writes.
+{user}worker_processes auto;
 # Each proxied alert stream holds two connections (the browser's, the API's).
 worker_rlimit_nofile 20000;
 pid {run}/nginx.pid;
