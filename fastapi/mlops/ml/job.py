@@ -11,6 +11,7 @@ With MLOPS_WARM_TRAINER=false the job runs in this process instead, as a fresh o
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
 
@@ -18,6 +19,8 @@ import ray
 
 from mlops.ml import trainer
 from mlops.settings import Settings
+
+LOG_POLL_SECONDS = 0.5
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -31,10 +34,20 @@ def main(argv: list[str] | None = None) -> int:
     worker = trainer.get_or_start(settings.mlflow_tracking_uri, settings.log_format)
     # Secrets stay out of the call: the trainer reads them from its node's environment.
     env = settings.as_env(include_secrets=False)
-    outcome: tuple[int, str] = ray.get(worker.run.remote(env, args.spec))
-    code, summary = outcome
-    sys.stdout.write(f"{summary} (its log: the trainer actor's, in the Ray dashboard)\n")
+    job_id = json.loads(args.spec)["job_id"]
+    running = worker.run.remote(env, args.spec)
+    done: list = []
+    while not done:  # the job's log lines, as the trainer logs them
+        done, _ = ray.wait([running], timeout=LOG_POLL_SECONDS)
+        _print(ray.get(worker.log_lines.remote(job_id, last=bool(done))))
+    code: int = ray.get(running)
     return code
+
+
+def _print(lines: list[str]) -> None:
+    for line in lines:
+        sys.stdout.write(line + "\n")
+    sys.stdout.flush()
 
 
 def _in_this_process(settings: Settings, spec_json: str) -> int:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -37,29 +38,68 @@ def actor_name(tracking_uri: str) -> str:
     return f"trainer-{digest.hexdigest()[:16]}"
 
 
+class JobLogs(logging.Handler):
+    """Each running job's log lines, formatted as the process formats them, kept until
+    its entrypoint has read them: the job's log in Ray shows its training, live."""
+
+    def __init__(self, formatter: logging.Formatter | None) -> None:
+        super().__init__()
+        self.setFormatter(formatter)
+        self._lines: dict[str, list[str]] = {}
+        self._guard = threading.Lock()
+
+    def open(self, job_id: str) -> None:
+        with self._guard:
+            self._lines[job_id] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        from mlops import logs
+
+        job_id = logs.job_id.get()
+        with self._guard:
+            lines = self._lines.get(job_id) if job_id else None
+            if lines is not None:
+                lines.append(self.format(record))
+
+    def take(self, job_id: str, *, close: bool = False) -> list[str]:
+        """The lines logged since the last call; with `close`, the last of them."""
+        with self._guard:
+            lines = self._lines.pop(job_id, []) if close else self._lines.get(job_id, [])
+            if not close and job_id in self._lines:
+                self._lines[job_id] = []
+        return lines
+
+
 class Trainer:
     def __init__(self, log_format: str) -> None:
         from mlops import logs
         from mlops.ml import promotion, train
 
         logs.configure("text" if log_format == "text" else "json")
+        root = logging.getLogger()
+        self._logs = JobLogs(root.handlers[0].formatter if root.handlers else None)
+        root.addHandler(self._logs)
         train.warm_up()
         self._train = train
         self._champions = promotion.ChampionCache()
         log.info("trainer ready")
 
-    def run(self, env: dict[str, str], spec_json: str) -> tuple[int, str]:
-        """Run one job with the settings its MLOPS_* variables give; (exit code, summary)."""
+    def run(self, env: dict[str, str], spec_json: str) -> int:
+        """Run one job with the settings its MLOPS_* variables give; its exit code."""
         from mlops import logs
         from mlops.ml.specs import TrainingSpec
         from mlops.settings import Settings
 
         spec = TrainingSpec.from_json(spec_json)
         logs.job_id.set(spec.job_id)
+        self._logs.open(spec.job_id)
         settings = Settings.from_env(env)
         log.info("job %s: started in the trainer", spec.job_id)
-        code = self._train.run(settings, spec, self._champions)
-        return code, f"job {spec.job_id} {'succeeded' if code == 0 else 'failed'}"
+        return self._train.run(settings, spec, self._champions)
+
+    def log_lines(self, job_id: str, last: bool = False) -> list[str]:
+        """A job's new log lines (its entrypoint prints them into the job's log)."""
+        return self._logs.take(job_id, close=last)
 
 
 def get_or_start(tracking_uri: str, log_format: str) -> Any:
