@@ -10,49 +10,22 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
-import boto3
 import pytest
-from helpers import free_port, wait_for
+from helpers import free_port, s3_client
 
 from mlops.ml import data
 
 
-@pytest.fixture(scope="module")
-def s3_endpoint() -> Iterator[str]:
-    port = free_port()
-    server = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    endpoint = f"http://127.0.0.1:{port}"
-    try:
-        wait_for(lambda: _s3_answers(endpoint), timeout=30, what="the S3 server")
-        yield endpoint
-    finally:
-        server.terminate()
-        server.wait(10)
-
-
-def _s3_answers(endpoint: str) -> bool:
-    try:
-        _client(endpoint).list_buckets()
-    except Exception:
-        return False
-    return True
+@pytest.fixture()
+def s3_endpoint(s3_url: str) -> str:
+    """The session's S3 server (conftest.s3_url), which already has the `mlops` bucket."""
+    return s3_url
 
 
 def _client(endpoint: str):
-    return boto3.client(
-        "s3",
-        endpoint_url=endpoint,
-        aws_access_key_id="test",
-        aws_secret_access_key="test",
-        region_name="us-east-1",
-    )
+    return s3_client(endpoint)
 
 
 def test_iris_has_the_platform_columns() -> None:
@@ -72,7 +45,6 @@ def test_dataset_round_trips_through_a_local_file(tmp_path: Path) -> None:
 
 
 def test_dataset_loads_from_s3(s3_endpoint: str) -> None:
-    _client(s3_endpoint).create_bucket(Bucket="mlops")
     config = data.S3Config(s3_endpoint, "test", "test")
     data.write_csv(data.iris_frame(), "s3://mlops/data/iris.csv", config)
 
