@@ -19,16 +19,21 @@ from mlops.schemas import (
 
 router = APIRouter(tags=["training"], responses=UNAUTHORIZED)
 
+# What submitting a job can answer besides 202 (each route adds its own 422).
+_SUBMIT_RESPONSES = {
+    **WRITE_RESPONSES,
+    429: {"model": ErrorResponse, "description": "Too many jobs pending or running."},
+    503: {"model": ErrorResponse, "description": "Ray, MLflow or Redis is unreachable."},
+}
+
 
 @router.post(
     "/trigger_training",
     status_code=status.HTTP_202_ACCEPTED,
     dependencies=[Writer],
     responses={
-        **WRITE_RESPONSES,
-        422: {"description": "Invalid hyperparameters; no job is created."},
-        429: {"model": ErrorResponse, "description": "Too many jobs pending or running."},
-        503: {"model": ErrorResponse, "description": "Ray, MLflow or Redis is unreachable."},
+        **_SUBMIT_RESPONSES,
+        422: {"description": "Invalid hyperparameters or dataset; no job is created."},
     },
 )
 async def trigger_training(request: TrainingRequest, training: TrainingDep) -> JobAccepted:
@@ -47,10 +52,8 @@ async def trigger_training(request: TrainingRequest, training: TrainingDep) -> J
     status_code=status.HTTP_202_ACCEPTED,
     dependencies=[Writer],
     responses={
-        **WRITE_RESPONSES,
+        **_SUBMIT_RESPONSES,
         422: {"description": "Invalid search space, trials, metric or dataset; nothing runs."},
-        429: {"model": ErrorResponse, "description": "Too many jobs pending or running."},
-        503: {"model": ErrorResponse, "description": "Ray, MLflow or Redis is unreachable."},
     },
 )
 async def tune(request: TuneRequest, training: TrainingDep) -> JobAccepted:
