@@ -1,9 +1,11 @@
-"""Reading a Server-Sent Events stream, as a browser's EventSource does.
+"""Server-Sent Events: writing frames, and reading a stream as a browser's EventSource does.
 
-The one parser of /webhook on the client side: the CLI's `alerts --follow`, the tests
-and the benchmarks all read the stream through it. It follows the HTML standard's
-rules: `data` lines join with newlines, a blank line ends an event, an event without
-an `event:` field is a `message`, comment lines (`:`, the server's pings) are skipped.
+`frame` is the one writer: the API's alert feed encodes each alert once with it and
+sends the same bytes to every client. The parser is the one reader of /webhook on the
+client side: the CLI's `alerts --follow`, the tests and the benchmarks all read the
+stream through it. Both follow the HTML standard's rules: `data` lines join with
+newlines, a blank line ends an event, an event without an `event:` field is a
+`message`, comment lines (`:`, the server's pings) are skipped.
 """
 
 from __future__ import annotations
@@ -12,6 +14,20 @@ import json
 from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
+
+PING = b": ping\n\n"  # a comment: keeps proxies from closing an idle stream, never an event
+
+
+def frame(data: str, *, event_id: str = "", event: str = "", retry_ms: int | None = None) -> bytes:
+    """One event on the wire. Without `event` it is a `message`, which `onmessage` gets."""
+    lines = [f"event: {event}"] if event else []
+    if event_id:
+        lines.append(f"id: {event_id}")
+    if retry_ms is not None:
+        lines.append(f"retry: {retry_ms}")
+    data_lines = data.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+    lines.extend(f"data: {line}" for line in data_lines)
+    return ("\n".join(lines) + "\n\n").encode()
 
 
 @dataclass(frozen=True)

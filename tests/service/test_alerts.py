@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
+import signal
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import httpx
 import pytest
 from helpers import SseReader, run_async
 
+from mlops import sse
+from mlops.background import Background
 from mlops.clients.redis import ALERT_STREAM, AlertStream, connect
 from mlops.schemas import Alert
+from mlops.services.alerts import AlertFeed
 from mlops.settings import Settings
 
 
@@ -163,6 +168,38 @@ def test_alert_streams_beyond_the_cap_get_503_with_retry_after(start_api) -> Non
             reader.close()
 
 
+def test_a_client_that_leaves_frees_its_place_at_once(start_api) -> None:
+    api, _ = start_api(sse_max_clients=1)
+    first = SseReader(f"{api.base_url}/webhook")
+    first.next("ready")
+    first.close()
+
+    second = SseReader(f"{api.base_url}/webhook")
+    try:
+        second.next("ready", timeout=3)  # within the cap of one: the first one's place
+    finally:
+        second.close()
+
+
+def test_an_open_stream_ends_with_the_graceful_timeout_and_the_api_exits_cleanly(
+    start_api,
+) -> None:
+    api, running = start_api()
+    reader = SseReader(f"{api.base_url}/webhook")
+    try:
+        reader.next("ready")
+        started = time.monotonic()
+        running.process.terminate()
+        code = running.process.wait(20)
+        took = time.monotonic() - started
+    finally:
+        reader.close()
+
+    assert code == -signal.SIGTERM, running.tail()
+    assert took < 13  # uvicorn's --timeout-graceful-shutdown is 10 s
+    assert "Application shutdown complete" in running.log_path.read_text()
+
+
 def test_a_resume_replays_at_most_the_newest_alerts(start_api, settings: Settings) -> None:
     api, _ = start_api(sse_max_replay=3, redis_db=14)
     base = settings.redis_url.rsplit("/", 1)[0]
@@ -215,3 +252,79 @@ def test_idle_streams_get_keep_alive_comments_from_one_loop(start_api) -> None:
     for got in (first, second):
         assert sum(line == ": ping" for line in got) >= 3, got
         assert not any(line.startswith("event: ping") for line in got)
+
+
+def test_a_client_that_falls_behind_is_closed_and_its_resume_loses_nothing(
+    platform, settings: Settings
+) -> None:
+    """A client whose queue overflows gets nothing more on that stream, not even what
+    its queue held: it resumes from the last alert it got, and the replay from Redis
+    brings the rest in order."""
+    base = settings.redis_url.rsplit("/", 1)[0]
+    mine = settings.model_copy(update={"redis_url": f"{base}/13"})
+
+    async def scenario() -> tuple[list[str], list[str], list[str]]:
+        redis = connect(mine)
+        stream = AlertStream(redis, max_len=1000)
+        feed = AlertFeed(stream, queue_size=2)
+        background = Background()
+        background.start(feed.run(background), "alert-feed")
+        try:
+            await wait_until(lambda: feed.healthy)
+            with feed.subscribe() as subscription:
+                frames = feed.frames(None, subscription)
+                first_stream = [await anext(frames)]  # ready
+                live = asyncio.ensure_future(anext(frames))
+                await asyncio.sleep(0.3)  # past the (empty) backlog: waiting for live alerts
+                published = [(await stream.publish("info", "1", kind="test")).id]
+                first_stream.append(await live)
+                for text in "2345":  # two fit in the queue; the third overflows it
+                    published.append((await stream.publish("info", text, kind="test")).id)
+                await wait_until(lambda: feed.client_count == 0)
+                first_stream += [frame async for frame in frames]
+            got = [event.id for event in sse.events(b"".join(first_stream).decode().splitlines())]
+            with feed.subscribe() as subscription:
+                frames = feed.frames(got[-1], subscription)
+                resumed = [await anext(frames) for _ in range(5)]  # ready, then the backlog
+            replayed = [event.id for event in sse.events(b"".join(resumed).decode().splitlines())]
+            return published, got, replayed
+        finally:
+            await background.stop()
+            await redis.aclose()
+
+    published, got, replayed = run_async(scenario())
+
+    assert got[1:] == published[:1]  # after `ready`: the one alert read in time
+    assert replayed[1:] == published[1:]  # after `ready`: all the others, in order
+
+
+async def wait_until(condition: Callable[[], bool], timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        await asyncio.sleep(0.02)
+
+
+def test_an_idle_blocking_read_returns_empty_instead_of_timing_out(
+    platform, settings: Settings
+) -> None:
+    """The feed's XREAD blocks 5 s when no alert comes; the connection's socket timeout
+    must outlast it, or an idle feed fails every read and retries."""
+    base = settings.redis_url.rsplit("/", 1)[0]
+    mine = settings.model_copy(update={"redis_url": f"{base}/13"})
+
+    async def idle_read() -> tuple[str, list[Alert], float]:
+        redis = connect(mine)
+        try:
+            stream = AlertStream(redis, max_len=1000)
+            cursor = await stream.last_id()
+            started = time.monotonic()
+            read_to, alerts = await stream.wait_after(cursor, block_ms=5000)
+            return read_to if read_to != cursor else "", alerts, time.monotonic() - started
+        finally:
+            await redis.aclose()
+
+    moved, alerts, took = run_async(idle_read())
+
+    assert (moved, alerts) == ("", [])
+    assert 4.9 < took < 6

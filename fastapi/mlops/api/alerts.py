@@ -2,26 +2,73 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
-from collections.abc import AsyncIterator
 from typing import Annotated
 
 from fastapi import APIRouter, Header, HTTPException, Query, status
 from redis.exceptions import RedisError
-from sse_starlette import EventSourceResponse, ServerSentEvent
+from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
 
 from mlops.api.deps import UNAUTHORIZED, AlertFeedDep, Reader, SettingsDep
 from mlops.schemas import AlertList
-from mlops.services.alerts import is_stream_id
+from mlops.services.alerts import AlertFeed, Subscription, is_stream_id
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["alerts"])
-_RECONNECT_MS = 2000
+
+
+class AlertEventStream(Response):
+    """The /webhook response: the feed's frames as they come, until the client leaves
+    or Redis fails (the client then reconnects with Last-Event-ID and loses nothing).
+
+    Each stream is one task that sends the frames the feed encoded once for all clients,
+    and one waiter for the client's disconnect. sse-starlette's response ran a task group
+    of three tasks per client and encoded every event for each client: at a thousand
+    streams that cost 34 µs of the API's CPU per delivered alert (25 µs now), and twice
+    the objects per connection for the garbage collector to walk (README: benchmarks).
+    On shutdown, open streams get uvicorn's graceful timeout, go on delivering alerts
+    meanwhile, and are then cancelled; clients reconnect to another replica.
+    """
+
+    media_type = "text/event-stream"
+
+    def __init__(self, feed: AlertFeed, resume_from: str | None) -> None:
+        self.status_code = status.HTTP_200_OK
+        self.background = None
+        self.init_headers({"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+        self._feed = feed
+        self._resume_from = resume_from
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        with self._feed.subscribe() as subscription:
+            watcher = asyncio.ensure_future(_close_on_disconnect(receive, subscription))
+            try:
+                await send(
+                    {"type": "http.response.start", "status": 200, "headers": self.raw_headers}
+                )
+                frames = self._feed.frames(self._resume_from, subscription)
+                async with contextlib.aclosing(frames):
+                    async for frame in frames:
+                        await send({"type": "http.response.body", "body": frame, "more_body": True})
+            except RedisError as exc:
+                log.warning("closing an SSE stream, Redis failed: %s", exc)
+            finally:
+                watcher.cancel()
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+
+async def _close_on_disconnect(receive: Receive, subscription: Subscription) -> None:
+    while (await receive())["type"] != "http.disconnect":
+        pass
+    subscription.close()
 
 
 @router.get(
     "/webhook",
-    response_class=EventSourceResponse,
+    response_class=AlertEventStream,
     responses={
         200: {
             "content": {"text/event-stream": {}},
@@ -37,7 +84,7 @@ async def webhook(
     settings: SettingsDep,
     last_event_id: Annotated[str | None, Header()] = None,
     since: Annotated[str | None, Query(description="Resume after this alert id.")] = None,
-) -> EventSourceResponse:
+) -> AlertEventStream:
     """Every alert to every client, live. Reconnecting with Last-Event-ID (or `since`)
     first replays what was missed."""
     if feed.full:
@@ -54,27 +101,7 @@ async def webhook(
             f"Last-Event-ID {resume_from!r} is not an alert id (like 1700000000000-0)",
         )
 
-    async def events() -> AsyncIterator[ServerSentEvent]:
-        try:
-            async for event in feed.events(resume_from):
-                if event.kind == "ping":
-                    yield ServerSentEvent(comment="ping")  # ignored by EventSource
-                elif event.kind == "ready":
-                    # `retry` tells the browser how soon to reconnect if the stream drops.
-                    yield ServerSentEvent(
-                        data=event.json, id=event.id, event="ready", retry=_RECONNECT_MS
-                    )
-                else:
-                    yield ServerSentEvent(data=event.json, id=event.id)
-        except RedisError as exc:
-            # The stream ends; the client reconnects with Last-Event-ID and loses nothing.
-            log.warning("closing an SSE stream, Redis failed: %s", exc)
-
-    return EventSourceResponse(
-        events(),
-        ping=0,  # the feed pings every client from one loop (AlertFeed.ping_forever)
-        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
-    )
+    return AlertEventStream(feed, resume_from)
 
 
 @router.get("/alerts", dependencies=[Reader], responses=UNAUTHORIZED)

@@ -34,6 +34,12 @@ JOB_DURATIONS = "mlops:jobs:durations"  # histogram of their run times, per stat
 DURATION_BUCKETS = (5, 10, 20, 30, 60, 120, 300, 600, 1800, 3600)
 
 
+# How long any reply may take. Blocking reads (the alert feed's XREAD) block for less:
+# redis-py's default, 5 s, equals the feed's block, so an idle feed's every read timed
+# out, was retried three times and then failed.
+SOCKET_TIMEOUT_S = 10.0
+
+
 def connect(settings: Settings) -> Redis:
     """A client whose pool makes bursts (hundreds of SSE clients connecting at once)
     wait briefly for a connection instead of failing, and which retries a command on a
@@ -45,6 +51,7 @@ def connect(settings: Settings) -> Redis:
         timeout=10,
         password=password,
         decode_responses=True,
+        socket_timeout=SOCKET_TIMEOUT_S,
         socket_connect_timeout=3,
         health_check_interval=15,
         retry=Retry(ExponentialBackoff(cap=1.0, base=0.05), retries=3),
@@ -168,6 +175,8 @@ class AlertStream:
     async def wait_after(self, last_id: str, *, block_ms: int) -> tuple[str, list[Alert]]:
         """Block up to block_ms for entries newer than last_id: (the newest entry id
         read, which moves past malformed entries too; the alerts among them)."""
+        if block_ms >= SOCKET_TIMEOUT_S * 1000:
+            raise ValueError(f"block_ms must stay under the socket timeout ({SOCKET_TIMEOUT_S} s)")
         reply = await self._redis.xread({ALERT_STREAM: last_id}, block=block_ms, count=500)
         entries = [entry for _, stream_entries in reply for entry in stream_entries]
         return (entries[-1][0] if entries else last_id), _decode_alerts(entries)

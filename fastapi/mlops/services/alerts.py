@@ -2,9 +2,10 @@
 
 One reader per API process follows the Redis stream and copies each alert into a
 bounded queue per connected client, so N clients cost one Redis connection, not N.
-Keep-alive pings go the same way, from one loop: an idle client costs no timer.
-A client whose queue overflows is ended, not silently skipped: its browser reconnects
-with Last-Event-ID and the backlog comes from Redis, so no alert is lost either way.
+Each alert is encoded once, and every client is sent the same bytes. Keep-alive pings
+go the same way, from one loop: an idle client costs no timer. A client whose queue
+overflows is ended, not silently skipped: its browser reconnects with Last-Event-ID and
+the backlog comes from Redis, so no alert is lost either way.
 """
 
 from __future__ import annotations
@@ -13,13 +14,13 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncGenerator, Callable, Iterator
 from dataclasses import dataclass
 from typing import Literal
 
 from redis.exceptions import RedisError
 
+from mlops import sse
 from mlops.background import Background
 from mlops.clients.redis import AlertStream
 from mlops.retry import backoff
@@ -30,16 +31,46 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Event:
-    """An SSE event; alerts are serialised once for every client. Alerts are unnamed
-    (`message`) events, so a plain `EventSource.onmessage` receives them."""
+    """What a client's queue holds: an SSE frame, encoded once for every client."""
 
     id: str
-    json: str
-    kind: Literal["message", "ready", "ping"] = "message"
+    frame: bytes
+    kind: Literal["alert", "ping", "closed"] = "alert"
 
 
-_CLOSED = Event(id="", json="")
-_PING = Event(id="", json="", kind="ping")
+_CLOSED = Event(id="", frame=b"", kind="closed")
+_PING = Event(id="", frame=sse.PING, kind="ping")
+
+
+def alert_frame(alert: Alert) -> bytes:
+    """Alerts are unnamed (`message`) events, so a plain `EventSource.onmessage` gets them."""
+    return sse.frame(alert.model_dump_json(), event_id=alert.id)
+
+
+class Subscription:
+    """One client's place in the fan-out: a bounded queue the feed fills, closed by the
+    feed when the client falls behind or by the web layer when the client leaves."""
+
+    def __init__(self, size: int) -> None:
+        self._queue: asyncio.Queue[Event] = asyncio.Queue(size)
+
+    def offer(self, event: Event) -> bool:
+        """Queue the event; False when the client is already `size` events behind."""
+        try:
+            self._queue.put_nowait(event)
+        except asyncio.QueueFull:
+            return False
+        return True
+
+    def close(self) -> None:
+        """End the stream now. What it still holds is dropped, not sent: the client
+        reconnects with the last id it got and replays the rest from Redis, in order."""
+        while not self._queue.empty():
+            self._queue.get_nowait()
+        self._queue.put_nowait(_CLOSED)
+
+    async def next(self) -> Event:
+        return await self._queue.get()
 
 
 def stream_id_key(stream_id: str) -> tuple[int, int]:
@@ -65,14 +96,16 @@ class AlertFeed:
         queue_size: int = 1024,
         max_clients: int = 4000,
         max_replay: int = 1000,
+        reconnect_ms: int = 2000,
         on_alert: Callable[[Alert], None] | None = None,
     ) -> None:
         self._stream = stream
         self._max_clients = max_clients
         self._max_replay = max_replay
+        self._reconnect_ms = reconnect_ms
         self._on_alert = on_alert
         self._queue_size = queue_size
-        self._clients: set[asyncio.Queue[Event]] = set()
+        self._clients: set[Subscription] = set()
         self._cursor: str | None = None  # the stream id read up to
         self.healthy = False
 
@@ -85,35 +118,31 @@ class AlertFeed:
         """As many SSE clients as this process takes (MLOPS_SSE_MAX_CLIENTS)."""
         return len(self._clients) >= self._max_clients
 
-    @contextmanager
-    def subscribe(self) -> Iterator[asyncio.Queue[Event]]:
-        queue: asyncio.Queue[Event] = asyncio.Queue(self._queue_size)
-        self._clients.add(queue)
+    @contextlib.contextmanager
+    def subscribe(self) -> Iterator[Subscription]:
+        subscription = Subscription(self._queue_size)
+        self._clients.add(subscription)
         try:
-            yield queue
+            yield subscription
         finally:
-            self._clients.discard(queue)
+            self._clients.discard(subscription)
 
     def _deliver(self, alert: Alert) -> None:
         if self._on_alert:
             self._on_alert(alert)
-        event = Event(alert.id, alert.model_dump_json())
-        for queue in list(self._clients):
-            try:
-                queue.put_nowait(event)
-            except asyncio.QueueFull:
+        event = Event(alert.id, alert_frame(alert))
+        for client in list(self._clients):
+            if not client.offer(event):
                 log.warning("an SSE client fell %d alerts behind; closing it", self._queue_size)
-                self._clients.discard(queue)
-                queue.get_nowait()  # make room for the close marker
-                queue.put_nowait(_CLOSED)
+                self._clients.discard(client)
+                client.close()
 
     async def ping_forever(self, background: Background, seconds: float) -> None:
         """Every `seconds`, a keep-alive to every client (proxies cut silent streams)."""
         while background.running:
             await background.pause(seconds)
-            for queue in list(self._clients):
-                with contextlib.suppress(asyncio.QueueFull):  # a full queue is not idle
-                    queue.put_nowait(_PING)
+            for client in list(self._clients):
+                client.offer(_PING)  # a full queue is not idle: no ping needed
 
     async def run(self, background: Background) -> None:
         """Follow the stream until the app stops, riding out Redis outages (the backoff
@@ -163,27 +192,28 @@ class AlertFeed:
         """The latest alerts, newest first."""
         return await self._stream.recent(limit)
 
-    async def events(self, last_event_id: str | None) -> AsyncIterator[Event]:
-        """A `ready` event, the alerts after last_event_id (from Redis), then live ones.
+    async def frames(
+        self, last_event_id: str | None, subscription: Subscription
+    ) -> AsyncGenerator[bytes, None]:
+        """A `ready` event, the alerts after last_event_id (from Redis), then live ones,
+        until the subscription is closed. Subscribe before calling: then nothing
+        published meanwhile falls between the backlog and the live alerts.
 
         `ready` carries the stream position at subscription as its id, so a client that
-        drops before any alert arrives still resumes from the moment it connected.
+        drops before any alert arrives still resumes from the moment it connected; its
+        `retry` tells the browser how soon to reconnect if the stream drops.
         """
-        with self.subscribe() as queue:  # subscribed before reading: no gap
-            sent = await self._replay_from(last_event_id)
-            yield Event(sent, json.dumps({"cursor": sent}), kind="ready")
-            while backlog := await self._stream.after(sent):
-                for alert in backlog:
-                    yield Event(alert.id, alert.model_dump_json())
-                    sent = alert.id
-            while True:
-                event = await queue.get()
-                if event is _CLOSED:
-                    return
-                if event is _PING:
-                    yield event
-                    continue
+        sent = await self._replay_from(last_event_id)
+        yield sse.frame(
+            json.dumps({"cursor": sent}), event_id=sent, event="ready", retry_ms=self._reconnect_ms
+        )
+        while backlog := await self._stream.after(sent):
+            for alert in backlog:
+                yield alert_frame(alert)
+                sent = alert.id
+        while (event := await subscription.next()) is not _CLOSED:
+            if event.kind == "alert":
                 if stream_id_key(event.id) <= stream_id_key(sent):
                     continue  # already sent from the backlog
-                yield event
                 sent = event.id
+            yield event.frame
