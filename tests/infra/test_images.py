@@ -66,3 +66,32 @@ def test_images_run_as_non_root() -> None:
         base = re.findall(r"^FROM (\S+)", dockerfile.read_text(), re.M)[-1]
         # nginx-unprivileged runs as uid 101 by itself; ours must end on a non-root USER.
         assert (users and users[-1] not in {"root", "0"}) or "nginx-unprivileged" in base
+
+
+def test_the_dashboard_image_carries_the_streams_one_address_may_open() -> None:
+    """Each alert stream through /api/ holds two connections (the browser's, the API's):
+    the image's nginx must hold the DASHBOARD_CLIENT_CONNECTIONS streams that one address
+    may open, in the image and as the deployment sets it, with the files they need."""
+    main = (ROOT / "frontend" / "nginx-main.conf").read_text()
+    dockerfile = (ROOT / "frontend" / "Dockerfile").read_text()
+    deployment = (ROOT / "manifests" / "dashboard" / "deployment.yaml").read_text()
+
+    def setting(pattern: str, text: str) -> int:
+        match = re.search(pattern, text, re.M)
+        assert match, pattern
+        return int(match.group(1))
+
+    workers = setting(r"^worker_processes (\d+);", main)
+    connections = setting(r"^\s*worker_connections (\d+);", main)
+    open_files = setting(r"^worker_rlimit_nofile (\d+);", main)
+    per_address = {
+        setting(r"DASHBOARD_CLIENT_CONNECTIONS=(\d+)", dockerfile),
+        setting(r"DASHBOARD_CLIENT_CONNECTIONS\n\s+value: \"(\d+)\"", deployment),
+    }
+
+    assert "COPY nginx-main.conf /etc/nginx/nginx.conf" in dockerfile
+    assert workers * connections >= 2 * max(per_address)
+    assert open_files >= connections + 64  # and its logs and listening sockets
+    # Where the image's entrypoint renders nginx.conf; the root filesystem is read-only.
+    assert "include /etc/nginx/conf.d/*.conf;" in main
+    assert re.search(r"^pid /tmp/", main, re.M)

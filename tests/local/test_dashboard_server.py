@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
+import subprocess
 from pathlib import Path
 
 import httpx
@@ -121,3 +123,53 @@ def test_nginx_holds_as_many_streams_per_client_as_configured_then_429(
         for reader in held:
             reader.close()
         supervisor.stop_all()
+
+
+def test_the_image_main_config_passes_nginx_with_the_rendered_server_block(
+    tmp_path: Path,
+) -> None:
+    """The dashboard image's main config (frontend/nginx-main.conf), checked by a real
+    nginx (`nginx -t`) with the server block rendered from the image's defaults, as its
+    entrypoint does. Only the image's absolute paths move under a temporary folder, and
+    the API upstream is a local address (nginx resolves it while checking)."""
+    nginx = shutil.which("nginx") or shutil.which("nginx", path="/usr/sbin:/usr/local/sbin")
+    assert nginx, "nginx is needed here (make system-deps)"
+    dockerfile = (frontend_dir() / "Dockerfile").read_text()
+    defaults = dict(re.findall(r"\b(DASHBOARD_\w+|MLOPS_API_UPSTREAM)=(\S+)", dockerfile))
+    defaults["MLOPS_API_UPSTREAM"] = "http://127.0.0.1:9"
+    server = (frontend_dir() / "nginx.conf").read_text()
+    for name, value in defaults.items():
+        server = server.replace(f"${{{name}}}", value)
+    for folder in ("conf.d", "run", "logs"):
+        (tmp_path / folder).mkdir()
+    (tmp_path / "conf.d" / "default.conf").write_text(server)
+    (tmp_path / "mime.types").write_text("types { text/html html; text/css css; }\n")
+    main = (frontend_dir() / "nginx-main.conf").read_text()
+    for image_path, here in {
+        "/tmp/": f"{tmp_path}/run/",  # first: the folders below are under /tmp too
+        "/etc/nginx/conf.d/": f"{tmp_path}/conf.d/",
+        "/etc/nginx/mime.types": f"{tmp_path}/mime.types",
+        "/var/log/nginx/": f"{tmp_path}/logs/",
+    }.items():
+        assert image_path in main, image_path
+        main = main.replace(image_path, here)
+    (tmp_path / "nginx.conf").write_text(main)
+
+    check = subprocess.run(
+        [
+            nginx,
+            "-t",
+            "-p",
+            str(tmp_path),
+            "-c",
+            str(tmp_path / "nginx.conf"),
+            "-e",
+            str(tmp_path / "logs" / "error.log"),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+    assert check.returncode == 0, check.stderr
+    assert "syntax is ok" in check.stderr and "test is successful" in check.stderr
