@@ -1,6 +1,6 @@
 """Alert fan-out at scale: N Server-Sent Events clients, every alert to every one.
 
-    .venv/bin/python bench/core.py [--clients 1000] [--alerts 50] [--interval 0.1]
+    .venv/bin/python bench/core.py [--clients 1000] [--alerts 200] [--interval 0.1]
 
 Starts its own local platform on free ports (nothing else needs to run), connects N
 clients, publishes alerts one every INTERVAL seconds, and prints, for each path,
@@ -8,8 +8,11 @@ p50/p99/max publish → receive and how many clients got every alert:
 - /webhook: straight to the API;
 - nginx: the dashboard's /api/webhook, the path a browser takes;
 - peer: the naive design, each client holding its own blocking XREAD connection.
-With N clients on /webhook it also prints the API's memory per connected client and its
-CPU while they are all connected and no alert flows (keep-alive pings included).
+For each SSE path it also prints the CPU time that the API and nginx spent per delivered
+alert, and the memory each connected client costs them. With N clients on /webhook, the
+API's CPU while they are all connected and no alert flows (keep-alive pings included).
+The clients run on uvloop, as the API does, and their process freezes its garbage
+collector's view once they are connected: the figures measure the servers, not the clients.
 
 Training benchmarks are in bench/training.py.
 """
@@ -18,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import signal
 import sys
@@ -26,6 +30,7 @@ import time
 from pathlib import Path
 
 import psutil
+import uvloop
 
 from mlops.clients.redis import ALERT_STREAM, AlertStream, connect
 from mlops.local.platform import (
@@ -87,11 +92,19 @@ async def _xread_client(settings: Settings, start_id: str, expect: int, got: lis
     await redis.aclose()
 
 
+def _cpu_seconds(processes: list[psutil.Process]) -> float:
+    return sum(sum(p.cpu_times()[:2]) for p in processes)
+
+
+def _rss(processes: list[psutil.Process]) -> int:
+    return sum(p.memory_info().rss for p in processes)
+
+
 async def over_sse(
-    settings: Settings, port: int, path: str, args: argparse.Namespace, api: psutil.Process
+    settings: Settings, port: int, path: str, args: argparse.Namespace, servers: Servers
 ) -> tuple[list[float], int, dict[str, float]]:
-    """N clients on one SSE path; (latencies, complete clients, the API's footprint)."""
-    rss_before = api.memory_info().rss
+    """N clients on one SSE path; (latencies, complete clients, the servers' costs)."""
+    rss_before = {name: _rss(processes) for name, processes in servers.items()}
     received: list[list[float]] = [[] for _ in range(args.clients)]
     readies = [asyncio.Event() for _ in range(args.clients)]
     tasks = []
@@ -101,18 +114,30 @@ async def over_sse(
         if i % 100 == 99:
             await asyncio.sleep(0.05)  # connect in waves, as dashboards open
     await asyncio.wait_for(asyncio.gather(*(r.wait() for r in readies)), 120)
-    footprint = {"rss_per_client_kib": (api.memory_info().rss - rss_before) / args.clients / 1024}
-    cpu_before, wall_before = api.cpu_times(), time.monotonic()
+    gc.collect()
+    gc.freeze()
+    costs = {
+        f"{name}_kib_per_client": (_rss(processes) - rss_before[name]) / args.clients / 1024
+        for name, processes in servers.items()
+    }  # the API's on the first path only: it keeps the memory the first clients used
+    api = servers["api"]
+    idle_from, wall_from = _cpu_seconds(api), time.monotonic()
     await asyncio.sleep(IDLE_SECONDS)  # everyone connected, nothing published
-    cpu_after = api.cpu_times()
-    busy = (cpu_after.user + cpu_after.system) - (cpu_before.user + cpu_before.system)
-    footprint["idle_cpu_percent"] = 100 * busy / (time.monotonic() - wall_before)
+    costs["idle_cpu_percent"] = (
+        100 * (_cpu_seconds(api) - idle_from) / (time.monotonic() - wall_from)
+    )
+    cpu_before = {name: _cpu_seconds(processes) for name, processes in servers.items()}
     await _publish_all(settings, args.alerts, args.interval)
     await asyncio.wait(tasks, timeout=60)
     for task in tasks:
         task.cancel()
+    deliveries = args.clients * args.alerts
+    for name, processes in servers.items():
+        spent = _cpu_seconds(processes) - cpu_before[name]
+        costs[f"{name}_us_per_delivery"] = spent / deliveries * 1e6
+    gc.unfreeze()
     complete = sum(len(r) == args.alerts for r in received)
-    return [x for r in received for x in r], complete, footprint
+    return [x for r in received for x in r], complete, costs
 
 
 async def over_xread(settings: Settings, args: argparse.Namespace) -> tuple[list[float], int]:
@@ -132,18 +157,27 @@ async def over_xread(settings: Settings, args: argparse.Namespace) -> tuple[list
     return [x for r in received for x in r], sum(len(r) == args.alerts for r in received)
 
 
-def api_process(settings: Settings) -> psutil.Process:
-    for process in psutil.process_iter(["cmdline"]):
+Servers = dict[str, list[psutil.Process]]
+
+
+def servers_of(settings: Settings) -> Servers:
+    """The platform's API process, and its nginx (master and workers) when it runs one."""
+    found: Servers = {"api": [], "nginx": []}
+    for process in psutil.process_iter(["name", "cmdline"]):
         cmdline = process.info["cmdline"] or []
         if "mlops.main:create_app" in cmdline and str(settings.api_port) in cmdline:
-            return process
-    raise SystemExit("the API process was not found")
+            found["api"].append(process)
+        elif process.info["name"] == "nginx" and str(settings.data_dir) in " ".join(cmdline):
+            found["nginx"] += [process, *process.children()]  # the master, its workers
+    if not found["api"]:
+        raise SystemExit("the API process was not found")
+    return {name: processes for name, processes in found.items() if processes}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clients", type=int, default=1000)
-    parser.add_argument("--alerts", type=int, default=50)
+    parser.add_argument("--alerts", type=int, default=200)
     parser.add_argument("--interval", type=float, default=0.1, help="seconds between alerts")
     args = parser.parse_args()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
@@ -156,12 +190,14 @@ def main() -> None:
         platform = LocalPlatform(settings, ray_ports=isolated_ray_ports())
         platform.start()
         try:
-            api = api_process(settings)
-            direct = asyncio.run(over_sse(settings, settings.api_port, "/webhook", args, api))
-            proxied = asyncio.run(
-                over_sse(settings, settings.dashboard_port, "/api/webhook", args, api)
+            servers = servers_of(settings)
+            direct = uvloop.run(
+                over_sse(settings, settings.api_port, "/webhook", args, {"api": servers["api"]})
             )
-            peer = asyncio.run(over_xread(settings, args))
+            proxied = uvloop.run(
+                over_sse(settings, settings.dashboard_port, "/api/webhook", args, servers)
+            )
+            peer = uvloop.run(over_xread(settings, args))
         finally:
             platform.stop()
 
@@ -181,10 +217,18 @@ def main() -> None:
             f"{name:<26}{percentile(ms, 50):>8.1f}{percentile(ms, 99):>8.1f}{max(ms):>8.1f}"
             f"  {complete}/{args.clients}"
         )
-    footprint = direct[2]
+    print("cost of the fan-out (CPU per delivered alert, memory per connected client):")
+    for path, costs in (("/webhook", direct[2]), ("nginx /api/webhook", proxied[2])):
+        for server in ("api", "nginx"):
+            if f"{server}_us_per_delivery" not in costs:
+                continue
+            line = f"  {path:<20}{server:<7}{costs[f'{server}_us_per_delivery']:6.1f} µs"
+            if server == "nginx" or path == "/webhook":  # the API keeps what the first used
+                line += f"  {costs[f'{server}_kib_per_client']:6.1f} KiB"
+            print(line)
     print(
-        f"API with {args.clients} streams: {footprint['rss_per_client_kib']:.1f} KiB per client,"
-        f" {footprint['idle_cpu_percent']:.1f}% of a CPU while idle ({IDLE_SECONDS} s)"
+        f"API idle with {args.clients} streams: {direct[2]['idle_cpu_percent']:.1f}% of a CPU "
+        f"({IDLE_SECONDS} s, keep-alive pings included)"
     )
 
 
