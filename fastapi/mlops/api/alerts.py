@@ -68,6 +68,7 @@ async def _close_on_disconnect(receive: Receive, subscription: Subscription) -> 
 
 @router.get(
     "/webhook",
+    status_code=status.HTTP_200_OK,  # for the OpenAPI document: the response sets its own
     response_class=AlertEventStream,
     responses={
         200: {
