@@ -23,11 +23,13 @@ import argparse
 import asyncio
 import gc
 import json
+import re
 import signal
 import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import cast
 
 import psutil
 import uvloop
@@ -58,27 +60,57 @@ async def _publish_all(settings: Settings, count: int, interval: float) -> None:
     await redis.aclose()
 
 
+_SENT = re.compile(rb'"sent":\s*([0-9.]+)')
+
+
+class _SseClient(asyncio.Protocol):
+    """A lean SSE client: a raw connection whose bytes are split into events and read
+    for what the timing needs, so that N of them in one process measure the server,
+    not the client. Each alert gives one latency; `done` resolves when all came."""
+
+    def __init__(self, request: bytes, ready: asyncio.Event, expect: int, got: list[float]):
+        self._request = request
+        self._ready = ready
+        self._expect = expect
+        self._got = got
+        self._pending = b""
+        self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
+        self._transport.write(self._request)
+
+    def data_received(self, data: bytes) -> None:
+        now = time.time()
+        *events, self._pending = (self._pending + data).split(b"\n\n")
+        for event in events:
+            if b"event: ready" in event:
+                self._ready.set()
+            elif sent := _SENT.search(event):
+                self._got.append(now - float(sent.group(1)))
+        if len(self._got) >= self._expect:
+            self._transport.close()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.done.done():
+            self.done.set_result(None)
+
+    def close(self) -> None:
+        self._transport.close()
+
+
 async def _sse_client(
     host: str, port: int, path: str, ready: asyncio.Event, expect: int, got: list[float]
 ) -> None:
-    """A lean SSE client on a raw connection, so that N of them in one process measure
-    the server, not the client: each `data:` line of an alert gives one latency."""
-    reader, writer = await asyncio.open_connection(host, port, limit=1 << 20)
-    writer.write(
-        f"GET {path} HTTP/1.1\r\nHost: {host}\r\nAccept: text/event-stream\r\n\r\n".encode()
+    request = f"GET {path} HTTP/1.1\r\nHost: {host}\r\nAccept: text/event-stream\r\n\r\n"
+    loop = asyncio.get_running_loop()
+    _, client = await loop.create_connection(
+        lambda: _SseClient(request.encode(), ready, expect, got), host, port
     )
-    await writer.drain()
     try:
-        while len(got) < expect:
-            line = await reader.readline()
-            if not line:
-                return
-            if line.startswith(b"event: ready"):
-                ready.set()
-            elif line.startswith(b"data: {") and b'"sent"' in line:
-                got.append(time.time() - json.loads(line[6:])["data"]["sent"])
+        await client.done
     finally:
-        writer.close()
+        client.close()
 
 
 async def _xread_client(settings: Settings, start_id: str, expect: int, got: list[float]) -> None:
