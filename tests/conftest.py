@@ -23,6 +23,7 @@ from helpers import (
     api_client,
     free_port,
     platform_settings,
+    redis_db_url,
     s3_client,
     wait_for,
     wait_for_job,
@@ -114,13 +115,12 @@ def start_api(
     clients: list[httpx.Client] = []
 
     def start(redis_db: int = 0, **overrides: Any) -> tuple[httpx.Client, Running]:
-        base = settings.redis_url.rsplit("/", 1)[0]
         # Validated again, so overrides are typed as the settings declare them.
         replica = Settings.model_validate(
             {
                 **settings.model_dump(),
                 "api_port": free_port(),
-                "redis_url": f"{base}/{redis_db}",
+                "redis_url": redis_db_url(settings, redis_db),
                 # Serve declares all applications at once: one API deploys, extras do not.
                 "auto_serve": False,
                 **overrides,

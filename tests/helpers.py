@@ -40,6 +40,15 @@ def run_async(coroutine: Coroutine[Any, Any, T]) -> T:
         return pool.submit(asyncio.run, coroutine).result()
 
 
+def redis_db_url(settings: Settings, db: int) -> str:
+    """The session's Redis URL with another database number: a test's own keys."""
+    return f"{settings.redis_url.rsplit('/', 1)[0]}/{db}"
+
+
+def on_redis_db(settings: Settings, db: int) -> Settings:
+    return settings.model_copy(update={"redis_url": redis_db_url(settings, db)})
+
+
 def wait_for(
     check: Callable[[], Any], *, timeout: float, interval: float = 0.25, what: str = "condition"
 ) -> Any:

@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterator
 
 import httpx
 import pytest
-from helpers import SseReader, run_async
+from helpers import SseReader, on_redis_db, run_async
 
 from mlops import sse
 from mlops.background import Background
@@ -202,8 +202,7 @@ def test_an_open_stream_ends_with_the_graceful_timeout_and_the_api_exits_cleanly
 
 def test_a_resume_replays_at_most_the_newest_alerts(start_api, settings: Settings) -> None:
     api, _ = start_api(sse_max_replay=3, redis_db=14)
-    base = settings.redis_url.rsplit("/", 1)[0]
-    mine = settings.model_copy(update={"redis_url": f"{base}/14"})
+    mine = on_redis_db(settings, 14)
 
     async def publish_five() -> list[Alert]:
         redis = connect(mine)
@@ -260,8 +259,7 @@ def test_a_client_that_falls_behind_is_closed_and_its_resume_loses_nothing(
     """A client whose queue overflows gets nothing more on that stream, not even what
     its queue held: it resumes from the last alert it got, and the replay from Redis
     brings the rest in order."""
-    base = settings.redis_url.rsplit("/", 1)[0]
-    mine = settings.model_copy(update={"redis_url": f"{base}/13"})
+    mine = on_redis_db(settings, 13)
 
     async def scenario() -> tuple[list[str], list[str], list[str]]:
         redis = connect(mine)
@@ -310,8 +308,7 @@ def test_an_idle_blocking_read_returns_empty_instead_of_timing_out(
 ) -> None:
     """The feed's XREAD blocks 5 s when no alert comes; the connection's socket timeout
     must outlast it, or an idle feed fails every read and retries."""
-    base = settings.redis_url.rsplit("/", 1)[0]
-    mine = settings.model_copy(update={"redis_url": f"{base}/13"})
+    mine = on_redis_db(settings, 13)
 
     async def idle_read() -> tuple[str, list[Alert], float]:
         redis = connect(mine)

@@ -16,7 +16,7 @@ import httpx
 import numpy as np
 import pandas as pd
 import pytest
-from helpers import run_async, wait_for, wait_for_job
+from helpers import on_redis_db, run_async, wait_for, wait_for_job
 
 from mlops.clients.redis import DriftSamples, connect
 from mlops.ml import data, model
@@ -61,8 +61,7 @@ def drift_api(start_api, settings: Settings):
     held_out = model.split(
         features, labels, test_size=settings.test_size, seed=settings.random_seed
     )
-    base = settings.redis_url.rsplit("/", 1)[0]
-    mine = settings.model_copy(update={"redis_url": f"{base}/{redis_db}"})
+    mine = on_redis_db(settings, redis_db)
 
     def serve(rows: np.ndarray) -> None:
         async def write() -> None:

@@ -27,7 +27,7 @@ class AlertEventStream(Response):
     Each stream is one task that sends the frames the feed encoded once for all clients,
     and one waiter for the client's disconnect. sse-starlette's response ran a task group
     of three tasks per client and encoded every event for each client: at a thousand
-    streams that cost 34 µs of the API's CPU per delivered alert (25 µs now), and twice
+    streams that cost 34 µs of the API's CPU per delivered alert (26-30 µs now), and twice
     the objects per connection for the garbage collector to walk (README: benchmarks).
     On shutdown, open streams get uvicorn's graceful timeout, go on delivering alerts
     meanwhile, and are then cancelled; clients reconnect to another replica.

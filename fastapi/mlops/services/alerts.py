@@ -31,15 +31,16 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Event:
-    """What a client's queue holds: an SSE frame, encoded once for every client."""
+    """What a client's queue holds: an SSE frame, encoded once for every client, and for
+    an alert its stream position, parsed once too (each client compares it)."""
 
-    id: str
     frame: bytes
     kind: Literal["alert", "ping", "closed"] = "alert"
+    key: tuple[int, int] = (0, 0)
 
 
-_CLOSED = Event(id="", frame=b"", kind="closed")
-_PING = Event(id="", frame=sse.PING, kind="ping")
+_CLOSED = Event(frame=b"", kind="closed")
+_PING = Event(frame=sse.PING, kind="ping")
 
 
 def alert_frame(alert: Alert) -> bytes:
@@ -130,7 +131,7 @@ class AlertFeed:
     def _deliver(self, alert: Alert) -> None:
         if self._on_alert:
             self._on_alert(alert)
-        event = Event(alert.id, alert_frame(alert))
+        event = Event(alert_frame(alert), key=stream_id_key(alert.id))
         for client in list(self._clients):
             if not client.offer(event):
                 log.warning("an SSE client fell %d alerts behind; closing it", self._queue_size)
@@ -211,9 +212,10 @@ class AlertFeed:
             for alert in backlog:
                 yield alert_frame(alert)
                 sent = alert.id
+        sent_key = stream_id_key(sent)
         while (event := await subscription.next()) is not _CLOSED:
             if event.kind == "alert":
-                if stream_id_key(event.id) <= stream_id_key(sent):
+                if event.key <= sent_key:
                     continue  # already sent from the backlog
-                sent = event.id
+                sent_key = event.key
             yield event.frame
