@@ -63,6 +63,25 @@ def _is_missing(response: httpx.Response) -> bool:
     )
 
 
+# MLflow ≥ 3.5's answer to a Host it does not list (its DNS-rebinding protection).
+_HOST_REFUSED = "Invalid Host header"
+
+
+def _refusal(response: httpx.Response, base: str) -> str:
+    """Why MLflow said 401/403: the Host check, or the platform's sign-in."""
+    if _HOST_REFUSED in response.text:
+        host = response.request.headers.get("host", base)
+        return (
+            f"MLflow refused the Host header {host!r} ({response.status_code} "
+            f"{_HOST_REFUSED!r}): the server must list it in MLFLOW_SERVER_ALLOWED_HOSTS "
+            "(the chart's serverAllowedHosts in helm-values/mlflow.yaml)"
+        )
+    return (
+        f"MLflow refused the platform's credentials ({response.status_code}): "
+        "check MLOPS_MLFLOW_USERNAME and MLOPS_MLFLOW_PASSWORD"
+    )
+
+
 def _from_ms(value: Any) -> datetime:
     return datetime.fromtimestamp(int(value) / 1000, tz=UTC)
 
@@ -106,10 +125,7 @@ class MlflowRegistry:
                 if response.status_code < 400:
                     return response.json()
                 if response.status_code in {401, 403}:
-                    raise MlflowUnavailable(
-                        f"MLflow refused the platform's credentials ({response.status_code}): "
-                        "check MLOPS_MLFLOW_USERNAME and MLOPS_MLFLOW_PASSWORD"
-                    )
+                    raise MlflowUnavailable(_refusal(response, self._base))
                 failure = f"MLflow answered {response.status_code}: {response.text[:200]}"
                 if response.status_code >= 500:
                     raise _MlflowBusy(failure)
@@ -117,11 +133,9 @@ class MlflowRegistry:
         raise AssertionError("unreachable: backoff re-raises the last error")
 
     async def health(self) -> None:
-        try:
-            response = await self._http.get(f"{self._base}/health")
-            response.raise_for_status()
-        except httpx.HTTPError as exc:
-            raise MlflowUnavailable(f"MLflow at {self._base} is unreachable: {exc}") from exc
+        """One read of the registry, not MLflow's /health: that one is exempt from the
+        server's Host check and sign-in, so it answers 200 while every real call fails."""
+        await self._call("GET", "/registered-models/search", params={"max_results": 1})
 
     async def latest_version(self, model_name: str) -> ModelVersion | None:
         reply = await self._call(
