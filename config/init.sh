@@ -183,6 +183,7 @@ create_secrets() {
   API_TOKEN="$(kept_secret fastapi mlops-secrets MLOPS_API_TOKEN)"
   RAY_TOKEN="$(kept_secret kuberay mlops-secrets RAY_AUTH_TOKEN)"
   MLFLOW_PASSWORD="$(kept_secret fastapi mlops-secrets MLOPS_MLFLOW_PASSWORD)"
+  SIGNING_KEY="$(kept_secret fastapi mlops-secrets MLOPS_MODEL_SIGNING_KEY)"
 
   # MinIO: the root login stays with MinIO; each service gets a user of its own, created
   # by the chart (helm-values/minio.yaml) with a policy on its prefix of the bucket.
@@ -197,12 +198,14 @@ create_secrets() {
   # pods (RAY_AUTH_TOKEN, read by Ray itself) and to the API, which calls Ray with it.
   # MLflow's admin signs in the API (MLOPS_MLFLOW_PASSWORD) and, through the mlflow
   # library's own variables, Ray's jobs and replicas. Only the jobs read S3 (datasets).
+  # The signing key seals the versions the trainer registers (MLflow's users never see
+  # it); the API and the replicas check the seal with it.
   apply_secret fastapi mlops-secrets "MLOPS_REDIS_PASSWORD=${REDIS_PASSWORD}" \
     "MLOPS_API_TOKEN=${API_TOKEN}" "MLOPS_RAY_AUTH_TOKEN=${RAY_TOKEN}" \
-    "MLOPS_MLFLOW_PASSWORD=${MLFLOW_PASSWORD}"
+    "MLOPS_MLFLOW_PASSWORD=${MLFLOW_PASSWORD}" "MLOPS_MODEL_SIGNING_KEY=${SIGNING_KEY}"
   apply_secret kuberay mlops-secrets "MLOPS_REDIS_PASSWORD=${REDIS_PASSWORD}" \
     "MLOPS_S3_ACCESS_KEY_ID=training" "MLOPS_S3_SECRET_ACCESS_KEY=${MINIO_TRAINING_KEY}" \
-    "RAY_AUTH_TOKEN=${RAY_TOKEN}" \
+    "RAY_AUTH_TOKEN=${RAY_TOKEN}" "MLOPS_MODEL_SIGNING_KEY=${SIGNING_KEY}" \
     "MLFLOW_TRACKING_USERNAME=admin" "MLFLOW_TRACKING_PASSWORD=${MLFLOW_PASSWORD}"
 }
 

@@ -286,6 +286,11 @@ class ModelVersionInfo(BaseModel):
     promotion_reason: str | None
     features: list[str] = Field(description="Input columns, in order.")
     classes: list[str]
+    foreign: str | None = Field(
+        None,
+        description="Why the platform will not serve, score or promote this version (it "
+        "did not register it, or it changed since); null for the platform's own.",
+    )
 
 
 class ModelList(BaseModel):

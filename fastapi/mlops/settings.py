@@ -90,6 +90,13 @@ class Settings(BaseSettings):
         description="Ray's token (Ray's RAY_AUTH_MODE=token): sent on every Jobs and Serve "
         "call. `make up` generates one (DATA_DIR/ray-token, mode 600), init.sh another.",
     )
+    model_signing_key: SecretStr | None = Field(
+        None,
+        description="Key of the seal (HMAC-SHA256) the trainer puts on each version it "
+        "registers; replicas, the trainer and the API load, score and promote only sealed "
+        "versions. Required in production (init.sh generates one); `make up` keeps one in "
+        "DATA_DIR/signing-key (mode 600).",
+    )
     redis_max_connections: int = Field(
         64, ge=4, description="Redis connections per API process (requests wait for one)."
     )
@@ -261,6 +268,11 @@ class Settings(BaseSettings):
                 value = getattr(self, name)
                 if value is not None and value.get_secret_value() in _EXAMPLE_SECRETS:
                     raise ValueError(f"MLOPS_{name.upper()} is an example value; set a real one")
+            if self.model_signing_key is None or len(self.model_signing_key) < 32:
+                raise ValueError(
+                    "MLOPS_MODEL_SIGNING_KEY must be set to at least 32 characters in "
+                    "production: without it no registered version can be trusted"
+                )
         return self
 
     def mlflow_credentials(self) -> tuple[str, str] | None:
@@ -275,6 +287,13 @@ class Settings(BaseSettings):
             return self.ray_auth_token.get_secret_value()
         kept = self.data_dir / "ray-token"
         return kept.read_text().strip() if kept.is_file() else None
+
+    def signing_key(self) -> bytes | None:
+        """MLOPS_MODEL_SIGNING_KEY, else the one `make up` keeps in DATA_DIR/signing-key."""
+        if self.model_signing_key is not None:
+            return self.model_signing_key.get_secret_value().encode()
+        kept = self.data_dir / "signing-key"
+        return kept.read_text().strip().encode() if kept.is_file() else None
 
     @classmethod
     def secret_variables(cls) -> set[str]:

@@ -210,6 +210,11 @@ def test_secrets_are_random_kept_private_and_written_with_mode_600(harness: Harn
     # One Ray token: Ray's pods read it as RAY_AUTH_TOKEN, the API sends it.
     ray_token = by_namespace["kuberay"]["RAY_AUTH_TOKEN"]
     assert by_namespace["fastapi"]["MLOPS_RAY_AUTH_TOKEN"] == ray_token
+    # One signing key: the trainer seals with it, the API and replicas check with it.
+    signing_key = by_namespace["fastapi"]["MLOPS_MODEL_SIGNING_KEY"]
+    assert by_namespace["kuberay"]["MLOPS_MODEL_SIGNING_KEY"] == signing_key
+    assert len(signing_key) >= 32
+    assert signing_key not in by_name["mlflow", "mlflow-auth"]["basic_auth.ini"]
     # One MLflow identity: the API's password is the jobs' and replicas'.
     mlflow_password = by_namespace["fastapi"]["MLOPS_MLFLOW_PASSWORD"]
     assert by_namespace["kuberay"]["MLFLOW_TRACKING_PASSWORD"] == mlflow_password

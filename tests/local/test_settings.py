@@ -33,6 +33,12 @@ def test_production_refuses_an_example_secret() -> None:
         Settings(environment="production", s3_secret_access_key="minioadmin")
 
 
+@pytest.mark.parametrize("key", [None, "short"])
+def test_production_needs_a_signing_key_of_32_characters(key: str | None) -> None:
+    with pytest.raises(ValidationError, match="MLOPS_MODEL_SIGNING_KEY"):
+        Settings(environment="production", model_signing_key=key)
+
+
 def test_job_environment_leaves_secrets_out() -> None:
     settings = Settings(redis_password="s3cret-pw", s3_secret_access_key="another-one")
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import skops.io as sio
 
-from mlops.ml import data, model
+from mlops.ml import data, model, provenance
 
 LIMITS = {"max_n_estimators": 500, "max_depth_limit": 64}
 
@@ -86,7 +86,7 @@ def test_skops_needs_exactly_the_declared_trusted_types() -> None:
 
     untrusted = sio.get_untrusted_types(data=sio.dumps(pipeline))
 
-    assert sorted(untrusted) == sorted(model.SKOPS_TRUSTED_TYPES)
+    assert sorted(untrusted) == sorted(provenance.SKOPS_TRUSTED_TYPES)
 
 
 def test_an_omitted_max_depth_is_bounded_and_a_given_one_kept() -> None:

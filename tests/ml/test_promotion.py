@@ -44,6 +44,22 @@ from mlops.ml.promotion import ChampionScore, decide
             "rows (other features: a, b), so the threshold alone decided",
         ),
         (0.85, ChampionScore("2", 0.5), 0, False, "accuracy 0.850 < threshold 0.9"),
+        (
+            0.95,
+            ChampionScore("7", None, "it has no seal", fail_closed=True),
+            0,
+            False,
+            "accuracy 0.950 ≥ threshold 0.9, but champion version 7 could not be scored "
+            "(it has no seal), so nothing is promoted",
+        ),
+        (
+            0.95,
+            ChampionScore(None, None, "MLflow: 503", fail_closed=True),
+            0,
+            False,
+            "accuracy 0.950 ≥ threshold 0.9, but the champion could not be scored "
+            "(MLflow: 503), so nothing is promoted",
+        ),
     ],
 )
 def test_the_gate_needs_the_threshold_and_no_worse_than_the_champion(

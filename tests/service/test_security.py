@@ -154,7 +154,8 @@ def test_schedules_beyond_the_limit_get_429(start_api) -> None:
 
 @pytest.mark.parametrize("token", [None, "short"])
 def test_a_production_api_refuses_to_start_without_a_real_token(token: str | None) -> None:
-    settings = Settings(environment="production", api_token=token)  # a Ray job needs none
+    # A Ray job needs no token; every production process needs the signing key.
+    settings = Settings(environment="production", api_token=token, model_signing_key="k" * 32)
 
     with pytest.raises(RuntimeError, match="MLOPS_API_TOKEN"):
         create_app(settings)

@@ -18,7 +18,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from mlops.clients.mlflow_registry import MlflowUnavailable
 from mlops.clients.ray_jobs import RayJobsError
 from mlops.ml.model import InvalidField
-from mlops.services.models import ChampionConflict, UnknownVersion
+from mlops.services.models import ChampionConflict, ForeignVersion, UnknownVersion
 from mlops.services.schedules import TooManySchedules
 from mlops.services.training import TooManyTrainings
 
@@ -98,6 +98,7 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(InvalidField, _invalid_field)
     app.add_exception_handler(UnknownVersion, _status(404))
     app.add_exception_handler(ChampionConflict, _status(409))
+    app.add_exception_handler(ForeignVersion, _status(409))
     app.add_exception_handler(
         MlflowUnavailable, _unavailable("MLflow", "Check MLOPS_MLFLOW_TRACKING_URI and /ready.")
     )

@@ -17,6 +17,11 @@ router = APIRouter(tags=["inference"], responses=UNAUTHORIZED)
     responses={
         **BODY_RESPONSES,
         404: {"model": ErrorResponse, "description": "No such model version."},
+        409: {
+            "model": ErrorResponse,
+            "description": "The version (or the champion) was not registered by the platform, "
+            "or changed since: it is never loaded.",
+        },
         503: {"model": ErrorResponse, "description": "No model yet, or serving is down."},
         504: {"model": ErrorResponse, "description": "No answer within sla_seconds."},
     },

@@ -148,7 +148,9 @@ def ray_head(settings: Settings, ports: RayPorts = RayPorts()) -> Component:
     path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
     env = {
         # Its training jobs and Serve replicas read the dataset and write to Redis.
-        **settings.secrets_env("redis_password", "s3_secret_access_key"),
+        **settings.secrets_env("redis_password", "s3_secret_access_key", "model_signing_key"),
+        # Never unpickle a model: the platform loads skops files it sealed itself.
+        "MLFLOW_ALLOW_PICKLE_DESERIALIZATION": "false",
         # Token authentication on the dashboard, Jobs and Serve APIs and between Ray's
         # own processes; the token file is written by the platform (mode 600).
         "RAY_AUTH_MODE": "token",
@@ -212,9 +214,16 @@ def api(settings: Settings) -> Component:
         "api",
         command,
         ready_url=f"http://{settings.api_host}:{settings.api_port}/health",
-        env=settings.secrets_env(
-            "api_token", "redis_password", "ray_auth_token", "mlflow_password"
-        ),
+        env={
+            **settings.secrets_env(
+                "api_token",
+                "redis_password",
+                "ray_auth_token",
+                "mlflow_password",
+                "model_signing_key",
+            ),
+            "MLFLOW_ALLOW_PICKLE_DESERIALIZATION": "false",
+        },
     )
 
 

@@ -37,6 +37,7 @@ def isolated_settings(data_dir: Path, **overrides: Any) -> Settings:
         "api_token": secrets.token_urlsafe(24),
         "ray_auth_token": secrets.token_urlsafe(24),
         "redis_password": secrets.token_urlsafe(24),
+        "model_signing_key": secrets.token_urlsafe(32),
         "data_dir": data_dir,
         "api_port": free_port(),
         "ray_address": f"http://127.0.0.1:{free_port()}",
@@ -110,6 +111,16 @@ def with_redis_password(settings: Settings) -> Settings:
     return settings.model_copy(update={"redis_password": SecretStr(password)})
 
 
+def with_signing_key(settings: Settings) -> Settings:
+    """These settings with the key that seals registered versions: MLOPS_MODEL_SIGNING_KEY
+    if set, else the one kept in DATA_DIR/signing-key (mode 600), created on first use,
+    so the versions a platform registered stay trusted across restarts."""
+    if settings.model_signing_key is not None:
+        return settings
+    key = _kept_secret(settings.data_dir / "signing-key")
+    return settings.model_copy(update={"model_signing_key": SecretStr(key)})
+
+
 def with_ray_token(settings: Settings) -> Settings:
     """These settings with a Ray token, kept in DATA_DIR/ray-token (mode 600), where the
     Ray head reads it (RAY_AUTH_TOKEN_PATH): MLOPS_RAY_AUTH_TOKEN if set, else the kept
@@ -149,7 +160,7 @@ class LocalPlatform:
     ray_ports: RayPorts = field(default_factory=RayPorts)
 
     def __post_init__(self) -> None:
-        self.settings = with_ray_token(self.settings)
+        self.settings = with_signing_key(with_ray_token(self.settings))
         if self.embed_redis:
             self.settings = with_redis_password(self.settings)
         # No secret for everyone: each component adds the ones it uses (components.py).

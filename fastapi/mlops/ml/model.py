@@ -19,9 +19,6 @@ from sklearn.preprocessing import StandardScaler
 # Serve replicas, and the others change logging or refitting, not the model.
 MANAGED_PARAMETERS = {"n_jobs", "verbose", "warm_start"}
 
-# Types skops must trust to load this pipeline; everything else in it is safe by default.
-SKOPS_TRUSTED_TYPES = ["sklearn.tree._tree.Tree", "numpy.dtype"]
-
 
 def pip_requirements() -> list[str]:
     """What loading the pipeline needs, pinned to the versions that trained it."""

@@ -1,9 +1,10 @@
 """The promotion gate: a new version becomes the champion only on evidence.
 
 It must clear the accuracy threshold and must not be worse than the current champion
-scored on the same held-out rows in the same job. A champion that cannot be scored on
-those rows (other features, other classes) leaves the threshold alone to decide, and
-the reason says so.
+scored on the same held-out rows in the same job. A champion trained on other features
+or classes cannot be compared, so the threshold alone decides, and the reason says so.
+Any other reason the champion cannot be scored (MLflow failing, a champion the platform
+did not seal, an artifact that does not load) fails closed: nothing is promoted.
 """
 
 from __future__ import annotations
@@ -14,15 +15,17 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
+from mlops.ml import provenance
 from mlops.ml.model import evaluate
 from mlops.ml.registry_tags import TAG_CLASSES, TAG_FEATURES
 
 
 @dataclass(frozen=True)
 class ChampionScore:
-    version: str
+    version: str | None  # None: which version is champion could not be read
     accuracy: float | None  # None: it could not be scored on the new rows
     why_not_scored: str | None = None
+    fail_closed: bool = False  # not scored for a reason that must stop a promotion
 
 
 @dataclass(frozen=True)
@@ -46,6 +49,13 @@ def decide(
     cleared = f"accuracy {accuracy:.3f} ≥ threshold {threshold:g}"
     if champion is None:
         return Decision(True, f"{cleared}; no champion yet")
+    if champion.accuracy is None and champion.fail_closed:
+        which = f"champion version {champion.version}" if champion.version else "the champion"
+        return Decision(
+            False,
+            f"{cleared}, but {which} could not be scored ({champion.why_not_scored}), "
+            "so nothing is promoted",
+        )
     if champion.accuracy is None:
         return Decision(
             True,
@@ -61,25 +71,23 @@ def decide(
 
 
 class ChampionCache:
-    """Champions already loaded, by tracking server, model and version (a registered
-    version never changes): the warm trainer scores a champion without downloading it
-    again for every job. Bounded, and safe to share between the trainer's threads."""
+    """Champions already loaded, by tracking server, model and version (a sealed version
+    never changes): the warm trainer scores a champion without downloading it again for
+    every job. Bounded, and safe to share between the trainer's threads."""
 
     def __init__(self, size: int = 4) -> None:
         self._size = size
         self._loaded: OrderedDict[tuple[str, str, str], Any] = OrderedDict()
         self._lock = threading.Lock()
 
-    def load(self, tracking_uri: str, model_name: str, version: str) -> Any:
-        import mlflow
-
-        key = (tracking_uri, model_name, version)
+    def load(self, tracking_uri: str, sealed: provenance.SealedVersion) -> Any:
+        key = (tracking_uri, sealed.model, sealed.version)
         with self._lock:
             if key in self._loaded:
                 self._loaded.move_to_end(key)
                 return self._loaded[key]
-        pipeline = mlflow.sklearn.load_model(f"models:/{model_name}/{version}")
-        self.keep(tracking_uri, model_name, version, pipeline)
+        pipeline = provenance.load_pipeline(sealed, tracking_uri)
+        self.keep(tracking_uri, sealed.model, sealed.version, pipeline)
         return pipeline
 
     def keep(self, tracking_uri: str, model_name: str, version: str, pipeline: Any) -> None:
@@ -90,9 +98,14 @@ class ChampionCache:
                 self._loaded.popitem(last=False)
 
 
+# MLflow's answers when the model or the alias does not exist: there is no champion.
+_NO_CHAMPION = {"RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"}
+
+
 def score_champion(
     client: Any,
     *,
+    key: bytes | None,
     model_name: str,
     alias: str,
     x_test: Any,
@@ -107,14 +120,24 @@ def score_champion(
 
     try:
         found = client.get_model_version_by_alias(model_name, alias)
-    except MlflowException:
-        return None  # no registered model, or no version carries the alias
+    except MlflowException as exc:
+        if exc.error_code in _NO_CHAMPION:
+            return None
+        return ChampionScore(None, None, f"MLflow: {exc.message}", fail_closed=True)
     version = str(found.version)
-    features = json.loads(found.tags.get(TAG_FEATURES, "[]"))
+    try:
+        sealed = provenance.verified(client, key, model_name, version)
+    except (provenance.ForeignVersion, MlflowException) as exc:
+        return ChampionScore(version, None, str(exc), fail_closed=True)
+    features = json.loads(sealed.tags.get(TAG_FEATURES, "[]"))
     if features != [str(c) for c in x_test.columns]:
         return ChampionScore(version, None, f"other features: {', '.join(features) or 'unknown'}")
-    classes = set(json.loads(found.tags.get(TAG_CLASSES, "[]")))
+    classes = set(json.loads(sealed.tags.get(TAG_CLASSES, "[]")))
     if not set(map(str, y_test.unique())) <= classes:
         return ChampionScore(version, None, f"other classes: {', '.join(sorted(classes))}")
-    pipeline = (cache or ChampionCache(size=1)).load(client.tracking_uri, model_name, version)
-    return ChampionScore(version, evaluate(pipeline, x_test, y_test)["accuracy"])
+    try:
+        pipeline = (cache or ChampionCache(size=1)).load(client.tracking_uri, sealed)
+        accuracy = evaluate(pipeline, x_test, y_test)["accuracy"]
+    except Exception as exc:  # fail closed, whatever broke: never promote on no evidence
+        return ChampionScore(version, None, f"{type(exc).__name__}: {exc}", fail_closed=True)
+    return ChampionScore(version, accuracy)

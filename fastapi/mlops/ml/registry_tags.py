@@ -15,3 +15,6 @@ TAG_PROMOTION = "mlops.promotion"  # "promoted" or "not promoted"
 TAG_PROMOTION_REASON = "mlops.promotion_reason"
 REFERENCE_DIR = "drift"
 REFERENCE_FILE = "reference.json"  # the training features' profile (mlops.ml.drift)
+TAG_SKOPS_SHA256 = "mlops.skops_sha256"  # digest of the pipeline's skops file
+TAG_ONNX_SHA256 = "mlops.onnx_sha256"  # digest of the compiled form, when there is one
+TAG_SEAL = "mlops.seal"  # the platform's HMAC over the rest (mlops.ml.provenance)

@@ -9,8 +9,8 @@ Deployed by name (`mlops.ml.serving:app`) through Serve's REST API. Each replica
 
 Request: POST {"rows": [[5.1, 3.5, 1.4, 0.2]], "version": "3" | null}
 Reply:   {"version": "3", "predictor": "onnx", "classes": [...], "probabilities": [[...]]}
-Errors carry {"error": "no_model" | "unknown_version" | "bad_input" | "load_failed",
-"detail": "..."}.
+Errors carry {"error": "no_model" | "unknown_version" | "foreign_version" | "bad_input" |
+"load_failed", "detail": "..."}: a version the platform did not seal is never loaded.
 """
 
 from __future__ import annotations
@@ -19,17 +19,16 @@ import asyncio
 import json
 import logging
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 from ray import serve
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
+from mlops.ml import provenance
 from mlops.ml.predictors import OnnxPredictor, Predictor, SklearnPredictor
+from mlops.ml.provenance import ForeignVersion
 from mlops.ml.registry_tags import (
-    COMPILED_DIR,
-    COMPILED_FILE,
     TAG_CLASSES,
     TAG_COMPILED,
     TAG_COMPILED_REASON,
@@ -57,32 +56,28 @@ class LoadedModel:
 
 
 def load_version(settings: Settings, version: str) -> LoadedModel:
-    """Load one registered version, compiled form first (blocking: call in a thread)."""
+    """Load one sealed version, compiled form first (blocking: call in a thread).
+
+    Raises UnknownVersion, or ForeignVersion for a version the platform did not seal
+    (nothing of it is loaded then)."""
     import mlflow
     from mlflow.exceptions import MlflowException
 
-    mlflow.set_tracking_uri(settings.mlflow_tracking_uri)  # models:/ URIs resolve there
     client = mlflow.MlflowClient(settings.mlflow_tracking_uri)
     try:
-        found = client.get_model_version(settings.model_name, version)
+        sealed = provenance.verified(client, settings.signing_key(), settings.model_name, version)
     except MlflowException as exc:
         raise UnknownVersion(f"{settings.model_name} has no version {version!r}") from exc
-    features = json.loads(found.tags.get(TAG_FEATURES, "[]"))
-    classes = json.loads(found.tags.get(TAG_CLASSES, "[]"))
+    features = json.loads(sealed.tags.get(TAG_FEATURES, "[]"))
+    classes = json.loads(sealed.tags.get(TAG_CLASSES, "[]"))
     predictor: Predictor
-    if found.tags.get(TAG_COMPILED) == "onnx":
-        path = mlflow.artifacts.download_artifacts(
-            run_id=found.run_id,
-            artifact_path=f"{COMPILED_DIR}/{COMPILED_FILE}",
-            tracking_uri=settings.mlflow_tracking_uri,
-        )
-        predictor = OnnxPredictor(Path(path).read_bytes())
+    if sealed.tags.get(TAG_COMPILED) == "onnx":
+        compiled = provenance.load_compiled(sealed, settings.mlflow_tracking_uri)
+        predictor = OnnxPredictor(compiled)
     else:
-        reason = found.tags.get(TAG_COMPILED_REASON, "no compiled form was registered")
+        reason = sealed.tags.get(TAG_COMPILED_REASON, "no compiled form was registered")
         log.warning("version %s serves with scikit-learn: %s", version, reason)
-        pipeline = mlflow.sklearn.load_model(f"models:/{settings.model_name}/{version}")
-        classes = classes or [str(c) for c in pipeline.classes_]
-        features = features or list(pipeline.feature_names_in_)
+        pipeline = provenance.load_pipeline(sealed, settings.mlflow_tracking_uri)
         predictor = SklearnPredictor(pipeline, features)
     log.info("loaded version %s (%s)", version, predictor.kind)
     return LoadedModel(version, predictor, classes, features)
@@ -130,12 +125,17 @@ class ModelServer:
 
     async def _follow_champion(self) -> None:
         """Poll the alias; load a new champion fully before it replaces the old one."""
+        refused: str | None = None  # a foreign champion, logged once
         while True:
             try:
                 version = await asyncio.to_thread(_champion_version, self._settings)
                 if version and (self._champion is None or self._champion.version != version):
                     self._champion = await asyncio.to_thread(load_version, self._settings, version)
                     log.info("champion is now version %s", version)
+            except ForeignVersion as exc:  # keep serving the platform's own champion
+                if refused != version:
+                    log.error("not serving the new champion: %s", exc)
+                    refused = version
             except Exception:  # keep serving the current champion; try again next time
                 log.exception("could not refresh the champion")
             await asyncio.sleep(self._settings.serve_reload_seconds)
@@ -157,7 +157,14 @@ class ModelServer:
             return _error(422, "bad_input", f"expected {{'rows': [[...]]}}: {exc}")
         if version is None:
             if self._champion is None:
-                self._champion = await self._load_champion()
+                try:
+                    self._champion = await self._load_champion()
+                except ForeignVersion as exc:
+                    return _error(
+                        409,
+                        "foreign_version",
+                        f"the {self._settings.champion_alias} is not served: {exc}",
+                    )
             model = self._champion
             if model is None:
                 return _error(
@@ -171,6 +178,8 @@ class ModelServer:
                 model = await self._pinned(str(version))
             except UnknownVersion as exc:
                 return _error(404, "unknown_version", str(exc))
+            except ForeignVersion as exc:
+                return _error(409, "foreign_version", str(exc))
             except Exception as exc:  # the version exists but cannot be loaded
                 log.exception("could not load version %s", version)
                 return _error(503, "load_failed", f"version {version} could not be loaded: {exc}")

@@ -23,7 +23,8 @@ from typing import Any
 from redis.exceptions import RedisError
 
 from mlops.clients.redis import AlertStream, ChampionHistory, JobStore, connect
-from mlops.ml import data, drift, model, predictors, promotion
+from mlops.ml import data, drift, model, predictors, promotion, provenance
+from mlops.ml.provenance import ForeignVersion
 from mlops.ml.registry_tags import (
     COMPILED_DIR,
     COMPILED_FILE,
@@ -38,8 +39,11 @@ from mlops.ml.registry_tags import (
     TAG_FEATURE_COUNT,
     TAG_FEATURES,
     TAG_JOB,
+    TAG_ONNX_SHA256,
     TAG_PROMOTION,
     TAG_PROMOTION_REASON,
+    TAG_SEAL,
+    TAG_SKOPS_SHA256,
 )
 from mlops.ml.specs import TrainingSpec
 from mlops.retry import backoff
@@ -148,6 +152,7 @@ def register(
     client = mlflow.MlflowClient()
     champion = promotion.score_champion(
         client,
+        key=settings.signing_key(),
         model_name=settings.model_name,
         alias=settings.champion_alias,
         x_test=parts.x_test,
@@ -251,20 +256,46 @@ def _log_and_register(
             name="model",
             signature=infer_signature(parts.x_train, pipeline.predict(parts.x_train)),
             input_example=parts.x_train.head(3),
-            skops_trusted_types=model.SKOPS_TRUSTED_TYPES,
+            serialization_format=mlflow.sklearn.SERIALIZATION_FORMAT_SKOPS,
+            skops_trusted_types=provenance.SKOPS_TRUSTED_TYPES,
             # Given, not inferred: inference loads the model in a subprocess (seconds).
             pip_requirements=model.pip_requirements(),
             metadata={"classes": [str(c) for c in pipeline.classes_]},
         )
-    compiled_tags = {
+    artifact_tags = {
         TAG_COMPILED: "onnx" if compiled is not None else "none",
         TAG_COMPILED_REASON: verification,
+        TAG_SKOPS_SHA256: _stored_skops_digest(info.model_uri),
+        **({TAG_ONNX_SHA256: provenance.sha256(compiled)} if compiled is not None else {}),
     }
-    registered = mlflow.register_model(
-        info.model_uri, settings.model_name, tags={**tags, **compiled_tags}
-    )
+    all_tags = {**tags, **artifact_tags}
+    registered = mlflow.register_model(info.model_uri, settings.model_name, tags=all_tags)
     version = str(registered.version)
+    _seal(settings, version, run.info.run_id, all_tags)
     return run.info.run_id, version
+
+
+def _stored_skops_digest(model_uri: str) -> str:
+    """The SHA-256 of the skops file as MLflow stored it (what loaders will fetch)."""
+    import mlflow
+
+    with tempfile.TemporaryDirectory() as folder:
+        model_dir = mlflow.artifacts.download_artifacts(artifact_uri=model_uri, dst_path=folder)
+        return provenance.sha256(provenance.skops_bytes(model_dir))
+
+
+def _seal(settings: Settings, version: str, run_id: str, version_tags: dict[str, str]) -> None:
+    """Put the platform's seal on the version just registered (before any alias moves
+    to it: until then it is foreign, which is safe)."""
+    import mlflow
+
+    key = settings.signing_key()
+    if key is None:
+        raise ForeignVersion("no signing key is set (MLOPS_MODEL_SIGNING_KEY): cannot seal")
+    stamp = provenance.seal(
+        key, model=settings.model_name, version=version, run_id=run_id, found=version_tags
+    )
+    mlflow.MlflowClient().set_model_version_tag(settings.model_name, version, TAG_SEAL, stamp)
 
 
 def _compile(pipeline, parts: model.Split) -> tuple[bytes | None, str]:

@@ -48,7 +48,13 @@ class _Pending:
     )
 
 
-_VERDICTS = {"unknown_version": 404, "bad_input": 422, "no_model": 503, "load_failed": 503}
+_VERDICTS = {
+    "unknown_version": 404,
+    "foreign_version": 409,
+    "bad_input": 422,
+    "no_model": 503,
+    "load_failed": 503,
+}
 
 
 class ServeBatcher:

@@ -14,7 +14,9 @@ from datetime import UTC, datetime
 
 from mlops.clients.mlflow_registry import MlflowRegistry, TaggedVersion
 from mlops.clients.redis import AlertStream, ChampionHistory
+from mlops.ml import provenance
 from mlops.ml import registry_tags as tags
+from mlops.ml.provenance import ForeignVersion
 from mlops.schemas import ChampionMove, ModelList, ModelVersionInfo
 from mlops.settings import Settings
 
@@ -23,6 +25,9 @@ log = logging.getLogger(__name__)
 
 class UnknownVersion(LookupError):
     """No such version of the model."""
+
+
+__all__ = ["ChampionConflict", "ForeignVersion", "Models", "UnknownVersion"]
 
 
 class ChampionConflict(Exception):
@@ -50,9 +55,12 @@ class Models:
         champion = next(
             (v for v, names in aliases.items() if self._settings.champion_alias in names), None
         )
+        key = self._settings.signing_key()
         return ModelList(
             champion_version=champion,
-            versions=[_info(v, aliases.get(v.version, [])) for v in versions],
+            versions=[
+                _info(v, aliases.get(v.version, []), _why_foreign(key, name, v)) for v in versions
+            ],
         )
 
     async def history(self, limit: int) -> list[ChampionMove]:
@@ -60,8 +68,11 @@ class Models:
 
     async def promote(self, version: str, *, reason: str) -> ChampionMove:
         name, alias = self._settings.model_name, self._settings.champion_alias
-        if await self._registry.version(name, version) is None:
+        found = await self._registry.version(name, version)
+        if found is None:
             raise UnknownVersion(f"{name} has no version {version!r}")
+        if why := _why_foreign(self._settings.signing_key(), name, found):
+            raise ForeignVersion(f"{why}: only versions the platform trained can be promoted")
         current = await self._registry.alias_version(name, alias)
         if current == version:
             raise ChampionConflict(f"version {version} is already the {alias}")
@@ -130,7 +141,13 @@ def _float(text: str | None) -> float | None:
         return None
 
 
-def _info(version: TaggedVersion, aliases: list[str]) -> ModelVersionInfo:
+def _why_foreign(key: bytes | None, model: str, version: TaggedVersion) -> str | None:
+    return provenance.why_foreign(
+        key, model=model, version=version.version, run_id=version.run_id, found=version.tags
+    )
+
+
+def _info(version: TaggedVersion, aliases: list[str], foreign: str | None) -> ModelVersionInfo:
     found = version.tags
     decision = found.get(tags.TAG_PROMOTION)
     return ModelVersionInfo(
@@ -144,4 +161,5 @@ def _info(version: TaggedVersion, aliases: list[str]) -> ModelVersionInfo:
         promotion_reason=found.get(tags.TAG_PROMOTION_REASON),
         features=json.loads(found.get(tags.TAG_FEATURES, "[]")),
         classes=json.loads(found.get(tags.TAG_CLASSES, "[]")),
+        foreign=foreign,
     )

@@ -1,0 +1,170 @@
+"""Which registered versions the platform produced, and loading only those.
+
+Anyone who can reach MLflow can register a version, and MLflow loads a scikit-learn
+model the way its own artifact says (a cloudpickle artifact runs code when loaded; a
+skops artifact lists the types it wants trusted). So the trainer seals every version it
+registers: an HMAC-SHA256, with a key MLflow users do not hold, over the version's
+identity (model, version number, run), the tags serving reads, and the SHA-256 of each
+artifact that is loaded. Replicas, the trainer's champion scoring and the API's
+promotion check the seal first, then load the artifact themselves (skops with the
+platform's own trusted types, never MLflow's loader) after checking its digest.
+
+A version without a valid seal is foreign: listed as such, never served, scored or
+promoted.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mlops.ml import registry_tags as tags
+
+# The one file of the scikit-learn flavour that holds the pipeline (skops format).
+SKOPS_FILE = "model.skops"
+
+# Types skops must trust to load the platform's pipelines; everything else in them is
+# safe by default. The platform's list, never the one an artifact carries.
+SKOPS_TRUSTED_TYPES = ["sklearn.tree._tree.Tree", "numpy.dtype"]
+
+# What the seal covers besides the identity: every tag a reader acts on.
+SEALED_TAGS = (
+    tags.TAG_CLASSES,
+    tags.TAG_FEATURES,
+    tags.TAG_FEATURE_COUNT,
+    tags.TAG_DATASET,
+    tags.TAG_JOB,
+    tags.TAG_ACCURACY,
+    tags.TAG_F1,
+    tags.TAG_PROMOTION,
+    tags.TAG_PROMOTION_REASON,
+    tags.TAG_COMPILED,
+    tags.TAG_COMPILED_REASON,
+    tags.TAG_SKOPS_SHA256,
+    tags.TAG_ONNX_SHA256,
+)
+
+
+class ForeignVersion(Exception):
+    """A version the platform did not produce, or one altered since: never loaded."""
+
+
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _message(model: str, version: str, run_id: str | None, found: Mapping[str, str]) -> bytes:
+    sealed = {key: found.get(key) for key in SEALED_TAGS}
+    identity = {"model": model, "version": str(version), "run_id": run_id, "tags": sealed}
+    return json.dumps(identity, sort_keys=True, separators=(",", ":")).encode()
+
+
+def seal(
+    key: bytes, *, model: str, version: str, run_id: str | None, found: Mapping[str, str]
+) -> str:
+    """The seal of a version whose tags are `found`."""
+    return hmac.new(key, _message(model, version, run_id, found), hashlib.sha256).hexdigest()
+
+
+def check_seal(
+    key: bytes | None, *, model: str, version: str, run_id: str | None, found: Mapping[str, str]
+) -> None:
+    """Raise ForeignVersion unless the version carries the platform's seal."""
+    name = f"version {version} of {model}"
+    if key is None:
+        raise ForeignVersion(
+            f"{name} cannot be verified: no signing key is set (MLOPS_MODEL_SIGNING_KEY)"
+        )
+    given = found.get(tags.TAG_SEAL)
+    if not given:
+        raise ForeignVersion(f"{name} was not registered by the platform (it has no seal)")
+    expected = seal(key, model=model, version=version, run_id=run_id, found=found)
+    if not hmac.compare_digest(given, expected):
+        raise ForeignVersion(
+            f"{name} does not match its seal: its tags or identity changed after the "
+            "platform registered it, or another key sealed it"
+        )
+
+
+def why_foreign(
+    key: bytes | None, *, model: str, version: str, run_id: str | None, found: Mapping[str, str]
+) -> str | None:
+    """None for a sealed version, else the reason it is foreign."""
+    try:
+        check_seal(key, model=model, version=version, run_id=run_id, found=found)
+    except ForeignVersion as exc:
+        return str(exc)
+    return None
+
+
+def check_digest(data: bytes, expected: str | None, what: str) -> None:
+    if not expected or not hmac.compare_digest(sha256(data), expected):
+        raise ForeignVersion(f"the {what} is not the one the platform sealed (SHA-256 differs)")
+
+
+def pipeline_from_skops(data: bytes, expected_sha256: str | None) -> Any:
+    """The pipeline in a sealed skops file, trusting only the platform's types."""
+    import skops.io
+
+    check_digest(data, expected_sha256, "scikit-learn artifact")
+    return skops.io.loads(data, trusted=SKOPS_TRUSTED_TYPES)
+
+
+@dataclass(frozen=True)
+class SealedVersion:
+    """A registered version whose seal holds: its tags can be trusted."""
+
+    model: str
+    version: str
+    run_id: str | None
+    tags: Mapping[str, str]
+
+
+def verified(client: Any, key: bytes | None, model: str, version: str) -> SealedVersion:
+    """The version from MLflow (`client`: an MlflowClient), seal checked; raises
+    MlflowException when it does not exist and ForeignVersion when it is not sealed."""
+    found = client.get_model_version(model, version)
+    check_seal(key, model=model, version=str(found.version), run_id=found.run_id, found=found.tags)
+    return SealedVersion(model, str(found.version), found.run_id, dict(found.tags))
+
+
+def load_pipeline(sealed: SealedVersion, tracking_uri: str) -> Any:
+    """The scikit-learn pipeline of a sealed version, its digest checked before loading."""
+    import mlflow
+
+    with tempfile.TemporaryDirectory() as folder:
+        model_dir = mlflow.artifacts.download_artifacts(
+            artifact_uri=f"models:/{sealed.model}/{sealed.version}",
+            dst_path=folder,
+            tracking_uri=tracking_uri,
+        )
+        data = skops_bytes(model_dir)
+    return pipeline_from_skops(data, sealed.tags.get(tags.TAG_SKOPS_SHA256))
+
+
+def skops_bytes(model_dir: str) -> bytes:
+    """The skops file of a downloaded scikit-learn model folder."""
+    path = Path(model_dir) / SKOPS_FILE
+    if not path.is_file():
+        raise ForeignVersion(f"the model has no {SKOPS_FILE}: the platform loads skops files only")
+    return path.read_bytes()
+
+
+def load_compiled(sealed: SealedVersion, tracking_uri: str) -> bytes:
+    """The ONNX form of a sealed version, its digest checked."""
+    import mlflow
+
+    path = mlflow.artifacts.download_artifacts(
+        run_id=sealed.run_id,
+        artifact_path=f"{tags.COMPILED_DIR}/{tags.COMPILED_FILE}",
+        tracking_uri=tracking_uri,
+    )
+    data = Path(path).read_bytes()
+    check_digest(data, sealed.tags.get(tags.TAG_ONNX_SHA256), "compiled (ONNX) artifact")
+    return data
