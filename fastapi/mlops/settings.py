@@ -59,6 +59,14 @@ class Settings(BaseSettings):
         " least 4, so a training and Serve replicas share a laptop's cores).",
     )
     serve_replicas: int = Field(1, ge=1, description="Replicas of the model deployment.")
+    serve_replica_cpus: float = Field(
+        0.5,
+        gt=0,
+        le=16,
+        description="CPUs each Serve replica reserves. Below one, so replicas leave CPUs to "
+        "searches on a small cluster (a replica predicts on one thread either way); a search"
+        " the cluster cannot place is refused with 409.",
+    )
     serve_reload_seconds: float = Field(
         2.0, gt=0, description="How often replicas check which version is the champion."
     )
@@ -204,6 +212,18 @@ class Settings(BaseSettings):
         " a sub-second fit over Ray workers costs more than it saves.",
     )
     tune_max_trials: int = Field(64, ge=1, description="Upper bound on a search's trials.")
+    tune_time_budget_seconds: float = Field(
+        1200,
+        gt=0,
+        description="A search's time budget: trials still running then are stopped, and the"
+        " best finished one is registered (none finished: the search fails, saying so).",
+    )
+    job_max_seconds: float = Field(
+        3600,
+        gt=0,
+        description="Longest a training or search job may exist before the API stops its Ray"
+        " job and marks it failed (it then frees its admission slot).",
+    )
     max_active_trainings: int = Field(
         4, ge=0, description="Training jobs pending or running at once (0: no limit); more get 429."
     )
@@ -261,6 +281,11 @@ class Settings(BaseSettings):
             if self.dataset_uri.startswith("s3://"):
                 bucket = self.dataset_uri.removeprefix("s3://").split("/", 1)[0]
                 self.dataset_locations.append(f"s3://{bucket}/")
+        if self.tune_time_budget_seconds >= self.job_max_seconds:
+            raise ValueError(
+                "MLOPS_TUNE_TIME_BUDGET_SECONDS must be below MLOPS_JOB_MAX_SECONDS: a search "
+                "needs time after its trials to fit and register the best one"
+            )
         if self.environment == "production":
             if "*" in self.cors_origins:
                 raise ValueError("MLOPS_CORS_ORIGINS must list origins, not '*'")

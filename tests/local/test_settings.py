@@ -39,6 +39,11 @@ def test_production_needs_a_signing_key_of_32_characters(key: str | None) -> Non
         Settings(environment="production", model_signing_key=key)
 
 
+def test_a_search_budget_must_leave_time_before_the_job_limit() -> None:
+    with pytest.raises(ValidationError, match="MLOPS_TUNE_TIME_BUDGET_SECONDS"):
+        Settings(tune_time_budget_seconds=600, job_max_seconds=600)
+
+
 def test_job_environment_leaves_secrets_out() -> None:
     settings = Settings(redis_password="s3cret-pw", s3_secret_access_key="another-one")
 

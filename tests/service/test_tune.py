@@ -101,7 +101,7 @@ def test_failed_trials_are_recorded_and_the_search_goes_on_unless_all_fail(
     assert statuses.count("FAILED") == survived["trials_failed"]
     assert statuses.count("FINISHED") == survived["trials_finished"]
     assert failed["status"] == "failed"
-    assert "all 2 trials failed" in failed["error"] and "class_weight" in failed["error"]
+    assert "2 of 2 trials failed" in failed["error"] and "class_weight" in failed["error"]
 
 
 def test_max_concurrent_trials_is_kept(start_api, settings: Settings) -> None:

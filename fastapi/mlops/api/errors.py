@@ -20,7 +20,7 @@ from mlops.clients.ray_jobs import RayJobsError
 from mlops.ml.model import InvalidField
 from mlops.services.models import ChampionConflict, ForeignVersion, UnknownVersion
 from mlops.services.schedules import TooManySchedules
-from mlops.services.training import TooManyTrainings
+from mlops.services.training import ClusterTooSmall, TooManyTrainings
 
 log = logging.getLogger("mlops.api")
 
@@ -99,6 +99,7 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(UnknownVersion, _status(404))
     app.add_exception_handler(ChampionConflict, _status(409))
     app.add_exception_handler(ForeignVersion, _status(409))
+    app.add_exception_handler(ClusterTooSmall, _status(409))
     app.add_exception_handler(
         MlflowUnavailable, _unavailable("MLflow", "Check MLOPS_MLFLOW_TRACKING_URI and /ready.")
     )

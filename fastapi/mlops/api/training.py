@@ -53,6 +53,10 @@ async def trigger_training(request: TrainingRequest, training: TrainingDep) -> J
     dependencies=[Writer],
     responses={
         **_SUBMIT_RESPONSES,
+        409: {
+            "model": ErrorResponse,
+            "description": "The cluster cannot place a single trial (the numbers say why).",
+        },
         422: {"description": "Invalid search space, trials, metric or dataset; nothing runs."},
     },
 )

@@ -63,6 +63,24 @@ class RayJobsClient:
             raise RayJobsError(f"Ray job lookup failed ({response.status_code}): {response.text}")
         return response.json()
 
+    async def stop(self, submission_id: str) -> None:
+        """Ask Ray to stop a job (a no-op for one that has ended)."""
+        response = await self._request("POST", f"/api/jobs/{submission_id}/stop")
+        if response.status_code not in {200, 404}:
+            raise RayJobsError(f"Ray did not stop {submission_id} ({response.status_code})")
+
+    async def cluster_cpus(self) -> float:
+        """Logical CPUs of the cluster's live nodes (the dashboard's node summary)."""
+        response = await self._request("GET", "/nodes", params={"view": "summary"})
+        if response.status_code != 200:
+            raise RayJobsError(f"Ray's node summary failed ({response.status_code})")
+        nodes = response.json().get("data", {}).get("summary", [])
+        return sum(
+            float(node["raylet"].get("resourcesTotal", {}).get("CPU", 0))
+            for node in nodes
+            if node.get("raylet", {}).get("state") == "ALIVE"
+        )
+
     async def version(self) -> str:
         response = await self._request("GET", "/api/version")
         if response.status_code == 401:

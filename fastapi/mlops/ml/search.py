@@ -176,6 +176,8 @@ def _tune(
             metric=spec.metric,
             mode="max",
             num_samples=spec.trials,
+            # Trials still running then are stopped; the best finished one wins.
+            time_budget_s=settings.tune_time_budget_seconds,
             max_concurrent_trials=spec.max_concurrent_trials,
             reuse_actors=True,  # a trial's worker keeps scikit-learn and MLflow imported
             # Seeded: the same search draws the same configurations. The generator
@@ -201,16 +203,22 @@ def _tune(
         for r in results
         if r.error is None and r.metrics and spec.metric in r.metrics
     ]
-    failed = len(results) - len(scored)
+    failed = sum(r.error is not None for r in results)
     if not scored:
+        if not failed:
+            raise SearchFailed(
+                f"no trial finished within the search's time budget of "
+                f"{settings.tune_time_budget_seconds:g} s (MLOPS_TUNE_TIME_BUDGET_SECONDS)"
+            )
         first = grid.errors[0] if grid.errors else "no trial reported a score"
-        raise SearchFailed(f"all {len(results)} trials failed; the first: {first}")
+        raise SearchFailed(f"{failed} of {len(results)} trials failed; the first: {first}")
     score, config = max(scored, key=lambda pair: pair[0])
     log.info(
-        "search %s: %d trials, %d failed; best %s %.4f with %s",
+        "search %s: %d trials, %d failed, %d stopped by the time budget; best %s %.4f with %s",
         spec.job_id,
         len(results),
         failed,
+        len(results) - len(scored) - failed,
         spec.metric,
         score,
         config,

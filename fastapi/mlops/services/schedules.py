@@ -28,7 +28,7 @@ from mlops.clients.schedule_store import ScheduleRecord, ScheduleStore
 from mlops.ml.model import InvalidField
 from mlops.schemas import ScheduleInfo, ScheduleKind, TuneRequest
 from mlops.services.drift import DriftMonitor
-from mlops.services.training import TooManyTrainings, Training
+from mlops.services.training import ClusterTooSmall, TooManyTrainings, Training
 from mlops.settings import Settings
 from mlops.telemetry import Instruments
 
@@ -236,7 +236,7 @@ class Schedules:
                     target_column=params.get("target_column"),
                     source=schedule_id,
                 )
-        except (TooManyTrainings, MlflowUnavailable, InvalidField) as exc:
+        except (TooManyTrainings, ClusterTooSmall, MlflowUnavailable, InvalidField) as exc:
             self._instruments.schedule_runs.labels(record.kind, "skipped").inc()
             log.warning("schedule %s run %d skipped: %s", schedule_id, run, exc)
             await self._alerts.publish(

@@ -48,7 +48,7 @@ def app_config(settings: Settings) -> dict[str, Any]:
                     {
                         "name": "ModelServer",
                         "num_replicas": settings.serve_replicas,
-                        "ray_actor_options": {"num_cpus": 1},
+                        "ray_actor_options": {"num_cpus": settings.serve_replica_cpus},
                     }
                 ],
             }

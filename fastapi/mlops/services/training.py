@@ -27,6 +27,9 @@ log = logging.getLogger(__name__)
 # MLflow's client retries for minutes by default; a job should fail while someone waits.
 _MLFLOW_CLIENT_ENV = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "3", "MLFLOW_HTTP_REQUEST_TIMEOUT": "30"}
 
+# What a search's trial reserves (mlops.ml.search).
+TRIAL_CPUS = 1.0
+
 # How long a job record may exist before Ray must know it.
 _SUBMIT_GRACE_SECONDS = 60
 
@@ -37,6 +40,10 @@ _RAY_STATUS = {
     "FAILED": JobStatus.FAILED,
     "STOPPED": JobStatus.STOPPED,
 }
+
+
+class ClusterTooSmall(Exception):
+    """The cluster cannot place the job at all (the message has the numbers)."""
 
 
 class TooManyTrainings(Exception):
@@ -132,11 +139,27 @@ class Training:
         log.info("submitted training job %s from %s with %s on %s", job_id, source, checked, uri)
         return job_id
 
+    async def check_search_capacity(self) -> None:
+        """Raise ClusterTooSmall when no trial could ever start: each needs one CPU that
+        Serve's replicas do not hold (Tune would otherwise wait for ever, keeping its
+        admission slot)."""
+        settings = self._settings
+        total = await self._ray.cluster_cpus()
+        held = settings.serve_replicas * settings.serve_replica_cpus
+        if total - held < TRIAL_CPUS:
+            raise ClusterTooSmall(
+                f"a search runs each trial on {TRIAL_CPUS:g} CPU; the cluster has {total:g} "
+                f"CPUs and Serve's {settings.serve_replicas} replicas hold {held:g} "
+                f"({settings.serve_replica_cpus:g} each), leaving {max(total - held, 0):g}: "
+                "lower MLOPS_SERVE_REPLICA_CPUS or MLOPS_SERVE_REPLICAS, or add CPUs"
+            )
+
     async def submit_search(self, request: TuneRequest, *, source: str = "api") -> str:
         """Validate, record and submit one hyperparameter search; returns its job id.
-        Raises as `submit` does."""
+        Raises as `submit` does, and ClusterTooSmall when no trial could be placed."""
         space = self.check_search(request)
         uri, target = self.dataset(request.dataset_uri, request.target_column)
+        await self.check_search_capacity()
         job_id = new_job_id("tune")
         spec = SearchSpec(
             job_id=job_id,
@@ -228,6 +251,11 @@ class Training:
         else:
             ray_status = _RAY_STATUS.get(info["status"], JobStatus.PENDING)
             message = info.get("message")
+        limit = self._settings.job_max_seconds
+        if not ray_status.is_terminal and _age_seconds(record["created_at"]) > limit:
+            await self._ray.stop(job_id)
+            ray_status = JobStatus.FAILED
+            message = f"stopped after running longer than MLOPS_JOB_MAX_SECONDS={limit:g} s"
         if not ray_status.is_terminal:
             if ray_status is JobStatus.RUNNING and record["status"] == JobStatus.PENDING:
                 await self._jobs.mark_running(job_id, _ray_time(info or {}, "start_time"))
@@ -237,8 +265,7 @@ class Training:
             return  # the job recorded its own outcome meanwhile
         error = message or f"job ended as {ray_status.value} without reporting a result"
         finished = _ray_time(info, "end_time") if info else datetime.now(UTC).isoformat()
-        started = (info or {}).get("start_time") or (info or {}).get("end_time")
-        seconds = ((info or {}).get("end_time", 0) - started) / 1000 if started else 0.0
+        seconds = _ran_seconds(info or {})
         await self._jobs.finish(
             job_id, ray_status.value, seconds, error=error, finished_at=finished
         )
@@ -250,6 +277,15 @@ class Training:
             f"Training job {job_id} {ray_status.value}: {error}",
             data={"job_id": job_id, "status": ray_status.value},
         )
+
+
+def _ran_seconds(info: dict[str, Any]) -> float:
+    """From Ray's start to its end (now, for a job being stopped), in seconds."""
+    started = info.get("start_time") or info.get("end_time")
+    if not started:
+        return 0.0
+    ended = info.get("end_time") or datetime.now(UTC).timestamp() * 1000
+    return (ended - started) / 1000
 
 
 def _age_seconds(iso_time: str) -> float:
