@@ -28,6 +28,7 @@ def test_valid_hyperparameters_pass_unchanged() -> None:
         ({"n_estimators": 0}, "n_estimators"),
         ({"n_estimators": 501}, "n_estimators"),
         ({"max_depth": 65}, "max_depth"),
+        ({"max_depth": None}, "max_depth"),  # unbounded trees: refused, not the default
         ({"max_features": "most"}, "max_features"),
         ({"min_samples_split": float("nan")}, "min_samples_split"),
         ({"warm_start": True}, "warm_start"),

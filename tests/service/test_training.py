@@ -74,6 +74,7 @@ def test_training_success_raises_one_success_alert(api: httpx.Client) -> None:
     [
         ({"n_estimator": 10}, "n_estimator"),
         ({"max_depth": "deep"}, "max_depth"),
+        ({"max_depth": None}, "max_depth"),  # would lift the platform's depth bound
         ({"n_estimators": -3}, "n_estimators"),
         ({"n_estimators": 10_000}, "n_estimators"),
         ({"criterion": "nonsense"}, "criterion"),

@@ -69,6 +69,12 @@ def validate_hyperparameters(
     if isinstance(n_estimators, int) and n_estimators > max_n_estimators:
         raise HyperparameterError("n_estimators", f"'n_estimators' must be ≤ {max_n_estimators}")
     max_depth = hyperparameters.get("max_depth")
+    if "max_depth" in hyperparameters and max_depth is None:
+        raise HyperparameterError(
+            "max_depth",
+            f"'max_depth' must be a whole number from 1 to {max_depth_limit}: null would grow "
+            "trees without bound (omit it for the platform's bound)",
+        )
     if isinstance(max_depth, int) and max_depth > max_depth_limit:
         raise HyperparameterError("max_depth", f"'max_depth' must be ≤ {max_depth_limit}")
 
