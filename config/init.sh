@@ -4,6 +4,7 @@
 #   config/init.sh            create or update everything (safe to run again)
 #   config/init.sh --dry-run  print the plan; run nothing, change nothing
 #   config/init.sh down       delete the cluster and the generated outputs
+#   config/init.sh images     list every image the cluster pulls (needs helm and kubectl)
 #
 # Needs Docker (running), kind >= KIND_MIN_VERSION, kubectl and helm. Versions are in
 # config/versions.env, Helm values in helm-values/, manifests in manifests/ and the
@@ -26,6 +27,7 @@ readonly VALUES="${REPO_ROOT}/helm-values"
 readonly RAY_CLUSTER=mlops-ray
 
 DRY_RUN=false
+RENDER=""  # set by `images`: helm_release renders into this file instead of installing
 ARCH=""
 RAY_ARCH_SUFFIX=""
 API_IMAGE=""
@@ -236,6 +238,11 @@ add_helm_repositories() {
 helm_release() {  # helm_release RELEASE CHART VERSION NAMESPACE VALUES [ARGS...]
   local release="$1" chart="$2" version="$3" namespace="$4" values="$5"
   shift 5
+  if [[ -n "${RENDER}" ]]; then
+    helm template "${release}" "${chart}" --version "${version}" --namespace "${namespace}" \
+      --values "${VALUES}/${values}" "$@" >>"${RENDER}"
+    return 0
+  fi
   log "helm release ${release} (${chart} ${version}) in ${namespace}"
   run helm upgrade --install "${release}" "${chart}" --version "${version}" \
     --kube-context "${CONTEXT}" --namespace "${namespace}" \
@@ -252,6 +259,7 @@ install_releases() {
     --set "image.repository=${API_IMAGE%:*}" --set "image.tag=${API_IMAGE##*:}" \
     --set "head.rayVersion=${RAY_VERSION}"
   # Helm does not wait for custom resources: wait for KubeRay to report the head ready.
+  [[ -n "${RENDER}" ]] && return 0
   run kc wait raycluster/"${RAY_CLUSTER}" --namespace kuberay \
     --for=condition=HeadPodReady --timeout="${HELM_TIMEOUT}"
 }
@@ -403,8 +411,31 @@ down() {
   run rm -f "${OUTPUTS}/urls.txt" "${OUTPUTS}/credentials.txt"
 }
 
+# Every image the releases and manifests/ run, one per line, rendered as `up` installs
+# them (same charts, versions, values and flags), our own two images (built by `up`)
+# left out. CI resolves each for amd64 and arm64 (.github/workflows/e2e.yml).
+images() {
+  require_tool helm "install helm: https://helm.sh/docs/intro/install/"
+  require_tool kubectl "install kubectl: https://kubernetes.io/docs/tasks/tools/"
+  detect_architecture
+  API_IMAGE="$(kustomization_image api)"
+  DASHBOARD_IMAGE="$(kustomization_image dashboard)"
+  RENDER="$(mktemp)"
+  # shellcheck disable=SC2064  # expand now: RENDER is this call's file
+  trap "rm -f '${RENDER}'" EXIT
+  add_helm_repositories
+  install_releases
+  install_argocd
+  local folder
+  for folder in cluster api dashboard; do
+    kubectl kustomize "${REPO_ROOT}/manifests/${folder}" >>"${RENDER}"
+  done
+  sed -n -E 's/^[[:space:]-]*image:[[:space:]]*"?([^"[:space:]]+)"?.*$/\1/p' "${RENDER}" |
+    grep -v -x -F -e "${API_IMAGE}" -e "${DASHBOARD_IMAGE}" | sort -u
+}
+
 usage() {
-  sed -n '2,13s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"
+  sed -n '2,14s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"
 }
 
 main() {
@@ -412,7 +443,7 @@ main() {
   for arg in "$@"; do
     case "${arg}" in
       --dry-run) DRY_RUN=true ;;
-      up | down) command="${arg}" ;;
+      up | down | images) command="${arg}" ;;
       -h | --help | help) usage; return 0 ;;
       *) usage >&2; die "unknown argument: ${arg}" ;;
     esac

@@ -33,6 +33,7 @@ SYSTEM_TOOLS = (
     "grep",
     "mkdir",
     "chmod",
+    "mktemp",
     "cat",
     "dirname",
     "git",
@@ -343,3 +344,35 @@ def test_an_unknown_argument_prints_the_usage(harness: Harness) -> None:
         "config/init.sh --dry-run" in result.stderr and "unknown argument: --force" in result.stderr
     )
     assert harness.calls() == []
+
+
+def test_images_lists_what_the_releases_and_manifests_pull_as_up_installs_them(
+    harness: Harness,
+) -> None:
+    harness.run()
+    installs = {
+        c["args"][2]: c["args"][3:]
+        for c in harness.calls({"helm"})
+        if c["args"][:2] == ["upgrade", "--install"]
+    }
+
+    result = harness.run("images")
+
+    assert result.returncode == 0, result.stderr
+    listed = result.stdout.split()
+    renders = {
+        c["args"][1]: c["args"][2:] for c in harness.calls({"helm"}) if c["args"][0] == "template"
+    }
+    assert set(renders) == set(installs)  # every release, ArgoCD included
+    for release, args in renders.items():
+        flags = [a for a in installs[release] if a not in ("--wait",)]
+        for flag in ("--version", "--namespace", "--values", "--set"):
+            assert _options(args, flag) == _options(flags, flag), release
+    assert "registry.example/mlflow:1.0" in listed and "registry.example/argocd:1.0" in listed
+    assert not any("mlops-api" in image or "mlops-dashboard" in image for image in listed)
+    assert "ghcr.io/headlamp-k8s/headlamp:v0.39.0" in listed  # from manifests/cluster
+    assert not harness.calls({"kind", "docker"})  # nothing created
+
+
+def _options(args: list[str], name: str) -> list[str]:
+    return [args[i + 1] for i, arg in enumerate(args[:-1]) if arg == name]
