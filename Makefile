@@ -88,11 +88,12 @@ bench-training: $(STAMP) ## Benchmark Ray's part in training: warm trainer, para
 docs: $(STAMP) ## Regenerate docs/configuration.md from the settings object
 	$(BIN)/python -m mlops.settings > docs/configuration.md
 
-lint: $(STAMP) ## Ruff, the type checker (mypy) and the package's import contracts
+lint: $(STAMP) ## Ruff, the type checker (mypy), the package's import contracts and the workflows
 	$(BIN)/ruff check fastapi tests bench
 	$(BIN)/ruff format --check fastapi tests bench
 	$(BIN)/mypy
 	$(BIN)/lint-imports
+	$(BIN)/check-jsonschema --builtin-schema vendor.github-workflows .github/workflows/*.yml
 
 format: $(STAMP) ## Format the Python code
 	$(BIN)/ruff format fastapi tests bench

@@ -52,7 +52,7 @@ def _workflows() -> dict[str, dict]:
 def test_workflows_pin_actions_limit_permissions_and_time() -> None:
     workflows = _workflows()
 
-    assert set(workflows) == {"ci.yml", "images.yml"}
+    assert set(workflows) == {"ci.yml", "images.yml", "e2e.yml"}
     for name, flow in workflows.items():
         assert "permissions" in flow, f"{name}: no top-level permissions"
         assert flow["permissions"] in ({}, {"contents": "read"}), name
@@ -61,6 +61,19 @@ def test_workflows_pin_actions_limit_permissions_and_time() -> None:
             for step in job["steps"]:
                 if "uses" in step:
                     assert re.fullmatch(r"[\w.-]+/[\w.-]+@[0-9a-f]{40}", step["uses"]), step
+
+
+def test_the_cluster_proof_runs_init_sh_and_the_users_path_on_both_architectures() -> None:
+    e2e = _workflows()["e2e.yml"]
+    cluster, images = e2e["jobs"]["cluster"], e2e["jobs"]["images"]
+    runs = [step.get("run", "") for step in cluster["steps"]]
+
+    assert cluster["strategy"]["matrix"]["runner"] == ["ubuntu-24.04", "ubuntu-24.04-arm"]
+    assert runs.index("./config/init.sh") < runs.index("python3 tests/cluster/e2e.py")
+    uploads = [s for s in cluster["steps"] if "upload-artifact" in s.get("uses", "")]
+    assert uploads and uploads[0]["if"] == "failure()"
+    image_runs = " ".join(step.get("run", "") for step in images["steps"])
+    assert "./config/init.sh images | python3 tests/cluster/resolve_images.py" in image_runs
 
 
 def test_ci_runs_the_readme_test_command() -> None:
