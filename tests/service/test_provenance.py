@@ -10,6 +10,8 @@ training's champion scoring must refuse all three, and the marker must never app
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -169,4 +171,43 @@ def test_training_fails_closed_when_the_champion_is_a_stranger_version(
     assert f"champion version {made.pickled} could not be scored" in second["promotion_reason"]
     assert "has no seal" in second["promotion_reason"]
     assert client.get_model_version_by_alias(name, "champion").version == made.pickled
+    assert not made.marker.exists()
+
+
+def test_an_operator_adopts_a_version_from_before_seals_but_never_a_strangers(
+    start_api, settings: Settings, tmp_path: Path
+) -> None:
+    name = f"adopt_{uuid.uuid4().hex[:8]}"
+    api, _ = start_api(model_name=name, experiment_name=name, redis_db=13)
+    accepted = api.post("/trigger_training", json={"hyperparameters": {}})
+    own = wait_for_job(api, accepted.json()["job_id"])["model_version"]
+    made = register_strangers(settings, name, tmp_path)
+    client = MlflowClient(settings.mlflow_tracking_uri)
+    for tag in ("mlops.seal", "mlops.skops_sha256", "mlops.onnx_sha256"):  # as before seals
+        client.delete_model_version_tag(name, own, tag)
+    env = {
+        **os.environ,
+        "MLOPS_MLFLOW_TRACKING_URI": settings.mlflow_tracking_uri,
+        "MLOPS_MODEL_NAME": name,
+        "MLOPS_MODEL_SIGNING_KEY": settings.model_signing_key.get_secret_value(),  # type: ignore[union-attr]
+    }
+    foreign_before = {v["version"]: v["foreign"] for v in api.get("/models").json()["versions"]}
+
+    adopted = subprocess.run(
+        [sys.executable, "-m", "mlops.ml.adopt", own, made.pickled, made.trusts_eval],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+    assert "has no seal" in foreign_before[own]
+    assert adopted.returncode == 1, adopted.stderr  # two of the three refused
+    assert f"version {own} of {name} checked and sealed" in adopted.stderr
+    assert f"version {made.pickled} left foreign: the model has no model.skops" in adopted.stderr
+    assert f"version {made.trusts_eval} left foreign" in adopted.stderr
+    assert "builtins.eval" in adopted.stderr
+    listed = {v["version"]: v["foreign"] for v in api.get("/models").json()["versions"]}
+    assert listed[own] is None
+    assert listed[made.pickled] and listed[made.trusts_eval]
     assert not made.marker.exists()
