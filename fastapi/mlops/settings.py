@@ -211,6 +211,16 @@ class Settings(BaseSettings):
         description="Rows × trees below which a fit runs on one CPU: spreading"
         " a sub-second fit over Ray workers costs more than it saves.",
     )
+    dataset_max_bytes: int = Field(
+        256 * 1024 * 1024,
+        ge=1024,
+        description="Largest dataset a job reads, checked before reading (file size, S3 "
+        "HEAD) and for Parquet also unpacked (its metadata).",
+    )
+    dataset_max_rows: int = Field(5_000_000, ge=10, description="Most rows a dataset may have.")
+    dataset_max_columns: int = Field(
+        1_000, ge=2, description="Most columns (features and target) a dataset may have."
+    )
     tune_max_trials: int = Field(64, ge=1, description="Upper bound on a search's trials.")
     tune_time_budget_seconds: float = Field(
         1200,

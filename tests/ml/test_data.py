@@ -201,3 +201,44 @@ def test_parquet_and_csv_read_the_same_frame(tmp_path: Path) -> None:
 
     assert data.read_dataset(str(tmp_path / "iris.parquet")).equals(frame)
     assert data.read_dataset(str(tmp_path / "iris.csv")).equals(frame)
+
+
+def test_a_dataset_over_the_byte_cap_is_refused_before_it_is_read(tmp_path: Path) -> None:
+    path = tmp_path / "iris.csv"
+    data.iris_frame().to_csv(path, index=False)
+
+    size = f"{path.stat().st_size:,}"
+
+    with pytest.raises(data.DatasetError, match=f"is {size} bytes; the limit is 1,024"):
+        data.read_dataset(str(path), cap=data.Limits(max_bytes=1024))
+
+
+def test_an_s3_object_over_the_byte_cap_is_refused_from_its_head(s3_endpoint: str) -> None:
+    config = data.S3Config(s3_endpoint, "test", "test")
+    data.write_csv(data.iris_frame(), "s3://mlops/data/big.csv", config)
+
+    with pytest.raises(data.DatasetError, match="MLOPS_DATASET_MAX_BYTES"):
+        data.read_dataset("s3://mlops/data/big.csv", config, data.Limits(max_bytes=1024))
+
+
+@pytest.mark.parametrize("suffix", ["csv", "parquet"])
+def test_rows_and_columns_over_their_caps_are_refused(tmp_path: Path, suffix: str) -> None:
+    path = tmp_path / f"iris.{suffix}"
+    frame = data.iris_frame()
+    frame.to_csv(path, index=False) if suffix == "csv" else frame.to_parquet(path)
+
+    with pytest.raises(data.DatasetError, match="has more than 100 rows"):
+        data.read_dataset(str(path), cap=data.Limits(max_rows=100))
+    with pytest.raises(data.DatasetError, match="has 5 columns; the limit is 4"):
+        data.read_dataset(str(path), cap=data.Limits(max_columns=4))
+
+
+def test_a_small_parquet_file_that_unpacks_past_the_cap_is_refused(tmp_path: Path) -> None:
+    import pandas as pd
+
+    path = tmp_path / "zeros.parquet"
+    pd.DataFrame({"x": [0.0] * 200_000, "y": ["a"] * 200_000}).to_parquet(path)
+    small = path.stat().st_size
+
+    with pytest.raises(data.DatasetError, match="unpacks to about 3,200,000 bytes"):
+        data.read_dataset(str(path), cap=data.Limits(max_bytes=small * 10, max_rows=10**6))

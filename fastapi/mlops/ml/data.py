@@ -44,6 +44,21 @@ class S3Config:
         )
 
 
+@dataclass(frozen=True)
+class Limits:
+    """How large a dataset may be: what is read (bytes) and what it expands to."""
+
+    max_bytes: int = 256 * 1024 * 1024
+    max_rows: int = 5_000_000
+    max_columns: int = 1_000
+
+
+def limits(settings: Settings) -> Limits:
+    return Limits(
+        settings.dataset_max_bytes, settings.dataset_max_rows, settings.dataset_max_columns
+    )
+
+
 def s3_config(settings: Settings) -> S3Config:
     secret = settings.s3_secret_access_key
     return S3Config(
@@ -130,20 +145,81 @@ def check_location(uri: str, allowed: list[str]) -> str:
     return normalised
 
 
-def read_dataset(uri: str, s3: S3Config | None = None) -> pd.DataFrame:
-    """Read a CSV or Parquet dataset from a local path, a file:// URI or an s3:// URI."""
+def read_dataset(uri: str, s3: S3Config | None = None, cap: Limits = Limits()) -> pd.DataFrame:
+    """Read a CSV or Parquet dataset from a local path, a file:// URI or an s3:// URI,
+    within `cap`: its size is checked before it is read (stat, S3 HEAD), a Parquet
+    file's rows, columns and unpacked size from its metadata, a CSV's columns from its
+    header, and its rows while reading."""
     kind = dataset_format(uri)
-    reader = pd.read_parquet if kind == "parquet" else pd.read_csv
     try:
         if uri.startswith("s3://"):
             bucket, key = _split_s3(uri)
-            body = (s3 or S3Config()).client().get_object(Bucket=bucket, Key=key)["Body"]
-            return reader(io.BytesIO(body.read()))
-        return reader(uri.removeprefix("file://"))
+            client = (s3 or S3Config()).client()
+            _check_bytes(uri, client.head_object(Bucket=bucket, Key=key)["ContentLength"], cap)
+            source: io.BytesIO | str = io.BytesIO(
+                client.get_object(Bucket=bucket, Key=key)["Body"].read()
+            )
+        else:
+            source = uri.removeprefix("file://")
+            _check_bytes(uri, Path(source).stat().st_size, cap)
+        if kind == "parquet":
+            return _read_parquet(uri, source, cap)
+        return _read_csv(uri, source, cap)
     except DatasetError:
         raise
     except Exception as exc:  # boto, OS and parser errors all mean "cannot read it"
         raise DatasetError(f"cannot read dataset {uri}: {exc}") from exc
+
+
+def _check_bytes(uri: str, size: int, cap: Limits) -> None:
+    if size > cap.max_bytes:
+        raise DatasetError(
+            f"dataset {uri} is {size:,} bytes; the limit is {cap.max_bytes:,}"
+            " (MLOPS_DATASET_MAX_BYTES)"
+        )
+
+
+def _check_shape(uri: str, rows: int, columns: int, cap: Limits, *, counted: bool) -> None:
+    """`counted`: `rows` is the whole count (Parquet's metadata), not a partial read."""
+    if columns > cap.max_columns:
+        raise DatasetError(
+            f"dataset {uri} has {columns:,} columns; the limit is {cap.max_columns:,}"
+            " (MLOPS_DATASET_MAX_COLUMNS)"
+        )
+    if rows > cap.max_rows:
+        count = f"{rows:,}; " if counted else ""
+        raise DatasetError(
+            f"dataset {uri} has more than {cap.max_rows:,} rows ({count}MLOPS_DATASET_MAX_ROWS)"
+        )
+
+
+def _read_parquet(uri: str, source: io.BytesIO | str, cap: Limits) -> pd.DataFrame:
+    """Its metadata first: a small compressed file can unpack to gigabytes (every value
+    becomes at least eight bytes in the frame the job trains on)."""
+    import pyarrow.parquet as pq
+
+    metadata = pq.ParquetFile(source).metadata
+    _check_shape(uri, metadata.num_rows, metadata.num_columns, cap, counted=True)
+    encoded = sum(metadata.row_group(i).total_byte_size for i in range(metadata.num_row_groups))
+    unpacked = max(encoded, metadata.num_rows * metadata.num_columns * 8)
+    if unpacked > cap.max_bytes:
+        raise DatasetError(
+            f"dataset {uri} unpacks to about {unpacked:,} bytes; the limit is "
+            f"{cap.max_bytes:,} (MLOPS_DATASET_MAX_BYTES)"
+        )
+    if isinstance(source, io.BytesIO):
+        source.seek(0)
+    return pd.read_parquet(source)
+
+
+def _read_csv(uri: str, source: io.BytesIO | str, cap: Limits) -> pd.DataFrame:
+    header = pd.read_csv(source, nrows=0)
+    _check_shape(uri, 0, len(header.columns), cap, counted=False)
+    if isinstance(source, io.BytesIO):
+        source.seek(0)
+    frame = pd.read_csv(source, nrows=cap.max_rows + 1)
+    _check_shape(uri, len(frame), len(frame.columns), cap, counted=False)
+    return frame
 
 
 def write_csv(frame: pd.DataFrame, uri: str, s3: S3Config | None = None) -> None:

@@ -88,7 +88,7 @@ def warm_up() -> None:
 
 def load_split(settings: Settings, dataset_uri: str, target_column: str) -> model.Split:
     """The dataset, checked (data.py's policy) and split into train and held-out rows."""
-    frame = data.read_dataset(dataset_uri, data.s3_config(settings))
+    frame = data.read_dataset(dataset_uri, data.s3_config(settings), data.limits(settings))
     features, labels = data.split_features(frame, target_column)
     return model.split(features, labels, test_size=settings.test_size, seed=settings.random_seed)
 
