@@ -15,6 +15,10 @@ class RayJobsError(Exception):
     """Ray's Jobs API could not be reached or refused the request."""
 
 
+class SubmissionUnconfirmed(RayJobsError):
+    """The submission reached Ray but no answer came back: Ray may be running the job."""
+
+
 def auth_headers(token: str | None) -> dict[str, str]:
     """What Ray's token authentication (RAY_AUTH_MODE=token) asks of every call."""
     return {"Authorization": f"Bearer {token}"} if token else {}
@@ -51,7 +55,16 @@ class RayJobsClient:
             "metadata": metadata,
             "entrypoint_num_cpus": num_cpus,
         }
-        response = await self._request("POST", "/api/jobs/", json=body)
+        try:
+            response = await self._http.post(
+                f"{self._base}/api/jobs/", json=body, headers=self._headers
+            )
+        except httpx.ConnectError as exc:  # nothing was sent
+            raise RayJobsError(f"Ray at {self._base} is unreachable: {exc}") from exc
+        except httpx.HTTPError as exc:
+            raise SubmissionUnconfirmed(
+                f"Ray did not confirm job {submission_id}: {type(exc).__name__}"
+            ) from exc
         if response.status_code != 200:
             raise RayJobsError(f"Ray refused the job ({response.status_code}): {response.text}")
 

@@ -12,7 +12,7 @@ from redis.exceptions import RedisError
 
 from mlops.background import Background
 from mlops.clients.mlflow_registry import MlflowRegistry
-from mlops.clients.ray_jobs import RayJobsClient, RayJobsError
+from mlops.clients.ray_jobs import RayJobsClient, RayJobsError, SubmissionUnconfirmed
 from mlops.clients.redis import DURATION_BUCKETS, AlertStream, JobStore
 from mlops.ml import search_space
 from mlops.ml.data import DatasetLocationError, check_location
@@ -205,9 +205,25 @@ class Training:
                 metadata={"kind": record["kind"], "source": record["source"]},
                 num_cpus=0,
             )
+        except SubmissionUnconfirmed:
+            # Our job id is Ray's submission id: if Ray took it, it is the job; if not,
+            # the reconciler marks the record failed once the submit grace has passed.
+            if await self._ray_has(job_id):
+                log.warning("Ray confirmed job %s only when asked again", job_id)
+                return
+            raise SubmissionUnconfirmed(
+                f"Ray did not confirm job {job_id}; its record is kept and reconciled with "
+                f"Ray: see /jobs/{job_id}"
+            ) from None
         except Exception:
             await self._jobs.delete(job_id)
             raise
+
+    async def _ray_has(self, job_id: str) -> bool:
+        try:
+            return await self._ray.info(job_id) is not None
+        except RayJobsError:
+            return False
 
     async def recent(self, limit: int) -> list[JobInfo]:
         return [JobInfo.model_validate(record) for record in await self._jobs.recent(limit)]
