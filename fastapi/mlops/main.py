@@ -75,6 +75,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
             jobs=JobStore(redis, history=settings.job_history),
             registry=registry,
             alerts=stream,
+            history=ChampionHistory(redis, model_name=settings.model_name),
         )
         serving = Serving(
             settings=settings,

@@ -13,12 +13,13 @@ from redis.exceptions import RedisError
 from mlops.background import Background
 from mlops.clients.mlflow_registry import MlflowRegistry
 from mlops.clients.ray_jobs import RayJobsClient, RayJobsError, SubmissionUnconfirmed
-from mlops.clients.redis import DURATION_BUCKETS, AlertStream, JobStore
+from mlops.clients.redis import DURATION_BUCKETS, AlertStream, ChampionHistory, JobStore
 from mlops.ml import search_space
 from mlops.ml.data import DatasetLocationError, check_location
 from mlops.ml.model import InvalidField, validate_hyperparameters
 from mlops.ml.specs import SearchSpec, TrainingSpec
 from mlops.schemas import AlertLevel, JobInfo, JobStatus, TuneRequest
+from mlops.services.recovery import RecoveredOutcome, recover_outcome
 from mlops.settings import Settings
 from mlops.telemetry import JobTotals
 
@@ -72,12 +73,14 @@ class Training:
         jobs: JobStore,
         registry: MlflowRegistry,
         alerts: AlertStream,
+        history: ChampionHistory,
     ) -> None:
         self._settings = settings
         self._ray = ray
         self._jobs = jobs
         self._registry = registry
         self._alerts = alerts
+        self._history = history
 
     def dataset(self, uri: str | None, target: str | None) -> tuple[str, str]:
         """(dataset URI, target column) of a request; a given URI must be inside the
@@ -279,6 +282,10 @@ class Training:
         fresh = await self._jobs.get(job_id) or {}
         if JobStatus(fresh.get("status", JobStatus.PENDING)).is_terminal:
             return  # the job recorded its own outcome meanwhile
+        recovered = await recover_outcome(self._registry, self._settings, job_id)
+        if recovered is not None:
+            await self._record_recovered(job_id, recovered, _ran_seconds(info or {}))
+            return
         error = message or f"job ended as {ray_status.value} without reporting a result"
         finished = _ray_time(info, "end_time") if info else datetime.now(UTC).isoformat()
         seconds = _ran_seconds(info or {})
@@ -293,6 +300,19 @@ class Training:
             f"Training job {job_id} {ray_status.value}: {error}",
             data={"job_id": job_id, "status": ray_status.value},
         )
+
+    async def _record_recovered(
+        self, job_id: str, recovered: RecoveredOutcome, seconds: float
+    ) -> None:
+        """What the job could not record itself, each part once (as the job would)."""
+        fields = {k: v for k, v in recovered.fields.items() if k != "status"}
+        await self._jobs.finish(job_id, recovered.fields["status"], seconds, **fields)
+        if recovered.move is not None:
+            await self._history.record_for_job(job_id, recovered.move)
+        await self._alerts.publish_for_job(
+            job_id, recovered.level, recovered.text, data={"job_id": job_id, **fields}
+        )
+        log.warning("training job %s: outcome recovered from MLflow", job_id)
 
 
 def _ran_seconds(info: dict[str, Any]) -> float:

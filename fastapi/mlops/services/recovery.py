@@ -1,0 +1,93 @@
+"""A job's outcome read back from MLflow, when the job could not record it in Redis.
+
+A training records its outcome in Redis and waits out an outage of up to
+MLOPS_REDIS_WAIT_SECONDS. Past that it gives up and Ray shows it failed, although it
+may have registered, and promoted, a version. That version is the durable record: the
+reconciler finds the one the job registered (its `mlops.job_id` tag, under the
+platform's seal, so nobody else can claim a job) and records the outcome from it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from mlops.clients.mlflow_registry import MlflowRegistry, TaggedVersion
+from mlops.ml import provenance
+from mlops.ml import registry_tags as tags
+from mlops.schemas import AlertLevel, ChampionMove, JobStatus
+from mlops.settings import Settings
+
+
+@dataclass(frozen=True)
+class RecoveredOutcome:
+    fields: dict[str, Any]  # for the job record
+    move: ChampionMove | None  # the champion's move, if the job made it
+    level: AlertLevel
+    text: str
+
+
+async def recover_outcome(
+    registry: MlflowRegistry, settings: Settings, job_id: str
+) -> RecoveredOutcome | None:
+    """The outcome of a job that registered a sealed version; None if it registered none."""
+    name = settings.model_name
+    found = _registered_by(await registry.versions(name), settings, job_id)
+    if found is None:
+        return None
+    promoted = found.tags.get(tags.TAG_PROMOTION) == "promoted"
+    reason = found.tags.get(tags.TAG_PROMOTION_REASON, "")
+    accuracy = float(found.tags.get(tags.TAG_ACCURACY, "nan"))
+    champion = await registry.alias_version(name, settings.champion_alias)
+    move = None
+    if promoted and champion == found.version:
+        move = ChampionMove(
+            action="promote",
+            from_version=None,
+            to_version=found.version,
+            at=found.created_at,
+            by=job_id,
+            reason=reason,
+        )
+    fields = {
+        "status": JobStatus.SUCCEEDED,
+        "finished_at": datetime.now(UTC).isoformat(),
+        "run_id": found.run_id,
+        "model_version": found.version,
+        "accuracy": accuracy,
+        "f1_macro": float(found.tags.get(tags.TAG_F1, "nan")),
+        # What happened, not only what the gate decided: the job may have stopped
+        # before the alias moved, or the alias may have moved on since.
+        "promoted": move is not None,
+        "promotion_reason": reason
+        if move or not promoted
+        else f"{reason}; the {settings.champion_alias} alias is not on this version",
+        "error": None,
+    }
+    verdict = f"is now the {settings.champion_alias}" if move else "was not promoted"
+    text = (
+        f"Training job {job_id}'s outcome was read back from MLflow (Redis was unreachable "
+        f"when it ended): version {found.version} of {name}, accuracy {accuracy:.4f}, "
+        f"{verdict} ({reason})."
+    )
+    return RecoveredOutcome(fields, move, "success" if move else "warning", text)
+
+
+def _registered_by(
+    versions: list[TaggedVersion], settings: Settings, job_id: str
+) -> TaggedVersion | None:
+    key = settings.signing_key()
+    for version in versions:
+        if version.tags.get(tags.TAG_JOB) != job_id:
+            continue
+        foreign = provenance.why_foreign(
+            key,
+            model=settings.model_name,
+            version=version.version,
+            run_id=version.run_id,
+            found=version.tags,
+        )
+        if foreign is None:
+            return version
+    return None
