@@ -106,6 +106,8 @@ lock: $(STAMP) ## Re-resolve the lock files after changing fastapi/pyproject.tom
 		--generate-hashes -o fastapi/requirements-dev.lock
 	$(BIN)/uv pip compile tests/infra/checkov.in --universal --python-version 3.11 \
 		-o tests/infra/checkov.lock
+	echo "uv==$(UV_VERSION)" | $(BIN)/uv pip compile - --universal --python-version 3.11 \
+		--generate-hashes --no-header -o fastapi/requirements-uv.lock
 
 clean: ## Remove the virtual environment and local platform state
 	rm -rf $(VENV) $(CHECKOV_VENV) .data

@@ -60,6 +60,17 @@ def test_the_image_installs_only_what_the_lock_hashes() -> None:
     assert "--require-hashes" in dockerfile
 
 
+def test_the_image_installs_uv_from_its_hashed_lock_at_the_makefiles_version() -> None:
+    dockerfile = (ROOT / "fastapi" / "Dockerfile").read_text()
+    lock = (ROOT / "fastapi" / "requirements-uv.lock").read_text()
+    version = re.search(r"^UV_VERSION := (\S+)$", (ROOT / "Makefile").read_text(), re.M)
+
+    assert version and f"uv=={version.group(1)} \\" in lock
+    assert "--hash=sha256:" in lock
+    assert "--require-hashes --no-deps -r fastapi/requirements-uv.lock" in dockerfile
+    assert not re.search(r"pip install[^\n]*\buv==", dockerfile)  # never unhashed
+
+
 def test_images_run_as_non_root() -> None:
     for dockerfile in (ROOT / "fastapi" / "Dockerfile", ROOT / "frontend" / "Dockerfile"):
         users = re.findall(r"^USER (\S+)$", dockerfile.read_text(), re.M)
