@@ -248,6 +248,19 @@ def test_every_namespace_we_install_into_denies_by_default() -> None:
         "minio", "mlflow", "db", "kuberay", "argocd", "fastapi", "frontend"
     }  # fmt: skip
     assert _installed_namespaces() <= denied
+    assert "kubernetes-dashboard" in denied  # applied by init.sh from manifests/cluster
+
+
+def test_the_node_reaches_the_kubernetes_dashboard_only_on_its_port() -> None:
+    from_node = [
+        p
+        for p in _policies()
+        if p["metadata"] == {"name": "from-the-node", "namespace": "kubernetes-dashboard"}
+    ]
+
+    assert [rule["ports"] for rule in from_node[0]["spec"]["ingress"]] == [
+        [{"port": 4466, "protocol": "TCP"}]
+    ]
 
 
 def _allowed_ingress(namespace: str) -> dict[str, set[int]]:
@@ -294,5 +307,6 @@ def test_our_namespaces_enforce_the_restricted_pod_security_profile() -> None:
 
     for ours in ("fastapi", "frontend"):
         assert labels[ours]["pod-security.kubernetes.io/enforce"] == "restricted"
-    for theirs in ("kuberay", "mlflow", "db", "minio"):
+    for theirs in ("kuberay", "mlflow", "db", "minio", "argocd"):
         assert labels[theirs]["pod-security.kubernetes.io/enforce"] == "baseline"
+    assert labels["kubernetes-dashboard"]["pod-security.kubernetes.io/enforce"] == "restricted"
