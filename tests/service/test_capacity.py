@@ -19,7 +19,7 @@ from helpers import api_client, platform_settings, ray_headers, wait_for, wait_f
 from mlops.local.platform import LocalPlatform, isolated_ray_ports
 from mlops.settings import Settings
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.platform, pytest.mark.slow]  # a platform of its own, too
 
 SEARCH = {"search_space": {"max_depth": {"randint": [2, 6]}}, "trials": 2}
 
