@@ -267,8 +267,16 @@ def test_secrets_reach_only_the_processes_that_use_them(platform, settings: Sett
 
     assert "MLOPS_API_TOKEN" not in env["ray"] and "MLOPS_RAY_AUTH_TOKEN" not in env["ray"]
     assert env["ray"]["RAY_AUTH_MODE"] == "token"
-    assert set(env["api"]) == {"MLOPS_API_TOKEN", "MLOPS_REDIS_PASSWORD", "MLOPS_RAY_AUTH_TOKEN"}
-    assert not any(key.startswith("MLOPS_") for key in env["mlflow"])
+    assert set(env["api"]) == {
+        "MLOPS_API_TOKEN",
+        "MLOPS_REDIS_PASSWORD",
+        "MLOPS_RAY_AUTH_TOKEN",
+        "MLOPS_MODEL_SIGNING_KEY",  # it checks seals before a promotion
+        "MLFLOW_ALLOW_PICKLE_DESERIALIZATION",  # "false": not a secret, a switch
+    }
+    assert env["api"]["MLFLOW_ALLOW_PICKLE_DESERIALIZATION"] == "false"
+    assert env["ray"]["MLOPS_MODEL_SIGNING_KEY"]  # the trainer seals, replicas check
+    assert not any(key.startswith("MLOPS_") for key in env["mlflow"])  # MLflow: no key
     assert "MLOPS_API_TOKEN" not in psutil.Process(ray_head.pid).environ()
     assert REDIS_PASSWORD not in " ".join(
         " ".join(p.info["cmdline"] or []) for p in psutil.process_iter(["cmdline"])
