@@ -151,14 +151,19 @@ def test_promotion_refuses_a_stranger_version_and_the_champion_stays(
     assert api.get("/models").json()["champion_version"] == before
 
 
-def test_training_fails_closed_when_the_champion_is_a_stranger_version(
-    start_api, settings: Settings, tmp_path: Path
-) -> None:
+def _trained_beside_strangers(start_api, settings: Settings, tmp_path: Path):
+    """An API of its own model: one version trained (the champion), then strangers'."""
     name = f"sealed_{uuid.uuid4().hex[:8]}"
     api, _ = start_api(model_name=name, experiment_name=name, redis_db=13)
     accepted = api.post("/trigger_training", json={"hyperparameters": {}})
     first = wait_for_job(api, accepted.json()["job_id"])
-    made = register_strangers(settings, name, tmp_path)
+    return api, name, first, register_strangers(settings, name, tmp_path)
+
+
+def test_training_fails_closed_when_the_champion_is_a_stranger_version(
+    start_api, settings: Settings, tmp_path: Path
+) -> None:
+    api, name, first, made = _trained_beside_strangers(start_api, settings, tmp_path)
     client = MlflowClient(settings.mlflow_tracking_uri)
     client.set_registered_model_alias(name, "champion", made.pickled)  # behind the API's back
 
@@ -177,11 +182,8 @@ def test_training_fails_closed_when_the_champion_is_a_stranger_version(
 def test_an_operator_adopts_a_version_from_before_seals_but_never_a_strangers(
     start_api, settings: Settings, tmp_path: Path
 ) -> None:
-    name = f"adopt_{uuid.uuid4().hex[:8]}"
-    api, _ = start_api(model_name=name, experiment_name=name, redis_db=13)
-    accepted = api.post("/trigger_training", json={"hyperparameters": {}})
-    own = wait_for_job(api, accepted.json()["job_id"])["model_version"]
-    made = register_strangers(settings, name, tmp_path)
+    api, name, first, made = _trained_beside_strangers(start_api, settings, tmp_path)
+    own = first["model_version"]
     client = MlflowClient(settings.mlflow_tracking_uri)
     for tag in ("mlops.seal", "mlops.skops_sha256", "mlops.onnx_sha256"):  # as before seals
         client.delete_model_version_tag(name, own, tag)
