@@ -18,8 +18,6 @@ import argparse
 import logging
 import os
 import sys
-import tempfile
-from pathlib import Path
 
 from mlops import logs
 from mlops.ml import provenance
@@ -30,16 +28,14 @@ from mlops.settings import Settings
 log = logging.getLogger("mlops.adopt")
 
 
-def checked_digests(tracking_uri: str, model: str, version: str, found: dict[str, str]) -> dict:
+def checked_digests(
+    settings: Settings, version: str, found: dict[str, str], run_id: str | None
+) -> dict:
     """The digest tags of a version whose artifacts pass the platform's checks."""
-    import mlflow
     import skops.io
 
-    with tempfile.TemporaryDirectory() as folder:
-        model_dir = mlflow.artifacts.download_artifacts(
-            artifact_uri=f"models:/{model}/{version}", dst_path=folder, tracking_uri=tracking_uri
-        )
-        data = provenance.skops_bytes(model_dir)
+    uri = settings.mlflow_tracking_uri
+    data = provenance.fetch_skops(f"models:/{settings.model_name}/{version}", uri)
     untrusted = set(skops.io.get_untrusted_types(data=data)) - set(provenance.SKOPS_TRUSTED_TYPES)
     if untrusted:
         raise ForeignVersion(f"its artifact needs types the platform does not trust: {untrusted}")
@@ -48,13 +44,8 @@ def checked_digests(tracking_uri: str, model: str, version: str, found: dict[str
         raise ForeignVersion(f"its artifact is a {type(pipeline).__name__}, not a classifier")
     digests = {tags.TAG_SKOPS_SHA256: provenance.sha256(data)}
     if found.get(tags.TAG_COMPILED) == "onnx":
-        run_id = mlflow.MlflowClient(tracking_uri).get_model_version(model, version).run_id
-        path = mlflow.artifacts.download_artifacts(
-            run_id=run_id,
-            artifact_path=f"{tags.COMPILED_DIR}/{tags.COMPILED_FILE}",
-            tracking_uri=tracking_uri,
-        )
-        digests[tags.TAG_ONNX_SHA256] = provenance.sha256(Path(path).read_bytes())
+        compiled = provenance.fetch_compiled(run_id, uri)
+        digests[tags.TAG_ONNX_SHA256] = provenance.sha256(compiled)
     return digests
 
 
@@ -74,7 +65,7 @@ def adopt(settings: Settings, version: str) -> str:
         is None
     ):
         return f"version {version} of {name} is already sealed"
-    current.update(checked_digests(settings.mlflow_tracking_uri, name, version, current))
+    current.update(checked_digests(settings, version, current, found.run_id))
     for tag in (tags.TAG_SKOPS_SHA256, tags.TAG_ONNX_SHA256):
         if tag in current:
             client.set_model_version_tag(name, version, tag, current[tag])

@@ -134,18 +134,28 @@ def verified(client: Any, key: bytes | None, model: str, version: str) -> Sealed
     return SealedVersion(model, str(found.version), found.run_id, dict(found.tags))
 
 
-def load_pipeline(sealed: SealedVersion, tracking_uri: str) -> Any:
-    """The scikit-learn pipeline of a sealed version, its digest checked before loading."""
+def fetch_skops(model_uri: str, tracking_uri: str | None = None) -> bytes:
+    """The skops file of a model folder in MLflow (`models:/name/version`, or a logged
+    model's URI), as stored."""
     import mlflow
 
     with tempfile.TemporaryDirectory() as folder:
         model_dir = mlflow.artifacts.download_artifacts(
-            artifact_uri=f"models:/{sealed.model}/{sealed.version}",
-            dst_path=folder,
-            tracking_uri=tracking_uri,
+            artifact_uri=model_uri, dst_path=folder, tracking_uri=tracking_uri
         )
-        data = skops_bytes(model_dir)
-    return pipeline_from_skops(data, sealed.tags.get(tags.TAG_SKOPS_SHA256))
+        return skops_bytes(model_dir)
+
+
+def fetch_compiled(run_id: str | None, tracking_uri: str) -> bytes:
+    """A run's compiled (ONNX) form, as stored."""
+    import mlflow
+
+    path = mlflow.artifacts.download_artifacts(
+        run_id=run_id,
+        artifact_path=f"{tags.COMPILED_DIR}/{tags.COMPILED_FILE}",
+        tracking_uri=tracking_uri,
+    )
+    return Path(path).read_bytes()
 
 
 def skops_bytes(model_dir: str) -> bytes:
@@ -156,15 +166,14 @@ def skops_bytes(model_dir: str) -> bytes:
     return path.read_bytes()
 
 
+def load_pipeline(sealed: SealedVersion, tracking_uri: str) -> Any:
+    """The scikit-learn pipeline of a sealed version, its digest checked before loading."""
+    data = fetch_skops(f"models:/{sealed.model}/{sealed.version}", tracking_uri)
+    return pipeline_from_skops(data, sealed.tags.get(tags.TAG_SKOPS_SHA256))
+
+
 def load_compiled(sealed: SealedVersion, tracking_uri: str) -> bytes:
     """The ONNX form of a sealed version, its digest checked."""
-    import mlflow
-
-    path = mlflow.artifacts.download_artifacts(
-        run_id=sealed.run_id,
-        artifact_path=f"{tags.COMPILED_DIR}/{tags.COMPILED_FILE}",
-        tracking_uri=tracking_uri,
-    )
-    data = Path(path).read_bytes()
+    data = fetch_compiled(sealed.run_id, tracking_uri)
     check_digest(data, sealed.tags.get(tags.TAG_ONNX_SHA256), "compiled (ONNX) artifact")
     return data

@@ -219,6 +219,7 @@ def _log_and_register(
     import mlflow
     from mlflow.models import infer_signature
 
+    key = signing_key(settings)
     pipeline = fitted.pipeline
     compiled, verification = _compile(pipeline, parts)
     run_options: dict[str, Any] = (
@@ -265,33 +266,32 @@ def _log_and_register(
     artifact_tags = {
         TAG_COMPILED: "onnx" if compiled is not None else "none",
         TAG_COMPILED_REASON: verification,
-        TAG_SKOPS_SHA256: _stored_skops_digest(info.model_uri),
+        # The file as MLflow stored it: what loaders will fetch and check.
+        TAG_SKOPS_SHA256: provenance.sha256(provenance.fetch_skops(info.model_uri)),
         **({TAG_ONNX_SHA256: provenance.sha256(compiled)} if compiled is not None else {}),
     }
     all_tags = {**tags, **artifact_tags}
     registered = mlflow.register_model(info.model_uri, settings.model_name, tags=all_tags)
     version = str(registered.version)
-    _seal(settings, version, run.info.run_id, all_tags)
+    _seal(settings, key, version, run.info.run_id, all_tags)
     return run.info.run_id, version
 
 
-def _stored_skops_digest(model_uri: str) -> str:
-    """The SHA-256 of the skops file as MLflow stored it (what loaders will fetch)."""
-    import mlflow
+def signing_key(settings: Settings) -> bytes:
+    """The key that seals what a job registers; checked before the job does any work."""
+    key = settings.signing_key()
+    if key is None:
+        raise ForeignVersion("no signing key is set (MLOPS_MODEL_SIGNING_KEY): cannot seal")
+    return key
 
-    with tempfile.TemporaryDirectory() as folder:
-        model_dir = mlflow.artifacts.download_artifacts(artifact_uri=model_uri, dst_path=folder)
-        return provenance.sha256(provenance.skops_bytes(model_dir))
 
-
-def _seal(settings: Settings, version: str, run_id: str, version_tags: dict[str, str]) -> None:
+def _seal(
+    settings: Settings, key: bytes, version: str, run_id: str, version_tags: dict[str, str]
+) -> None:
     """Put the platform's seal on the version just registered (before any alias moves
     to it: until then it is foreign, which is safe)."""
     import mlflow
 
-    key = settings.signing_key()
-    if key is None:
-        raise ForeignVersion("no signing key is set (MLOPS_MODEL_SIGNING_KEY): cannot seal")
     stamp = provenance.seal(
         key, model=settings.model_name, version=version, run_id=run_id, found=version_tags
     )
@@ -400,6 +400,7 @@ def execute(
     started = time.monotonic()
     asyncio.run(_mark_running(settings, job_id))
     try:
+        signing_key(settings)  # a job that could not seal its version does no work
         result = work()
     except Exception as exc:
         log.exception("job %s failed", job_id)
