@@ -251,16 +251,32 @@ def test_every_namespace_we_install_into_denies_by_default() -> None:
     assert "kubernetes-dashboard" in denied  # applied by init.sh from manifests/cluster
 
 
-def test_the_node_reaches_the_kubernetes_dashboard_only_on_its_port() -> None:
-    from_node = [
-        p
-        for p in _policies()
-        if p["metadata"] == {"name": "from-the-node", "namespace": "kubernetes-dashboard"}
-    ]
+def _node_rules() -> list[dict[str, Any]]:
+    return [p for p in _policies() if p["metadata"]["name"].startswith("from-the-node")]
 
-    assert [rule["ports"] for rule in from_node[0]["spec"]["ingress"]] == [
-        [{"port": 4466, "protocol": "TCP"}]
-    ]
+
+def test_the_node_reaches_each_pod_only_on_its_probe_and_node_ports() -> None:
+    admitted: dict[tuple[str, str], set[int]] = {}
+    for policy in _node_rules():
+        selected = policy["spec"]["podSelector"].get("matchLabels", {})
+        pods = next(iter(selected.values()), "every pod")
+        key = (policy["metadata"]["namespace"], pods)
+        for rule in policy["spec"]["ingress"]:
+            admitted.setdefault(key, set()).update(p["port"] for p in rule["ports"])
+
+    # The kubelet's HTTP probes and the NodePorts config/kind-config.yaml publishes, read
+    # from the charts rendered with our values (Redis's and Ray's probes are exec).
+    assert admitted == {
+        ("kuberay", "head"): {8265},
+        ("kuberay", "kuberay-operator"): {8080},
+        ("mlflow", "every pod"): {5000},
+        ("db", "every pod"): {6379},
+        ("minio", "every pod"): {9000, 9001},
+        ("argocd", "argocd-server"): {8080},
+        ("argocd", "argocd-repo-server"): {8084},
+        ("argocd", "argocd-application-controller"): {8082},
+        ("kubernetes-dashboard", "every pod"): {4466},
+    }
 
 
 def _allowed_ingress(namespace: str) -> dict[str, set[int]]:
@@ -289,7 +305,7 @@ def test_only_what_must_talk_may() -> None:
 def test_the_node_is_told_from_pods_by_the_declared_pod_network() -> None:
     config = yaml.safe_load((kube.ROOT / "config" / "kind-config.yaml").read_text())
     pod_network = config["networking"]["podSubnet"]
-    node_rules = [p for p in _policies() if p["metadata"]["name"] == "from-the-node"]
+    node_rules = _node_rules()
 
     assert {p["metadata"]["namespace"] for p in node_rules} >= _installed_namespaces() - {
         "fastapi", "frontend"

@@ -34,6 +34,7 @@ class Relay:
         self.up = True
         self.loop = asyncio.new_event_loop()
         self._writers: set[asyncio.StreamWriter] = set()
+        self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
 
     async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
@@ -70,12 +71,24 @@ class Relay:
         self.loop.call_soon_threadsafe(setattr, self, "up", True)
 
     def start(self) -> None:
-        def run() -> None:
-            asyncio.set_event_loop(self.loop)
-            self.loop.run_until_complete(asyncio.start_server(self._serve, "127.0.0.1", self.port))
-            self.loop.run_forever()
+        self._thread.start()
+        listening = asyncio.start_server(self._serve, "127.0.0.1", self.port)
+        self._server = asyncio.run_coroutine_threadsafe(listening, self.loop).result(timeout=10)
 
-        threading.Thread(target=run, daemon=True).start()
+    def stop(self) -> None:
+        """Closes the listener, cancels every copy in flight and closes the loop."""
+
+        async def shutdown() -> None:
+            self._server.close()
+            copies = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for copy in copies:
+                copy.cancel()
+            await asyncio.gather(*copies, return_exceptions=True)
+
+        asyncio.run_coroutine_threadsafe(shutdown(), self.loop).result(timeout=10)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(timeout=10)
+        self.loop.close()
 
 
 @pytest.fixture()
@@ -83,7 +96,7 @@ def relay(settings: Settings) -> Iterator[Relay]:
     relay = Relay(urlsplit(settings.redis_url).port or 6379)
     relay.start()
     yield relay
-    relay.loop.call_soon_threadsafe(relay.loop.stop)
+    relay.stop()
 
 
 def test_an_outcome_given_up_in_a_redis_outage_is_read_back_from_mlflow(
