@@ -308,19 +308,22 @@ install_argocd() {
 }
 
 apply_applications() {
-  local url revision app
+  local url revision default_url file
   read -r url revision < <(git_source)
   [[ "${url}" == http* ]] \
     || log "warning: ArgoCD cannot fetch ${url}; push this repository and set MLOPS_GIT_URL"
-  log "ArgoCD Applications from ${url} at ${revision}"
-  run kc wait crd/applications.argoproj.io --for=condition=Established --timeout=60s
-  for app in "${REPO_ROOT}"/argocd/*.yaml; do
+  log "ArgoCD project and Applications from ${url} at ${revision}"
+  default_url="$(sed -n 's/^ *repoURL: *//p' "${REPO_ROOT}/argocd/mlops-api.yaml")"
+  run kc wait crd/appprojects.argoproj.io crd/applications.argoproj.io \
+    --for=condition=Established --timeout=60s
+  # The project first: an Application of a project that does not exist yet is refused.
+  for file in "${REPO_ROOT}"/argocd/project.yaml "${REPO_ROOT}"/argocd/mlops-*.yaml; do
     if [[ "${DRY_RUN}" == true ]]; then
-      printf '  would apply %s\n' "${app#"${REPO_ROOT}/"}"
+      printf '  would apply %s\n' "${file#"${REPO_ROOT}/"}"
       continue
     fi
-    sed -e "s|^\( *repoURL:\).*|\1 ${url}|" -e "s|^\( *targetRevision:\).*|\1 ${revision}|" \
-      "${app}" | kc apply -f -
+    sed -e "s|${default_url}|${url}|" -e "s|^\( *targetRevision:\).*|\1 ${revision}|" \
+      "${file}" | kc apply -f -
   done
 }
 

@@ -18,7 +18,7 @@ KUSTOMIZATIONS = ("cluster", "api", "dashboard")
 SCHEMAS = Path(__file__).parent / "schemas"
 # Kinds without a Kubernetes schema that our files may contain: each has its own schema
 # in schemas/. Any other unknown kind fails.
-CUSTOM_KINDS = {("argoproj.io/v1alpha1", "Application")}
+CUSTOM_KINDS = {("argoproj.io/v1alpha1", "Application"), ("argoproj.io/v1alpha1", "AppProject")}
 
 
 def versions() -> dict[str, str]:

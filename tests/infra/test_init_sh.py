@@ -125,7 +125,7 @@ def test_a_full_run_issues_every_step_in_order(harness: Harness) -> None:
         _index(commands, "kubectl", "wait raycluster/mlops-ray", "HeadPodReady"),
         _index(commands, "kubectl", "exec", "python -m mlops.ml.seed"),
         _index(commands, "helm upgrade --install argocd argo/argo-cd --version 10.1.1"),
-        _index(commands, "kubectl", "wait crd/applications.argoproj.io"),
+        _index(commands, "kubectl", "wait crd/appprojects.argoproj.io"),
         _index(commands, "kubectl", "wait deployment/mlops-api", "--for=condition=Available"),
     ]
     assert order == sorted(order), "\n".join(commands)
@@ -134,7 +134,10 @@ def test_a_full_run_issues_every_step_in_order(harness: Harness) -> None:
             assert "--wait --timeout 10m" in command and "--values" in command
             assert "--kube-context kind-mlops" in command
     applied = [c["args"] for c in harness.calls({"kubectl-applied"})]
-    assert ["Application", "mlops-api"] in applied and ["Application", "mlops-dashboard"] in applied
+    argocd = applied[applied.index(["AppProject", "mlops"]) :]
+    assert argocd[:3] == [
+        ["AppProject", "mlops"], ["Application", "mlops-api"], ["Application", "mlops-dashboard"]
+    ]  # fmt: skip
 
 
 def test_the_dataset_goes_to_the_uri_the_api_reads(harness: Harness) -> None:
@@ -316,13 +319,12 @@ def test_applications_follow_the_clone_remote_over_https(harness: Harness) -> No
 
     harness.run()
 
-    apps = [
-        json.loads(c["stdin"])
-        for c in harness.calls({"kubectl-applied"})
-        if c["args"][0] == "Application"
-    ]
+    applied = [json.loads(c["stdin"]) for c in harness.calls({"kubectl-applied"})]
+    apps = [a for a in applied if a["kind"] == "Application"]
+    project = next(a for a in applied if a["kind"] == "AppProject")
     assert {a["spec"]["source"]["repoURL"] for a in apps} == {"https://github.com/acme/mlops.git"}
     assert {a["spec"]["source"]["targetRevision"] for a in apps} == {"release"}
+    assert project["spec"]["sourceRepos"] == ["https://github.com/acme/mlops.git"]
 
 
 def test_down_deletes_the_cluster_and_the_outputs(harness: Harness) -> None:

@@ -82,18 +82,39 @@ def test_an_unknown_kind_fails_unless_it_has_a_schema() -> None:
         _validate(doc)
 
 
+def _argocd(kind: str) -> dict[str, dict[str, Any]]:
+    docs = [doc for p in (kube.ROOT / "argocd").glob("*.yaml") for doc in kube.load_all(p)]
+    return {doc["metadata"]["name"]: doc for doc in docs if doc["kind"] == kind}
+
+
 def test_applications_sync_this_repository_with_prune_self_heal_and_finalizer() -> None:
-    apps = {p.stem: kube.load_all(p)[0] for p in (kube.ROOT / "argocd").glob("*.yaml")}
+    apps = _argocd("Application")
 
     assert set(apps) == {"mlops-api", "mlops-dashboard"}
     for name, app in apps.items():
         folder = name.removeprefix("mlops-")
         spec = app["spec"]
+        assert spec["project"] == "mlops"
         assert spec["source"]["path"] == f"manifests/{folder}"
         assert (kube.ROOT / "manifests" / folder / "kustomization.yaml").exists()
         assert spec["syncPolicy"]["automated"] == {"prune": True, "selfHeal": True}
-        assert "CreateNamespace=true" in spec["syncPolicy"]["syncOptions"]
+        # The namespace comes from manifests/cluster with its Pod Security labels.
+        assert "CreateNamespace=true" not in spec["syncPolicy"].get("syncOptions", [])
         assert "resources-finalizer.argocd.argoproj.io" in app["metadata"]["finalizers"]
+
+
+def test_the_project_admits_only_this_repository_our_namespaces_and_the_kinds_we_sync() -> None:
+    project = _argocd("AppProject")["mlops"]["spec"]
+    apps = _argocd("Application").values()
+    synced = [d for k in ("api", "dashboard") for d in kube.kustomize(k)]
+
+    assert project["sourceRepos"] == sorted({a["spec"]["source"]["repoURL"] for a in apps})
+    assert sorted(project["destinations"], key=str) == sorted(
+        (a["spec"]["destination"] for a in apps), key=str
+    )
+    assert project["clusterResourceWhitelist"] == []
+    allowed = {(kind["group"], kind["kind"]) for kind in project["namespaceResourceWhitelist"]}
+    assert allowed == {(d["apiVersion"].rpartition("/")[0], d["kind"]) for d in synced}
 
 
 def test_argocd_does_not_manage_what_helm_installs() -> None:
