@@ -39,6 +39,8 @@ MINIO_MLFLOW_KEY=""
 MINIO_TRAINING_KEY=""
 MINIO_DATASETS_KEY=""
 REDIS_PASSWORD=""
+REDIS_API_PASSWORD=""
+REDIS_RAY_PASSWORD=""
 API_TOKEN=""
 RAY_TOKEN=""
 MLFLOW_PASSWORD=""
@@ -175,6 +177,22 @@ authorization_function = mlflow.server.auth:authenticate_request_basic_auth
 EOF
 }
 
+# Redis's ACL file (helm-values/redis.yaml mounts it): the default user with the server's
+# password, for people and the chart's probes, then one user per component with only its
+# keys and data commands, the rules of fastapi/mlops/clients/redis_users.py (tests/infra
+# checks they are the same). A file without the default user would leave it passwordless.
+REDIS_DATA_COMMANDS="-@all +@read +@write +@keyspace +@stream +@hash +@set +@sortedset \
++@string +@scripting +@transaction +@connection -@dangerous"
+redis_acl_file() {
+  local ray_keys="~mlops:job:* ~mlops:jobs ~mlops:jobs:* ~mlops:champion-history:* \
+~mlops:alerts ~mlops:drift-sample:*"
+  cat <<EOF
+user default on >${REDIS_PASSWORD} ~* &* +@all
+user api on >${REDIS_API_PASSWORD} ~mlops:* resetchannels ${REDIS_DATA_COMMANDS}
+user ray on >${REDIS_RAY_PASSWORD} ${ray_keys} resetchannels ${REDIS_DATA_COMMANDS}
+EOF
+}
+
 create_secrets() {
   log "secrets (generated once, kept across runs)"
   MINIO_PASSWORD="$(kept_secret minio minio-root rootPassword)"
@@ -182,6 +200,8 @@ create_secrets() {
   MINIO_TRAINING_KEY="$(kept_secret minio minio-users training)"
   MINIO_DATASETS_KEY="$(kept_secret minio minio-users datasets)"
   REDIS_PASSWORD="$(kept_secret db redis-auth password)"
+  REDIS_API_PASSWORD="$(kept_secret db redis-auth api)"
+  REDIS_RAY_PASSWORD="$(kept_secret db redis-auth ray)"
   API_TOKEN="$(kept_secret fastapi mlops-secrets MLOPS_API_TOKEN)"
   RAY_TOKEN="$(kept_secret kuberay mlops-secrets RAY_AUTH_TOKEN)"
   MLFLOW_PASSWORD="$(kept_secret fastapi mlops-secrets MLOPS_MLFLOW_PASSWORD)"
@@ -195,17 +215,21 @@ create_secrets() {
   apply_secret mlflow mlflow-s3 "AWS_ACCESS_KEY_ID=mlflow" \
     "AWS_SECRET_ACCESS_KEY=${MINIO_MLFLOW_KEY}"
   apply_secret mlflow mlflow-auth "basic_auth.ini=$(mlflow_auth_config)"
-  apply_secret db redis-auth "password=${REDIS_PASSWORD}"
+  # Redis: the server's password (the chart's probes read it here), one per platform
+  # user (kept here too), and the ACL file made of them.
+  apply_secret db redis-auth "password=${REDIS_PASSWORD}" \
+    "api=${REDIS_API_PASSWORD}" "ray=${REDIS_RAY_PASSWORD}"
+  apply_secret db redis-users "users.acl=$(redis_acl_file)"
   # The API token is the API's alone: Ray's pods never see it. Ray's token goes to Ray's
   # pods (RAY_AUTH_TOKEN, read by Ray itself) and to the API, which calls Ray with it.
   # MLflow's admin signs in the API (MLOPS_MLFLOW_PASSWORD) and, through the mlflow
   # library's own variables, Ray's jobs and replicas. Only the jobs read S3 (datasets).
   # The signing key seals the versions the trainer registers (MLflow's users never see
   # it); the API and the replicas check the seal with it.
-  apply_secret fastapi mlops-secrets "MLOPS_REDIS_PASSWORD=${REDIS_PASSWORD}" \
+  apply_secret fastapi mlops-secrets "MLOPS_REDIS_PASSWORD=${REDIS_API_PASSWORD}" \
     "MLOPS_API_TOKEN=${API_TOKEN}" "MLOPS_RAY_AUTH_TOKEN=${RAY_TOKEN}" \
     "MLOPS_MLFLOW_PASSWORD=${MLFLOW_PASSWORD}" "MLOPS_MODEL_SIGNING_KEY=${SIGNING_KEY}"
-  apply_secret kuberay mlops-secrets "MLOPS_REDIS_PASSWORD=${REDIS_PASSWORD}" \
+  apply_secret kuberay mlops-secrets "MLOPS_REDIS_PASSWORD=${REDIS_RAY_PASSWORD}" \
     "MLOPS_S3_ACCESS_KEY_ID=training" "MLOPS_S3_SECRET_ACCESS_KEY=${MINIO_TRAINING_KEY}" \
     "RAY_AUTH_TOKEN=${RAY_TOKEN}" "MLOPS_MODEL_SIGNING_KEY=${SIGNING_KEY}" \
     "MLFLOW_TRACKING_USERNAME=admin" "MLFLOW_TRACKING_PASSWORD=${MLFLOW_PASSWORD}"

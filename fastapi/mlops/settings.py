@@ -92,7 +92,14 @@ class Settings(BaseSettings):
         "redis://127.0.0.1:6379/0",
         description="Redis-compatible server. Locally, setting it skips the embedded server.",
     )
-    redis_password: SecretStr | None = Field(None, description="Password for the Redis server.")
+    redis_username: str | None = Field(
+        None,
+        description="Redis user this process signs in as (unset: the default user). Like "
+        "a secret it belongs to the process: jobs and replicas sign in as their Ray node's "
+        "(`make up` and the cluster give the API `api` and Ray `ray`).",
+        json_schema_extra={"per_process": True},
+    )
+    redis_password: SecretStr | None = Field(None, description="That user's password.")
     ray_auth_token: SecretStr | None = Field(
         None,
         description="Ray's token (Ray's RAY_AUTH_MODE=token): sent on every Jobs and Serve "
@@ -198,6 +205,12 @@ class Settings(BaseSettings):
         True,
         description="Run each training in the long-lived trainer actor, where scikit-learn and"
         " MLflow are already imported (about 5 s faster a job); false: a fresh process per job.",
+    )
+    trainer_memory_mb: int = Field(
+        1024,
+        ge=128,
+        description="Memory the warm trainer reserves in Ray (MiB): Ray places it only on a "
+        "node with that much free, and places nothing there that would take it.",
     )
     training_max_cpus: int = Field(
         8,
@@ -331,34 +344,46 @@ class Settings(BaseSettings):
         return kept.read_text().strip().encode() if kept.is_file() else None
 
     @classmethod
-    def secret_variables(cls) -> set[str]:
-        """The MLOPS_* names of every secret setting."""
+    def per_process_variables(cls) -> set[str]:
+        """The MLOPS_* names of the settings each process has of its own and never passes
+        on: every secret, and the identity it signs in with."""
+        return {f"MLOPS_{name.upper()}" for name in cls._per_process_fields()}
+
+    @classmethod
+    def _per_process_fields(cls) -> set[str]:
         return {
-            f"MLOPS_{name.upper()}"
+            name
             for name, field in cls.model_fields.items()
             if SecretStr in (field.annotation, *get_args(field.annotation))
+            or (
+                isinstance(field.json_schema_extra, dict)
+                and field.json_schema_extra.get("per_process")
+            )
         }
 
     def secrets_env(self, *names: str) -> dict[str, str]:
-        """Only the named secrets, as MLOPS_* variables: each process is given the
-        credentials it uses and no others."""
+        """Only the named per-process settings (secrets, the Redis user), as MLOPS_*
+        variables: each process is given the credentials it uses and no others."""
         env = {}
         for name in names:
             value = getattr(self, name)
+            if isinstance(value, SecretStr):
+                value = value.get_secret_value()
             if value is not None:
-                env[f"MLOPS_{name.upper()}"] = value.get_secret_value()
+                env[f"MLOPS_{name.upper()}"] = str(value)
         return env
 
     @classmethod
     def from_env(cls, env: dict[str, str]) -> Settings:
         """Settings from the MLOPS_* variables given (what `as_env` made without
-        secrets), and only the secrets from this process's environment: how a long-lived
-        Ray actor takes each job's settings, whatever job started it."""
-        secrets = cls.secret_variables()
+        secrets), and the per-process ones (secrets, the Redis user) only from this
+        process's environment: how a long-lived Ray actor takes each job's settings,
+        whatever job started it."""
+        own = cls.per_process_variables()
         values: dict[str, Any] = {}
         for name in cls.model_fields:
             key = f"MLOPS_{name.upper()}"
-            source = os.environ if key in secrets else env
+            source = os.environ if key in own else env
             if key in source:
                 values[name] = source[key]
         # Only these values: a variable an earlier job left in this process must not
@@ -368,18 +393,18 @@ class Settings(BaseSettings):
     def as_env(self, *, include_secrets: bool) -> dict[str, str]:
         """These settings as MLOPS_* variables, for processes the platform starts.
 
-        Ray jobs get them without secrets: those reach a job from the Ray node's own
-        environment (a Kubernetes Secret in the cluster, the supervisor's environment
-        locally), never through the Jobs API, whose payload the Ray dashboard shows.
+        Ray jobs get them without secrets (nor the Redis user): those reach a job from
+        the Ray node's own environment (a Kubernetes Secret in the cluster, the
+        supervisor's environment locally), never through the Jobs API, whose payload the
+        Ray dashboard shows.
         """
         env: dict[str, str] = {}
+        own = type(self)._per_process_fields()
         for name in type(self).model_fields:
             value = getattr(self, name)
-            if value is None:
+            if value is None or (name in own and not include_secrets):
                 continue
             if isinstance(value, SecretStr):
-                if not include_secrets:
-                    continue
                 value = value.get_secret_value()
             elif isinstance(value, list):
                 value = ",".join(value)

@@ -7,11 +7,16 @@ vendored here. These tests hold what must stay true as the files change.
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
 import yaml
 from infra import kube
+
+from mlops.clients import redis_users
+from mlops.ml.placement import TRAINER_RESOURCE
+from mlops.settings import Settings
 
 # values file -> (chart name in its header, versions.env key of its pinned version)
 CHARTS = {
@@ -140,6 +145,17 @@ def test_the_ray_cluster_runs_our_image_with_guaranteed_resources_and_haproxy() 
     assert '--set "head.rayVersion=${RAY_VERSION}"' in script
 
 
+def test_the_trainer_runs_on_the_worker_group_within_its_memory() -> None:
+    values = _values("ray-cluster")
+
+    offered = json.loads(json.loads(values["worker"]["rayStartParams"]["resources"]))
+    assert offered == {TRAINER_RESOURCE: 1}
+    assert "resources" not in values["head"].get("rayStartParams", {})
+    # Ray's memory on a node is what its object store (30 %) leaves of the pod's limit.
+    limit_mb = int(values["worker"]["resources"]["limits"]["memory"].removesuffix("Gi")) * 1024
+    assert Settings().trainer_memory_mb <= 0.7 * limit_mb
+
+
 def test_the_ray_head_service_is_where_the_api_looks() -> None:
     settings = next(d for d in kube.kustomize("api") if d["kind"] == "ConfigMap")["data"]
     head = f"{_values('ray-cluster')['fullnameOverride']}-head-svc.kuberay.svc.cluster.local"
@@ -188,3 +204,22 @@ def test_argocd_serves_plain_http_on_its_node_port() -> None:
     assert values["configs"]["params"]["server.insecure"] is True
     assert "insecure" not in values["server"]
     assert values["server"]["service"]["nodePortHttp"] == 30080
+
+
+def test_the_api_and_ray_sign_in_to_redis_as_their_own_users_from_the_mounted_acl_file() -> None:
+    redis = _values("redis")
+    ray_env = {e["name"]: e.get("value") for e in _values("ray-cluster")["common"]["containerEnv"]}
+    api_settings = next(
+        d for d in kube.kustomize("api") if d["kind"] == "ConfigMap"
+    )["data"]  # fmt: skip
+
+    assert ray_env["MLOPS_REDIS_USERNAME"] == redis_users.RAY.name
+    assert api_settings["MLOPS_REDIS_USERNAME"] == redis_users.API.name
+    acl_file = re.search(r"^aclfile (\S+)$", redis["commonConfiguration"], re.M)
+    assert acl_file is not None
+    mount = redis["master"]["extraVolumeMounts"][0]
+    volume = next(v for v in redis["master"]["extraVolumes"] if v["name"] == mount["name"])
+    assert acl_file.group(1) == f"{mount['mountPath']}/users.acl"
+    assert volume["secret"]["secretName"] == "redis-users"  # written by init.sh
+    # The chart's own ACL would render the default user from a cluster lookup.
+    assert "acl" not in redis["auth"]

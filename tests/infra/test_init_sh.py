@@ -11,13 +11,20 @@ import base64
 import json
 import os
 import shutil
+import socket
 import stat
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
+import redis
+from helpers import free_port
 from infra import kube
+
+from mlops.clients import redis_users
+from mlops.local.components import find_redis_server
 
 TOOLS = ("kind", "kubectl", "helm", "docker", "uname")
 SYSTEM_TOOLS = (
@@ -156,6 +163,21 @@ def test_the_dataset_goes_to_the_uri_the_api_reads(harness: Harness) -> None:
     assert key.split("=", 1)[1] not in seed
 
 
+def _applied_secrets(harness: Harness) -> dict[tuple[str, str], dict[str, str]]:
+    """(namespace, name) -> decoded data of every Secret init.sh applied."""
+    secrets = [
+        json.loads(c["stdin"])
+        for c in harness.calls({"kubectl-applied"})
+        if c["args"][0] == "Secret"
+    ]
+    return {
+        (s["metadata"]["namespace"], s["metadata"]["name"]): {
+            k: base64.b64decode(v).decode() for k, v in s["data"].items()
+        }
+        for s in secrets
+    }
+
+
 def test_secrets_are_random_kept_private_and_written_with_mode_600(harness: Harness) -> None:
     result = harness.run()
 
@@ -171,23 +193,14 @@ def test_secrets_are_random_kept_private_and_written_with_mode_600(harness: Harn
     everything = result.stdout + result.stderr + "\n".join(harness.commands())
     assert values["minio.password"] not in everything
     assert values["redis.password"] not in everything
-    secrets = [
-        json.loads(c["stdin"])
-        for c in harness.calls({"kubectl-applied"})
-        if c["args"][0] == "Secret"
-    ]
-    by_name = {
-        (s["metadata"]["namespace"], s["metadata"]["name"]): {
-            k: base64.b64decode(v).decode() for k, v in s["data"].items()
-        }
-        for s in secrets
-    }
+    by_name = _applied_secrets(harness)
     assert set(by_name) == {
         ("minio", "minio-root"),
         ("minio", "minio-users"),
         ("mlflow", "mlflow-s3"),
         ("mlflow", "mlflow-auth"),
         ("db", "redis-auth"),
+        ("db", "redis-users"),
         ("fastapi", "mlops-secrets"),
         ("kuberay", "mlops-secrets"),
     }
@@ -246,7 +259,7 @@ def test_dry_run_prints_the_plan_and_calls_nothing(harness: Harness) -> None:
     assert harness.calls() == []
     assert "would run: kind create cluster" in result.stdout
     assert "would run: helm upgrade --install mlflow" in result.stdout
-    assert "would apply secret db/redis-auth (password)" in result.stdout
+    assert "would apply secret db/redis-auth (password api ray)" in result.stdout
     assert not (harness.repo / "outputs" / "credentials.txt").exists()
 
 
@@ -378,3 +391,62 @@ def test_images_lists_what_the_releases_and_manifests_pull_as_up_installs_them(
 
 def _options(args: list[str], name: str) -> list[str]:
     return [args[i + 1] for i, arg in enumerate(args[:-1]) if arg == name]
+
+
+def test_each_component_signs_in_to_redis_as_its_own_user(harness: Harness, tmp_path: Path) -> None:
+    harness.run()
+    secrets = _applied_secrets(harness)
+    passwords = secrets["db", "redis-auth"]
+    acl_file = secrets["db", "redis-users"]["users.acl"]
+
+    # The API's and Ray's Secrets hold their own user's password, not the server's.
+    assert secrets["fastapi", "mlops-secrets"]["MLOPS_REDIS_PASSWORD"] == passwords["api"]
+    assert secrets["kuberay", "mlops-secrets"]["MLOPS_REDIS_PASSWORD"] == passwords["ray"]
+    assert len({passwords["password"], passwords["api"], passwords["ray"]}) == 3
+    # The file's rules are the ones the package defines for each user.
+    lines = {line.split()[1]: line.split(" ", 4) for line in acl_file.splitlines()}
+    assert lines["default"][2:] == ["on", f">{passwords['password']}", "~* &* +@all"]
+    for user in redis_users.USERS:
+        _, name, on, password, rules = lines.pop(user.name)
+        assert (on, password) == ("on", f">{passwords[user.name]}")
+        assert rules == f"{user.keys} {user.channels} {user.commands}"
+    assert set(lines) == {"default"}
+
+    # Loaded as the chart's server loads it (requirepass beside the ACL file).
+    (tmp_path / "users.acl").write_text(acl_file)
+    port = free_port()
+    server = subprocess.Popen(
+        [find_redis_server(), "--port", str(port), "--save", "", "--dir", str(tmp_path),
+         "--requirepass", passwords["password"], "--aclfile", str(tmp_path / "users.acl")],
+        stdout=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        _wait_for_port(port)
+        as_api = redis.Redis(port=port, username="api", password=passwords["api"])
+        as_ray = redis.Redis(port=port, username="ray", password=passwords["ray"])
+        with pytest.raises(redis.AuthenticationError):
+            redis.Redis(port=port).ping()  # no password: the default user keeps its own
+        assert redis.Redis(port=port, password=passwords["password"]).ping()
+        as_api.hset("mlops:schedule-records", "s", "{}")
+        as_ray.hset("mlops:job:1", "status", "running")
+        as_ray.xadd("mlops:alerts", {"alert": "{}"})
+        with pytest.raises(redis.exceptions.NoPermissionError):
+            as_ray.hset("mlops:schedule-records", "s", "{}")
+        for client in (as_api, as_ray):
+            with pytest.raises(redis.exceptions.NoPermissionError):
+                client.config_get("requirepass")
+            with pytest.raises(redis.exceptions.NoPermissionError):
+                client.flushall()
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+
+
+def _wait_for_port(port: int, timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with socket.socket() as sock:
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.05)
+    pytest.fail(f"nothing listens on port {port}")

@@ -51,6 +51,9 @@ def test_job_environment_leaves_secrets_out() -> None:
     process_env = settings.as_env(include_secrets=True)
 
     assert "MLOPS_REDIS_PASSWORD" not in job_env
+    assert "MLOPS_REDIS_USERNAME" not in Settings(redis_username="api").as_env(
+        include_secrets=False
+    )
     assert "MLOPS_S3_SECRET_ACCESS_KEY" not in job_env
     assert process_env["MLOPS_REDIS_PASSWORD"] == "s3cret-pw"
     assert job_env["MLOPS_MODEL_NAME"] == "mlops_model"
@@ -61,7 +64,10 @@ def test_settings_from_a_jobs_variables_take_secrets_only_from_the_process(
 ) -> None:
     """The warm trainer's view of a job: what the job's API set, nothing left over from
     the job that started the trainer, and secrets from the trainer's own node."""
-    job = Settings(data_dir=tmp_path, model_name="churn", redis_password="from-the-api")
+    job = Settings(
+        data_dir=tmp_path, model_name="churn", redis_username="api", redis_password="from-the-api"
+    )
+    monkeypatch.setenv("MLOPS_REDIS_USERNAME", "ray")
     monkeypatch.setenv("MLOPS_REDIS_PASSWORD", "from-the-node")
     monkeypatch.setenv("MLOPS_S3_ENDPOINT_URL", "http://left-over:9000")  # an earlier job's
 
@@ -71,6 +77,7 @@ def test_settings_from_a_jobs_variables_take_secrets_only_from_the_process(
     assert seen.s3_endpoint_url is None
     assert seen.redis_password is not None
     assert seen.redis_password.get_secret_value() == "from-the-node"
+    assert seen.redis_username == "ray"  # the node's Redis user, never the API's
 
 
 def test_dataset_locations_default_to_the_data_folder_and_the_datasets_bucket(

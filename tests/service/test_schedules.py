@@ -120,6 +120,7 @@ def test_two_api_processes_run_each_scheduled_run_once(start_api) -> None:
     # Run n falls due n seconds after creation: eight runs take eight seconds, where two
     # schedulers that both carried out every run would have counted eight in about four.
     assert runs <= elapsed + 0.5, (runs, elapsed)
+
     # A run is counted when claimed and alerts a moment later, so the alerts catch up with
     # the runs counted before them and never pass the runs counted after them: one alert
     # per run. Two schedulers that both carried out each run would alert twice per run.

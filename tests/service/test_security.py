@@ -13,6 +13,7 @@ from pathlib import Path
 import httpx
 import psutil
 import pytest
+import redis
 from helpers import API_TOKEN, REDIS_PASSWORD, api_client, free_port, ray_headers, wait_for_job
 from pydantic import ValidationError
 from redis import Redis
@@ -269,12 +270,20 @@ def test_secrets_reach_only_the_processes_that_use_them(platform, settings: Sett
     assert env["ray"]["RAY_AUTH_MODE"] == "token"
     assert set(env["api"]) == {
         "MLOPS_API_TOKEN",
+        "MLOPS_REDIS_USERNAME",
         "MLOPS_REDIS_PASSWORD",
         "MLOPS_RAY_AUTH_TOKEN",
         "MLOPS_MODEL_SIGNING_KEY",  # it checks seals before a promotion
         "MLFLOW_ALLOW_PICKLE_DESERIALIZATION",  # "false": not a secret, a switch
     }
     assert env["api"]["MLFLOW_ALLOW_PICKLE_DESERIALIZATION"] == "false"
+    # Each signs in to Redis as its own user, never with the server's password.
+    assert (env["api"]["MLOPS_REDIS_USERNAME"], env["ray"]["MLOPS_REDIS_USERNAME"]) == (
+        "api",
+        "ray",
+    )
+    redis_passwords = {env[name]["MLOPS_REDIS_PASSWORD"] for name in ("api", "ray")}
+    assert len(redis_passwords) == 2 and REDIS_PASSWORD not in redis_passwords
     assert env["ray"]["MLOPS_MODEL_SIGNING_KEY"]  # the trainer seals, replicas check
     assert not any(key.startswith("MLOPS_") for key in env["mlflow"])  # MLflow: no key
     assert "MLOPS_API_TOKEN" not in psutil.Process(ray_head.pid).environ()
@@ -348,3 +357,22 @@ def test_an_authenticated_mlflow_admits_the_platform_and_refuses_strangers(
     assert move.status_code == 401  # nobody without credentials moves the champion
     assert refused.status_code == 503
     assert "MLOPS_MLFLOW_USERNAME" in refused.json()["detail"]
+
+
+def test_rays_redis_user_cannot_touch_the_schedules_or_run_admin_commands(
+    platform, settings: Settings
+) -> None:
+    env = {running.component.name: running.component.env for running in platform.supervisor.running}
+    as_ray = redis.Redis.from_url(
+        settings.redis_url,
+        username=env["ray"]["MLOPS_REDIS_USERNAME"],
+        password=env["ray"]["MLOPS_REDIS_PASSWORD"],
+    )
+
+    assert as_ray.exists("mlops:alerts") in (0, 1)  # signed in; its own keys are readable
+    with pytest.raises(redis.exceptions.NoPermissionError):
+        as_ray.hgetall("mlops:schedule-records")  # the API carries schedules out
+    with pytest.raises(redis.exceptions.NoPermissionError):
+        as_ray.set("mlops:serve-deploy", "1")
+    with pytest.raises(redis.exceptions.NoPermissionError):
+        as_ray.config_set("appendonly", "no")

@@ -49,6 +49,7 @@ def connect(settings: Settings) -> Redis:
         settings.redis_url,
         max_connections=settings.redis_max_connections,
         timeout=10,
+        username=settings.redis_username,
         password=password,
         decode_responses=True,
         socket_timeout=SOCKET_TIMEOUT_S,

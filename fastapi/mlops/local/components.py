@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import sys
@@ -12,6 +13,11 @@ from importlib.util import find_spec
 from pathlib import Path
 from urllib.parse import urlparse
 
+from pydantic import SecretStr
+
+from mlops.clients import redis_users
+from mlops.clients.redis_users import RedisUser, derived_password
+from mlops.ml.placement import TRAINER_RESOURCE
 from mlops.settings import Settings
 
 
@@ -76,14 +82,27 @@ def valkey(settings: Settings) -> Component:
         "",
     ]
     if settings.redis_password:
-        # From a file only its owner reads, never the command line (which `ps` shows).
+        # From a file only its owner reads, never the command line (which `ps` shows):
+        # the server's password (the default user's) and the platform's users.
+        password = settings.redis_password.get_secret_value()
+        lines = [f'requirepass "{password}"']
+        lines += [user.rule(derived_password(password, user)) for user in redis_users.USERS]
         config = data / "valkey.conf"
         config.unlink(missing_ok=True)
         fd = os.open(config, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as file:
-            file.write(f'requirepass "{settings.redis_password.get_secret_value()}"\n')
+            file.write("\n".join(lines) + "\n")
         command.insert(1, str(config))  # the config file comes first, then the options
     return Component("redis", command, ready_port=port)
+
+
+def as_redis_user(settings: Settings, user: RedisUser) -> Settings:
+    """These settings signing in to the embedded server as `user`."""
+    assert settings.redis_password is not None, "the embedded server has a password"
+    password = derived_password(settings.redis_password.get_secret_value(), user)
+    return settings.model_copy(
+        update={"redis_username": user.name, "redis_password": SecretStr(password)}
+    )
 
 
 def mlflow(settings: Settings) -> Component:
@@ -141,6 +160,9 @@ def ray_head(settings: Settings, ports: RayPorts = RayPorts()) -> Component:
         # Logical CPUs: a training job and Serve replicas share a laptop's cores.
         "--num-cpus",
         str(settings.ray_cpus or max(os.cpu_count() or 1, 4)),
+        # The one node is also where the warm trainer runs (mlops.ml.trainer).
+        "--resources",
+        json.dumps({TRAINER_RESOURCE: 1}),
         "--disable-usage-stats",
         *ports.extra_args,
     ]
@@ -148,7 +170,9 @@ def ray_head(settings: Settings, ports: RayPorts = RayPorts()) -> Component:
     path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
     env = {
         # Its training jobs and Serve replicas read the dataset and write to Redis.
-        **settings.secrets_env("redis_password", "s3_secret_access_key", "model_signing_key"),
+        **settings.secrets_env(
+            "redis_username", "redis_password", "s3_secret_access_key", "model_signing_key"
+        ),
         # Never unpickle a model: the platform loads skops files it sealed itself.
         "MLFLOW_ALLOW_PICKLE_DESERIALIZATION": "false",
         # Token authentication on the dashboard, Jobs and Serve APIs and between Ray's
@@ -217,6 +241,7 @@ def api(settings: Settings) -> Component:
         env={
             **settings.secrets_env(
                 "api_token",
+                "redis_username",
                 "redis_password",
                 "ray_auth_token",
                 "mlflow_password",

@@ -13,6 +13,8 @@ from urllib.parse import urlparse
 
 from pydantic import SecretStr
 
+from mlops.clients import redis_users
+from mlops.clients.redis_users import RedisUser
 from mlops.local import components
 from mlops.local.components import Component, RayPorts
 from mlops.local.dashboard import assets_missing
@@ -164,7 +166,9 @@ class LocalPlatform:
         if self.embed_redis:
             self.settings = with_redis_password(self.settings)
         # No secret for everyone: each component adds the ones it uses (components.py).
-        inherited = {k: v for k, v in os.environ.items() if k not in Settings.secret_variables()}
+        inherited = {
+            k: v for k, v in os.environ.items() if k not in Settings.per_process_variables()
+        }
         env = {**inherited, **self.settings.as_env(include_secrets=False)}
         self.supervisor = Supervisor(
             self.settings.data_dir / "logs", base_env=env, cwd=self.settings.data_dir
@@ -173,18 +177,25 @@ class LocalPlatform:
     def components(self) -> list[Component]:
         parts = [
             components.mlflow(self.settings),
-            components.ray_head(self.settings, self.ray_ports),
+            components.ray_head(self._as_redis_user(redis_users.RAY), self.ray_ports),
         ]
         if self.embed_redis:
             parts.insert(0, components.valkey(self.settings))
         if self.with_api:
-            parts.append(components.api(self.settings))
+            parts.append(components.api(self._as_redis_user(redis_users.API)))
             if self.with_dashboard:
                 if reason := assets_missing():
                     log.warning("the dashboard is not started: %s", reason)
                 else:
                     parts.append(components.dashboard(self.settings))
         return parts
+
+    def _as_redis_user(self, user: RedisUser) -> Settings:
+        """The embedded server's `user` for a component; a server of one's own
+        (MLOPS_REDIS_URL) is signed in to as configured."""
+        if not self.embed_redis:
+            return self.settings
+        return components.as_redis_user(self.settings, user)
 
     def urls(self) -> dict[str, str]:
         s = self.settings

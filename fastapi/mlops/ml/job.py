@@ -31,7 +31,13 @@ def main(argv: list[str] | None = None) -> int:
     if not settings.warm_trainer:
         return _in_this_process(settings, args.spec)
     ray.init(namespace=trainer.NAMESPACE, logging_level=logging.WARNING, log_to_driver=False)
-    worker = trainer.get_or_start(settings.mlflow_tracking_uri, settings.log_format)
+    try:
+        worker = trainer.get_or_start(
+            settings.mlflow_tracking_uri, settings.log_format, settings.trainer_memory_mb
+        )
+    except trainer.NoTrainerNode as exc:
+        sys.stderr.write(f"{exc}\n")
+        return 1
     # Secrets stay out of the call: the trainer reads them from its node's environment.
     env = settings.as_env(include_secrets=False)
     job_id = json.loads(args.spec)["job_id"]

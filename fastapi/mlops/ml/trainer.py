@@ -8,7 +8,10 @@ loaded. That removes the 5 s of imports a fresh process pays (bench/training.py)
 One actor per tracking server and version of this code (`actor_name`), detached so it
 outlives the job that started it, with a thread per concurrent job. It reserves no CPU
 (a job waiting on it reserves none either): the CPUs of a fit are reserved by the Ray
-workers that build its trees (`model.fit`).
+workers that build its trees (`model.fit`). It reserves memory (MLOPS_TRAINER_MEMORY_MB)
+and runs only on a node that offers the `trainer` resource: in the cluster the worker
+group, never the head with Ray's control processes (helm-values/ray-cluster.yaml);
+locally the one node (`make up` starts it so).
 """
 
 from __future__ import annotations
@@ -21,9 +24,17 @@ from typing import Any
 
 import ray
 
+from mlops.ml.placement import TRAINER_RESOURCE, TRAINER_SHARE
+
 log = logging.getLogger("mlops.trainer")
 
 NAMESPACE = "mlops"
+
+
+class NoTrainerNode(RuntimeError):
+    """No Ray node offers the trainer's resource: the trainer could never be placed."""
+
+
 # More than MLOPS_MAX_ACTIVE_TRAININGS's default: jobs beyond it wait in Ray, not here.
 MAX_CONCURRENT_JOBS = 16
 
@@ -102,8 +113,14 @@ class Trainer:
         return self._logs.take(job_id, close=last)
 
 
-def get_or_start(tracking_uri: str, log_format: str) -> Any:
+def get_or_start(tracking_uri: str, log_format: str, memory_mb: int) -> Any:
     """The trainer for this tracking server, started if none is running."""
+    if not ray.cluster_resources().get(TRAINER_RESOURCE):
+        raise NoTrainerNode(
+            f"no Ray node offers the {TRAINER_RESOURCE!r} resource the trainer runs on: "
+            f"start one with --resources '{{\"{TRAINER_RESOURCE}\": 1}}' (the cluster's "
+            "worker group has it, helm-values/ray-cluster.yaml)"
+        )
     return (
         ray.remote(Trainer)
         .options(
@@ -112,6 +129,8 @@ def get_or_start(tracking_uri: str, log_format: str) -> Any:
             lifetime="detached",
             get_if_exists=True,
             num_cpus=0,
+            memory=memory_mb * 1024 * 1024,
+            resources={TRAINER_RESOURCE: TRAINER_SHARE},
             max_concurrency=MAX_CONCURRENT_JOBS,
         )
         .remote(log_format)
