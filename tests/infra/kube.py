@@ -79,3 +79,16 @@ def node_ports_in_values(text: str) -> set[int]:
     return {int(n) for n in re.findall(r"nodePort\w*:\s*\"?(\d{5})\"?", text)} | {
         int(n) for n in re.findall(r"^\s+\w+:\s*\"(3\d{4})\"", text, re.M)
     }
+
+
+def chart_allowed_hosts(values: dict[str, Any]) -> str:
+    """MLFLOW_SERVER_ALLOWED_HOSTS as the chart's `mlflow.serverAllowedHosts` helper
+    renders it: ingress hosts (when enabled), then serverAllowedHosts, deduplicated in
+    order, collapsed to "*" when the wildcard is listed, comma-joined."""
+    hosts: list[str] = []
+    ingress = values.get("ingress", {})
+    if ingress.get("enabled") and ingress.get("hosts"):
+        hosts += [entry["host"] for entry in ingress["hosts"] if entry.get("host")]
+    hosts += values.get("serverAllowedHosts", [])
+    unique = list(dict.fromkeys(hosts))
+    return "*" if "*" in unique else ",".join(unique)

@@ -14,7 +14,6 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
@@ -32,19 +31,6 @@ pytestmark = [pytest.mark.platform, pytest.mark.slow]
 
 SEARCH = "/api/2.0/mlflow/registered-models/search"
 BROWSER_HOSTS = ("127.0.0.1:5555", "localhost:5555")
-
-
-def chart_allowed_hosts(values: dict[str, Any]) -> str:
-    """MLFLOW_SERVER_ALLOWED_HOSTS as the chart's `mlflow.serverAllowedHosts` helper
-    renders it: ingress hosts (when enabled), then serverAllowedHosts, deduplicated in
-    order, collapsed to "*" when the wildcard is listed, comma-joined."""
-    hosts: list[str] = []
-    ingress = values.get("ingress", {})
-    if ingress.get("enabled") and ingress.get("hosts"):
-        hosts += [entry["host"] for entry in ingress["hosts"] if entry.get("host")]
-    hosts += values.get("serverAllowedHosts", [])
-    unique = list(dict.fromkeys(hosts))
-    return "*" if "*" in unique else ",".join(unique)
 
 
 def _configmap() -> dict[str, str]:
@@ -72,7 +58,7 @@ def chart_mlflow(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         mlflow_tracking_uri=f"http://127.0.0.1:{port}",
     )
     component = components.mlflow(settings)
-    env = {**component.env, "MLFLOW_SERVER_ALLOWED_HOSTS": chart_allowed_hosts(values)}
+    env = {**component.env, "MLFLOW_SERVER_ALLOWED_HOSTS": kube.chart_allowed_hosts(values)}
     supervisor = Supervisor(folder / "logs")
     running = supervisor.start(dataclasses.replace(component, env=env))
     try:
@@ -85,7 +71,7 @@ def chart_mlflow(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 def test_the_chart_renders_our_allowed_hosts_from_the_values_file() -> None:
     values = yaml.safe_load((kube.ROOT / "helm-values" / "mlflow.yaml").read_text())
 
-    rendered = chart_allowed_hosts(values).split(",")
+    rendered = kube.chart_allowed_hosts(values).split(",")
 
     assert _host_header(_configmap()["MLOPS_MLFLOW_TRACKING_URI"]) in rendered
     assert "*" not in rendered  # a wildcard would turn MLflow's protection off

@@ -7,14 +7,10 @@ repository's deploy files, so the tests never touch the real outputs/.
 
 from __future__ import annotations
 
-import base64
 import json
-import os
-import shutil
 import socket
 import stat
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -22,88 +18,10 @@ import pytest
 import redis
 from helpers import free_port
 from infra import kube
+from infra.init_harness import Harness, applied_secrets, call_index
 
 from mlops.clients import redis_users
 from mlops.local.components import find_redis_server
-
-TOOLS = ("kind", "kubectl", "helm", "docker", "uname")
-SYSTEM_TOOLS = (
-    "bash",
-    "env",
-    "head",
-    "base64",
-    "tr",
-    "cut",
-    "sort",
-    "sed",
-    "awk",
-    "grep",
-    "mkdir",
-    "chmod",
-    "mktemp",
-    "cat",
-    "dirname",
-    "git",
-    "rm",
-)
-CLUSTER_TOOLS = {"kind", "kubectl", "helm", "docker"}
-
-
-class Harness:
-    def __init__(self, root: Path, missing: tuple[str, ...] = ()) -> None:
-        self.repo = root / "repo"
-        for folder in ("config", "helm-values", "manifests", "argocd"):
-            shutil.copytree(kube.ROOT / folder, self.repo / folder)
-        (self.repo / "outputs").mkdir()
-        self.bin = root / "bin"
-        self.bin.mkdir()
-        stub = Path(__file__).with_name("stub_tools.py")
-        for name in TOOLS:
-            if name in missing:
-                continue
-            path = self.bin / name
-            path.write_text(
-                f"#!{sys.executable}\nimport os, runpy\nos.environ['STUB_TOOL'] = {name!r}\n"
-                f"runpy.run_path({str(stub)!r}, run_name='__main__')\n"
-            )
-            path.chmod(0o755)
-        for name in SYSTEM_TOOLS:
-            found = shutil.which(name)
-            assert found, f"{name} is needed by the init.sh tests"
-            (self.bin / name).symlink_to(found)
-        self.calls_file = root / "calls.jsonl"
-        self.env = {
-            "PATH": str(self.bin),
-            "HOME": str(root),
-            "STUB_CALLS": str(self.calls_file),
-            "STUB_STATE": str(root / "state.json"),
-            "STUB_ARCH": "x86_64",
-            "PYTHONPATH": os.pathsep.join(sys.path),
-        }
-
-    def run(self, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
-        self.calls_file.write_text("")
-        return subprocess.run(
-            [str(self.repo / "config" / "init.sh"), *args],
-            env={**self.env, **env},
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-
-    def calls(self, tools: set[str] = CLUSTER_TOOLS) -> list[dict]:
-        lines = self.calls_file.read_text().splitlines()
-        return [c for c in map(json.loads, lines) if c["tool"] in tools]
-
-    def commands(self) -> list[str]:
-        return [" ".join([c["tool"], *c["args"]]) for c in self.calls()]
-
-
-def _index(commands: list[str], *words: str) -> int:
-    for i, command in enumerate(commands):
-        if all(word in command for word in words):
-            return i
-    raise AssertionError(f"no call with {words}:\n" + "\n".join(commands))
 
 
 @pytest.fixture
@@ -117,23 +35,25 @@ def test_a_full_run_issues_every_step_in_order(harness: Harness) -> None:
     assert result.returncode == 0, result.stderr
     commands = harness.commands()
     order = [
-        _index(commands, "docker info"),
-        _index(commands, "kind create cluster", "--name mlops", "kind-config.yaml"),
-        _index(commands, "kubectl", "apply --kustomize", "manifests/cluster"),
-        _index(commands, "kubectl", "apply -f -"),
-        _index(commands, "docker build", "fastapi/Dockerfile"),
-        _index(commands, "kind load docker-image"),
-        _index(commands, "helm repo add argo"),
-        _index(commands, "helm upgrade --install minio minio/minio --version 5.4.0"),
-        _index(commands, "helm upgrade --install mlflow community-charts/mlflow --version 1.11.5"),
-        _index(commands, "helm upgrade --install redis oci://", "--version 23.1.1"),
-        _index(commands, "helm upgrade --install kuberay-operator", "--version 1.7.0"),
-        _index(commands, "helm upgrade --install ray kuberay/ray-cluster", "--version 1.7.0"),
-        _index(commands, "kubectl", "wait raycluster/mlops-ray", "HeadPodReady"),
-        _index(commands, "kubectl", "exec", "python -m mlops.ml.seed"),
-        _index(commands, "helm upgrade --install argocd argo/argo-cd --version 10.1.1"),
-        _index(commands, "kubectl", "wait crd/appprojects.argoproj.io"),
-        _index(commands, "kubectl", "wait deployment/mlops-api", "--for=condition=Available"),
+        call_index(commands, "docker info"),
+        call_index(commands, "kind create cluster", "--name mlops", "kind-config.yaml"),
+        call_index(commands, "kubectl", "apply --kustomize", "manifests/cluster"),
+        call_index(commands, "kubectl", "apply -f -"),
+        call_index(commands, "docker build", "fastapi/Dockerfile"),
+        call_index(commands, "kind load docker-image"),
+        call_index(commands, "helm repo add argo"),
+        call_index(commands, "helm upgrade --install minio minio/minio --version 5.4.0"),
+        call_index(
+            commands, "helm upgrade --install mlflow community-charts/mlflow --version 1.11.5"
+        ),
+        call_index(commands, "helm upgrade --install redis oci://", "--version 23.1.1"),
+        call_index(commands, "helm upgrade --install kuberay-operator", "--version 1.7.0"),
+        call_index(commands, "helm upgrade --install ray kuberay/ray-cluster", "--version 1.7.0"),
+        call_index(commands, "kubectl", "wait raycluster/mlops-ray", "HeadPodReady"),
+        call_index(commands, "kubectl", "exec", "python -m mlops.ml.seed"),
+        call_index(commands, "helm upgrade --install argocd argo/argo-cd --version 10.1.1"),
+        call_index(commands, "kubectl", "wait crd/appprojects.argoproj.io"),
+        call_index(commands, "kubectl", "wait deployment/mlops-api", "--for=condition=Available"),
     ]
     assert order == sorted(order), "\n".join(commands)
     for command in commands:
@@ -150,7 +70,7 @@ def test_a_full_run_issues_every_step_in_order(harness: Harness) -> None:
 def test_the_dataset_goes_to_the_uri_the_api_reads(harness: Harness) -> None:
     harness.run()
 
-    seed = harness.commands()[_index(harness.commands(), "python -m mlops.ml.seed")]
+    seed = harness.commands()[call_index(harness.commands(), "python -m mlops.ml.seed")]
     assert "pod/mlops-ray-head-x7k2p" in seed
     assert "MLOPS_DATASET_URI=s3://mlops/datasets/iris.csv" in seed
     assert "MLOPS_S3_ENDPOINT_URL=http://minio.minio.svc.cluster.local:9000" in seed
@@ -161,21 +81,6 @@ def test_the_dataset_goes_to_the_uri_the_api_reads(harness: Harness) -> None:
     exec_call = next(c for c in harness.calls({"kubectl"}) if "mlops.ml.seed" in c["args"])
     assert exec_call["stdin"] == f"datasets\n{key.split('=', 1)[1]}\n"
     assert key.split("=", 1)[1] not in seed
-
-
-def _applied_secrets(harness: Harness) -> dict[tuple[str, str], dict[str, str]]:
-    """(namespace, name) -> decoded data of every Secret init.sh applied."""
-    secrets = [
-        json.loads(c["stdin"])
-        for c in harness.calls({"kubectl-applied"})
-        if c["args"][0] == "Secret"
-    ]
-    return {
-        (s["metadata"]["namespace"], s["metadata"]["name"]): {
-            k: base64.b64decode(v).decode() for k, v in s["data"].items()
-        }
-        for s in secrets
-    }
 
 
 def test_secrets_are_random_kept_private_and_written_with_mode_600(harness: Harness) -> None:
@@ -193,7 +98,7 @@ def test_secrets_are_random_kept_private_and_written_with_mode_600(harness: Harn
     everything = result.stdout + result.stderr + "\n".join(harness.commands())
     assert values["minio.password"] not in everything
     assert values["redis.password"] not in everything
-    by_name = _applied_secrets(harness)
+    by_name = applied_secrets(harness)
     assert set(by_name) == {
         ("minio", "minio-root"),
         ("minio", "minio-users"),
@@ -290,8 +195,8 @@ def test_the_architecture_picks_the_image_platform(
 def test_the_images_built_are_the_ones_the_kustomizations_deploy(harness: Harness) -> None:
     harness.run()
 
-    load = harness.commands()[_index(harness.commands(), "kind load docker-image")]
-    ray = harness.commands()[_index(harness.commands(), "install ray kuberay/ray-cluster")]
+    load = harness.commands()[call_index(harness.commands(), "kind load docker-image")]
+    ray = harness.commands()[call_index(harness.commands(), "install ray kuberay/ray-cluster")]
     assert "ghcr.io/mlops-platform/mlops-api:0.1.0" in load
     assert "ghcr.io/mlops-platform/mlops-dashboard:0.1.0" in load
     assert "image.repository=ghcr.io/mlops-platform/mlops-api" in ray
@@ -395,7 +300,7 @@ def _options(args: list[str], name: str) -> list[str]:
 
 def test_each_component_signs_in_to_redis_as_its_own_user(harness: Harness, tmp_path: Path) -> None:
     harness.run()
-    secrets = _applied_secrets(harness)
+    secrets = applied_secrets(harness)
     passwords = secrets["db", "redis-auth"]
     acl_file = secrets["db", "redis-users"]["users.acl"]
 
