@@ -41,6 +41,7 @@ from mlops.local.platform import (
     isolated_settings,
     raise_open_files_limit,
 )
+from mlops.schemas import AlertKind
 from mlops.settings import Settings
 
 IDLE_SECONDS = 10
@@ -55,7 +56,7 @@ async def _publish_all(settings: Settings, count: int, interval: float) -> None:
     redis = connect(settings)
     stream = AlertStream(redis, max_len=settings.alert_history)
     for i in range(count):
-        await stream.publish("info", f"bench {i}", kind="bench", data={"sent": time.time()})
+        await stream.publish("info", f"bench {i}", kind=AlertKind.WATCH, data={"sent": time.time()})
         await asyncio.sleep(interval)
     await redis.aclose()
 

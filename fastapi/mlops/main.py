@@ -23,6 +23,7 @@ from mlops.api import (
     model_report,
     models,
     prometheus,
+    quarantine,
     schedules,
 )
 from mlops.api import training as training_routes
@@ -31,6 +32,7 @@ from mlops.api.middleware import BodySizeLimit
 from mlops.background import Background
 from mlops.clients import redis as redis_client
 from mlops.clients.mlflow_registry import MlflowRegistry
+from mlops.clients.quarantine import Quarantine
 from mlops.clients.ray_jobs import RayJobsClient
 from mlops.clients.redis import AlertStream, ChampionHistory, DeployLock, DriftSamples, JobStore
 from mlops.clients.schedule_store import ScheduleStore
@@ -39,6 +41,7 @@ from mlops.services.alerts import AlertFeed
 from mlops.services.batching import ServeBatcher
 from mlops.services.drift import DriftMonitor
 from mlops.services.inference import Inference
+from mlops.services.job_reconciler import JobReconciler
 from mlops.services.model_report import ModelReport
 from mlops.services.models import Models
 from mlops.services.readiness import Readiness
@@ -69,13 +72,17 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         ray_token = settings.ray_token()
         ray = RayJobsClient(http, settings.ray_address, ray_token)
 
-        training = Training(
+        jobs = JobStore(redis, history=settings.job_history)
+        quarantine = Quarantine(redis)
+        training = Training(settings=settings, ray=ray, jobs=jobs, registry=registry)
+        reconciler = JobReconciler(
             settings=settings,
             ray=ray,
-            jobs=JobStore(redis, history=settings.job_history),
+            jobs=jobs,
             registry=registry,
             alerts=stream,
             history=ChampionHistory(redis, model_name=settings.model_name),
+            quarantine=quarantine,
         )
         serving = Serving(
             settings=settings,
@@ -112,6 +119,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         schedules_service = Schedules(
             settings=settings,
             store=ScheduleStore(redis),
+            quarantine=quarantine,
             training=training,
             drift=drift_monitor,
             registry=registry,
@@ -123,7 +131,12 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.schedules = schedules_service
         app.state.alert_feed = feed
         app.state.model_report = ModelReport(settings=settings, registry=registry)
-        app.state.readiness = Readiness(ray=ray, registry=registry, alerts=stream)
+        background = Background()
+        stack.push_async_callback(background.stop)  # first to run at exit
+        app.state.readiness = Readiness(
+            ray=ray, registry=registry, alerts=stream, loops=background.health
+        )
+        app.state.quarantine = quarantine
         app.state.drift = drift_monitor
         app.state.models = Models(
             settings=settings,
@@ -132,14 +145,13 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
             alerts=stream,
         )
 
-        background = Background()
-        stack.push_async_callback(background.stop)  # first to run at exit
-        background.start(feed.run(background), "alert-feed")
-        background.start(feed.ping_forever(background, settings.sse_ping_seconds), "sse-pings")
-        background.start(training.reconcile_forever(background), "job-reconciler")
-        background.start(schedules_service.run(background), "scheduler")
+        pings = settings.sse_ping_seconds
+        background.start("alert-feed", lambda: feed.run(background))
+        background.start("sse-pings", lambda: feed.ping_forever(background, pings))
+        background.start("job-reconciler", lambda: reconciler.run(background))
+        background.start("scheduler", lambda: schedules_service.run(background))
         if settings.auto_serve:
-            background.start(serving.keep_serving(background), "auto-serve")
+            background.start("auto-serve", lambda: serving.keep_serving(background))
         # Everything built so far lives as long as the process: keep it out of the garbage
         # collector's scans. And collect the young generation every 10,000 allocations,
         # not 700: with a thousand alert streams, the default promoted the objects of the
@@ -183,7 +195,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # With MLOPS_API_TOKEN_FOR_READS every route but the probes and the SSE feed checks
     # the token; otherwise reads carry no dependency at all (it costs on /inference).
     readers = [Reader] if settings.api_token_for_reads else []
-    for router in (training_routes, inference, schedules, model_report, models, drift, prometheus):
+    routers = (training_routes, inference, schedules, model_report, models, drift, quarantine)
+    for router in (*routers, prometheus):
         app.include_router(router.router, dependencies=readers)
     app.include_router(alerts.router)  # /alerts checks readers itself; /webhook is open
     app.include_router(health.router)

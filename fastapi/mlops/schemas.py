@@ -7,10 +7,14 @@ responses are ours.
 from __future__ import annotations
 
 from datetime import datetime
-from enum import StrEnum
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field
+
+from mlops.contracts.alerts import AlertKind, AlertLevel
+from mlops.contracts.champion import ChampionMove
+from mlops.contracts.jobs import JobInfo, JobStatus
+from mlops.contracts.serve import FLOAT32_MAX
 
 DatasetUri = Annotated[
     str | None,
@@ -115,7 +119,6 @@ class ScheduleRemoved(BaseModel):
 
 
 # The model computes in float32: a feature beyond its range cannot be represented.
-FLOAT32_MAX = 3.4028234663852886e38
 Feature = Annotated[float, Field(allow_inf_nan=False, ge=-FLOAT32_MAX, le=FLOAT32_MAX)]
 
 
@@ -145,58 +148,10 @@ class InferenceResponse(BaseModel):
     predictor: Literal["onnx", "sklearn"] = Field(description="Which form of the model answered.")
 
 
-class JobStatus(StrEnum):
-    PENDING = "pending"
-    RUNNING = "running"
-    SUCCEEDED = "succeeded"
-    FAILED = "failed"
-    STOPPED = "stopped"
-
-    @property
-    def is_terminal(self) -> bool:
-        return self in {JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.STOPPED}
-
-
 class JobAccepted(BaseModel):
     job_id: str
     status: JobStatus
     status_url: str
-
-
-class JobInfo(BaseModel):
-    job_id: str
-    kind: Literal["training", "tune"] = "training"
-    status: JobStatus
-    hyperparameters: dict[str, Any] = Field(
-        description="What it trained with; for a search, the best trial's once it ends."
-    )
-    source: str = Field(description="Who asked: `api` or a schedule id.")
-    dataset_uri: str | None = None
-    target_column: str | None = None
-    cpus: int | None = Field(None, description="CPUs its trees were built on.")
-    fit_seconds: float | None = Field(None, description="How long the fit itself took.")
-    search_space: dict[str, Any] | None = None
-    metric: str | None = Field(None, description="What a search maximises.")
-    trials_total: int | None = None
-    trials_finished: int | None = Field(None, description="Trials that reported a score.")
-    trials_failed: int | None = None
-    best_score: float | None = Field(None, description="A search's best score so far.")
-    created_at: datetime
-    started_at: datetime | None = None
-    finished_at: datetime | None = None
-    run_id: str | None = Field(None, description="MLflow run id.")
-    model_version: str | None = Field(None, description="Registered model version.")
-    accuracy: float | None = None
-    f1_macro: float | None = None
-    promoted: bool | None = Field(None, description="Whether this version became champion.")
-    promotion_reason: str | None = Field(None, description="Why it was, or was not, promoted.")
-    champion_version: str | None = Field(
-        None, description="The champion it was compared with on the same test rows."
-    )
-    champion_accuracy: float | None = Field(
-        None, description="That champion's accuracy on the same test rows."
-    )
-    error: str | None = None
 
 
 class JobList(BaseModel):
@@ -231,31 +186,17 @@ class RunPoint(BaseModel):
     accuracy: float
 
 
-AlertLevel = Literal["info", "success", "warning", "error"]
-
-
 class Alert(BaseModel):
     id: str = Field(description="Stream id; also the SSE event id.")
     level: AlertLevel
     text: str
-    kind: str = Field(description="What raised it: training, watch, schedule, system.")
+    kind: AlertKind = Field(description="What raised it.")
     created_at: datetime
     data: dict[str, Any] | None = None
 
 
 class AlertList(BaseModel):
     alerts: list[Alert]
-
-
-class ChampionMove(BaseModel):
-    """One move of the champion alias."""
-
-    action: Literal["promote", "rollback"]
-    from_version: str | None = Field(description="The champion before the move.")
-    to_version: str
-    at: datetime
-    by: str = Field(description="A training job id, or `api` for a person's call.")
-    reason: str
 
 
 class ChampionHistory(BaseModel):
@@ -329,9 +270,21 @@ class DependencyState(BaseModel):
     detail: str
 
 
+class LoopState(BaseModel):
+    running: bool = Field(description="False while it waits to be started again.")
+    last_completed_at: datetime | None = Field(
+        None, description="When it last completed a round of its work."
+    )
+    restarts: int = Field(description="Times it died and was started again.")
+    last_error: str | None = Field(None, description="Why it last died.")
+
+
 class ReadyResponse(BaseModel):
     ready: bool
     dependencies: dict[str, DependencyState]
+    loops: dict[str, LoopState] = Field(
+        default_factory=dict, description="The API's background loops, by name."
+    )
 
 
 class HealthResponse(BaseModel):
@@ -343,3 +296,18 @@ class ErrorResponse(BaseModel):
 
 
 MetricsResponse.model_rebuild()
+
+
+QuarantinedRecordKind = Literal["job", "schedule"]
+
+
+class QuarantinedRecord(BaseModel):
+    kind: QuarantinedRecordKind
+    record_id: str
+    reason: str = Field(description="Why it was moved aside.")
+    quarantined_at: datetime
+    fields: dict[str, str] = Field(description="Its fields as they were in Redis, unparsed.")
+
+
+class QuarantineList(BaseModel):
+    records: list[QuarantinedRecord]

@@ -15,7 +15,7 @@ from helpers import SseReader, on_redis_db, run_async
 from mlops import sse
 from mlops.background import Background
 from mlops.clients.redis import ALERT_STREAM, AlertStream, connect
-from mlops.schemas import Alert
+from mlops.schemas import Alert, AlertKind
 from mlops.services.alerts import AlertFeed
 from mlops.settings import Settings
 
@@ -29,7 +29,7 @@ def publish(settings: Settings) -> Iterator:
             redis = connect(settings)
             try:
                 stream = AlertStream(redis, max_len=settings.alert_history)
-                return await stream.publish(level, text, kind="test")  # type: ignore[arg-type]
+                return await stream.publish(level, text, kind=AlertKind.WATCH)  # type: ignore[arg-type]
             finally:
                 await redis.aclose()
 
@@ -208,7 +208,9 @@ def test_a_resume_replays_at_most_the_newest_alerts(start_api, settings: Setting
         redis = connect(mine)
         try:
             stream = AlertStream(redis, max_len=1000)
-            return [await stream.publish("info", f"old {i}", kind="test") for i in range(5)]
+            return [
+                await stream.publish("info", f"old {i}", kind=AlertKind.WATCH) for i in range(5)
+            ]
         finally:
             await redis.aclose()
 
@@ -266,7 +268,7 @@ def test_a_client_that_falls_behind_is_closed_and_its_resume_loses_nothing(
         stream = AlertStream(redis, max_len=1000)
         feed = AlertFeed(stream, queue_size=2)
         background = Background()
-        background.start(feed.run(background), "alert-feed")
+        background.start("alert-feed", lambda: feed.run(background))
         try:
             await wait_until(lambda: feed.healthy)
             with feed.subscribe() as subscription:
@@ -274,10 +276,10 @@ def test_a_client_that_falls_behind_is_closed_and_its_resume_loses_nothing(
                 first_stream = [await anext(frames)]  # ready
                 live = asyncio.ensure_future(anext(frames))
                 await asyncio.sleep(0.3)  # past the (empty) backlog: waiting for live alerts
-                published = [(await stream.publish("info", "1", kind="test")).id]
+                published = [(await stream.publish("info", "1", kind=AlertKind.WATCH)).id]
                 first_stream.append(await live)
                 for text in "2345":  # two fit in the queue; the third overflows it
-                    published.append((await stream.publish("info", text, kind="test")).id)
+                    published.append((await stream.publish("info", text, kind=AlertKind.WATCH)).id)
                 await wait_until(lambda: feed.client_count == 0)
                 first_stream += [frame async for frame in frames]
             got = [event.id for event in sse.events(b"".join(first_stream).decode().splitlines())]

@@ -8,6 +8,7 @@ CPython gh-86296); the API then hung on SIGTERM until it was killed.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import random
 import signal
@@ -35,7 +36,9 @@ def test_stop_ends_a_redis_loop_wherever_the_cancel_lands(platform, settings: Se
         durations = []
         for _ in range(100):
             background = Background()
-            background.start(_busy_with_redis(settings, background), "redis-loop")
+            background.start(
+                "redis-loop", functools.partial(_busy_with_redis, settings, background)
+            )
             await asyncio.sleep(random.uniform(0.001, 0.02))
             started = loop.time()
             await background.stop(timeout=3)
@@ -60,7 +63,7 @@ def test_a_loop_that_refuses_to_stop_is_named_with_its_await_and_left(
     async def scenario() -> tuple[bool, float]:
         release = asyncio.Event()
         background = Background()
-        background.start(stubborn(release), "stubborn-loop")
+        background.start("stubborn-loop", lambda: stubborn(release))
         await asyncio.sleep(0)
         loop = asyncio.get_running_loop()
         started = loop.time()

@@ -9,7 +9,7 @@ from mlflow import MlflowClient
 
 from mlops.clients.mlflow_registry import MlflowRegistry
 from mlops.clients.ray_jobs import RayJobsClient
-from mlops.clients.redis import AlertStream, ChampionHistory, JobStore, connect
+from mlops.clients.redis import JobStore, connect
 from mlops.services.training import Training
 from mlops.settings import Settings
 
@@ -121,8 +121,6 @@ def test_job_with_a_missing_dataset_fails_with_its_error_and_an_error_alert(
                     ray=RayJobsClient(http, settings.ray_address, settings.ray_token()),
                     jobs=JobStore(redis, history=settings.job_history),
                     registry=MlflowRegistry(http, settings.mlflow_tracking_uri),
-                    alerts=AlertStream(redis, max_len=settings.alert_history),
-                    history=ChampionHistory(redis, model_name=settings.model_name),
                 )
                 return await training.submit({})
             finally:

@@ -9,6 +9,7 @@ from typing import Annotated, Any
 from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from mlops.clients.quarantine import Quarantine
 from mlops.schemas import ErrorResponse
 from mlops.services.alerts import AlertFeed
 from mlops.services.drift import DriftMonitor
@@ -42,6 +43,7 @@ ModelReportDep = Annotated[ModelReport, Depends(_from_state("model_report"))]
 ReadinessDep = Annotated[Readiness, Depends(_from_state("readiness"))]
 ModelsDep = Annotated[Models, Depends(_from_state("models"))]
 DriftDep = Annotated[DriftMonitor, Depends(_from_state("drift"))]
+QuarantineDep = Annotated[Quarantine, Depends(_from_state("quarantine"))]
 
 # Documents the scheme in OpenAPI (Swagger's Authorize button); we check the token.
 _bearer = HTTPBearer(

@@ -18,6 +18,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from mlops.clients.mlflow_registry import MlflowUnavailable
 from mlops.clients.ray_jobs import RayJobsError
 from mlops.ml.model import InvalidField
+from mlops.services.job_records import MalformedJob, UnknownJob
 from mlops.services.models import ChampionConflict, ForeignVersion, UnknownVersion
 from mlops.services.schedules import TooManySchedules
 from mlops.services.training import ClusterTooSmall, TooManyTrainings
@@ -90,6 +91,14 @@ def _status(code: int) -> Handler:
     return handler
 
 
+async def _malformed_job(request: Request, exc: Exception) -> Response:
+    detail = (
+        f"this job's record is malformed ({exc}); the job reconciler moves an active one "
+        "to the quarantine (GET /quarantine)"
+    )
+    return JSONResponse(status_code=409, content={"detail": detail})
+
+
 def install(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _invalid_request)
     app.add_exception_handler(StarletteHTTPException, _http_error)
@@ -100,6 +109,8 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(ChampionConflict, _status(409))
     app.add_exception_handler(ForeignVersion, _status(409))
     app.add_exception_handler(ClusterTooSmall, _status(409))
+    app.add_exception_handler(UnknownJob, _status(404))
+    app.add_exception_handler(MalformedJob, _malformed_job)
     app.add_exception_handler(
         MlflowUnavailable, _unavailable("MLflow", "Check MLOPS_MLFLOW_TRACKING_URI and /ready.")
     )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Query, status
+from fastapi import APIRouter, Query, status
 
 from mlops.api.deps import UNAUTHORIZED, WRITE_RESPONSES, TrainingDep, Writer
 from mlops.schemas import (
@@ -78,9 +78,12 @@ async def list_jobs(
     return JobList(jobs=await training.recent(limit))
 
 
-@router.get("/jobs/{job_id}", responses={404: {"model": ErrorResponse}})
+@router.get(
+    "/jobs/{job_id}",
+    responses={
+        404: {"model": ErrorResponse},
+        409: {"model": ErrorResponse, "description": "Its record is malformed."},
+    },
+)
 async def get_job(job_id: str, training: TrainingDep) -> JobInfo:
-    job = await training.get(job_id)
-    if job is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no training job {job_id!r}")
-    return job
+    return await training.get(job_id)

@@ -19,7 +19,10 @@ from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 
-from mlops.schemas import Alert, AlertLevel, ChampionMove, JobStatus
+from mlops.contracts.alerts import AlertKind, AlertLevel
+from mlops.contracts.champion import ChampionMove
+from mlops.contracts.jobs import JobOutcome, JobStatus, NewJob, SearchProgress
+from mlops.schemas import Alert
 from mlops.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -120,7 +123,7 @@ class AlertStream:
         return bool(await self._redis.ping())
 
     async def publish(
-        self, level: AlertLevel, text: str, *, kind: str, data: dict[str, Any] | None = None
+        self, level: AlertLevel, text: str, *, kind: AlertKind, data: dict[str, Any] | None = None
     ) -> Alert:
         fields = {"level": level, "text": text, "kind": kind, "created_at": _now().isoformat()}
         if data:
@@ -139,14 +142,14 @@ class AlertStream:
         fields = {
             "level": level,
             "text": text,
-            "kind": "training",
+            "kind": AlertKind.TRAINING,
             "created_at": _now().isoformat(),
             "data": json.dumps(data),
         }
         entry_id = await self._redis.eval(
             _APPEND_ONCE,
             2,
-            _job_key(job_id),
+            job_key(job_id),
             ALERT_STREAM,
             "alerted",
             self._max_len,
@@ -272,7 +275,7 @@ class ChampionHistory:
         await self._redis.eval(
             _APPEND_ONCE,
             2,
-            _job_key(job_id),
+            job_key(job_id),
             self._key,
             "champion_recorded",
             HISTORY_LENGTH,
@@ -331,7 +334,7 @@ class DriftSamples:
         return rows
 
 
-def _job_key(job_id: str) -> str:
+def job_key(job_id: str) -> str:
     return f"mlops:job:{job_id}"
 
 
@@ -342,7 +345,7 @@ class JobStore:
         self._redis = redis
         self._history = history
 
-    async def create(self, job_id: str, *, fields: dict[str, Any], max_active: int = 0) -> bool:
+    async def create(self, job_id: str, *, fields: NewJob, max_active: int = 0) -> bool:
         """Record a new pending job with `fields` (what it was asked to do); False (and
         nothing recorded) if `max_active` jobs are already pending or running. The check
         and the write are one atomic step, so API replicas cannot overshoot the limit
@@ -359,7 +362,7 @@ class JobStore:
             _ADMIT_JOB,
             3,
             JOB_ACTIVE,
-            _job_key(job_id),
+            job_key(job_id),
             JOB_INDEX,
             max_active,
             job_id,
@@ -376,18 +379,20 @@ class JobStore:
             async with self._redis.pipeline(transaction=True) as pipe:
                 pipe.zrem(JOB_INDEX, *stale)
                 pipe.srem(JOB_ACTIVE, *stale)
-                pipe.delete(*(_job_key(job_id) for job_id in stale))
+                pipe.delete(*(job_key(job_id) for job_id in stale))
                 await pipe.execute()
 
-    async def finish(self, job_id: str, status: str, seconds: float, **fields: Any) -> bool:
+    async def finish(
+        self, job_id: str, status: JobStatus, seconds: float, outcome: JobOutcome
+    ) -> bool:
         """Record how a job ended (the last writer wins the fields); True the first
         time it ends, when it is also counted in the job totals and run times."""
-        record = {"status": status, **fields}
+        record = {"status": status, **outcome}
         pairs = [part for k, v in record.items() for part in (k, json.dumps(v))]
         first = await self._redis.eval(
             _FINISH_JOB,
             4,
-            _job_key(job_id),
+            job_key(job_id),
             JOB_ACTIVE,
             JOB_TOTALS,
             JOB_DURATIONS,
@@ -409,17 +414,17 @@ class JobStore:
             {k: float(v) for k, v in durations.items()},
         )
 
-    async def progress(self, job_id: str, **fields: Any) -> bool:
+    async def progress(self, job_id: str, progress: SearchProgress) -> bool:
         """Record how far an unfinished job is; False once it has finished."""
-        pairs = [part for k, v in fields.items() for part in (k, json.dumps(v))]
-        return bool(await self._redis.eval(_PROGRESS, 1, _job_key(job_id), *pairs))
+        pairs = [part for k, v in progress.items() for part in (k, json.dumps(v))]
+        return bool(await self._redis.eval(_PROGRESS, 1, job_key(job_id), *pairs))
 
     async def mark_running(self, job_id: str, started_at: str) -> bool:
         """Mark a job running (first start time wins); False once it has finished."""
         changed = await self._redis.eval(
             _MARK_RUNNING,
             1,
-            _job_key(job_id),
+            job_key(job_id),
             json.dumps(JobStatus.RUNNING),
             json.dumps(started_at),
         )
@@ -429,17 +434,25 @@ class JobStore:
         async with self._redis.pipeline(transaction=True) as pipe:
             pipe.zrem(JOB_INDEX, job_id)
             pipe.srem(JOB_ACTIVE, job_id)
-            pipe.delete(_job_key(job_id))
+            pipe.delete(job_key(job_id))
             await pipe.execute()
 
-    async def get(self, job_id: str) -> dict[str, Any] | None:
-        raw = await self._redis.hgetall(_job_key(job_id))
-        return {k: json.loads(v) for k, v in raw.items()} if raw else None
+    async def get(self, job_id: str) -> dict[str, str] | None:
+        """The record's fields as stored (JSON each), for the caller to parse."""
+        return await self._redis.hgetall(job_key(job_id)) or None
 
-    async def recent(self, limit: int) -> list[dict[str, Any]]:
-        job_ids = await self._redis.zrevrange(JOB_INDEX, 0, limit - 1)
+    async def recent(self, limit: int) -> dict[str, dict[str, str]]:
+        """The newest `limit` records as stored, by job id, newest first."""
+        return await self._records(await self._redis.zrevrange(JOB_INDEX, 0, limit - 1))
+
+    async def active(self) -> dict[str, dict[str, str]]:
+        """Every pending or running job's record as stored, whatever its age (an id
+        whose record is gone maps to {})."""
+        return await self._records(sorted(await self._redis.smembers(JOB_ACTIVE)))
+
+    async def _records(self, job_ids: list[str]) -> dict[str, dict[str, str]]:
         async with self._redis.pipeline(transaction=False) as pipe:
             for job_id in job_ids:
-                pipe.hgetall(_job_key(job_id))
+                pipe.hgetall(job_key(job_id))
             raws = await pipe.execute()  # one round trip, not one per job
-        return [{k: json.loads(v) for k, v in raw.items()} for raw in raws if raw]
+        return dict(zip(job_ids, raws, strict=True))

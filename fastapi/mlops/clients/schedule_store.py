@@ -21,6 +21,8 @@ from mlops.schemas import ScheduleKind
 log = logging.getLogger(__name__)
 
 SCHEDULES = "mlops:schedule-records"
+# A schedule's period, in minutes: at least one, at most a week (as the API accepts).
+MIN_MINUTES, MAX_MINUTES = 1, 7 * 24 * 60
 # Keys of the scheduler before JSON records (APScheduler's RedisJobStore: pickles).
 LEGACY_PICKLE_KEYS = ("mlops:schedules", "mlops:schedules:run-times")
 
@@ -56,17 +58,24 @@ class ScheduleRecord:
 
     @classmethod
     def from_json(cls, text: str) -> ScheduleRecord:
-        raw = json.loads(text)
-        kind = raw["kind"]
+        """The record, checked as the API checks a new one; ValueError saying what is
+        wrong (a period the scheduler cannot divide by, a time without its zone...)."""
+        try:
+            raw = json.loads(text)
+            kind, minutes = raw["kind"], raw["minutes"]
+            created_at = datetime.fromisoformat(raw["created_at"])
+            params = raw.get("params") or {}
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f"not a schedule record: {type(exc).__name__}: {exc}") from None
         if kind not in get_args(ScheduleKind):
             raise ValueError(f"unknown schedule kind {kind!r}")
-        return cls(
-            schedule_id=str(raw["schedule_id"]),
-            kind=kind,
-            minutes=int(raw["minutes"]),
-            created_at=datetime.fromisoformat(raw["created_at"]),
-            params=dict(raw.get("params") or {}),
-        )
+        if type(minutes) is not int or not MIN_MINUTES <= minutes <= MAX_MINUTES:
+            raise ValueError(f"minutes must be {MIN_MINUTES} to {MAX_MINUTES}, not {minutes!r}")
+        if created_at.tzinfo is None:
+            raise ValueError(f"created_at {raw['created_at']!r} has no time zone")
+        if not isinstance(params, dict):
+            raise ValueError(f"params must be an object, not {type(params).__name__}")
+        return cls(str(raw["schedule_id"]), kind, minutes, created_at, params)
 
 
 @dataclass(frozen=True)
@@ -76,7 +85,7 @@ class RunCount:
     last_run_at: datetime | None = None
 
 
-def _runs_key(schedule_id: str) -> str:
+def runs_key(schedule_id: str) -> str:
     return f"mlops:schedule-runs:{schedule_id}"
 
 
@@ -94,24 +103,25 @@ class ScheduleStore:
     async def remove(self, schedule_id: str) -> bool:
         async with self._redis.pipeline(transaction=True) as pipe:
             pipe.hdel(SCHEDULES, schedule_id)
-            pipe.delete(_runs_key(schedule_id))
+            pipe.delete(runs_key(schedule_id))
             removed, _ = await pipe.execute()
         return bool(removed)
 
-    async def records(self) -> list[ScheduleRecord]:
-        """Every schedule; a record that does not parse is logged and left out."""
-        records = []
+    async def records(self) -> tuple[list[ScheduleRecord], dict[str, str]]:
+        """Every schedule that parses, and the reason of each one that does not (by id),
+        for the caller to move aside."""
+        records, malformed = [], {}
         for schedule_id, text in (await self._redis.hgetall(SCHEDULES)).items():
             try:
                 records.append(ScheduleRecord.from_json(text))
-            except (KeyError, TypeError, ValueError) as exc:
-                log.warning("skipped malformed schedule record %s: %s", schedule_id, exc)
-        return records
+            except ValueError as exc:
+                malformed[schedule_id] = str(exc)
+        return records, malformed
 
     async def run_counts(self, schedule_ids: list[str]) -> dict[str, RunCount]:
         async with self._redis.pipeline(transaction=False) as pipe:
             for schedule_id in schedule_ids:
-                pipe.hgetall(_runs_key(schedule_id))
+                pipe.hgetall(runs_key(schedule_id))
             replies = await pipe.execute()
         return {
             schedule_id: RunCount(
@@ -136,7 +146,7 @@ class ScheduleStore:
 
     async def record_run(self, schedule_id: str, run: int, at: datetime) -> RunCount:
         """Count a run carried out; returns the count as it was before."""
-        key = _runs_key(schedule_id)
+        key = runs_key(schedule_id)
         async with self._redis.pipeline(transaction=True) as pipe:
             pipe.hgetall(key)
             pipe.hset(key, mapping={"slot": run, "last_run_at": at.isoformat()})

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import logging
 import sys
@@ -24,6 +25,7 @@ from ray.tune.search.basic_variant import BasicVariantGenerator
 
 from mlops import logs
 from mlops.clients.redis import JobStore, connect
+from mlops.contracts.jobs import JobOutcome, SearchProgress
 from mlops.ml import model, search_space, train
 from mlops.ml.registry_tags import TAG_JOB
 from mlops.ml.specs import SearchSpec, TrainingSpec
@@ -93,24 +95,24 @@ class Progress(tune.Callback):
             if t.status == "TERMINATED" and (score := self._score(t)) is not None
         ]
         failed = sum(t.status == "ERROR" for t in trials)
-        fields = {
+        progress: SearchProgress = {
             "trials_finished": len(scores),
             "trials_failed": failed,
             "best_score": max(scores, default=None),
         }
         try:
-            asyncio.run(self._write(fields))
+            asyncio.run(self._write(progress))
         except Exception as exc:  # progress is informative: never fail the search on it
             log.warning("could not record the search's progress: %s", exc)
 
     def _score(self, trial: Any) -> float | None:
         return (trial.last_result or {}).get(self._spec.metric)
 
-    async def _write(self, fields: dict[str, Any]) -> None:
+    async def _write(self, progress: SearchProgress) -> None:
         redis = connect(self._settings)
         try:
             await JobStore(redis, history=self._settings.job_history).progress(
-                self._spec.job_id, **fields
+                self._spec.job_id, progress
             )
         finally:
             await redis.aclose()
@@ -140,7 +142,7 @@ def search(settings: Settings, spec: SearchSpec) -> train.TrainingResult:
     except Exception:
         client.set_terminated(parent_id, "FAILED")
         raise
-    extra = {
+    extra: JobOutcome = {
         "trials_finished": finished,
         "trials_failed": failed,
         "best_score": fitted.scores[spec.metric],
@@ -148,7 +150,7 @@ def search(settings: Settings, spec: SearchSpec) -> train.TrainingResult:
         "cpus": fitted.cpus,
         "fit_seconds": round(fitted.seconds, 3),
     }
-    return train.TrainingResult(**{**result.__dict__, "extra": extra})
+    return dataclasses.replace(result, extra=extra)
 
 
 def _tune(

@@ -7,10 +7,8 @@ Deployed by name (`mlops.ml.serving:app`) through Serve's REST API. Each replica
   least recently used evicted);
 - batches concurrent requests (@serve.batch) into one predict call per version.
 
-Request: POST {"rows": [[5.1, 3.5, 1.4, 0.2]], "version": "3" | null}
-Reply:   {"version": "3", "predictor": "onnx", "classes": [...], "probabilities": [[...]]}
-Errors carry {"error": "no_model" | "unknown_version" | "foreign_version" | "bad_input" |
-"load_failed", "detail": "..."}: a version the platform did not seal is never loaded.
+What it is asked and answers is `mlops.contracts.serve`; a version the platform did not
+seal is never loaded (`foreign_version`).
 """
 
 from __future__ import annotations
@@ -25,6 +23,7 @@ from ray import serve
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
+from mlops.contracts.serve import FLOAT32_MAX, ServeErrorCode
 from mlops.ml import provenance
 from mlops.ml.predictors import OnnxPredictor, Predictor, SklearnPredictor
 from mlops.ml.provenance import ForeignVersion
@@ -35,7 +34,6 @@ from mlops.ml.registry_tags import (
     TAG_FEATURES,
 )
 from mlops.ml.sampling import ServedRows
-from mlops.schemas import FLOAT32_MAX
 from mlops.settings import Settings
 
 log = logging.getLogger("ray.serve")
@@ -95,8 +93,8 @@ def _champion_version(settings: Settings) -> str | None:
     return str(found.version)
 
 
-def _error(status: int, code: str, detail: str) -> JSONResponse:
-    return JSONResponse({"error": code, "detail": detail}, status_code=status)
+def _error(code: ServeErrorCode, detail: str) -> JSONResponse:
+    return JSONResponse({"error": code, "detail": detail}, status_code=code.status)
 
 
 @dataclass(frozen=True)
@@ -154,22 +152,20 @@ class ModelServer:
             rows = np.asarray(body["rows"], dtype=np.float64)
             version = body.get("version")
         except (ValueError, KeyError, TypeError) as exc:
-            return _error(422, "bad_input", f"expected {{'rows': [[...]]}}: {exc}")
+            return _error(ServeErrorCode.BAD_INPUT, f"expected {{'rows': [[...]]}}: {exc}")
         if version is None:
             if self._champion is None:
                 try:
                     self._champion = await self._load_champion()
                 except ForeignVersion as exc:
                     return _error(
-                        409,
-                        "foreign_version",
+                        ServeErrorCode.FOREIGN_VERSION,
                         f"the {self._settings.champion_alias} is not served: {exc}",
                     )
             model = self._champion
             if model is None:
                 return _error(
-                    503,
-                    "no_model",
+                    ServeErrorCode.NO_MODEL,
                     f"no {self._settings.champion_alias} version of {self._settings.model_name} "
                     "yet: train one with POST /trigger_training",
                 )
@@ -177,21 +173,22 @@ class ModelServer:
             try:
                 model = await self._pinned(str(version))
             except UnknownVersion as exc:
-                return _error(404, "unknown_version", str(exc))
+                return _error(ServeErrorCode.UNKNOWN_VERSION, str(exc))
             except ForeignVersion as exc:
-                return _error(409, "foreign_version", str(exc))
+                return _error(ServeErrorCode.FOREIGN_VERSION, str(exc))
             except Exception as exc:  # the version exists but cannot be loaded
                 log.exception("could not load version %s", version)
-                return _error(503, "load_failed", f"version {version} could not be loaded: {exc}")
+                return _error(
+                    ServeErrorCode.LOAD_FAILED, f"version {version} could not be loaded: {exc}"
+                )
         if not np.all(np.abs(rows) <= FLOAT32_MAX):  # NaN fails this too
             return _error(
-                422, "bad_input", f"features must be finite and within ±{FLOAT32_MAX:.4g}"
+                ServeErrorCode.BAD_INPUT, f"features must be finite and within ±{FLOAT32_MAX:.4g}"
             )
         if rows.ndim != 2 or rows.shape[1] != len(model.features):
             got = rows.shape[-1] if rows.ndim else 0
             return _error(
-                422,
-                "bad_input",
+                ServeErrorCode.BAD_INPUT,
                 f"version {model.version} expects {len(model.features)} features "
                 f"({', '.join(model.features)}), got {got}",
             )

@@ -10,6 +10,7 @@ variables over the Ray node's environment (which holds the secrets).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
 import tempfile
@@ -23,6 +24,9 @@ from typing import Any
 from redis.exceptions import RedisError
 
 from mlops.clients.redis import AlertStream, ChampionHistory, JobStore, connect
+from mlops.contracts.alerts import AlertLevel
+from mlops.contracts.champion import ChampionMove
+from mlops.contracts.jobs import JobOutcome, JobStatus
 from mlops.ml import data, drift, model, predictors, promotion, provenance
 from mlops.ml.provenance import ForeignVersion
 from mlops.ml.registry_tags import (
@@ -47,7 +51,6 @@ from mlops.ml.registry_tags import (
 )
 from mlops.ml.specs import TrainingSpec
 from mlops.retry import backoff
-from mlops.schemas import AlertLevel, ChampionMove, JobStatus
 from mlops.settings import Settings
 
 log = logging.getLogger("mlops.train")
@@ -70,7 +73,7 @@ class TrainingResult:
     decision: promotion.Decision
     champion: promotion.ChampionScore | None  # the champion it was compared with
     move: ChampionMove | None  # the alias move, when promoted
-    extra: dict[str, Any] = field(default_factory=dict)  # more fields for the job record
+    extra: JobOutcome = field(default_factory=lambda: JobOutcome())  # more for the record
 
     @property
     def promoted(self) -> bool:
@@ -130,8 +133,8 @@ def train_and_register(
         fitted.cpus,
     )
     result = register(settings, spec, fitted, parts, champions=champions)
-    extra = {"cpus": fitted.cpus, "fit_seconds": round(fitted.seconds, 3)}
-    return TrainingResult(**{**result.__dict__, "extra": extra})
+    extra: JobOutcome = {"cpus": fitted.cpus, "fit_seconds": round(fitted.seconds, 3)}
+    return dataclasses.replace(result, extra=extra)
 
 
 def register(
@@ -356,7 +359,8 @@ async def _record(
     settings: Settings,
     job_id: str,
     seconds: float,
-    fields: dict[str, Any],
+    status: JobStatus,
+    outcome: JobOutcome,
     alert: tuple[AlertLevel, str],
     move: ChampionMove | None = None,
 ) -> None:
@@ -367,14 +371,14 @@ async def _record(
         redis = connect(settings)
         try:
             jobs = JobStore(redis, history=settings.job_history)
-            outcome = {k: v for k, v in fields.items() if k != "status"}
-            await jobs.finish(job_id, fields["status"], seconds, **outcome)
+            await jobs.finish(job_id, status, seconds, outcome)
             if move is not None:
                 history = ChampionHistory(redis, model_name=settings.model_name)
                 await history.record_for_job(job_id, move)
             level, text = alert
             alerts = AlertStream(redis, max_len=settings.alert_history)
-            await alerts.publish_for_job(job_id, level, text, data={"job_id": job_id, **fields})
+            data = {"job_id": job_id, "status": status, **outcome}
+            await alerts.publish_for_job(job_id, level, text, data=data)
         finally:
             await redis.aclose()
 
@@ -405,16 +409,12 @@ def execute(
     except Exception as exc:
         log.exception("job %s failed", job_id)
         error = f"{type(exc).__name__}: {exc}"
-        failure: dict[str, Any] = {
-            "status": JobStatus.FAILED,
-            "finished_at": _now(),
-            "error": error,
-        }
+        failure: JobOutcome = {"finished_at": _now(), "error": error}
         alarm: tuple[AlertLevel, str] = ("error", f"{what} {job_id} failed: {error}")
-        asyncio.run(_record(settings, job_id, time.monotonic() - started, failure, alarm))
+        seconds = time.monotonic() - started
+        asyncio.run(_record(settings, job_id, seconds, JobStatus.FAILED, failure, alarm))
         return 1
-    fields: dict[str, Any] = {
-        "status": JobStatus.SUCCEEDED,
+    outcome: JobOutcome = {
         "finished_at": _now(),
         "run_id": result.run_id,
         "model_version": result.model_version,
@@ -429,7 +429,8 @@ def execute(
     }
     alert = outcome_alert(result, settings)
     seconds = time.monotonic() - started
-    asyncio.run(_record(settings, job_id, seconds, fields, alert, result.move))
+    succeeded = JobStatus.SUCCEEDED
+    asyncio.run(_record(settings, job_id, seconds, succeeded, outcome, alert, result.move))
     return 0
 
 

@@ -144,6 +144,7 @@ class AlertFeed:
             await background.pause(seconds)
             for client in list(self._clients):
                 client.offer(_PING)  # a full queue is not idle: no ping needed
+            background.completed_round()
 
     async def run(self, background: Background) -> None:
         """Follow the stream until the app stops, riding out Redis outages (the backoff
@@ -159,6 +160,7 @@ class AlertFeed:
                 ):
                     with attempt:
                         await self._follow()
+                background.completed_round()
 
     async def _follow(self) -> None:
         """One blocking read of the stream; delivers what came and moves the cursor.

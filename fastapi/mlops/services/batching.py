@@ -21,6 +21,8 @@ from typing import Any
 
 import aiohttp
 
+from mlops.contracts.serve import ServeErrorCode
+
 log = logging.getLogger(__name__)
 
 # (model version or None for the champion, number of features): rows of one key
@@ -46,15 +48,6 @@ class _Pending:
     future: asyncio.Future[dict[str, Any]] = field(
         default_factory=lambda: asyncio.get_running_loop().create_future()
     )
-
-
-_VERDICTS = {
-    "unknown_version": 404,
-    "foreign_version": 409,
-    "bad_input": 422,
-    "no_model": 503,
-    "load_failed": 503,
-}
 
 
 class ServeBatcher:
@@ -139,8 +132,14 @@ def _outcome(status: int, content: bytes) -> dict[str, Any] | Exception:
         body = None
     if status == 200 and isinstance(body, dict):
         return body
-    code = body.get("error") if isinstance(body, dict) else None
-    if code in _VERDICTS:
-        return ServeVerdict(_VERDICTS[code], body["detail"])
+    if isinstance(body, dict) and (code := _error_code(body.get("error"))):
+        return ServeVerdict(code.status, body["detail"])
     text = content[:200].decode(errors="replace")
     return TransientServeError(f"Serve answered {status}: {text}")
+
+
+def _error_code(value: object) -> ServeErrorCode | None:
+    """The replica's error code, or None for anything else (a proxy's own error page)."""
+    if isinstance(value, str) and value in ServeErrorCode.__members__.values():
+        return ServeErrorCode(value)
+    return None

@@ -17,7 +17,7 @@ from mlops.clients.mlflow_registry import MlflowRegistry
 from mlops.clients.redis import AlertStream, DriftSamples
 from mlops.ml import drift
 from mlops.ml.registry_tags import REFERENCE_DIR, REFERENCE_FILE
-from mlops.schemas import DriftReport, FeatureDriftInfo
+from mlops.schemas import AlertKind, DriftReport, FeatureDriftInfo
 from mlops.settings import Settings
 
 _PROFILES_KEPT = 8  # reference profiles kept in memory (a few hundred KB each at most)
@@ -90,7 +90,7 @@ class DriftMonitor:
                 "warning",
                 f"{report.detail} (version {report.model_version}, {report.sample_size} "
                 f"recent rows, PSI threshold {report.threshold:g})",
-                kind="drift",
+                kind=AlertKind.DRIFT,
                 data={
                     "schedule_id": schedule_id,
                     "version": report.model_version,

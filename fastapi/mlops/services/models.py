@@ -17,7 +17,7 @@ from mlops.clients.redis import AlertStream, ChampionHistory
 from mlops.ml import provenance
 from mlops.ml import registry_tags as tags
 from mlops.ml.provenance import ForeignVersion
-from mlops.schemas import ChampionMove, ModelList, ModelVersionInfo
+from mlops.schemas import AlertKind, ChampionMove, ModelList, ModelVersionInfo
 from mlops.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -114,7 +114,7 @@ class Models:
         await self._alerts.publish(
             "warning",
             f"Champion {verb} by hand{was} to version {target} of {settings.model_name}: {reason}",
-            kind="champion",
+            kind=AlertKind.CHAMPION,
             data=move.model_dump(mode="json"),
         )
         log.info("champion %s%s to version %s: %s", verb, was, target, reason)

@@ -11,18 +11,20 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
 
 from mlops.clients.mlflow_registry import MlflowRegistry, TaggedVersion
+from mlops.contracts.alerts import AlertLevel
+from mlops.contracts.champion import ChampionMove
+from mlops.contracts.jobs import JobOutcome, JobStatus
 from mlops.ml import provenance
 from mlops.ml import registry_tags as tags
-from mlops.schemas import AlertLevel, ChampionMove, JobStatus
 from mlops.settings import Settings
 
 
 @dataclass(frozen=True)
 class RecoveredOutcome:
-    fields: dict[str, Any]  # for the job record
+    status: JobStatus
+    outcome: JobOutcome  # for the job record
     move: ChampionMove | None  # the champion's move, if the job made it
     level: AlertLevel
     text: str
@@ -50,8 +52,7 @@ async def recover_outcome(
             by=job_id,
             reason=reason,
         )
-    fields = {
-        "status": JobStatus.SUCCEEDED,
+    outcome: JobOutcome = {
         "finished_at": datetime.now(UTC).isoformat(),
         "run_id": found.run_id,
         "model_version": found.version,
@@ -71,7 +72,8 @@ async def recover_outcome(
         f"when it ended): version {found.version} of {name}, accuracy {accuracy:.4f}, "
         f"{verdict} ({reason})."
     )
-    return RecoveredOutcome(fields, move, "success" if move else "warning", text)
+    level: AlertLevel = "success" if move else "warning"
+    return RecoveredOutcome(JobStatus.SUCCEEDED, outcome, move, level, text)
 
 
 def _registered_by(

@@ -12,21 +12,24 @@ number of replicas, and runs that fell due while no API was up become one run
 from __future__ import annotations
 
 import asyncio
+import builtins
 import logging
 import math
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from pydantic import ValidationError
 from redis.exceptions import RedisError
 
 from mlops.background import Background
 from mlops.clients.mlflow_registry import MlflowRegistry, MlflowUnavailable
+from mlops.clients.quarantine import Quarantine
 from mlops.clients.ray_jobs import RayJobsError
 from mlops.clients.redis import AlertStream
 from mlops.clients.schedule_store import ScheduleRecord, ScheduleStore
 from mlops.ml.model import InvalidField
-from mlops.schemas import ScheduleInfo, ScheduleKind, TuneRequest
+from mlops.schemas import AlertKind, ScheduleInfo, ScheduleKind, TuneRequest
 from mlops.services.drift import DriftMonitor
 from mlops.services.training import ClusterTooSmall, TooManyTrainings, Training
 from mlops.settings import Settings
@@ -45,6 +48,29 @@ class TooManySchedules(Exception):
         )
 
 
+class MalformedSchedule(ValueError):
+    """A stored schedule whose parameters no run could use (moved to the quarantine)."""
+
+
+def checked(record: ScheduleRecord) -> ScheduleRecord:
+    """The record if its parameters are usable, as the API checked them when it was
+    added; MalformedSchedule saying what is wrong otherwise."""
+    params = record.params
+    if params.get("tune") is not None:
+        try:
+            TuneRequest.model_validate(params["tune"])
+        except ValidationError as exc:
+            problem = exc.errors()[0]
+            where = ".".join(str(part) for part in ("tune", *problem["loc"]))
+            raise MalformedSchedule(f"unusable parameters: {where}: {problem['msg']}") from None
+    if not isinstance(params.get("hyperparameters", {}), dict):
+        raise MalformedSchedule("unusable parameters: hyperparameters must be an object")
+    threshold = params.get("threshold")
+    if threshold is not None and not isinstance(threshold, int | float):
+        raise MalformedSchedule(f"unusable parameters: threshold {threshold!r} is not a number")
+    return record
+
+
 class Schedules:
     """This process's view of the shared schedules, and its scheduling loop."""
 
@@ -53,6 +79,7 @@ class Schedules:
         *,
         settings: Settings,
         store: ScheduleStore,
+        quarantine: Quarantine,
         training: Training,
         drift: DriftMonitor,
         registry: MlflowRegistry,
@@ -61,6 +88,7 @@ class Schedules:
     ) -> None:
         self._settings = settings
         self._store = store
+        self._quarantine = quarantine
         self._training = training
         self._drift = drift
         self._registry = registry
@@ -132,8 +160,9 @@ class Schedules:
         return removed
 
     async def list(self) -> list[ScheduleInfo]:
-        """Every schedule, oldest first, with its runs across all replicas."""
-        records = sorted(await self._store.records(), key=lambda r: r.created_at)
+        """Every usable schedule, oldest first, with its runs across all replicas (the
+        scheduling loop moves the others to the quarantine)."""
+        records = sorted(await self._usable(quarantine=False), key=lambda r: r.created_at)
         counts = await self._store.run_counts([r.schedule_id for r in records])
         return [
             self._info(record, runs=count.runs, last_run_at=count.last_run_at)
@@ -172,14 +201,30 @@ class Schedules:
             self._changed.clear()  # before reading: a change made meanwhile wakes the next
             try:
                 wait = await self._run_due(datetime.now(UTC))
+                background.completed_round()
             except (RedisError, OSError) as exc:
                 log.warning("schedules unavailable, retrying: %s", exc)
                 wait = self._sync_seconds
             await background.pause_until(self._changed, min(wait, self._sync_seconds))
 
+    async def _usable(self, *, quarantine: bool) -> builtins.list[ScheduleRecord]:
+        """The stored schedules a run can use; with `quarantine`, the others are moved
+        aside, each once, so one bad record never holds the others back."""
+        records, malformed = await self._store.records()
+        usable: builtins.list[ScheduleRecord] = []
+        for record in records:
+            try:
+                usable.append(checked(record))
+            except MalformedSchedule as exc:
+                malformed[record.schedule_id] = str(exc)
+        if quarantine:
+            for schedule_id, reason in malformed.items():
+                await self._quarantine.schedule(schedule_id, reason)
+        return usable
+
     async def _run_due(self, now: datetime) -> float:
         """Carry out every run that has fallen due; seconds until the next one."""
-        records = await self._store.records()
+        records = await self._usable(quarantine=True)
         live = {record.schedule_id for record in records}
         self._done = {key: run for key, run in self._done.items() if key in live}
         due = [
@@ -196,11 +241,25 @@ class Schedules:
         return max(0.0, (soonest - later).total_seconds()) + 0.005
 
     async def _run_once(self, record: ScheduleRecord, run: int) -> None:
+        """Claim and carry out one run. Its failure is its own: logged and counted, it
+        never stops the other schedules' runs nor the loop."""
         self._done[record.schedule_id] = run
+        try:
+            if await self._claim(record, run):
+                await self._carry_out(record, run)
+        except (MlflowUnavailable, RayJobsError, RedisError, OSError) as exc:
+            self._instruments.schedule_runs.labels(record.kind, "failed").inc()
+            log.warning("schedule %s run %d failed: %s", record.schedule_id, run, exc)
+        except Exception:
+            self._instruments.schedule_runs.labels(record.kind, "failed").inc()
+            log.exception("schedule %s run %d failed unexpectedly", record.schedule_id, run)
+
+    async def _claim(self, record: ScheduleRecord, run: int) -> bool:
+        """True if this replica carries the run out; counts it, and logs coalesced runs."""
         period = self._period(record.minutes)
         if not await self._store.claim(record.schedule_id, run, period_seconds=period):
             log.debug("schedule %s run %d taken by another replica", record.schedule_id, run)
-            return
+            return False
         before = await self._store.record_run(record.schedule_id, run, datetime.now(UTC))
         if before.last_run is not None and run - before.last_run > 1:
             log.warning(
@@ -208,19 +267,18 @@ class Schedules:
                 record.schedule_id,
                 run - before.last_run - 1,
             )
-        try:
-            if record.kind == "training":
-                await self._submit_training(record, run)
-            elif record.kind == "drift":
-                threshold = record.params.get("threshold")
-                await self._drift.check_and_alert(threshold, schedule_id=record.schedule_id)
-                self._instruments.schedule_runs.labels(record.kind, "checked").inc()
-            else:
-                await self._check_staleness(record)
-                self._instruments.schedule_runs.labels(record.kind, "checked").inc()
-        except (MlflowUnavailable, RayJobsError, RedisError, OSError) as exc:
-            self._instruments.schedule_runs.labels(record.kind, "failed").inc()
-            log.warning("schedule %s run %d failed: %s", record.schedule_id, run, exc)
+        return True
+
+    async def _carry_out(self, record: ScheduleRecord, run: int) -> None:
+        if record.kind == "training":
+            await self._submit_training(record, run)
+        elif record.kind == "drift":
+            threshold = record.params.get("threshold")
+            await self._drift.check_and_alert(threshold, schedule_id=record.schedule_id)
+            self._instruments.schedule_runs.labels(record.kind, "checked").inc()
+        else:
+            await self._check_staleness(record)
+            self._instruments.schedule_runs.labels(record.kind, "checked").inc()
 
     async def _submit_training(self, record: ScheduleRecord, run: int) -> None:
         schedule_id = record.schedule_id
@@ -242,7 +300,7 @@ class Schedules:
             await self._alerts.publish(
                 "warning",
                 f"Schedule {schedule_id} skipped a run: {exc}",
-                kind="schedule",
+                kind=AlertKind.SCHEDULE,
                 data={"schedule_id": schedule_id},
             )
             return
@@ -259,7 +317,7 @@ class Schedules:
                 "warning",
                 f"No model is registered yet under {settings.model_name!r}: "
                 "trigger a training run to create one.",
-                kind="watch",
+                kind=AlertKind.WATCH,
                 data=data,
             )
             return
@@ -267,6 +325,6 @@ class Schedules:
             await self._alerts.publish(
                 "warning",
                 f"Model has not been updated in the last {minutes} minutes.",
-                kind="watch",
+                kind=AlertKind.WATCH,
                 data={**data, "version": latest.version},
             )

@@ -134,6 +134,7 @@ class Serving:
         while background.running:
             try:
                 await self._deploy_if_needed()
+                background.completed_round()
             except (ServeError, MlflowUnavailable, RedisError, OSError) as exc:
                 log.warning("auto-serve check skipped: %s", exc)
             await background.pause_until(self._wanted, 10)

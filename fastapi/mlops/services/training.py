@@ -5,21 +5,18 @@ from __future__ import annotations
 import logging
 import shlex
 import uuid
-from datetime import UTC, datetime
 from typing import Any
 
-from redis.exceptions import RedisError
-
-from mlops.background import Background
 from mlops.clients.mlflow_registry import MlflowRegistry
 from mlops.clients.ray_jobs import RayJobsClient, RayJobsError, SubmissionUnconfirmed
-from mlops.clients.redis import DURATION_BUCKETS, AlertStream, ChampionHistory, JobStore
+from mlops.clients.redis import DURATION_BUCKETS, JobStore
+from mlops.contracts.jobs import JobInfo, NewJob
 from mlops.ml import search_space
 from mlops.ml.data import DatasetLocationError, check_location
 from mlops.ml.model import InvalidField, validate_hyperparameters
 from mlops.ml.specs import SearchSpec, TrainingSpec
-from mlops.schemas import AlertLevel, JobInfo, JobStatus, TuneRequest
-from mlops.services.recovery import RecoveredOutcome, recover_outcome
+from mlops.schemas import TuneRequest
+from mlops.services.job_records import MalformedJob, UnknownJob, parse_job
 from mlops.settings import Settings
 from mlops.telemetry import JobTotals
 
@@ -30,17 +27,6 @@ _MLFLOW_CLIENT_ENV = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "3", "MLFLOW_HTTP_REQUE
 
 # What a search's trial reserves (mlops.ml.search).
 TRIAL_CPUS = 1.0
-
-# How long a job record may exist before Ray must know it.
-_SUBMIT_GRACE_SECONDS = 60
-
-_RAY_STATUS = {
-    "PENDING": JobStatus.PENDING,
-    "RUNNING": JobStatus.RUNNING,
-    "SUCCEEDED": JobStatus.SUCCEEDED,
-    "FAILED": JobStatus.FAILED,
-    "STOPPED": JobStatus.STOPPED,
-}
 
 
 class ClusterTooSmall(Exception):
@@ -72,15 +58,11 @@ class Training:
         ray: RayJobsClient,
         jobs: JobStore,
         registry: MlflowRegistry,
-        alerts: AlertStream,
-        history: ChampionHistory,
     ) -> None:
         self._settings = settings
         self._ray = ray
         self._jobs = jobs
         self._registry = registry
-        self._alerts = alerts
-        self._history = history
 
     def dataset(self, uri: str | None, target: str | None) -> tuple[str, str]:
         """(dataset URI, target column) of a request; a given URI must be inside the
@@ -133,10 +115,16 @@ class Training:
         uri, target = self.dataset(dataset_uri, target_column)
         job_id = new_job_id()
         spec = TrainingSpec(job_id, checked, uri, target)
-        record = {"kind": "training", "hyperparameters": checked, "source": source}
+        record: NewJob = {
+            "kind": "training",
+            "hyperparameters": checked,
+            "source": source,
+            "dataset_uri": uri,
+            "target_column": target,
+        }
         await self._launch(
             job_id,
-            record={**record, "dataset_uri": uri, "target_column": target},
+            record=record,
             command=["python", "-m", "mlops.ml.job", "--spec", spec.as_json()],
         )
         log.info("submitted training job %s from %s with %s on %s", job_id, source, checked, uri)
@@ -173,7 +161,7 @@ class Training:
             target_column=target,
             max_concurrent_trials=request.max_concurrent_trials,
         )
-        record = {
+        record: NewJob = {
             "kind": "tune",
             "hyperparameters": {},
             "source": source,
@@ -193,7 +181,7 @@ class Training:
         log.info("submitted search %s from %s: %d trials on %s", job_id, source, spec.trials, uri)
         return job_id
 
-    async def _launch(self, job_id: str, *, record: dict[str, Any], command: list[str]) -> None:
+    async def _launch(self, job_id: str, *, record: NewJob, command: list[str]) -> None:
         """Admit (the limit of active jobs), record and submit a job to Ray. Its
         entrypoint reserves no CPU: it waits, and what it starts reserves its own."""
         await self._registry.health()
@@ -229,106 +217,24 @@ class Training:
             return False
 
     async def recent(self, limit: int) -> list[JobInfo]:
-        return [JobInfo.model_validate(record) for record in await self._jobs.recent(limit)]
+        """The newest records, newest first; one that does not parse is left out (the
+        reconciler moves it to the quarantine if it is still active)."""
+        jobs = []
+        for job_id, raw in (await self._jobs.recent(limit)).items():
+            try:
+                jobs.append(parse_job(raw))
+            except MalformedJob as exc:
+                log.debug("job record %s left out of the list: %s", job_id, exc)
+        return jobs
 
-    async def get(self, job_id: str) -> JobInfo | None:
-        record = await self._jobs.get(job_id)
-        return JobInfo.model_validate(record) if record else None
+    async def get(self, job_id: str) -> JobInfo:
+        """The job's record; UnknownJob if there is none, MalformedJob if it does not
+        parse."""
+        raw = await self._jobs.get(job_id)
+        if raw is None:
+            raise UnknownJob(job_id)
+        return parse_job(raw)
 
     async def totals(self) -> JobTotals:
         counts, durations = await self._jobs.totals()
         return JobTotals(counts, durations, DURATION_BUCKETS)
-
-    async def reconcile_forever(self, background: Background) -> None:
-        while background.running:
-            try:
-                await self.reconcile(limit=50)
-            except (RayJobsError, RedisError, OSError) as exc:
-                log.warning("job reconciliation skipped: %s", exc)
-            await background.pause(self._settings.job_poll_seconds)
-
-    async def reconcile(self, *, limit: int) -> None:
-        """Bring unfinished job records in line with Ray, and alert on jobs that died.
-
-        The training command records its own outcome; this catches what it cannot: a
-        job that crashed before or outside our code (import error, killed worker, lost
-        node). Any number of API replicas may run it: the final alert is claimed once
-        per job.
-        """
-        for record in await self._jobs.recent(limit):
-            if not JobStatus(record["status"]).is_terminal:
-                await self._reconcile_one(record)
-
-    async def _reconcile_one(self, record: dict[str, Any]) -> None:
-        job_id = record["job_id"]
-        info = await self._ray.info(job_id)
-        if info is None:
-            if _age_seconds(record["created_at"]) < _SUBMIT_GRACE_SECONDS:
-                return  # submission may still be on its way to Ray
-            ray_status = JobStatus.FAILED
-            message: str | None = "Ray has no record of this job (cluster restarted?)"
-        else:
-            ray_status = _RAY_STATUS.get(info["status"], JobStatus.PENDING)
-            message = info.get("message")
-        limit = self._settings.job_max_seconds
-        if not ray_status.is_terminal and _age_seconds(record["created_at"]) > limit:
-            await self._ray.stop(job_id)
-            ray_status = JobStatus.FAILED
-            message = f"stopped after running longer than MLOPS_JOB_MAX_SECONDS={limit:g} s"
-        if not ray_status.is_terminal:
-            if ray_status is JobStatus.RUNNING and record["status"] == JobStatus.PENDING:
-                await self._jobs.mark_running(job_id, _ray_time(info or {}, "start_time"))
-            return
-        fresh = await self._jobs.get(job_id) or {}
-        if JobStatus(fresh.get("status", JobStatus.PENDING)).is_terminal:
-            return  # the job recorded its own outcome meanwhile
-        recovered = await recover_outcome(self._registry, self._settings, job_id)
-        if recovered is not None:
-            await self._record_recovered(job_id, recovered, _ran_seconds(info or {}))
-            return
-        error = message or f"job ended as {ray_status.value} without reporting a result"
-        finished = _ray_time(info, "end_time") if info else datetime.now(UTC).isoformat()
-        seconds = _ran_seconds(info or {})
-        await self._jobs.finish(
-            job_id, ray_status.value, seconds, error=error, finished_at=finished
-        )
-        log.warning("training job %s ended as %s: %s", job_id, ray_status.value, error)
-        level: AlertLevel = "error" if ray_status is JobStatus.FAILED else "warning"
-        await self._alerts.publish_for_job(
-            job_id,
-            level,
-            f"Training job {job_id} {ray_status.value}: {error}",
-            data={"job_id": job_id, "status": ray_status.value},
-        )
-
-    async def _record_recovered(
-        self, job_id: str, recovered: RecoveredOutcome, seconds: float
-    ) -> None:
-        """What the job could not record itself, each part once (as the job would)."""
-        fields = {k: v for k, v in recovered.fields.items() if k != "status"}
-        await self._jobs.finish(job_id, recovered.fields["status"], seconds, **fields)
-        if recovered.move is not None:
-            await self._history.record_for_job(job_id, recovered.move)
-        await self._alerts.publish_for_job(
-            job_id, recovered.level, recovered.text, data={"job_id": job_id, **fields}
-        )
-        log.warning("training job %s: outcome recovered from MLflow", job_id)
-
-
-def _ran_seconds(info: dict[str, Any]) -> float:
-    """From Ray's start to its end (now, for a job being stopped), in seconds."""
-    started = info.get("start_time") or info.get("end_time")
-    if not started:
-        return 0.0
-    ended = info.get("end_time") or datetime.now(UTC).timestamp() * 1000
-    return (ended - started) / 1000
-
-
-def _age_seconds(iso_time: str) -> float:
-    return (datetime.now(UTC) - datetime.fromisoformat(iso_time)).total_seconds()
-
-
-def _ray_time(info: dict[str, Any], key: str) -> str:
-    value = info.get(key)
-    moment = datetime.fromtimestamp(value / 1000, tz=UTC) if value else datetime.now(UTC)
-    return moment.isoformat()

@@ -1,0 +1,20 @@
+"""A move of the champion alias, as the trainer, the API and the reconciler record it
+in the champion history and every reader shows it."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+
+class ChampionMove(BaseModel):
+    """One move of the champion alias."""
+
+    action: Literal["promote", "rollback"]
+    from_version: str | None = Field(description="The champion before the move.")
+    to_version: str
+    at: datetime
+    by: str = Field(description="A training job id, or `api` for a person's call.")
+    reason: str

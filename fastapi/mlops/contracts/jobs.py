@@ -1,0 +1,111 @@
+"""The job record: what the API writes when it admits a job, what the job (in Ray) and
+the API's reconciler write as it runs and ends, and what every reader parses.
+
+Redis holds it as one hash per job, a JSON value per field. `JobInfo` is the whole
+record; each writer's part is a TypedDict of its own fields, so mypy checks the names a
+writer uses against these, and `tests/service/test_job_contract.py` checks that every
+part's fields are the record's.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any, Literal, TypedDict
+
+from pydantic import AwareDatetime, BaseModel, Field
+
+
+class JobStatus(StrEnum):
+    PENDING = "pending"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    STOPPED = "stopped"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self in {JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.STOPPED}
+
+
+JobKind = Literal["training", "tune"]
+
+
+class JobInfo(BaseModel):
+    job_id: str
+    kind: JobKind = "training"
+    status: JobStatus
+    hyperparameters: dict[str, Any] = Field(
+        description="What it trained with; for a search, the best trial's once it ends."
+    )
+    source: str = Field(description="Who asked: `api` or a schedule id.")
+    dataset_uri: str | None = None
+    target_column: str | None = None
+    cpus: int | None = Field(None, description="CPUs its trees were built on.")
+    fit_seconds: float | None = Field(None, description="How long the fit itself took.")
+    search_space: dict[str, Any] | None = None
+    metric: str | None = Field(None, description="What a search maximises.")
+    trials_total: int | None = None
+    trials_finished: int | None = Field(None, description="Trials that reported a score.")
+    trials_failed: int | None = None
+    best_score: float | None = Field(None, description="A search's best score so far.")
+    created_at: AwareDatetime
+    started_at: AwareDatetime | None = None
+    finished_at: AwareDatetime | None = None
+    run_id: str | None = Field(None, description="MLflow run id.")
+    model_version: str | None = Field(None, description="Registered model version.")
+    accuracy: float | None = None
+    f1_macro: float | None = None
+    promoted: bool | None = Field(None, description="Whether this version became champion.")
+    promotion_reason: str | None = Field(None, description="Why it was, or was not, promoted.")
+    champion_version: str | None = Field(
+        None, description="The champion it was compared with on the same test rows."
+    )
+    champion_accuracy: float | None = Field(
+        None, description="That champion's accuracy on the same test rows."
+    )
+    error: str | None = None
+
+
+class NewJob(TypedDict, total=False):
+    """What the API records when it admits a job (with its id, status and time)."""
+
+    kind: JobKind
+    hyperparameters: dict[str, Any]
+    source: str
+    dataset_uri: str
+    target_column: str
+    search_space: dict[str, Any]
+    metric: str
+    trials_total: int
+    trials_finished: int
+    trials_failed: int
+
+
+class SearchProgress(TypedDict, total=False):
+    """How far a search is, as it reports while its trials run."""
+
+    trials_finished: int
+    trials_failed: int
+    best_score: float | None
+
+
+class JobOutcome(TypedDict, total=False):
+    """How a job ended (with its status), from the job itself or the reconciler."""
+
+    finished_at: str
+    run_id: str | None
+    model_version: str | None
+    accuracy: float | None
+    f1_macro: float | None
+    promoted: bool | None
+    promotion_reason: str | None
+    champion_version: str | None
+    champion_accuracy: float | None
+    error: str | None
+    # A training's fit, or a search's best trial:
+    hyperparameters: dict[str, Any]
+    cpus: int
+    fit_seconds: float
+    trials_finished: int
+    trials_failed: int
+    best_score: float | None
