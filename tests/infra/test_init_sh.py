@@ -12,6 +12,7 @@ import socket
 import stat
 import subprocess
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -29,8 +30,22 @@ def harness(tmp_path: Path) -> Harness:
     return Harness(tmp_path)
 
 
-def test_a_full_run_issues_every_step_in_order(harness: Harness) -> None:
-    result = harness.run()
+@dataclass(frozen=True)
+class FullRun:
+    harness: Harness
+    result: subprocess.CompletedProcess[str]
+
+
+@pytest.fixture(scope="module")
+def full_run(tmp_path_factory: pytest.TempPathFactory) -> FullRun:
+    """One plain `./config/init.sh` on a fresh machine, shared by the tests that only
+    read what it did (a run costs seconds: each stand-in call starts Python)."""
+    harness = Harness(tmp_path_factory.mktemp("full-run"))
+    return FullRun(harness, harness.run())
+
+
+def test_a_full_run_issues_every_step_in_order(full_run: FullRun) -> None:
+    harness, result = full_run.harness, full_run.result
 
     assert result.returncode == 0, result.stderr
     commands = harness.commands()
@@ -67,8 +82,8 @@ def test_a_full_run_issues_every_step_in_order(harness: Harness) -> None:
     ]  # fmt: skip
 
 
-def test_the_dataset_goes_to_the_uri_the_api_reads(harness: Harness) -> None:
-    harness.run()
+def test_the_dataset_goes_to_the_uri_the_api_reads(full_run: FullRun) -> None:
+    harness = full_run.harness
 
     seed = harness.commands()[call_index(harness.commands(), "python -m mlops.ml.seed")]
     assert "pod/mlops-ray-head-x7k2p" in seed
@@ -83,8 +98,8 @@ def test_the_dataset_goes_to_the_uri_the_api_reads(harness: Harness) -> None:
     assert key.split("=", 1)[1] not in seed
 
 
-def test_secrets_are_random_kept_private_and_written_with_mode_600(harness: Harness) -> None:
-    result = harness.run()
+def test_secrets_are_random_kept_private_and_written_with_mode_600(full_run: FullRun) -> None:
+    harness, result = full_run.harness, full_run.result
 
     credentials = harness.repo / "outputs" / "credentials.txt"
     assert stat.S_IMODE(credentials.stat().st_mode) == 0o600
@@ -192,8 +207,8 @@ def test_the_architecture_picks_the_image_platform(
     )
 
 
-def test_the_images_built_are_the_ones_the_kustomizations_deploy(harness: Harness) -> None:
-    harness.run()
+def test_the_images_built_are_the_ones_the_kustomizations_deploy(full_run: FullRun) -> None:
+    harness = full_run.harness
 
     load = harness.commands()[call_index(harness.commands(), "kind load docker-image")]
     ray = harness.commands()[call_index(harness.commands(), "install ray kuberay/ray-cluster")]
@@ -298,9 +313,10 @@ def _options(args: list[str], name: str) -> list[str]:
     return [args[i + 1] for i, arg in enumerate(args[:-1]) if arg == name]
 
 
-def test_each_component_signs_in_to_redis_as_its_own_user(harness: Harness, tmp_path: Path) -> None:
-    harness.run()
-    secrets = applied_secrets(harness)
+def test_each_component_signs_in_to_redis_as_its_own_user(
+    full_run: FullRun, tmp_path: Path
+) -> None:
+    secrets = applied_secrets(full_run.harness)
     passwords = secrets["db", "redis-auth"]
     acl_file = secrets["db", "redis-users"]["users.acl"]
 

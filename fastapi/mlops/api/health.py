@@ -22,5 +22,5 @@ async def ready(readiness: ReadinessDep) -> ReadyResponse | JSONResponse:
     """Ray, MLflow and Redis each reachable; 503 with the failing ones otherwise."""
     body = await readiness.check()
     if not body.ready:
-        return JSONResponse(status_code=503, content=body.model_dump())
+        return JSONResponse(status_code=503, content=body.model_dump(mode="json"))
     return body
