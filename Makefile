@@ -10,7 +10,7 @@ UV_VERSION := 0.13.9
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: help up down test test-fast dashboard system-deps bench-inference bench-core bench-training docs lint format lock clean
+.PHONY: help up down test test-fast dashboard system-deps bench-inference bench-core bench-training screenshots docs lint format lock clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -74,6 +74,10 @@ test: $(STAMP) $(CHECKOV_STAMP) system-deps $(DASHBOARD_ASSETS) ## Lint, the fas
 
 test-fast: $(STAMP) $(CHECKOV_STAMP) system-deps ## The tests that need no running platform (no Ray, MLflow or browser): under a minute
 	$(BIN)/python -m pytest -m "not platform"
+
+screenshots: $(STAMP) system-deps $(DASHBOARD_ASSETS) ## Refresh images/ (the README's pictures of the dashboard) from a real browser
+	MLOPS_SCREENSHOT_DIR=$(CURDIR)/images $(BIN)/python -m pytest tests/browser/test_dashboard.py \
+		-k "charts_render_with_data or phone_width_fits"
 
 bench-inference: $(STAMP) ## Benchmark /inference against `mlflow models serve` (needs wrk)
 	@command -v wrk >/dev/null || { echo "wrk is needed: sudo apt-get install wrk (or brew install wrk)"; exit 1; }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import httpx
@@ -11,7 +12,13 @@ from playwright.sync_api import Page, expect
 
 pytestmark = pytest.mark.slow
 
-IMAGES = Path(__file__).resolve().parents[2] / "images"
+
+@pytest.fixture(scope="module")
+def screenshots(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where the page's pictures go: a temporary folder, or MLOPS_SCREENSHOT_DIR
+    (`make screenshots` points it at images/ to refresh the README's pictures)."""
+    given = os.environ.get("MLOPS_SCREENSHOT_DIR")
+    return Path(given) if given else tmp_path_factory.mktemp("screenshots")
 
 
 def _newest_alert(page: Page) -> str | None:
@@ -79,7 +86,7 @@ def test_the_token_in_the_link_is_kept_and_leaves_the_address_bar(open_page) -> 
     assert page.evaluate("localStorage.getItem('mlops.apiToken')") == API_TOKEN
 
 
-def test_charts_render_with_data(open_page, api_url: str) -> None:
+def test_charts_render_with_data(open_page, api_url: str, screenshots: Path) -> None:
     with api_client(api_url) as api:
         if not api.get("/get_metrics").json()["runs"]:
             job_id = api.post("/trigger_training", json={"hyperparameters": {}}).json()["job_id"]
@@ -102,7 +109,7 @@ def test_charts_render_with_data(open_page, api_url: str) -> None:
     assert runs and all(0 <= accuracy <= 1 for accuracy in runs)
     assert len(days) >= 1
     expect(page.locator('#latest-model [data-field="version"]')).not_to_have_text("–")
-    page.screenshot(path=str(IMAGES / "dashboard.png"), full_page=True)
+    page.screenshot(path=str(screenshots / "dashboard.png"), full_page=True)
 
 
 def test_cancelling_a_schedule_removes_it(open_page, api_url: str) -> None:
@@ -179,7 +186,7 @@ def test_bad_hyperparameters_show_the_api_message(open_page) -> None:
     )
 
 
-def test_phone_width_fits_without_sideways_scrolling(open_page) -> None:
+def test_phone_width_fits_without_sideways_scrolling(open_page, screenshots: Path) -> None:
     page, console = open_page(width=390, height=844)
 
     overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
@@ -191,7 +198,7 @@ def test_phone_width_fits_without_sideways_scrolling(open_page) -> None:
              .map(e => `${e.tagName}#${e.id}.${e.className}`)"""
     )
     assert overflow <= 0, wide
-    page.screenshot(path=str(IMAGES / "dashboard-phone.png"), full_page=True)
+    page.screenshot(path=str(screenshots / "dashboard-phone.png"), full_page=True)
     assert console.problems == [], "\n".join(console.problems)
 
 

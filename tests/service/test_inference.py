@@ -207,7 +207,7 @@ def test_exceeding_the_sla_is_504_saying_so(start_api, silent_server: int) -> No
 
     assert response.status_code == 504
     assert "sla_seconds=1" in response.json()["detail"]
-    assert elapsed < 3
+    assert elapsed < 10  # the SLA cut the wait short: the silent server never answers
 
 
 def _replicas(application: dict) -> list[dict]:

@@ -76,7 +76,8 @@ def test_a_loop_that_refuses_to_stop_is_named_with_its_await_and_left(
     with caplog.at_level(logging.ERROR, logger="mlops.background"):
         running, took = run_async(scenario())
 
-    assert not running and 0.5 <= took < 1.0
+    # It waited out its timeout, and then gave up on the loop instead of hanging on it.
+    assert not running and 0.5 <= took < 5
     (record,) = caplog.records
     message = record.getMessage()
     assert message.startswith("stubborn-loop did not stop in 0.5s; it awaits:")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import secrets
-from collections.abc import Callable, Coroutine
 from typing import Annotated, Any
 
 from fastapi import Depends, HTTPException, Request, status
@@ -23,27 +22,65 @@ from mlops.settings import Settings
 from mlops.telemetry import Instruments
 
 
-def _from_state(name: str) -> Callable[[Request], Coroutine[Any, Any, Any]]:
-    # `async def`: FastAPI runs plain-function dependencies in a thread pool, a thread
-    # hop per request that halves inference throughput at 32 clients.
-    async def provide(request: Request) -> Any:
-        return getattr(request.app.state, name)
-
-    provide.__name__ = f"get_{name}"
-    return provide
+# One named provider per service, so a test can swap one with
+# `app.dependency_overrides[get_training] = ...`. `async def`: FastAPI runs plain-function
+# dependencies in a thread pool, a thread hop per request that halves inference
+# throughput at 32 clients.
+async def get_app_settings(request: Request) -> Settings:
+    return request.app.state.settings
 
 
-SettingsDep = Annotated[Settings, Depends(_from_state("settings"))]
-InstrumentsDep = Annotated[Instruments, Depends(_from_state("instruments"))]
-TrainingDep = Annotated[Training, Depends(_from_state("training"))]
-InferenceDep = Annotated[Inference, Depends(_from_state("inference"))]
-SchedulesDep = Annotated[Schedules, Depends(_from_state("schedules"))]
-AlertFeedDep = Annotated[AlertFeed, Depends(_from_state("alert_feed"))]
-ModelReportDep = Annotated[ModelReport, Depends(_from_state("model_report"))]
-ReadinessDep = Annotated[Readiness, Depends(_from_state("readiness"))]
-ModelsDep = Annotated[Models, Depends(_from_state("models"))]
-DriftDep = Annotated[DriftMonitor, Depends(_from_state("drift"))]
-QuarantineDep = Annotated[Quarantine, Depends(_from_state("quarantine"))]
+async def get_instruments(request: Request) -> Instruments:
+    return request.app.state.instruments
+
+
+async def get_training(request: Request) -> Training:
+    return request.app.state.training
+
+
+async def get_inference(request: Request) -> Inference:
+    return request.app.state.inference
+
+
+async def get_schedules(request: Request) -> Schedules:
+    return request.app.state.schedules
+
+
+async def get_alert_feed(request: Request) -> AlertFeed:
+    return request.app.state.alert_feed
+
+
+async def get_model_report(request: Request) -> ModelReport:
+    return request.app.state.model_report
+
+
+async def get_readiness(request: Request) -> Readiness:
+    return request.app.state.readiness
+
+
+async def get_models(request: Request) -> Models:
+    return request.app.state.models
+
+
+async def get_drift(request: Request) -> DriftMonitor:
+    return request.app.state.drift
+
+
+async def get_quarantine(request: Request) -> Quarantine:
+    return request.app.state.quarantine
+
+
+SettingsDep = Annotated[Settings, Depends(get_app_settings)]
+InstrumentsDep = Annotated[Instruments, Depends(get_instruments)]
+TrainingDep = Annotated[Training, Depends(get_training)]
+InferenceDep = Annotated[Inference, Depends(get_inference)]
+SchedulesDep = Annotated[Schedules, Depends(get_schedules)]
+AlertFeedDep = Annotated[AlertFeed, Depends(get_alert_feed)]
+ModelReportDep = Annotated[ModelReport, Depends(get_model_report)]
+ReadinessDep = Annotated[Readiness, Depends(get_readiness)]
+ModelsDep = Annotated[Models, Depends(get_models)]
+DriftDep = Annotated[DriftMonitor, Depends(get_drift)]
+QuarantineDep = Annotated[Quarantine, Depends(get_quarantine)]
 
 # Documents the scheme in OpenAPI (Swagger's Authorize button); we check the token.
 _bearer = HTTPBearer(

@@ -1,0 +1,141 @@
+"""The API's coalescer of predictions, in-process, against an HTTP server that answers
+as a Serve replica does (`mlops.contracts.serve`): a stand-in, so these edge cases run in
+a second; the platform tier sends the same calls to real replicas.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+from helpers import free_port, run_async
+
+from mlops.contracts.serve import ServeErrorCode
+from mlops.services.batching import ServeBatcher, ServeVerdict, TransientServeError
+
+
+class Replica:
+    """Answers each call with one probability row per input row; records the calls."""
+
+    def __init__(self, *, hold: asyncio.Event | None = None) -> None:
+        self.calls: list[dict[str, Any]] = []
+        self.hold = hold
+        self.answer: tuple[int, dict[str, Any]] | None = None
+
+    async def handle(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        self.calls.append({**body, "header": request.headers.get("serve_multiplexed_model_id")})
+        if self.hold is not None:
+            await self.hold.wait()
+        if self.answer is not None:
+            status, reply = self.answer
+            return web.json_response(reply, status=status)
+        rows = body["rows"]
+        return web.json_response(
+            {
+                "version": body["version"] or "1",
+                "predictor": "onnx",
+                "classes": ["a", "b"],
+                "probabilities": [[row[0], 1 - row[0]] for row in rows],
+            }
+        )
+
+
+async def _with_replica(
+    replica: Replica, scenario: Callable[[ServeBatcher], Awaitable[Any]]
+) -> Any:
+    app = web.Application()
+    app.router.add_post("/", replica.handle)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    try:
+        async with aiohttp.ClientSession() as http:
+            batcher = ServeBatcher(http, f"http://127.0.0.1:{port}/", max_in_flight=1)
+            try:
+                return await scenario(batcher)
+            finally:
+                await batcher.aclose()
+    finally:
+        await runner.cleanup()
+
+
+def test_requests_that_arrive_during_a_call_go_together_in_the_next() -> None:
+    hold = asyncio.Event()
+    replica = Replica(hold=hold)
+
+    async def scenario(batcher: ServeBatcher) -> list[dict[str, Any]]:
+        first = asyncio.ensure_future(batcher.predict([0.1], None))
+        while not replica.calls:  # the first call is in flight, held by the replica
+            await asyncio.sleep(0.005)
+        rest = [asyncio.ensure_future(batcher.predict([i / 10], None)) for i in range(2, 6)]
+        await asyncio.sleep(0.05)
+        hold.set()
+        return await asyncio.gather(first, *rest)
+
+    replies = run_async(_with_replica(replica, scenario))
+
+    assert [len(call["rows"]) for call in replica.calls] == [1, 4]
+    assert [reply["probabilities"][0] for reply in replies] == [0.1, 0.2, 0.3, 0.4, 0.5]
+
+
+def test_each_version_and_width_is_its_own_batch_with_the_multiplexing_header() -> None:
+    replica = Replica()
+
+    async def scenario(batcher: ServeBatcher) -> None:
+        await asyncio.gather(
+            batcher.predict([0.1, 0.2], "3"),
+            batcher.predict([0.1], "3"),
+            batcher.predict([0.1], None),
+        )
+
+    run_async(_with_replica(replica, scenario))
+
+    calls = sorted((str(c["version"]), str(c["header"]), len(c["rows"][0])) for c in replica.calls)
+    assert calls == [("3", "3", 1), ("3", "3", 2), ("None", "None", 1)]
+
+
+@pytest.mark.parametrize("code", list(ServeErrorCode))
+def test_a_replicas_verdict_reaches_the_caller_with_its_status(code: ServeErrorCode) -> None:
+    replica = Replica()
+    replica.answer = (code.status, {"error": code, "detail": f"because {code}"})
+
+    async def scenario(batcher: ServeBatcher) -> Exception:
+        with pytest.raises(ServeVerdict) as verdict:
+            await batcher.predict([0.1], "7")
+        return verdict.value
+
+    verdict = run_async(_with_replica(replica, scenario))
+
+    assert (verdict.status, verdict.detail) == (code.status, f"because {code}")
+
+
+@pytest.mark.parametrize(
+    "answer", [(502, {"error": ["not", "a", "code"]}), (503, {"detail": "a proxy's page"})]
+)
+def test_anything_else_is_transient(answer) -> None:
+    replica = Replica()
+    replica.answer = answer
+
+    async def scenario(batcher: ServeBatcher) -> None:
+        with pytest.raises(TransientServeError, match=f"Serve answered {answer[0]}"):
+            await batcher.predict([0.1], None)
+
+    run_async(_with_replica(replica, scenario))
+
+
+def test_serve_unreachable_is_transient_and_names_the_address() -> None:
+    async def scenario() -> None:
+        async with aiohttp.ClientSession() as http:
+            url = f"http://127.0.0.1:{free_port()}/"
+            batcher = ServeBatcher(http, url)
+            with pytest.raises(TransientServeError, match="not reachable"):
+                await batcher.predict([0.1], None)
+            await batcher.aclose()
+
+    run_async(scenario())
