@@ -24,6 +24,7 @@ from helpers import (
     free_port,
     platform_settings,
     redis_db_url,
+    s3_answers,
     s3_client,
     wait_for,
     wait_for_job,
@@ -58,20 +59,12 @@ def s3_url() -> Iterator[str]:
     url = f"http://127.0.0.1:{port}"
     try:
         client = s3_client(url)
-        wait_for(lambda: _answers(client), timeout=30, what="the S3 server")
+        wait_for(lambda: s3_answers(client), timeout=30, what="the S3 server")
         client.create_bucket(Bucket=S3_BUCKET)
         yield url
     finally:
         server.terminate()
         server.wait(10)
-
-
-def _answers(client) -> bool:
-    try:
-        client.list_buckets()
-    except Exception:
-        return False
-    return True
 
 
 @pytest.fixture(scope="session")

@@ -222,6 +222,15 @@ def s3_client(url: str):
     )
 
 
+def s3_answers(client: Any) -> bool:
+    """Whether the S3 server behind a boto3 client answers yet."""
+    try:
+        client.list_buckets()
+    except Exception:
+        return False
+    return True
+
+
 def platform_settings(data_dir: Path, **overrides: Any) -> Settings:
     """A test platform: free ports, the tests' token, and short periods (a schedule
     "minute" of one second; jobs reconciled every half second)."""

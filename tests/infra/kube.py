@@ -48,6 +48,11 @@ def kustomize(folder: str) -> list[dict[str, Any]]:
     return [doc for doc in yaml.safe_load_all(out) if doc]
 
 
+def api_settings() -> dict[str, str]:
+    """The API's ConfigMap data, as manifests/api renders it."""
+    return next(d for d in kustomize("api") if d["kind"] == "ConfigMap")["data"]
+
+
 def load_all(path: Path) -> list[dict[str, Any]]:
     return [doc for doc in yaml.safe_load_all(path.read_text()) if doc]
 

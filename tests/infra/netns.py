@@ -33,7 +33,7 @@ def unavailable() -> str | None:
 
 
 def _ip(*args: str, netns: str | None = None) -> None:
-    prefix = ["ip", "netns", "exec", netns, "ip"] if netns else ["ip"]
+    prefix = ["ip", "-n", netns] if netns else ["ip"]
     subprocess.run([*prefix, *args], check=True, capture_output=True, text=True)
 
 

@@ -33,11 +33,6 @@ SEARCH = "/api/2.0/mlflow/registered-models/search"
 BROWSER_HOSTS = ("127.0.0.1:5555", "localhost:5555")
 
 
-def _configmap() -> dict[str, str]:
-    text = (kube.ROOT / "manifests" / "api" / "configmap.yaml").read_text()
-    return yaml.safe_load(text)["data"]
-
-
 def _host_header(url: str) -> str:
     """The Host an HTTP client sends for `url` (no port when it is the scheme's default)."""
     parts = urlsplit(url)
@@ -73,12 +68,12 @@ def test_the_chart_renders_our_allowed_hosts_from_the_values_file() -> None:
 
     rendered = kube.chart_allowed_hosts(values).split(",")
 
-    assert _host_header(_configmap()["MLOPS_MLFLOW_TRACKING_URI"]) in rendered
+    assert _host_header(kube.api_settings()["MLOPS_MLFLOW_TRACKING_URI"]) in rendered
     assert "*" not in rendered  # a wildcard would turn MLflow's protection off
 
 
 def test_mlflow_answers_the_in_cluster_host_the_platform_calls_it_by(chart_mlflow: str) -> None:
-    tracking_uri = _configmap()["MLOPS_MLFLOW_TRACKING_URI"]
+    tracking_uri = kube.api_settings()["MLOPS_MLFLOW_TRACKING_URI"]
     host = _host_header(tracking_uri)
 
     with httpx.Client(base_url=chart_mlflow, timeout=10) as http:
@@ -124,8 +119,10 @@ def test_readiness_names_the_host_check_when_mlflow_refuses_the_host(chart_mlflo
     assert "credentials" not in message
 
 
-def test_ray_dashboard_and_serve_answer_their_in_cluster_names(platform, settings) -> None:
-    config = _configmap()
+def test_ray_dashboard_and_serve_answer_their_in_cluster_names(
+    platform, settings, champion_served
+) -> None:
+    config = kube.api_settings()
     dashboard_host = _host_header(config["MLOPS_RAY_ADDRESS"])
     serve_host = _host_header(config["MLOPS_SERVE_URL"])
 

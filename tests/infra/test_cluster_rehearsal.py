@@ -35,8 +35,9 @@ from urllib.parse import urlsplit
 
 import httpx
 import pytest
+import redis
 import yaml
-from helpers import s3_client, wait_for, wait_for_job
+from helpers import s3_answers, s3_client, wait_for, wait_for_job
 from infra import kube, netns
 from infra.init_harness import Harness, applied_secrets
 
@@ -50,10 +51,6 @@ if reason := netns.unavailable():
 
 ORIGINAL_TRAINING = {"hyperparameters": {"n_estimators": 100}}
 ORIGINAL_INFERENCE = {"input_data": [0.1, 1.2, 2.3, 2.2]}
-
-
-def _configmap() -> dict[str, str]:
-    return next(d for d in kube.kustomize("api") if d["kind"] == "ConfigMap")["data"]
 
 
 def _deployment_env() -> dict[str, str]:
@@ -101,7 +98,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     ran = harness.run()
     assert ran.returncode == 0, ran.stderr
     secrets = applied_secrets(harness)
-    config = _configmap()
+    config = kube.api_settings()
     services = {
         key: _served_by(config[key])
         for key in (
@@ -197,8 +194,6 @@ def _start_valkey(supervisor, network, root: Path, secrets, port: int) -> None:
 
 
 def _redis_answers(address: str, port: int, password: str) -> bool:
-    import redis
-
     try:
         return bool(redis.Redis(host=address, port=port, password=password).ping())
     except redis.RedisError:
@@ -209,16 +204,8 @@ def _start_s3(network, port: int, supervisor) -> None:
     command = [sys.executable, "-m", "moto.server", "-H", "0.0.0.0", "-p", str(port)]
     supervisor.start(Component("minio", network.command("minio", command)))
     client = s3_client(f"http://{network.addresses['minio']}:{port}")
-    wait_for(lambda: _s3_answers(client), timeout=60, what="the S3 server")
+    wait_for(lambda: s3_answers(client), timeout=60, what="the S3 server")
     client.create_bucket(Bucket="mlops")  # the MinIO chart's `buckets`
-
-
-def _s3_answers(client) -> bool:
-    try:
-        client.list_buckets()
-    except Exception:
-        return False
-    return True
 
 
 def _seed(network, harness: Harness, ray_env: dict[str, str]) -> None:

@@ -157,7 +157,7 @@ def test_the_trainer_runs_on_the_worker_group_within_its_memory() -> None:
 
 
 def test_the_ray_head_service_is_where_the_api_looks() -> None:
-    settings = next(d for d in kube.kustomize("api") if d["kind"] == "ConfigMap")["data"]
+    settings = kube.api_settings()
     head = f"{_values('ray-cluster')['fullnameOverride']}-head-svc.kuberay.svc.cluster.local"
 
     assert settings["MLOPS_RAY_ADDRESS"] == f"http://{head}:8265"
@@ -209,9 +209,7 @@ def test_argocd_serves_plain_http_on_its_node_port() -> None:
 def test_the_api_and_ray_sign_in_to_redis_as_their_own_users_from_the_mounted_acl_file() -> None:
     redis = _values("redis")
     ray_env = {e["name"]: e.get("value") for e in _values("ray-cluster")["common"]["containerEnv"]}
-    api_settings = next(
-        d for d in kube.kustomize("api") if d["kind"] == "ConfigMap"
-    )["data"]  # fmt: skip
+    api_settings = kube.api_settings()
 
     assert ray_env["MLOPS_REDIS_USERNAME"] == redis_users.RAY.name
     assert api_settings["MLOPS_REDIS_USERNAME"] == redis_users.API.name

@@ -75,16 +75,18 @@ class JobReconciler:
         The training command records its own outcome; this catches what it cannot: a
         job that crashed before or outside our code (import error, killed worker, lost
         node). Any number of API replicas may run it: the final alert is claimed once
-        per job. A record that does not parse, or whose data makes reconciling it fail,
-        is moved to the quarantine, once, and the others go on.
+        per job. A record that does not parse is moved to the quarantine, once, and the
+        others go on; any other error is the round's (an outage, or a bug the loop's
+        restart logs), never a reason to move a valid record aside.
         """
         for job_id, raw in (await self._jobs.active()).items():
             try:
                 job = parse_job(raw)
-                if not job.status.is_terminal:
-                    await self._reconcile_one(job)
-            except (MalformedJob, KeyError, TypeError, ValueError) as exc:
-                await self._quarantine.job(job_id, f"{type(exc).__name__}: {exc}")
+            except MalformedJob as exc:
+                await self._quarantine.job(job_id, str(exc))
+                continue
+            if not job.status.is_terminal:
+                await self._reconcile_one(job)
 
     async def _reconcile_one(self, job: JobInfo) -> None:
         job_id = job.job_id

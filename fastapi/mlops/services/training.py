@@ -48,8 +48,8 @@ def new_job_id(kind: str = "train") -> str:
 
 
 class Training:
-    """Training jobs and searches: submitted to Ray, recorded in Redis, kept true to
-    what Ray says."""
+    """Training jobs and searches: admitted, recorded in Redis and submitted to Ray
+    (services/job_reconciler.py keeps the records true to what Ray says)."""
 
     def __init__(
         self,
