@@ -47,6 +47,32 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.platform)
 
 
+# Ray's default session folder (the local head does not move it): Serve's controller
+# says there why an application is not running.
+_SERVE_LOGS = Path("/tmp/ray/session_latest/logs/serve")
+
+
+def _tail(path: Path, lines: int = 40) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError as exc:
+        return f"(unreadable: {exc})"
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Any:
+    """A failing test on the session platform reports what the platform logged: the API's
+    log and Serve's controller, which a CI run keeps nowhere else."""
+    report = yield
+    running = getattr(item, "funcargs", {}).get("platform")
+    if report.failed and isinstance(running, LocalPlatform):
+        log_dir = running.settings.data_dir / "logs"
+        report.sections.append(("platform log: api", _tail(log_dir / "api.log")))
+        for controller in sorted(_SERVE_LOGS.glob("controller_[0-9]*.log"))[-1:]:
+            report.sections.append((f"platform log: {controller.name}", _tail(controller)))
+    return report
+
+
 @pytest.fixture(scope="session")
 def s3_url() -> Iterator[str]:
     """An S3 server (moto's) with the platform's bucket."""
