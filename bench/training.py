@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import os
 import signal
 import statistics
@@ -34,6 +35,7 @@ import pandas as pd
 from sklearn.datasets import make_classification
 
 from mlops.clients.ray_jobs import auth_headers
+from mlops.contracts.placement import TRAINER_RESOURCE
 from mlops.local import components
 from mlops.local.platform import LocalPlatform, isolated_ray_ports, isolated_settings
 from mlops.local.supervisor import Supervisor
@@ -152,7 +154,9 @@ def second_node(settings: Settings, cpus: int) -> subprocess.Popen:
     }
     command = [sys.executable, "-m", "ray.scripts.scripts", "start", "--block",
                f"--address=127.0.0.1:{settings.ray_gcs_port}", f"--num-cpus={cpus}",
-               "--node-ip-address=127.0.0.1", "--disable-usage-stats"]  # fmt: skip
+               "--node-ip-address=127.0.0.1", "--disable-usage-stats",
+               # A trainer node: a fit's tree builders run only on those.
+               f"--resources={json.dumps({TRAINER_RESOURCE: 1})}"]  # fmt: skip
     return subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 

@@ -43,7 +43,10 @@ REDIS_API_PASSWORD=""
 REDIS_RAY_PASSWORD=""
 API_TOKEN=""
 RAY_TOKEN=""
-MLFLOW_PASSWORD=""
+MLFLOW_ADMIN_PASSWORD=""
+MLFLOW_API_PASSWORD=""
+MLFLOW_TRAINER_PASSWORD=""
+MLFLOW_SERVING_PASSWORD=""
 
 log() { printf '==> %s\n' "$*" >&2; }
 die() { printf 'error: %s\n' "$*" >&2; exit 1; }
@@ -55,6 +58,17 @@ run() {
     return 0
   fi
   "$@"
+}
+
+# `run` for a command that reads DATA on stdin: secrets go there, never on a command line.
+run_fed() {  # run_fed DATA COMMAND...
+  local data="$1"
+  shift
+  if [[ "${DRY_RUN}" == true ]]; then
+    printf '  would run: %s (its input on stdin)\n' "$*"
+    return 0
+  fi
+  printf '%s\n' "${data}" | "$@"
 }
 
 kc() { kubectl --context "${CONTEXT}" "$@"; }
@@ -172,7 +186,7 @@ mlflow_auth_config() {
 default_permission = NO_PERMISSIONS
 database_uri = sqlite:////mlflow/data/basic_auth.db
 admin_username = admin
-admin_password = ${MLFLOW_PASSWORD}
+admin_password = ${MLFLOW_ADMIN_PASSWORD}
 authorization_function = mlflow.server.auth:authenticate_request_basic_auth
 EOF
 }
@@ -204,7 +218,19 @@ create_secrets() {
   REDIS_RAY_PASSWORD="$(kept_secret db redis-auth ray)"
   API_TOKEN="$(kept_secret fastapi mlops-secrets MLOPS_API_TOKEN)"
   RAY_TOKEN="$(kept_secret kuberay mlops-secrets RAY_AUTH_TOKEN)"
-  MLFLOW_PASSWORD="$(kept_secret fastapi mlops-secrets MLOPS_MLFLOW_PASSWORD)"
+  # MLflow: its admin (people, and the setting up of the users per role), then one user
+  # per role (fastapi/mlops/clients/mlflow_users.py). A cluster set up before the users
+  # per role kept the admin's password as the API's: it stays the admin's.
+  MLFLOW_ADMIN_PASSWORD="$(read_secret mlflow mlflow-auth admin-password)"
+  if [[ -n "${MLFLOW_ADMIN_PASSWORD}" ]]; then
+    MLFLOW_API_PASSWORD="$(kept_secret fastapi mlops-secrets MLOPS_MLFLOW_PASSWORD)"
+    MLFLOW_TRAINER_PASSWORD="$(kept_secret kuberay mlops-secrets MLFLOW_TRACKING_PASSWORD)"
+  else
+    MLFLOW_ADMIN_PASSWORD="$(kept_secret fastapi mlops-secrets MLOPS_MLFLOW_PASSWORD)"
+    MLFLOW_API_PASSWORD="$(random_secret)"
+    MLFLOW_TRAINER_PASSWORD="$(random_secret)"
+  fi
+  MLFLOW_SERVING_PASSWORD="$(kept_secret kuberay mlops-serving MLFLOW_TRACKING_PASSWORD)"
   SIGNING_KEY="$(kept_secret fastapi mlops-secrets MLOPS_MODEL_SIGNING_KEY)"
 
   # MinIO: the root login stays with MinIO; each service gets a user of its own, created
@@ -214,7 +240,8 @@ create_secrets() {
     "training=${MINIO_TRAINING_KEY}" "datasets=${MINIO_DATASETS_KEY}"
   apply_secret mlflow mlflow-s3 "AWS_ACCESS_KEY_ID=mlflow" \
     "AWS_SECRET_ACCESS_KEY=${MINIO_MLFLOW_KEY}"
-  apply_secret mlflow mlflow-auth "basic_auth.ini=$(mlflow_auth_config)"
+  apply_secret mlflow mlflow-auth "basic_auth.ini=$(mlflow_auth_config)" \
+    "admin-password=${MLFLOW_ADMIN_PASSWORD}"
   # Redis: the server's password (the chart's probes read it here), one per platform
   # user (kept here too), and the ACL file made of them.
   apply_secret db redis-auth "password=${REDIS_PASSWORD}" \
@@ -222,17 +249,21 @@ create_secrets() {
   apply_secret db redis-users "users.acl=$(redis_acl_file)"
   # The API token is the API's alone: Ray's pods never see it. Ray's token goes to Ray's
   # pods (RAY_AUTH_TOKEN, read by Ray itself) and to the API, which calls Ray with it.
-  # MLflow's admin signs in the API (MLOPS_MLFLOW_PASSWORD) and, through the mlflow
-  # library's own variables, Ray's jobs and replicas. Only the jobs read S3 (datasets).
-  # The signing key seals the versions the trainer registers (MLflow's users never see
-  # it); the API and the replicas check the seal with it.
+  # MLflow: the API signs in as `api` (MLOPS_MLFLOW_PASSWORD); Ray's head and trainer
+  # nodes (mlops-secrets) as `trainer`, and its serving nodes (mlops-serving) as
+  # `serving`, through the mlflow library's own variables. Only the trainer nodes read
+  # S3 (datasets). The signing key seals the versions the trainer registers (MLflow's
+  # users never see it); the API and the replicas check the seal with it.
   apply_secret fastapi mlops-secrets "MLOPS_REDIS_PASSWORD=${REDIS_API_PASSWORD}" \
     "MLOPS_API_TOKEN=${API_TOKEN}" "MLOPS_RAY_AUTH_TOKEN=${RAY_TOKEN}" \
-    "MLOPS_MLFLOW_PASSWORD=${MLFLOW_PASSWORD}" "MLOPS_MODEL_SIGNING_KEY=${SIGNING_KEY}"
+    "MLOPS_MLFLOW_PASSWORD=${MLFLOW_API_PASSWORD}" "MLOPS_MODEL_SIGNING_KEY=${SIGNING_KEY}"
   apply_secret kuberay mlops-secrets "MLOPS_REDIS_PASSWORD=${REDIS_RAY_PASSWORD}" \
     "MLOPS_S3_ACCESS_KEY_ID=training" "MLOPS_S3_SECRET_ACCESS_KEY=${MINIO_TRAINING_KEY}" \
     "RAY_AUTH_TOKEN=${RAY_TOKEN}" "MLOPS_MODEL_SIGNING_KEY=${SIGNING_KEY}" \
-    "MLFLOW_TRACKING_USERNAME=admin" "MLFLOW_TRACKING_PASSWORD=${MLFLOW_PASSWORD}"
+    "MLFLOW_TRACKING_USERNAME=trainer" "MLFLOW_TRACKING_PASSWORD=${MLFLOW_TRAINER_PASSWORD}"
+  apply_secret kuberay mlops-serving "MLOPS_REDIS_PASSWORD=${REDIS_RAY_PASSWORD}" \
+    "RAY_AUTH_TOKEN=${RAY_TOKEN}" "MLOPS_MODEL_SIGNING_KEY=${SIGNING_KEY}" \
+    "MLFLOW_TRACKING_USERNAME=serving" "MLFLOW_TRACKING_PASSWORD=${MLFLOW_SERVING_PASSWORD}"
 }
 
 # --- images ----------------------------------------------------------------------
@@ -288,21 +319,46 @@ install_releases() {
     --for=condition=HeadPodReady --timeout="${HELM_TIMEOUT}"
 }
 
+configmap_value() {  # configmap_value KEY: the API's setting in manifests/api/configmap.yaml
+  sed -n "s/^ *$1: *//p" "${REPO_ROOT}/manifests/api/configmap.yaml"
+}
+
+ray_head_pod() {  # where init.sh runs the platform's own code in the cluster
+  if [[ "${DRY_RUN}" == true ]]; then
+    printf 'pod/%s-head\n' "${RAY_CLUSTER}"
+    return 0
+  fi
+  kc get pod --namespace kuberay -o name \
+    --selector "ray.io/cluster=${RAY_CLUSTER},ray.io/node-type=head"
+}
+
+# MLflow's users per role, set up from the Ray head (it reaches MLflow by the name the
+# platform uses) with the admin's login and the passwords on stdin, never a command line.
+create_mlflow_users() {
+  local head_pod format request
+  head_pod="$(ray_head_pod)"
+  format='{"tracking_uri": "%s", "admin_password": "%s", "passwords": '
+  format+='{"trainer": "%s", "api": "%s", "serving": "%s"}}'
+  log "MLflow users: trainer, api, serving"
+  # shellcheck disable=SC2059  # the format is ours; the values are alphanumeric
+  request="$(printf "${format}" "$(configmap_value MLOPS_MLFLOW_TRACKING_URI)" \
+    "${MLFLOW_ADMIN_PASSWORD}" "${MLFLOW_TRAINER_PASSWORD}" "${MLFLOW_API_PASSWORD}" \
+    "${MLFLOW_SERVING_PASSWORD}")"
+  run_fed "${request}" kc exec --stdin --namespace kuberay "${head_pod}" -- \
+    python -m mlops.clients.mlflow_users
+}
+
 # The dataset goes in before ArgoCD starts the API, so the first training finds it.
 upload_dataset() {
   local dataset_uri s3_endpoint head_pod
-  dataset_uri="$(sed -n 's/^ *MLOPS_DATASET_URI: *//p' "${REPO_ROOT}/manifests/api/configmap.yaml")"
-  s3_endpoint="$(sed -n 's/^ *MLOPS_S3_ENDPOINT_URL: *//p' "${REPO_ROOT}/manifests/api/configmap.yaml")"
+  dataset_uri="$(configmap_value MLOPS_DATASET_URI)"
+  s3_endpoint="$(configmap_value MLOPS_S3_ENDPOINT_URL)"
   log "iris dataset to ${dataset_uri}"
-  head_pod=pod/"${RAY_CLUSTER}-head"
-  if [[ "${DRY_RUN}" != true ]]; then
-    head_pod="$(kc get pod --namespace kuberay -o name \
-      --selector "ray.io/cluster=${RAY_CLUSTER},ray.io/node-type=head")"
-  fi
+  head_pod="$(ray_head_pod)"
   # Ray's pods may only read datasets: the seed writes as the `datasets` user, whose key
   # goes through stdin, never a command line.
-  printf 'datasets\n%s\n' "${MINIO_DATASETS_KEY}" | run kc exec --stdin --namespace kuberay \
-    "${head_pod}" -- env "MLOPS_DATASET_URI=${dataset_uri}" \
+  run_fed "$(printf 'datasets\n%s' "${MINIO_DATASETS_KEY}")" \
+    kc exec --stdin --namespace kuberay "${head_pod}" -- env "MLOPS_DATASET_URI=${dataset_uri}" \
     "MLOPS_S3_ENDPOINT_URL=${s3_endpoint}" python -m mlops.ml.seed --s3-credentials-from-stdin
 }
 
@@ -392,7 +448,7 @@ EOF
 api.token=${API_TOKEN}
 ray.token=${RAY_TOKEN}
 mlflow.user=admin
-mlflow.password=${MLFLOW_PASSWORD}
+mlflow.password=${MLFLOW_ADMIN_PASSWORD}
 argocd.user=admin
 argocd.password=${argocd_password}
 minio.user=${MINIO_USER}
@@ -420,6 +476,7 @@ up() {
   build_and_load_images
   add_helm_repositories
   install_releases
+  create_mlflow_users
   upload_dataset
   install_argocd
   apply_applications

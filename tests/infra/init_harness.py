@@ -59,11 +59,12 @@ class Harness:
             assert found, f"{name} is needed by the init.sh tests"
             (self.bin / name).symlink_to(found)
         self.calls_file = root / "calls.jsonl"
+        self.state = root / "state.json"  # what the stand-ins remember (stub_tools.py)
         self.env = {
             "PATH": str(self.bin),
             "HOME": str(root),
             "STUB_CALLS": str(self.calls_file),
-            "STUB_STATE": str(root / "state.json"),
+            "STUB_STATE": str(self.state),
             "STUB_ARCH": "x86_64",
             "PYTHONPATH": os.pathsep.join(sys.path),
         }

@@ -6,14 +6,17 @@ and each process gets exactly the environment the rendered files give its pod: t
 variables (fastapi/Dockerfile), the ConfigMap, the Deployment's and the Ray chart values'
 variables, and the Secrets config/init.sh writes (run here with stand-in tools). Then the
 original design's user: a training through the API, `python fastapi/serve.py` run where
-`kubectl exec` would run it, an inference with the original payload.
+`kubectl exec` would run it, an inference with the original payload; then an operator's
+promotion, which the API makes as MLflow's `api` user and the replicas follow.
 
 - `mlflow`: MLflow with the allowed hosts its chart renders from helm-values/mlflow.yaml
   and the basic-auth app as init.sh configures it, on the Service's port (80).
 - `db`: Valkey with the password and the ACL file of init.sh's Secrets.
 - `minio`: an S3 server (moto's) standing in for MinIO; init.sh's seed puts iris there.
-- `kuberay`: one Ray node, the head and the worker group in one (so it also offers the
-  trainer resource), with Ray's Secret and the chart values' variables.
+- `kuberay`: a Ray node that is the head and the worker group in one (so it offers the
+  trainer resource), with their Secret; `ray-serving`: a node of the serving group, with
+  its own Secret. Both with the chart values' variables and resources. MLflow's users
+  per role are set up from the head as init.sh does it, and each signs in as its own.
 - `fastapi`: the API, as the Deployment runs it.
 
 What differs from the cluster: MLflow keeps artifacts on its disk instead of proxying them
@@ -69,9 +72,17 @@ def _image() -> tuple[dict[str, str], list[str]]:
     return env, command
 
 
+def _ray_values() -> dict:
+    return yaml.safe_load((kube.ROOT / "helm-values" / "ray-cluster.yaml").read_text())
+
+
 def _ray_env() -> dict[str, str]:
-    values = yaml.safe_load((kube.ROOT / "helm-values" / "ray-cluster.yaml").read_text())
-    return {e["name"]: e["value"] for e in values["common"]["containerEnv"]}
+    return {e["name"]: e["value"] for e in _ray_values()["common"]["containerEnv"]}
+
+
+def _offered(group: dict) -> str:
+    """The custom resources a worker group's nodes start with (its rayStartParams)."""
+    return str(json.loads(group["rayStartParams"]["resources"]))
 
 
 def _served_by(url: str) -> tuple[str, str, int]:
@@ -109,7 +120,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         )
     }
     network = netns.Network(
-        names=["mlflow", "db", "minio", "kuberay", "fastapi"],
+        names=["mlflow", "db", "minio", "kuberay", "ray-serving", "fastapi"],
         hosts={host: namespace for host, namespace, _ in services.values()},
     )
     base = {
@@ -131,8 +142,17 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
             **secrets["kuberay", "mlops-secrets"],
             "RAY_USAGE_STATS_ENABLED": "0",
         }
-        _seed(network, harness, ray_env)
+        _in_ray_head(network, harness, ray_env, "mlops.clients.mlflow_users")
+        _in_ray_head(network, harness, ray_env, "mlops.ml.seed")
         _start_ray(supervisor, network, ray_env, services["MLOPS_RAY_ADDRESS"][2])
+        serving_env = {
+            **base,
+            **image_env,
+            **_ray_env(),
+            **secrets["kuberay", "mlops-serving"],
+            "RAY_USAGE_STATS_ENABLED": "0",
+        }
+        _start_ray_serving(supervisor, network, serving_env)
         api_env = {
             **base,
             **image_env,
@@ -208,11 +228,11 @@ def _start_s3(network, port: int, supervisor) -> None:
     client.create_bucket(Bucket="mlops")  # the MinIO chart's `buckets`
 
 
-def _seed(network, harness: Harness, ray_env: dict[str, str]) -> None:
-    """init.sh's seed, as it runs it in the Ray head: the same command, the same stdin."""
-    call = next(c for c in harness.calls({"kubectl"}) if "mlops.ml.seed" in " ".join(c["args"]))
+def _in_ray_head(network, harness: Harness, ray_env: dict[str, str], module: str) -> None:
+    """What init.sh runs in the Ray head (`kubectl exec`): the same command, the same stdin."""
+    call = next(c for c in harness.calls({"kubectl"}) if module in " ".join(c["args"]))
     command = call["args"][call["args"].index("--") + 1 :]
-    seeded = subprocess.run(
+    ran = subprocess.run(
         network.command("kuberay", command),
         input=call["stdin"],
         env=ray_env,
@@ -220,18 +240,28 @@ def _seed(network, harness: Harness, ray_env: dict[str, str]) -> None:
         text=True,
         timeout=120,
     )
-    assert seeded.returncode == 0, seeded.stderr
+    assert ran.returncode == 0, ran.stderr
 
 
 def _start_ray(supervisor, network, ray_env: dict[str, str], dashboard_port: int) -> None:
     command = [sys.executable, "-m", "ray.scripts.scripts", "start", "--head", "--block"]
     command += ["--node-ip-address", network.addresses["kuberay"], "--dashboard-host", "0.0.0.0"]
     command += ["--dashboard-port", str(dashboard_port), "--num-cpus", "2"]
-    command += ["--resources", json.dumps({"trainer": 1}), "--disable-usage-stats"]
+    command += ["--resources", _offered(_ray_values()["worker"]), "--disable-usage-stats"]
     supervisor.start(Component("ray", network.command("kuberay", command), env=ray_env))
     url = f"http://{network.addresses['kuberay']}:{dashboard_port}/api/version"
     headers = {"Authorization": f"Bearer {ray_env['RAY_AUTH_TOKEN']}"}
     wait_for(lambda: _answers(url, headers), timeout=180, what="Ray's dashboard")
+
+
+def _start_ray_serving(supervisor, network, env: dict[str, str]) -> None:
+    """A node of the serving group, joined to the head by its address, as KubeRay does."""
+    group = _ray_values()["additionalWorkerGroups"]["serving"]
+    command = [sys.executable, "-m", "ray.scripts.scripts", "start", "--block"]
+    command += ["--address", f"{network.addresses['kuberay']}:6379"]
+    command += ["--node-ip-address", network.addresses["ray-serving"], "--num-cpus", "1"]
+    command += ["--resources", _offered(group), "--disable-usage-stats"]
+    supervisor.start(Component("ray-serving", network.command("ray-serving", command), env=env))
 
 
 def test_the_api_reaches_every_server_by_its_in_cluster_name(cluster: Cluster) -> None:
@@ -276,3 +306,20 @@ def test_the_original_users_path_works_in_the_rehearsed_cluster(cluster: Cluster
     )
     assert answer.json()["prediction"] is not None
     assert answer.json()["model_version"] == job["model_version"]
+
+    # An operator's promotion: the API moves the alias as MLflow's `api` user (a second
+    # training as `trainer`), and the replicas, as `serving`, load the version it names.
+    second = wait_for_job(api, api.post("/trigger_training", json={}).json()["job_id"], timeout=300)
+    assert second["status"] == "succeeded", second
+    versions = {job["model_version"], second["model_version"]}
+    champion = api.get("/get_metrics").json()["champion_version"]
+    (other,) = versions - {champion}
+    promoted = api.post(f"/models/{other}/promote", json={"reason": "rehearsal"})
+    assert promoted.status_code == 200, promoted.text
+    wait_for(
+        lambda: (
+            api.post("/inference", json=ORIGINAL_INFERENCE).json().get("model_version") == other
+        ),
+        timeout=120,
+        what=f"the replicas to serve version {other}",
+    )

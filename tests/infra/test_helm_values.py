@@ -15,7 +15,7 @@ import yaml
 from infra import kube
 
 from mlops.clients import redis_users
-from mlops.ml.placement import TRAINER_RESOURCE
+from mlops.contracts.placement import SERVING_RESOURCE, TRAINER_RESOURCE
 from mlops.settings import Settings
 
 # values file -> (chart name in its header, versions.env key of its pinned version)
@@ -134,10 +134,12 @@ def test_the_ray_cluster_runs_our_image_with_guaranteed_resources_and_haproxy() 
     values = _values("ray-cluster")
     script = (kube.ROOT / "config" / "init.sh").read_text()
 
-    for group in ("head", "worker"):
-        resources = values[group]["resources"]
+    groups = {**values, **values["additionalWorkerGroups"]}
+    for group, secret in (("head", "mlops-secrets"), ("worker", "mlops-secrets"),
+                          ("serving", "mlops-serving")):  # fmt: skip
+        resources = groups[group]["resources"]
         assert resources["requests"] == resources["limits"], group
-        assert {"secretRef": {"name": "mlops-secrets"}} in values[group]["envFrom"]
+        assert groups[group]["envFrom"] == [{"secretRef": {"name": secret}}], group
     env = {e["name"]: e["value"] for e in values["common"]["containerEnv"]}
     assert env["RAY_SERVE_ENABLE_HA_PROXY"] == "1"
     assert env["RAY_AUTH_MODE"] == "token"  # an open Jobs API runs anyone's code
@@ -145,12 +147,20 @@ def test_the_ray_cluster_runs_our_image_with_guaranteed_resources_and_haproxy() 
     assert '--set "head.rayVersion=${RAY_VERSION}"' in script
 
 
-def test_the_trainer_runs_on_the_worker_group_within_its_memory() -> None:
+def test_each_ray_group_offers_the_resource_of_its_work_within_its_size() -> None:
     values = _values("ray-cluster")
+    serving = values["additionalWorkerGroups"]["serving"]
 
     offered = json.loads(json.loads(values["worker"]["rayStartParams"]["resources"]))
     assert offered == {TRAINER_RESOURCE: 1}
-    assert "resources" not in values["head"].get("rayStartParams", {})
+    offered = json.loads(json.loads(serving["rayStartParams"]["resources"]))
+    assert offered == {SERVING_RESOURCE: 1}
+    # The head runs Ray's control processes only: no CPU to place work on, no mark.
+    assert values["head"]["rayStartParams"] == {"num-cpus": "0"}
+    # The replicas fit their group.
+    config = kube.api_settings()
+    wanted = int(config["MLOPS_SERVE_REPLICAS"]) * float(config["MLOPS_SERVE_REPLICA_CPUS"])
+    assert wanted <= float(serving["resources"]["limits"]["cpu"])
     # Ray's memory on a node is what its object store (30 %) leaves of the pod's limit.
     limit_mb = int(values["worker"]["resources"]["limits"]["memory"].removesuffix("Gi")) * 1024
     assert Settings().trainer_memory_mb <= 0.7 * limit_mb

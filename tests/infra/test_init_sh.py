@@ -65,6 +65,7 @@ def test_a_full_run_issues_every_step_in_order(full_run: FullRun) -> None:
         call_index(commands, "helm upgrade --install kuberay-operator", "--version 1.7.0"),
         call_index(commands, "helm upgrade --install ray kuberay/ray-cluster", "--version 1.7.0"),
         call_index(commands, "kubectl", "wait raycluster/mlops-ray", "HeadPodReady"),
+        call_index(commands, "kubectl", "exec", "python -m mlops.clients.mlflow_users"),
         call_index(commands, "kubectl", "exec", "python -m mlops.ml.seed"),
         call_index(commands, "helm upgrade --install argocd argo/argo-cd --version 10.1.1"),
         call_index(commands, "kubectl", "wait crd/appprojects.argoproj.io"),
@@ -123,6 +124,7 @@ def test_secrets_are_random_kept_private_and_written_with_mode_600(full_run: Ful
         ("db", "redis-users"),
         ("fastapi", "mlops-secrets"),
         ("kuberay", "mlops-secrets"),
+        ("kuberay", "mlops-serving"),
     }
     by_namespace = {ns: data for (ns, name), data in by_name.items() if name == "mlops-secrets"}
     assert "MLOPS_API_TOKEN" in by_namespace["fastapi"]
@@ -140,10 +142,12 @@ def test_secrets_are_random_kept_private_and_written_with_mode_600(full_run: Ful
     assert by_namespace["kuberay"]["MLOPS_S3_ACCESS_KEY_ID"] == "training"
     assert by_namespace["kuberay"]["MLOPS_S3_SECRET_ACCESS_KEY"] == users["training"]
     assert not any(key.startswith("MLOPS_S3_") for key in by_namespace["fastapi"])
-    # MLflow's admin, in its auth config file, is the one the platform signs in as.
+    # MLflow's admin, in its auth config file, is for people: the platform signs in as
+    # one user per role (test_mlflow_users_are_set_up_with_their_passwords_on_stdin).
     auth_config = by_name["mlflow", "mlflow-auth"]["basic_auth.ini"]
     assert "admin_username = admin" in auth_config
     assert f"admin_password = {values['mlflow.password']}" in auth_config
+    assert "default_permission = NO_PERMISSIONS" in auth_config
     # One Ray token: Ray's pods read it as RAY_AUTH_TOKEN, the API sends it.
     ray_token = by_namespace["kuberay"]["RAY_AUTH_TOKEN"]
     assert by_namespace["fastapi"]["MLOPS_RAY_AUTH_TOKEN"] == ray_token
@@ -152,11 +156,53 @@ def test_secrets_are_random_kept_private_and_written_with_mode_600(full_run: Ful
     assert by_namespace["kuberay"]["MLOPS_MODEL_SIGNING_KEY"] == signing_key
     assert len(signing_key) >= 32
     assert signing_key not in by_name["mlflow", "mlflow-auth"]["basic_auth.ini"]
-    # One MLflow identity: the API's password is the jobs' and replicas'.
-    mlflow_password = by_namespace["fastapi"]["MLOPS_MLFLOW_PASSWORD"]
-    assert by_namespace["kuberay"]["MLFLOW_TRACKING_PASSWORD"] == mlflow_password
+    # The serving nodes hold what a replica needs: no dataset key, and MLflow's reader.
+    serving = by_name["kuberay", "mlops-serving"]
+    assert not any(key.startswith("MLOPS_S3_") for key in serving)
+    assert serving["MLFLOW_TRACKING_USERNAME"] == "serving"
+    assert serving["RAY_AUTH_TOKEN"] == ray_token
+    assert serving["MLOPS_MODEL_SIGNING_KEY"] == signing_key
+    assert by_namespace["kuberay"]["MLFLOW_TRACKING_USERNAME"] == "trainer"
     assert len(values["api.token"]) == 32 and values["api.token"] not in everything
     assert "localhost:8888" in (harness.repo / "outputs" / "urls.txt").read_text()
+
+
+def test_mlflow_users_are_set_up_with_their_passwords_on_stdin(full_run: FullRun) -> None:
+    harness = full_run.harness
+    by_name = applied_secrets(harness)
+    call = next(c for c in harness.calls({"kubectl"}) if "mlops.clients.mlflow_users" in c["args"])
+    request = json.loads(call["stdin"])
+
+    assert call["args"][-3:] == ["python", "-m", "mlops.clients.mlflow_users"]
+    assert "pod/mlops-ray-head-x7k2p" in call["args"]
+    assert request["tracking_uri"] == kube.api_settings()["MLOPS_MLFLOW_TRACKING_URI"]
+    assert request["admin_password"] == by_name["mlflow", "mlflow-auth"]["admin-password"]
+    # Each role's password is the one its holder signs in with, and all differ.
+    assert request["passwords"] == {
+        "api": by_name["fastapi", "mlops-secrets"]["MLOPS_MLFLOW_PASSWORD"],
+        "trainer": by_name["kuberay", "mlops-secrets"]["MLFLOW_TRACKING_PASSWORD"],
+        "serving": by_name["kuberay", "mlops-serving"]["MLFLOW_TRACKING_PASSWORD"],
+    }
+    assert len({*request["passwords"].values(), request["admin_password"]}) == 4
+    assert kube.api_settings()["MLOPS_MLFLOW_USERNAME"] == "api"
+    assert not any(request["admin_password"] in arg for arg in call["args"])
+
+
+def test_a_cluster_from_before_the_users_per_role_keeps_its_admin(harness: Harness) -> None:
+    # Then the API signed in as the admin, with its password in the API's Secret.
+    harness.run()
+    state = json.loads(harness.state.read_text())
+    old_admin = state["secrets"]["fastapi/mlops-secrets"]["MLOPS_MLFLOW_PASSWORD"]
+    del state["secrets"]["mlflow/mlflow-auth"]
+    harness.state.write_text(json.dumps(state))
+
+    assert harness.run().returncode == 0
+    by_name = applied_secrets(harness)
+
+    assert by_name["mlflow", "mlflow-auth"]["admin-password"] == old_admin
+    assert f"admin_password = {old_admin}" in by_name["mlflow", "mlflow-auth"]["basic_auth.ini"]
+    assert by_name["fastapi", "mlops-secrets"]["MLOPS_MLFLOW_PASSWORD"] != old_admin
+    assert by_name["kuberay", "mlops-secrets"]["MLFLOW_TRACKING_PASSWORD"] != old_admin
 
 
 def test_a_second_run_creates_nothing_twice_and_keeps_the_secrets(harness: Harness) -> None:
@@ -180,6 +226,7 @@ def test_dry_run_prints_the_plan_and_calls_nothing(harness: Harness) -> None:
     assert "would run: kind create cluster" in result.stdout
     assert "would run: helm upgrade --install mlflow" in result.stdout
     assert "would apply secret db/redis-auth (password api ray)" in result.stdout
+    assert "-- python -m mlops.clients.mlflow_users (its input on stdin)" in result.stdout
     assert not (harness.repo / "outputs" / "credentials.txt").exists()
 
 

@@ -38,7 +38,7 @@ def test_a_search_no_trial_of_which_fits_is_refused_with_the_numbers(start_api) 
 
     assert refused.status_code == 409, refused.text
     detail = refused.json()["detail"]
-    assert "the cluster has 4 CPUs and Serve's 4 replicas hold 4 (1 each), leaving 0" in detail
+    assert "those have 4 CPUs and Serve's 4 replicas hold 4 of them (1 each), leaving 0" in detail
     assert "MLOPS_SERVE_REPLICA_CPUS" in detail
     assert api.get("/jobs").json()["jobs"] == []  # nothing recorded, no slot taken
 

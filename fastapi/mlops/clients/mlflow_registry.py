@@ -24,6 +24,10 @@ class _MlflowBusy(MlflowUnavailable):
     """Unreachable or a 5xx: worth another try."""
 
 
+class _MlflowRefused(MlflowUnavailable):
+    """401 or 403: the Host check, the sign-in, or a model that does not exist (below)."""
+
+
 @dataclass(frozen=True)
 class ModelVersion:
     version: str
@@ -125,7 +129,7 @@ class MlflowRegistry:
                 if response.status_code < 400:
                     return response.json()
                 if response.status_code in {401, 403}:
-                    raise MlflowUnavailable(_refusal(response, self._base))
+                    raise _MlflowRefused(_refusal(response, self._base))
                 failure = f"MLflow answered {response.status_code}: {response.text[:200]}"
                 if response.status_code >= 500:
                     raise _MlflowBusy(failure)
@@ -175,15 +179,33 @@ class MlflowRegistry:
             if not page_token:
                 return found
 
-    async def version(self, model_name: str, version: str) -> TaggedVersion | None:
+    async def _about_model(self, model_name: str, path: str, **params: str) -> dict | None:
+        """A read about one registered model; None when it does not exist.
+
+        MLflow's basic-auth app answers 403, not 404, about a model that does not exist
+        (it tells nobody what exists beyond their grants), so a refusal is checked with a
+        search, which lists only the models the user may read: absent there, it is absent.
+        """
+        try:
+            return await self._call("GET", path, params={"name": model_name, **params})
+        except _MlflowRefused:
+            if await self._exists(model_name):
+                raise
+            return None
+
+    async def _exists(self, model_name: str) -> bool:
         reply = await self._call(
-            "GET", "/model-versions/get", params={"name": model_name, "version": version}
+            "GET", "/registered-models/search", params={"filter": f"name='{model_name}'"}
         )
+        return bool((reply or {}).get("registered_models"))
+
+    async def version(self, model_name: str, version: str) -> TaggedVersion | None:
+        reply = await self._about_model(model_name, "/model-versions/get", version=version)
         return _tagged(reply["model_version"]) if reply else None
 
     async def aliases(self, model_name: str) -> dict[str, list[str]]:
         """version -> the aliases it carries."""
-        reply = await self._call("GET", "/registered-models/get", params={"name": model_name})
+        reply = await self._about_model(model_name, "/registered-models/get")
         carried: dict[str, list[str]] = {}
         for alias in (reply or {}).get("registered_model", {}).get("aliases", []):
             carried.setdefault(str(alias["version"]), []).append(alias["alias"])
@@ -215,9 +237,7 @@ class MlflowRegistry:
         return response.json()
 
     async def alias_version(self, model_name: str, alias: str) -> str | None:
-        reply = await self._call(
-            "GET", "/registered-models/alias", params={"name": model_name, "alias": alias}
-        )
+        reply = await self._about_model(model_name, "/registered-models/alias", alias=alias)
         return str(reply["model_version"]["version"]) if reply else None
 
     async def run_accuracy(self, run_id: str) -> float | None:

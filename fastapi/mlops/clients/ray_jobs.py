@@ -82,17 +82,18 @@ class RayJobsClient:
         if response.status_code not in {200, 404}:
             raise RayJobsError(f"Ray did not stop {submission_id} ({response.status_code})")
 
-    async def cluster_cpus(self) -> float:
-        """Logical CPUs of the cluster's live nodes (the dashboard's node summary)."""
+    async def node_resources(self) -> list[dict[str, float]]:
+        """The resources of each live node (the dashboard's node summary): CPU, memory
+        and the custom ones that mark trainer and serving nodes."""
         response = await self._request("GET", "/nodes", params={"view": "summary"})
         if response.status_code != 200:
             raise RayJobsError(f"Ray's node summary failed ({response.status_code})")
         nodes = response.json().get("data", {}).get("summary", [])
-        return sum(
-            float(node["raylet"].get("resourcesTotal", {}).get("CPU", 0))
+        return [
+            {name: float(value) for name, value in node["raylet"].get("resourcesTotal", {}).items()}
             for node in nodes
             if node.get("raylet", {}).get("state") == "ALIVE"
-        )
+        ]
 
     async def version(self) -> str:
         response = await self._request("GET", "/api/version")

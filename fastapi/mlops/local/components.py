@@ -17,7 +17,7 @@ from pydantic import SecretStr
 
 from mlops.clients import redis_users
 from mlops.clients.redis_users import RedisUser, derived_password
-from mlops.ml.placement import TRAINER_RESOURCE
+from mlops.contracts.placement import SERVING_RESOURCE, TRAINER_RESOURCE
 from mlops.settings import Settings
 
 
@@ -160,9 +160,9 @@ def ray_head(settings: Settings, ports: RayPorts = RayPorts()) -> Component:
         # Logical CPUs: a training job and Serve replicas share a laptop's cores.
         "--num-cpus",
         str(settings.ray_cpus or max(os.cpu_count() or 1, 4)),
-        # The one node is also where the warm trainer runs (mlops.ml.trainer).
+        # The one node is both a trainer and a serving node (mlops.contracts.placement).
         "--resources",
-        json.dumps({TRAINER_RESOURCE: 1}),
+        json.dumps({TRAINER_RESOURCE: 1, SERVING_RESOURCE: 1}),
         "--disable-usage-stats",
         *ports.extra_args,
     ]

@@ -15,6 +15,8 @@ from sklearn.model_selection import train_test_split
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
+from mlops.contracts.placement import on_trainer_nodes
+
 # Parameters the platform sets itself: n_jobs must stay 1 for low-latency predict in
 # Serve replicas, and the others change logging or refitting, not the model.
 MANAGED_PARAMETERS = {"n_jobs", "verbose", "warm_start"}
@@ -123,7 +125,8 @@ def build_pipeline(hyperparameters: dict[str, Any], *, default_max_depth: int) -
 
 def fit(pipeline: Pipeline, x: pd.DataFrame, y: pd.Series, *, cpus: int) -> None:
     """Fit the pipeline; with `cpus` > 1 the forest's trees are built by that many Ray
-    workers (joblib's `ray` backend), which the cluster places on any of its nodes.
+    workers (joblib's `ray` backend) on the cluster's trainer nodes, never beside the
+    replicas.
 
     scikit-learn draws every tree's seed before it dispatches the trees, so the fitted
     forest is the one a serial fit with the same random_state gives. The pipeline goes
@@ -139,7 +142,8 @@ def fit(pipeline: Pipeline, x: pd.DataFrame, y: pd.Series, *, cpus: int) -> None
     register_ray()
     forest.set_params(n_jobs=cpus)
     try:
-        with joblib.parallel_backend("ray", n_jobs=cpus):
+        placed = {"resources": on_trainer_nodes()}
+        with joblib.parallel_backend("ray", n_jobs=cpus, ray_remote_args=placed):
             pipeline.fit(x, y)
     finally:
         forest.set_params(n_jobs=1)

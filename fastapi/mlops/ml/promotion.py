@@ -102,6 +102,28 @@ class ChampionCache:
 _NO_CHAMPION = {"RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"}
 
 
+def alias_version(client: Any, model_name: str, alias: str) -> str | None:
+    """The version `alias` names; None when the model or the alias does not exist.
+
+    MLflow's basic-auth app answers PERMISSION_DENIED, not RESOURCE_DOES_NOT_EXIST, about
+    a registered model that does not exist, so a refusal is checked with a search (which
+    lists only what the user may read): absent there, there is no champion. Raises
+    MlflowException otherwise.
+    """
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return str(client.get_model_version_by_alias(model_name, alias).version)
+    except MlflowException as exc:
+        if exc.error_code in _NO_CHAMPION:
+            return None
+        if exc.error_code == "PERMISSION_DENIED" and not client.search_registered_models(
+            filter_string=f"name = '{model_name}'"
+        ):
+            return None
+        raise
+
+
 def score_champion(
     client: Any,
     *,
@@ -119,12 +141,11 @@ def score_champion(
     from mlflow.exceptions import MlflowException
 
     try:
-        found = client.get_model_version_by_alias(model_name, alias)
+        version = alias_version(client, model_name, alias)
     except MlflowException as exc:
-        if exc.error_code in _NO_CHAMPION:
-            return None
         return ChampionScore(None, None, f"MLflow: {exc.message}", fail_closed=True)
-    version = str(found.version)
+    if version is None:
+        return None
     try:
         sealed = provenance.verified(client, key, model_name, version)
     except (provenance.ForeignVersion, MlflowException) as exc:

@@ -26,6 +26,7 @@ from ray.tune.search.basic_variant import BasicVariantGenerator
 from mlops import logs
 from mlops.clients.redis import JobStore, connect
 from mlops.contracts.jobs import JobOutcome, SearchProgress
+from mlops.contracts.placement import on_trainer_nodes
 from mlops.ml import model, search_space, train
 from mlops.ml.registry_tags import TAG_JOB
 from mlops.ml.specs import SearchSpec, TrainingSpec
@@ -172,7 +173,8 @@ def _tune(
         parent_run_id=parent_id,
     )
     tuner = tune.Tuner(
-        tune.with_resources(trainable, {"cpu": 1}),
+        # On trainer nodes: a trial logs to MLflow as the trainer (contracts.placement).
+        tune.with_resources(trainable, {"cpu": 1, **on_trainer_nodes()}),
         param_space=search_space.to_tune(spec.search_space),
         tune_config=tune.TuneConfig(
             metric=spec.metric,

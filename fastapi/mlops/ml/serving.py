@@ -24,7 +24,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from mlops.contracts.serve import FLOAT32_MAX, ServeErrorCode
-from mlops.ml import provenance
+from mlops.ml import promotion, provenance
 from mlops.ml.predictors import OnnxPredictor, Predictor, SklearnPredictor
 from mlops.ml.provenance import ForeignVersion
 from mlops.ml.registry_tags import (
@@ -87,10 +87,9 @@ def _champion_version(settings: Settings) -> str | None:
 
     client = mlflow.MlflowClient(settings.mlflow_tracking_uri)
     try:
-        found = client.get_model_version_by_alias(settings.model_name, settings.champion_alias)
+        return promotion.alias_version(client, settings.model_name, settings.champion_alias)
     except MlflowException:
         return None
-    return str(found.version)
 
 
 def _error(code: ServeErrorCode, detail: str) -> JSONResponse:

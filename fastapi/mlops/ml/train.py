@@ -27,6 +27,7 @@ from mlops.clients.redis import AlertStream, ChampionHistory, JobStore, connect
 from mlops.contracts.alerts import AlertLevel
 from mlops.contracts.champion import ChampionMove
 from mlops.contracts.jobs import JobOutcome, JobStatus
+from mlops.contracts.placement import TRAINER_RESOURCE
 from mlops.ml import data, drift, model, predictors, promotion, provenance
 from mlops.ml.provenance import ForeignVersion
 from mlops.ml.registry_tags import (
@@ -113,11 +114,18 @@ def fit(settings: Settings, hyperparameters: dict[str, Any], parts: model.Split)
 
 
 def _free_cpus() -> float:
+    """The cluster's free CPUs, at most those of its trainer nodes (where a fit's tree
+    builders run; the serving nodes' CPUs are the replicas')."""
     import ray
 
     if not ray.is_initialized():
         return 1.0
-    return float(ray.available_resources().get("CPU", 1.0))
+    trainer_cpus = sum(
+        node["Resources"].get("CPU", 0.0)
+        for node in ray.nodes()
+        if node["Alive"] and node["Resources"].get(TRAINER_RESOURCE)
+    )
+    return float(min(ray.available_resources().get("CPU", 1.0), trainer_cpus))
 
 
 def train_and_register(

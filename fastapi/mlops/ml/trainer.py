@@ -24,7 +24,7 @@ from typing import Any
 
 import ray
 
-from mlops.ml.placement import TRAINER_RESOURCE, TRAINER_SHARE
+from mlops.contracts.placement import TRAINER_RESOURCE, on_trainer_nodes
 
 log = logging.getLogger("mlops.trainer")
 
@@ -130,7 +130,7 @@ def get_or_start(tracking_uri: str, log_format: str, memory_mb: int) -> Any:
             get_if_exists=True,
             num_cpus=0,
             memory=memory_mb * 1024 * 1024,
-            resources={TRAINER_RESOURCE: TRAINER_SHARE},
+            resources=on_trainer_nodes(),
             max_concurrency=MAX_CONCURRENT_JOBS,
         )
         .remote(log_format)

@@ -13,6 +13,7 @@ from mlops.background import Background
 from mlops.clients.mlflow_registry import MlflowRegistry, MlflowUnavailable
 from mlops.clients.redis import DeployLock
 from mlops.clients.serve import ServeAdmin, ServeError
+from mlops.contracts.placement import on_serving_nodes
 from mlops.retry import backoff
 from mlops.settings import Settings
 
@@ -48,7 +49,11 @@ def app_config(settings: Settings) -> dict[str, Any]:
                     {
                         "name": "ModelServer",
                         "num_replicas": settings.serve_replicas,
-                        "ray_actor_options": {"num_cpus": settings.serve_replica_cpus},
+                        # On serving nodes, whose MLflow user only reads.
+                        "ray_actor_options": {
+                            "num_cpus": settings.serve_replica_cpus,
+                            "resources": on_serving_nodes(),
+                        },
                     }
                 ],
             }

@@ -11,6 +11,7 @@ from mlops.clients.mlflow_registry import MlflowRegistry
 from mlops.clients.ray_jobs import RayJobsClient, RayJobsError, SubmissionUnconfirmed
 from mlops.clients.redis import DURATION_BUCKETS, JobStore
 from mlops.contracts.jobs import JobInfo, NewJob
+from mlops.contracts.placement import SERVING_RESOURCE, TRAINER_RESOURCE
 from mlops.ml import search_space
 from mlops.ml.data import DatasetLocationError, check_location
 from mlops.ml.model import InvalidField, validate_hyperparameters
@@ -131,18 +132,22 @@ class Training:
         return job_id
 
     async def check_search_capacity(self) -> None:
-        """Raise ClusterTooSmall when no trial could ever start: each needs one CPU that
-        Serve's replicas do not hold (Tune would otherwise wait for ever, keeping its
-        admission slot)."""
+        """Raise ClusterTooSmall when no trial could ever start: each needs one CPU of a
+        trainer node that Serve's replicas do not hold (Tune would otherwise wait for
+        ever, keeping its admission slot). Replicas hold CPUs there only where a node is
+        both kinds (`make up`'s one node); the cluster's serving nodes are apart."""
         settings = self._settings
-        total = await self._ray.cluster_cpus()
-        held = settings.serve_replicas * settings.serve_replica_cpus
+        trainer_nodes = [n for n in await self._ray.node_resources() if n.get(TRAINER_RESOURCE)]
+        total = sum(node.get("CPU", 0.0) for node in trainer_nodes)
+        shared = any(node.get(SERVING_RESOURCE) for node in trainer_nodes)
+        held = settings.serve_replicas * settings.serve_replica_cpus if shared else 0.0
         if total - held < TRIAL_CPUS:
             raise ClusterTooSmall(
-                f"a search runs each trial on {TRIAL_CPUS:g} CPU; the cluster has {total:g} "
-                f"CPUs and Serve's {settings.serve_replicas} replicas hold {held:g} "
-                f"({settings.serve_replica_cpus:g} each), leaving {max(total - held, 0):g}: "
-                "lower MLOPS_SERVE_REPLICA_CPUS or MLOPS_SERVE_REPLICAS, or add CPUs"
+                f"a search runs each trial on {TRIAL_CPUS:g} CPU of a trainer node; those "
+                f"have {total:g} CPUs and Serve's {settings.serve_replicas} replicas hold "
+                f"{held:g} of them ({settings.serve_replica_cpus:g} each), leaving "
+                f"{max(total - held, 0):g}: lower MLOPS_SERVE_REPLICA_CPUS or "
+                "MLOPS_SERVE_REPLICAS, or add trainer nodes"
             )
 
     async def submit_search(self, request: TuneRequest, *, source: str = "api") -> str:
