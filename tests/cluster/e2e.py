@@ -10,7 +10,8 @@ It trains through the API with the original payload, runs `serve.py` in the API 
 with kubectl exec, infers with the original payload, receives the training's alert
 over SSE through the dashboard's nginx (as a browser's EventSource would: unnamed
 `data:` events), and checks that MLflow answers the API in-cluster (/ready reads the
-registry through MLflow's Host check and sign-in). Exit 0 when all of that holds.
+registry through MLflow's Host check and sign-in), and that the serving nodes' MLflow
+login cannot move the champion (MLflow's users per role). Exit 0 when all of that holds.
 """
 
 from __future__ import annotations
@@ -30,6 +31,20 @@ DASHBOARD_EVENTS = "http://127.0.0.1:5001/api/webhook"
 CONTEXT = "kind-mlops"
 TRAIN = {"hyperparameters": {"n_estimators": 100}}
 INFER = {"input_data": [0.1, 1.2, 2.3, 2.2]}
+MODEL = "mlops_model"  # MLOPS_MODEL_NAME's default
+# Run in a serving node, as its `serving` user (the pod's MLFLOW_TRACKING_* variables).
+MOVE_THE_CHAMPION = """
+import sys
+import mlflow
+from mlflow.exceptions import MlflowException
+client = mlflow.MlflowClient(sys.argv[1])
+try:
+    client.set_registered_model_alias(sys.argv[2], "champion", sys.argv[3])
+except MlflowException as exc:
+    print(exc.error_code)
+else:
+    print("MOVED")
+"""
 
 
 def say(text: str) -> None:
@@ -104,6 +119,7 @@ def main() -> int:
         timeout=600,
     )
     say(f"trained: {json.dumps(job)}")
+    assert isinstance(job, dict)
 
     subprocess.run(
         ["kubectl", "--context", CONTEXT, "exec", "deploy/mlops-api", "-n", "fastapi", "--",
@@ -124,6 +140,25 @@ def main() -> int:
         timeout=120,
     )
     say("alert received through nginx")
+
+    tracking_uri = next(
+        line.split(":", 1)[1].strip()
+        for line in (ROOT / "manifests" / "api" / "configmap.yaml").read_text().splitlines()
+        if line.strip().startswith("MLOPS_MLFLOW_TRACKING_URI:")
+    )
+    pod = subprocess.run(
+        ["kubectl", "--context", CONTEXT, "get", "pod", "-n", "kuberay", "-o", "name",
+         "-l", "ray.io/group=serving"],
+        capture_output=True, text=True, timeout=60, check=True,
+    ).stdout.split()[0]  # fmt: skip
+    moved = subprocess.run(
+        ["kubectl", "--context", CONTEXT, "exec", "-n", "kuberay", pod, "--",
+         "python", "-c", MOVE_THE_CHAMPION, tracking_uri, MODEL, str(job["model_version"])],
+        capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    say(f"a serving node moving the champion: {moved.stdout.strip()} {moved.stderr[-300:]}")
+    if moved.stdout.strip() != "PERMISSION_DENIED":
+        raise SystemExit("FAILED: the serving nodes' MLflow login was not refused a write")
     return 0
 
 
