@@ -34,7 +34,8 @@ from typing import cast
 import psutil
 import uvloop
 
-from mlops.clients.redis import ALERT_STREAM, AlertStream, connect
+from mlops.clients.redis import AlertStream, connect
+from mlops.clients.redis.keys import ALERT_STREAM
 from mlops.local.platform import (
     LocalPlatform,
     isolated_ray_ports,

@@ -193,7 +193,7 @@ EOF
 
 # Redis's ACL file (helm-values/redis.yaml mounts it): the default user with the server's
 # password, for people and the chart's probes, then one user per component with only its
-# keys and data commands, the rules of fastapi/mlops/clients/redis_users.py (tests/infra
+# keys and data commands, the rules of fastapi/mlops/clients/redis/users.py (tests/infra
 # checks they are the same). A file without the default user would leave it passwordless.
 REDIS_DATA_COMMANDS="-@all +@read +@write +@keyspace +@stream +@hash +@set +@sortedset \
 +@string +@scripting +@transaction +@connection -@dangerous"

@@ -34,7 +34,7 @@ from mlops.clients import redis as redis_client
 from mlops.clients.mlflow_registry import MlflowRegistry
 from mlops.clients.quarantine import Quarantine
 from mlops.clients.ray_jobs import RayJobsClient
-from mlops.clients.redis import AlertStream, ChampionHistory, DeployLock, DriftSamples, JobStore
+from mlops.clients.redis import AlertStream, ChampionMoves, DeployLock, DriftSamples, JobStore
 from mlops.clients.schedule_store import ScheduleStore
 from mlops.clients.serve import ServeAdmin
 from mlops.services.alerts import AlertFeed
@@ -81,7 +81,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
             jobs=jobs,
             registry=registry,
             alerts=stream,
-            history=ChampionHistory(redis, model_name=settings.model_name),
+            history=ChampionMoves(redis, model_name=settings.model_name),
             quarantine=quarantine,
         )
         serving = Serving(
@@ -141,7 +141,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.models = Models(
             settings=settings,
             registry=registry,
-            history=ChampionHistory(redis, model_name=settings.model_name),
+            history=ChampionMoves(redis, model_name=settings.model_name),
             alerts=stream,
         )
 

@@ -14,7 +14,7 @@ from typing import Any
 import yaml
 from infra import kube
 
-from mlops.clients import redis_users
+from mlops.clients.redis import users as redis_users
 from mlops.contracts.placement import SERVING_RESOURCE, TRAINER_RESOURCE
 from mlops.settings import Settings
 

@@ -21,7 +21,7 @@ from helpers import free_port
 from infra import kube
 from infra.init_harness import Harness, applied_secrets, call_index
 
-from mlops.clients import redis_users
+from mlops.clients.redis import users as redis_users
 from mlops.local.components import find_redis_server
 
 

@@ -14,7 +14,8 @@ from helpers import SseReader, on_redis_db, run_async
 
 from mlops import sse
 from mlops.background import Background
-from mlops.clients.redis import ALERT_STREAM, AlertStream, connect
+from mlops.clients.redis import AlertStream, connect
+from mlops.clients.redis.keys import ALERT_STREAM
 from mlops.schemas import Alert, AlertKind
 from mlops.services.alerts import AlertFeed
 from mlops.settings import Settings

@@ -17,7 +17,7 @@ import pytest
 from helpers import wait_for
 from redis import Redis
 
-from mlops.clients.redis import JOB_ACTIVE, JOB_INDEX, job_key
+from mlops.clients.redis.keys import JOB_ACTIVE, JOB_INDEX, job_key
 from mlops.clients.schedule_store import SCHEDULES
 from mlops.settings import Settings
 

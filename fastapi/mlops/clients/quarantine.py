@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 
-from mlops.clients.redis import JOB_ACTIVE, JOB_INDEX, job_key
+from mlops.clients.redis.keys import JOB_ACTIVE, JOB_INDEX, job_key
 from mlops.clients.schedule_store import SCHEDULES, runs_key
 from mlops.schemas import QuarantinedRecord, QuarantinedRecordKind
 

@@ -15,8 +15,8 @@ from urllib.parse import urlparse
 
 from pydantic import SecretStr
 
-from mlops.clients import redis_users
-from mlops.clients.redis_users import RedisUser, derived_password
+from mlops.clients.redis import users as redis_users
+from mlops.clients.redis.users import RedisUser, derived_password
 from mlops.contracts.placement import SERVING_RESOURCE, TRAINER_RESOURCE
 from mlops.settings import Settings
 

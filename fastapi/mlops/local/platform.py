@@ -13,8 +13,8 @@ from urllib.parse import urlparse
 
 from pydantic import SecretStr
 
-from mlops.clients import redis_users
-from mlops.clients.redis_users import RedisUser
+from mlops.clients.redis import users as redis_users
+from mlops.clients.redis.users import RedisUser
 from mlops.local import components
 from mlops.local.components import Component, RayPorts
 from mlops.local.dashboard import assets_missing

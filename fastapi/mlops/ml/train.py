@@ -23,7 +23,7 @@ from typing import Any
 
 from redis.exceptions import RedisError
 
-from mlops.clients.redis import AlertStream, ChampionHistory, JobStore, connect
+from mlops.clients.redis import AlertStream, ChampionMoves, JobStore, connect
 from mlops.contracts.alerts import AlertLevel
 from mlops.contracts.champion import ChampionMove
 from mlops.contracts.jobs import JobOutcome, JobStatus
@@ -381,7 +381,7 @@ async def _record(
             jobs = JobStore(redis, history=settings.job_history)
             await jobs.finish(job_id, status, seconds, outcome)
             if move is not None:
-                history = ChampionHistory(redis, model_name=settings.model_name)
+                history = ChampionMoves(redis, model_name=settings.model_name)
                 await history.record_for_job(job_id, move)
             level, text = alert
             alerts = AlertStream(redis, max_len=settings.alert_history)

@@ -18,7 +18,7 @@ from mlops.background import Background
 from mlops.clients.mlflow_registry import MlflowRegistry, MlflowUnavailable
 from mlops.clients.quarantine import Quarantine
 from mlops.clients.ray_jobs import RayJobsClient, RayJobsError
-from mlops.clients.redis import AlertStream, ChampionHistory, JobStore
+from mlops.clients.redis import AlertStream, ChampionMoves, JobStore
 from mlops.contracts.alerts import AlertLevel
 from mlops.contracts.jobs import JobInfo, JobOutcome, JobStatus
 from mlops.services.job_records import MalformedJob, parse_job
@@ -48,7 +48,7 @@ class JobReconciler:
         jobs: JobStore,
         registry: MlflowRegistry,
         alerts: AlertStream,
-        history: ChampionHistory,
+        history: ChampionMoves,
         quarantine: Quarantine,
     ) -> None:
         self._settings = settings

@@ -13,7 +13,7 @@ import logging
 from datetime import UTC, datetime
 
 from mlops.clients.mlflow_registry import MlflowRegistry, TaggedVersion
-from mlops.clients.redis import AlertStream, ChampionHistory
+from mlops.clients.redis import AlertStream, ChampionMoves
 from mlops.ml import provenance
 from mlops.ml import registry_tags as tags
 from mlops.ml.provenance import ForeignVersion
@@ -40,7 +40,7 @@ class Models:
         *,
         settings: Settings,
         registry: MlflowRegistry,
-        history: ChampionHistory,
+        history: ChampionMoves,
         alerts: AlertStream,
     ) -> None:
         self._settings = settings

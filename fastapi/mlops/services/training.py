@@ -9,7 +9,8 @@ from typing import Any
 
 from mlops.clients.mlflow_registry import MlflowRegistry
 from mlops.clients.ray_jobs import RayJobsClient, RayJobsError, SubmissionUnconfirmed
-from mlops.clients.redis import DURATION_BUCKETS, JobStore
+from mlops.clients.redis import JobStore
+from mlops.clients.redis.keys import DURATION_BUCKETS
 from mlops.contracts.jobs import JobInfo, NewJob
 from mlops.contracts.placement import SERVING_RESOURCE, TRAINER_RESOURCE
 from mlops.ml import search_space

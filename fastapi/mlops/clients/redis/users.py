@@ -14,7 +14,7 @@ import hashlib
 import hmac
 from dataclasses import dataclass
 
-from mlops.clients.redis import ALERT_STREAM
+from mlops.clients.redis.keys import ALERT_STREAM
 
 # Data commands only: no administration (CONFIG, ACL, SHUTDOWN, DEBUG), no KEYS, no FLUSH.
 _DATA_COMMANDS = (

@@ -1,0 +1,122 @@
+"""The alert stream: what the platform tells people, read by the dashboard's SSE feed."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import ValidationError
+from redis.asyncio import Redis
+
+from mlops.clients.redis.connection import SOCKET_TIMEOUT_S
+from mlops.clients.redis.keys import ALERT_STREAM, job_key
+from mlops.clients.redis.scripts import APPEND_ONCE
+from mlops.contracts.alerts import AlertKind, AlertLevel
+from mlops.schemas import Alert
+
+log = logging.getLogger(__name__)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _decode_alert(entry_id: str, fields: Mapping[str, str]) -> Alert:
+    return Alert.model_validate(
+        {
+            "id": entry_id,
+            "level": fields["level"],
+            "text": fields["text"],
+            "kind": fields["kind"],
+            "created_at": fields["created_at"],
+            "data": json.loads(fields["data"]) if fields.get("data") else None,
+        }
+    )
+
+
+def _decode_alerts(entries: Sequence[tuple[str, Mapping[str, str]]]) -> list[Alert]:
+    """The well-formed alerts of `entries`. Anything else written to the stream (junk
+    fields, bad JSON, wrong types) is skipped with one log line: one bad entry must not
+    stop the feed or the history for everyone."""
+    alerts = []
+    for entry_id, fields in entries:
+        try:
+            alerts.append(_decode_alert(entry_id, fields))
+        except (KeyError, ValueError, TypeError, ValidationError) as exc:
+            log.warning("skipped malformed alert %s: %s", entry_id, str(exc).splitlines()[0])
+    return alerts
+
+
+class AlertStream:
+    """The platform's alerts: a capped stream, so every reader sees every alert and a
+    reader that was away resumes from the id it last saw."""
+
+    def __init__(self, redis: Redis, *, max_len: int) -> None:
+        self._redis = redis
+        self._max_len = max_len
+        self._append_once = redis.register_script(APPEND_ONCE)
+
+    async def ping(self) -> bool:
+        """The server answers (for readiness)."""
+        return bool(await self._redis.ping())
+
+    async def publish(
+        self, level: AlertLevel, text: str, *, kind: AlertKind, data: dict[str, Any] | None = None
+    ) -> Alert:
+        fields = {"level": level, "text": text, "kind": kind, "created_at": _now().isoformat()}
+        if data:
+            fields["data"] = json.dumps(data)
+        entry_id = await self._redis.xadd(
+            ALERT_STREAM, fields, maxlen=self._max_len, approximate=True
+        )
+        return _decode_alert(entry_id, fields)
+
+    async def publish_for_job(
+        self, job_id: str, level: AlertLevel, text: str, *, data: dict[str, Any]
+    ) -> Alert | None:
+        """A job's final alert: published once whoever calls (the job, or any API
+        replica reconciling it) and however often (retries through an outage). The
+        claim and the publication are one atomic step, so neither is lost alone."""
+        fields = {
+            "level": level,
+            "text": text,
+            "kind": AlertKind.TRAINING,
+            "created_at": _now().isoformat(),
+            "data": json.dumps(data),
+        }
+        entry_id = await self._append_once(
+            keys=[job_key(job_id), ALERT_STREAM],
+            args=["alerted", self._max_len, *(part for pair in fields.items() for part in pair)],
+        )
+        return _decode_alert(entry_id, fields) if entry_id else None
+
+    async def recent(self, limit: int) -> list[Alert]:
+        """Newest first."""
+        return _decode_alerts(await self._redis.xrevrange(ALERT_STREAM, count=limit))
+
+    async def after(self, last_id: str, limit: int = 1000) -> list[Alert]:
+        """Alerts newer than last_id, oldest first."""
+        return _decode_alerts(
+            await self._redis.xrange(ALERT_STREAM, min=f"({last_id}", count=limit)
+        )
+
+    async def nth_newest_id(self, n: int) -> str | None:
+        """The id just before the n newest entries (None when there are no more than n)."""
+        entries = await self._redis.xrevrange(ALERT_STREAM, count=n + 1)
+        return entries[n][0] if len(entries) > n else None
+
+    async def last_id(self) -> str:
+        newest = await self._redis.xrevrange(ALERT_STREAM, count=1)
+        return newest[0][0] if newest else "0-0"
+
+    async def wait_after(self, last_id: str, *, block_ms: int) -> tuple[str, list[Alert]]:
+        """Block up to block_ms for entries newer than last_id: (the newest entry id
+        read, which moves past malformed entries too; the alerts among them)."""
+        if block_ms >= SOCKET_TIMEOUT_S * 1000:
+            raise ValueError(f"block_ms must stay under the socket timeout ({SOCKET_TIMEOUT_S} s)")
+        reply = await self._redis.xread({ALERT_STREAM: last_id}, block=block_ms, count=500)
+        entries = [entry for _, stream_entries in reply for entry in stream_entries]
+        return (entries[-1][0] if entries else last_id), _decode_alerts(entries)

@@ -1,0 +1,26 @@
+"""Where the platform keeps things in Redis: every key, in one place (the ACL rules of
+`clients/redis/users.py` name the same prefixes)."""
+
+from __future__ import annotations
+
+ALERT_STREAM = "mlops:alerts"
+HISTORY_LENGTH = 10_000  # champion moves kept per model
+JOB_INDEX = "mlops:jobs"  # sorted by creation time
+JOB_ACTIVE = "mlops:jobs:active"  # the ids of pending and running jobs
+JOB_TOTALS = "mlops:jobs:finished"  # status -> jobs that ended so, since the start
+JOB_DURATIONS = "mlops:jobs:durations"  # histogram of their run times, per status
+DEPLOY_LOCK = "mlops:serve-deploy"
+# Upper bounds (seconds) of the run-time histogram buckets.
+DURATION_BUCKETS = (5, 10, 20, 30, 60, 120, 300, 600, 1800, 3600)
+
+
+def job_key(job_id: str) -> str:
+    return f"mlops:job:{job_id}"
+
+
+def champion_moves_key(model_name: str) -> str:
+    return f"mlops:champion-history:{model_name}"
+
+
+def drift_sample_key(model_name: str, version: str) -> str:
+    return f"mlops:drift-sample:{model_name}:{version}"
