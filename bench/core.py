@@ -36,13 +36,13 @@ import uvloop
 
 from mlops.clients.redis import AlertStream, connect
 from mlops.clients.redis.keys import ALERT_STREAM
+from mlops.contracts.alerts import AlertKind
 from mlops.local.platform import (
     LocalPlatform,
     isolated_ray_ports,
     isolated_settings,
     raise_open_files_limit,
 )
-from mlops.schemas import AlertKind
 from mlops.settings import Settings
 
 IDLE_SECONDS = 10

@@ -35,6 +35,7 @@ import httpx
 
 from mlops.cli.http import Api
 from mlops.clients.serve import ServeAdmin
+from mlops.contracts.version_card import COMPILED_DIR, COMPILED_FILE, TAG_CLASSES
 from mlops.local.platform import (
     LocalPlatform,
     free_port,
@@ -42,7 +43,6 @@ from mlops.local.platform import (
     isolated_settings,
 )
 from mlops.ml.data import IRIS_FEATURES
-from mlops.ml.registry_tags import COMPILED_DIR, COMPILED_FILE, TAG_CLASSES
 from mlops.schemas import JobStatus
 from mlops.services.serving import deploy, endpoint
 from mlops.settings import Settings

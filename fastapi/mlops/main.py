@@ -7,11 +7,13 @@ import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
 
 import aiohttp
 import httpx
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
+from redis.asyncio import Redis
 
 from mlops import logs
 from mlops.api import (
@@ -54,104 +56,141 @@ from mlops.telemetry import Instruments, RequestTelemetry
 log = logging.getLogger("mlops.api")
 
 
+@dataclass(frozen=True)
+class _Clients:
+    """The API's connections, opened once and shared by the services that need them."""
+
+    http: httpx.AsyncClient
+    serve_http: aiohttp.ClientSession
+    redis: Redis
+    alerts: AlertStream
+    registry: MlflowRegistry
+    ray: RayJobsClient
+    quarantine: Quarantine
+
+
+async def _open_clients(stack: AsyncExitStack, settings: Settings) -> _Clients:
+    http = await stack.enter_async_context(
+        httpx.AsyncClient(
+            timeout=httpx.Timeout(10.0, connect=3.0),
+            limits=httpx.Limits(max_connections=200, max_keepalive_connections=50),
+        )
+    )
+    # Predictions have their own client: aiohttp, a quarter of httpx's cost a call.
+    serve_http = await stack.enter_async_context(
+        aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=200))
+    )
+    redis = redis_client.connect(settings)
+    stack.push_async_callback(redis.aclose)
+    return _Clients(
+        http=http,
+        serve_http=serve_http,
+        redis=redis,
+        alerts=AlertStream(redis, max_len=settings.alert_history),
+        registry=MlflowRegistry(http, settings.mlflow_tracking_uri, settings.mlflow_credentials()),
+        ray=RayJobsClient(http, settings.ray_address, settings.ray_token()),
+        quarantine=Quarantine(redis),
+    )
+
+
+@dataclass(frozen=True)
+class _Loops:
+    """The services whose loops run in the background."""
+
+    feed: AlertFeed
+    reconciler: JobReconciler
+    schedules: Schedules
+    serving: Serving
+
+
+def _build_services(
+    app: FastAPI, clients: _Clients, background: Background, stack: AsyncExitStack
+) -> _Loops:
+    """Each service with only the clients it uses, on `app.state` for the routes."""
+    settings: Settings = app.state.settings
+    instruments: Instruments = app.state.instruments
+    redis, registry, stream = clients.redis, clients.registry, clients.alerts
+    jobs = JobStore(redis, history=settings.job_history)
+    training = Training(settings=settings, ray=clients.ray, jobs=jobs, registry=registry)
+    moves = ChampionMoves(redis, model_name=settings.model_name)
+    serving = Serving(
+        settings=settings,
+        admin=ServeAdmin(clients.http, settings.ray_address, settings.ray_token()),
+        registry=registry,
+        lock=DeployLock(redis),
+    )
+    batcher = ServeBatcher(
+        clients.serve_http,
+        endpoint(settings),
+        max_batch=settings.serve_batch_rows,
+        max_in_flight=settings.serve_calls_in_flight,
+    )
+    stack.push_async_callback(batcher.aclose)  # before the session it uses closes
+    feed = AlertFeed(
+        stream,
+        max_clients=settings.sse_max_clients,
+        max_replay=settings.sse_max_replay,
+        on_alert=lambda alert: instruments.alerts.labels(alert.level).inc(),
+    )
+    instruments.sse_clients.set_function(lambda: feed.client_count)
+    samples = DriftSamples(
+        redis, model_name=settings.model_name, max_rows=settings.drift_sample_rows
+    )
+    drift_monitor = DriftMonitor(
+        settings=settings, registry=registry, samples=samples, alerts=stream
+    )
+    schedules_service = Schedules(
+        settings=settings,
+        store=ScheduleStore(redis),
+        quarantine=clients.quarantine,
+        training=training,
+        drift=drift_monitor,
+        registry=registry,
+        alerts=stream,
+        instruments=instruments,
+    )
+    app.state.training = training
+    app.state.inference = Inference(batcher=batcher, serving=serving, instruments=instruments)
+    app.state.schedules = schedules_service
+    app.state.alert_feed = feed
+    app.state.model_report = ModelReport(settings=settings, registry=registry)
+    app.state.readiness = Readiness(
+        ray=clients.ray, registry=registry, alerts=stream, loops=background.health
+    )
+    app.state.quarantine = clients.quarantine
+    app.state.drift = drift_monitor
+    app.state.models = Models(settings=settings, registry=registry, history=moves, alerts=stream)
+    reconciler = JobReconciler(
+        settings=settings,
+        ray=clients.ray,
+        jobs=jobs,
+        registry=registry,
+        alerts=stream,
+        history=moves,
+        quarantine=clients.quarantine,
+    )
+    return _Loops(feed=feed, reconciler=reconciler, schedules=schedules_service, serving=serving)
+
+
+def _start_loops(background: Background, loops: _Loops, settings: Settings) -> None:
+    pings = settings.sse_ping_seconds
+    background.start("alert-feed", lambda: loops.feed.run(background))
+    background.start("sse-pings", lambda: loops.feed.ping_forever(background, pings))
+    background.start("job-reconciler", lambda: loops.reconciler.run(background))
+    background.start("scheduler", lambda: loops.schedules.run(background))
+    if settings.auto_serve:
+        background.start("auto-serve", lambda: loops.serving.keep_serving(background))
+
+
 @asynccontextmanager
 async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings: Settings = app.state.settings
-    instruments: Instruments = app.state.instruments
     async with AsyncExitStack() as stack:
-        http = await stack.enter_async_context(
-            httpx.AsyncClient(
-                timeout=httpx.Timeout(10.0, connect=3.0),
-                limits=httpx.Limits(max_connections=200, max_keepalive_connections=50),
-            )
-        )
-        redis = redis_client.connect(settings)
-        stack.push_async_callback(redis.aclose)
-        stream = AlertStream(redis, max_len=settings.alert_history)
-        registry = MlflowRegistry(http, settings.mlflow_tracking_uri, settings.mlflow_credentials())
-        ray_token = settings.ray_token()
-        ray = RayJobsClient(http, settings.ray_address, ray_token)
-
-        jobs = JobStore(redis, history=settings.job_history)
-        quarantine = Quarantine(redis)
-        training = Training(settings=settings, ray=ray, jobs=jobs, registry=registry)
-        reconciler = JobReconciler(
-            settings=settings,
-            ray=ray,
-            jobs=jobs,
-            registry=registry,
-            alerts=stream,
-            history=ChampionMoves(redis, model_name=settings.model_name),
-            quarantine=quarantine,
-        )
-        serving = Serving(
-            settings=settings,
-            admin=ServeAdmin(http, settings.ray_address, ray_token),
-            registry=registry,
-            lock=DeployLock(redis),
-        )
-        # Predictions have their own client: aiohttp, a quarter of httpx's cost a call.
-        serve_http = await stack.enter_async_context(
-            aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=200))
-        )
-        batcher = ServeBatcher(
-            serve_http,
-            endpoint(settings),
-            max_batch=settings.serve_batch_rows,
-            max_in_flight=settings.serve_calls_in_flight,
-        )
-        stack.push_async_callback(batcher.aclose)
-        feed = AlertFeed(
-            stream,
-            max_clients=settings.sse_max_clients,
-            max_replay=settings.sse_max_replay,
-            on_alert=lambda alert: instruments.alerts.labels(alert.level).inc(),
-        )
-        instruments.sse_clients.set_function(lambda: feed.client_count)
-        drift_monitor = DriftMonitor(
-            settings=settings,
-            registry=registry,
-            samples=DriftSamples(
-                redis, model_name=settings.model_name, max_rows=settings.drift_sample_rows
-            ),
-            alerts=stream,
-        )
-        schedules_service = Schedules(
-            settings=settings,
-            store=ScheduleStore(redis),
-            quarantine=quarantine,
-            training=training,
-            drift=drift_monitor,
-            registry=registry,
-            alerts=stream,
-            instruments=instruments,
-        )
-        app.state.training = training
-        app.state.inference = Inference(batcher=batcher, serving=serving, instruments=instruments)
-        app.state.schedules = schedules_service
-        app.state.alert_feed = feed
-        app.state.model_report = ModelReport(settings=settings, registry=registry)
+        clients = await _open_clients(stack, settings)
         background = Background()
+        loops = _build_services(app, clients, background, stack)
         stack.push_async_callback(background.stop)  # first to run at exit
-        app.state.readiness = Readiness(
-            ray=ray, registry=registry, alerts=stream, loops=background.health
-        )
-        app.state.quarantine = quarantine
-        app.state.drift = drift_monitor
-        app.state.models = Models(
-            settings=settings,
-            registry=registry,
-            history=ChampionMoves(redis, model_name=settings.model_name),
-            alerts=stream,
-        )
-
-        pings = settings.sse_ping_seconds
-        background.start("alert-feed", lambda: feed.run(background))
-        background.start("sse-pings", lambda: feed.ping_forever(background, pings))
-        background.start("job-reconciler", lambda: reconciler.run(background))
-        background.start("scheduler", lambda: schedules_service.run(background))
-        if settings.auto_serve:
-            background.start("auto-serve", lambda: serving.keep_serving(background))
+        _start_loops(background, loops, settings)
         # Everything built so far lives as long as the process: keep it out of the garbage
         # collector's scans. And collect the young generation every 10,000 allocations,
         # not 700: with a thousand alert streams, the default promoted the objects of the

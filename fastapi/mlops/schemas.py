@@ -11,7 +11,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field
 
-from mlops.contracts.alerts import AlertKind, AlertLevel
+from mlops.contracts.alerts import Alert
 from mlops.contracts.champion import ChampionMove
 from mlops.contracts.jobs import JobInfo, JobStatus
 from mlops.contracts.serve import FLOAT32_MAX
@@ -184,15 +184,6 @@ class RunPoint(BaseModel):
     run_id: str
     started_at: datetime
     accuracy: float
-
-
-class Alert(BaseModel):
-    id: str = Field(description="Stream id; also the SSE event id.")
-    level: AlertLevel
-    text: str
-    kind: AlertKind = Field(description="What raised it.")
-    created_at: datetime
-    data: dict[str, Any] | None = None
 
 
 class AlertList(BaseModel):

@@ -10,9 +10,9 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer
 from skops.io.exceptions import UntrustedTypesFoundException
 
+from mlops.contracts.version_card import TAG_ACCURACY, TAG_FEATURES, TAG_SEAL
 from mlops.ml import model, provenance
 from mlops.ml.provenance import ForeignVersion
-from mlops.ml.registry_tags import TAG_ACCURACY, TAG_FEATURES, TAG_SEAL
 
 KEY = b"k" * 32
 TAGS = {TAG_FEATURES: '["a", "b"]', TAG_ACCURACY: "0.9"}

@@ -16,7 +16,7 @@ from mlops import sse
 from mlops.background import Background
 from mlops.clients.redis import AlertStream, connect
 from mlops.clients.redis.keys import ALERT_STREAM
-from mlops.schemas import Alert, AlertKind
+from mlops.contracts.alerts import Alert, AlertKind
 from mlops.services.alerts import AlertFeed
 from mlops.settings import Settings
 

@@ -3,8 +3,11 @@ the dashboards that show them."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from enum import StrEnum
-from typing import Literal
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
 
 AlertLevel = Literal["info", "success", "warning", "error"]
 
@@ -17,3 +20,14 @@ class AlertKind(StrEnum):
     SCHEDULE = "schedule"  # a scheduled run that was skipped
     DRIFT = "drift"  # a drift check that found drift
     CHAMPION = "champion"  # the champion moved by hand
+
+
+class Alert(BaseModel):
+    """One alert as the stream keeps it and the API and the dashboard show it."""
+
+    id: str = Field(description="Stream id; also the SSE event id.")
+    level: AlertLevel
+    text: str
+    kind: AlertKind = Field(description="What raised it.")
+    created_at: datetime
+    data: dict[str, Any] | None = None

@@ -20,8 +20,8 @@ import os
 import sys
 
 from mlops import logs
+from mlops.contracts import version_card as tags
 from mlops.ml import provenance
-from mlops.ml import registry_tags as tags
 from mlops.ml.provenance import ForeignVersion
 from mlops.settings import Settings
 

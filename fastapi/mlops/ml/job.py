@@ -59,14 +59,15 @@ def _print(lines: list[str]) -> None:
 def _in_this_process(settings: Settings, spec_json: str) -> int:
     """MLOPS_WARM_TRAINER=false: the whole job in this fresh process, imports included."""
     from mlops import logs
-    from mlops.ml import train
+    from mlops.clients.redis.recorder import JobRecorder
+    from mlops.ml import execute
     from mlops.ml.specs import TrainingSpec
 
     spec = TrainingSpec.from_json(spec_json)
     logs.job_id.set(spec.job_id)
     logs.configure(settings.log_format)
     ray.init(logging_level=logging.WARNING)  # a parallel fit's workers are Ray's
-    return train.run(settings, spec)
+    return execute.training(settings, spec, JobRecorder(settings))
 
 
 if __name__ == "__main__":

@@ -9,7 +9,6 @@ did not seal, an artifact that does not load) fails closed: nothing is promoted.
 
 from __future__ import annotations
 
-import json
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -17,7 +16,6 @@ from typing import Any
 
 from mlops.ml import provenance
 from mlops.ml.model import evaluate
-from mlops.ml.registry_tags import TAG_CLASSES, TAG_FEATURES
 
 
 @dataclass(frozen=True)
@@ -150,10 +148,10 @@ def score_champion(
         sealed = provenance.verified(client, key, model_name, version)
     except (provenance.ForeignVersion, MlflowException) as exc:
         return ChampionScore(version, None, str(exc), fail_closed=True)
-    features = json.loads(sealed.tags.get(TAG_FEATURES, "[]"))
+    features = sealed.card.features
     if features != [str(c) for c in x_test.columns]:
         return ChampionScore(version, None, f"other features: {', '.join(features) or 'unknown'}")
-    classes = set(json.loads(sealed.tags.get(TAG_CLASSES, "[]")))
+    classes = set(sealed.card.classes)
     if not set(map(str, y_test.unique())) <= classes:
         return ChampionScore(version, None, f"other classes: {', '.join(sorted(classes))}")
     try:

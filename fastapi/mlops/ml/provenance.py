@@ -24,7 +24,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mlops.ml import registry_tags as tags
+from mlops.contracts.version_card import (
+    CARD_TAGS,
+    COMPILED_DIR,
+    COMPILED_FILE,
+    TAG_SEAL,
+    MalformedCard,
+    VersionCard,
+)
 
 # The one file of the scikit-learn flavour that holds the pipeline (skops format).
 SKOPS_FILE = "model.skops"
@@ -33,22 +40,8 @@ SKOPS_FILE = "model.skops"
 # safe by default. The platform's list, never the one an artifact carries.
 SKOPS_TRUSTED_TYPES = ["sklearn.tree._tree.Tree", "numpy.dtype"]
 
-# What the seal covers besides the identity: every tag a reader acts on.
-SEALED_TAGS = (
-    tags.TAG_CLASSES,
-    tags.TAG_FEATURES,
-    tags.TAG_FEATURE_COUNT,
-    tags.TAG_DATASET,
-    tags.TAG_JOB,
-    tags.TAG_ACCURACY,
-    tags.TAG_F1,
-    tags.TAG_PROMOTION,
-    tags.TAG_PROMOTION_REASON,
-    tags.TAG_COMPILED,
-    tags.TAG_COMPILED_REASON,
-    tags.TAG_SKOPS_SHA256,
-    tags.TAG_ONNX_SHA256,
-)
+# What the seal covers besides the identity: every tag of the version card.
+SEALED_TAGS = CARD_TAGS
 
 
 class ForeignVersion(Exception):
@@ -81,7 +74,7 @@ def check_seal(
         raise ForeignVersion(
             f"{name} cannot be verified: no signing key is set (MLOPS_MODEL_SIGNING_KEY)"
         )
-    given = found.get(tags.TAG_SEAL)
+    given = found.get(TAG_SEAL)
     if not given:
         raise ForeignVersion(f"{name} was not registered by the platform (it has no seal)")
     expected = seal(key, model=model, version=version, run_id=run_id, found=found)
@@ -118,12 +111,12 @@ def pipeline_from_skops(data: bytes, expected_sha256: str | None) -> Any:
 
 @dataclass(frozen=True)
 class SealedVersion:
-    """A registered version whose seal holds: its tags can be trusted."""
+    """A registered version whose seal holds: its card can be trusted."""
 
     model: str
     version: str
     run_id: str | None
-    tags: Mapping[str, str]
+    card: VersionCard
 
 
 def verified(client: Any, key: bytes | None, model: str, version: str) -> SealedVersion:
@@ -131,7 +124,11 @@ def verified(client: Any, key: bytes | None, model: str, version: str) -> Sealed
     MlflowException when it does not exist and ForeignVersion when it is not sealed."""
     found = client.get_model_version(model, version)
     check_seal(key, model=model, version=str(found.version), run_id=found.run_id, found=found.tags)
-    return SealedVersion(model, str(found.version), found.run_id, dict(found.tags))
+    try:
+        card = VersionCard.from_tags(found.tags)
+    except MalformedCard as exc:  # sealed, yet not a card: never load it
+        raise ForeignVersion(f"version {found.version} of {model}: {exc}") from None
+    return SealedVersion(model, str(found.version), found.run_id, card)
 
 
 def fetch_skops(model_uri: str, tracking_uri: str | None = None) -> bytes:
@@ -152,7 +149,7 @@ def fetch_compiled(run_id: str | None, tracking_uri: str) -> bytes:
 
     path = mlflow.artifacts.download_artifacts(
         run_id=run_id,
-        artifact_path=f"{tags.COMPILED_DIR}/{tags.COMPILED_FILE}",
+        artifact_path=f"{COMPILED_DIR}/{COMPILED_FILE}",
         tracking_uri=tracking_uri,
     )
     return Path(path).read_bytes()
@@ -169,11 +166,11 @@ def skops_bytes(model_dir: str) -> bytes:
 def load_pipeline(sealed: SealedVersion, tracking_uri: str) -> Any:
     """The scikit-learn pipeline of a sealed version, its digest checked before loading."""
     data = fetch_skops(f"models:/{sealed.model}/{sealed.version}", tracking_uri)
-    return pipeline_from_skops(data, sealed.tags.get(tags.TAG_SKOPS_SHA256))
+    return pipeline_from_skops(data, sealed.card.skops_sha256)
 
 
 def load_compiled(sealed: SealedVersion, tracking_uri: str) -> bytes:
     """The ONNX form of a sealed version, its digest checked."""
     data = fetch_compiled(sealed.run_id, tracking_uri)
-    check_digest(data, sealed.tags.get(tags.TAG_ONNX_SHA256), "compiled (ONNX) artifact")
+    check_digest(data, sealed.card.onnx_sha256, "compiled (ONNX) artifact")
     return data

@@ -16,15 +16,13 @@ from collections import defaultdict, deque
 import numpy as np
 from redis.exceptions import RedisError
 
-from mlops.clients.redis import DriftSamples, connect
-from mlops.settings import Settings
+from mlops.contracts.recording import ServedRowsSink
 
 log = logging.getLogger("ray.serve")
 
 
 class ServedRows:
-    def __init__(self, settings: Settings, *, per_second: int = 100, buffer: int = 2000) -> None:
-        self._settings = settings
+    def __init__(self, *, per_second: int = 100, buffer: int = 2000) -> None:
         self._per_second = per_second
         self._buffer: deque[tuple[str, np.ndarray]] = deque(maxlen=buffer)
 
@@ -41,21 +39,12 @@ class ServedRows:
             by_version[version].append(row)
         return by_version
 
-    async def flush_forever(self) -> None:
-        redis = connect(self._settings)
-        samples = DriftSamples(
-            redis,
-            model_name=self._settings.model_name,
-            max_rows=self._settings.drift_sample_rows,
-        )
-        try:
-            while True:
-                await asyncio.sleep(1.0)
-                if not self._buffer:
-                    continue
-                try:
-                    await samples.append(self._take())
-                except (RedisError, OSError) as exc:
-                    log.warning("drift sample not stored (Redis: %s)", exc)
-        finally:
-            await redis.aclose()
+    async def flush_forever(self, samples: ServedRowsSink) -> None:
+        while True:
+            await asyncio.sleep(1.0)
+            if not self._buffer:
+                continue
+            try:
+                await samples.append(self._take())
+            except (RedisError, OSError) as exc:
+                log.warning("drift sample not stored (Redis: %s)", exc)

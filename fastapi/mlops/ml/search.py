@@ -13,7 +13,6 @@ are drawn with MLOPS_RANDOM_SEED, so the same search tries the same ones.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import dataclasses
 import json
 import logging
@@ -24,11 +23,11 @@ from ray import tune
 from ray.tune.search.basic_variant import BasicVariantGenerator
 
 from mlops import logs
-from mlops.clients.redis import JobStore, connect
 from mlops.contracts.jobs import JobOutcome, SearchProgress
 from mlops.contracts.placement import on_trainer_nodes
-from mlops.ml import model, search_space, train
-from mlops.ml.registry_tags import TAG_JOB
+from mlops.contracts.recording import JobRecording
+from mlops.contracts.version_card import TAG_JOB
+from mlops.ml import execute, model, search_space, train
 from mlops.ml.specs import SearchSpec, TrainingSpec
 from mlops.settings import Settings
 
@@ -79,9 +78,9 @@ def run_trial(
 class Progress(tune.Callback):
     """Trials finished and failed, and the best score so far, on the job record."""
 
-    def __init__(self, settings: Settings, spec: SearchSpec) -> None:
-        self._settings = settings
+    def __init__(self, spec: SearchSpec, recorder: JobRecording) -> None:
         self._spec = spec
+        self._recorder = recorder
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self._record(trials)
@@ -101,25 +100,13 @@ class Progress(tune.Callback):
             "trials_failed": failed,
             "best_score": max(scores, default=None),
         }
-        try:
-            asyncio.run(self._write(progress))
-        except Exception as exc:  # progress is informative: never fail the search on it
-            log.warning("could not record the search's progress: %s", exc)
+        self._recorder.progress(self._spec.job_id, progress)
 
     def _score(self, trial: Any) -> float | None:
         return (trial.last_result or {}).get(self._spec.metric)
 
-    async def _write(self, progress: SearchProgress) -> None:
-        redis = connect(self._settings)
-        try:
-            await JobStore(redis, history=self._settings.job_history).progress(
-                self._spec.job_id, progress
-            )
-        finally:
-            await redis.aclose()
 
-
-def search(settings: Settings, spec: SearchSpec) -> train.TrainingResult:
+def search(settings: Settings, spec: SearchSpec, recorder: JobRecording) -> train.TrainingResult:
     import mlflow
 
     parts = train.load_split(settings, spec.dataset_uri, spec.target_column)
@@ -134,7 +121,9 @@ def search(settings: Settings, spec: SearchSpec) -> train.TrainingResult:
     # One seed for every trial unless it is searched: the refit below is the trial's model.
     fixed = {"random_state": settings.random_seed, **spec.fixed}
     try:
-        best, finished, failed = _tune(settings, spec, parts, fixed, experiment, parent_id)
+        best, finished, failed = _tune(
+            settings, spec, recorder, parts, fixed, experiment, parent_id
+        )
         params = {**fixed, **best}
         fitted = train.fit(settings, params, parts)
         client.log_metric(parent_id, f"best_{spec.metric}", fitted.scores[spec.metric])
@@ -157,6 +146,7 @@ def search(settings: Settings, spec: SearchSpec) -> train.TrainingResult:
 def _tune(
     settings: Settings,
     spec: SearchSpec,
+    recorder: JobRecording,
     parts: model.Split,
     fixed: dict[str, Any],
     experiment_id: str,
@@ -176,31 +166,40 @@ def _tune(
         # On trainer nodes: a trial logs to MLflow as the trainer (contracts.placement).
         tune.with_resources(trainable, {"cpu": 1, **on_trainer_nodes()}),
         param_space=search_space.to_tune(spec.search_space),
-        tune_config=tune.TuneConfig(
-            metric=spec.metric,
-            mode="max",
-            num_samples=spec.trials,
-            # Trials still running then are stopped; the best finished one wins.
-            time_budget_s=settings.tune_time_budget_seconds,
-            max_concurrent_trials=spec.max_concurrent_trials,
-            reuse_actors=True,  # a trial's worker keeps scikit-learn and MLflow imported
-            # Seeded: the same search draws the same configurations. The generator
-            # given here must carry the limit itself: Tune applies max_concurrent_trials
-            # only to the generator it makes.
-            search_alg=BasicVariantGenerator(
-                random_state=settings.random_seed,
-                max_concurrent=spec.max_concurrent_trials or 0,
-            ),
-        ),
+        tune_config=_tune_config(settings, spec),
         run_config=tune.RunConfig(
             name=spec.job_id,
             storage_path=str(settings.data_dir / "tune"),
             failure_config=tune.FailureConfig(max_failures=0, fail_fast=False),
-            callbacks=[Progress(settings, spec)],
+            callbacks=[Progress(spec, recorder)],
             verbose=0,
         ),
     )
-    grid = tuner.fit()
+    return _best(settings, spec, tuner.fit())
+
+
+def _tune_config(settings: Settings, spec: SearchSpec) -> tune.TuneConfig:
+    return tune.TuneConfig(
+        metric=spec.metric,
+        mode="max",
+        num_samples=spec.trials,
+        # Trials still running then are stopped; the best finished one wins.
+        time_budget_s=settings.tune_time_budget_seconds,
+        max_concurrent_trials=spec.max_concurrent_trials,
+        reuse_actors=True,  # a trial's worker keeps scikit-learn and MLflow imported
+        # Seeded: the same search draws the same configurations. The generator given
+        # here must carry the limit itself: Tune applies max_concurrent_trials only to
+        # the generator it makes.
+        search_alg=BasicVariantGenerator(
+            random_state=settings.random_seed,
+            max_concurrent=spec.max_concurrent_trials or 0,
+        ),
+    )
+
+
+def _best(settings: Settings, spec: SearchSpec, grid: Any) -> tuple[dict[str, Any], int, int]:
+    """(the best trial's configuration, trials finished, trials failed) of a search's
+    results; SearchFailed when no trial scored."""
     results = [grid[i] for i in range(len(grid))]
     scored = [
         (r.metrics[spec.metric], r.config or {})
@@ -238,7 +237,12 @@ def main(argv: list[str] | None = None) -> int:
     settings = Settings()
     logs.job_id.set(spec.job_id)
     logs.configure(settings.log_format)
-    return train.execute(settings, spec.job_id, lambda: search(settings, spec), what="Search")
+    # The entrypoint wires the recorder: the search itself knows only its contract.
+    from mlops.clients.redis.recorder import JobRecorder
+
+    recorder = JobRecorder(settings)
+    work = lambda: search(settings, spec, recorder)  # noqa: E731
+    return execute.execute(settings, spec.job_id, work, recorder, what="Search")
 
 
 if __name__ == "__main__":

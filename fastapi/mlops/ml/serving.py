@@ -14,7 +14,6 @@ seal is never loaded (`foreign_version`).
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from dataclasses import dataclass
 
@@ -27,12 +26,6 @@ from mlops.contracts.serve import FLOAT32_MAX, ServeErrorCode
 from mlops.ml import promotion, provenance
 from mlops.ml.predictors import OnnxPredictor, Predictor, SklearnPredictor
 from mlops.ml.provenance import ForeignVersion
-from mlops.ml.registry_tags import (
-    TAG_CLASSES,
-    TAG_COMPILED,
-    TAG_COMPILED_REASON,
-    TAG_FEATURES,
-)
 from mlops.ml.sampling import ServedRows
 from mlops.settings import Settings
 
@@ -66,15 +59,14 @@ def load_version(settings: Settings, version: str) -> LoadedModel:
         sealed = provenance.verified(client, settings.signing_key(), settings.model_name, version)
     except MlflowException as exc:
         raise UnknownVersion(f"{settings.model_name} has no version {version!r}") from exc
-    features = json.loads(sealed.tags.get(TAG_FEATURES, "[]"))
-    classes = json.loads(sealed.tags.get(TAG_CLASSES, "[]"))
+    card = sealed.card
+    features, classes = card.features, card.classes
     predictor: Predictor
-    if sealed.tags.get(TAG_COMPILED) == "onnx":
+    if card.compiled == "onnx":
         compiled = provenance.load_compiled(sealed, settings.mlflow_tracking_uri)
         predictor = OnnxPredictor(compiled)
     else:
-        reason = sealed.tags.get(TAG_COMPILED_REASON, "no compiled form was registered")
-        log.warning("version %s serves with scikit-learn: %s", version, reason)
+        log.warning("version %s serves with scikit-learn: %s", version, card.compiled_reason)
         pipeline = provenance.load_pipeline(sealed, settings.mlflow_tracking_uri)
         predictor = SklearnPredictor(pipeline, features)
     log.info("loaded version %s (%s)", version, predictor.kind)
@@ -108,7 +100,7 @@ class ModelServer:
         self._settings = Settings()
         self._champion: LoadedModel | None = None
         self._follower: asyncio.Task | None = None
-        self._served = ServedRows(self._settings)
+        self._served = ServedRows()
         self._sampler: asyncio.Task | None = None
 
     def _ensure_follower(self) -> None:
@@ -118,7 +110,21 @@ class ModelServer:
         if self._follower is None or self._follower.done():
             self._follower = loop.create_task(self._follow_champion())
         if self._sampler is None or self._sampler.done():
-            self._sampler = loop.create_task(self._served.flush_forever())
+            self._sampler = loop.create_task(self._sample_forever())
+
+    async def _sample_forever(self) -> None:
+        """Served rows to Redis for drift checks; the replica wires the store."""
+        from mlops.clients.redis import DriftSamples, connect
+
+        settings = self._settings
+        redis = connect(settings)
+        try:
+            samples = DriftSamples(
+                redis, model_name=settings.model_name, max_rows=settings.drift_sample_rows
+            )
+            await self._served.flush_forever(samples)
+        finally:
+            await redis.aclose()
 
     async def _follow_champion(self) -> None:
         """Poll the alias; load a new champion fully before it replaces the old one."""

@@ -9,49 +9,32 @@ variables over the Ray node's environment (which holds the secrets).
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import json
 import logging
 import tempfile
 import time
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from redis.exceptions import RedisError
-
-from mlops.clients.redis import AlertStream, ChampionMoves, JobStore, connect
-from mlops.contracts.alerts import AlertLevel
 from mlops.contracts.champion import ChampionMove
-from mlops.contracts.jobs import JobOutcome, JobStatus
+from mlops.contracts.jobs import JobOutcome
 from mlops.contracts.placement import TRAINER_RESOURCE
-from mlops.ml import data, drift, model, predictors, promotion, provenance
-from mlops.ml.provenance import ForeignVersion
-from mlops.ml.registry_tags import (
+from mlops.contracts.version_card import (
     COMPILED_DIR,
     COMPILED_FILE,
     REFERENCE_DIR,
     REFERENCE_FILE,
-    TAG_ACCURACY,
-    TAG_CLASSES,
-    TAG_COMPILED,
-    TAG_COMPILED_REASON,
-    TAG_DATASET,
-    TAG_F1,
-    TAG_FEATURE_COUNT,
-    TAG_FEATURES,
     TAG_JOB,
-    TAG_ONNX_SHA256,
-    TAG_PROMOTION,
-    TAG_PROMOTION_REASON,
     TAG_SEAL,
-    TAG_SKOPS_SHA256,
+    TrainedOn,
+    VersionCard,
 )
+from mlops.ml import data, drift, model, predictors, promotion, provenance
+from mlops.ml.provenance import ForeignVersion
 from mlops.ml.specs import TrainingSpec
-from mlops.retry import backoff
 from mlops.settings import Settings
 
 log = logging.getLogger("mlops.train")
@@ -179,18 +162,7 @@ def register(
         test_rows=len(parts.x_test),
     )
     log.info("job %s: %s", spec.job_id, decision.reason)
-    tags = {
-        TAG_CLASSES: json.dumps([str(c) for c in fitted.pipeline.classes_]),
-        TAG_FEATURES: json.dumps([str(c) for c in parts.x_train.columns]),
-        TAG_FEATURE_COUNT: str(len(parts.x_train.columns)),
-        TAG_DATASET: json.dumps({"uri": spec.dataset_uri, "target": spec.target_column}),
-        TAG_JOB: spec.job_id,
-        TAG_ACCURACY: str(scores["accuracy"]),
-        TAG_F1: str(scores["f1_macro"]),
-        TAG_PROMOTION: "promoted" if decision.promoted else "not promoted",
-        TAG_PROMOTION_REASON: decision.reason,
-    }
-    run_id, version = _log_and_register(settings, spec, fitted, parts, tags, run_id=run_id)
+    run_id, version = _log_and_register(settings, spec, fitted, parts, decision, run_id=run_id)
     move = None
     if decision.promoted:
         client.set_registered_model_alias(settings.model_name, settings.champion_alias, version)
@@ -209,6 +181,34 @@ def register(
     )
 
 
+def _version_card(
+    spec: TrainingSpec,
+    fitted: Fitted,
+    parts: model.Split,
+    decision: promotion.Decision,
+    *,
+    compiled: bytes | None,
+    compiled_reason: str,
+    skops_sha256: str,
+) -> VersionCard:
+    """What the version's readers act on: features and classes, data, scores, the
+    gate's decision, the compiled form and the digests of what they load."""
+    return VersionCard(
+        job_id=spec.job_id,
+        features=[str(c) for c in parts.x_train.columns],
+        classes=[str(c) for c in fitted.pipeline.classes_],
+        dataset=TrainedOn(uri=spec.dataset_uri, target=spec.target_column),
+        accuracy=fitted.scores["accuracy"],
+        f1_macro=fitted.scores["f1_macro"],
+        promoted=decision.promoted,
+        promotion_reason=decision.reason,
+        compiled="onnx" if compiled is not None else "none",
+        compiled_reason=compiled_reason,
+        skops_sha256=skops_sha256,
+        onnx_sha256=provenance.sha256(compiled) if compiled is not None else None,
+    )
+
+
 def experiment_id(client: Any, name: str) -> str:
     """The experiment's id, created if new (never the process-wide `set_experiment`: one
     trainer serves jobs of several experiments at once)."""
@@ -221,7 +221,7 @@ def _log_and_register(
     spec: TrainingSpec,
     fitted: Fitted,
     parts: model.Split,
-    tags: dict[str, str],
+    decision: promotion.Decision,
     *,
     run_id: str | None,
 ) -> tuple[str, str]:
@@ -233,16 +233,7 @@ def _log_and_register(
     key = signing_key(settings)
     pipeline = fitted.pipeline
     compiled, verification = _compile(pipeline, parts)
-    run_options: dict[str, Any] = (
-        {"run_id": run_id}
-        if run_id
-        else {
-            "experiment_id": experiment_id(mlflow.MlflowClient(), settings.experiment_name),
-            "run_name": spec.job_id,
-            "tags": {TAG_JOB: spec.job_id},
-        }
-    )
-    with mlflow.start_run(**run_options) as run:
+    with mlflow.start_run(**_run_options(settings, spec, run_id)) as run:
         if run_id is None:
             mlflow.log_params(
                 {
@@ -254,15 +245,7 @@ def _log_and_register(
                 }
             )
         mlflow.log_metrics(fitted.scores)
-        with tempfile.TemporaryDirectory() as folder:
-            if compiled is not None:
-                path = Path(folder) / COMPILED_FILE
-                path.write_bytes(compiled)
-                mlflow.log_artifact(str(path), artifact_path=COMPILED_DIR)
-            reference = Path(folder) / REFERENCE_FILE
-            profile = drift.profile(parts.x_train, seed=settings.random_seed)
-            reference.write_text(json.dumps(profile))
-            mlflow.log_artifact(str(reference), artifact_path=REFERENCE_DIR)
+        _log_files(compiled, drift.profile(parts.x_train, seed=settings.random_seed))
         info = mlflow.sklearn.log_model(
             pipeline,
             name="model",
@@ -274,18 +257,48 @@ def _log_and_register(
             pip_requirements=model.pip_requirements(),
             metadata={"classes": [str(c) for c in pipeline.classes_]},
         )
-    artifact_tags = {
-        TAG_COMPILED: "onnx" if compiled is not None else "none",
-        TAG_COMPILED_REASON: verification,
+    card = _version_card(
+        spec,
+        fitted,
+        parts,
+        decision,
+        compiled=compiled,
+        compiled_reason=verification,
         # The file as MLflow stored it: what loaders will fetch and check.
-        TAG_SKOPS_SHA256: provenance.sha256(provenance.fetch_skops(info.model_uri)),
-        **({TAG_ONNX_SHA256: provenance.sha256(compiled)} if compiled is not None else {}),
-    }
-    all_tags = {**tags, **artifact_tags}
+        skops_sha256=provenance.sha256(provenance.fetch_skops(info.model_uri)),
+    )
+    all_tags = card.to_tags()
     registered = mlflow.register_model(info.model_uri, settings.model_name, tags=all_tags)
     version = str(registered.version)
     _seal(settings, key, version, run.info.run_id, all_tags)
     return run.info.run_id, version
+
+
+def _run_options(settings: Settings, spec: TrainingSpec, run_id: str | None) -> dict[str, Any]:
+    """The run to log into: `run_id` (a search's parent run), else a new one."""
+    import mlflow
+
+    if run_id:
+        return {"run_id": run_id}
+    return {
+        "experiment_id": experiment_id(mlflow.MlflowClient(), settings.experiment_name),
+        "run_name": spec.job_id,
+        "tags": {TAG_JOB: spec.job_id},
+    }
+
+
+def _log_files(compiled: bytes | None, drift_reference: Any) -> None:
+    """The run's compiled form (when there is one) and drift reference, as artifacts."""
+    import mlflow
+
+    with tempfile.TemporaryDirectory() as folder:
+        if compiled is not None:
+            path = Path(folder) / COMPILED_FILE
+            path.write_bytes(compiled)
+            mlflow.log_artifact(str(path), artifact_path=COMPILED_DIR)
+        reference = Path(folder) / REFERENCE_FILE
+        reference.write_text(json.dumps(drift_reference))
+        mlflow.log_artifact(str(reference), artifact_path=REFERENCE_DIR)
 
 
 def signing_key(settings: Settings) -> bytes:
@@ -321,126 +334,3 @@ def _compile(pipeline, parts: model.Split) -> tuple[bytes | None, str]:
         log.warning("compiled form rejected: %s", check.reason)
         return None, check.reason
     return compiled, f"{check.reason}; max probability difference {check.max_probability_diff:.4f}"
-
-
-def outcome_alert(result: TrainingResult, settings: Settings) -> tuple[AlertLevel, str]:
-    """(level, text) of the alert for a finished training run."""
-    if result.promoted:
-        return "success", (
-            f"Latest model accuracy was {result.accuracy:.4f}: version {result.model_version} "
-            f"of {settings.model_name} is now the {settings.champion_alias} "
-            f"({result.decision.reason})."
-        )
-    return "warning", (
-        f"Latest model accuracy was {result.accuracy:.4f}: version {result.model_version} is "
-        f"registered but not promoted: {result.decision.reason}."
-    )
-
-
-async def _mark_running(settings: Settings, job_id: str) -> None:
-    """Best effort: if Redis is away, the API's reconciler marks the job running from
-    Ray's own status, so training goes on."""
-    redis = connect(settings)
-    try:
-        await JobStore(redis, history=settings.job_history).mark_running(job_id, _now())
-    except (RedisError, OSError) as exc:
-        log.warning("could not mark job %s running (Redis: %s); training anyway", job_id, exc)
-    finally:
-        await redis.aclose()
-
-
-async def _until_redis_answers(settings: Settings, attempt: Callable[[], Awaitable[None]]) -> None:
-    """Retry `attempt` through a Redis outage of up to MLOPS_REDIS_WAIT_SECONDS, so an
-    outcome reached while Redis is down is recorded, and alerted, once it is back."""
-    async for retry in backoff(
-        on=(RedisError, OSError),
-        first=0.5,
-        cap=10.0,
-        within=settings.redis_wait_seconds,
-        what="recording the outcome in Redis",
-    ):
-        with retry:
-            await attempt()
-
-
-async def _record(
-    settings: Settings,
-    job_id: str,
-    seconds: float,
-    status: JobStatus,
-    outcome: JobOutcome,
-    alert: tuple[AlertLevel, str],
-    move: ChampionMove | None = None,
-) -> None:
-    """Record the job's outcome (it knows best, so it wins), the champion's move if it
-    made one, and raise its one alert (each once, however often this is retried)."""
-
-    async def attempt() -> None:
-        redis = connect(settings)
-        try:
-            jobs = JobStore(redis, history=settings.job_history)
-            await jobs.finish(job_id, status, seconds, outcome)
-            if move is not None:
-                history = ChampionMoves(redis, model_name=settings.model_name)
-                await history.record_for_job(job_id, move)
-            level, text = alert
-            alerts = AlertStream(redis, max_len=settings.alert_history)
-            data = {"job_id": job_id, "status": status, **outcome}
-            await alerts.publish_for_job(job_id, level, text, data=data)
-        finally:
-            await redis.aclose()
-
-    await _until_redis_answers(settings, attempt)
-
-
-def run(
-    settings: Settings, spec: TrainingSpec, champions: promotion.ChampionCache | None = None
-) -> int:
-    """One training job, start to recorded outcome; its exit code."""
-    return execute(settings, spec.job_id, lambda: train_and_register(settings, spec, champions))
-
-
-def execute(
-    settings: Settings,
-    job_id: str,
-    work: Callable[[], TrainingResult],
-    *,
-    what: str = "Training job",
-) -> int:
-    """Mark the job running, do its work, and record the outcome and its one alert
-    (a training, or a search that ends by registering its best trial)."""
-    started = time.monotonic()
-    asyncio.run(_mark_running(settings, job_id))
-    try:
-        signing_key(settings)  # a job that could not seal its version does no work
-        result = work()
-    except Exception as exc:
-        log.exception("job %s failed", job_id)
-        error = f"{type(exc).__name__}: {exc}"
-        failure: JobOutcome = {"finished_at": _now(), "error": error}
-        alarm: tuple[AlertLevel, str] = ("error", f"{what} {job_id} failed: {error}")
-        seconds = time.monotonic() - started
-        asyncio.run(_record(settings, job_id, seconds, JobStatus.FAILED, failure, alarm))
-        return 1
-    outcome: JobOutcome = {
-        "finished_at": _now(),
-        "run_id": result.run_id,
-        "model_version": result.model_version,
-        "accuracy": result.accuracy,
-        "f1_macro": result.f1_macro,
-        "promoted": result.promoted,
-        "promotion_reason": result.decision.reason,
-        "champion_version": result.champion.version if result.champion else None,
-        "champion_accuracy": result.champion.accuracy if result.champion else None,
-        "error": None,
-        **result.extra,
-    }
-    alert = outcome_alert(result, settings)
-    seconds = time.monotonic() - started
-    succeeded = JobStatus.SUCCEEDED
-    asyncio.run(_record(settings, job_id, seconds, succeeded, outcome, alert, result.move))
-    return 0
-
-
-def _now() -> str:
-    return datetime.now(UTC).isoformat()

@@ -84,14 +84,14 @@ class JobLogs(logging.Handler):
 class Trainer:
     def __init__(self, log_format: str) -> None:
         from mlops import logs
-        from mlops.ml import promotion, train
+        from mlops.ml import execute, promotion, train
 
         logs.configure("text" if log_format == "text" else "json")
         root = logging.getLogger()
         self._logs = JobLogs(root.handlers[0].formatter if root.handlers else None)
         root.addHandler(self._logs)
         train.warm_up()
-        self._train = train
+        self._execute = execute
         self._champions = promotion.ChampionCache()
         log.info("trainer ready")
 
@@ -106,7 +106,10 @@ class Trainer:
         self._logs.open(spec.job_id)
         settings = Settings.from_env(env)
         log.info("job %s: started in the trainer", spec.job_id)
-        return self._train.run(settings, spec, self._champions)
+        # The trainer wires the recorder: the training knows only its contract.
+        from mlops.clients.redis.recorder import JobRecorder
+
+        return self._execute.training(settings, spec, JobRecorder(settings), self._champions)
 
     def log_lines(self, job_id: str, last: bool = False) -> list[str]:
         """A job's new log lines (its entrypoint prints them into the job's log)."""

@@ -15,9 +15,10 @@ import numpy as np
 
 from mlops.clients.mlflow_registry import MlflowRegistry
 from mlops.clients.redis import AlertStream, DriftSamples
+from mlops.contracts.alerts import AlertKind
+from mlops.contracts.version_card import REFERENCE_DIR, REFERENCE_FILE
 from mlops.ml import drift
-from mlops.ml.registry_tags import REFERENCE_DIR, REFERENCE_FILE
-from mlops.schemas import AlertKind, DriftReport, FeatureDriftInfo
+from mlops.schemas import DriftReport, FeatureDriftInfo
 from mlops.settings import Settings
 
 _PROFILES_KEPT = 8  # reference profiles kept in memory (a few hundred KB each at most)

@@ -8,16 +8,16 @@ promotions back, not back and forth.
 
 from __future__ import annotations
 
-import json
 import logging
 from datetime import UTC, datetime
 
 from mlops.clients.mlflow_registry import MlflowRegistry, TaggedVersion
 from mlops.clients.redis import AlertStream, ChampionMoves
+from mlops.contracts.alerts import AlertKind
+from mlops.contracts.version_card import VersionCard
 from mlops.ml import provenance
-from mlops.ml import registry_tags as tags
 from mlops.ml.provenance import ForeignVersion
-from mlops.schemas import AlertKind, ChampionMove, ModelList, ModelVersionInfo
+from mlops.schemas import ChampionMove, ModelList, ModelVersionInfo
 from mlops.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -134,13 +134,6 @@ def _champions(moves_newest_first: list[ChampionMove]) -> list[str]:
     return stack
 
 
-def _float(text: str | None) -> float | None:
-    try:
-        return float(text) if text is not None else None
-    except ValueError:
-        return None
-
-
 def _why_foreign(key: bytes | None, model: str, version: TaggedVersion) -> str | None:
     return provenance.why_foreign(
         key, model=model, version=version.version, run_id=version.run_id, found=version.tags
@@ -148,18 +141,19 @@ def _why_foreign(key: bytes | None, model: str, version: TaggedVersion) -> str |
 
 
 def _info(version: TaggedVersion, aliases: list[str], foreign: str | None) -> ModelVersionInfo:
-    found = version.tags
-    decision = found.get(tags.TAG_PROMOTION)
+    """A version as listed; one whose tags make no card (registered by hand) shows
+    what MLflow knows of it, and why it is foreign."""
+    card = VersionCard.read(version.tags)
     return ModelVersionInfo(
         version=version.version,
         created_at=version.created_at,
-        accuracy=_float(found.get(tags.TAG_ACCURACY)),
-        f1_macro=_float(found.get(tags.TAG_F1)),
-        job_id=found.get(tags.TAG_JOB),
+        accuracy=card.accuracy if card else None,
+        f1_macro=card.f1_macro if card else None,
+        job_id=card.job_id if card else None,
         aliases=sorted(aliases),
-        promotion=decision if decision in ("promoted", "not promoted") else None,
-        promotion_reason=found.get(tags.TAG_PROMOTION_REASON),
-        features=json.loads(found.get(tags.TAG_FEATURES, "[]")),
-        classes=json.loads(found.get(tags.TAG_CLASSES, "[]")),
+        promotion=("promoted" if card.promoted else "not promoted") if card else None,
+        promotion_reason=card.promotion_reason if card else None,
+        features=card.features if card else [],
+        classes=card.classes if card else [],
         foreign=foreign,
     )

@@ -16,8 +16,8 @@ from mlops.clients.mlflow_registry import MlflowRegistry, TaggedVersion
 from mlops.contracts.alerts import AlertLevel
 from mlops.contracts.champion import ChampionMove
 from mlops.contracts.jobs import JobOutcome, JobStatus
+from mlops.contracts.version_card import VersionCard
 from mlops.ml import provenance
-from mlops.ml import registry_tags as tags
 from mlops.settings import Settings
 
 
@@ -35,12 +35,11 @@ async def recover_outcome(
 ) -> RecoveredOutcome | None:
     """The outcome of a job that registered a sealed version; None if it registered none."""
     name = settings.model_name
-    found = _registered_by(await registry.versions(name), settings, job_id)
-    if found is None:
+    registered = _registered_by(await registry.versions(name), settings, job_id)
+    if registered is None:
         return None
-    promoted = found.tags.get(tags.TAG_PROMOTION) == "promoted"
-    reason = found.tags.get(tags.TAG_PROMOTION_REASON, "")
-    accuracy = float(found.tags.get(tags.TAG_ACCURACY, "nan"))
+    found, card = registered
+    promoted, reason, accuracy = card.promoted, card.promotion_reason, card.accuracy
     champion = await registry.alias_version(name, settings.champion_alias)
     move = None
     if promoted and champion == found.version:
@@ -57,7 +56,7 @@ async def recover_outcome(
         "run_id": found.run_id,
         "model_version": found.version,
         "accuracy": accuracy,
-        "f1_macro": float(found.tags.get(tags.TAG_F1, "nan")),
+        "f1_macro": card.f1_macro,
         # What happened, not only what the gate decided: the job may have stopped
         # before the alias moved, or the alias may have moved on since.
         "promoted": move is not None,
@@ -78,10 +77,12 @@ async def recover_outcome(
 
 def _registered_by(
     versions: list[TaggedVersion], settings: Settings, job_id: str
-) -> TaggedVersion | None:
+) -> tuple[TaggedVersion, VersionCard] | None:
+    """The sealed version the job registered, and its card."""
     key = settings.signing_key()
     for version in versions:
-        if version.tags.get(tags.TAG_JOB) != job_id:
+        card = VersionCard.read(version.tags)
+        if card is None or card.job_id != job_id:
             continue
         foreign = provenance.why_foreign(
             key,
@@ -91,5 +92,5 @@ def _registered_by(
             found=version.tags,
         )
         if foreign is None:
-            return version
+            return version, card
     return None

@@ -28,8 +28,9 @@ from mlops.clients.quarantine import Quarantine
 from mlops.clients.ray_jobs import RayJobsError
 from mlops.clients.redis import AlertStream
 from mlops.clients.schedule_store import ScheduleRecord, ScheduleStore
+from mlops.contracts.alerts import AlertKind
 from mlops.ml.model import InvalidField
-from mlops.schemas import AlertKind, ScheduleInfo, ScheduleKind, TuneRequest
+from mlops.schemas import ScheduleInfo, ScheduleKind, TuneRequest
 from mlops.services.drift import DriftMonitor
 from mlops.services.training import ClusterTooSmall, TooManyTrainings, Training
 from mlops.settings import Settings

@@ -14,8 +14,7 @@ from redis.asyncio import Redis
 from mlops.clients.redis.connection import SOCKET_TIMEOUT_S
 from mlops.clients.redis.keys import ALERT_STREAM, job_key
 from mlops.clients.redis.scripts import APPEND_ONCE
-from mlops.contracts.alerts import AlertKind, AlertLevel
-from mlops.schemas import Alert
+from mlops.contracts.alerts import Alert, AlertKind, AlertLevel
 
 log = logging.getLogger(__name__)
 

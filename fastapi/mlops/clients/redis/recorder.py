@@ -1,0 +1,96 @@
+"""The job recorder (`contracts.recording.JobRecording`) on Redis, for the code that runs
+inside Ray: the job's entrypoints and the warm trainer hand it to the training and the
+search. Synchronous on the outside; each call opens a connection and runs the stores'
+async calls on its own event loop (a job records a handful of times)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from mlops.clients.redis.alerts import AlertStream
+from mlops.clients.redis.champion_moves import ChampionMoves
+from mlops.clients.redis.connection import connect
+from mlops.clients.redis.jobs import JobStore
+from mlops.contracts.alerts import AlertLevel
+from mlops.contracts.champion import ChampionMove
+from mlops.contracts.jobs import JobOutcome, JobStatus, SearchProgress
+from mlops.retry import backoff
+from mlops.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+class JobRecorder:
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+
+    def mark_running(self, job_id: str) -> None:
+        started_at = datetime.now(UTC).isoformat()
+        try:
+            asyncio.run(
+                self._with_redis(lambda redis: self._jobs(redis).mark_running(job_id, started_at))
+            )
+        except (RedisError, OSError) as exc:
+            log.warning("could not mark job %s running (Redis: %s); training anyway", job_id, exc)
+
+    def progress(self, job_id: str, progress: SearchProgress) -> None:
+        try:
+            asyncio.run(
+                self._with_redis(lambda redis: self._jobs(redis).progress(job_id, progress))
+            )
+        except (RedisError, OSError) as exc:  # informative: never fail the search on it
+            log.warning("could not record the search's progress: %s", exc)
+
+    def finish(
+        self,
+        job_id: str,
+        *,
+        status: JobStatus,
+        seconds: float,
+        outcome: JobOutcome,
+        alert: tuple[AlertLevel, str],
+        move: ChampionMove | None = None,
+    ) -> None:
+        """Retried through a Redis outage of up to MLOPS_REDIS_WAIT_SECONDS, so an outcome
+        reached while Redis is down is recorded, and alerted, once it is back. The job
+        knows its outcome best, so its fields win over the reconciler's."""
+        settings = self._settings
+
+        async def record(redis: Redis) -> None:
+            await self._jobs(redis).finish(job_id, status, seconds, outcome)
+            if move is not None:
+                moves = ChampionMoves(redis, model_name=settings.model_name)
+                await moves.record_for_job(job_id, move)
+            level, text = alert
+            alerts = AlertStream(redis, max_len=settings.alert_history)
+            data = {"job_id": job_id, "status": status, **outcome}
+            await alerts.publish_for_job(job_id, level, text, data=data)
+
+        async def until_recorded() -> None:
+            async for retry in backoff(
+                on=(RedisError, OSError),
+                first=0.5,
+                cap=10.0,
+                within=settings.redis_wait_seconds,
+                what="recording the outcome in Redis",
+            ):
+                with retry:
+                    await self._with_redis(record)
+
+        asyncio.run(until_recorded())
+
+    def _jobs(self, redis: Redis) -> JobStore:
+        return JobStore(redis, history=self._settings.job_history)
+
+    async def _with_redis(self, use: Callable[[Redis], Awaitable[object]]) -> None:
+        redis = connect(self._settings)
+        try:
+            await use(redis)
+        finally:
+            await redis.aclose()

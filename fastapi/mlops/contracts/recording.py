@@ -1,0 +1,39 @@
+"""What the code inside Ray records, as it sees it: a job through a synchronous
+recorder (`clients/redis/recorder.py` keeps it in Redis), a replica the rows it served
+(`clients/redis/drift_samples.py`). The entrypoints (a job's, the warm trainer, the
+replica) hand them in, so the rest of `ml/` never opens a Redis client itself."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Protocol
+
+from mlops.contracts.alerts import AlertLevel
+from mlops.contracts.champion import ChampionMove
+from mlops.contracts.jobs import JobOutcome, JobStatus, SearchProgress
+
+
+class JobRecording(Protocol):
+    def mark_running(self, job_id: str) -> None:
+        """Best effort: the API's reconciler marks a job running from Ray's status."""
+
+    def progress(self, job_id: str, progress: SearchProgress) -> None:
+        """Best effort: how far an unfinished search is."""
+
+    def finish(
+        self,
+        job_id: str,
+        *,
+        status: JobStatus,
+        seconds: float,
+        outcome: JobOutcome,
+        alert: tuple[AlertLevel, str],
+        move: ChampionMove | None = None,
+    ) -> None:
+        """The job's outcome, the champion's move if it made one, and its one alert,
+        each recorded once however often this is called."""
+
+
+class ServedRowsSink(Protocol):
+    async def append(self, rows_by_version: Mapping[str, Sequence[Sequence[float]]]) -> None:
+        """Rows a replica served, by model version (a sample, for drift checks)."""
