@@ -34,7 +34,7 @@ from pathlib import Path
 import httpx
 
 from mlops.cli.http import Api
-from mlops.clients.serve import ServeAdmin
+from mlops.clients.serve_admin import ServeAdmin
 from mlops.contracts.version_card import COMPILED_DIR, COMPILED_FILE, TAG_CLASSES
 from mlops.local.platform import (
     LocalPlatform,
@@ -44,7 +44,7 @@ from mlops.local.platform import (
 )
 from mlops.ml.data import IRIS_FEATURES
 from mlops.schemas import JobStatus
-from mlops.services.serving import deploy, endpoint
+from mlops.services.serve_deployment import deploy, endpoint
 from mlops.settings import Settings
 
 ROW = [6.7, 3.0, 5.2, 2.3]

@@ -13,8 +13,8 @@ import sys
 import httpx
 
 from mlops import logs
-from mlops.clients.serve import ServeAdmin, ServeError
-from mlops.services.serving import deploy
+from mlops.clients.serve_admin import ServeAdmin, ServeError
+from mlops.services.serve_deployment import deploy
 from mlops.settings import Settings
 
 log = logging.getLogger("mlops.serve")

@@ -38,7 +38,7 @@ from mlops.clients.quarantine import Quarantine
 from mlops.clients.ray_jobs import RayJobsClient
 from mlops.clients.redis import AlertStream, ChampionMoves, DeployLock, DriftSamples, JobStore
 from mlops.clients.schedule_store import ScheduleStore
-from mlops.clients.serve import ServeAdmin
+from mlops.clients.serve_admin import ServeAdmin
 from mlops.services.alerts import AlertFeed
 from mlops.services.batching import ServeBatcher
 from mlops.services.drift import DriftMonitor
@@ -48,7 +48,7 @@ from mlops.services.model_report import ModelReport
 from mlops.services.models import Models
 from mlops.services.readiness import Readiness
 from mlops.services.schedules import Schedules
-from mlops.services.serving import Serving, endpoint
+from mlops.services.serve_deployment import Serving, endpoint
 from mlops.services.training import Training
 from mlops.settings import Settings, get_settings
 from mlops.telemetry import Instruments, RequestTelemetry

@@ -20,7 +20,7 @@ log = logging.getLogger(__name__)
 router = APIRouter(tags=["alerts"])
 
 
-class AlertEventStream(Response):
+class AlertSseResponse(Response):
     """The /webhook response: the feed's frames as they come, until the client leaves
     or Redis fails (the client then reconnects with Last-Event-ID and loses nothing).
 
@@ -69,7 +69,7 @@ async def _close_on_disconnect(receive: Receive, subscription: Subscription) -> 
 @router.get(
     "/webhook",
     status_code=status.HTTP_200_OK,  # for the OpenAPI document: the response sets its own
-    response_class=AlertEventStream,
+    response_class=AlertSseResponse,
     responses={
         200: {
             "content": {"text/event-stream": {}},
@@ -85,7 +85,7 @@ async def webhook(
     settings: SettingsDep,
     last_event_id: Annotated[str | None, Header()] = None,
     since: Annotated[str | None, Query(description="Resume after this alert id.")] = None,
-) -> AlertEventStream:
+) -> AlertSseResponse:
     """Every alert to every client, live. Reconnecting with Last-Event-ID (or `since`)
     first replays what was missed."""
     if feed.full:
@@ -102,7 +102,7 @@ async def webhook(
             f"Last-Event-ID {resume_from!r} is not an alert id (like 1700000000000-0)",
         )
 
-    return AlertEventStream(feed, resume_from)
+    return AlertSseResponse(feed, resume_from)
 
 
 @router.get("/alerts", dependencies=[Reader], responses=UNAUTHORIZED)

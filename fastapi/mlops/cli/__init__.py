@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import click
 
-from mlops.cli import lifecycle, platform
+from mlops.cli import lifecycle, operations
 from mlops.cli.http import DEFAULT_API, Api, token
 
 
@@ -28,18 +28,18 @@ def main(ctx: click.Context, api: str, as_json: bool) -> None:
 
 
 for command in (
-    platform.train,
-    platform.tune,
-    platform.jobs,
-    platform.predict,
-    platform.schedule,
-    platform.watch,
-    platform.unschedule,
-    platform.schedules,
-    platform.metrics,
-    platform.alerts,
-    platform.up,
-    platform.down,
+    operations.train,
+    operations.tune,
+    operations.jobs,
+    operations.predict,
+    operations.schedule,
+    operations.watch,
+    operations.unschedule,
+    operations.schedules,
+    operations.metrics,
+    operations.alerts,
+    operations.up,
+    operations.down,
     lifecycle.models,
     lifecycle.promote,
     lifecycle.rollback,

@@ -9,7 +9,7 @@ from typing import Any
 from mlops.retry import retried
 from mlops.schemas import InferenceResponse
 from mlops.services.batching import ServeBatcher, ServeVerdict, TransientServeError
-from mlops.services.serving import Serving
+from mlops.services.serve_deployment import Serving
 from mlops.telemetry import Instruments
 
 

@@ -12,14 +12,14 @@ from redis.exceptions import RedisError
 from mlops.background import Background
 from mlops.clients.mlflow_registry import MlflowRegistry, MlflowUnavailable
 from mlops.clients.redis import DeployLock
-from mlops.clients.serve import ServeAdmin, ServeError
+from mlops.clients.serve_admin import ServeAdmin, ServeError
 from mlops.contracts.placement import on_serving_nodes
 from mlops.retry import backoff
 from mlops.settings import Settings
 
 log = logging.getLogger(__name__)
 
-IMPORT_PATH = "mlops.ml.serving:app"
+IMPORT_PATH = "mlops.ml.model_server:app"
 
 
 def route(settings: Settings) -> str:

@@ -1,6 +1,6 @@
 """The Ray Serve application that answers predictions for the registered model.
 
-Deployed by name (`mlops.ml.serving:app`) through Serve's REST API. Each replica:
+Deployed by name (`mlops.ml.model_server:app`) through Serve's REST API. Each replica:
 - follows the champion alias and swaps in a new version once it is loaded, so a
   promotion never restarts the application or fails a request;
 - loads pinned versions on demand through Serve's model multiplexing (kept warm,
@@ -34,7 +34,7 @@ log = logging.getLogger("ray.serve")
 MAX_BATCH = 64
 
 
-class UnknownVersion(LookupError):
+class UnregisteredVersion(LookupError):
     pass
 
 
@@ -49,7 +49,7 @@ class LoadedModel:
 def load_version(settings: Settings, version: str) -> LoadedModel:
     """Load one sealed version, compiled form first (blocking: call in a thread).
 
-    Raises UnknownVersion, or ForeignVersion for a version the platform did not seal
+    Raises UnregisteredVersion, or ForeignVersion for a version the platform did not seal
     (nothing of it is loaded then)."""
     import mlflow
     from mlflow.exceptions import MlflowException
@@ -58,7 +58,7 @@ def load_version(settings: Settings, version: str) -> LoadedModel:
     try:
         sealed = provenance.verified(client, settings.signing_key(), settings.model_name, version)
     except MlflowException as exc:
-        raise UnknownVersion(f"{settings.model_name} has no version {version!r}") from exc
+        raise UnregisteredVersion(f"{settings.model_name} has no version {version!r}") from exc
     card = sealed.card
     features, classes = card.features, card.classes
     predictor: Predictor
@@ -177,7 +177,7 @@ class ModelServer:
         else:
             try:
                 model = await self._pinned(str(version))
-            except UnknownVersion as exc:
+            except UnregisteredVersion as exc:
                 return _error(ServeErrorCode.UNKNOWN_VERSION, str(exc))
             except ForeignVersion as exc:
                 return _error(ServeErrorCode.FOREIGN_VERSION, str(exc))
