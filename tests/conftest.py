@@ -18,6 +18,7 @@ from typing import Any
 
 import httpx
 import pytest
+import redis
 from helpers import (
     S3_BUCKET,
     api_client,
@@ -31,7 +32,7 @@ from helpers import (
 )
 
 from mlops.local import components
-from mlops.local.components import RayPorts
+from mlops.local.components import RayPorts, find_redis_server
 from mlops.local.platform import LocalPlatform
 from mlops.local.supervisor import Running, Supervisor
 from mlops.settings import Settings
@@ -71,6 +72,31 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Any:
         for controller in sorted(_SERVE_LOGS.glob("controller_[0-9]*.log"))[-1:]:
             report.sections.append((f"platform log: {controller.name}", _tail(controller)))
     return report
+
+
+@pytest.fixture(scope="session")
+def valkey_url() -> Iterator[str]:
+    """A bare Valkey server (the one `make up` runs), for in-process tests of the stores
+    and loops; no password, database 0 (each test flushes what it uses)."""
+    port = free_port()
+    server = subprocess.Popen(
+        [find_redis_server(), "--port", str(port), "--bind", "127.0.0.1", "--save", ""],
+        stdout=subprocess.DEVNULL,
+    )
+    url = f"redis://127.0.0.1:{port}/0"
+    try:
+        wait_for(lambda: _redis_answers(port), timeout=30, what="Valkey")
+        yield url
+    finally:
+        server.terminate()
+        server.wait(10)
+
+
+def _redis_answers(port: int) -> bool:
+    try:
+        return bool(redis.Redis(port=port).ping())
+    except redis.RedisError:
+        return False
 
 
 @pytest.fixture(scope="session")

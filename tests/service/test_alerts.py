@@ -276,7 +276,7 @@ def test_a_client_that_falls_behind_is_closed_and_its_resume_loses_nothing(
                 frames = feed.frames(None, subscription)
                 first_stream = [await anext(frames)]  # ready
                 live = asyncio.ensure_future(anext(frames))
-                await asyncio.sleep(0.3)  # past the (empty) backlog: waiting for live alerts
+                await wait_until(lambda: subscription.live)  # past the (empty) backlog
                 published = [(await stream.publish("info", "1", kind=AlertKind.WATCH)).id]
                 first_stream.append(await live)
                 for text in "2345":  # two fit in the queue; the third overflows it

@@ -54,6 +54,7 @@ class Subscription:
 
     def __init__(self, size: int) -> None:
         self._queue: asyncio.Queue[Event] = asyncio.Queue(size)
+        self.live = False  # its stream is past the backlog, on live events
 
     def offer(self, event: Event) -> bool:
         """Queue the event; False when the client is already `size` events behind."""
@@ -71,6 +72,7 @@ class Subscription:
         self._queue.put_nowait(_CLOSED)
 
     async def next(self) -> Event:
+        self.live = True
         return await self._queue.get()
 
 
