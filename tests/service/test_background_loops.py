@@ -99,7 +99,7 @@ def _schedule(**fields: object) -> str:
         "schedule_id": "watch-1",
         "kind": "watch",
         "minutes": 5,
-        "created_at": datetime.now(UTC).isoformat(),
+        "created_at": "2026-01-01T00:00:00+00:00",  # fixed: the test ids stay the same
         "params": {},
         **fields,
     }
