@@ -221,7 +221,7 @@ def main() -> None:
         settings = isolated_settings(
             Path(folder), sse_max_clients=max(4000, args.clients + 100), auto_serve=False
         )
-        platform = LocalPlatform(settings, ray_ports=isolated_ray_ports())
+        platform = LocalPlatform(settings, ray_ports=isolated_ray_ports(settings))
         platform.start()
         try:
             servers = servers_of(settings)

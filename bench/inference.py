@@ -190,7 +190,7 @@ def main() -> None:
     results: dict[tuple[str, int], Result] = {}
     with tempfile.TemporaryDirectory() as folder:
         settings = isolated_settings(Path(folder))
-        platform = LocalPlatform(settings, ray_ports=isolated_ray_ports())
+        platform = LocalPlatform(settings, ray_ports=isolated_ray_ports(settings))
         platform.start()
         helpers: list[subprocess.Popen] = []
         try:

@@ -233,7 +233,7 @@ def main() -> None:
         settings = isolated_settings(
             Path(folder), auto_serve=False, ray_cpus=CPUS, training_max_cpus=CPUS
         )
-        platform = LocalPlatform(settings, ray_ports=isolated_ray_ports())
+        platform = LocalPlatform(settings, ray_ports=isolated_ray_ports(settings))
         supervisor = Supervisor(Path(folder) / "extra-logs")
         platform.start()
         try:

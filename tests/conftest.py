@@ -32,8 +32,8 @@ from helpers import (
 )
 
 from mlops.local import components
-from mlops.local.components import RayPorts, find_redis_server
-from mlops.local.platform import LocalPlatform
+from mlops.local.components import find_redis_server
+from mlops.local.platform import LocalPlatform, isolated_ray_ports
 from mlops.local.supervisor import Running, Supervisor
 from mlops.settings import Settings
 
@@ -133,8 +133,7 @@ def settings(tmp_path_factory: pytest.TempPathFactory, s3_url: str) -> Settings:
 
 @pytest.fixture(scope="session")
 def platform(settings: Settings) -> Iterator[LocalPlatform]:
-    ports = RayPorts(client_server=free_port(), dashboard_agent=free_port())
-    running = LocalPlatform(settings, ray_ports=ports)
+    running = LocalPlatform(settings, ray_ports=isolated_ray_ports(settings))
     running.start(timeout=180)
     yield running
     running.stop()

@@ -60,3 +60,27 @@ def test_dataset_is_written_once_when_missing(tmp_path: Path) -> None:
     assert ensure_dataset(settings) is True
     assert ensure_dataset(settings) is False
     assert data.read_dataset(settings.dataset_uri).equals(data.iris_frame())
+
+
+def test_a_throwaway_platforms_ports_are_all_distinct(tmp_path) -> None:
+    # Picked one at a time, two parts once got the same port and Ray refused to start.
+    from mlops.local.platform import free_ports, isolated_ray_ports, isolated_settings
+
+    for _ in range(20):
+        settings = isolated_settings(tmp_path)
+        ray = isolated_ray_ports(settings)
+        ports = [
+            settings.api_port,
+            settings.ray_gcs_port,
+            settings.dashboard_port,
+            settings.serve_haproxy_stats_port,
+            settings.serve_haproxy_metrics_port,
+            *(int(u.rsplit(":", 1)[1].split("/")[0]) for u in (
+                settings.ray_address, settings.serve_url,
+                settings.mlflow_tracking_uri, settings.redis_url)),
+            ray.client_server,
+            ray.dashboard_agent,
+        ]  # fmt: skip
+        assert len(set(ports)) == len(ports) == 11
+    taken = set(free_ports(50))
+    assert not taken & set(free_ports(50, besides=taken))

@@ -77,7 +77,7 @@ def two_cpu_platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[httpx
     cluster is sized (manifests/api/configmap.yaml)."""
     folder: Path = tmp_path_factory.mktemp("two-cpus")
     settings = platform_settings(folder, ray_cpus=2, serve_replicas=2)
-    running = LocalPlatform(settings, ray_ports=isolated_ray_ports())
+    running = LocalPlatform(settings, ray_ports=isolated_ray_ports(settings))
     running.start(timeout=240)
     try:
         with api_client(f"http://{settings.api_host}:{settings.api_port}") as api:

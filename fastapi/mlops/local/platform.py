@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import secrets
 import socket
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,31 +27,44 @@ from mlops.settings import Settings
 log = logging.getLogger("mlops.local")
 
 
+def free_ports(count: int, *, besides: Collection[int] = ()) -> list[int]:
+    """`count` distinct TCP ports on loopback that nothing listens on now and that are
+    not in `besides`: all are held while they are picked, so none is handed out twice
+    (picked one at a time, two could be the same port)."""
+    found: list[int] = []
+    with contextlib.ExitStack() as held:
+        while len(found) < count:
+            sock = held.enter_context(socket.socket())
+            sock.bind(("127.0.0.1", 0))
+            if (port := int(sock.getsockname()[1])) not in besides:
+                found.append(port)
+    return found
+
+
 def free_port() -> int:
     """A TCP port on loopback that nothing listens on now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    return free_ports(1)[0]
 
 
 def isolated_settings(data_dir: Path, **overrides: Any) -> Settings:
     """Settings of a throwaway platform: every port free, state in `data_dir`, a fresh
     API token. The tests and benchmarks start theirs so, beside any `make up`."""
+    api, ray, gcs, serve, mlflow, redis, dashboard, stats, metrics = free_ports(9)
     values: dict[str, Any] = {
         "api_token": secrets.token_urlsafe(24),
         "ray_auth_token": secrets.token_urlsafe(24),
         "redis_password": secrets.token_urlsafe(24),
         "model_signing_key": secrets.token_urlsafe(32),
         "data_dir": data_dir,
-        "api_port": free_port(),
-        "ray_address": f"http://127.0.0.1:{free_port()}",
-        "ray_gcs_port": free_port(),
-        "serve_url": f"http://127.0.0.1:{free_port()}",
-        "mlflow_tracking_uri": f"http://127.0.0.1:{free_port()}",
-        "redis_url": f"redis://127.0.0.1:{free_port()}/0",
-        "dashboard_port": free_port(),
-        "serve_haproxy_stats_port": free_port(),
-        "serve_haproxy_metrics_port": free_port(),
+        "api_port": api,
+        "ray_address": f"http://127.0.0.1:{ray}",
+        "ray_gcs_port": gcs,
+        "serve_url": f"http://127.0.0.1:{serve}",
+        "mlflow_tracking_uri": f"http://127.0.0.1:{mlflow}",
+        "redis_url": f"redis://127.0.0.1:{redis}/0",
+        "dashboard_port": dashboard,
+        "serve_haproxy_stats_port": stats,
+        "serve_haproxy_metrics_port": metrics,
         **overrides,
     }
     return Settings(**values)
@@ -66,9 +81,27 @@ def raise_open_files_limit() -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
-def isolated_ray_ports() -> RayPorts:
-    """Ray head ports off their defaults, so the platform runs beside a `make up`."""
-    return RayPorts(client_server=free_port(), dashboard_agent=free_port())
+def isolated_ray_ports(settings: Settings) -> RayPorts:
+    """Ray head ports off their defaults, so the platform runs beside a `make up`, and
+    apart from the ports `settings` already give its other parts."""
+    taken = {
+        settings.api_port,
+        settings.ray_gcs_port,
+        settings.dashboard_port,
+        settings.serve_haproxy_stats_port,
+        settings.serve_haproxy_metrics_port,
+        *(
+            urlparse(url).port
+            for url in (
+                settings.ray_address,
+                settings.serve_url,
+                settings.mlflow_tracking_uri,
+                settings.redis_url,
+            )
+        ),
+    }
+    client_server, dashboard_agent = free_ports(2, besides={p for p in taken if p})
+    return RayPorts(client_server=client_server, dashboard_agent=dashboard_agent)
 
 
 def ensure_dataset(settings: Settings) -> bool:
