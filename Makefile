@@ -90,7 +90,7 @@ bench-training: $(STAMP) ## Benchmark Ray's part in training: warm trainer, para
 	$(BIN)/python bench/training.py
 
 docs: $(STAMP) ## Regenerate docs/configuration.md from the settings object
-	$(BIN)/python -m mlops.settings > docs/configuration.md
+	$(BIN)/python -m mlops.settings.reference > docs/configuration.md
 
 lint: $(STAMP) ## Ruff, the type checker (mypy), the package's import contracts and the workflows
 	$(BIN)/ruff check fastapi tests bench

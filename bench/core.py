@@ -43,7 +43,7 @@ from mlops.local.platform import (
     isolated_settings,
     raise_open_files_limit,
 )
-from mlops.settings import Settings
+from mlops.settings.platform import PlatformSettings
 
 IDLE_SECONDS = 10
 
@@ -53,7 +53,7 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
 
 
-async def _publish_all(settings: Settings, count: int, interval: float) -> None:
+async def _publish_all(settings: PlatformSettings, count: int, interval: float) -> None:
     redis = connect(settings)
     stream = AlertStream(redis, max_len=settings.alert_history)
     for i in range(count):
@@ -115,7 +115,9 @@ async def _sse_client(
         client.close()
 
 
-async def _xread_client(settings: Settings, start_id: str, expect: int, got: list[float]) -> None:
+async def _xread_client(
+    settings: PlatformSettings, start_id: str, expect: int, got: list[float]
+) -> None:
     redis = connect(settings)
     last = start_id
     while len(got) < expect:
@@ -135,7 +137,7 @@ def _rss(processes: list[psutil.Process]) -> int:
 
 
 async def over_sse(
-    settings: Settings, port: int, path: str, args: argparse.Namespace, servers: Servers
+    settings: PlatformSettings, port: int, path: str, args: argparse.Namespace, servers: Servers
 ) -> tuple[list[float], int, dict[str, float]]:
     """N clients on one SSE path; (latencies, complete clients, the servers' costs)."""
     rss_before = {name: _rss(processes) for name, processes in servers.items()}
@@ -174,7 +176,9 @@ async def over_sse(
     return [x for r in received for x in r], complete, costs
 
 
-async def over_xread(settings: Settings, args: argparse.Namespace) -> tuple[list[float], int]:
+async def over_xread(
+    settings: PlatformSettings, args: argparse.Namespace
+) -> tuple[list[float], int]:
     redis = connect(settings)
     start_id = await AlertStream(redis, max_len=settings.alert_history).last_id()
     await redis.aclose()
@@ -194,7 +198,7 @@ async def over_xread(settings: Settings, args: argparse.Namespace) -> tuple[list
 Servers = dict[str, list[psutil.Process]]
 
 
-def servers_of(settings: Settings) -> Servers:
+def servers_of(settings: PlatformSettings) -> Servers:
     """The platform's API process, and its nginx (master and workers) when it runs one."""
     found: Servers = {"api": [], "nginx": []}
     for process in psutil.process_iter(["name", "cmdline"]):

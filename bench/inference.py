@@ -45,7 +45,7 @@ from mlops.local.platform import (
 from mlops.ml.data import IRIS_FEATURES
 from mlops.schemas import JobStatus
 from mlops.services.serve_deployment import deploy, endpoint
-from mlops.settings import Settings
+from mlops.settings.platform import PlatformSettings
 
 ROW = [6.7, 3.0, 5.2, 2.3]
 WRK_SCRIPT = """
@@ -88,7 +88,7 @@ def run_wrk(url: str, body: str, connections: int, seconds: int, folder: Path) -
     return Result(rate, _ms(latency["50"]), _ms(latency["99"]), errors)
 
 
-def train_and_serve(api: str, settings: Settings) -> str:
+def train_and_serve(api: str, settings: PlatformSettings) -> str:
     token = settings.api_token.get_secret_value() if settings.api_token else None
     client = Api(api, token)
     job_id = client.call("POST", "/trigger_training", json={"hyperparameters": {}})["job_id"]
@@ -116,7 +116,9 @@ def _wait_up(url: str, what: str, log: Path) -> None:
     raise SystemExit(f"{what} did not start; see {log}")
 
 
-def start_floor(settings: Settings, version: str, port: int, folder: Path) -> subprocess.Popen:
+def start_floor(
+    settings: PlatformSettings, version: str, port: int, folder: Path
+) -> subprocess.Popen:
     """bench/onnx_floor.py on the version's compiled form, one uvicorn process."""
     import mlflow
 
@@ -144,7 +146,7 @@ def start_floor(settings: Settings, version: str, port: int, folder: Path) -> su
     return floor
 
 
-def start_peer(settings: Settings, version: str, port: int, log: Path) -> subprocess.Popen:
+def start_peer(settings: PlatformSettings, version: str, port: int, log: Path) -> subprocess.Popen:
     env = {
         **os.environ,
         "MLFLOW_TRACKING_URI": settings.mlflow_tracking_uri,

@@ -42,7 +42,7 @@ from mlops.local.supervisor import Supervisor
 from mlops.ml.specs import TrainingSpec
 from mlops.ml.train import train_and_register
 from mlops.schemas import JobStatus
-from mlops.settings import Settings
+from mlops.settings.platform import PlatformSettings
 
 CPUS = os.cpu_count() or 1
 
@@ -50,7 +50,7 @@ CPUS = os.cpu_count() or 1
 class Api:
     """One API process of the platform, with its own settings."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: PlatformSettings) -> None:
         self.settings = settings
         self.url = f"http://{settings.api_host}:{settings.api_port}"
         token = settings.api_token.get_secret_value() if settings.api_token else ""
@@ -71,7 +71,7 @@ class Api:
         raise TimeoutError(f"{job_id} did not end in {timeout:g}s")
 
 
-def extra_api(supervisor: Supervisor, settings: Settings, **overrides: Any) -> Api:
+def extra_api(supervisor: Supervisor, settings: PlatformSettings, **overrides: Any) -> Api:
     """Another API process on the same Ray, MLflow and Valkey, with other settings."""
     from mlops.local.platform import free_port
 
@@ -82,7 +82,7 @@ def extra_api(supervisor: Supervisor, settings: Settings, **overrides: Any) -> A
     return Api(variant)
 
 
-def ray_job_floor(settings: Settings, runs: int) -> list[float]:
+def ray_job_floor(settings: PlatformSettings, runs: int) -> list[float]:
     """An empty Ray job (`python -c pass`), submitted and seen finished: the Jobs API's
     own cost, which every training pays."""
     headers = auth_headers(settings.ray_token())
@@ -143,7 +143,7 @@ def bench_fit(serial: Api, parallel: Api, dataset: Path, trees: int) -> dict[str
     return out
 
 
-def second_node(settings: Settings, cpus: int) -> subprocess.Popen:
+def second_node(settings: PlatformSettings, cpus: int) -> subprocess.Popen:
     """`ray start --address …` on this machine: a second node of the same cluster."""
     env = {
         **os.environ,
@@ -160,7 +160,7 @@ def second_node(settings: Settings, cpus: int) -> subprocess.Popen:
     return subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
-def _state(settings: Settings, what: str) -> list[dict]:
+def _state(settings: PlatformSettings, what: str) -> list[dict]:
     reply = httpx.get(
         f"{settings.ray_address}/api/v0/{what}",
         params={"limit": 10_000, "detail": "true"},

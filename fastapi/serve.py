@@ -15,12 +15,12 @@ import httpx
 from mlops import logs
 from mlops.clients.serve_admin import ServeAdmin, ServeError
 from mlops.services.serve_deployment import deploy
-from mlops.settings import Settings
+from mlops.settings.api import ApiSettings
 
 log = logging.getLogger("mlops.serve")
 
 
-async def _deploy(settings: Settings) -> str:
+async def _deploy(settings: ApiSettings) -> str:
     async with httpx.AsyncClient() as http:
         admin = ServeAdmin(http, settings.ray_address, settings.ray_token())
         return await deploy(admin, settings)
@@ -28,7 +28,7 @@ async def _deploy(settings: Settings) -> str:
 
 def main() -> int:
     logs.configure("console")
-    settings = Settings()
+    settings = ApiSettings()
     try:
         url = asyncio.run(_deploy(settings))
     except ServeError as exc:

@@ -35,7 +35,7 @@ from mlops.local import components
 from mlops.local.components import find_redis_server
 from mlops.local.platform import LocalPlatform, isolated_ray_ports
 from mlops.local.supervisor import Running, Supervisor
-from mlops.settings import Settings
+from mlops.settings.platform import PlatformSettings
 
 # Fixtures that start real processes (Ray, MLflow, Valkey, the API, nginx, Chromium):
 # a test that uses one, directly or through another fixture, is outside `make test-fast`.
@@ -120,7 +120,7 @@ def s3_url() -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
-def settings(tmp_path_factory: pytest.TempPathFactory, s3_url: str) -> Settings:
+def settings(tmp_path_factory: pytest.TempPathFactory, s3_url: str) -> PlatformSettings:
     data_dir = tmp_path_factory.mktemp("platform")
     return platform_settings(
         data_dir,
@@ -132,7 +132,7 @@ def settings(tmp_path_factory: pytest.TempPathFactory, s3_url: str) -> Settings:
 
 
 @pytest.fixture(scope="session")
-def platform(settings: Settings) -> Iterator[LocalPlatform]:
+def platform(settings: PlatformSettings) -> Iterator[LocalPlatform]:
     running = LocalPlatform(settings, ray_ports=isolated_ray_ports(settings))
     running.start(timeout=180)
     yield running
@@ -140,7 +140,7 @@ def platform(settings: Settings) -> Iterator[LocalPlatform]:
 
 
 @pytest.fixture(scope="session")
-def api_url(platform: LocalPlatform, settings: Settings) -> str:
+def api_url(platform: LocalPlatform, settings: PlatformSettings) -> str:
     return f"http://{settings.api_host}:{settings.api_port}"
 
 
@@ -152,7 +152,7 @@ def api(api_url: str) -> Iterator[httpx.Client]:
 
 @pytest.fixture()
 def start_api(
-    platform, settings: Settings, tmp_path: Path
+    platform, settings: PlatformSettings, tmp_path: Path
 ) -> Iterator[Callable[..., tuple[httpx.Client, Running]]]:
     """Start extra API processes on the session's Ray, MLflow and Valkey."""
     supervisor = Supervisor(tmp_path / "logs")
@@ -160,7 +160,7 @@ def start_api(
 
     def start(redis_db: int = 0, **overrides: Any) -> tuple[httpx.Client, Running]:
         # Validated again, so overrides are typed as the settings declare them.
-        replica = Settings.model_validate(
+        replica = PlatformSettings.model_validate(
             {
                 **settings.model_dump(),
                 "api_port": free_port(),

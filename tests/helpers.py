@@ -22,7 +22,7 @@ import pytest
 from mlops import sse
 from mlops.local.platform import free_port, isolated_settings
 from mlops.schemas import JobStatus
-from mlops.settings import Settings
+from mlops.settings.platform import PlatformSettings
 from mlops.sse import SseEvent
 
 __all__ = ["free_port"]  # tests import it from here, with the other helpers
@@ -40,12 +40,12 @@ def run_async(coroutine: Coroutine[Any, Any, T]) -> T:
         return pool.submit(asyncio.run, coroutine).result()
 
 
-def redis_db_url(settings: Settings, db: int) -> str:
+def redis_db_url(settings: PlatformSettings, db: int) -> str:
     """The session's Redis URL with another database number: a test's own keys."""
     return f"{settings.redis_url.rsplit('/', 1)[0]}/{db}"
 
 
-def on_redis_db(settings: Settings, db: int) -> Settings:
+def on_redis_db(settings: PlatformSettings, db: int) -> PlatformSettings:
     return settings.model_copy(update={"redis_url": redis_db_url(settings, db)})
 
 
@@ -231,7 +231,7 @@ def s3_answers(client: Any) -> bool:
     return True
 
 
-def platform_settings(data_dir: Path, **overrides: Any) -> Settings:
+def platform_settings(data_dir: Path, **overrides: Any) -> PlatformSettings:
     """A test platform: free ports, the tests' token, and short periods (a schedule
     "minute" of one second; jobs reconciled every half second)."""
     values: dict[str, Any] = {

@@ -50,7 +50,7 @@ from mlops.services.readiness import Readiness
 from mlops.services.schedules import Schedules
 from mlops.services.serve_deployment import Serving, endpoint
 from mlops.services.training import Training
-from mlops.settings import Settings, get_settings
+from mlops.settings.api import ApiSettings
 from mlops.telemetry import Instruments, RequestTelemetry
 
 log = logging.getLogger("mlops.api")
@@ -69,7 +69,7 @@ class _Clients:
     quarantine: Quarantine
 
 
-async def _open_clients(stack: AsyncExitStack, settings: Settings) -> _Clients:
+async def _open_clients(stack: AsyncExitStack, settings: ApiSettings) -> _Clients:
     http = await stack.enter_async_context(
         httpx.AsyncClient(
             timeout=httpx.Timeout(10.0, connect=3.0),
@@ -80,7 +80,7 @@ async def _open_clients(stack: AsyncExitStack, settings: Settings) -> _Clients:
     serve_http = await stack.enter_async_context(
         aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=200))
     )
-    redis = redis_client.connect(settings)
+    redis = redis_client.connect(settings, max_connections=settings.redis_max_connections)
     stack.push_async_callback(redis.aclose)
     return _Clients(
         http=http,
@@ -107,7 +107,7 @@ def _build_services(
     app: FastAPI, clients: _Clients, background: Background, stack: AsyncExitStack
 ) -> _Loops:
     """Each service with only the clients it uses, on `app.state` for the routes."""
-    settings: Settings = app.state.settings
+    settings: ApiSettings = app.state.settings
     instruments: Instruments = app.state.instruments
     redis, registry, stream = clients.redis, clients.registry, clients.alerts
     jobs = JobStore(redis, history=settings.job_history)
@@ -172,7 +172,7 @@ def _build_services(
     return _Loops(feed=feed, reconciler=reconciler, schedules=schedules_service, serving=serving)
 
 
-def _start_loops(background: Background, loops: _Loops, settings: Settings) -> None:
+def _start_loops(background: Background, loops: _Loops, settings: ApiSettings) -> None:
     pings = settings.sse_ping_seconds
     background.start("alert-feed", lambda: loops.feed.run(background))
     background.start("sse-pings", lambda: loops.feed.ping_forever(background, pings))
@@ -184,7 +184,7 @@ def _start_loops(background: Background, loops: _Loops, settings: Settings) -> N
 
 @asynccontextmanager
 async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
-    settings: Settings = app.state.settings
+    settings: ApiSettings = app.state.settings
     async with AsyncExitStack() as stack:
         clients = await _open_clients(stack, settings)
         background = Background()
@@ -202,8 +202,8 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         yield
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
-    settings = settings or get_settings()
+def create_app(settings: ApiSettings | None = None) -> FastAPI:
+    settings = settings or ApiSettings()
     logs.configure(settings.log_format)
     app = FastAPI(
         title="MLOps platform API",

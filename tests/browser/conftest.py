@@ -10,7 +10,7 @@ import pytest
 from helpers import API_TOKEN
 from playwright.sync_api import Browser, ConsoleMessage, Page, sync_playwright
 
-from mlops.settings import Settings
+from mlops.settings.platform import PlatformSettings
 
 # Without the background-networking flags Chromium keeps trying to reach its vendor's
 # services, which a closed network refuses.
@@ -43,7 +43,7 @@ def browser() -> Iterator[Browser]:
 
 
 @pytest.fixture(scope="session")
-def dashboard_url(platform, settings: Settings) -> str:
+def dashboard_url(platform, settings: PlatformSettings) -> str:
     return f"http://127.0.0.1:{settings.dashboard_port}/"
 
 

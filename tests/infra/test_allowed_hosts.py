@@ -25,7 +25,7 @@ from infra import kube
 from mlops.clients.mlflow_registry import MlflowRegistry, MlflowUnavailable
 from mlops.local import components
 from mlops.local.supervisor import Supervisor
-from mlops.settings import Settings
+from mlops.settings.platform import PlatformSettings
 
 pytestmark = [pytest.mark.platform, pytest.mark.slow]
 
@@ -47,7 +47,7 @@ def chart_mlflow(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     folder: Path = tmp_path_factory.mktemp("chart-mlflow")
     values = yaml.safe_load((kube.ROOT / "helm-values" / "mlflow.yaml").read_text())
     port = free_port()
-    settings = Settings(
+    settings = PlatformSettings(
         environment="development",
         data_dir=folder,
         mlflow_tracking_uri=f"http://127.0.0.1:{port}",

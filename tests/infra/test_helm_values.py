@@ -16,7 +16,7 @@ from infra import kube
 
 from mlops.clients.redis import users as redis_users
 from mlops.contracts.placement import SERVING_RESOURCE, TRAINER_RESOURCE
-from mlops.settings import Settings
+from mlops.settings.platform import PlatformSettings
 
 # values file -> (chart name in its header, versions.env key of its pinned version)
 CHARTS = {
@@ -163,7 +163,7 @@ def test_each_ray_group_offers_the_resource_of_its_work_within_its_size() -> Non
     assert wanted <= float(serving["resources"]["limits"]["cpu"])
     # Ray's memory on a node is what its object store (30 %) leaves of the pod's limit.
     limit_mb = int(values["worker"]["resources"]["limits"]["memory"].removesuffix("Gi")) * 1024
-    assert Settings().trainer_memory_mb <= 0.7 * limit_mb
+    assert PlatformSettings().trainer_memory_mb <= 0.7 * limit_mb
 
 
 def test_the_ray_head_service_is_where_the_api_looks() -> None:

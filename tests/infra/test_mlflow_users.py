@@ -25,7 +25,7 @@ from infra.init_harness import Harness, applied_secrets
 
 from mlops.local import components
 from mlops.local.supervisor import Supervisor
-from mlops.settings import Settings
+from mlops.settings.platform import PlatformSettings
 
 pytestmark = [pytest.mark.platform]
 
@@ -68,7 +68,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     call = next(c for c in harness.calls({"kubectl"}) if "mlops.clients.mlflow_users" in c["args"])
 
     port = free_port()
-    settings = Settings(
+    settings = PlatformSettings(
         environment="development", data_dir=root, mlflow_tracking_uri=f"http://127.0.0.1:{port}"
     )
     component = components.mlflow(settings)

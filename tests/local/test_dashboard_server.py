@@ -15,12 +15,12 @@ from helpers import API_TOKEN, SseReader, free_port, platform_settings
 from mlops.local import components
 from mlops.local.dashboard import frontend_dir
 from mlops.local.supervisor import Supervisor
-from mlops.settings import Settings
+from mlops.settings.platform import PlatformSettings
 
 
 @pytest.mark.slow
 def test_fallback_server_serves_the_page_and_proxies_the_api(
-    platform, settings: Settings, tmp_path: Path
+    platform, settings: PlatformSettings, tmp_path: Path
 ) -> None:
     local = settings.model_copy(update={"dashboard_port": free_port()})
     supervisor = Supervisor(tmp_path, base_env={**os.environ, **local.as_env(include_secrets=True)})
@@ -78,7 +78,7 @@ def test_nginx_serves_a_dashboard_from_a_private_folder(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_nginx_limits_the_request_rate_of_one_client_on_the_api(
-    platform, settings: Settings, tmp_path: Path
+    platform, settings: PlatformSettings, tmp_path: Path
 ) -> None:
     local = settings.model_copy(update={"dashboard_port": free_port(), "data_dir": tmp_path})
     supervisor = Supervisor(tmp_path / "logs")
@@ -98,7 +98,7 @@ def test_nginx_limits_the_request_rate_of_one_client_on_the_api(
 
 
 def test_nginx_holds_as_many_streams_per_client_as_configured_then_429(
-    platform, settings: Settings, tmp_path: Path
+    platform, settings: PlatformSettings, tmp_path: Path
 ) -> None:
     local = settings.model_copy(
         update={

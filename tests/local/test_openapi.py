@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from mlops.main import create_app
-from mlops.settings import Settings
+from mlops.settings.platform import PlatformSettings
 
 
 def test_the_openapi_document_builds_and_documents_the_alert_stream() -> None:
-    document = create_app(Settings()).openapi()
+    document = create_app(PlatformSettings()).openapi()
 
     webhook = document["paths"]["/webhook"]["get"]["responses"]
     assert "text/event-stream" in webhook["200"]["content"]

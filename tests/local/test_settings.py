@@ -1,4 +1,5 @@
-"""The settings object: defaults, environment, and refusing example secrets."""
+"""The settings of each runtime: defaults, environment, what travels to jobs and
+replicas, and refusing example secrets."""
 
 from __future__ import annotations
 
@@ -8,21 +9,62 @@ import pytest
 from pydantic import SecretStr, ValidationError
 
 from mlops.local.platform import with_api_token
-from mlops.settings import Settings, reference_markdown
+from mlops.settings.api import ApiSettings
+from mlops.settings.base import RuntimeSettings
+from mlops.settings.platform import PlatformSettings
+from mlops.settings.reference import reference_markdown
+from mlops.settings.serving import ServingSettings
+from mlops.settings.training import TrainingSettings
 
 
-def test_settings_read_the_mlops_prefix(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("runtime", [TrainingSettings, ApiSettings, PlatformSettings])
+def test_every_runtime_reads_the_mlops_prefix(
+    monkeypatch: pytest.MonkeyPatch, runtime: type[TrainingSettings]
+) -> None:
     monkeypatch.setenv("MLOPS_MODEL_NAME", "churn")
     monkeypatch.setenv("MLOPS_ACCURACY_THRESHOLD", "0.75")
 
-    settings = Settings()
+    settings = runtime()
 
     assert settings.model_name == "churn"
     assert settings.accuracy_threshold == 0.75
 
 
+def test_each_runtime_holds_only_its_own_settings() -> None:
+    serving = set(ServingSettings.model_fields)
+    training = set(TrainingSettings.model_fields)
+    api = set(ApiSettings.model_fields)
+
+    assert set(RuntimeSettings.model_fields) == serving & training
+    assert "serve_reload_seconds" in serving and "serve_reload_seconds" not in training
+    assert "test_size" in training and "test_size" not in serving
+    assert not {"api_token", "cors_origins", "ray_address"} & (serving | training)
+    assert "api_port" not in api and serving | training <= api
+    assert api <= set(PlatformSettings.model_fields)
+
+
+def test_a_job_and_a_replica_are_given_only_their_runtimes_settings() -> None:
+    api = ApiSettings(api_token="t" * 32, redis_password="s3cret-pw")
+
+    job_env = api.as_env(include_secrets=False, runtime=TrainingSettings)
+    replica_env = api.as_env(include_secrets=False, runtime=ServingSettings)
+
+    assert job_env.keys() == {
+        f"MLOPS_{name.upper()}"
+        for name, value in TrainingSettings.model_fields.items()
+        if name not in TrainingSettings._per_process_fields() and getattr(api, name) is not None
+    }
+    assert "MLOPS_TEST_SIZE" in job_env and "MLOPS_TEST_SIZE" not in replica_env
+    assert "MLOPS_SERVE_RELOAD_SECONDS" in replica_env
+    assert not {"MLOPS_API_TOKEN", "MLOPS_CORS_ORIGINS", "MLOPS_REDIS_PASSWORD"} & (
+        job_env.keys() | replica_env.keys()
+    )
+    with pytest.raises(TypeError, match="ServingSettings does not hold TrainingSettings"):
+        ServingSettings().as_env(include_secrets=False, runtime=TrainingSettings)
+
+
 def test_dataset_defaults_to_an_absolute_path_in_the_data_dir(tmp_path: Path) -> None:
-    settings = Settings(data_dir=tmp_path / "state")
+    settings = TrainingSettings(data_dir=tmp_path / "state")
 
     assert settings.dataset_uri == str(tmp_path / "state" / "iris.csv")
     assert Path(settings.dataset_uri).is_absolute()
@@ -30,29 +72,34 @@ def test_dataset_defaults_to_an_absolute_path_in_the_data_dir(tmp_path: Path) ->
 
 def test_production_refuses_an_example_secret() -> None:
     with pytest.raises(ValidationError, match="MLOPS_S3_SECRET_ACCESS_KEY"):
-        Settings(environment="production", s3_secret_access_key="minioadmin")
+        TrainingSettings(
+            environment="production", s3_secret_access_key="minioadmin", model_signing_key="k" * 32
+        )
 
 
 @pytest.mark.parametrize("key", [None, "short"])
-def test_production_needs_a_signing_key_of_32_characters(key: str | None) -> None:
+@pytest.mark.parametrize("runtime", [TrainingSettings, ServingSettings, ApiSettings])
+def test_production_needs_a_signing_key_of_32_characters(
+    key: str | None, runtime: type[RuntimeSettings]
+) -> None:
     with pytest.raises(ValidationError, match="MLOPS_MODEL_SIGNING_KEY"):
-        Settings(environment="production", model_signing_key=key)
+        runtime(environment="production", model_signing_key=key)
 
 
 def test_a_search_budget_must_leave_time_before_the_job_limit() -> None:
     with pytest.raises(ValidationError, match="MLOPS_TUNE_TIME_BUDGET_SECONDS"):
-        Settings(tune_time_budget_seconds=600, job_max_seconds=600)
+        ApiSettings(tune_time_budget_seconds=600, job_max_seconds=600)
 
 
 def test_job_environment_leaves_secrets_out() -> None:
-    settings = Settings(redis_password="s3cret-pw", s3_secret_access_key="another-one")
+    settings = ApiSettings(redis_password="s3cret-pw", s3_secret_access_key="another-one")
 
-    job_env = settings.as_env(include_secrets=False)
+    job_env = settings.as_env(include_secrets=False, runtime=TrainingSettings)
     process_env = settings.as_env(include_secrets=True)
 
     assert "MLOPS_REDIS_PASSWORD" not in job_env
-    assert "MLOPS_REDIS_USERNAME" not in Settings(redis_username="api").as_env(
-        include_secrets=False
+    assert "MLOPS_REDIS_USERNAME" not in ApiSettings(redis_username="api").as_env(
+        include_secrets=False, runtime=TrainingSettings
     )
     assert "MLOPS_S3_SECRET_ACCESS_KEY" not in job_env
     assert process_env["MLOPS_REDIS_PASSWORD"] == "s3cret-pw"
@@ -64,15 +111,16 @@ def test_settings_from_a_jobs_variables_take_secrets_only_from_the_process(
 ) -> None:
     """The warm trainer's view of a job: what the job's API set, nothing left over from
     the job that started the trainer, and secrets from the trainer's own node."""
-    job = Settings(
+    job = ApiSettings(
         data_dir=tmp_path, model_name="churn", redis_username="api", redis_password="from-the-api"
     )
     monkeypatch.setenv("MLOPS_REDIS_USERNAME", "ray")
     monkeypatch.setenv("MLOPS_REDIS_PASSWORD", "from-the-node")
     monkeypatch.setenv("MLOPS_S3_ENDPOINT_URL", "http://left-over:9000")  # an earlier job's
 
-    seen = Settings.from_env(job.as_env(include_secrets=False))
+    seen = TrainingSettings.from_env(job.as_env(include_secrets=False, runtime=TrainingSettings))
 
+    assert isinstance(seen, TrainingSettings)
     assert seen.model_name == "churn" and seen.data_dir == tmp_path.resolve()
     assert seen.s3_endpoint_url is None
     assert seen.redis_password is not None
@@ -83,9 +131,9 @@ def test_settings_from_a_jobs_variables_take_secrets_only_from_the_process(
 def test_dataset_locations_default_to_the_data_folder_and_the_datasets_bucket(
     tmp_path: Path,
 ) -> None:
-    local = Settings(data_dir=tmp_path)
-    cluster = Settings(data_dir=tmp_path, dataset_uri="s3://mlops/datasets/iris.csv")
-    given = Settings(dataset_locations="/srv/data, s3://lake/ml/")
+    local = ApiSettings(data_dir=tmp_path)
+    cluster = ApiSettings(data_dir=tmp_path, dataset_uri="s3://mlops/datasets/iris.csv")
+    given = ApiSettings(dataset_locations="/srv/data, s3://lake/ml/")
 
     assert local.dataset_locations == [str(tmp_path.resolve())]
     assert cluster.dataset_locations == [str(tmp_path.resolve()), "s3://mlops/"]
@@ -96,12 +144,12 @@ def test_the_configuration_doc_lists_every_setting_as_the_code_defines_it() -> N
     doc = (Path(__file__).resolve().parents[2] / "docs" / "configuration.md").read_text()
 
     assert doc == reference_markdown(), "docs/configuration.md is stale: run `make docs`"
-    for name in Settings.model_fields:
-        assert f"`MLOPS_{name.upper()}`" in doc
+    for name in PlatformSettings.model_fields:
+        assert doc.count(f"`MLOPS_{name.upper()}`") == 1, f"MLOPS_{name.upper()} listed once"
 
 
 def test_make_up_keeps_one_private_api_token_across_restarts(tmp_path: Path) -> None:
-    settings = Settings(data_dir=tmp_path)
+    settings = PlatformSettings(data_dir=tmp_path)
 
     first = with_api_token(settings)
     second = with_api_token(settings)

@@ -12,7 +12,7 @@ from mlops.local.components import Component
 from mlops.local.platform import ensure_dataset
 from mlops.local.supervisor import StartupError, Supervisor
 from mlops.ml import data
-from mlops.settings import Settings
+from mlops.settings.platform import PlatformSettings
 
 # A parent that starts a child in a new session, as Ray's raylet starts its workers.
 _ESCAPING_CHILD = (
@@ -55,7 +55,7 @@ def test_a_component_that_exits_at_start_reports_its_log(tmp_path: Path) -> None
 
 
 def test_dataset_is_written_once_when_missing(tmp_path: Path) -> None:
-    settings = Settings(data_dir=tmp_path)
+    settings = PlatformSettings(data_dir=tmp_path)
 
     assert ensure_dataset(settings) is True
     assert ensure_dataset(settings) is False

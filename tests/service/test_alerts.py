@@ -18,11 +18,11 @@ from mlops.clients.redis import AlertStream, connect
 from mlops.clients.redis.keys import ALERT_STREAM
 from mlops.contracts.alerts import Alert, AlertKind
 from mlops.services.alerts import AlertFeed
-from mlops.settings import Settings
+from mlops.settings.platform import PlatformSettings
 
 
 @pytest.fixture()
-def publish(settings: Settings) -> Iterator:
+def publish(settings: PlatformSettings) -> Iterator:
     """Publish an alert into the real stream, as the training job does."""
 
     def _publish(text: str, level: str = "info") -> Alert:
@@ -99,7 +99,7 @@ def test_recent_alerts_are_newest_first(api: httpx.Client, publish) -> None:
 
 
 @pytest.fixture()
-def write_junk(settings: Settings) -> Iterator:
+def write_junk(settings: PlatformSettings) -> Iterator:
     """XADD entries that are not alerts into the real stream, as anyone with Redis could."""
 
     def _write(*entries: dict[str, str]) -> None:
@@ -201,7 +201,7 @@ def test_an_open_stream_ends_with_the_graceful_timeout_and_the_api_exits_cleanly
     assert "Application shutdown complete" in running.log_path.read_text()
 
 
-def test_a_resume_replays_at_most_the_newest_alerts(start_api, settings: Settings) -> None:
+def test_a_resume_replays_at_most_the_newest_alerts(start_api, settings: PlatformSettings) -> None:
     api, _ = start_api(sse_max_replay=3, redis_db=14)
     mine = on_redis_db(settings, 14)
 
@@ -257,7 +257,7 @@ def test_idle_streams_get_keep_alive_comments_from_one_loop(start_api) -> None:
 
 
 def test_a_client_that_falls_behind_is_closed_and_its_resume_loses_nothing(
-    platform, settings: Settings
+    platform, settings: PlatformSettings
 ) -> None:
     """A client whose queue overflows gets nothing more on that stream, not even what
     its queue held: it resumes from the last alert it got, and the replay from Redis
@@ -307,7 +307,7 @@ async def wait_until(condition: Callable[[], bool], timeout: float = 10) -> None
 
 
 def test_an_idle_blocking_read_returns_empty_instead_of_timing_out(
-    platform, settings: Settings
+    platform, settings: PlatformSettings
 ) -> None:
     """The feed's XREAD blocks 5 s when no alert comes; the connection's socket timeout
     must outlast it, or an idle feed fails every read and retries."""

@@ -17,7 +17,7 @@ import pytest
 from helpers import api_client, platform_settings, ray_headers, wait_for, wait_for_job
 
 from mlops.local.platform import LocalPlatform, isolated_ray_ports
-from mlops.settings import Settings
+from mlops.settings.platform import PlatformSettings
 
 pytestmark = [pytest.mark.platform, pytest.mark.slow]  # a platform of its own, too
 
@@ -44,7 +44,7 @@ def test_a_search_no_trial_of_which_fits_is_refused_with_the_numbers(start_api) 
 
 
 def test_a_job_past_its_maximum_run_time_is_stopped_and_frees_its_slot(
-    start_api, settings: Settings
+    start_api, settings: PlatformSettings
 ) -> None:
     api = _own_model(
         start_api,

@@ -18,7 +18,7 @@ from helpers import S3_BUCKET, s3_client, wait_for, wait_for_job
 from mlflow import MlflowClient
 from sklearn.datasets import load_breast_cancer, load_wine
 
-from mlops.settings import Settings
+from mlops.settings.platform import PlatformSettings
 
 pytestmark = pytest.mark.slow
 
@@ -38,13 +38,13 @@ def _train(api: httpx.Client, **body) -> dict:
     return wait_for_job(api, accepted.json()["job_id"])
 
 
-def _tags(settings: Settings, version: str) -> dict[str, str]:
+def _tags(settings: PlatformSettings, version: str) -> dict[str, str]:
     registry = MlflowClient(settings.mlflow_tracking_uri)
     return registry.get_model_version(settings.model_name, version).tags
 
 
 def test_wine_from_s3_trains_and_inference_takes_its_13_features(
-    api: httpx.Client, settings: Settings, s3_url: str, champion_served: None
+    api: httpx.Client, settings: PlatformSettings, s3_url: str, champion_served: None
 ) -> None:
     body = io.BytesIO()
     _frame(load_wine).to_parquet(body)
@@ -87,7 +87,7 @@ def test_wine_from_s3_trains_and_inference_takes_its_13_features(
 
 
 def test_breast_cancer_from_a_local_csv_records_30_features_and_2_classes(
-    api: httpx.Client, settings: Settings
+    api: httpx.Client, settings: PlatformSettings
 ) -> None:
     path = settings.data_dir / "breast_cancer.csv"
     _frame(load_breast_cancer).to_csv(path, index=False)
@@ -101,7 +101,7 @@ def test_breast_cancer_from_a_local_csv_records_30_features_and_2_classes(
 
 
 def test_missing_feature_values_are_filled_and_unlabelled_rows_dropped(
-    api: httpx.Client, settings: Settings
+    api: httpx.Client, settings: PlatformSettings
 ) -> None:
     frame = _frame(load_wine)
     frame.iloc[::7, 0] = None  # a missing value in every seventh row's first feature
@@ -132,7 +132,7 @@ def test_missing_feature_values_are_filled_and_unlabelled_rows_dropped(
     ],
 )
 def test_a_dataset_that_cannot_be_trained_on_fails_naming_the_problem(
-    api: httpx.Client, settings: Settings, frame: pd.DataFrame, problem: str, tmp_path: Path
+    api: httpx.Client, settings: PlatformSettings, frame: pd.DataFrame, problem: str, tmp_path: Path
 ) -> None:
     path = settings.data_dir / f"bad_{abs(hash(problem))}.csv"
     frame.to_csv(path, index=False)
@@ -159,7 +159,7 @@ def test_a_dataset_that_cannot_be_trained_on_fails_naming_the_problem(
     ],
 )
 def test_a_dataset_outside_the_allowed_locations_is_422_and_submits_nothing(
-    api: httpx.Client, settings: Settings, uri: str, words: str
+    api: httpx.Client, settings: PlatformSettings, uri: str, words: str
 ) -> None:
     uri = uri.format(data=settings.data_dir)
     jobs_before = api.get("/jobs").json()["jobs"]

@@ -20,7 +20,7 @@ from helpers import on_redis_db, run_async, wait_for, wait_for_job
 
 from mlops.clients.redis import DriftSamples, connect
 from mlops.ml import data, model
-from mlops.settings import Settings
+from mlops.settings.platform import PlatformSettings
 
 pytestmark = pytest.mark.slow
 
@@ -38,7 +38,7 @@ def _dataset(seed: int = 7) -> pd.DataFrame:
 
 
 @pytest.fixture()
-def drift_api(start_api, settings: Settings):
+def drift_api(start_api, settings: PlatformSettings):
     """An API whose champion was trained on the synthetic dataset; and a writer of
     "served" rows into its sample, as the replicas write them."""
     name = f"drift_{uuid.uuid4().hex[:8]}"

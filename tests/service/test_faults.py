@@ -16,13 +16,15 @@ from helpers import SseReader, free_port, ray_headers, wait_for, wait_for_job
 
 from mlops.local import components
 from mlops.local.supervisor import Running, Supervisor
-from mlops.settings import Settings
+from mlops.settings.platform import PlatformSettings
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture()
-def own(settings: Settings, tmp_path: Path) -> Iterator[tuple[Supervisor, Settings]]:
+def own(
+    settings: PlatformSettings, tmp_path: Path
+) -> Iterator[tuple[Supervisor, PlatformSettings]]:
     """A supervisor for servers this test may stop, and settings naming them."""
     supervisor = Supervisor(tmp_path / "logs")
     mine = settings.model_copy(
@@ -42,13 +44,13 @@ def _start(supervisor: Supervisor, component) -> Running:
     return running
 
 
-def _ray_status(settings: Settings, job_id: str) -> str:
+def _ray_status(settings: PlatformSettings, job_id: str) -> str:
     return httpx.get(f"{settings.ray_address}/api/jobs/{job_id}", headers=ray_headers()).json()[
         "status"
     ]
 
 
-def _ray_logs(settings: Settings, job_id: str) -> str:
+def _ray_logs(settings: PlatformSettings, job_id: str) -> str:
     return (
         httpx.get(f"{settings.ray_address}/api/jobs/{job_id}/logs", headers=ray_headers())
         .json()
@@ -64,7 +66,7 @@ def _alerts_for(api: httpx.Client, job_id: str) -> list[dict]:
 
 
 def test_a_redis_outage_loses_no_alert_and_sse_clients_come_back(
-    own, settings: Settings, start_api
+    own, settings: PlatformSettings, start_api
 ) -> None:
     supervisor, mine = own
     redis = _start(supervisor, components.valkey(mine))
@@ -117,7 +119,7 @@ def test_mlflow_down_is_503_for_metrics_and_training(own, start_api) -> None:
 
 
 def test_a_killed_training_job_fails_with_an_alert_and_registers_nothing(
-    api: httpx.Client, settings: Settings
+    api: httpx.Client, settings: PlatformSettings
 ) -> None:
     champion_before = api.get("/get_metrics").json()["champion_version"]
     job_id = api.post("/trigger_training", json={"hyperparameters": {"n_estimators": 400}}).json()[

@@ -19,14 +19,14 @@ import pytest
 from helpers import PredictionLoad, api_client, ray_headers, wait_for, wait_for_job
 
 from mlops.ml import data, model
-from mlops.settings import Settings
+from mlops.settings.platform import PlatformSettings
 
 pytestmark = pytest.mark.slow
 
 SERVE_PY = Path(__file__).resolve().parents[2] / "fastapi" / "serve.py"
 
 
-def _serve_py(settings: Settings) -> subprocess.CompletedProcess[str]:
+def _serve_py(settings: PlatformSettings) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, **settings.as_env(include_secrets=True)}
     return subprocess.run(
         [sys.executable, str(SERVE_PY)], env=env, capture_output=True, text=True, timeout=240
@@ -43,7 +43,7 @@ def _train(api: httpx.Client, hyperparameters: dict) -> dict:
 
 
 @pytest.fixture(scope="module")
-def served(platform, api_url: str, settings: Settings) -> dict:
+def served(platform, api_url: str, settings: PlatformSettings) -> dict:
     """A champion trained through the API, deployed with serve.py."""
     with api_client(api_url) as api:
         # 0.967 on iris's test rows, the best any forest scores there: it clears the
@@ -73,7 +73,9 @@ def _test_rows() -> tuple[list[list[float]], list[str]]:
     return parts.x_test.to_numpy().tolist(), list(parts.y_test)
 
 
-def _sklearn_predictions(settings: Settings, version: str, rows: list[list[float]]) -> list[str]:
+def _sklearn_predictions(
+    settings: PlatformSettings, version: str, rows: list[list[float]]
+) -> list[str]:
     mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
     pipeline = mlflow.sklearn.load_model(f"models:/{settings.model_name}/{version}")
     return list(pipeline.predict(pd.DataFrame(rows, columns=data.IRIS_FEATURES)))
@@ -84,7 +86,7 @@ def _predict(api: httpx.Client, row: list[float], **extra) -> httpx.Response:
 
 
 def test_champion_predicts_like_the_sklearn_pipeline_on_iris_test_rows(
-    api: httpx.Client, settings: Settings, served: dict
+    api: httpx.Client, settings: PlatformSettings, served: dict
 ) -> None:
     rows, _ = _test_rows()
     expected = _sklearn_predictions(settings, served["model_version"], rows)
@@ -100,7 +102,7 @@ def test_champion_predicts_like_the_sklearn_pipeline_on_iris_test_rows(
 
 
 def test_a_pinned_older_version_answers_with_its_own_model(
-    api: httpx.Client, settings: Settings, served: dict
+    api: httpx.Client, settings: PlatformSettings, served: dict
 ) -> None:
     newer = _train(api, {"n_estimators": 3, "max_depth": 1, "random_state": 0})
     rows, _ = _test_rows()
@@ -214,7 +216,7 @@ def _replicas(application: dict) -> list[dict]:
     return application["deployments"]["ModelServer"]["replicas"]
 
 
-def test_serve_py_twice_changes_nothing(settings: Settings, served: dict) -> None:
+def test_serve_py_twice_changes_nothing(settings: PlatformSettings, served: dict) -> None:
     applications = f"{settings.ray_address}/api/serve/applications/"
     before = httpx.get(applications, headers=ray_headers()).json()["applications"][
         settings.model_name
@@ -250,7 +252,7 @@ def test_promotion_hot_reloads_with_zero_failed_requests(
     assert load.answers[-1][0] == promoted["model_version"]
 
 
-def _replica_pids(settings: Settings) -> list[int]:
+def _replica_pids(settings: PlatformSettings) -> list[int]:
     """Process ids of the live Serve replicas, from Ray's state API."""
     reply = httpx.get(
         f"{settings.ray_address}/api/v0/actors",
@@ -266,7 +268,7 @@ def _replica_pids(settings: Settings) -> list[int]:
 
 
 def test_a_replica_killed_under_load_costs_no_request(
-    api_url: str, settings: Settings, served: dict
+    api_url: str, settings: PlatformSettings, served: dict
 ) -> None:
     two = settings.model_copy(update={"serve_replicas": 2})
     assert _serve_py(two).returncode == 0

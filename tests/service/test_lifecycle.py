@@ -17,7 +17,7 @@ from helpers import PredictionLoad, api_client, run_cli, wait_for, wait_for_job
 from mlflow import MlflowClient
 
 from mlops.ml import data
-from mlops.settings import Settings
+from mlops.settings.platform import PlatformSettings
 
 pytestmark = pytest.mark.slow
 
@@ -54,7 +54,7 @@ def own_model(start_api):
 
 
 def test_a_worse_challenger_is_registered_but_not_promoted_saying_why(
-    own_model, settings: Settings
+    own_model, settings: PlatformSettings
 ) -> None:
     # A threshold the weak forest clears, so only the comparison can stop it.
     api, name = own_model(accuracy_threshold=0.5)
@@ -83,7 +83,7 @@ def test_a_worse_challenger_is_registered_but_not_promoted_saying_why(
 
 
 def test_a_champion_that_cannot_be_scored_leaves_the_threshold_to_decide(
-    own_model, start_api, settings: Settings, tmp_path: Path
+    own_model, start_api, settings: PlatformSettings, tmp_path: Path
 ) -> None:
     api, name = own_model()
     iris_champion = _train(api, BEST)
@@ -150,7 +150,7 @@ def test_promote_roll_back_and_the_history_of_every_move(own_model) -> None:
 
 
 def test_serving_follows_a_rollback_with_zero_failed_requests(
-    api: httpx.Client, api_url: str, settings: Settings
+    api: httpx.Client, api_url: str, settings: PlatformSettings
 ) -> None:
     earlier = _train(api, BEST)["model_version"]
     latest = _train(api, ALSO_BEST)["model_version"]
@@ -185,7 +185,7 @@ def test_moving_the_champion_needs_the_token(api_url: str) -> None:
     assert promote.status_code == 401 and rollback.status_code == 401
 
 
-def test_the_cli_lists_models_and_moves_the_champion(own_model, settings: Settings) -> None:
+def test_the_cli_lists_models_and_moves_the_champion(own_model, settings: PlatformSettings) -> None:
     api, _ = own_model()
     v1 = _train(api, BEST)["model_version"]
     v2 = _train(api, ALSO_BEST)["model_version"]

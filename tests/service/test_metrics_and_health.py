@@ -13,10 +13,10 @@ from mlflow import MlflowClient
 from mlops.clients.mlflow_registry import MlflowRegistry
 from mlops.schemas import MetricsResponse
 from mlops.services.model_report import ModelReport
-from mlops.settings import Settings
+from mlops.settings.platform import PlatformSettings
 
 
-def _metrics_for(settings: Settings) -> MetricsResponse:
+def _metrics_for(settings: PlatformSettings) -> MetricsResponse:
     """The metrics service against the real MLflow server, for these settings' names."""
 
     async def fetch() -> MetricsResponse:
@@ -29,7 +29,7 @@ def _metrics_for(settings: Settings) -> MetricsResponse:
 
 
 def test_metrics_of_an_empty_registry_are_nulls_and_an_empty_map(
-    platform, settings: Settings
+    platform, settings: PlatformSettings
 ) -> None:
     fresh = settings.model_copy(
         update={"model_name": f"empty_{uuid.uuid4().hex[:8]}", "experiment_name": "no_runs_yet"}
@@ -45,7 +45,7 @@ def test_metrics_of_an_empty_registry_are_nulls_and_an_empty_map(
 
 
 def test_metrics_of_a_registered_model_without_a_champion_are_nulls(
-    platform, settings: Settings
+    platform, settings: PlatformSettings
 ) -> None:
     fresh = settings.model_copy(update={"model_name": f"unpromoted_{uuid.uuid4().hex[:8]}"})
     MlflowClient(settings.mlflow_tracking_uri).create_registered_model(fresh.model_name)

@@ -9,7 +9,7 @@ import pytest
 from helpers import API_TOKEN, ray_headers, run_async, wait_for, wait_for_job
 from prometheus_client.parser import text_string_to_metric_families
 
-from mlops.settings import Settings
+from mlops.settings.platform import PlatformSettings
 from mlops.telemetry import Instruments, RequestTelemetry
 
 pytestmark = pytest.mark.slow
@@ -87,7 +87,7 @@ def test_every_answer_carries_a_request_id_and_keeps_the_callers(api: httpx.Clie
 
 
 def test_the_api_logs_one_json_line_per_request_without_secrets(
-    api: httpx.Client, settings: Settings
+    api: httpx.Client, settings: PlatformSettings
 ) -> None:
     response = api.post(
         "/watch_model", json={"minutes": 90}, headers={"X-Request-ID": "trace-me-7"}
@@ -109,7 +109,9 @@ def test_the_api_logs_one_json_line_per_request_without_secrets(
     assert API_TOKEN not in log.read_text()
 
 
-def test_a_training_job_logs_json_with_its_job_id(api: httpx.Client, settings: Settings) -> None:
+def test_a_training_job_logs_json_with_its_job_id(
+    api: httpx.Client, settings: PlatformSettings
+) -> None:
     job_id = api.post("/trigger_training", json={"hyperparameters": {}}).json()["job_id"]
     wait_for_job(api, job_id)
 

@@ -19,7 +19,7 @@ import httpx
 import pytest
 from helpers import free_port, ray_headers, wait_for, wait_for_job
 
-from mlops.settings import Settings
+from mlops.settings.platform import PlatformSettings
 
 pytestmark = pytest.mark.slow
 
@@ -92,7 +92,7 @@ class Relay:
 
 
 @pytest.fixture()
-def relay(settings: Settings) -> Iterator[Relay]:
+def relay(settings: PlatformSettings) -> Iterator[Relay]:
     relay = Relay(urlsplit(settings.redis_url).port or 6379)
     relay.start()
     yield relay
@@ -100,7 +100,7 @@ def relay(settings: Settings) -> Iterator[Relay]:
 
 
 def test_an_outcome_given_up_in_a_redis_outage_is_read_back_from_mlflow(
-    start_api, settings: Settings, relay: Relay
+    start_api, settings: PlatformSettings, relay: Relay
 ) -> None:
     name = f"outage_{uuid.uuid4().hex[:8]}"
     api, _ = start_api(

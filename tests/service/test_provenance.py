@@ -25,7 +25,7 @@ from mlflow import MlflowClient
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer
 
-from mlops.settings import Settings
+from mlops.settings.platform import PlatformSettings
 
 pytestmark = pytest.mark.slow
 
@@ -61,7 +61,7 @@ def _register(client: MlflowClient, model_name: str, log) -> str:
     return str(version)
 
 
-def register_strangers(settings: Settings, model_name: str, tmp_path: Path) -> Strangers:
+def register_strangers(settings: PlatformSettings, model_name: str, tmp_path: Path) -> Strangers:
     mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
     client = MlflowClient(settings.mlflow_tracking_uri)
     marker = tmp_path / f"ran-{uuid.uuid4().hex[:8]}"
@@ -106,7 +106,7 @@ def _sealed_version(client: MlflowClient, model_name: str) -> str:
 
 
 @pytest.fixture()
-def strangers(champion_served, settings: Settings, tmp_path: Path) -> Iterator[Strangers]:
+def strangers(champion_served, settings: PlatformSettings, tmp_path: Path) -> Iterator[Strangers]:
     """Stranger versions of the session's model, beside a champion the platform trained
     and serves."""
     made = register_strangers(settings, settings.model_name, tmp_path)
@@ -151,7 +151,7 @@ def test_promotion_refuses_a_stranger_version_and_the_champion_stays(
     assert api.get("/models").json()["champion_version"] == before
 
 
-def _trained_beside_strangers(start_api, settings: Settings, tmp_path: Path):
+def _trained_beside_strangers(start_api, settings: PlatformSettings, tmp_path: Path):
     """An API of its own model: one version trained (the champion), then strangers'."""
     name = f"sealed_{uuid.uuid4().hex[:8]}"
     api, _ = start_api(model_name=name, experiment_name=name, redis_db=13)
@@ -161,7 +161,7 @@ def _trained_beside_strangers(start_api, settings: Settings, tmp_path: Path):
 
 
 def test_training_fails_closed_when_the_champion_is_a_stranger_version(
-    start_api, settings: Settings, tmp_path: Path
+    start_api, settings: PlatformSettings, tmp_path: Path
 ) -> None:
     api, name, first, made = _trained_beside_strangers(start_api, settings, tmp_path)
     client = MlflowClient(settings.mlflow_tracking_uri)
@@ -180,7 +180,7 @@ def test_training_fails_closed_when_the_champion_is_a_stranger_version(
 
 
 def test_an_operator_adopts_a_version_from_before_seals_but_never_a_strangers(
-    start_api, settings: Settings, tmp_path: Path
+    start_api, settings: PlatformSettings, tmp_path: Path
 ) -> None:
     api, name, first, made = _trained_beside_strangers(start_api, settings, tmp_path)
     own = first["model_version"]

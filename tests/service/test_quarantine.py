@@ -19,7 +19,7 @@ from redis import Redis
 
 from mlops.clients.redis.keys import JOB_ACTIVE, JOB_INDEX, job_key
 from mlops.clients.schedule_store import SCHEDULES
-from mlops.settings import Settings
+from mlops.settings.platform import PlatformSettings
 
 pytestmark = pytest.mark.slow
 
@@ -73,7 +73,9 @@ BAD_SCHEDULES = {
 }
 
 
-def test_bad_records_are_quarantined_and_the_loops_go_on(start_api, settings: Settings) -> None:
+def test_bad_records_are_quarantined_and_the_loops_go_on(
+    start_api, settings: PlatformSettings
+) -> None:
     api, _ = start_api(redis_db=REDIS_DB)
     redis = Redis.from_url(
         f"{settings.redis_url.rsplit('/', 1)[0]}/{REDIS_DB}",
@@ -124,7 +126,9 @@ def test_bad_records_are_quarantined_and_the_loops_go_on(start_api, settings: Se
     api.delete(f"/kill_scheduled_job/{valid}")
 
 
-def test_a_malformed_job_record_is_a_409_naming_the_field(start_api, settings: Settings) -> None:
+def test_a_malformed_job_record_is_a_409_naming_the_field(
+    start_api, settings: PlatformSettings
+) -> None:
     api, _ = start_api(redis_db=REDIS_DB)
     redis = Redis.from_url(
         f"{settings.redis_url.rsplit('/', 1)[0]}/{REDIS_DB}",

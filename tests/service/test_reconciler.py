@@ -26,7 +26,7 @@ from mlops.clients.redis import AlertStream, ChampionMoves, JobStore
 from mlops.clients.redis.keys import job_key
 from mlops.contracts.jobs import JobStatus
 from mlops.services.job_reconciler import JobReconciler
-from mlops.settings import Settings
+from mlops.settings.platform import PlatformSettings
 
 
 @dataclass
@@ -67,7 +67,7 @@ async def _reconcilers(valkey_url: str, ray: Ray, count: int = 1) -> AsyncIterat
     port = free_port()
     await web.TCPSite(runner, "127.0.0.1", port).start()
     base = f"http://127.0.0.1:{port}"
-    settings = Settings(
+    settings = PlatformSettings(
         environment="development",
         redis_url=valkey_url,
         job_max_seconds=600,

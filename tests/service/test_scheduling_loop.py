@@ -27,7 +27,7 @@ from mlops.contracts.alerts import Alert
 from mlops.services.drift import DriftMonitor
 from mlops.services.schedules import Schedules
 from mlops.services.training import Training
-from mlops.settings import Settings
+from mlops.settings.platform import PlatformSettings
 from mlops.telemetry import Instruments
 
 PERIOD_MINUTES = 1  # a minute is a minute here: nothing falls due during a test
@@ -46,7 +46,7 @@ async def _replicas(valkey_url: str, count: int) -> AsyncIterator[tuple[Redis, l
     port = free_port()
     await web.TCPSite(runner, "127.0.0.1", port).start()
     base = f"http://127.0.0.1:{port}"
-    settings = Settings(environment="development", redis_url=valkey_url)
+    settings = PlatformSettings(environment="development", redis_url=valkey_url)
     redis = Redis.from_url(valkey_url, decode_responses=True)
     await redis.flushdb()
     try:

@@ -21,7 +21,7 @@ from redis import Redis
 from mlops.local.components import Component
 from mlops.local.supervisor import Supervisor
 from mlops.main import create_app
-from mlops.settings import Settings
+from mlops.settings.platform import PlatformSettings
 
 WRITES = [
     ("POST", "/trigger_training", {"hyperparameters": {}}),
@@ -85,7 +85,7 @@ def test_reads_need_the_token_when_configured(start_api) -> None:
     assert httpx.get(f"{client.base_url}/health").status_code == 200  # probes stay open
 
 
-def test_cors_allows_the_listed_origins_only(api_url: str, settings: Settings) -> None:
+def test_cors_allows_the_listed_origins_only(api_url: str, settings: PlatformSettings) -> None:
     def preflight(origin: str) -> httpx.Response:
         return httpx.options(
             f"{api_url}/trigger_training",
@@ -156,7 +156,9 @@ def test_schedules_beyond_the_limit_get_429(start_api) -> None:
 @pytest.mark.parametrize("token", [None, "short"])
 def test_a_production_api_refuses_to_start_without_a_real_token(token: str | None) -> None:
     # A Ray job needs no token; every production process needs the signing key.
-    settings = Settings(environment="production", api_token=token, model_signing_key="k" * 32)
+    settings = PlatformSettings(
+        environment="production", api_token=token, model_signing_key="k" * 32
+    )
 
     with pytest.raises(RuntimeError, match="MLOPS_API_TOKEN"):
         create_app(settings)
@@ -164,13 +166,18 @@ def test_a_production_api_refuses_to_start_without_a_real_token(token: str | Non
 
 def test_production_refuses_a_wildcard_cors_origin() -> None:
     with pytest.raises(ValidationError, match="MLOPS_CORS_ORIGINS"):
-        Settings(environment="production", api_token="x" * 32, cors_origins="*")
+        PlatformSettings(
+            environment="production",
+            api_token="x" * 32,
+            cors_origins="*",
+            model_signing_key="k" * 32,
+        )
 
 
 def test_cors_origins_read_from_a_comma_separated_variable(monkeypatch) -> None:
     monkeypatch.setenv("MLOPS_CORS_ORIGINS", "https://a.example, https://b.example")
 
-    assert Settings().cors_origins == ["https://a.example", "https://b.example"]
+    assert PlatformSettings().cors_origins == ["https://a.example", "https://b.example"]
 
 
 def _is_pickle(value: bytes) -> bool:
@@ -202,7 +209,7 @@ def _stored_values(redis: Redis, key: bytes) -> list[bytes]:
 
 
 def test_nothing_the_platform_writes_to_redis_is_a_pickle(
-    api: httpx.Client, settings: Settings
+    api: httpx.Client, settings: PlatformSettings
 ) -> None:
     """Whoever can write to Redis must not be able to run code in the API: every key
     in every database the tests' platforms used is read, and none holds a pickle."""
@@ -239,7 +246,7 @@ def _all_keys(url: str) -> set[str]:
 
 
 def test_rays_jobs_and_serve_apis_refuse_callers_without_the_token(
-    platform, settings: Settings
+    platform, settings: PlatformSettings
 ) -> None:
     """Ray's Jobs API runs whatever it is given (CVE-2023-48022, "ShadowRay"): the
     platform's Ray never answers it without the token, and the platform, which sends
@@ -258,7 +265,9 @@ def test_rays_jobs_and_serve_apis_refuse_callers_without_the_token(
     assert all(job["entrypoint"] != "echo owned" for job in listed.json())
 
 
-def test_secrets_reach_only_the_processes_that_use_them(platform, settings: Settings) -> None:
+def test_secrets_reach_only_the_processes_that_use_them(
+    platform, settings: PlatformSettings
+) -> None:
     env = {running.component.name: running.component.env for running in platform.supervisor.running}
     ray_head = next(
         running.process
@@ -360,7 +369,7 @@ def test_an_authenticated_mlflow_admits_the_platform_and_refuses_strangers(
 
 
 def test_rays_redis_user_cannot_touch_the_schedules_or_run_admin_commands(
-    platform, settings: Settings
+    platform, settings: PlatformSettings
 ) -> None:
     env = {running.component.name: running.component.env for running in platform.supervisor.running}
     as_ray = redis.Redis.from_url(

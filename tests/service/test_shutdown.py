@@ -18,10 +18,10 @@ from helpers import run_async
 
 from mlops.background import Background
 from mlops.clients import redis as redis_client
-from mlops.settings import Settings
+from mlops.settings.platform import PlatformSettings
 
 
-async def _busy_with_redis(settings: Settings, background: Background) -> None:
+async def _busy_with_redis(settings: PlatformSettings, background: Background) -> None:
     redis = redis_client.connect(settings)
     try:
         while background.running:
@@ -30,7 +30,9 @@ async def _busy_with_redis(settings: Settings, background: Background) -> None:
         await redis.aclose()
 
 
-def test_stop_ends_a_redis_loop_wherever_the_cancel_lands(platform, settings: Settings) -> None:
+def test_stop_ends_a_redis_loop_wherever_the_cancel_lands(
+    platform, settings: PlatformSettings
+) -> None:
     async def trials() -> list[float]:
         loop = asyncio.get_running_loop()
         durations = []

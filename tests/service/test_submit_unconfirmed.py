@@ -17,7 +17,7 @@ import pytest
 from aiohttp import web
 from helpers import free_port, wait_for_job
 
-from mlops.settings import Settings
+from mlops.settings.platform import PlatformSettings
 
 pytestmark = pytest.mark.slow
 
@@ -77,7 +77,7 @@ class SilentRay:
 
 
 @pytest.fixture()
-def silent_ray(settings: Settings) -> Iterator[SilentRay]:
+def silent_ray(settings: PlatformSettings) -> Iterator[SilentRay]:
     proxy = SilentRay(settings.ray_address)
     proxy.start()
     yield proxy

@@ -11,12 +11,12 @@ from mlops.clients.mlflow_registry import MlflowRegistry
 from mlops.clients.ray_jobs import RayJobsClient
 from mlops.clients.redis import JobStore, connect
 from mlops.services.training import Training
-from mlops.settings import Settings
+from mlops.settings.platform import PlatformSettings
 
 pytestmark = pytest.mark.slow
 
 
-def _ray_job_count(settings: Settings) -> int:
+def _ray_job_count(settings: PlatformSettings) -> int:
     return len(
         httpx.get(f"{settings.ray_address}/api/jobs/", headers=ray_headers())
         .raise_for_status()
@@ -25,7 +25,7 @@ def _ray_job_count(settings: Settings) -> int:
 
 
 def test_training_with_default_hyperparameters_registers_a_champion(
-    api: httpx.Client, settings: Settings
+    api: httpx.Client, settings: PlatformSettings
 ) -> None:
     registry = MlflowClient(settings.mlflow_tracking_uri)
     versions_before = len(registry.search_model_versions(f"name='{settings.model_name}'"))
@@ -84,7 +84,7 @@ def test_training_success_raises_one_success_alert(api: httpx.Client) -> None:
     ],
 )
 def test_bad_hyperparameters_are_rejected_and_create_no_job(
-    api: httpx.Client, settings: Settings, hyperparameters: dict, key: str
+    api: httpx.Client, settings: PlatformSettings, hyperparameters: dict, key: str
 ) -> None:
     jobs_before = api.get("/jobs").json()["jobs"]
     ray_jobs_before = _ray_job_count(settings)
@@ -108,7 +108,7 @@ def test_malformed_training_request_is_422(api: httpx.Client) -> None:
 
 
 def test_job_with_a_missing_dataset_fails_with_its_error_and_an_error_alert(
-    api: httpx.Client, settings: Settings
+    api: httpx.Client, settings: PlatformSettings
 ) -> None:
     broken = settings.model_copy(update={"dataset_uri": str(settings.data_dir / "missing.csv")})
 

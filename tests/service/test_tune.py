@@ -20,7 +20,7 @@ from mlflow import MlflowClient
 from sklearn.datasets import make_classification
 
 from mlops.ml import data, model
-from mlops.settings import Settings
+from mlops.settings.platform import PlatformSettings
 
 pytestmark = pytest.mark.slow
 
@@ -38,7 +38,7 @@ def _own_model(start_api, redis_db: int, **overrides):
 
 
 def test_a_search_registers_its_best_trial_with_a_child_run_per_trial(
-    start_api, settings: Settings
+    start_api, settings: PlatformSettings
 ) -> None:
     api, name = _own_model(start_api, redis_db=5)
 
@@ -76,7 +76,7 @@ def test_a_search_registers_its_best_trial_with_a_child_run_per_trial(
 
 
 def test_failed_trials_are_recorded_and_the_search_goes_on_unless_all_fail(
-    start_api, settings: Settings
+    start_api, settings: PlatformSettings
 ) -> None:
     api, _ = _own_model(start_api, redis_db=9)
     # A class weight naming a class iris lacks fails in the trial's fit, not before (the
@@ -104,7 +104,7 @@ def test_failed_trials_are_recorded_and_the_search_goes_on_unless_all_fail(
     assert "2 of 2 trials failed" in failed["error"] and "class_weight" in failed["error"]
 
 
-def test_max_concurrent_trials_is_kept(start_api, settings: Settings) -> None:
+def test_max_concurrent_trials_is_kept(start_api, settings: PlatformSettings) -> None:
     api, _ = _own_model(start_api, redis_db=10)
     search = {"search_space": {"max_depth": {"randint": [2, 6]}}, "trials": 3}
 
@@ -147,7 +147,7 @@ def test_max_concurrent_trials_is_kept(start_api, settings: Settings) -> None:
     ],
 )  # fmt: skip
 def test_an_invalid_search_is_422_naming_the_key_and_submits_nothing(
-    api: httpx.Client, settings: Settings, body: dict, loc: list[str], words: str
+    api: httpx.Client, settings: PlatformSettings, body: dict, loc: list[str], words: str
 ) -> None:
     jobs_before = api.get("/jobs").json()["jobs"]
 
@@ -199,7 +199,7 @@ def _synthetic(path, rows: int = 6000) -> None:
     frame.to_csv(path, index=False)
 
 
-def _pool_tasks(settings: Settings, job: dict) -> list[dict]:
+def _pool_tasks(settings: PlatformSettings, job: dict) -> list[dict]:
     """Ray's record of the tasks that built trees while the job ran."""
     reply = httpx.get(
         f"{settings.ray_address}/api/v0/tasks",
@@ -218,7 +218,7 @@ def _pool_tasks(settings: Settings, job: dict) -> list[dict]:
 
 
 def test_a_parallel_fit_spreads_its_trees_over_ray_workers_and_equals_a_serial_fit(
-    start_api, settings: Settings
+    start_api, settings: PlatformSettings
 ) -> None:
     # Every fit is worth spreading here (the default spreads only large ones).
     api, name = _own_model(start_api, redis_db=7, parallel_fit_min_work=0)

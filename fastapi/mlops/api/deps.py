@@ -18,7 +18,7 @@ from mlops.services.models import Models
 from mlops.services.readiness import Readiness
 from mlops.services.schedules import Schedules
 from mlops.services.training import Training
-from mlops.settings import Settings
+from mlops.settings.api import ApiSettings
 from mlops.telemetry import Instruments
 
 
@@ -26,7 +26,7 @@ from mlops.telemetry import Instruments
 # `app.dependency_overrides[get_training] = ...`. `async def`: FastAPI runs plain-function
 # dependencies in a thread pool, a thread hop per request that halves inference
 # throughput at 32 clients.
-async def get_app_settings(request: Request) -> Settings:
+async def get_app_settings(request: Request) -> ApiSettings:
     return request.app.state.settings
 
 
@@ -70,7 +70,7 @@ async def get_quarantine(request: Request) -> Quarantine:
     return request.app.state.quarantine
 
 
-SettingsDep = Annotated[Settings, Depends(get_app_settings)]
+SettingsDep = Annotated[ApiSettings, Depends(get_app_settings)]
 InstrumentsDep = Annotated[Instruments, Depends(get_instruments)]
 TrainingDep = Annotated[Training, Depends(get_training)]
 InferenceDep = Annotated[Inference, Depends(get_inference)]
@@ -89,7 +89,7 @@ _bearer = HTTPBearer(
 Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
 
 
-def _check_token(settings: Settings, credentials: HTTPAuthorizationCredentials | None) -> None:
+def _check_token(settings: ApiSettings, credentials: HTTPAuthorizationCredentials | None) -> None:
     if settings.api_token is None:
         return
     expected = settings.api_token.get_secret_value().encode()

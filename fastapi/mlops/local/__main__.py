@@ -15,12 +15,12 @@ import psutil
 from mlops import logs
 from mlops.local.platform import LocalPlatform, should_embed_redis, with_api_token
 from mlops.local.supervisor import StartupError
-from mlops.settings import Settings
+from mlops.settings.platform import PlatformSettings
 
 log = logging.getLogger("mlops.local")
 
 
-def _pid_file(settings: Settings) -> Path:
+def _pid_file(settings: PlatformSettings) -> Path:
     return settings.data_dir / "platform.pid"
 
 
@@ -37,7 +37,7 @@ def _alive(pid: int) -> bool:
         return False
 
 
-def _running_pid(settings: Settings) -> int | None:
+def _running_pid(settings: PlatformSettings) -> int | None:
     try:
         pid = int(_pid_file(settings).read_text())
     except (OSError, ValueError):
@@ -45,7 +45,7 @@ def _running_pid(settings: Settings) -> int | None:
     return pid if _alive(pid) else None
 
 
-def up(settings: Settings, outputs: Path) -> int:
+def up(settings: PlatformSettings, outputs: Path) -> int:
     if pid := _running_pid(settings):
         log.error("the platform is already running (pid %d); `make down` stops it", pid)
         return 1
@@ -111,7 +111,7 @@ def up(settings: Settings, outputs: Path) -> int:
     return code
 
 
-def down(settings: Settings, timeout: float = 60.0) -> int:
+def down(settings: PlatformSettings, timeout: float = 60.0) -> int:
     pid = _running_pid(settings)
     if pid is None:
         log.info("the platform is not running")
@@ -133,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--outputs", type=Path, default=Path("outputs"), help="where urls.txt goes")
     args = parser.parse_args(argv)
     logs.configure("console")
-    settings = Settings()
+    settings = PlatformSettings()
     return up(settings, args.outputs) if args.command == "up" else down(settings)
 
 

@@ -18,7 +18,7 @@ from pydantic import SecretStr
 from mlops.clients.redis import users as redis_users
 from mlops.clients.redis.users import RedisUser, derived_password
 from mlops.contracts.placement import SERVING_RESOURCE, TRAINER_RESOURCE
-from mlops.settings import Settings
+from mlops.settings.platform import PlatformSettings
 
 
 @dataclass(frozen=True)
@@ -64,7 +64,7 @@ def find_redis_server() -> str:
     )
 
 
-def valkey(settings: Settings) -> Component:
+def valkey(settings: PlatformSettings) -> Component:
     data = settings.data_dir / "valkey"
     data.mkdir(parents=True, exist_ok=True)
     port = _port(settings.redis_url.replace("redis://", "http://"))
@@ -96,7 +96,7 @@ def valkey(settings: Settings) -> Component:
     return Component("redis", command, ready_port=port)
 
 
-def as_redis_user(settings: Settings, user: RedisUser) -> Settings:
+def as_redis_user(settings: PlatformSettings, user: RedisUser) -> PlatformSettings:
     """These settings signing in to the embedded server as `user`."""
     assert settings.redis_password is not None, "the embedded server has a password"
     password = derived_password(settings.redis_password.get_secret_value(), user)
@@ -105,7 +105,7 @@ def as_redis_user(settings: Settings, user: RedisUser) -> Settings:
     )
 
 
-def mlflow(settings: Settings) -> Component:
+def mlflow(settings: PlatformSettings) -> Component:
     store = settings.data_dir / "mlflow"
     store.mkdir(parents=True, exist_ok=True)
     url = settings.mlflow_tracking_uri
@@ -136,7 +136,7 @@ def mlflow(settings: Settings) -> Component:
     )
 
 
-def ray_head(settings: Settings, ports: RayPorts = RayPorts()) -> Component:
+def ray_head(settings: PlatformSettings, ports: RayPorts = RayPorts()) -> Component:
     dashboard = urlparse(settings.ray_address)
     command = [
         sys.executable,
@@ -212,7 +212,7 @@ def ray_head(settings: Settings, ports: RayPorts = RayPorts()) -> Component:
     )
 
 
-def api(settings: Settings) -> Component:
+def api(settings: PlatformSettings) -> Component:
     command = [
         sys.executable,
         "-m",
@@ -253,7 +253,7 @@ def api(settings: Settings) -> Component:
 
 
 def dashboard(
-    settings: Settings, *, prefer_nginx: bool = True, root: Path | None = None
+    settings: PlatformSettings, *, prefer_nginx: bool = True, root: Path | None = None
 ) -> Component:
     """nginx with frontend/nginx.conf when nginx is installed, else a Python server;
     `root` is the dashboard's folder (default: the checkout's frontend/)."""

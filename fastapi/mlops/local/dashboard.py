@@ -21,7 +21,7 @@ from starlette.responses import StreamingResponse
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from mlops.settings import Settings, get_settings
+from mlops.settings.platform import PlatformSettings
 
 # Headers a proxy must not pass on (hop-by-hop), plus the body length it recomputes.
 _HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "upgrade", "host", "content-length"}
@@ -72,7 +72,7 @@ def _worker_user(root: Path) -> str:
     return f"user {pwd.getpwuid(owner.st_uid).pw_name} {grp.getgrgid(owner.st_gid).gr_name};\n"
 
 
-def nginx_config(settings: Settings, api_url: str, root: Path | None = None) -> Path:
+def nginx_config(settings: PlatformSettings, api_url: str, root: Path | None = None) -> Path:
     """Render frontend/nginx.conf into a complete config under the data folder."""
     root = root or frontend_dir()
     run = settings.data_dir / "nginx"
@@ -93,8 +93,8 @@ def nginx_config(settings: Settings, api_url: str, root: Path | None = None) -> 
     return config
 
 
-def create_app(settings: Settings | None = None) -> Starlette:
-    settings = settings or get_settings()
+def create_app(settings: PlatformSettings | None = None) -> Starlette:
+    settings = settings or PlatformSettings()
     upstream = f"http://{settings.api_host}:{settings.api_port}"
 
     @asynccontextmanager

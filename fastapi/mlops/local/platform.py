@@ -22,7 +22,7 @@ from mlops.local.components import Component, RayPorts
 from mlops.local.dashboard import assets_missing
 from mlops.local.supervisor import StartupError, Supervisor, port_in_use
 from mlops.ml import data
-from mlops.settings import Settings
+from mlops.settings.platform import PlatformSettings
 
 log = logging.getLogger("mlops.local")
 
@@ -46,8 +46,8 @@ def free_port() -> int:
     return free_ports(1)[0]
 
 
-def isolated_settings(data_dir: Path, **overrides: Any) -> Settings:
-    """Settings of a throwaway platform: every port free, state in `data_dir`, a fresh
+def isolated_settings(data_dir: Path, **overrides: Any) -> PlatformSettings:
+    """PlatformSettings of a throwaway platform: every port free, state in `data_dir`, a fresh
     API token. The tests and benchmarks start theirs so, beside any `make up`."""
     api, ray, gcs, serve, mlflow, redis, dashboard, stats, metrics = free_ports(9)
     values: dict[str, Any] = {
@@ -67,7 +67,7 @@ def isolated_settings(data_dir: Path, **overrides: Any) -> Settings:
         "serve_haproxy_metrics_port": metrics,
         **overrides,
     }
-    return Settings(**values)
+    return PlatformSettings(**values)
 
 
 def raise_open_files_limit() -> None:
@@ -81,7 +81,7 @@ def raise_open_files_limit() -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
-def isolated_ray_ports(settings: Settings) -> RayPorts:
+def isolated_ray_ports(settings: PlatformSettings) -> RayPorts:
     """Ray head ports off their defaults, so the platform runs beside a `make up`, and
     apart from the ports `settings` already give its other parts."""
     taken = {
@@ -104,7 +104,7 @@ def isolated_ray_ports(settings: Settings) -> RayPorts:
     return RayPorts(client_server=client_server, dashboard_agent=dashboard_agent)
 
 
-def ensure_dataset(settings: Settings) -> bool:
+def ensure_dataset(settings: PlatformSettings) -> bool:
     """Write iris to the dataset location if nothing is there; True if it wrote."""
     uri = settings.dataset_uri
     if uri.startswith("s3://"):
@@ -127,7 +127,7 @@ def _kept_secret(path: Path) -> str:
     return token
 
 
-def with_api_token(settings: Settings) -> Settings:
+def with_api_token(settings: PlatformSettings) -> PlatformSettings:
     """These settings with an API token: MLOPS_API_TOKEN if set, else the one kept in
     DATA_DIR/api-token (mode 600), created on first use, so the dashboard keeps working
     across restarts."""
@@ -137,7 +137,7 @@ def with_api_token(settings: Settings) -> Settings:
     return settings.model_copy(update={"api_token": SecretStr(token)})
 
 
-def with_redis_password(settings: Settings) -> Settings:
+def with_redis_password(settings: PlatformSettings) -> PlatformSettings:
     """For the embedded server: MLOPS_REDIS_PASSWORD if set, else one kept in
     DATA_DIR/redis-password (mode 600), created on first use."""
     if settings.redis_password is not None:
@@ -146,7 +146,7 @@ def with_redis_password(settings: Settings) -> Settings:
     return settings.model_copy(update={"redis_password": SecretStr(password)})
 
 
-def with_signing_key(settings: Settings) -> Settings:
+def with_signing_key(settings: PlatformSettings) -> PlatformSettings:
     """These settings with the key that seals registered versions: MLOPS_MODEL_SIGNING_KEY
     if set, else the one kept in DATA_DIR/signing-key (mode 600), created on first use,
     so the versions a platform registered stay trusted across restarts."""
@@ -156,7 +156,7 @@ def with_signing_key(settings: Settings) -> Settings:
     return settings.model_copy(update={"model_signing_key": SecretStr(key)})
 
 
-def with_ray_token(settings: Settings) -> Settings:
+def with_ray_token(settings: PlatformSettings) -> PlatformSettings:
     """These settings with a Ray token, kept in DATA_DIR/ray-token (mode 600), where the
     Ray head reads it (RAY_AUTH_TOKEN_PATH): MLOPS_RAY_AUTH_TOKEN if set, else the kept
     one, created on first use. Ray's Jobs API runs code: it never runs without one."""
@@ -173,7 +173,7 @@ def with_ray_token(settings: Settings) -> Settings:
     return settings
 
 
-def should_embed_redis(settings: Settings) -> bool:
+def should_embed_redis(settings: PlatformSettings) -> bool:
     """Run the embedded server unless MLOPS_REDIS_URL names a remote host or a server
     already answers there (then that one is used)."""
     url = urlparse(settings.redis_url)
@@ -188,7 +188,7 @@ def should_embed_redis(settings: Settings) -> bool:
 
 @dataclass
 class LocalPlatform:
-    settings: Settings
+    settings: PlatformSettings
     embed_redis: bool = True
     with_api: bool = True
     with_dashboard: bool = True
@@ -200,7 +200,7 @@ class LocalPlatform:
             self.settings = with_redis_password(self.settings)
         # No secret for everyone: each component adds the ones it uses (components.py).
         inherited = {
-            k: v for k, v in os.environ.items() if k not in Settings.per_process_variables()
+            k: v for k, v in os.environ.items() if k not in PlatformSettings.per_process_variables()
         }
         env = {**inherited, **self.settings.as_env(include_secrets=False)}
         self.supervisor = Supervisor(
@@ -223,7 +223,7 @@ class LocalPlatform:
                     parts.append(components.dashboard(self.settings))
         return parts
 
-    def _as_redis_user(self, user: RedisUser) -> Settings:
+    def _as_redis_user(self, user: RedisUser) -> PlatformSettings:
         """The embedded server's `user` for a component; a server of one's own
         (MLOPS_REDIS_URL) is signed in to as configured."""
         if not self.embed_redis:

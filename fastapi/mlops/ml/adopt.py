@@ -23,13 +23,13 @@ from mlops import logs
 from mlops.contracts import version_card as tags
 from mlops.ml import provenance
 from mlops.ml.provenance import ForeignVersion
-from mlops.settings import Settings
+from mlops.settings.base import RuntimeSettings
 
 log = logging.getLogger("mlops.adopt")
 
 
 def checked_digests(
-    settings: Settings, version: str, found: dict[str, str], run_id: str | None
+    settings: RuntimeSettings, version: str, found: dict[str, str], run_id: str | None
 ) -> dict:
     """The digest tags of a version whose artifacts pass the platform's checks."""
     import skops.io
@@ -49,7 +49,7 @@ def checked_digests(
     return digests
 
 
-def adopt(settings: Settings, version: str) -> str:
+def adopt(settings: RuntimeSettings, version: str) -> str:
     """Seal one version after checking it; what was done, in words."""
     import mlflow
 
@@ -74,7 +74,7 @@ def adopt(settings: Settings, version: str) -> str:
     return f"version {version} of {name} checked and sealed"
 
 
-def _sign_in(settings: Settings) -> None:
+def _sign_in(settings: RuntimeSettings) -> None:
     """The mlflow library signs in from its own variables; the API pod has ours."""
     credentials = settings.mlflow_credentials()
     if credentials and "MLFLOW_TRACKING_USERNAME" not in os.environ:
@@ -86,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("versions", nargs="+", help="version numbers of MLOPS_MODEL_NAME")
     args = parser.parse_args(argv)
     logs.configure("console")
-    settings = Settings()
+    settings = RuntimeSettings()
     _sign_in(settings)
     refused = 0
     for version in args.versions:

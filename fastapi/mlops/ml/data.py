@@ -21,7 +21,7 @@ from urllib.parse import urlparse
 import pandas as pd
 
 if TYPE_CHECKING:
-    from mlops.settings import Settings
+    from mlops.settings.training import TrainingSettings
 
 IRIS_FEATURES = ["sepal.length", "sepal.width", "petal.length", "petal.width"]
 IRIS_TARGET = "variety"
@@ -53,13 +53,13 @@ class Limits:
     max_columns: int = 1_000
 
 
-def limits(settings: Settings) -> Limits:
+def limits(settings: TrainingSettings) -> Limits:
     return Limits(
         settings.dataset_max_bytes, settings.dataset_max_rows, settings.dataset_max_columns
     )
 
 
-def s3_config(settings: Settings) -> S3Config:
+def s3_config(settings: TrainingSettings) -> S3Config:
     secret = settings.s3_secret_access_key
     return S3Config(
         endpoint_url=settings.s3_endpoint_url,

@@ -15,13 +15,13 @@ from mlops.contracts.recording import JobRecording
 from mlops.ml import promotion
 from mlops.ml.specs import TrainingSpec
 from mlops.ml.train import TrainingResult, signing_key, train_and_register
-from mlops.settings import Settings
+from mlops.settings.training import TrainingSettings
 
 log = logging.getLogger(__name__)
 
 
 def training(
-    settings: Settings,
+    settings: TrainingSettings,
     spec: TrainingSpec,
     recorder: JobRecording,
     champions: promotion.ChampionCache | None = None,
@@ -33,7 +33,7 @@ def training(
 
 
 def execute(
-    settings: Settings,
+    settings: TrainingSettings,
     job_id: str,
     work: Callable[[], TrainingResult],
     recorder: JobRecording,
@@ -62,7 +62,7 @@ def execute(
         status=JobStatus.SUCCEEDED,
         seconds=time.monotonic() - started,
         outcome=_outcome(result),
-        alert=outcome_alert(result, settings),
+        alert=outcome_alert(result, settings.model_name, settings.champion_alias),
         move=result.move,
     )
     return 0
@@ -84,12 +84,12 @@ def _outcome(result: TrainingResult) -> JobOutcome:
     }
 
 
-def outcome_alert(result: TrainingResult, settings: Settings) -> tuple[AlertLevel, str]:
+def outcome_alert(result: TrainingResult, model_name: str, alias: str) -> tuple[AlertLevel, str]:
     """(level, text) of the alert for a finished training run."""
     if result.promoted:
         return "success", (
             f"Latest model accuracy was {result.accuracy:.4f}: version {result.model_version} "
-            f"of {settings.model_name} is now the {settings.champion_alias} "
+            f"of {model_name} is now the {alias} "
             f"({result.decision.reason})."
         )
     return "warning", (

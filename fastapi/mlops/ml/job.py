@@ -18,7 +18,7 @@ import sys
 import ray
 
 from mlops.ml import trainer
-from mlops.settings import Settings
+from mlops.settings.training import TrainingSettings
 
 LOG_POLL_SECONDS = 0.5
 
@@ -27,7 +27,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--spec", required=True, help="the job as JSON (ml.specs.TrainingSpec)")
     args = parser.parse_args(argv)
-    settings = Settings()
+    settings = TrainingSettings()
     if not settings.warm_trainer:
         return _in_this_process(settings, args.spec)
     ray.init(namespace=trainer.NAMESPACE, logging_level=logging.WARNING, log_to_driver=False)
@@ -56,7 +56,7 @@ def _print(lines: list[str]) -> None:
     sys.stdout.flush()
 
 
-def _in_this_process(settings: Settings, spec_json: str) -> int:
+def _in_this_process(settings: TrainingSettings, spec_json: str) -> int:
     """MLOPS_WARM_TRAINER=false: the whole job in this fresh process, imports included."""
     from mlops import logs
     from mlops.clients.redis.recorder import JobRecorder

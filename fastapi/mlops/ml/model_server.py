@@ -27,7 +27,7 @@ from mlops.ml import promotion, provenance
 from mlops.ml.predictors import OnnxPredictor, Predictor, SklearnPredictor
 from mlops.ml.provenance import ForeignVersion
 from mlops.ml.sampling import ServedRows
-from mlops.settings import Settings
+from mlops.settings.serving import ServingSettings
 
 log = logging.getLogger("ray.serve")
 
@@ -46,7 +46,7 @@ class LoadedModel:
     features: list[str]
 
 
-def load_version(settings: Settings, version: str) -> LoadedModel:
+def load_version(settings: ServingSettings, version: str) -> LoadedModel:
     """Load one sealed version, compiled form first (blocking: call in a thread).
 
     Raises UnregisteredVersion, or ForeignVersion for a version the platform did not seal
@@ -73,7 +73,7 @@ def load_version(settings: Settings, version: str) -> LoadedModel:
     return LoadedModel(version, predictor, classes, features)
 
 
-def _champion_version(settings: Settings) -> str | None:
+def _champion_version(settings: ServingSettings) -> str | None:
     import mlflow
     from mlflow.exceptions import MlflowException
 
@@ -97,7 +97,7 @@ class _Item:
 @serve.deployment(name="ModelServer", max_ongoing_requests=MAX_BATCH)
 class ModelServer:
     def __init__(self) -> None:
-        self._settings = Settings()
+        self._settings = ServingSettings()
         self._champion: LoadedModel | None = None
         self._follower: asyncio.Task | None = None
         self._served = ServedRows()

@@ -29,7 +29,7 @@ from mlops.contracts.recording import JobRecording
 from mlops.contracts.version_card import TAG_JOB
 from mlops.ml import execute, model, search_space, train
 from mlops.ml.specs import SearchSpec, TrainingSpec
-from mlops.settings import Settings
+from mlops.settings.training import TrainingSettings
 
 log = logging.getLogger("mlops.search")
 
@@ -106,7 +106,9 @@ class Progress(tune.Callback):
         return (trial.last_result or {}).get(self._spec.metric)
 
 
-def search(settings: Settings, spec: SearchSpec, recorder: JobRecording) -> train.TrainingResult:
+def search(
+    settings: TrainingSettings, spec: SearchSpec, recorder: JobRecording
+) -> train.TrainingResult:
     import mlflow
 
     parts = train.load_split(settings, spec.dataset_uri, spec.target_column)
@@ -125,7 +127,7 @@ def search(settings: Settings, spec: SearchSpec, recorder: JobRecording) -> trai
             settings, spec, recorder, parts, fixed, experiment, parent_id
         )
         params = {**fixed, **best}
-        fitted = train.fit(settings, params, parts)
+        fitted = train.fit(params, parts, train.FitLimits.of(settings))
         client.log_metric(parent_id, f"best_{spec.metric}", fitted.scores[spec.metric])
         training = TrainingSpec(spec.job_id, params, spec.dataset_uri, spec.target_column)
         result = train.register(settings, training, fitted, parts, run_id=parent_id)
@@ -144,7 +146,7 @@ def search(settings: Settings, spec: SearchSpec, recorder: JobRecording) -> trai
 
 
 def _tune(
-    settings: Settings,
+    settings: TrainingSettings,
     spec: SearchSpec,
     recorder: JobRecording,
     parts: model.Split,
@@ -178,7 +180,7 @@ def _tune(
     return _best(settings, spec, tuner.fit())
 
 
-def _tune_config(settings: Settings, spec: SearchSpec) -> tune.TuneConfig:
+def _tune_config(settings: TrainingSettings, spec: SearchSpec) -> tune.TuneConfig:
     return tune.TuneConfig(
         metric=spec.metric,
         mode="max",
@@ -197,7 +199,9 @@ def _tune_config(settings: Settings, spec: SearchSpec) -> tune.TuneConfig:
     )
 
 
-def _best(settings: Settings, spec: SearchSpec, grid: Any) -> tuple[dict[str, Any], int, int]:
+def _best(
+    settings: TrainingSettings, spec: SearchSpec, grid: Any
+) -> tuple[dict[str, Any], int, int]:
     """(the best trial's configuration, trials finished, trials failed) of a search's
     results; SearchFailed when no trial scored."""
     results = [grid[i] for i in range(len(grid))]
@@ -234,7 +238,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--spec", required=True, help="the search as JSON (ml.specs.SearchSpec)")
     args = parser.parse_args(argv)
     spec = SearchSpec.from_json(args.spec)
-    settings = Settings()
+    settings = TrainingSettings()
     logs.job_id.set(spec.job_id)
     logs.configure(settings.log_format)
     # The entrypoint wires the recorder: the search itself knows only its contract.

@@ -16,13 +16,13 @@ from pydantic import SecretStr
 
 from mlops import logs
 from mlops.ml import data
-from mlops.settings import Settings
+from mlops.settings.training import TrainingSettings
 
 log = logging.getLogger("mlops.seed")
 
 
-def _settings(credentials_from_stdin: bool) -> Settings:
-    settings = Settings()
+def _settings(credentials_from_stdin: bool) -> TrainingSettings:
+    settings = TrainingSettings()
     if credentials_from_stdin:
         lines = sys.stdin.read().splitlines()
         if len(lines) < 2 or not lines[0] or not lines[1]:

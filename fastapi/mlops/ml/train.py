@@ -3,7 +3,7 @@ gate, with its outcome and alert recorded in Redis.
 
 It runs inside Ray, in the warm trainer actor (`mlops.ml.trainer`) that each training
 job's entrypoint (`python -m mlops.ml.job`) calls, and its registration step also ends
-a hyperparameter search (`mlops.ml.search`). Settings come from the job's MLOPS_*
+a hyperparameter search (`mlops.ml.search`). TrainingSettings come from the job's MLOPS_*
 variables over the Ray node's environment (which holds the secrets).
 """
 
@@ -35,7 +35,7 @@ from mlops.contracts.version_card import (
 from mlops.ml import data, drift, model, predictors, promotion, provenance
 from mlops.ml.provenance import ForeignVersion
 from mlops.ml.specs import TrainingSpec
-from mlops.settings import Settings
+from mlops.settings.training import TrainingSettings
 
 log = logging.getLogger("mlops.train")
 
@@ -73,22 +73,37 @@ def warm_up() -> None:
     from mlflow.models import infer_signature  # noqa: F401
 
 
-def load_split(settings: Settings, dataset_uri: str, target_column: str) -> model.Split:
+def load_split(settings: TrainingSettings, dataset_uri: str, target_column: str) -> model.Split:
     """The dataset, checked (data.py's policy) and split into train and held-out rows."""
     frame = data.read_dataset(dataset_uri, data.s3_config(settings), data.limits(settings))
     features, labels = data.split_features(frame, target_column)
     return model.split(features, labels, test_size=settings.test_size, seed=settings.random_seed)
 
 
-def fit(settings: Settings, hyperparameters: dict[str, Any], parts: model.Split) -> Fitted:
+@dataclass(frozen=True)
+class FitLimits:
+    """What a fit may take: its depth when none is given, and the CPUs worth its work."""
+
+    default_max_depth: int
+    max_cpus: int
+    min_parallel_work: int  # rows × trees below which a fit runs on one CPU
+
+    @classmethod
+    def of(cls, settings: TrainingSettings) -> FitLimits:
+        return cls(
+            settings.max_depth_limit, settings.training_max_cpus, settings.parallel_fit_min_work
+        )
+
+
+def fit(hyperparameters: dict[str, Any], parts: model.Split, limits: FitLimits) -> Fitted:
     """Build and fit the pipeline, on as many of the cluster's free CPUs as it is worth."""
-    pipeline = model.build_pipeline(hyperparameters, default_max_depth=settings.max_depth_limit)
+    pipeline = model.build_pipeline(hyperparameters, default_max_depth=limits.default_max_depth)
     cpus = model.fit_cpus(
         rows=len(parts.x_train),
         trees=pipeline.named_steps["forest"].n_estimators,
         free_cpus=_free_cpus(),
-        cap=settings.training_max_cpus,
-        min_work=settings.parallel_fit_min_work,
+        cap=limits.max_cpus,
+        min_work=limits.min_parallel_work,
     )
     started = time.perf_counter()
     model.fit(pipeline, parts.x_train, parts.y_train, cpus=cpus)
@@ -112,10 +127,10 @@ def _free_cpus() -> float:
 
 
 def train_and_register(
-    settings: Settings, spec: TrainingSpec, champions: promotion.ChampionCache | None = None
+    settings: TrainingSettings, spec: TrainingSpec, champions: promotion.ChampionCache | None = None
 ) -> TrainingResult:
     parts = load_split(settings, spec.dataset_uri, spec.target_column)
-    fitted = fit(settings, spec.hyperparameters, parts)
+    fitted = fit(spec.hyperparameters, parts, FitLimits.of(settings))
     log.info(
         "job %s: accuracy %.4f, macro F1 %.4f, %d CPU(s)",
         spec.job_id,
@@ -129,7 +144,7 @@ def train_and_register(
 
 
 def register(
-    settings: Settings,
+    settings: TrainingSettings,
     spec: TrainingSpec,
     fitted: Fitted,
     parts: model.Split,
@@ -217,7 +232,7 @@ def experiment_id(client: Any, name: str) -> str:
 
 
 def _log_and_register(
-    settings: Settings,
+    settings: TrainingSettings,
     spec: TrainingSpec,
     fitted: Fitted,
     parts: model.Split,
@@ -274,7 +289,9 @@ def _log_and_register(
     return run.info.run_id, version
 
 
-def _run_options(settings: Settings, spec: TrainingSpec, run_id: str | None) -> dict[str, Any]:
+def _run_options(
+    settings: TrainingSettings, spec: TrainingSpec, run_id: str | None
+) -> dict[str, Any]:
     """The run to log into: `run_id` (a search's parent run), else a new one."""
     import mlflow
 
@@ -301,7 +318,7 @@ def _log_files(compiled: bytes | None, drift_reference: Any) -> None:
         mlflow.log_artifact(str(reference), artifact_path=REFERENCE_DIR)
 
 
-def signing_key(settings: Settings) -> bytes:
+def signing_key(settings: TrainingSettings) -> bytes:
     """The key that seals what a job registers; checked before the job does any work."""
     key = settings.signing_key()
     if key is None:
@@ -310,7 +327,7 @@ def signing_key(settings: Settings) -> bytes:
 
 
 def _seal(
-    settings: Settings, key: bytes, version: str, run_id: str, version_tags: dict[str, str]
+    settings: TrainingSettings, key: bytes, version: str, run_id: str, version_tags: dict[str, str]
 ) -> None:
     """Put the platform's seal on the version just registered (before any alias moves
     to it: until then it is foreign, which is safe)."""

@@ -99,12 +99,12 @@ class Trainer:
         """Run one job with the settings its MLOPS_* variables give; its exit code."""
         from mlops import logs
         from mlops.ml.specs import TrainingSpec
-        from mlops.settings import Settings
+        from mlops.settings.training import TrainingSettings
 
         spec = TrainingSpec.from_json(spec_json)
         logs.job_id.set(spec.job_id)
         self._logs.open(spec.job_id)
-        settings = Settings.from_env(env)
+        settings = TrainingSettings.from_env(env)
         log.info("job %s: started in the trainer", spec.job_id)
         # The trainer wires the recorder: the training knows only its contract.
         from mlops.clients.redis.recorder import JobRecorder

@@ -19,7 +19,7 @@ from mlops.contracts.alerts import AlertKind
 from mlops.contracts.version_card import REFERENCE_DIR, REFERENCE_FILE
 from mlops.ml import drift
 from mlops.schemas import DriftReport, FeatureDriftInfo
-from mlops.settings import Settings
+from mlops.settings.api import ApiSettings
 
 _PROFILES_KEPT = 8  # reference profiles kept in memory (a few hundred KB each at most)
 
@@ -28,7 +28,7 @@ class DriftMonitor:
     def __init__(
         self,
         *,
-        settings: Settings,
+        settings: ApiSettings,
         registry: MlflowRegistry,
         samples: DriftSamples,
         alerts: AlertStream,

@@ -23,7 +23,7 @@ from mlops.contracts.alerts import AlertLevel
 from mlops.contracts.jobs import JobInfo, JobOutcome, JobStatus
 from mlops.services.job_records import MalformedJob, parse_job
 from mlops.services.recovery import RecoveredOutcome, recover_outcome
-from mlops.settings import Settings
+from mlops.settings.api import ApiSettings
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +43,7 @@ class JobReconciler:
     def __init__(
         self,
         *,
-        settings: Settings,
+        settings: ApiSettings,
         ray: RayJobsClient,
         jobs: JobStore,
         registry: MlflowRegistry,

@@ -8,11 +8,11 @@ from statistics import fmean
 
 from mlops.clients.mlflow_registry import MlflowRegistry
 from mlops.schemas import LatestModel, MetricsResponse, RunPoint
-from mlops.settings import Settings
+from mlops.settings.api import ApiSettings
 
 
 class ModelReport:
-    def __init__(self, *, settings: Settings, registry: MlflowRegistry) -> None:
+    def __init__(self, *, settings: ApiSettings, registry: MlflowRegistry) -> None:
         self._settings = settings
         self._registry = registry
 

@@ -18,7 +18,7 @@ from mlops.contracts.version_card import VersionCard
 from mlops.ml import provenance
 from mlops.ml.provenance import ForeignVersion
 from mlops.schemas import ChampionMove, ModelList, ModelVersionInfo
-from mlops.settings import Settings
+from mlops.settings.api import ApiSettings
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +38,7 @@ class Models:
     def __init__(
         self,
         *,
-        settings: Settings,
+        settings: ApiSettings,
         registry: MlflowRegistry,
         history: ChampionMoves,
         alerts: AlertStream,

@@ -18,7 +18,7 @@ from mlops.contracts.champion import ChampionMove
 from mlops.contracts.jobs import JobOutcome, JobStatus
 from mlops.contracts.version_card import VersionCard
 from mlops.ml import provenance
-from mlops.settings import Settings
+from mlops.settings.api import ApiSettings
 
 
 @dataclass(frozen=True)
@@ -31,7 +31,7 @@ class RecoveredOutcome:
 
 
 async def recover_outcome(
-    registry: MlflowRegistry, settings: Settings, job_id: str
+    registry: MlflowRegistry, settings: ApiSettings, job_id: str
 ) -> RecoveredOutcome | None:
     """The outcome of a job that registered a sealed version; None if it registered none."""
     name = settings.model_name
@@ -76,7 +76,7 @@ async def recover_outcome(
 
 
 def _registered_by(
-    versions: list[TaggedVersion], settings: Settings, job_id: str
+    versions: list[TaggedVersion], settings: ApiSettings, job_id: str
 ) -> tuple[TaggedVersion, VersionCard] | None:
     """The sealed version the job registered, and its card."""
     key = settings.signing_key()

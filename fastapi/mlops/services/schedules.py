@@ -33,7 +33,7 @@ from mlops.ml.model import InvalidField
 from mlops.schemas import ScheduleInfo, ScheduleKind, TuneRequest
 from mlops.services.drift import DriftMonitor
 from mlops.services.training import ClusterTooSmall, TooManyTrainings, Training
-from mlops.settings import Settings
+from mlops.settings.api import ApiSettings
 from mlops.telemetry import Instruments
 
 log = logging.getLogger(__name__)
@@ -78,7 +78,7 @@ class Schedules:
     def __init__(
         self,
         *,
-        settings: Settings,
+        settings: ApiSettings,
         store: ScheduleStore,
         quarantine: Quarantine,
         training: Training,

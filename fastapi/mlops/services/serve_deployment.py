@@ -15,22 +15,23 @@ from mlops.clients.redis import DeployLock
 from mlops.clients.serve_admin import ServeAdmin, ServeError
 from mlops.contracts.placement import on_serving_nodes
 from mlops.retry import backoff
-from mlops.settings import Settings
+from mlops.settings.api import ApiSettings
+from mlops.settings.serving import ServingSettings
 
 log = logging.getLogger(__name__)
 
 IMPORT_PATH = "mlops.ml.model_server:app"
 
 
-def route(settings: Settings) -> str:
+def route(settings: ApiSettings) -> str:
     return f"/{settings.model_name}"
 
 
-def endpoint(settings: Settings) -> str:
+def endpoint(settings: ApiSettings) -> str:
     return f"{settings.serve_url.rstrip('/')}{route(settings)}"
 
 
-def app_config(settings: Settings) -> dict[str, Any]:
+def app_config(settings: ApiSettings) -> dict[str, Any]:
     """Serve's declarative config for the model application.
 
     Deterministic for given settings, so applying it again (serve.py twice, or the API
@@ -44,7 +45,9 @@ def app_config(settings: Settings) -> dict[str, Any]:
                 "name": settings.model_name,
                 "route_prefix": route(settings),
                 "import_path": IMPORT_PATH,
-                "runtime_env": {"env_vars": settings.as_env(include_secrets=False)},
+                "runtime_env": {
+                    "env_vars": settings.as_env(include_secrets=False, runtime=ServingSettings)
+                },
                 "deployments": [
                     {
                         "name": "ModelServer",
@@ -82,7 +85,7 @@ class NotRunningYet(Exception):
     """The application is still deploying."""
 
 
-async def deploy(admin: ServeAdmin, settings: Settings, *, timeout: float = 180) -> str:
+async def deploy(admin: ServeAdmin, settings: ApiSettings, *, timeout: float = 180) -> str:
     """Apply the config unless it is already running, and wait until the application
     runs; returns the endpoint. Running it again changes nothing."""
     config = app_config(settings)
@@ -110,7 +113,7 @@ class Serving:
     def __init__(
         self,
         *,
-        settings: Settings,
+        settings: ApiSettings,
         admin: ServeAdmin,
         registry: MlflowRegistry,
         lock: DeployLock,

@@ -19,7 +19,8 @@ from mlops.ml.model import InvalidField, validate_hyperparameters
 from mlops.ml.specs import SearchSpec, TrainingSpec
 from mlops.schemas import TuneRequest
 from mlops.services.job_records import MalformedJob, UnknownJob, parse_job
-from mlops.settings import Settings
+from mlops.settings.api import ApiSettings
+from mlops.settings.training import TrainingSettings
 from mlops.telemetry import JobTotals
 
 log = logging.getLogger(__name__)
@@ -56,7 +57,7 @@ class Training:
     def __init__(
         self,
         *,
-        settings: Settings,
+        settings: ApiSettings,
         ray: RayJobsClient,
         jobs: JobStore,
         registry: MlflowRegistry,
@@ -198,7 +199,10 @@ class Training:
             await self._ray.submit(
                 submission_id=job_id,
                 entrypoint=shlex.join(command),
-                env_vars={**self._settings.as_env(include_secrets=False), **_MLFLOW_CLIENT_ENV},
+                env_vars={
+                    **self._settings.as_env(include_secrets=False, runtime=TrainingSettings),
+                    **_MLFLOW_CLIENT_ENV,
+                },
                 metadata={"kind": record["kind"], "source": record["source"]},
                 num_cpus=0,
             )

@@ -21,13 +21,13 @@ from mlops.contracts.alerts import AlertLevel
 from mlops.contracts.champion import ChampionMove
 from mlops.contracts.jobs import JobOutcome, JobStatus, SearchProgress
 from mlops.retry import backoff
-from mlops.settings import Settings
+from mlops.settings.training import TrainingSettings
 
 log = logging.getLogger(__name__)
 
 
 class JobRecorder:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: TrainingSettings) -> None:
         self._settings = settings
 
     def mark_running(self, job_id: str) -> None:

@@ -1,0 +1,158 @@
+"""What the API reads: everything a job and a replica read (it passes those on when it
+submits a job or deploys Serve, and checks requests against them), and its own: where
+Ray is, who may call, how Serve is deployed and fed, and the limits of its loops."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal, Self
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import NoDecode
+
+from mlops.settings.serving import ServingSettings
+from mlops.settings.training import TrainingSettings
+
+
+class ApiSettings(TrainingSettings, ServingSettings):
+    # Where Ray is, and how Serve runs.
+    ray_address: str = Field(
+        "http://127.0.0.1:8265", description="Ray dashboard URL: the Jobs and Serve REST APIs."
+    )
+    ray_auth_token: SecretStr | None = Field(
+        None,
+        description="Ray's token (Ray's RAY_AUTH_MODE=token): sent on every Jobs and Serve "
+        "call. `make up` generates one (DATA_DIR/ray-token, mode 600), init.sh another.",
+    )
+    serve_url: str = Field("http://127.0.0.1:8000", description="Ray Serve HTTP proxy URL.")
+    serve_bind_host: str = Field(
+        "127.0.0.1", description="Interface Serve's proxy binds (0.0.0.0 in the cluster)."
+    )
+    serve_replicas: int = Field(1, ge=1, description="Replicas of the model deployment.")
+    serve_replica_cpus: float = Field(
+        0.5,
+        gt=0,
+        le=16,
+        description="CPUs each Serve replica reserves. Below one, so replicas leave CPUs to "
+        "searches on a small cluster (a replica predicts on one thread either way); a search"
+        " the cluster cannot place is refused with 409.",
+    )
+    serve_batch_rows: int = Field(
+        64, ge=1, le=1024, description="Most rows the API sends to Serve in one call."
+    )
+    serve_calls_in_flight: int = Field(
+        16, ge=1, le=64, description="Concurrent Serve calls per model version from one API."
+    )
+    auto_serve: bool = Field(
+        True, description="Deploy the Serve application when a champion exists and it is down."
+    )
+    redis_max_connections: int = Field(
+        64, ge=4, description="Redis connections per API process (requests wait for one)."
+    )
+    access_log: Literal["all", "errors"] = Field(
+        "all",
+        description="One log line per request (`all`), or for 4xx and 5xx answers only "
+        "(`errors`: about 15% more inference throughput at 32 clients).",
+    )
+
+    # Who may call.
+    api_token: SecretStr | None = Field(
+        None,
+        description="Bearer token that writes must present (`make up` and init.sh generate "
+        "one). Unset: writes are open, which production refuses.",
+    )
+    api_token_for_reads: bool = Field(
+        False, description="Require the token on reads too (the SSE feed excepted)."
+    )
+    cors_origins: Annotated[list[str], NoDecode] = Field(
+        ["http://127.0.0.1:5001", "http://localhost:5001"],
+        description="Origins allowed to call the API from a browser, comma-separated.",
+    )
+    dataset_locations: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Where a request's dataset_uri may point, comma-separated folders and"
+        " s3://bucket/prefix/ (default: DATA_DIR and the default dataset's bucket).",
+    )
+
+    # Drift checks of what Serve answered.
+    drift_threshold: float = Field(
+        0.2, gt=0, description="PSI at which a feature drifts (the KS test must agree too)."
+    )
+    drift_alpha: float = Field(
+        0.01, gt=0, lt=1, description="KS p-value under which a feature's change is significant."
+    )
+    drift_min_rows: int = Field(
+        200, ge=20, description="Served rows a drift check needs before it gives a verdict."
+    )
+
+    # Limits that keep one request from exhausting the cluster.
+    max_n_estimators: int = Field(500, ge=1, description="Upper bound on n_estimators.")
+    tune_max_trials: int = Field(64, ge=1, description="Upper bound on a search's trials.")
+    job_max_seconds: float = Field(
+        3600,
+        gt=0,
+        description="Longest a training or search job may exist before the API stops its Ray"
+        " job and marks it failed (it then frees its admission slot).",
+    )
+    max_active_trainings: int = Field(
+        4, ge=0, description="Training jobs pending or running at once (0: no limit); more get 429."
+    )
+    max_schedules: int = Field(
+        100, ge=1, description="Schedules and watches that may exist; more get 429."
+    )
+    max_body_bytes: int = Field(
+        1_048_576, ge=1024, description="Largest request body accepted; larger gets 413."
+    )
+
+    # The API's loops and the alert feed.
+    job_poll_seconds: float = Field(
+        2.0, gt=0, description="How often the API reconciles running jobs with Ray."
+    )
+    schedule_minute_seconds: float = Field(
+        60.0,
+        gt=0,
+        description="Length of a schedule 'minute' in seconds. For tests only: keep 60.",
+    )
+    sse_ping_seconds: float = Field(15.0, gt=0, description="Keep-alive interval of /webhook.")
+    sse_max_clients: int = Field(
+        4000,
+        ge=1,
+        description="SSE clients one API process serves at once; more get 503 with "
+        "Retry-After (each costs a connection and a small queue).",
+    )
+    sse_max_replay: int = Field(
+        1000,
+        ge=1,
+        description="Most alerts replayed to a client that connects or resumes; older ones "
+        "are in GET /alerts.",
+    )
+
+    @field_validator("cors_origins", "dataset_locations", mode="before")
+    @classmethod
+    def _split_list(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [item.strip() for item in value.split(",") if item.strip()]
+        return value
+
+    @model_validator(mode="after")
+    def _check_api_limits(self) -> Self:
+        if not self.dataset_locations:
+            self.dataset_locations = [str(self.data_dir)]
+            if self.dataset_uri.startswith("s3://"):
+                bucket = self.dataset_uri.removeprefix("s3://").split("/", 1)[0]
+                self.dataset_locations.append(f"s3://{bucket}/")
+        if self.tune_time_budget_seconds >= self.job_max_seconds:
+            raise ValueError(
+                "MLOPS_TUNE_TIME_BUDGET_SECONDS must be below MLOPS_JOB_MAX_SECONDS: a search "
+                "needs time after its trials to fit and register the best one"
+            )
+        if self.environment == "production" and "*" in self.cors_origins:
+            raise ValueError("MLOPS_CORS_ORIGINS must list origins, not '*'")
+        return self
+
+    def ray_token(self) -> str | None:
+        """MLOPS_RAY_AUTH_TOKEN, else the one `make up` keeps in DATA_DIR/ray-token (so
+        `python fastapi/serve.py` works beside a local platform with no variable set)."""
+        if self.ray_auth_token is not None:
+            return self.ray_auth_token.get_secret_value()
+        kept = self.data_dir / "ray-token"
+        return kept.read_text().strip() if kept.is_file() else None

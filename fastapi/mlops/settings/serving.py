@@ -1,0 +1,17 @@
+"""What a Serve replica reads (`mlops.ml.model_server`): the common settings, and how
+it follows the champion and samples what it serves."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from mlops.settings.base import RuntimeSettings
+
+
+class ServingSettings(RuntimeSettings):
+    serve_reload_seconds: float = Field(
+        2.0, gt=0, description="How often replicas check which version is the champion."
+    )
+    drift_sample_rows: int = Field(
+        5000, ge=100, description="Recent served rows kept per model version for drift checks."
+    )

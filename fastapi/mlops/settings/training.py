@@ -1,0 +1,101 @@
+"""What a training or search job reads (`mlops.ml.job`, `mlops.ml.search`, the warm
+trainer): the common settings, the dataset, the promotion gate, and the limits of one
+job's work."""
+
+from __future__ import annotations
+
+from typing import Self
+
+from pydantic import Field, SecretStr, model_validator
+
+from mlops.settings.base import RuntimeSettings, refuse_example
+
+
+class TrainingSettings(RuntimeSettings):
+    # The dataset.
+    dataset_uri: str = Field(
+        "",
+        description="Default dataset (CSV or Parquet): a path or s3:// URI"
+        " (default: DATA_DIR/iris.csv).",
+    )
+    target_column: str = Field("variety", description="Default label column of the dataset.")
+    s3_endpoint_url: str | None = Field(None, description="S3 endpoint (MinIO) for s3:// URIs.")
+    s3_access_key_id: str | None = Field(None, description="S3 access key id.")
+    s3_secret_access_key: SecretStr | None = Field(None, description="S3 secret key.")
+    dataset_max_bytes: int = Field(
+        256 * 1024 * 1024,
+        ge=1024,
+        description="Largest dataset a job reads, checked before reading (file size, S3 "
+        "HEAD) and for Parquet also unpacked (its metadata).",
+    )
+    dataset_max_rows: int = Field(5_000_000, ge=10, description="Most rows a dataset may have.")
+    dataset_max_columns: int = Field(
+        1_000, ge=2, description="Most columns (features and target) a dataset may have."
+    )
+
+    # MLflow names and the promotion rule.
+    experiment_name: str = Field("mlops_experiment", description="MLflow experiment.")
+    accuracy_threshold: float = Field(
+        0.9, ge=0, le=1, description="Minimum held-out accuracy to become the champion."
+    )
+    promotion_tolerance: float = Field(
+        0.0,
+        ge=0,
+        le=1,
+        description="How much below the champion's accuracy (on the same test rows) a new "
+        "version may score and still be promoted.",
+    )
+    test_size: float = Field(0.2, gt=0, lt=1, description="Held-out fraction of the dataset.")
+    random_seed: int = Field(42, description="Seed of the train/test split.")
+
+    # One job's work.
+    max_depth_limit: int = Field(
+        64, ge=1, description="Upper bound on max_depth, and its value when a request omits it."
+    )
+    warm_trainer: bool = Field(
+        True,
+        description="Run each training in the long-lived trainer actor, where scikit-learn and"
+        " MLflow are already imported (about 5 s faster a job); false: a fresh process per job.",
+    )
+    trainer_memory_mb: int = Field(
+        1024,
+        ge=128,
+        description="Memory the warm trainer reserves in Ray (MiB): Ray places it only on a "
+        "node with that much free, and places nothing there that would take it.",
+    )
+    training_max_cpus: int = Field(
+        8,
+        ge=1,
+        description="CPUs one training may use to build its trees (it takes what the"
+        " cluster has free, up to this).",
+    )
+    parallel_fit_min_work: int = Field(
+        2_000_000,
+        ge=0,
+        description="Rows × trees below which a fit runs on one CPU: spreading"
+        " a sub-second fit over Ray workers costs more than it saves.",
+    )
+    tune_time_budget_seconds: float = Field(
+        1200,
+        gt=0,
+        description="A search's time budget: trials still running then are stopped, and the"
+        " best finished one is registered (none finished: the search fails, saying so).",
+    )
+
+    # What a job records.
+    redis_wait_seconds: float = Field(
+        300,
+        ge=0,
+        description="How long a finished training job waits out a Redis outage to record "
+        "its outcome and alert.",
+    )
+    alert_history: int = Field(10_000, ge=100, description="Alerts kept in the Redis stream.")
+    job_history: int = Field(1_000, ge=10, description="Training jobs kept in the job index.")
+
+    @model_validator(mode="after")
+    def _default_dataset(self) -> Self:
+        if not self.dataset_uri:
+            self.dataset_uri = str(self.data_dir / "iris.csv")
+        if self.environment == "production":
+            refuse_example("s3_secret_access_key", self.s3_secret_access_key)
+        return self
