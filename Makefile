@@ -20,7 +20,10 @@ $(STAMP): fastapi/pyproject.toml fastapi/requirements-dev.lock
 		|| { echo "Python 3.11+ is required (found $$($(PYTHON) --version)); set PYTHON=python3.11"; exit 1; }
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check "uv==$(UV_VERSION)"
-	$(BIN)/uv pip install --python $(BIN)/python --quiet -r fastapi/requirements-dev.lock
+	# --compile-bytecode: uv leaves it out by default, and a process that cannot write
+	# __pycache__ (PYTHONDONTWRITEBYTECODE) would compile Ray, pandas and scikit-learn
+	# again every time it starts: each test worker, Ray job and replica.
+	$(BIN)/uv pip install --python $(BIN)/python --quiet --compile-bytecode -r fastapi/requirements-dev.lock
 	$(BIN)/uv pip install --python $(BIN)/python --quiet --no-deps -e ./fastapi
 	touch $@
 
@@ -30,7 +33,8 @@ CHECKOV_STAMP := $(CHECKOV_VENV)/.installed
 
 $(CHECKOV_STAMP): tests/infra/checkov.lock $(STAMP)
 	test -x $(CHECKOV_VENV)/bin/python || $(PYTHON) -m venv $(CHECKOV_VENV)
-	$(BIN)/uv pip install --python $(CHECKOV_VENV)/bin/python --quiet -r tests/infra/checkov.lock
+	$(BIN)/uv pip install --python $(CHECKOV_VENV)/bin/python --quiet --compile-bytecode \
+		-r tests/infra/checkov.lock
 	touch $@
 
 DASHBOARD_ASSETS := frontend/vendor/chart.umd.min.js

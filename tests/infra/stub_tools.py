@@ -18,8 +18,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import yaml
-
 STATE = Path(os.environ["STUB_STATE"])
 
 
@@ -73,6 +71,8 @@ def kubectl(args: list[str], state: dict, stdin: str = "") -> int:
         if value:
             print(base64.b64encode(value.encode()).decode(), end="")
     elif args[:2] == ["apply", "-f"] and args[2] == "-":
+        import yaml  # here: most calls never need it, and each call is a new process
+
         doc = yaml.safe_load(stdin)
         _record("kubectl-applied", [doc["kind"], doc["metadata"]["name"]], json.dumps(doc))
         if doc["kind"] == "Secret":
