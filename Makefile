@@ -71,6 +71,11 @@ system-deps:
 		fi; \
 	fi
 
+# The tests start hundreds of Python processes (workers, stand-ins, jobs, replicas):
+# they keep the project's bytecode and pytest's rewritten tests in __pycache__ (ignored
+# by git) even where the environment says not to, or each process compiles them again.
+test test-fast: export PYTHONDONTWRITEBYTECODE :=
+
 test: $(STAMP) $(CHECKOV_STAMP) system-deps $(DASHBOARD_ASSETS) ## Lint, the fast tier, then every test against real Ray, MLflow, Valkey and Chromium
 	$(MAKE) --no-print-directory lint
 	$(MAKE) --no-print-directory test-fast

@@ -5,28 +5,31 @@ nothing else of theirs. Every call is appended to $STUB_CALLS as one JSON line;
 $STUB_STATE (a JSON file) remembers what exists (clusters, secrets) so a second run sees
 the first one's work, as it would for real. $STUB_ARCH is what `uname -m` says;
 $STUB_DOCKER_DOWN makes `docker info` fail.
+
+A run of init.sh makes about sixty calls, each a new process: only what every call
+needs is imported at the top, the rest where it is used.
 """
 
 from __future__ import annotations
 
-import base64
 import fcntl
 import json
 import os
-import re
-import subprocess
 import sys
-from pathlib import Path
 
-STATE = Path(os.environ["STUB_STATE"])
+STATE = os.environ["STUB_STATE"]
 
 
 def _load() -> dict:
-    return json.loads(STATE.read_text()) if STATE.exists() else {"clusters": [], "secrets": {}}
+    if not os.path.exists(STATE):
+        return {"clusters": [], "secrets": {}}
+    with open(STATE) as file:
+        return json.load(file)
 
 
 def _save(state: dict) -> None:
-    STATE.write_text(json.dumps(state))
+    with open(STATE, "w") as file:
+        json.dump(state, file)
 
 
 def _record(tool: str, args: list[str], stdin: str | None = None) -> None:
@@ -60,6 +63,9 @@ def kubectl(args: list[str], state: dict, stdin: str = "") -> int:
     if args[:2] == ["version", "--client"]:
         print(json.dumps({"clientVersion": {"gitVersion": "v1.33.1"}}, indent=2))
     elif args[:2] == ["get", "secret"]:
+        import base64
+        import re
+
         key = f"{_option(args, '--namespace')}/{args[2]}"
         field = re.search(r"\{\.data\.([^}]+)\}", _option(args, "-o") or "")
         generated = {
@@ -71,7 +77,9 @@ def kubectl(args: list[str], state: dict, stdin: str = "") -> int:
         if value:
             print(base64.b64encode(value.encode()).decode(), end="")
     elif args[:2] == ["apply", "-f"] and args[2] == "-":
-        import yaml  # here: most calls never need it, and each call is a new process
+        import base64
+
+        import yaml
 
         doc = yaml.safe_load(stdin)
         _record("kubectl-applied", [doc["kind"], doc["metadata"]["name"]], json.dumps(doc))
@@ -82,8 +90,10 @@ def kubectl(args: list[str], state: dict, stdin: str = "") -> int:
     elif args[:2] == ["get", "pod"]:
         print("pod/mlops-ray-head-x7k2p")
     elif args[:1] == ["kustomize"]:  # reads files only: the real kubectl of the venv
-        real = Path(sys.executable).with_name("kubectl")
-        return subprocess.run([str(real), *args], check=False).returncode
+        import subprocess
+
+        real = os.path.join(os.path.dirname(sys.executable), "kubectl")
+        return subprocess.run([real, *args], check=False).returncode
     return 0
 
 

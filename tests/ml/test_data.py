@@ -7,6 +7,7 @@ same boto3 code path that reads from MinIO in the cluster.
 
 from __future__ import annotations
 
+import io
 import os
 import subprocess
 import sys
@@ -15,7 +16,7 @@ from pathlib import Path
 import pytest
 from helpers import free_port, s3_client
 
-from mlops.ml import data
+from mlops.ml import data, seed
 
 
 @pytest.fixture()
@@ -116,42 +117,35 @@ def test_seeding_takes_the_uploaders_key_from_stdin(s3_endpoint: str, tmp_path: 
         "AWS_MAX_ATTEMPTS": "1",
     }
 
-    def seed(stdin: str) -> subprocess.CompletedProcess[str]:
-        command = [sys.executable, "-m", "mlops.ml.seed", "--s3-credentials-from-stdin"]
+    def seed(*args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
+        command = [sys.executable, "-m", "mlops.ml.seed", *args]
         return subprocess.run(
             command, env=env, input=stdin, capture_output=True, text=True, timeout=120
         )
 
-    half = seed("datasets\n")
-    without = subprocess.run(
-        [sys.executable, "-m", "mlops.ml.seed"], env=env, capture_output=True, text=True
-    )
-    with_key = seed("datasets\nuploader-key\n")
+    without = seed()
+    with_key = seed("--s3-credentials-from-stdin", stdin="datasets\nuploader-key\n")
 
-    assert half.returncode == 1 and "expected two lines on stdin" in half.stderr
     assert without.returncode == 1
     assert with_key.returncode == 0, with_key.stderr
     assert "wrote iris to s3://uploads/datasets/iris.csv" in with_key.stderr
 
 
-def test_seeding_an_unreachable_store_fails_with_the_reason() -> None:
-    env = {
-        **os.environ,
-        "MLOPS_DATASET_URI": "s3://nowhere/iris.csv",
-        "MLOPS_S3_ENDPOINT_URL": f"http://127.0.0.1:{free_port()}",
-        "AWS_MAX_ATTEMPTS": "1",
-    }
+def test_seeding_refuses_a_key_of_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sys, "stdin", io.StringIO("datasets\n"))
 
-    result = subprocess.run(
-        [sys.executable, "-m", "mlops.ml.seed"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    with pytest.raises(data.DatasetError, match="expected two lines on stdin"):
+        seed.settings_for_seeding(credentials_from_stdin=True)
 
-    assert result.returncode == 1
-    assert "cannot check dataset s3://nowhere/iris.csv" in result.stderr
+
+def test_seeding_an_unreachable_store_fails_with_the_reason(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
+    unreachable = data.S3Config(f"http://127.0.0.1:{free_port()}", "test", "test")
+
+    with pytest.raises(data.DatasetError, match="cannot check dataset s3://nowhere/iris.csv"):
+        data.ensure_iris("s3://nowhere/iris.csv", unreachable)
 
 
 @pytest.mark.parametrize(

@@ -21,7 +21,7 @@ from mlops.settings.training import TrainingSettings
 log = logging.getLogger("mlops.seed")
 
 
-def _settings(credentials_from_stdin: bool) -> TrainingSettings:
+def settings_for_seeding(*, credentials_from_stdin: bool) -> TrainingSettings:
     settings = TrainingSettings()
     if credentials_from_stdin:
         lines = sys.stdin.read().splitlines()
@@ -42,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logs.configure("console")
     try:
-        settings = _settings(args.s3_credentials_from_stdin)
+        settings = settings_for_seeding(credentials_from_stdin=args.s3_credentials_from_stdin)
         wrote = data.ensure_iris(settings.dataset_uri, data.s3_config(settings))
     except data.DatasetError as exc:
         log.error("%s", exc)
