@@ -82,7 +82,7 @@ test: $(STAMP) $(CHECKOV_STAMP) system-deps $(DASHBOARD_ASSETS) ## Lint, the fas
 	$(BIN)/python -m pytest -m platform
 
 test-fast: $(STAMP) $(CHECKOV_STAMP) system-deps ## The tests that need no running platform (no Ray, MLflow or browser), on every core
-	$(BIN)/python -m pytest -m "not platform" -n auto
+	$(BIN)/python -m pytest -m "not platform" -n auto --dist loadgroup
 
 screenshots: $(STAMP) system-deps $(DASHBOARD_ASSETS) ## Refresh images/ (the README's pictures of the dashboard) from a real browser
 	MLOPS_SCREENSHOT_DIR=$(CURDIR)/images $(BIN)/python -m pytest tests/browser/test_dashboard.py \

@@ -36,6 +36,10 @@ class FullRun:
     result: subprocess.CompletedProcess[str]
 
 
+# The tests that read the one shared run go to one test worker, so it runs once.
+SHARED_RUN = pytest.mark.xdist_group("init-sh-full-run")
+
+
 @pytest.fixture(scope="module")
 def full_run(tmp_path_factory: pytest.TempPathFactory) -> FullRun:
     """One plain `./config/init.sh` on a fresh machine, shared by the tests that only
@@ -44,6 +48,7 @@ def full_run(tmp_path_factory: pytest.TempPathFactory) -> FullRun:
     return FullRun(harness, harness.run())
 
 
+@SHARED_RUN
 def test_a_full_run_issues_every_step_in_order(full_run: FullRun) -> None:
     harness, result = full_run.harness, full_run.result
 
@@ -83,6 +88,7 @@ def test_a_full_run_issues_every_step_in_order(full_run: FullRun) -> None:
     ]  # fmt: skip
 
 
+@SHARED_RUN
 def test_the_dataset_goes_to_the_uri_the_api_reads(full_run: FullRun) -> None:
     harness = full_run.harness
 
@@ -99,6 +105,7 @@ def test_the_dataset_goes_to_the_uri_the_api_reads(full_run: FullRun) -> None:
     assert key.split("=", 1)[1] not in seed
 
 
+@SHARED_RUN
 def test_secrets_are_random_kept_private_and_written_with_mode_600(full_run: FullRun) -> None:
     harness, result = full_run.harness, full_run.result
 
@@ -167,6 +174,7 @@ def test_secrets_are_random_kept_private_and_written_with_mode_600(full_run: Ful
     assert "localhost:8888" in (harness.repo / "outputs" / "urls.txt").read_text()
 
 
+@SHARED_RUN
 def test_mlflow_users_are_set_up_with_their_passwords_on_stdin(full_run: FullRun) -> None:
     harness = full_run.harness
     by_name = applied_secrets(harness)
@@ -254,6 +262,7 @@ def test_the_architecture_picks_the_image_platform(
     )
 
 
+@SHARED_RUN
 def test_the_images_built_are_the_ones_the_kustomizations_deploy(full_run: FullRun) -> None:
     harness = full_run.harness
 
@@ -360,6 +369,7 @@ def _options(args: list[str], name: str) -> list[str]:
     return [args[i + 1] for i, arg in enumerate(args[:-1]) if arg == name]
 
 
+@SHARED_RUN
 def test_each_component_signs_in_to_redis_as_its_own_user(
     full_run: FullRun, tmp_path: Path
 ) -> None:
