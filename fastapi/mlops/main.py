@@ -103,6 +103,26 @@ class _Loops:
     serving: Serving
 
 
+def _inference(
+    settings: ApiSettings, clients: _Clients, instruments: Instruments, stack: AsyncExitStack
+) -> tuple[Serving, Inference]:
+    """Serve's deployment, and predictions batched to it."""
+    serving = Serving(
+        settings=settings,
+        admin=ServeAdmin(clients.http, settings.ray_address, settings.ray_token()),
+        registry=clients.registry,
+        lock=DeployLock(clients.redis),
+    )
+    batcher = ServeBatcher(
+        clients.serve_http,
+        endpoint(settings),
+        max_batch=settings.serve_batch_rows,
+        max_in_flight=settings.serve_calls_in_flight,
+    )
+    stack.push_async_callback(batcher.aclose)  # before the session it uses closes
+    return serving, Inference(batcher=batcher, serving=serving, instruments=instruments)
+
+
 def _build_services(
     app: FastAPI, clients: _Clients, background: Background, stack: AsyncExitStack
 ) -> _Loops:
@@ -113,19 +133,7 @@ def _build_services(
     jobs = JobStore(redis, history=settings.job_history)
     training = Training(settings=settings, ray=clients.ray, jobs=jobs, registry=registry)
     moves = ChampionMoves(redis, model_name=settings.model_name)
-    serving = Serving(
-        settings=settings,
-        admin=ServeAdmin(clients.http, settings.ray_address, settings.ray_token()),
-        registry=registry,
-        lock=DeployLock(redis),
-    )
-    batcher = ServeBatcher(
-        clients.serve_http,
-        endpoint(settings),
-        max_batch=settings.serve_batch_rows,
-        max_in_flight=settings.serve_calls_in_flight,
-    )
-    stack.push_async_callback(batcher.aclose)  # before the session it uses closes
+    serving, inference = _inference(settings, clients, instruments, stack)
     feed = AlertFeed(
         stream,
         max_clients=settings.sse_max_clients,
@@ -150,7 +158,7 @@ def _build_services(
         instruments=instruments,
     )
     app.state.training = training
-    app.state.inference = Inference(batcher=batcher, serving=serving, instruments=instruments)
+    app.state.inference = inference
     app.state.schedules = schedules_service
     app.state.alert_feed = feed
     app.state.model_report = ModelReport(settings=settings, registry=registry)

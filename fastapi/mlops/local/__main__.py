@@ -45,6 +45,35 @@ def _running_pid(settings: PlatformSettings) -> int | None:
     return pid if _alive(pid) else None
 
 
+def _announce(
+    settings: PlatformSettings, urls: dict[str, str], outputs: Path, *, seconds: float
+) -> None:
+    """The URLs, in outputs/urls.txt and the log, with the API token and where logs go."""
+    outputs.mkdir(parents=True, exist_ok=True)
+    (outputs / "urls.txt").write_text("".join(f"{name}: {url}\n" for name, url in urls.items()))
+    width = max(map(len, urls))
+    lines = "\n".join(f"  {name:<{width}}  {url}" for name, url in urls.items())
+    assert settings.api_token is not None
+    token = settings.api_token.get_secret_value()
+    dashboard = (
+        f"\nOpen the dashboard with the token: {urls['Dashboard']}/#token={token}"
+        if ("Dashboard" in urls)
+        else ""
+    )
+    log.info(
+        "platform ready in %.0fs:\n%s\nAPI token for writes (Authorization: Bearer …): %s"
+        " (kept in %s)%s\nThe Ray dashboard asks for Ray's token: %s.\n"
+        "Logs in %s. Ctrl-C or `make down` stops it.",
+        seconds,
+        lines,
+        token,
+        settings.data_dir / "api-token",
+        dashboard,
+        settings.data_dir / "ray-token",
+        settings.data_dir / "logs",
+    )
+
+
 def up(settings: PlatformSettings, outputs: Path) -> int:
     if pid := _running_pid(settings):
         log.error("the platform is already running (pid %d); `make down` stops it", pid)
@@ -67,30 +96,7 @@ def up(settings: PlatformSettings, outputs: Path) -> int:
         return 1
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     _pid_file(settings).write_text(str(os.getpid()))
-    urls = platform.urls()
-    outputs.mkdir(parents=True, exist_ok=True)
-    (outputs / "urls.txt").write_text("".join(f"{name}: {url}\n" for name, url in urls.items()))
-    width = max(map(len, urls))
-    lines = "\n".join(f"  {name:<{width}}  {url}" for name, url in urls.items())
-    assert settings.api_token is not None
-    token = settings.api_token.get_secret_value()
-    dashboard = (
-        f"\nOpen the dashboard with the token: {urls['Dashboard']}/#token={token}"
-        if ("Dashboard" in urls)
-        else ""
-    )
-    log.info(
-        "platform ready in %.0fs:\n%s\nAPI token for writes (Authorization: Bearer …): %s"
-        " (kept in %s)%s\nThe Ray dashboard asks for Ray's token: %s.\n"
-        "Logs in %s. Ctrl-C or `make down` stops it.",
-        time.monotonic() - started,
-        lines,
-        token,
-        settings.data_dir / "api-token",
-        dashboard,
-        settings.data_dir / "ray-token",
-        settings.data_dir / "logs",
-    )
+    _announce(settings, platform.urls(), outputs, seconds=time.monotonic() - started)
     code = 0
     try:
         while not stopping:

