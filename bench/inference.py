@@ -35,7 +35,7 @@ import httpx
 
 from mlops.cli.http import Api
 from mlops.clients.serve_admin import ServeAdmin
-from mlops.contracts.version_card import COMPILED_DIR, COMPILED_FILE, TAG_CLASSES
+from mlops.contracts.version_card import COMPILED_DIR, COMPILED_FILE, TAG_CLASSES, VersionCard
 from mlops.local.platform import (
     LocalPlatform,
     free_port,
@@ -91,7 +91,10 @@ def run_wrk(url: str, body: str, connections: int, seconds: int, folder: Path) -
 def train_and_serve(api: str, settings: PlatformSettings) -> str:
     token = settings.api_token.get_secret_value() if settings.api_token else None
     client = Api(api, token)
-    job_id = client.call("POST", "/trigger_training", json={"hyperparameters": {}})["job_id"]
+    # Seeded: the same forest every run, so every run compares the same compiled model
+    # (an unseeded forest's ONNX form is now and then refused by its verification).
+    body = {"hyperparameters": {"random_state": 0}}
+    job_id = client.call("POST", "/trigger_training", json=body)["job_id"]
     while not JobStatus((job := client.call("GET", f"/jobs/{job_id}"))["status"]).is_terminal:
         time.sleep(0.2)
     if job["status"] != JobStatus.SUCCEEDED:
@@ -124,6 +127,9 @@ def start_floor(
 
     client = mlflow.MlflowClient(settings.mlflow_tracking_uri)
     found = client.get_model_version(settings.model_name, version)
+    card = VersionCard.from_tags(found.tags)
+    if card.compiled != "onnx":
+        raise SystemExit(f"version {version} has no compiled form: {card.compiled_reason}")
     model = mlflow.artifacts.download_artifacts(
         run_id=found.run_id,
         artifact_path=f"{COMPILED_DIR}/{COMPILED_FILE}",
