@@ -82,12 +82,17 @@ def _is_deployed(current: dict[str, Any] | None, wanted: dict[str, Any]) -> bool
 
 
 class NotRunningYet(Exception):
-    """The application is still deploying."""
+    """The application is still deploying, or Serve is replacing an unhealthy replica."""
 
 
 async def deploy(admin: ServeAdmin, settings: ApiSettings, *, timeout: float = 180) -> str:
     """Apply the config unless it is already running, and wait until the application
-    runs; returns the endpoint. Running it again changes nothing."""
+    runs; returns the endpoint. Running it again changes nothing.
+
+    UNHEALTHY is waited through: it is what Serve reports while it replaces a replica that
+    died or failed its health check (and, just after the apply, what it reported before).
+    DEPLOY_FAILED is final for this config, so it fails at once with Serve's message.
+    """
     config = app_config(settings)
     if _is_deployed(await admin.application(settings.model_name), config["applications"][0]):
         log.info("the Serve application is already running with this configuration")
@@ -96,13 +101,16 @@ async def deploy(admin: ServeAdmin, settings: ApiSettings, *, timeout: float = 1
     try:
         async for attempt in backoff(on=(NotRunningYet,), first=0.5, cap=3.0, within=timeout):
             with attempt:
-                status = await admin.status(settings.model_name)
-                if status in {"DEPLOY_FAILED", "UNHEALTHY"}:
-                    raise ServeError(f"the Serve application is {status}; see the Ray dashboard")
+                app = await admin.application(settings.model_name) or {}
+                status, message = app.get("status"), app.get("message") or ""
+                if status == "DEPLOY_FAILED":
+                    raise ServeError(f"the Serve application failed to deploy: {message}")
                 if status != "RUNNING":
-                    raise NotRunningYet(status)
+                    raise NotRunningYet(f"{status} {message}".strip())
     except NotRunningYet as exc:
-        raise ServeError(f"the Serve application is still {exc} after {timeout:.0f}s") from None
+        raise ServeError(
+            f"the Serve application is still {exc} after {timeout:.0f}s; see the Ray dashboard"
+        ) from None
     return endpoint(settings)
 
 
