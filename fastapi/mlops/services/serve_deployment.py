@@ -159,7 +159,9 @@ class Serving:
     async def _deploy_if_needed(self) -> None:
         settings = self._settings
         status = await self._admin.status(settings.model_name)
-        if status in {"RUNNING", "DEPLOYING"}:
+        # UNHEALTHY: Serve is replacing a replica itself. Applying our config then would
+        # also undo one applied by serve.py (its replica count, say).
+        if status in {"RUNNING", "DEPLOYING", "UNHEALTHY"}:
             return
         if not await self._registry.alias_version(settings.model_name, settings.champion_alias):
             return
