@@ -18,13 +18,16 @@ from typing import Any
 
 import numpy as np
 
+from mlops.contracts.model_definition import Task
 from mlops.ml.predictors import OnnxPredictor
 
 ASGIApp = Callable[[dict[str, Any], Any, Any], Awaitable[None]]
 
 
 def create_app() -> ASGIApp:
-    predictor = OnnxPredictor(Path(os.environ["MLOPS_FLOOR_MODEL"]).read_bytes())
+    predictor = OnnxPredictor(
+        Path(os.environ["MLOPS_FLOOR_MODEL"]).read_bytes(), Task.CLASSIFICATION
+    )
     classes: list[str] = json.loads(os.environ["MLOPS_FLOOR_CLASSES"])
 
     async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
@@ -41,7 +44,7 @@ def create_app() -> ASGIApp:
             if not message.get("more_body"):
                 break
         row = np.asarray([json.loads(body)["input_data"]], dtype=np.float32)
-        probabilities = predictor.predict_proba(row)[0]
+        probabilities = predictor.outputs(row)[0]
         best = int(np.argmax(probabilities))
         reply = {
             "label": classes[best],

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from mlops.contracts.model_definition import Gate, Metric
 from mlops.ml.promotion import ChampionScore, decide
 
 
@@ -65,6 +66,53 @@ from mlops.ml.promotion import ChampionScore, decide
 def test_the_gate_needs_the_threshold_and_no_worse_than_the_champion(
     accuracy, champion, tolerance, promoted, reason
 ) -> None:
-    decision = decide(accuracy, threshold=0.9, tolerance=tolerance, champion=champion, test_rows=30)
+    gate = Gate(metric=Metric.ACCURACY, threshold=0.9, tolerance=tolerance)
+
+    decision = decide(accuracy, gate=gate, champion=champion, test_rows=30)
 
     assert (decision.promoted, decision.reason) == (promoted, reason)
+
+
+@pytest.mark.parametrize(
+    ("rmse", "champion", "promoted", "reason"),
+    [
+        (70.0, None, False, "rmse 70 > threshold 60"),
+        (52.1, None, True, "rmse 52.1 ≤ threshold 60; no champion yet"),
+        (
+            52.1,
+            ChampionScore("3", 53.4),
+            True,
+            "rmse 52.1 ≤ threshold 60 and ≤ champion version 3's 53.4 on the same 89 test rows "
+            "(tolerance 2)",
+        ),
+        (
+            55.0,
+            ChampionScore("3", 53.4),
+            True,  # within the tolerance of 2
+            "rmse 55 ≤ threshold 60 and ≤ champion version 3's 53.4 on the same 89 test "
+            "rows (tolerance 2)",
+        ),
+        (
+            56.0,
+            ChampionScore("3", 53.4),
+            False,
+            "rmse 56 > champion version 3's 53.4 on the same 89 test rows (tolerance 2)",
+        ),
+    ],
+)
+def test_a_lower_is_better_metric_is_gated_the_other_way(rmse, champion, promoted, reason) -> None:
+    gate = Gate(metric=Metric.RMSE, threshold=60, tolerance=2)
+
+    decision = decide(rmse, gate=gate, champion=champion, test_rows=89)
+
+    assert (decision.promoted, decision.reason) == (promoted, reason)
+
+
+def test_a_gate_without_threshold_compares_with_the_champion_only() -> None:
+    gate = Gate(metric=Metric.R2)
+
+    first = decide(-0.5, gate=gate, champion=None, test_rows=10)
+    worse = decide(0.3, gate=gate, champion=ChampionScore("1", 0.4), test_rows=10)
+
+    assert (first.promoted, first.reason) == (True, "r2 -0.500; no champion yet")
+    assert not worse.promoted

@@ -10,8 +10,10 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer
 from skops.io.exceptions import UntrustedTypesFoundException
 
+from mlops.contracts.model_definition import Estimator, Task
 from mlops.contracts.version_card import TAG_ACCURACY, TAG_FEATURES, TAG_SEAL
 from mlops.ml import model, provenance
+from mlops.ml.estimators import Family
 from mlops.ml.provenance import ForeignVersion
 
 KEY = b"k" * 32
@@ -55,7 +57,8 @@ def test_any_change_to_a_sealed_version_makes_it_foreign(change: dict, expected:
 
 
 def test_the_loader_refuses_bytes_other_than_the_sealed_ones() -> None:
-    data = sio.dumps(model.build_pipeline({"n_estimators": 2}, default_max_depth=4))
+    forest = Family(Task.CLASSIFICATION, Estimator.RANDOM_FOREST)
+    data = sio.dumps(model.build_pipeline(forest, {"n_estimators": 2}, default_max_depth=4))
 
     with pytest.raises(ForeignVersion, match="SHA-256 differs"):
         provenance.pipeline_from_skops(data, provenance.sha256(data + b"\0"))

@@ -10,8 +10,10 @@ from pathlib import Path
 import pytest
 from mypy import api as mypy
 
+from mlops.contracts.model_definition import Task
 from mlops.contracts.version_card import (
     CARD_TAGS,
+    CARD_TAGS_SINCE,
     TAG_CLASSES,
     TAG_FEATURES,
     TAG_JOB,
@@ -27,8 +29,7 @@ CARD = VersionCard(
     features=["sepal length", "sepal width"],
     classes=["Setosa", "Virginica"],
     dataset=TrainedOn(uri="s3://mlops/datasets/iris.csv", target="variety"),
-    accuracy=0.9667,
-    f1_macro=0.9666,
+    scores={"accuracy": 0.9667, "f1_macro": 0.9666},
     promoted=True,
     promotion_reason="first version",
     compiled="onnx",
@@ -65,7 +66,17 @@ def test_versions_registered_before_the_card_read_the_same() -> None:
 
 
 def test_the_seal_covers_every_tag_the_card_writes() -> None:
-    assert set(CARD.to_tags()) <= set(CARD_TAGS)
+    assert set(CARD.to_tags()) <= set(CARD_TAGS) | set(CARD_TAGS_SINCE)
+
+
+def test_a_regression_card_has_its_scores_and_no_classes() -> None:
+    card = CARD.model_copy(
+        update={"task": Task.REGRESSION, "classes": [], "scores": {"rmse": 52.1, "r2": 0.4}}
+    )
+    tags = card.to_tags()
+
+    assert VersionCard.from_tags(tags) == card
+    assert "mlops.accuracy" not in tags and card.accuracy is None
 
 
 @pytest.mark.parametrize(
@@ -97,8 +108,8 @@ def test_a_misspelt_field_fails_the_type_check(tmp_path: Path) -> None:
             def write(card: VersionCard) -> VersionCard:
                 print(card.features, card.acuracy)
                 return VersionCard(
-                    job_id="j", features=[], clases=[], dataset=None, accuracy=1.0,
-                    f1_macro=1.0, promoted=True, promotion_reason="",
+                    job_id="j", features=[], clases=[], dataset=None, scores={},
+                    promoted=True, promotion_reason="",
                 )
             """
         )

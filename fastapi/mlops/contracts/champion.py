@@ -12,6 +12,11 @@ from pydantic import BaseModel, Field
 class ChampionMove(BaseModel):
     """One move of the champion alias."""
 
+    model: str | None = Field(
+        None,
+        description="The model whose champion moved (absent from moves recorded "
+        "before models had names: those are the default model's).",
+    )
     action: Literal["promote", "rollback"]
     from_version: str | None = Field(description="The champion before the move.")
     to_version: str

@@ -33,6 +33,9 @@ JobKind = Literal["training", "tune"]
 class JobInfo(BaseModel):
     job_id: str
     kind: JobKind = "training"
+    model: str | None = Field(
+        None, description="The model it trains (absent on jobs from before models had names)."
+    )
     status: JobStatus
     hyperparameters: dict[str, Any] = Field(
         description="What it trained with; for a search, the best trial's once it ends."
@@ -43,7 +46,7 @@ class JobInfo(BaseModel):
     cpus: int | None = Field(None, description="CPUs its trees were built on.")
     fit_seconds: float | None = Field(None, description="How long the fit itself took.")
     search_space: dict[str, Any] | None = None
-    metric: str | None = Field(None, description="What a search maximises.")
+    metric: str | None = Field(None, description="What picks a search's best trial.")
     trials_total: int | None = None
     trials_finished: int | None = Field(None, description="Trials that reported a score.")
     trials_failed: int | None = None
@@ -53,15 +56,22 @@ class JobInfo(BaseModel):
     finished_at: AwareDatetime | None = None
     run_id: str | None = Field(None, description="MLflow run id.")
     model_version: str | None = Field(None, description="Registered model version.")
-    accuracy: float | None = None
-    f1_macro: float | None = None
+    scores: dict[str, float] | None = Field(
+        None, description="Every metric of the model's task on the held-out rows."
+    )
+    accuracy: float | None = Field(None, description="Classification: held-out accuracy.")
+    f1_macro: float | None = Field(None, description="Classification: held-out macro F1.")
+    gate_metric: str | None = Field(None, description="The metric the gate judged.")
     promoted: bool | None = Field(None, description="Whether this version became champion.")
     promotion_reason: str | None = Field(None, description="Why it was, or was not, promoted.")
     champion_version: str | None = Field(
         None, description="The champion it was compared with on the same test rows."
     )
+    champion_score: float | None = Field(
+        None, description="That champion's score on the gate's metric, on the same test rows."
+    )
     champion_accuracy: float | None = Field(
-        None, description="That champion's accuracy on the same test rows."
+        None, description="That champion's accuracy on the same test rows (accuracy gates)."
     )
     error: str | None = None
 
@@ -70,6 +80,7 @@ class NewJob(TypedDict, total=False):
     """What the API records when it admits a job (with its id, status and time)."""
 
     kind: JobKind
+    model: str
     hyperparameters: dict[str, Any]
     source: str
     dataset_uri: str
@@ -95,11 +106,14 @@ class JobOutcome(TypedDict, total=False):
     finished_at: str
     run_id: str | None
     model_version: str | None
+    scores: dict[str, float]
     accuracy: float | None
     f1_macro: float | None
+    gate_metric: str
     promoted: bool | None
     promotion_reason: str | None
     champion_version: str | None
+    champion_score: float | None
     champion_accuracy: float | None
     error: str | None
     # A training's fit, or a search's best trial:

@@ -35,5 +35,8 @@ class JobRecording(Protocol):
 
 
 class ServedRowsSink(Protocol):
-    async def append(self, rows_by_version: Mapping[str, Sequence[Sequence[float]]]) -> None:
-        """Rows a replica served, by model version (a sample, for drift checks)."""
+    async def append(
+        self, model_name: str, rows_by_version: Mapping[str, Sequence[Sequence[float]]]
+    ) -> None:
+        """Rows a replica served of a registered model, by version (a sample, for drift
+        checks)."""

@@ -1,16 +1,46 @@
 """What the API and the Serve replicas say to each other about a prediction.
 
-Request: POST {"rows": [[5.1, 3.5, 1.4, 0.2]], "version": "3" | null}
-Reply:   {"version": "3", "predictor": "onnx", "classes": [...], "probabilities": [[...]]}
+Request: POST {"rows": [[5.1, 3.5, 1.4, 0.2]]}, with the model in Serve's multiplexing
+         header (MULTIPLEX_HEADER): `ServedModel.model_id`, a registered model (its
+         champion) or `registered_model/version`
+Reply:   {"version": "3", "predictor": "onnx", "task": "classification" | "regression",
+          "classes": [...], "outputs": [[...]]}
+         One output row per request row: a classifier's class probabilities (in the order
+         of "classes"), a regressor's prediction (one value; "classes" is empty).
 Errors:  {"error": <ServeErrorCode>, "detail": "..."} with the code's HTTP status.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from enum import StrEnum
 
 # The largest feature value a replica takes: its models compute in float32 (ONNX).
 FLOAT32_MAX = 3.4028234663852886e38
+# Serve routes a request to a replica that holds the model named here.
+MULTIPLEX_HEADER = "serve_multiplexed_model_id"
+
+
+@dataclass(frozen=True)
+class ServedModel:
+    """What a prediction is asked of: a registered model's champion (no version) or one
+    of its versions."""
+
+    registered_model: str
+    version: str | None = None
+
+    @property
+    def model_id(self) -> str:
+        if self.version is None:
+            return self.registered_model
+        return f"{self.registered_model}/{self.version}"
+
+    @classmethod
+    def parse(cls, model_id: str) -> ServedModel:
+        name, _, version = model_id.partition("/")
+        if not name or (_ and not version):
+            raise ValueError(f"not a served model id: {model_id!r}")
+        return cls(name, version or None)
 
 
 class ServeErrorCode(StrEnum):

@@ -11,6 +11,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from mlops.contracts.model_definition import Task
+
 # The tags, as MLflow stores them (names kept from the first release: versions
 # registered then read the same).
 TAG_COMPILED = "mlops.compiled"  # "onnx" or "none"
@@ -27,8 +29,11 @@ TAG_PROMOTION_REASON = "mlops.promotion_reason"
 TAG_SKOPS_SHA256 = "mlops.skops_sha256"  # digest of the pipeline's skops file
 TAG_ONNX_SHA256 = "mlops.onnx_sha256"  # digest of the compiled form, when there is one
 TAG_SEAL = "mlops.seal"  # the platform's HMAC over the card (mlops.ml.provenance)
+TAG_TASK = "mlops.task"  # "classification" or "regression"; absent: classification
+TAG_SCORES = "mlops.scores"  # JSON {metric: held-out score}, every metric of the task
 
-# Every tag of the card: what the seal covers besides the version's identity.
+# The card's tags of the first release: what the seal covers besides the version's
+# identity, present or not.
 CARD_TAGS = (
     TAG_CLASSES,
     TAG_FEATURES,
@@ -44,6 +49,9 @@ CARD_TAGS = (
     TAG_SKOPS_SHA256,
     TAG_ONNX_SHA256,
 )
+# Tags added since: sealed when present, so the seals of older versions still verify,
+# and adding or removing one breaks the seal all the same.
+CARD_TAGS_SINCE = (TAG_TASK, TAG_SCORES)
 
 # Artifacts of a version's run, beside the model.
 COMPILED_DIR = "compiled"
@@ -69,11 +77,11 @@ class VersionCard(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     job_id: str
+    task: Task = Task.CLASSIFICATION
     features: list[str]
-    classes: list[str]
+    classes: list[str]  # none for regression
     dataset: TrainedOn | None
-    accuracy: float
-    f1_macro: float
+    scores: dict[str, float]  # every metric of the task on the held-out rows
     promoted: bool
     promotion_reason: str
     compiled: Literal["onnx", "none"] = "none"
@@ -81,19 +89,30 @@ class VersionCard(BaseModel):
     skops_sha256: str | None = None
     onnx_sha256: str | None = None
 
+    @property
+    def accuracy(self) -> float | None:
+        return self.scores.get("accuracy")
+
+    @property
+    def f1_macro(self) -> float | None:
+        return self.scores.get("f1_macro")
+
     def to_tags(self) -> dict[str, str]:
         tags = {
+            TAG_TASK: self.task.value,
+            TAG_SCORES: json.dumps(self.scores, sort_keys=True),
             TAG_CLASSES: json.dumps(self.classes),
             TAG_FEATURES: json.dumps(self.features),
             TAG_FEATURE_COUNT: str(len(self.features)),
             TAG_JOB: self.job_id,
-            TAG_ACCURACY: str(self.accuracy),
-            TAG_F1: str(self.f1_macro),
             TAG_PROMOTION: "promoted" if self.promoted else "not promoted",
             TAG_PROMOTION_REASON: self.promotion_reason,
             TAG_COMPILED: self.compiled,
             TAG_COMPILED_REASON: self.compiled_reason,
         }
+        if self.accuracy is not None and self.f1_macro is not None:  # as the first release
+            tags[TAG_ACCURACY] = str(self.accuracy)
+            tags[TAG_F1] = str(self.f1_macro)
         if self.dataset is not None:
             tags[TAG_DATASET] = self.dataset.model_dump_json()
         if self.skops_sha256 is not None:
@@ -112,11 +131,11 @@ class VersionCard(BaseModel):
             dataset = tags.get(TAG_DATASET)
             return cls(
                 job_id=tags[TAG_JOB],
+                task=Task(tags.get(TAG_TASK, Task.CLASSIFICATION)),
                 features=json.loads(tags[TAG_FEATURES]),
                 classes=json.loads(tags[TAG_CLASSES]),
                 dataset=TrainedOn.model_validate_json(dataset) if dataset else None,
-                accuracy=float(tags[TAG_ACCURACY]),
-                f1_macro=float(tags[TAG_F1]),
+                scores=_scores(tags),
                 promoted=promotion == "promoted",
                 promotion_reason=tags.get(TAG_PROMOTION_REASON, ""),
                 compiled=tags.get(TAG_COMPILED, "none"),
@@ -137,3 +156,14 @@ class VersionCard(BaseModel):
             return cls.from_tags(tags)
         except MalformedCard:
             return None
+
+
+def _scores(tags: Mapping[str, str]) -> dict[str, float]:
+    """The held-out scores: the scores tag, or (versions of the first release) the
+    accuracy and macro F1 tags."""
+    if TAG_SCORES in tags:
+        scores = json.loads(tags[TAG_SCORES])
+        if not isinstance(scores, dict):
+            raise ValueError(f"{TAG_SCORES} is not an object")
+        return {str(k): float(v) for k, v in scores.items()}
+    return {"accuracy": float(tags[TAG_ACCURACY]), "f1_macro": float(tags[TAG_F1])}

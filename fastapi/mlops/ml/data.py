@@ -7,7 +7,9 @@ The policy, in one place (README, "Bring your own dataset"):
 - rows without a label are dropped; missing feature values are filled by the pipeline
   with the training median (`model.build_pipeline`), so serving fills them the same way;
 - a feature column with no value at all, fewer than two classes, or too few rows to hold
-  out a test set with every class fails the job with a message naming the problem.
+  out a test set with every class fails the job with a message naming the problem;
+- a target that looks made for the other task (`looks_like`: text or a few whole numbers
+  are classes, other numbers a quantity) fails it too, saying which task it looks like.
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ from typing import TYPE_CHECKING
 from urllib.parse import urlparse
 
 import pandas as pd
+
+from mlops.contracts.model_definition import Task
 
 if TYPE_CHECKING:
     from mlops.settings.training import TrainingSettings
@@ -81,6 +85,8 @@ FORMATS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
 
 # Below this, a held-out fifth cannot hold every class with any meaning.
 MIN_ROWS = 10
+# A numeric target with at most this many distinct whole numbers is classes.
+CLASSES_AT_MOST = 20
 
 
 def iris_frame() -> pd.DataFrame:
@@ -256,9 +262,12 @@ def ensure_iris(uri: str, s3: S3Config | None = None) -> bool:
     return True
 
 
-def split_features(frame: pd.DataFrame, target: str) -> tuple[pd.DataFrame, pd.Series]:
-    """Features as float64 columns (the model's input schema) and the labels, by the
-    policy of this module's docstring; DatasetError names what is wrong."""
+def split_features(
+    frame: pd.DataFrame, target: str, task: Task = Task.CLASSIFICATION
+) -> tuple[pd.DataFrame, pd.Series]:
+    """Features as float64 columns (the model's input schema) and the labels (class names
+    as text, or numbers for regression), by the policy of this module's docstring;
+    DatasetError names what is wrong."""
     if target not in frame.columns:
         columns = ", ".join(map(str, frame.columns[:20]))
         raise DatasetError(f"dataset has no target column {target!r} (its columns: {columns})")
@@ -277,7 +286,14 @@ def split_features(frame: pd.DataFrame, target: str) -> tuple[pd.DataFrame, pd.S
     empty = [str(c) for c in features.columns if features[c].isna().all()]
     if empty:
         raise DatasetError(f"feature columns with no value at all: {', '.join(empty)}")
-    labels = labelled[target].astype(str)
+    _check_task(labelled[target], target, task)
+    if task is Task.REGRESSION:
+        return features, _regression_targets(labelled[target])
+    return features, _classes(labelled[target], target)
+
+
+def _classes(target_values: pd.Series, target: str) -> pd.Series:
+    labels = target_values.astype(str)
     counts = labels.value_counts()
     if len(counts) < 2:
         raise DatasetError(
@@ -288,4 +304,35 @@ def split_features(frame: pd.DataFrame, target: str) -> tuple[pd.DataFrame, pd.S
             f"too few rows: {len(labels)} labelled, smallest class {counts.idxmin()!r} with"
             f" {counts.min()} (need at least {MIN_ROWS} rows and 2 of every class)"
         )
-    return features, labels
+    return labels
+
+
+def _regression_targets(target_values: pd.Series) -> pd.Series:
+    if len(target_values) < MIN_ROWS:
+        raise DatasetError(f"too few rows: {len(target_values)} labelled (need {MIN_ROWS})")
+    return target_values.astype("float64")
+
+
+def looks_like(target_values: pd.Series) -> tuple[Task, str]:
+    """Which task a target column looks made for, and why in words.
+
+    Text, or whole numbers with few distinct values (at most CLASSES_AT_MOST, or under
+    5 % of the rows), are classes; other numbers are a quantity to regress.
+    """
+    distinct = target_values.nunique()
+    examples = ", ".join(map(str, target_values.drop_duplicates().head(3)))
+    if not pd.api.types.is_numeric_dtype(target_values):
+        return Task.CLASSIFICATION, f"its values are text ({examples}, …)"
+    whole = bool((target_values == target_values.round()).all())
+    if whole and (distinct <= CLASSES_AT_MOST or distinct < 0.05 * len(target_values)):
+        return Task.CLASSIFICATION, f"it has {distinct} distinct whole numbers ({examples}, …)"
+    return Task.REGRESSION, f"it has {distinct} distinct numbers ({examples}, …)"
+
+
+def _check_task(target_values: pd.Series, target: str, task: Task) -> None:
+    seems, why = looks_like(target_values)
+    if seems is not task:
+        raise DatasetError(
+            f"target column {target!r} looks like {seems}, not {task}: {why}; "
+            f"define the model with task {seems!r}"
+        )

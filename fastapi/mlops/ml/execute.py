@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 
 from mlops.contracts.alerts import AlertLevel
 from mlops.contracts.jobs import JobOutcome, JobStatus
+from mlops.contracts.model_definition import ModelRef
 from mlops.contracts.recording import JobRecording
 from mlops.ml import promotion
 from mlops.ml.specs import TrainingSpec
@@ -27,14 +28,14 @@ def training(
     champions: promotion.ChampionCache | None = None,
 ) -> int:
     """One training job, start to recorded outcome; its exit code."""
-    return execute(
-        settings, spec.job_id, lambda: train_and_register(settings, spec, champions), recorder
-    )
+    work = lambda: train_and_register(settings, spec, champions)  # noqa: E731
+    return execute(settings, spec.job_id, spec.model, work, recorder)
 
 
 def execute(
     settings: TrainingSettings,
     job_id: str,
+    model: ModelRef,
     work: Callable[[], TrainingResult],
     recorder: JobRecording,
     *,
@@ -61,40 +62,46 @@ def execute(
         job_id,
         status=JobStatus.SUCCEEDED,
         seconds=time.monotonic() - started,
-        outcome=_outcome(result),
-        alert=outcome_alert(result, settings.model_name, settings.champion_alias),
+        outcome=_outcome(result, model),
+        alert=outcome_alert(result, model, settings.champion_alias),
         move=result.move,
     )
     return 0
 
 
-def _outcome(result: TrainingResult) -> JobOutcome:
+def _outcome(result: TrainingResult, model: ModelRef) -> JobOutcome:
+    metric = model.gate.metric
+    champion_score = result.champion.score if result.champion else None
     return {
         "finished_at": _now(),
         "run_id": result.run_id,
         "model_version": result.model_version,
-        "accuracy": result.accuracy,
-        "f1_macro": result.f1_macro,
+        "accuracy": result.scores.get("accuracy"),
+        "f1_macro": result.scores.get("f1_macro"),
+        "scores": result.scores,
+        "gate_metric": metric,
         "promoted": result.promoted,
         "promotion_reason": result.decision.reason,
         "champion_version": result.champion.version if result.champion else None,
-        "champion_accuracy": result.champion.accuracy if result.champion else None,
+        "champion_score": champion_score,
+        "champion_accuracy": champion_score if metric == "accuracy" else None,
         "error": None,
         **result.extra,
     }
 
 
-def outcome_alert(result: TrainingResult, model_name: str, alias: str) -> tuple[AlertLevel, str]:
-    """(level, text) of the alert for a finished training run."""
+def outcome_alert(result: TrainingResult, model: ModelRef, alias: str) -> tuple[AlertLevel, str]:
+    """(level, text) of the alert for a finished training run; it names the model."""
+    metric = model.gate.metric
+    latest = f"Latest model {metric} was {result.scores[metric]:.4f}"
     if result.promoted:
         return "success", (
-            f"Latest model accuracy was {result.accuracy:.4f}: version {result.model_version} "
-            f"of {model_name} is now the {alias} "
+            f"{latest}: version {result.model_version} of {model.name} is now the {alias} "
             f"({result.decision.reason})."
         )
     return "warning", (
-        f"Latest model accuracy was {result.accuracy:.4f}: version {result.model_version} is "
-        f"registered but not promoted: {result.decision.reason}."
+        f"{latest}: version {result.model_version} of {model.name} is registered but not "
+        f"promoted: {result.decision.reason}."
     )
 
 

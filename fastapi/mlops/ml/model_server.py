@@ -1,10 +1,14 @@
-"""The Ray Serve application that answers predictions for the registered model.
+"""The Ray Serve application that answers predictions for every model.
 
-Deployed by name (`mlops.ml.model_server:app`) through Serve's REST API. Each replica:
-- follows the champion alias and swaps in a new version once it is loaded, so a
-  promotion never restarts the application or fails a request;
-- loads pinned versions on demand through Serve's model multiplexing (kept warm,
-  least recently used evicted);
+Deployed by name (`mlops.ml.model_server:app`) through Serve's REST API. Requests name
+what they want in Serve's multiplexing header: a registered model (its champion) or
+`registered_model/version` (a pinned version), so Serve routes each to a replica that
+has it loaded. Each replica:
+- loads what it is asked on demand, at most MLOPS_MODELS_PER_REPLICA at once (least
+  recently used evicted);
+- follows the champion alias of each model it holds and swaps in a new version once it
+  is loaded, so a promotion never restarts the application or fails a request, of that
+  model or any other;
 - batches concurrent requests (@serve.batch) into one predict call per version.
 
 What it is asked and answers is `mlops.contracts.serve`; a version the platform did not
@@ -15,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import weakref
 from dataclasses import dataclass
 
 import numpy as np
@@ -22,7 +27,8 @@ from ray import serve
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
-from mlops.contracts.serve import FLOAT32_MAX, ServeErrorCode
+from mlops.contracts.model_definition import Task
+from mlops.contracts.serve import FLOAT32_MAX, ServedModel, ServeErrorCode
 from mlops.ml import promotion, provenance
 from mlops.ml.predictors import OnnxPredictor, Predictor, SklearnPredictor
 from mlops.ml.provenance import ForeignVersion
@@ -38,15 +44,21 @@ class UnregisteredVersion(LookupError):
     pass
 
 
+class NoChampion(LookupError):
+    pass
+
+
 @dataclass(frozen=True)
 class LoadedModel:
+    registered_model: str
     version: str
     predictor: Predictor
-    classes: list[str]
+    task: Task
+    classes: list[str]  # none for regression
     features: list[str]
 
 
-def load_version(settings: ServingSettings, version: str) -> LoadedModel:
+def load_version(settings: ServingSettings, registered_model: str, version: str) -> LoadedModel:
     """Load one sealed version, compiled form first (blocking: call in a thread).
 
     Raises UnregisteredVersion, or ForeignVersion for a version the platform did not seal
@@ -55,33 +67,42 @@ def load_version(settings: ServingSettings, version: str) -> LoadedModel:
     from mlflow.exceptions import MlflowException
 
     client = mlflow.MlflowClient(settings.mlflow_tracking_uri)
+    key = settings.signing_key()
     try:
-        sealed = provenance.verified(client, settings.signing_key(), settings.model_name, version)
+        sealed = provenance.verified(client, key, registered_model, version)
     except MlflowException as exc:
-        raise UnregisteredVersion(f"{settings.model_name} has no version {version!r}") from exc
+        raise UnregisteredVersion(f"{registered_model} has no version {version!r}") from exc
     card = sealed.card
-    features, classes = card.features, card.classes
     predictor: Predictor
     if card.compiled == "onnx":
         compiled = provenance.load_compiled(sealed, settings.mlflow_tracking_uri)
-        predictor = OnnxPredictor(compiled)
+        predictor = OnnxPredictor(compiled, card.task)
     else:
-        log.warning("version %s serves with scikit-learn: %s", version, card.compiled_reason)
+        log.warning(
+            "%s version %s serves with scikit-learn: %s",
+            registered_model, version, card.compiled_reason,
+        )  # fmt: skip
         pipeline = provenance.load_pipeline(sealed, settings.mlflow_tracking_uri)
-        predictor = SklearnPredictor(pipeline, features)
-    log.info("loaded version %s (%s)", version, predictor.kind)
-    return LoadedModel(version, predictor, classes, features)
+        predictor = SklearnPredictor(pipeline, card.features, card.task)
+    log.info("loaded %s version %s (%s)", registered_model, version, predictor.kind)
+    return LoadedModel(registered_model, version, predictor, card.task, card.classes, card.features)
 
 
-def _champion_version(settings: ServingSettings) -> str | None:
+def champion_version(settings: ServingSettings, registered_model: str) -> str | None:
+    """Which version is the model's champion; None without one (blocking)."""
     import mlflow
-    from mlflow.exceptions import MlflowException
 
     client = mlflow.MlflowClient(settings.mlflow_tracking_uri)
-    try:
-        return promotion.alias_version(client, settings.model_name, settings.champion_alias)
-    except MlflowException:
-        return None
+    return promotion.alias_version(client, registered_model, settings.champion_alias)
+
+
+class ChampionSlot:
+    """A model's champion as a replica holds it: what Serve's multiplexing caches under
+    the model's id, while the replica's follower swaps in each new champion."""
+
+    def __init__(self, registered_model: str, loaded: LoadedModel) -> None:
+        self.registered_model = registered_model
+        self.loaded = loaded
 
 
 def _error(code: ServeErrorCode, detail: str) -> JSONResponse:
@@ -98,17 +119,17 @@ class _Item:
 class ModelServer:
     def __init__(self) -> None:
         self._settings = ServingSettings()
-        self._champion: LoadedModel | None = None
+        self._champions: weakref.WeakSet[ChampionSlot] = weakref.WeakSet()
         self._follower: asyncio.Task | None = None
         self._served = ServedRows()
         self._sampler: asyncio.Task | None = None
 
-    def _ensure_follower(self) -> None:
-        """The replica's background tasks: following the champion alias, and storing
+    def _ensure_background(self) -> None:
+        """The replica's background tasks: following the champions it holds, and storing
         a sample of what it serves for drift checks."""
         loop = asyncio.get_running_loop()
         if self._follower is None or self._follower.done():
-            self._follower = loop.create_task(self._follow_champion())
+            self._follower = loop.create_task(self._follow_champions())
         if self._sampler is None or self._sampler.done():
             self._sampler = loop.create_task(self._sample_forever())
 
@@ -119,73 +140,68 @@ class ModelServer:
         settings = self._settings
         redis = connect(settings)
         try:
-            samples = DriftSamples(
-                redis, model_name=settings.model_name, max_rows=settings.drift_sample_rows
-            )
+            samples = DriftSamples(redis, max_rows=settings.drift_sample_rows)
             await self._served.flush_forever(samples)
         finally:
             await redis.aclose()
 
-    async def _follow_champion(self) -> None:
-        """Poll the alias; load a new champion fully before it replaces the old one."""
-        refused: str | None = None  # a foreign champion, logged once
+    async def _follow_champions(self) -> None:
+        """Poll each held model's alias; load a new champion fully before it replaces
+        the old one. A model's failure is its own: the others are followed all the same."""
+        refused: dict[str, str | None] = {}  # a foreign champion, logged once
         while True:
-            try:
-                version = await asyncio.to_thread(_champion_version, self._settings)
-                if version and (self._champion is None or self._champion.version != version):
-                    self._champion = await asyncio.to_thread(load_version, self._settings, version)
-                    log.info("champion is now version %s", version)
-            except ForeignVersion as exc:  # keep serving the platform's own champion
-                if refused != version:
-                    log.error("not serving the new champion: %s", exc)
-                    refused = version
-            except Exception:  # keep serving the current champion; try again next time
-                log.exception("could not refresh the champion")
+            for slot in list(self._champions):
+                name = slot.registered_model
+                version = None
+                try:
+                    version = await asyncio.to_thread(champion_version, self._settings, name)
+                    if version and version != slot.loaded.version:
+                        slot.loaded = await asyncio.to_thread(
+                            load_version, self._settings, name, version
+                        )
+                        log.info("the champion of %s is now version %s", name, version)
+                except ForeignVersion as exc:  # keep serving the platform's own champion
+                    if refused.get(name) != version:
+                        log.error("not serving the new champion of %s: %s", name, exc)
+                        refused[name] = version
+                except Exception:  # keep serving the current champion; try again next time
+                    log.exception("could not refresh the champion of %s", name)
             await asyncio.sleep(self._settings.serve_reload_seconds)
 
     async def check_health(self) -> None:
-        self._ensure_follower()
+        self._ensure_background()
 
-    @serve.multiplexed(max_num_models_per_replica=4)
-    async def _pinned(self, version: str) -> LoadedModel:
-        return await asyncio.to_thread(load_version, self._settings, version)
+    @serve.multiplexed(max_num_models_per_replica=ServingSettings().models_per_replica)
+    async def _held(self, model_id: str) -> ChampionSlot | LoadedModel:
+        """A model's champion (id: the registered model) or one version (`name/version`)."""
+        served = ServedModel.parse(model_id)
+        if served.version is not None:
+            return await asyncio.to_thread(
+                load_version, self._settings, served.registered_model, served.version
+            )
+        name = served.registered_model
+        version = await asyncio.to_thread(champion_version, self._settings, name)
+        if version is None:
+            raise NoChampion(name)
+        loaded = await asyncio.to_thread(load_version, self._settings, name, version)
+        slot = ChampionSlot(name, loaded)
+        self._champions.add(slot)
+        return slot
 
     async def __call__(self, request: Request) -> JSONResponse:
-        self._ensure_follower()
+        self._ensure_background()
         try:
             body = await request.json()
             rows = np.asarray(body["rows"], dtype=np.float64)
-            version = body.get("version")
+            served = ServedModel.parse(serve.get_multiplexed_model_id())
         except (ValueError, KeyError, TypeError) as exc:
-            return _error(ServeErrorCode.BAD_INPUT, f"expected {{'rows': [[...]]}}: {exc}")
-        if version is None:
-            if self._champion is None:
-                try:
-                    self._champion = await self._load_champion()
-                except ForeignVersion as exc:
-                    return _error(
-                        ServeErrorCode.FOREIGN_VERSION,
-                        f"the {self._settings.champion_alias} is not served: {exc}",
-                    )
-            model = self._champion
-            if model is None:
-                return _error(
-                    ServeErrorCode.NO_MODEL,
-                    f"no {self._settings.champion_alias} version of {self._settings.model_name} "
-                    "yet: train one with POST /trigger_training",
-                )
-        else:
-            try:
-                model = await self._pinned(str(version))
-            except UnregisteredVersion as exc:
-                return _error(ServeErrorCode.UNKNOWN_VERSION, str(exc))
-            except ForeignVersion as exc:
-                return _error(ServeErrorCode.FOREIGN_VERSION, str(exc))
-            except Exception as exc:  # the version exists but cannot be loaded
-                log.exception("could not load version %s", version)
-                return _error(
-                    ServeErrorCode.LOAD_FAILED, f"version {version} could not be loaded: {exc}"
-                )
+            return _error(
+                ServeErrorCode.BAD_INPUT,
+                f"expected {{'rows': [[...]]}} and a model in the multiplexing header: {exc}",
+            )
+        model = await self._model(served)
+        if isinstance(model, JSONResponse):
+            return model
         if not np.all(np.abs(rows) <= FLOAT32_MAX):  # NaN fails this too
             return _error(
                 ServeErrorCode.BAD_INPUT, f"features must be finite and within ±{FLOAT32_MAX:.4g}"
@@ -197,22 +213,37 @@ class ModelServer:
                 f"version {model.version} expects {len(model.features)} features "
                 f"({', '.join(model.features)}), got {got}",
             )
-        probabilities = await self._predict(_Item(model, rows))
-        self._served.add(model.version, rows)
+        outputs = await self._predict(_Item(model, rows))
+        self._served.add(model.registered_model, model.version, rows)
         return JSONResponse(
             {
                 "version": model.version,
                 "predictor": model.predictor.kind,
+                "task": model.task.value,
                 "classes": model.classes,
-                "probabilities": probabilities.tolist(),
+                "outputs": outputs.tolist(),
             }
         )
 
-    async def _load_champion(self) -> LoadedModel | None:
-        version = await asyncio.to_thread(_champion_version, self._settings)
-        if version is None:
-            return None
-        return await asyncio.to_thread(load_version, self._settings, version)
+    async def _model(self, served: ServedModel) -> LoadedModel | JSONResponse:
+        """What the request asked for, loaded; or the replica's verdict why not."""
+        name, version = served.registered_model, served.version
+        try:
+            held = await self._held(served.model_id)
+        except NoChampion:
+            return _error(
+                ServeErrorCode.NO_MODEL,
+                f"no {self._settings.champion_alias} version of {name} yet: train one",
+            )
+        except UnregisteredVersion as exc:
+            return _error(ServeErrorCode.UNKNOWN_VERSION, str(exc))
+        except ForeignVersion as exc:
+            return _error(ServeErrorCode.FOREIGN_VERSION, str(exc))
+        except Exception as exc:  # the version exists but cannot be loaded
+            log.exception("could not load %s", served.model_id)
+            what = f"version {version} of {name}" if version else f"the champion of {name}"
+            return _error(ServeErrorCode.LOAD_FAILED, f"{what} could not be loaded: {exc}")
+        return held.loaded if isinstance(held, ChampionSlot) else held
 
     # No wait for company: the API already coalesces concurrent requests into one call,
     # and requests that arrive while a batch runs form the next one.
@@ -220,17 +251,17 @@ class ModelServer:
     async def _predict(self, items: list[_Item]) -> list[np.ndarray]:
         """One predict call per model version for everything that arrived together."""
         results: list[np.ndarray | None] = [None] * len(items)
-        by_version: dict[str, list[int]] = {}
+        by_version: dict[int, list[int]] = {}
         for index, item in enumerate(items):
-            by_version.setdefault(item.model.version, []).append(index)
+            by_version.setdefault(id(item.model), []).append(index)
         for indices in by_version.values():
             model = items[indices[0]].model
             stacked = np.vstack([items[i].rows for i in indices])
-            probabilities = model.predictor.predict_proba(stacked)
+            outputs = model.predictor.outputs(stacked)
             offset = 0
             for i in indices:
                 count = len(items[i].rows)
-                results[i] = probabilities[offset : offset + count]
+                results[i] = outputs[offset : offset + count]
                 offset += count
         return results  # type: ignore[return-value]
 

@@ -1,8 +1,12 @@
 """The two forms a trained pipeline serves in: compiled (ONNX) and plain scikit-learn.
 
-At registration the pipeline is compiled to ONNX and kept only if it predicts the same
-class as scikit-learn for every held-out row; serving then uses it (about 500 times
-cheaper per row here) and falls back to scikit-learn when it is missing.
+At registration the pipeline is compiled to ONNX and kept only if it predicts like
+scikit-learn on every held-out row (a classifier: the same class; a regressor: the same
+value within REGRESSION_TOLERANCE); serving then uses it (about 500 times cheaper per
+row here) and falls back to scikit-learn when it is missing.
+
+Either form answers `outputs(rows)`: a classifier's class probabilities (one column per
+class, in the model's class order), a regressor's predictions (one column).
 """
 
 from __future__ import annotations
@@ -15,14 +19,21 @@ import numpy as np
 import pandas as pd
 from sklearn.pipeline import Pipeline
 
+from mlops.contracts.model_definition import Task
+
 log = logging.getLogger(__name__)
+
+# A compiled regressor's largest allowed difference from scikit-learn, relative to the
+# size of the prediction (at least 1): float32 arithmetic stays far below it, and a tree
+# split that float32 flips (a different leaf) goes far above.
+REGRESSION_TOLERANCE = 1e-4
 
 
 class Predictor(Protocol):
     kind: str
 
-    def predict_proba(self, rows: np.ndarray) -> np.ndarray:
-        """Class probabilities, one column per class in the model's class order."""
+    def outputs(self, rows: np.ndarray) -> np.ndarray:
+        """Probabilities (classifier) or predictions (regressor, one column) per row."""
         ...
 
 
@@ -30,17 +41,21 @@ class Predictor(Protocol):
 class SklearnPredictor:
     pipeline: Pipeline
     features: list[str]
+    task: Task
     kind: str = "sklearn"
 
-    def predict_proba(self, rows: np.ndarray) -> np.ndarray:
+    def outputs(self, rows: np.ndarray) -> np.ndarray:
         # The frame carries the names the pipeline was fitted with.
-        return self.pipeline.predict_proba(pd.DataFrame(rows, columns=self.features))
+        frame = pd.DataFrame(rows, columns=self.features)
+        if self.task is Task.CLASSIFICATION:
+            return self.pipeline.predict_proba(frame)
+        return np.asarray(self.pipeline.predict(frame), dtype=np.float64).reshape(-1, 1)
 
 
 class OnnxPredictor:
     kind = "onnx"
 
-    def __init__(self, model: bytes) -> None:
+    def __init__(self, model: bytes, task: Task) -> None:
         import onnxruntime as ort
 
         options = ort.SessionOptions()
@@ -49,20 +64,25 @@ class OnnxPredictor:
         options.inter_op_num_threads = 1
         self._session = ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
         self._input = self._session.get_inputs()[0].name
+        self._task = task
 
-    def predict_proba(self, rows: np.ndarray) -> np.ndarray:
-        _, probabilities = self._session.run(None, {self._input: rows.astype(np.float32)})
-        return probabilities
+    def outputs(self, rows: np.ndarray) -> np.ndarray:
+        results = self._session.run(None, {self._input: rows.astype(np.float32)})
+        if self._task is Task.CLASSIFICATION:
+            return results[1]  # (labels, probabilities)
+        return np.asarray(results[0], dtype=np.float64).reshape(-1, 1)
 
 
-def compile_to_onnx(pipeline: Pipeline, x_reference: pd.DataFrame) -> bytes:
+def compile_to_onnx(pipeline: Pipeline, x_reference: pd.DataFrame, task: Task) -> bytes:
     from skl2onnx import to_onnx
 
-    forest = pipeline.steps[-1][1]
+    options = {}
+    if task is Task.CLASSIFICATION:  # probabilities as a plain tensor
+        options = {id(pipeline.steps[-1][1]): {"zipmap": False}}
     onnx_model = to_onnx(
         pipeline,
         x_reference.to_numpy(np.float32)[:1],
-        options={id(forest): {"zipmap": False}},  # probabilities as a plain tensor
+        options=options,
         target_opset={"": 17, "ai.onnx.ml": 3},
     )
     return onnx_model.SerializeToString()
@@ -71,20 +91,39 @@ def compile_to_onnx(pipeline: Pipeline, x_reference: pd.DataFrame) -> bytes:
 @dataclass(frozen=True)
 class Verification:
     matches: bool
-    max_probability_diff: float
     reason: str
 
 
-def verify_compiled(model: bytes, pipeline: Pipeline, x_holdout: pd.DataFrame) -> Verification:
-    """Same predicted class for every held-out row, or the compiled form is not used.
-
-    Probabilities may differ slightly (the compiled scaler runs in float32), so their
-    largest difference is reported, not required to be zero.
-    """
-    compiled = OnnxPredictor(model).predict_proba(x_holdout.to_numpy())
-    expected = pipeline.predict_proba(x_holdout)
-    diff = float(np.abs(compiled - expected).max())
-    mismatches = int((compiled.argmax(axis=1) != expected.argmax(axis=1)).sum())
-    if mismatches:
-        return Verification(False, diff, f"{mismatches} held-out rows predicted differently")
-    return Verification(True, diff, "same class for every held-out row")
+def verify_compiled(
+    model: bytes, pipeline: Pipeline, x_holdout: pd.DataFrame, task: Task
+) -> Verification:
+    """The compiled form is used only if it predicts like scikit-learn on every held-out
+    row: the same class (probabilities may differ slightly: the compiled scaler runs in
+    float32, so their largest difference is reported), or the same value within
+    REGRESSION_TOLERANCE."""
+    compiled = OnnxPredictor(model, task).outputs(x_holdout.to_numpy())
+    expected = SklearnPredictor(pipeline, [str(c) for c in x_holdout.columns], task).outputs(
+        x_holdout.to_numpy()
+    )
+    diff = np.abs(compiled - expected)
+    if task is Task.CLASSIFICATION:
+        mismatches = int((compiled.argmax(axis=1) != expected.argmax(axis=1)).sum())
+        if mismatches:
+            return Verification(False, f"{mismatches} held-out rows predicted differently")
+        return Verification(
+            True,
+            f"same class for every held-out row; max probability difference {diff.max():.4f}",
+        )
+    relative = diff / np.maximum(np.abs(expected), 1.0)
+    outside = int((relative > REGRESSION_TOLERANCE).sum())
+    if outside:
+        return Verification(
+            False,
+            f"{outside} held-out rows predicted beyond the tolerance of {REGRESSION_TOLERANCE:g} "
+            f"(largest relative difference {relative.max():.2g})",
+        )
+    return Verification(
+        True,
+        f"every held-out row within {REGRESSION_TOLERANCE:g} of scikit-learn "
+        f"(largest relative difference {relative.max():.2g})",
+    )

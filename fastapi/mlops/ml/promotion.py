@@ -1,10 +1,12 @@
 """The promotion gate: a new version becomes the champion only on evidence.
 
-It must clear the accuracy threshold and must not be worse than the current champion
-scored on the same held-out rows in the same job. A champion trained on other features
-or classes cannot be compared, so the threshold alone decides, and the reason says so.
-Any other reason the champion cannot be scored (MLflow failing, a champion the platform
-did not seal, an artifact that does not load) fails closed: nothing is promoted.
+Its score on the model's gate metric must clear the gate's threshold (≥, or ≤ for rmse
+and mae) and must not be worse than the current champion's, scored on the same held-out
+rows in the same job, by more than the gate's tolerance. A champion trained on other
+features, classes or task cannot be compared, so the threshold alone decides, and the
+reason says so. Any other reason the champion cannot be scored (MLflow failing, a
+champion the platform did not seal, an artifact that does not load) fails closed:
+nothing is promoted.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
+from mlops.contracts.model_definition import Gate, ModelRef, Task
 from mlops.ml import provenance
 from mlops.ml.model import evaluate
 
@@ -21,7 +24,7 @@ from mlops.ml.model import evaluate
 @dataclass(frozen=True)
 class ChampionScore:
     version: str | None  # None: which version is champion could not be read
-    accuracy: float | None  # None: it could not be scored on the new rows
+    score: float | None  # on the gate's metric; None: it could not be scored on the new rows
     why_not_scored: str | None = None
     fail_closed: bool = False  # not scored for a reason that must stop a promotion
 
@@ -32,40 +35,44 @@ class Decision:
     reason: str
 
 
-def decide(
-    accuracy: float,
-    *,
-    threshold: float,
-    tolerance: float,
-    champion: ChampionScore | None,
-    test_rows: int,
-) -> Decision:
+def shown(value: float) -> str:
+    """A score in a reason: three decimals for scores near 1, else four figures."""
+    return f"{value:.3f}" if abs(value) < 10 else f"{value:.4g}"
+
+
+def decide(score: float, *, gate: Gate, champion: ChampionScore | None, test_rows: int) -> Decision:
     """Promote or not, with the reason in words (it goes on the version, the job and
     the alert)."""
-    if accuracy < threshold:
-        return Decision(False, f"accuracy {accuracy:.3f} < threshold {threshold:g}")
-    cleared = f"accuracy {accuracy:.3f} ≥ threshold {threshold:g}"
+    metric, ours = gate.metric, f"{gate.metric} {shown(score)}"
+    if gate.threshold is not None and not metric.better_or_equal(score, gate.threshold):
+        worse = "<" if metric.higher_is_better else ">"
+        return Decision(False, f"{ours} {worse} threshold {gate.threshold:g}")
+    cleared = ours
+    if gate.threshold is not None:
+        cleared = f"{ours} {metric.comparison} threshold {gate.threshold:g}"
     if champion is None:
         return Decision(True, f"{cleared}; no champion yet")
-    if champion.accuracy is None and champion.fail_closed:
+    if champion.score is None and champion.fail_closed:
         which = f"champion version {champion.version}" if champion.version else "the champion"
         return Decision(
             False,
             f"{cleared}, but {which} could not be scored ({champion.why_not_scored}), "
             "so nothing is promoted",
         )
-    if champion.accuracy is None:
+    if champion.score is None:
         return Decision(
             True,
             f"{cleared}; champion version {champion.version} could not be scored on these "
             f"rows ({champion.why_not_scored}), so the threshold alone decided",
         )
     rows = f"on the same {test_rows} test rows"
-    allowance = f" (tolerance {tolerance:g})" if tolerance else ""
-    theirs = f"champion version {champion.version}'s {champion.accuracy:.3f}"
-    if accuracy < champion.accuracy - tolerance:
-        return Decision(False, f"accuracy {accuracy:.3f} < {theirs} {rows}{allowance}")
-    return Decision(True, f"{cleared} and ≥ {theirs} {rows}{allowance}")
+    allowance = f" (tolerance {gate.tolerance:g})" if gate.tolerance else ""
+    theirs = f"champion version {champion.version}'s {shown(champion.score)}"
+    sign = 1 if metric.higher_is_better else -1
+    if not metric.better_or_equal(score, champion.score - sign * gate.tolerance):
+        worse = "<" if metric.higher_is_better else ">"
+        return Decision(False, f"{ours} {worse} {theirs} {rows}{allowance}")
+    return Decision(True, f"{cleared} and {metric.comparison} {theirs} {rows}{allowance}")
 
 
 class ChampionCache:
@@ -126,37 +133,45 @@ def score_champion(
     client: Any,
     *,
     key: bytes | None,
-    model_name: str,
+    model: ModelRef,
     alias: str,
     x_test: Any,
     y_test: Any,
     cache: ChampionCache | None = None,
 ) -> ChampionScore | None:
-    """The current champion's accuracy on the new held-out rows; None without one.
-
-    `client` is an MlflowClient (the job's own connection to the tracking server).
-    """
+    """The current champion's score on the gate's metric on the new held-out rows; None
+    without a champion. `client` is an MlflowClient (the job's own connection)."""
     from mlflow.exceptions import MlflowException
 
+    name = model.registered_model
     try:
-        version = alias_version(client, model_name, alias)
+        version = alias_version(client, name, alias)
     except MlflowException as exc:
         return ChampionScore(None, None, f"MLflow: {exc.message}", fail_closed=True)
     if version is None:
         return None
     try:
-        sealed = provenance.verified(client, key, model_name, version)
+        sealed = provenance.verified(client, key, name, version)
     except (provenance.ForeignVersion, MlflowException) as exc:
         return ChampionScore(version, None, str(exc), fail_closed=True)
-    features = sealed.card.features
-    if features != [str(c) for c in x_test.columns]:
-        return ChampionScore(version, None, f"other features: {', '.join(features) or 'unknown'}")
-    classes = set(sealed.card.classes)
-    if not set(map(str, y_test.unique())) <= classes:
-        return ChampionScore(version, None, f"other classes: {', '.join(sorted(classes))}")
+    why_not = _not_comparable(sealed.card, model.task, x_test, y_test)
+    if why_not:
+        return ChampionScore(version, None, why_not)
     try:
         pipeline = (cache or ChampionCache(size=1)).load(client.tracking_uri, sealed)
-        accuracy = evaluate(pipeline, x_test, y_test)["accuracy"]
+        score = evaluate(pipeline, x_test, y_test, model.task)[model.gate.metric]
     except Exception as exc:  # fail closed, whatever broke: never promote on no evidence
         return ChampionScore(version, None, f"{type(exc).__name__}: {exc}", fail_closed=True)
-    return ChampionScore(version, accuracy)
+    return ChampionScore(version, score)
+
+
+def _not_comparable(card: Any, task: Task, x_test: Any, y_test: Any) -> str | None:
+    """Why a champion cannot be scored on these rows (other task, features or classes)."""
+    if card.task is not task:
+        return f"a {card.task} model"
+    if card.features != [str(c) for c in x_test.columns]:
+        return f"other features: {', '.join(card.features) or 'unknown'}"
+    classes = set(card.classes)
+    if task is Task.CLASSIFICATION and not set(map(str, y_test.unique())) <= classes:
+        return f"other classes: {', '.join(sorted(classes))}"
+    return None

@@ -26,6 +26,7 @@ from typing import Any
 
 from mlops.contracts.version_card import (
     CARD_TAGS,
+    CARD_TAGS_SINCE,
     COMPILED_DIR,
     COMPILED_FILE,
     TAG_SEAL,
@@ -40,7 +41,8 @@ SKOPS_FILE = "model.skops"
 # safe by default. The platform's list, never the one an artifact carries.
 SKOPS_TRUSTED_TYPES = ["sklearn.tree._tree.Tree", "numpy.dtype"]
 
-# What the seal covers besides the identity: every tag of the version card.
+# What the seal covers besides the identity: every tag of the version card (those added
+# since the first release only when present: see CARD_TAGS_SINCE).
 SEALED_TAGS = CARD_TAGS
 
 
@@ -54,6 +56,7 @@ def sha256(data: bytes) -> str:
 
 def _message(model: str, version: str, run_id: str | None, found: Mapping[str, str]) -> bytes:
     sealed = {key: found.get(key) for key in SEALED_TAGS}
+    sealed |= {key: found[key] for key in CARD_TAGS_SINCE if key in found}
     identity = {"model": model, "version": str(version), "run_id": run_id, "tags": sealed}
     return json.dumps(identity, sort_keys=True, separators=(",", ":")).encode()
 

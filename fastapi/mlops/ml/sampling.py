@@ -24,20 +24,23 @@ log = logging.getLogger("ray.serve")
 class ServedRows:
     def __init__(self, *, per_second: int = 100, buffer: int = 2000) -> None:
         self._per_second = per_second
-        self._buffer: deque[tuple[str, np.ndarray]] = deque(maxlen=buffer)
+        self._buffer: deque[tuple[str, str, np.ndarray]] = deque(maxlen=buffer)
 
-    def add(self, version: str, rows: np.ndarray) -> None:
-        self._buffer.append((version, rows))
+    def add(self, registered_model: str, version: str, rows: np.ndarray) -> None:
+        self._buffer.append((registered_model, version, rows))
 
-    def _take(self) -> dict[str, list[list[float]]]:
-        taken = [(version, row) for version, rows in self._buffer for row in rows.tolist()]
+    def _take(self) -> dict[str, dict[str, list[list[float]]]]:
+        """The sample: rows by registered model, then by version."""
+        taken = [
+            (model, version, row) for model, version, rows in self._buffer for row in rows.tolist()
+        ]
         self._buffer.clear()
         if len(taken) > self._per_second:
             taken = random.sample(taken, self._per_second)
-        by_version: dict[str, list[list[float]]] = defaultdict(list)
-        for version, row in taken:
-            by_version[version].append(row)
-        return by_version
+        by_model: dict[str, dict[str, list[list[float]]]] = defaultdict(lambda: defaultdict(list))
+        for model, version, row in taken:
+            by_model[model][version].append(row)
+        return by_model
 
     async def flush_forever(self, samples: ServedRowsSink) -> None:
         while True:
@@ -45,6 +48,7 @@ class ServedRows:
             if not self._buffer:
                 continue
             try:
-                await samples.append(self._take())
+                for model, rows_by_version in self._take().items():
+                    await samples.append(model, rows_by_version)
             except (RedisError, OSError) as exc:
                 log.warning("drift sample not stored (Redis: %s)", exc)

@@ -28,6 +28,7 @@ from mlops.contracts.placement import on_trainer_nodes
 from mlops.contracts.recording import JobRecording
 from mlops.contracts.version_card import TAG_JOB
 from mlops.ml import execute, model, search_space, train
+from mlops.ml.estimators import Family
 from mlops.ml.specs import SearchSpec, TrainingSpec
 from mlops.settings.training import TrainingSettings
 
@@ -44,6 +45,7 @@ def run_trial(
     config: dict[str, Any],
     *,
     parts: model.Split,
+    family: Family,
     fixed: dict[str, Any],
     default_max_depth: int,
     tracking_uri: str,
@@ -64,9 +66,9 @@ def run_trial(
     run_id = child.info.run_id
     try:
         client.log_batch(run_id, params=[Param(k, str(v)) for k, v in params.items()])
-        pipeline = model.build_pipeline(params, default_max_depth=default_max_depth)
+        pipeline = model.build_pipeline(family, params, default_max_depth=default_max_depth)
         pipeline.fit(parts.x_train, parts.y_train)
-        scores = model.evaluate(pipeline, parts.x_test, parts.y_test)
+        scores = model.evaluate(pipeline, parts.x_test, parts.y_test, family.task)
         client.log_batch(run_id, metrics=[Metric(k, v, 0, 0) for k, v in scores.items()])
     except Exception:
         client.set_terminated(run_id, "FAILED")
@@ -95,10 +97,11 @@ class Progress(tune.Callback):
             if t.status == "TERMINATED" and (score := self._score(t)) is not None
         ]
         failed = sum(t.status == "ERROR" for t in trials)
+        best = max if self._spec.metric.higher_is_better else min
         progress: SearchProgress = {
             "trials_finished": len(scores),
             "trials_failed": failed,
-            "best_score": max(scores, default=None),
+            "best_score": best(scores, default=None),
         }
         self._recorder.progress(self._spec.job_id, progress)
 
@@ -111,10 +114,11 @@ def search(
 ) -> train.TrainingResult:
     import mlflow
 
-    parts = train.load_split(settings, spec.dataset_uri, spec.target_column)
+    ref = spec.model
+    parts = train.load_split(settings, spec.dataset_uri, spec.target_column, ref.task)
     mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
     client = mlflow.MlflowClient()
-    experiment = train.experiment_id(client, settings.experiment_name)
+    experiment = train.experiment_id(client, ref.experiment)
     parent = client.create_run(experiment, run_name=spec.job_id, tags={TAG_JOB: spec.job_id})
     parent_id = parent.info.run_id
     client.log_param(parent_id, "search_space", json.dumps(spec.search_space))
@@ -127,9 +131,15 @@ def search(
             settings, spec, recorder, parts, fixed, experiment, parent_id
         )
         params = {**fixed, **best}
-        fitted = train.fit(params, parts, train.FitLimits.of(settings))
+        fitted = train.fit(train.family_of(ref), params, parts, train.FitLimits.of(settings))
         client.log_metric(parent_id, f"best_{spec.metric}", fitted.scores[spec.metric])
-        training = TrainingSpec(spec.job_id, params, spec.dataset_uri, spec.target_column)
+        training = TrainingSpec(
+            job_id=spec.job_id,
+            model=ref,
+            hyperparameters=params,
+            dataset_uri=spec.dataset_uri,
+            target_column=spec.target_column,
+        )
         result = train.register(settings, training, fitted, parts, run_id=parent_id)
     except Exception:
         client.set_terminated(parent_id, "FAILED")
@@ -158,6 +168,7 @@ def _tune(
     trainable = tune.with_parameters(
         run_trial,
         parts=parts,
+        family=train.family_of(spec.model),
         fixed=fixed,
         default_max_depth=settings.max_depth_limit,
         tracking_uri=settings.mlflow_tracking_uri,
@@ -183,7 +194,7 @@ def _tune(
 def _tune_config(settings: TrainingSettings, spec: SearchSpec) -> tune.TuneConfig:
     return tune.TuneConfig(
         metric=spec.metric,
-        mode="max",
+        mode="max" if spec.metric.higher_is_better else "min",
         num_samples=spec.trials,
         # Trials still running then are stopped; the best finished one wins.
         time_budget_s=settings.tune_time_budget_seconds,
@@ -219,7 +230,8 @@ def _best(
             )
         first = grid.errors[0] if grid.errors else "no trial reported a score"
         raise SearchFailed(f"{failed} of {len(results)} trials failed; the first: {first}")
-    score, config = max(scored, key=lambda pair: pair[0])
+    best = max if spec.metric.higher_is_better else min
+    score, config = best(scored, key=lambda pair: pair[0])
     log.info(
         "search %s: %d trials, %d failed, %d stopped by the time budget; best %s %.4f with %s",
         spec.job_id,
@@ -246,7 +258,7 @@ def main(argv: list[str] | None = None) -> int:
 
     recorder = JobRecorder(settings)
     work = lambda: search(settings, spec, recorder)  # noqa: E731
-    return execute.execute(settings, spec.job_id, work, recorder, what="Search")
+    return execute.execute(settings, spec.job_id, spec.model, work, recorder, what="Search")
 
 
 if __name__ == "__main__":

@@ -1,10 +1,10 @@
 """A hyperparameter search's space: its checks (before anything is submitted) and its
 translation to Ray Tune's distributions (inside the search job).
 
-Each RandomForestClassifier parameter maps to one distribution:
+Each parameter of the model's estimator family maps to one distribution:
 {"choice": [values]}, {"randint": [low, high]} (high excluded), {"uniform": [low, high]}
 or {"loguniform": [low, high]} (low > 0). Every value a distribution can draw must be
-one the forest accepts within the platform's caps; its ends are checked for that.
+one the estimator accepts within the platform's caps; its ends are checked for that.
 """
 
 from __future__ import annotations
@@ -12,15 +12,14 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from mlops.ml.model import HyperparameterError, InvalidField, validate_hyperparameters
+from mlops.ml.estimators import Family, HyperparameterError, InvalidField
 
 KINDS = ("choice", "randint", "uniform", "loguniform")
-METRICS = ("accuracy", "f1_macro")
 MAX_CHOICES = 100
 
 
 def validate(
-    space: dict[str, Any], *, max_n_estimators: int, max_depth_limit: int
+    space: dict[str, Any], family: Family, *, max_size: int, max_depth_limit: int
 ) -> dict[str, dict[str, list[Any]]]:
     """The space, checked; InvalidField names the first offending key."""
     if not space:
@@ -30,11 +29,7 @@ def validate(
         values = _values_to_check(loc, distribution)
         for value in values:
             try:
-                validate_hyperparameters(
-                    {key: value},
-                    max_n_estimators=max_n_estimators,
-                    max_depth_limit=max_depth_limit,
-                )
+                family.check({key: value}, max_size=max_size, max_depth_limit=max_depth_limit)
             except HyperparameterError as exc:
                 raise InvalidField(loc, f"{_describe(distribution)} can draw {value!r}: "
                                    f"{exc.message}") from exc  # fmt: skip

@@ -21,6 +21,7 @@ from typing import Any
 
 from mlops.contracts.champion import ChampionMove
 from mlops.contracts.jobs import JobOutcome
+from mlops.contracts.model_definition import ModelRef, Task
 from mlops.contracts.placement import TRAINER_RESOURCE
 from mlops.contracts.version_card import (
     COMPILED_DIR,
@@ -33,6 +34,7 @@ from mlops.contracts.version_card import (
     VersionCard,
 )
 from mlops.ml import data, drift, model, predictors, promotion, provenance
+from mlops.ml.estimators import Family
 from mlops.ml.provenance import ForeignVersion
 from mlops.ml.specs import TrainingSpec
 from mlops.settings.training import TrainingSettings
@@ -52,8 +54,7 @@ class Fitted:
 class TrainingResult:
     run_id: str
     model_version: str
-    accuracy: float
-    f1_macro: float
+    scores: dict[str, float]  # every metric of the model's task, on the held-out rows
     decision: promotion.Decision
     champion: promotion.ChampionScore | None  # the champion it was compared with
     move: ChampionMove | None  # the alias move, when promoted
@@ -73,11 +74,15 @@ def warm_up() -> None:
     from mlflow.models import infer_signature  # noqa: F401
 
 
-def load_split(settings: TrainingSettings, dataset_uri: str, target_column: str) -> model.Split:
+def load_split(
+    settings: TrainingSettings, dataset_uri: str, target_column: str, task: Task
+) -> model.Split:
     """The dataset, checked (data.py's policy) and split into train and held-out rows."""
     frame = data.read_dataset(dataset_uri, data.s3_config(settings), data.limits(settings))
-    features, labels = data.split_features(frame, target_column)
-    return model.split(features, labels, test_size=settings.test_size, seed=settings.random_seed)
+    features, labels = data.split_features(frame, target_column, task)
+    return model.split(
+        features, labels, task=task, test_size=settings.test_size, seed=settings.random_seed
+    )
 
 
 @dataclass(frozen=True)
@@ -95,12 +100,17 @@ class FitLimits:
         )
 
 
-def fit(hyperparameters: dict[str, Any], parts: model.Split, limits: FitLimits) -> Fitted:
+def fit(
+    family: Family, hyperparameters: dict[str, Any], parts: model.Split, limits: FitLimits
+) -> Fitted:
     """Build and fit the pipeline, on as many of the cluster's free CPUs as it is worth."""
-    pipeline = model.build_pipeline(hyperparameters, default_max_depth=limits.default_max_depth)
+    pipeline = model.build_pipeline(
+        family, hyperparameters, default_max_depth=limits.default_max_depth
+    )
     cpus = model.fit_cpus(
+        family,
         rows=len(parts.x_train),
-        trees=pipeline.named_steps["forest"].n_estimators,
+        trees=family.size(hyperparameters),
         free_cpus=_free_cpus(),
         cap=limits.max_cpus,
         min_work=limits.min_parallel_work,
@@ -108,7 +118,8 @@ def fit(hyperparameters: dict[str, Any], parts: model.Split, limits: FitLimits) 
     started = time.perf_counter()
     model.fit(pipeline, parts.x_train, parts.y_train, cpus=cpus)
     seconds = time.perf_counter() - started
-    return Fitted(pipeline, model.evaluate(pipeline, parts.x_test, parts.y_test), cpus, seconds)
+    scores = model.evaluate(pipeline, parts.x_test, parts.y_test, family.task)
+    return Fitted(pipeline, scores, cpus, seconds)
 
 
 def _free_cpus() -> float:
@@ -129,15 +140,10 @@ def _free_cpus() -> float:
 def train_and_register(
     settings: TrainingSettings, spec: TrainingSpec, champions: promotion.ChampionCache | None = None
 ) -> TrainingResult:
-    parts = load_split(settings, spec.dataset_uri, spec.target_column)
-    fitted = fit(spec.hyperparameters, parts, FitLimits.of(settings))
-    log.info(
-        "job %s: accuracy %.4f, macro F1 %.4f, %d CPU(s)",
-        spec.job_id,
-        fitted.scores["accuracy"],
-        fitted.scores["f1_macro"],
-        fitted.cpus,
-    )
+    parts = load_split(settings, spec.dataset_uri, spec.target_column, spec.model.task)
+    fitted = fit(family_of(spec.model), spec.hyperparameters, parts, FitLimits.of(settings))
+    shown = ", ".join(f"{name} {value:.4g}" for name, value in fitted.scores.items())
+    log.info("job %s: %s, %d CPU(s)", spec.job_id, shown, fitted.cpus)
     result = register(settings, spec, fitted, parts, champions=champions)
     extra: JobOutcome = {"cpus": fitted.cpus, "fit_seconds": round(fitted.seconds, 3)}
     return dataclasses.replace(result, extra=extra)
@@ -159,10 +165,11 @@ def register(
 
     mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
     client = mlflow.MlflowClient()
+    ref = spec.model
     champion = promotion.score_champion(
         client,
         key=settings.signing_key(),
-        model_name=settings.model_name,
+        model=ref,
         alias=settings.champion_alias,
         x_test=parts.x_test,
         y_test=parts.y_test,
@@ -170,20 +177,17 @@ def register(
     )
     scores = fitted.scores
     decision = promotion.decide(
-        scores["accuracy"],
-        threshold=settings.accuracy_threshold,
-        tolerance=settings.promotion_tolerance,
-        champion=champion,
-        test_rows=len(parts.x_test),
+        scores[ref.gate.metric], gate=ref.gate, champion=champion, test_rows=len(parts.x_test)
     )
     log.info("job %s: %s", spec.job_id, decision.reason)
     run_id, version = _log_and_register(settings, spec, fitted, parts, decision, run_id=run_id)
     move = None
     if decision.promoted:
-        client.set_registered_model_alias(settings.model_name, settings.champion_alias, version)
+        client.set_registered_model_alias(ref.registered_model, settings.champion_alias, version)
         if champions is not None:  # the next job compares with it: no need to download it
-            champions.keep(client.tracking_uri, settings.model_name, version, fitted.pipeline)
+            champions.keep(client.tracking_uri, ref.registered_model, version, fitted.pipeline)
         move = ChampionMove(
+            model=ref.name,
             action="promote",
             from_version=champion.version if champion else None,
             to_version=version,
@@ -191,9 +195,7 @@ def register(
             by=spec.job_id,
             reason=decision.reason,
         )
-    return TrainingResult(
-        run_id, version, scores["accuracy"], scores["f1_macro"], decision, champion, move
-    )
+    return TrainingResult(run_id, version, scores, decision, champion, move)
 
 
 def _version_card(
@@ -210,11 +212,11 @@ def _version_card(
     gate's decision, the compiled form and the digests of what they load."""
     return VersionCard(
         job_id=spec.job_id,
+        task=spec.model.task,
         features=[str(c) for c in parts.x_train.columns],
-        classes=[str(c) for c in fitted.pipeline.classes_],
+        classes=_classes(fitted.pipeline),
         dataset=TrainedOn(uri=spec.dataset_uri, target=spec.target_column),
-        accuracy=fitted.scores["accuracy"],
-        f1_macro=fitted.scores["f1_macro"],
+        scores=fitted.scores,
         promoted=decision.promoted,
         promotion_reason=decision.reason,
         compiled="onnx" if compiled is not None else "none",
@@ -247,7 +249,7 @@ def _log_and_register(
 
     key = signing_key(settings)
     pipeline = fitted.pipeline
-    compiled, verification = _compile(pipeline, parts)
+    compiled, verification = _compile(pipeline, parts, spec.model.task)
     with mlflow.start_run(**_run_options(settings, spec, run_id)) as run:
         if run_id is None:
             mlflow.log_params(
@@ -270,7 +272,7 @@ def _log_and_register(
             skops_trusted_types=provenance.SKOPS_TRUSTED_TYPES,
             # Given, not inferred: inference loads the model in a subprocess (seconds).
             pip_requirements=model.pip_requirements(),
-            metadata={"classes": [str(c) for c in pipeline.classes_]},
+            metadata={"task": spec.model.task.value, "classes": _classes(pipeline)},
         )
     card = _version_card(
         spec,
@@ -283,9 +285,10 @@ def _log_and_register(
         skops_sha256=provenance.sha256(provenance.fetch_skops(info.model_uri)),
     )
     all_tags = card.to_tags()
-    registered = mlflow.register_model(info.model_uri, settings.model_name, tags=all_tags)
+    name = spec.model.registered_model
+    registered = mlflow.register_model(info.model_uri, name, tags=all_tags)
     version = str(registered.version)
-    _seal(settings, key, version, run.info.run_id, all_tags)
+    _seal(name, key, version, run.info.run_id, all_tags)
     return run.info.run_id, version
 
 
@@ -298,7 +301,7 @@ def _run_options(
     if run_id:
         return {"run_id": run_id}
     return {
-        "experiment_id": experiment_id(mlflow.MlflowClient(), settings.experiment_name),
+        "experiment_id": experiment_id(mlflow.MlflowClient(), spec.model.experiment),
         "run_name": spec.job_id,
         "tags": {TAG_JOB: spec.job_id},
     }
@@ -327,27 +330,36 @@ def signing_key(settings: TrainingSettings) -> bytes:
 
 
 def _seal(
-    settings: TrainingSettings, key: bytes, version: str, run_id: str, version_tags: dict[str, str]
+    registered_model: str, key: bytes, version: str, run_id: str, version_tags: dict[str, str]
 ) -> None:
     """Put the platform's seal on the version just registered (before any alias moves
     to it: until then it is foreign, which is safe)."""
     import mlflow
 
     stamp = provenance.seal(
-        key, model=settings.model_name, version=version, run_id=run_id, found=version_tags
+        key, model=registered_model, version=version, run_id=run_id, found=version_tags
     )
-    mlflow.MlflowClient().set_model_version_tag(settings.model_name, version, TAG_SEAL, stamp)
+    mlflow.MlflowClient().set_model_version_tag(registered_model, version, TAG_SEAL, stamp)
 
 
-def _compile(pipeline, parts: model.Split) -> tuple[bytes | None, str]:
+def _classes(pipeline: Any) -> list[str]:
+    """A classifier's classes in the order of its probability columns; none for regression."""
+    return [str(c) for c in getattr(pipeline, "classes_", [])]
+
+
+def family_of(ref: ModelRef) -> Family:
+    return Family(ref.task, ref.estimator)
+
+
+def _compile(pipeline, parts: model.Split, task: Task) -> tuple[bytes | None, str]:
     """The ONNX form if it predicts like the pipeline on the held-out rows; else why not."""
     try:
-        compiled = predictors.compile_to_onnx(pipeline, parts.x_train)
-        check = predictors.verify_compiled(compiled, pipeline, parts.x_test)
+        compiled = predictors.compile_to_onnx(pipeline, parts.x_train, task)
+        check = predictors.verify_compiled(compiled, pipeline, parts.x_test, task)
     except Exception as exc:  # a converter gap must not fail training: serve sklearn
         log.warning("could not compile the pipeline: %s", exc)
         return None, f"compilation failed: {exc}"
     if not check.matches:
         log.warning("compiled form rejected: %s", check.reason)
         return None, check.reason
-    return compiled, f"{check.reason}; max probability difference {check.max_probability_diff:.4f}"
+    return compiled, check.reason
