@@ -1,4 +1,4 @@
-"""Deploy (or update) the model's Ray Serve application and exit once it is healthy.
+"""Deploy (or update) the Ray Serve application of every model and exit once it is healthy.
 
     python fastapi/serve.py                       # locally, after `make up`
     kubectl exec -it <api-pod> -n fastapi -- python /var/task/fastapi/serve.py
@@ -34,7 +34,7 @@ def main() -> int:
     except ServeError as exc:
         log.error("serving is not up: %s", exc)
         return 1
-    log.info("serving %s at POST %s", settings.model_name, url)
+    log.info("serving every model at POST %s", url)
     return 0
 
 

@@ -37,6 +37,7 @@ from mlops.clients.mlflow_registry import MlflowRegistry
 from mlops.clients.quarantine import Quarantine
 from mlops.clients.ray_jobs import RayJobsClient
 from mlops.clients.redis import AlertStream, ChampionMoves, DeployLock, DriftSamples, JobStore
+from mlops.clients.redis.model_definitions import ModelDefinitions
 from mlops.clients.schedule_store import ScheduleStore
 from mlops.clients.serve_admin import ServeAdmin
 from mlops.services.alerts import AlertFeed
@@ -44,6 +45,7 @@ from mlops.services.batching import ServeBatcher
 from mlops.services.drift import DriftMonitor
 from mlops.services.inference import Inference
 from mlops.services.job_reconciler import JobReconciler
+from mlops.services.model_catalog import ModelCatalog
 from mlops.services.model_report import ModelReport
 from mlops.services.models import Models
 from mlops.services.readiness import Readiness
@@ -104,7 +106,11 @@ class _Loops:
 
 
 def _inference(
-    settings: ApiSettings, clients: _Clients, instruments: Instruments, stack: AsyncExitStack
+    settings: ApiSettings,
+    clients: _Clients,
+    catalog: ModelCatalog,
+    instruments: Instruments,
+    stack: AsyncExitStack,
 ) -> tuple[Serving, Inference]:
     """Serve's deployment, and predictions batched to it."""
     serving = Serving(
@@ -112,6 +118,7 @@ def _inference(
         admin=ServeAdmin(clients.http, settings.ray_address, settings.ray_token()),
         registry=clients.registry,
         lock=DeployLock(clients.redis),
+        catalog=catalog,
     )
     batcher = ServeBatcher(
         clients.serve_http,
@@ -132,8 +139,9 @@ def _build_services(
     redis, registry, stream = clients.redis, clients.registry, clients.alerts
     jobs = JobStore(redis, history=settings.job_history)
     training = Training(settings=settings, ray=clients.ray, jobs=jobs, registry=registry)
-    moves = ChampionMoves(redis, model_name=settings.model_name)
-    serving, inference = _inference(settings, clients, instruments, stack)
+    moves = ChampionMoves(redis)
+    catalog = ModelCatalog(settings=settings, definitions=ModelDefinitions(redis), moves=moves)
+    serving, inference = _inference(settings, clients, catalog, instruments, stack)
     feed = AlertFeed(
         stream,
         max_clients=settings.sse_max_clients,
@@ -141,9 +149,7 @@ def _build_services(
         on_alert=lambda alert: instruments.alerts.labels(alert.level).inc(),
     )
     instruments.sse_clients.set_function(lambda: feed.client_count)
-    samples = DriftSamples(
-        redis, model_name=settings.model_name, max_rows=settings.drift_sample_rows
-    )
+    samples = DriftSamples(redis, max_rows=settings.drift_sample_rows)
     drift_monitor = DriftMonitor(
         settings=settings, registry=registry, samples=samples, alerts=stream
     )
@@ -152,11 +158,13 @@ def _build_services(
         store=ScheduleStore(redis),
         quarantine=clients.quarantine,
         training=training,
+        catalog=catalog,
         drift=drift_monitor,
         registry=registry,
         alerts=stream,
         instruments=instruments,
     )
+    app.state.catalog = catalog
     app.state.training = training
     app.state.inference = inference
     app.state.schedules = schedules_service
@@ -176,6 +184,7 @@ def _build_services(
         alerts=stream,
         history=moves,
         quarantine=clients.quarantine,
+        catalog=catalog,
     )
     return _Loops(feed=feed, reconciler=reconciler, schedules=schedules_service, serving=serving)
 
@@ -231,7 +240,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
     app.add_middleware(
         CORSMiddleware,
         allow_origins=settings.cors_origins,
-        allow_methods=["GET", "POST", "DELETE"],
+        allow_methods=["GET", "POST", "PATCH", "DELETE"],
         allow_headers=["Authorization", "Content-Type", "Last-Event-ID"],
     )
     # Added last, so outermost: it sees (and counts) every answer, 413s and CORS included.

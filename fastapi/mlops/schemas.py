@@ -14,6 +14,7 @@ from pydantic import BaseModel, Field
 from mlops.contracts.alerts import Alert
 from mlops.contracts.champion import ChampionMove
 from mlops.contracts.jobs import JobInfo, JobStatus
+from mlops.contracts.model_definition import MODEL_NAME_PATTERN, DefinitionChange, Metric
 from mlops.contracts.serve import FLOAT32_MAX
 
 DatasetUri = Annotated[
@@ -38,22 +39,34 @@ TargetColumn = Annotated[
 ]
 
 
+ModelField = Annotated[
+    str | None,
+    Field(
+        None,
+        pattern=MODEL_NAME_PATTERN,
+        description="The model (GET /models); default: the default model (MLOPS_DEFAULT_MODEL).",
+        examples=["iris"],
+    ),
+]
+
+
 class TrainingRequest(BaseModel):
     hyperparameters: dict[str, Any] = Field(
         default_factory=dict,
-        description='RandomForestClassifier parameters, e.g. {"n_estimators": 100}.',
+        description="Parameters of the model's estimator over its defaults, e.g. "
+        '{"n_estimators": 100}.',
         examples=[{"n_estimators": 100, "max_depth": 5}],
     )
+    model: ModelField = None
     dataset_uri: DatasetUri = None
     target_column: TargetColumn = None
 
 
-Metric = Literal["accuracy", "f1_macro"]
-
-
 class TuneRequest(BaseModel):
+    model: ModelField = None
     search_space: dict[str, dict[str, list[Any]]] = Field(
-        description='RandomForestClassifier parameter → one distribution: {"choice": [...]},'
+        description="A parameter of the model's estimator → one distribution: "
+        '{"choice": [...]},'
         ' {"randint": [low, high]} (high excluded), {"uniform": [low, high]} or'
         ' {"loguniform": [low, high]}.',
         examples=[
@@ -65,7 +78,11 @@ class TuneRequest(BaseModel):
         ],
     )
     trials: int = Field(8, ge=1, description="Configurations to try (≤ MLOPS_TUNE_MAX_TRIALS).")
-    metric: Metric = Field("accuracy", description="What the best trial maximises.")
+    metric: Metric | None = Field(
+        None,
+        description="What picks the best trial (highest, or lowest for rmse and mae); "
+        "default: the model's gate metric.",
+    )
     max_concurrent_trials: int | None = Field(
         None, ge=1, description="Trials at once; default: as many as the cluster has CPUs."
     )
@@ -79,6 +96,7 @@ Minutes = Annotated[int, Field(strict=True, ge=1, le=10_080, description="1 to 1
 
 class ScheduleTrainingRequest(BaseModel):
     minutes: Minutes
+    model: ModelField = None
     hyperparameters: dict[str, Any] = Field(default_factory=dict, examples=[{"n_estimators": 100}])
     dataset_uri: DatasetUri = None
     target_column: TargetColumn = None
@@ -89,6 +107,7 @@ class ScheduleTrainingRequest(BaseModel):
 
 class WatchModelRequest(BaseModel):
     minutes: Minutes
+    model: ModelField = None
 
 
 ScheduleKind = Literal["training", "watch", "drift"]
@@ -96,6 +115,7 @@ ScheduleKind = Literal["training", "watch", "drift"]
 
 class ScheduleInfo(BaseModel):
     schedule_id: str
+    model: str
     kind: ScheduleKind
     minutes: int
     hyperparameters: dict[str, Any] | None = None
@@ -123,6 +143,7 @@ Feature = Annotated[float, Field(allow_inf_nan=False, ge=-FLOAT32_MAX, le=FLOAT3
 
 
 class InferenceRequest(BaseModel):
+    model: ModelField = None
     input_data: list[Feature] = Field(
         min_length=1,
         max_length=1000,
@@ -141,9 +162,16 @@ class InferenceRequest(BaseModel):
 
 
 class InferenceResponse(BaseModel):
-    prediction: int = Field(description="Index of the predicted class.")
-    label: str = Field(description="Name of the predicted class, e.g. Setosa.")
-    probabilities: dict[str, float] = Field(description="Probability of each class.")
+    prediction: int | float = Field(
+        description="Classification: index of the predicted class. Regression: the value."
+    )
+    label: str | None = Field(
+        None, description="Classification: name of the predicted class, e.g. Setosa."
+    )
+    probabilities: dict[str, float] | None = Field(
+        None, description="Classification: probability of each class."
+    )
+    model: str = Field(description="The model that answered.")
     model_version: str
     predictor: Literal["onnx", "sklearn"] = Field(description="Which form of the model answered.")
 
@@ -160,30 +188,36 @@ class JobList(BaseModel):
 
 class LatestModel(BaseModel):
     version: str
-    accuracy: float | None
+    accuracy: float | None = Field(description="Classification: its held-out accuracy.")
+    score: float | None = Field(None, description="Its held-out score on the gate's metric.")
     trained_at: datetime
     is_champion: bool
     run_id: str | None
 
 
 class MetricsResponse(BaseModel):
+    model: str
+    metric: Metric = Field(description="The model's gate metric, which the averages are of.")
     latest_model: LatestModel | None
     champion_version: str | None = Field(description="Version the champion alias points at.")
     weekly_average: float | None = Field(
-        description="Mean accuracy of the training runs of the last 7 days."
+        description="Mean score of the training runs of the last 7 days."
+    )
+    daily_average: dict[str, float] = Field(
+        description="Mean score per day (YYYY-MM-DD, UTC) over the last 7 days."
     )
     avg_accuracy_last_7_days: dict[str, float] = Field(
-        description="Mean accuracy per day (YYYY-MM-DD, UTC) over the last 7 days."
+        description="Mean accuracy per day (YYYY-MM-DD, UTC) over the last 7 days (models "
+        "gated on accuracy; others: daily_average)."
     )
-    runs: list[RunPoint] = Field(
-        description="Accuracy of each run of the last 7 days, oldest first."
-    )
+    runs: list[RunPoint] = Field(description="Each run of the last 7 days, oldest first.")
 
 
 class RunPoint(BaseModel):
     run_id: str
     started_at: datetime
-    accuracy: float
+    score: float = Field(description="On the model's gate metric.")
+    accuracy: float | None = None
 
 
 class AlertList(BaseModel):
@@ -192,6 +226,9 @@ class AlertList(BaseModel):
 
 class ChampionHistory(BaseModel):
     moves: list[ChampionMove] = Field(description="Newest first.")
+    definition_changes: list[DefinitionChange] = Field(
+        default_factory=list, description="Changes of the model's definition, newest first."
+    )
 
 
 Reason = Annotated[str, Field(min_length=1, max_length=500, examples=["bad predictions"])]
@@ -208,6 +245,9 @@ class RollbackRequest(BaseModel):
 class ModelVersionInfo(BaseModel):
     version: str
     created_at: datetime
+    scores: dict[str, float] = Field(
+        default_factory=dict, description="Every metric of the model's task, held out."
+    )
     accuracy: float | None
     f1_macro: float | None
     job_id: str | None
@@ -226,12 +266,14 @@ class ModelVersionInfo(BaseModel):
 
 
 class ModelList(BaseModel):
+    model: str
     champion_version: str | None
     versions: list[ModelVersionInfo] = Field(description="Newest first.")
 
 
 class WatchDriftRequest(BaseModel):
     minutes: Minutes
+    model: ModelField = None
     threshold: float | None = Field(
         None, gt=0, le=10, description="PSI at which a feature drifts (default: settings)."
     )
@@ -246,6 +288,7 @@ class FeatureDriftInfo(BaseModel):
 
 
 class DriftReport(BaseModel):
+    model: str | None = Field(None, description="The model checked.")
     model_version: str | None = Field(description="The champion checked.")
     verdict: Literal["drift", "no drift", "too little traffic", "no champion", "no reference"]
     detail: str

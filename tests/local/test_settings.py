@@ -22,12 +22,21 @@ def test_every_runtime_reads_the_mlops_prefix(
     monkeypatch: pytest.MonkeyPatch, runtime: type[TrainingSettings]
 ) -> None:
     monkeypatch.setenv("MLOPS_MODEL_NAME", "churn")
-    monkeypatch.setenv("MLOPS_ACCURACY_THRESHOLD", "0.75")
+    monkeypatch.setenv("MLOPS_TEST_SIZE", "0.3")
 
     settings = runtime()
 
     assert settings.model_name == "churn"
-    assert settings.accuracy_threshold == 0.75
+    assert settings.test_size == 0.3
+
+
+def test_the_default_models_gate_is_read_by_the_api_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MLOPS_ACCURACY_THRESHOLD", "0.75")
+
+    assert ApiSettings().accuracy_threshold == 0.75
+    assert (
+        "accuracy_threshold" not in TrainingSettings.model_fields
+    )  # jobs get the gate in their spec
 
 
 def test_each_runtime_holds_only_its_own_settings() -> None:

@@ -5,14 +5,16 @@ from __future__ import annotations
 import secrets
 from typing import Annotated, Any
 
-from fastapi import Depends, HTTPException, Request, status
+from fastapi import Depends, HTTPException, Query, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from mlops.clients.quarantine import Quarantine
+from mlops.contracts.model_definition import MODEL_NAME_PATTERN
 from mlops.schemas import ErrorResponse
 from mlops.services.alerts import AlertFeed
 from mlops.services.drift import DriftMonitor
 from mlops.services.inference import Inference
+from mlops.services.model_catalog import ModelCatalog
 from mlops.services.model_report import ModelReport
 from mlops.services.models import Models
 from mlops.services.readiness import Readiness
@@ -70,6 +72,20 @@ async def get_quarantine(request: Request) -> Quarantine:
     return request.app.state.quarantine
 
 
+async def get_catalog(request: Request) -> ModelCatalog:
+    return request.app.state.catalog
+
+
+# `?model=` on the read routes: a model (GET /models), else the default model.
+ModelQuery = Annotated[
+    str | None,
+    Query(
+        pattern=MODEL_NAME_PATTERN,
+        description="A model (GET /models); default: the default model (for /jobs: all).",
+    ),
+]
+
+
 SettingsDep = Annotated[ApiSettings, Depends(get_app_settings)]
 InstrumentsDep = Annotated[Instruments, Depends(get_instruments)]
 TrainingDep = Annotated[Training, Depends(get_training)]
@@ -81,6 +97,7 @@ ReadinessDep = Annotated[Readiness, Depends(get_readiness)]
 ModelsDep = Annotated[Models, Depends(get_models)]
 DriftDep = Annotated[DriftMonitor, Depends(get_drift)]
 QuarantineDep = Annotated[Quarantine, Depends(get_quarantine)]
+CatalogDep = Annotated[ModelCatalog, Depends(get_catalog)]
 
 # Documents the scheme in OpenAPI (Swagger's Authorize button); we check the token.
 _bearer = HTTPBearer(

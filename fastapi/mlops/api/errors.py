@@ -17,8 +17,10 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from mlops.clients.mlflow_registry import MlflowUnavailable
 from mlops.clients.ray_jobs import RayJobsError
-from mlops.ml.model import InvalidField
+from mlops.clients.redis.model_definitions import MalformedDefinition
+from mlops.ml.estimators import InvalidField
 from mlops.services.job_records import MalformedJob, UnknownJob
+from mlops.services.model_catalog import ModelExists, ModelInUse, TooManyModels, UnknownModel
 from mlops.services.models import ChampionConflict, ForeignVersion, UnknownVersion
 from mlops.services.schedules import TooManySchedules
 from mlops.services.training import ClusterTooSmall, TooManyTrainings
@@ -104,6 +106,11 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(TooManyTrainings, _too_many)
     app.add_exception_handler(TooManySchedules, _too_many)
+    app.add_exception_handler(TooManyModels, _too_many)
+    app.add_exception_handler(UnknownModel, _status(404))
+    app.add_exception_handler(ModelExists, _status(409))
+    app.add_exception_handler(ModelInUse, _status(409))
+    app.add_exception_handler(MalformedDefinition, _status(409))
     app.add_exception_handler(InvalidField, _invalid_field)
     app.add_exception_handler(UnknownVersion, _status(404))
     app.add_exception_handler(ChampionConflict, _status(409))

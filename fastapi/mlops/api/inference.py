@@ -1,10 +1,10 @@
-"""Predictions from the registered model, served by Ray Serve."""
+"""Predictions from the models' versions, served by Ray Serve."""
 
 from __future__ import annotations
 
 from fastapi import APIRouter, HTTPException
 
-from mlops.api.deps import BODY_RESPONSES, UNAUTHORIZED, InferenceDep
+from mlops.api.deps import BODY_RESPONSES, UNAUTHORIZED, CatalogDep, InferenceDep
 from mlops.schemas import ErrorResponse, InferenceRequest, InferenceResponse
 from mlops.services.inference import InferenceFailed
 
@@ -16,21 +16,27 @@ router = APIRouter(tags=["inference"], responses=UNAUTHORIZED)
     "/inference",
     responses={
         **BODY_RESPONSES,
-        404: {"model": ErrorResponse, "description": "No such model version."},
+        404: {"model": ErrorResponse, "description": "No such model, or version."},
         409: {
             "model": ErrorResponse,
             "description": "The version (or the champion) was not registered by the platform, "
             "or changed since: it is never loaded.",
         },
-        503: {"model": ErrorResponse, "description": "No model yet, or serving is down."},
+        503: {"model": ErrorResponse, "description": "No champion yet, or serving is down."},
         504: {"model": ErrorResponse, "description": "No answer within sla_seconds."},
     },
+    response_model_exclude_none=True,  # a regression answer has no label or probabilities
 )
-async def inference(request: InferenceRequest, inference: InferenceDep) -> InferenceResponse:
-    """Predict one row with the champion, or with `model_version` when given."""
+async def inference(
+    request: InferenceRequest, inference: InferenceDep, catalog: CatalogDep
+) -> InferenceResponse:
+    """Predict one row with the model's champion (default: the default model), or with
+    `model_version` when given."""
+    model = await catalog.get(request.model)
     try:
         return await inference.predict(
             request.input_data,
+            model=model,
             version=request.model_version,
             retries=3 if request.retries is None else request.retries,
             sla_seconds=60 if request.sla_seconds is None else request.sla_seconds,

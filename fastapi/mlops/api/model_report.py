@@ -1,4 +1,4 @@
-"""GET /get_metrics: the model's accuracy from the MLflow registry and runs."""
+"""GET /get_metrics: a model's scores from the MLflow registry and runs."""
 
 from __future__ import annotations
 
@@ -6,13 +6,17 @@ from datetime import UTC, datetime
 
 from fastapi import APIRouter
 
-from mlops.api.deps import UNAUTHORIZED, ModelReportDep
+from mlops.api.deps import UNAUTHORIZED, CatalogDep, ModelQuery, ModelReportDep
 from mlops.schemas import ErrorResponse, MetricsResponse
 
 router = APIRouter(tags=["metrics"], responses=UNAUTHORIZED)
 
 
-@router.get("/get_metrics", responses={503: {"model": ErrorResponse}})
-async def get_metrics(report: ModelReportDep) -> MetricsResponse:
-    """The latest registered model and the accuracy of the last 7 days' runs."""
-    return await report.report(now=datetime.now(UTC))
+@router.get(
+    "/get_metrics", responses={404: {"model": ErrorResponse}, 503: {"model": ErrorResponse}}
+)
+async def get_metrics(
+    report: ModelReportDep, catalog: CatalogDep, model: ModelQuery = None
+) -> MetricsResponse:
+    """The model's latest registered version and the scores of the last 7 days' runs."""
+    return await report.report(await catalog.get(model), now=datetime.now(UTC))

@@ -17,6 +17,7 @@ from mlops.schemas import (
 router = APIRouter(tags=["schedules"], responses=UNAUTHORIZED)
 _ADDED = {
     **WRITE_RESPONSES,
+    404: {"model": ErrorResponse, "description": "No such model (the known ones listed)."},
     429: {"model": ErrorResponse, "description": "Too many schedules and watches."},
     503: {"model": ErrorResponse, "description": "Redis is unreachable."},
 }
@@ -34,11 +35,12 @@ _ADDED = {
 async def schedule_training(
     request: ScheduleTrainingRequest, schedules: SchedulesDep
 ) -> ScheduleInfo:
-    """Submit a training job every `minutes`, as /trigger_training does; with `tune`, a
-    hyperparameter search, as /tune does."""
+    """Submit a training job of the model every `minutes`, as /trigger_training does;
+    with `tune`, a hyperparameter search, as /tune does."""
     return await schedules.add(
         kind="training",
         minutes=request.minutes,
+        model=request.model,
         hyperparameters=request.hyperparameters,
         dataset_uri=request.dataset_uri,
         target_column=request.target_column,
@@ -50,8 +52,8 @@ async def schedule_training(
     "/watch_model", status_code=status.HTTP_201_CREATED, dependencies=[Writer], responses=_ADDED
 )
 async def watch_model(request: WatchModelRequest, schedules: SchedulesDep) -> ScheduleInfo:
-    """Every `minutes`, alert if the newest model version is older than `minutes`."""
-    return await schedules.add(kind="watch", minutes=request.minutes, hyperparameters=None)
+    """Every `minutes`, alert if the model's newest version is older than `minutes`."""
+    return await schedules.add(kind="watch", minutes=request.minutes, model=request.model)
 
 
 @router.delete(

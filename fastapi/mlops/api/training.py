@@ -6,7 +6,14 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, status
 
-from mlops.api.deps import UNAUTHORIZED, WRITE_RESPONSES, TrainingDep, Writer
+from mlops.api.deps import (
+    UNAUTHORIZED,
+    WRITE_RESPONSES,
+    CatalogDep,
+    ModelQuery,
+    TrainingDep,
+    Writer,
+)
 from mlops.schemas import (
     ErrorResponse,
     JobAccepted,
@@ -33,13 +40,17 @@ _SUBMIT_RESPONSES = {
     dependencies=[Writer],
     responses={
         **_SUBMIT_RESPONSES,
+        404: {"model": ErrorResponse, "description": "No such model (the known ones listed)."},
         422: {"description": "Invalid hyperparameters or dataset; no job is created."},
     },
 )
-async def trigger_training(request: TrainingRequest, training: TrainingDep) -> JobAccepted:
-    """Start a training job on Ray with the given RandomForestClassifier hyperparameters,
-    on the default dataset or the one named."""
+async def trigger_training(
+    request: TrainingRequest, training: TrainingDep, catalog: CatalogDep
+) -> JobAccepted:
+    """Start a training job of the model (default: the default model) on Ray, with its
+    hyperparameters and the request's over them, on its dataset or the one named."""
     job_id = await training.submit(
+        await catalog.get(request.model),
         request.hyperparameters,
         dataset_uri=request.dataset_uri,
         target_column=request.target_column,
@@ -57,25 +68,34 @@ async def trigger_training(request: TrainingRequest, training: TrainingDep) -> J
             "model": ErrorResponse,
             "description": "The cluster cannot place a single trial (the numbers say why).",
         },
+        404: {"model": ErrorResponse, "description": "No such model (the known ones listed)."},
         422: {"description": "Invalid search space, trials, metric or dataset; nothing runs."},
     },
 )
-async def tune(request: TuneRequest, training: TrainingDep) -> JobAccepted:
-    """Search hyperparameters with Ray Tune, trials in parallel on the cluster; the best
-    trial is registered and goes through the promotion gate. Follow it at /jobs/{id}."""
-    return _accepted(await training.submit_search(request))
+async def tune(request: TuneRequest, training: TrainingDep, catalog: CatalogDep) -> JobAccepted:
+    """Search a model's hyperparameters with Ray Tune, trials in parallel on the cluster;
+    the best trial is registered and goes through the model's gate. Follow it at
+    /jobs/{id}."""
+    return _accepted(await training.submit_search(await catalog.get(request.model), request))
 
 
 def _accepted(job_id: str) -> JobAccepted:
     return JobAccepted(job_id=job_id, status=JobStatus.PENDING, status_url=f"/jobs/{job_id}")
 
 
-@router.get("/jobs", response_model=JobList)
+@router.get("/jobs", response_model=JobList, responses={404: {"model": ErrorResponse}})
 async def list_jobs(
-    training: TrainingDep, limit: Annotated[int, Query(ge=1, le=500)] = 50
+    training: TrainingDep,
+    catalog: CatalogDep,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    model: ModelQuery = None,
 ) -> JobList:
-    """Recent training jobs and searches, newest first."""
-    return JobList(jobs=await training.recent(limit))
+    """Recent training jobs and searches, newest first; with `model`, that model's."""
+    if model is None:
+        return JobList(jobs=await training.recent(limit))
+    definition = await catalog.get(model)
+    default = definition.name == catalog.default_name
+    return JobList(jobs=await training.recent(limit, model=definition.name, default=default))
 
 
 @router.get(

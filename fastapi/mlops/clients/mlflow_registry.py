@@ -44,10 +44,10 @@ class TaggedVersion:
 
 
 @dataclass(frozen=True)
-class RunAccuracy:
+class RunScore:
     run_id: str
     started_at: datetime
-    accuracy: float
+    scores: dict[str, float]  # the run's metrics
 
 
 def _is_missing(response: httpx.Response) -> bool:
@@ -240,25 +240,27 @@ class MlflowRegistry:
         reply = await self._about_model(model_name, "/registered-models/alias", alias=alias)
         return str(reply["model_version"]["version"]) if reply else None
 
-    async def run_accuracy(self, run_id: str) -> float | None:
+    async def run_metrics(self, run_id: str) -> dict[str, float]:
         reply = await self._call("GET", "/runs/get", params={"run_id": run_id})
         metrics = ((reply or {}).get("run", {}).get("data", {}) or {}).get("metrics", [])
-        return next((float(m["value"]) for m in metrics if m["key"] == "accuracy"), None)
+        return {m["key"]: float(m["value"]) for m in metrics}
 
-    async def runs_since(self, experiment_name: str, since: datetime) -> list[RunAccuracy]:
-        """Finished runs with an accuracy metric started at or after `since`, oldest first."""
+    async def runs_since(
+        self, experiment_name: str, since: datetime, metric: str
+    ) -> list[RunScore]:
+        """Runs with the metric started at or after `since`, oldest first."""
         experiment = await self._call(
             "GET", "/experiments/get-by-name", params={"experiment_name": experiment_name}
         )
         if experiment is None:
             return []
         since_ms = int(since.timestamp() * 1000)
-        runs: list[RunAccuracy] = []
+        runs: list[RunScore] = []
         page_token: str | None = None
         while True:
             body: dict[str, Any] = {
                 "experiment_ids": [experiment["experiment"]["experiment_id"]],
-                "filter": f"attributes.start_time >= {since_ms} and metrics.accuracy >= 0",
+                "filter": f"attributes.start_time >= {since_ms}",
                 "order_by": ["attributes.start_time ASC"],
                 "max_results": 1000,
             }
@@ -267,11 +269,13 @@ class MlflowRegistry:
             reply = await self._call("POST", "/runs/search", json=body) or {}
             for run in reply.get("runs", []):
                 metrics = {m["key"]: m["value"] for m in run.get("data", {}).get("metrics", [])}
+                if metric not in metrics:
+                    continue
                 runs.append(
-                    RunAccuracy(
+                    RunScore(
                         run_id=run["info"]["run_id"],
                         started_at=_from_ms(run["info"]["start_time"]),
-                        accuracy=float(metrics["accuracy"]),
+                        scores={key: float(value) for key, value in metrics.items()},
                     )
                 )
             page_token = reply.get("next_page_token")

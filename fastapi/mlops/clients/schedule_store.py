@@ -16,6 +16,7 @@ from typing import Any, get_args
 
 from redis.asyncio import Redis
 
+from mlops.contracts.model_definition import is_model_name
 from mlops.schemas import ScheduleKind
 
 log = logging.getLogger(__name__)
@@ -44,6 +45,7 @@ class ScheduleRecord:
     minutes: int
     created_at: datetime  # the anchor: run n falls due at created_at + n × period
     params: dict[str, Any]
+    model: str | None = None  # None: the default model (records from before models had names)
 
     def to_json(self) -> str:
         return json.dumps(
@@ -53,6 +55,7 @@ class ScheduleRecord:
                 "minutes": self.minutes,
                 "created_at": self.created_at.isoformat(),
                 "params": self.params,
+                "model": self.model,
             }
         )
 
@@ -65,6 +68,7 @@ class ScheduleRecord:
             kind, minutes = raw["kind"], raw["minutes"]
             created_at = datetime.fromisoformat(raw["created_at"])
             params = raw.get("params") or {}
+            model = raw.get("model")
         except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"not a schedule record: {type(exc).__name__}: {exc}") from None
         if kind not in get_args(ScheduleKind):
@@ -75,7 +79,9 @@ class ScheduleRecord:
             raise ValueError(f"created_at {raw['created_at']!r} has no time zone")
         if not isinstance(params, dict):
             raise ValueError(f"params must be an object, not {type(params).__name__}")
-        return cls(str(raw["schedule_id"]), kind, minutes, created_at, params)
+        if model is not None and not is_model_name(model):
+            raise ValueError(f"model {model!r} is not a model name")
+        return cls(str(raw["schedule_id"]), kind, minutes, created_at, params, model)
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,7 @@
 
 A trip through Ray Serve's HTTP proxy costs milliseconds of CPU whatever it carries,
 while predicting one more row with the compiled model costs microseconds. So requests
-for the same model version that arrive while calls are in flight wait for the next
+for the same model (champion or version) that arrive while calls are in flight wait for the next
 free call and go together (up to `max_batch` rows). Nothing waits on a timer: with
 no load, a request goes out at once, and under load batches form by themselves.
 
@@ -21,13 +21,13 @@ from typing import Any
 
 import aiohttp
 
-from mlops.contracts.serve import ServeErrorCode
+from mlops.contracts.serve import MULTIPLEX_HEADER, ServedModel, ServeErrorCode
 
 log = logging.getLogger(__name__)
 
-# (model version or None for the champion, number of features): rows of one key
-# always fit in one array, so a malformed row never fails a batch of good ones.
-Key = tuple[str | None, int]
+# (the served model's id, number of features): rows of one key always fit in one
+# array, so a malformed row never fails a batch of good ones.
+Key = tuple[str, int]
 
 
 class TransientServeError(Exception):
@@ -69,9 +69,10 @@ class ServeBatcher:
         self._in_flight: dict[Key, int] = defaultdict(int)
         self._tasks: set[asyncio.Task[None]] = set()
 
-    async def predict(self, row: list[float], version: str | None) -> dict[str, Any]:
-        """One row's reply: {version, predictor, classes, probabilities: [...]}."""
-        key = (version, len(row))
+    async def predict(self, row: list[float], served: ServedModel) -> dict[str, Any]:
+        """One row's reply: {version, predictor, task, classes, outputs: [...]}
+        (contracts.serve)."""
+        key = (served.model_id, len(row))
         pending = _Pending(row)
         self._queues[key].append(pending)
         if self._in_flight[key] < self._max_in_flight:
@@ -94,14 +95,12 @@ class ServeBatcher:
                 self._queues.pop(key, None)
 
     async def _send(self, key: Key, batch: list[_Pending]) -> None:
-        version = key[0]
-        headers = {"serve_multiplexed_model_id": version} if version else {}
         outcome: dict[str, Any] | Exception
         try:
             async with self._http.post(
                 self._url,
-                json={"rows": [p.row for p in batch], "version": version},
-                headers=headers,
+                json={"rows": [p.row for p in batch]},
+                headers={MULTIPLEX_HEADER: key[0]},
                 timeout=self._call_timeout,
             ) as response:
                 outcome = _outcome(response.status, await response.read())
@@ -115,9 +114,7 @@ class ServeBatcher:
             if isinstance(outcome, Exception):
                 pending.future.set_exception(outcome)
             else:
-                pending.future.set_result(
-                    {**outcome, "probabilities": outcome["probabilities"][index]}
-                )
+                pending.future.set_result({**outcome, "outputs": outcome["outputs"][index]})
 
     async def aclose(self) -> None:
         for task in list(self._tasks):

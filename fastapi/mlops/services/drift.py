@@ -16,6 +16,7 @@ import numpy as np
 from mlops.clients.mlflow_registry import MlflowRegistry
 from mlops.clients.redis import AlertStream, DriftSamples
 from mlops.contracts.alerts import AlertKind
+from mlops.contracts.model_definition import ModelDefinition
 from mlops.contracts.version_card import REFERENCE_DIR, REFERENCE_FILE
 from mlops.ml import drift
 from mlops.schemas import DriftReport, FeatureDriftInfo
@@ -39,11 +40,12 @@ class DriftMonitor:
         self._alerts = alerts
         self._references: dict[str, dict[str, Any] | None] = {}  # run id -> profile
 
-    async def check(self, threshold: float | None = None) -> DriftReport:
-        """The champion's recent inputs against its training profile."""
-        settings = self._settings
+    async def check(self, model: ModelDefinition, threshold: float | None = None) -> DriftReport:
+        """The model's champion's recent inputs against its training profile."""
+        settings, name = self._settings, model.registered_model
         threshold = threshold or settings.drift_threshold
         report: dict[str, Any] = {
+            "model": model.name,
             "model_version": None,
             "sample_size": 0,
             "min_rows": settings.drift_min_rows,
@@ -51,15 +53,15 @@ class DriftMonitor:
             "checked_at": datetime.now(UTC),
             "features": [],
         }
-        version = await self._registry.alias_version(settings.model_name, settings.champion_alias)
+        version = await self._registry.alias_version(name, settings.champion_alias)
         if version is None:
             return DriftReport(**report, verdict="no champion", detail="no champion yet")
         report["model_version"] = version
-        reference = await self._reference(version)
+        reference = await self._reference(name, version)
         if reference is None:
             detail = f"version {version} has no reference profile (trained before drift checks)"
             return DriftReport(**report, verdict="no reference", detail=detail)
-        rows = await self._samples.recent(version)
+        rows = await self._samples.recent(name, version)
         width = len(reference["features"])
         rows = [row for row in rows if len(row) == width]
         report["sample_size"] = len(rows)
@@ -84,15 +86,18 @@ class DriftMonitor:
         named = ", ".join(f"{s.feature}: PSI {s.psi:.2f}, KS p {s.ks_pvalue:.2g}" for s in drifting)
         return DriftReport(**report, verdict="drift", detail=f"Input drift on {named}")
 
-    async def check_and_alert(self, threshold: float | None, *, schedule_id: str) -> DriftReport:
-        report = await self.check(threshold)
+    async def check_and_alert(
+        self, model: ModelDefinition, threshold: float | None, *, schedule_id: str
+    ) -> DriftReport:
+        report = await self.check(model, threshold)
         if report.verdict == "drift":
             await self._alerts.publish(
                 "warning",
-                f"{report.detail} (version {report.model_version}, {report.sample_size} "
-                f"recent rows, PSI threshold {report.threshold:g})",
+                f"{report.detail} ({model.name} version {report.model_version}, "
+                f"{report.sample_size} recent rows, PSI threshold {report.threshold:g})",
                 kind=AlertKind.DRIFT,
                 data={
+                    "model": model.name,
                     "schedule_id": schedule_id,
                     "version": report.model_version,
                     "features": [f.feature for f in report.features if f.drifting],
@@ -100,9 +105,9 @@ class DriftMonitor:
             )
         return report
 
-    async def _reference(self, version: str) -> dict[str, Any] | None:
+    async def _reference(self, model_name: str, version: str) -> dict[str, Any] | None:
         """The version's training profile, fetched once and kept for the last few."""
-        found = await self._registry.version(self._settings.model_name, version)
+        found = await self._registry.version(model_name, version)
         if found is None or found.run_id is None:
             return None
         if found.run_id not in self._references:

@@ -6,6 +6,8 @@ import asyncio
 import time
 from typing import Any
 
+from mlops.contracts.model_definition import ModelDefinition, Task
+from mlops.contracts.serve import ServedModel
 from mlops.retry import retried
 from mlops.schemas import InferenceResponse
 from mlops.services.batching import ServeBatcher, ServeVerdict, TransientServeError
@@ -49,9 +51,15 @@ class Inference:
         self._instruments = instruments
 
     async def predict(
-        self, row: list[float], *, version: str | None, retries: int, sla_seconds: float
+        self,
+        row: list[float],
+        *,
+        model: ModelDefinition,
+        version: str | None,
+        retries: int,
+        sla_seconds: float,
     ) -> InferenceResponse:
-        """One row through the Serve application.
+        """One row through the Serve application, by the model's champion or `version`.
 
         The replica's own verdicts are answered at once; what may pass (connection
         errors, 5xx, Serve redeploying) is retried with backoff, never past the SLA
@@ -59,7 +67,8 @@ class Inference:
         """
         started = time.perf_counter()
         try:
-            body = await self._predict(row, version, retries, sla_seconds)
+            served = ServedModel(model.registered_model, version)
+            body = await self._predict(row, served, retries, sla_seconds)
         except InferenceFailed as exc:
             # Failures carry no version label: a client-chosen string must not become one.
             self._instruments.inferences.labels("none", str(exc.status)).inc()
@@ -67,7 +76,7 @@ class Inference:
                 self._serving.check_now()
                 raise ServingDown(f"{exc.detail.rstrip('.')}. {self._serving.hint}") from None
             raise
-        reply = _reply(body)
+        reply = _reply(model.name, body)
         self._instruments.inferences.labels(reply.model_version, "200").inc()
         self._instruments.inference_latency.labels(reply.model_version).observe(
             time.perf_counter() - started
@@ -75,13 +84,13 @@ class Inference:
         return reply
 
     async def _predict(
-        self, row: list[float], version: str | None, retries: int, sla_seconds: float
+        self, row: list[float], served: ServedModel, retries: int, sla_seconds: float
     ) -> dict[str, Any]:
         deadline = time.monotonic() + sla_seconds
 
         async def attempt() -> dict[str, Any]:
             async with asyncio.timeout(remaining()):
-                return await self._batcher.predict(row, version)
+                return await self._batcher.predict(row, served)
 
         def remaining() -> float:
             return max(0.0, deadline - time.monotonic())
@@ -110,14 +119,22 @@ class Inference:
             raise ServingDown(str(exc)) from None
 
 
-def _reply(body: dict[str, Any]) -> InferenceResponse:
-    probabilities = body["probabilities"]
-    best = max(range(len(probabilities)), key=probabilities.__getitem__)
+def _reply(model: str, body: dict[str, Any]) -> InferenceResponse:
+    outputs = body["outputs"]
+    if body.get("task") == Task.REGRESSION:
+        return InferenceResponse(
+            prediction=outputs[0],
+            model=model,
+            model_version=body["version"],
+            predictor=body["predictor"],
+        )
+    best = max(range(len(outputs)), key=outputs.__getitem__)
     return InferenceResponse(
         prediction=best,
         label=body["classes"][best],
         # The compiled model computes in float32: six decimals is what it knows.
-        probabilities={c: round(p, 6) for c, p in zip(body["classes"], probabilities, strict=True)},
+        probabilities={c: round(p, 6) for c, p in zip(body["classes"], outputs, strict=True)},
+        model=model,
         model_version=body["version"],
         predictor=body["predictor"],
     )

@@ -22,6 +22,7 @@ from mlops.clients.redis import AlertStream, ChampionMoves, JobStore
 from mlops.contracts.alerts import AlertLevel
 from mlops.contracts.jobs import JobInfo, JobOutcome, JobStatus
 from mlops.services.job_records import MalformedJob, parse_job
+from mlops.services.model_catalog import ModelCatalog
 from mlops.services.recovery import RecoveredOutcome, recover_outcome
 from mlops.settings.api import ApiSettings
 
@@ -50,6 +51,7 @@ class JobReconciler:
         alerts: AlertStream,
         history: ChampionMoves,
         quarantine: Quarantine,
+        catalog: ModelCatalog,
     ) -> None:
         self._settings = settings
         self._ray = ray
@@ -58,6 +60,7 @@ class JobReconciler:
         self._alerts = alerts
         self._history = history
         self._quarantine = quarantine
+        self._catalog = catalog
 
     async def run(self, background: Background) -> None:
         while background.running:
@@ -111,7 +114,10 @@ class JobReconciler:
         fresh = await self._jobs.get(job_id)
         if fresh is not None and parse_job(fresh).status.is_terminal:
             return  # the job recorded its own outcome meanwhile
-        recovered = await recover_outcome(self._registry, self._settings, job_id)
+        model = await self._catalog.including_archived(job.model)
+        recovered = None
+        if model is not None:
+            recovered = await recover_outcome(self._registry, self._settings, model, job_id)
         if recovered is not None:
             await self._record_recovered(job_id, recovered, _ran_seconds(info or {}))
             return
@@ -135,7 +141,7 @@ class JobReconciler:
         """What the job could not record itself, each part once (as the job would)."""
         await self._jobs.finish(job_id, recovered.status, seconds, recovered.outcome)
         if recovered.move is not None:
-            await self._history.record_for_job(job_id, recovered.move)
+            await self._history.record_for_job(recovered.move.model or "", job_id, recovered.move)
         data = {"job_id": job_id, **recovered.outcome}
         await self._alerts.publish_for_job(job_id, recovered.level, recovered.text, data=data)
         log.warning("training job %s: outcome recovered from MLflow", job_id)

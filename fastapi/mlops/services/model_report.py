@@ -1,4 +1,5 @@
-"""What /get_metrics reports: the latest version and the last week's accuracy."""
+"""What /get_metrics reports for a model: its latest version and the last week's runs,
+scored on the model's gate metric (and accuracy, for classification)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from datetime import datetime, timedelta
 from statistics import fmean
 
 from mlops.clients.mlflow_registry import MlflowRegistry
+from mlops.contracts.model_definition import ModelDefinition
 from mlops.schemas import LatestModel, MetricsResponse, RunPoint
 from mlops.settings.api import ApiSettings
 
@@ -16,31 +18,42 @@ class ModelReport:
         self._settings = settings
         self._registry = registry
 
-    async def report(self, now: datetime) -> MetricsResponse:
-        settings, registry = self._settings, self._registry
-        latest = await registry.latest_version(settings.model_name)
-        champion = await registry.alias_version(settings.model_name, settings.champion_alias)
+    async def report(self, model: ModelDefinition, now: datetime) -> MetricsResponse:
+        registry, name = self._registry, model.registered_model
+        metric = model.spec.gate.metric
+        latest = await registry.latest_version(name)
+        champion = await registry.alias_version(name, self._settings.champion_alias)
         latest_model = None
         if latest is not None:
-            accuracy = await registry.run_accuracy(latest.run_id) if latest.run_id else None
+            scores = await registry.run_metrics(latest.run_id) if latest.run_id else {}
             latest_model = LatestModel(
                 version=latest.version,
-                accuracy=accuracy,
+                accuracy=scores.get("accuracy"),
+                score=scores.get(metric),
                 trained_at=latest.created_at,
                 is_champion=latest.version == champion,
                 run_id=latest.run_id,
             )
-        runs = await registry.runs_since(settings.experiment_name, now - timedelta(days=7))
+        runs = await registry.runs_since(model.experiment, now - timedelta(days=7), metric)
         by_day: dict[str, list[float]] = defaultdict(list)
         for run in runs:
-            by_day[run.started_at.date().isoformat()].append(run.accuracy)
+            by_day[run.started_at.date().isoformat()].append(run.scores[metric])
+        daily = {day: fmean(values) for day, values in sorted(by_day.items())}
         return MetricsResponse(
+            model=model.name,
+            metric=metric,
             latest_model=latest_model,
             champion_version=champion,
-            weekly_average=fmean(run.accuracy for run in runs) if runs else None,
-            avg_accuracy_last_7_days={day: fmean(values) for day, values in sorted(by_day.items())},
+            weekly_average=fmean(run.scores[metric] for run in runs) if runs else None,
+            daily_average=daily,
+            avg_accuracy_last_7_days=daily if metric == "accuracy" else {},
             runs=[
-                RunPoint(run_id=r.run_id, started_at=r.started_at, accuracy=r.accuracy)
+                RunPoint(
+                    run_id=r.run_id,
+                    started_at=r.started_at,
+                    score=r.scores[metric],
+                    accuracy=r.scores.get("accuracy"),
+                )
                 for r in runs
             ],
         )

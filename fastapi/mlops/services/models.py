@@ -1,5 +1,5 @@
-"""The registry as people use it: every version, moving the champion by hand (promote,
-roll back) with a reason, and the history of every move.
+"""The registry as people use it, per model: every version, moving the champion by hand
+(promote, roll back) with a reason, and the history of every move.
 
 Rolling back undoes the last promotion: the history is replayed as a stack (each
 promotion pushes its version, each rollback pops one), so rolling back twice goes two
@@ -14,9 +14,11 @@ from datetime import UTC, datetime
 from mlops.clients.mlflow_registry import MlflowRegistry, TaggedVersion
 from mlops.clients.redis import AlertStream, ChampionMoves
 from mlops.contracts.alerts import AlertKind
+from mlops.contracts.model_definition import ModelDefinition
 from mlops.contracts.version_card import VersionCard
 from mlops.ml import provenance
 from mlops.ml.provenance import ForeignVersion
+from mlops.model_schemas import ChampionSummary
 from mlops.schemas import ChampionMove, ModelList, ModelVersionInfo
 from mlops.settings.api import ApiSettings
 
@@ -48,8 +50,8 @@ class Models:
         self._history = history
         self._alerts = alerts
 
-    async def versions(self) -> ModelList:
-        name = self._settings.model_name
+    async def versions(self, model: ModelDefinition) -> ModelList:
+        name = model.registered_model
         versions = await self._registry.versions(name)
         aliases = await self._registry.aliases(name)
         champion = next(
@@ -57,17 +59,31 @@ class Models:
         )
         key = self._settings.signing_key()
         return ModelList(
+            model=model.name,
             champion_version=champion,
             versions=[
                 _info(v, aliases.get(v.version, []), _why_foreign(key, name, v)) for v in versions
             ],
         )
 
-    async def history(self, limit: int) -> list[ChampionMove]:
-        return await self._history.moves(limit)
+    async def history(self, model: ModelDefinition, limit: int) -> list[ChampionMove]:
+        return await self._history.moves(model.name, limit)
 
-    async def promote(self, version: str, *, reason: str) -> ChampionMove:
-        name, alias = self._settings.model_name, self._settings.champion_alias
+    async def champion(self, model: ModelDefinition) -> ChampionSummary | None:
+        """The model's champion: its version, its score on the gate's metric, when trained."""
+        name, metric = model.registered_model, model.spec.gate.metric
+        version = await self._registry.alias_version(name, self._settings.champion_alias)
+        found = await self._registry.version(name, version) if version else None
+        if found is None:
+            return None
+        card = VersionCard.read(found.tags)
+        score = card.scores.get(metric) if card else None
+        return ChampionSummary(
+            version=found.version, metric=metric, score=score, trained_at=found.created_at
+        )
+
+    async def promote(self, model: ModelDefinition, version: str, *, reason: str) -> ChampionMove:
+        name, alias = model.registered_model, self._settings.champion_alias
         found = await self._registry.version(name, version)
         if found is None:
             raise UnknownVersion(f"{name} has no version {version!r}")
@@ -76,12 +92,12 @@ class Models:
         current = await self._registry.alias_version(name, alias)
         if current == version:
             raise ChampionConflict(f"version {version} is already the {alias}")
-        return await self._move("promote", current, version, reason)
+        return await self._move(model, "promote", current, version, reason)
 
-    async def rollback(self, *, reason: str) -> ChampionMove:
-        name, alias = self._settings.model_name, self._settings.champion_alias
+    async def rollback(self, model: ModelDefinition, *, reason: str) -> ChampionMove:
+        name, alias = model.registered_model, self._settings.champion_alias
         current = await self._registry.alias_version(name, alias)
-        stack = _champions(await self._history.moves())
+        stack = _champions(await self._history.moves(model.name))
         if current is None:
             raise ChampionConflict(f"there is no {alias} to roll back")
         if not stack or stack[-1] != current:
@@ -91,15 +107,16 @@ class Models:
             )
         if len(stack) < 2:
             raise ChampionConflict(f"version {current} is the first {alias}: none to go back to")
-        return await self._move("rollback", current, stack[-2], reason)
+        return await self._move(model, "rollback", current, stack[-2], reason)
 
     async def _move(
-        self, action: str, current: str | None, target: str, reason: str
+        self, model: ModelDefinition, action: str, current: str | None, target: str, reason: str
     ) -> ChampionMove:
         settings = self._settings
-        await self._registry.set_alias(settings.model_name, settings.champion_alias, target)
+        await self._registry.set_alias(model.registered_model, settings.champion_alias, target)
         move = ChampionMove.model_validate(
             {
+                "model": model.name,
                 "action": action,
                 "from_version": current,
                 "to_version": target,
@@ -108,16 +125,16 @@ class Models:
                 "reason": reason,
             }
         )
-        await self._history.record(move)
+        await self._history.record(model.name, move)
         verb = "promoted" if action == "promote" else "rolled back"
         was = f" from version {current}" if current else ""
         await self._alerts.publish(
             "warning",
-            f"Champion {verb} by hand{was} to version {target} of {settings.model_name}: {reason}",
+            f"Champion {verb} by hand{was} to version {target} of {model.name}: {reason}",
             kind=AlertKind.CHAMPION,
             data=move.model_dump(mode="json"),
         )
-        log.info("champion %s%s to version %s: %s", verb, was, target, reason)
+        log.info("%s champion %s%s to version %s: %s", model.name, verb, was, target, reason)
         return move
 
 
@@ -147,6 +164,7 @@ def _info(version: TaggedVersion, aliases: list[str], foreign: str | None) -> Mo
     return ModelVersionInfo(
         version=version.version,
         created_at=version.created_at,
+        scores=card.scores if card else {},
         accuracy=card.accuracy if card else None,
         f1_macro=card.f1_macro if card else None,
         job_id=card.job_id if card else None,

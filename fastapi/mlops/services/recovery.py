@@ -16,6 +16,7 @@ from mlops.clients.mlflow_registry import MlflowRegistry, TaggedVersion
 from mlops.contracts.alerts import AlertLevel
 from mlops.contracts.champion import ChampionMove
 from mlops.contracts.jobs import JobOutcome, JobStatus
+from mlops.contracts.model_definition import ModelDefinition
 from mlops.contracts.version_card import VersionCard
 from mlops.ml import provenance
 from mlops.settings.api import ApiSettings
@@ -31,19 +32,22 @@ class RecoveredOutcome:
 
 
 async def recover_outcome(
-    registry: MlflowRegistry, settings: ApiSettings, job_id: str
+    registry: MlflowRegistry, settings: ApiSettings, model: ModelDefinition, job_id: str
 ) -> RecoveredOutcome | None:
-    """The outcome of a job that registered a sealed version; None if it registered none."""
-    name = settings.model_name
-    registered = _registered_by(await registry.versions(name), settings, job_id)
+    """The outcome of a job that registered a sealed version of `model`; None if it
+    registered none."""
+    name = model.registered_model
+    registered = _registered_by(await registry.versions(name), name, settings, job_id)
     if registered is None:
         return None
     found, card = registered
-    promoted, reason, accuracy = card.promoted, card.promotion_reason, card.accuracy
+    promoted, reason = card.promoted, card.promotion_reason
+    metric = model.spec.gate.metric
     champion = await registry.alias_version(name, settings.champion_alias)
     move = None
     if promoted and champion == found.version:
         move = ChampionMove(
+            model=model.name,
             action="promote",
             from_version=None,
             to_version=found.version,
@@ -55,8 +59,10 @@ async def recover_outcome(
         "finished_at": datetime.now(UTC).isoformat(),
         "run_id": found.run_id,
         "model_version": found.version,
-        "accuracy": accuracy,
+        "scores": card.scores,
+        "accuracy": card.accuracy,
         "f1_macro": card.f1_macro,
+        "gate_metric": metric,
         # What happened, not only what the gate decided: the job may have stopped
         # before the alias moved, or the alias may have moved on since.
         "promoted": move is not None,
@@ -68,7 +74,8 @@ async def recover_outcome(
     verdict = f"is now the {settings.champion_alias}" if move else "was not promoted"
     text = (
         f"Training job {job_id}'s outcome was read back from MLflow (Redis was unreachable "
-        f"when it ended): version {found.version} of {name}, accuracy {accuracy:.4f}, "
+        f"when it ended): version {found.version} of {model.name}, "
+        f"{metric} {card.scores.get(metric, float('nan')):.4f}, "
         f"{verdict} ({reason})."
     )
     level: AlertLevel = "success" if move else "warning"
@@ -76,7 +83,7 @@ async def recover_outcome(
 
 
 def _registered_by(
-    versions: list[TaggedVersion], settings: ApiSettings, job_id: str
+    versions: list[TaggedVersion], name: str, settings: ApiSettings, job_id: str
 ) -> tuple[TaggedVersion, VersionCard] | None:
     """The sealed version the job registered, and its card."""
     key = settings.signing_key()
@@ -86,7 +93,7 @@ def _registered_by(
             continue
         foreign = provenance.why_foreign(
             key,
-            model=settings.model_name,
+            model=name,
             version=version.version,
             run_id=version.run_id,
             found=version.tags,

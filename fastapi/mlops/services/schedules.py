@@ -29,9 +29,11 @@ from mlops.clients.ray_jobs import RayJobsError
 from mlops.clients.redis import AlertStream
 from mlops.clients.schedule_store import ScheduleRecord, ScheduleStore
 from mlops.contracts.alerts import AlertKind
-from mlops.ml.model import InvalidField
+from mlops.contracts.model_definition import ModelDefinition
+from mlops.ml.estimators import InvalidField
 from mlops.schemas import ScheduleInfo, ScheduleKind, TuneRequest
 from mlops.services.drift import DriftMonitor
+from mlops.services.model_catalog import ModelCatalog, UnknownModel
 from mlops.services.training import ClusterTooSmall, TooManyTrainings, Training
 from mlops.settings.api import ApiSettings
 from mlops.telemetry import Instruments
@@ -82,6 +84,7 @@ class Schedules:
         store: ScheduleStore,
         quarantine: Quarantine,
         training: Training,
+        catalog: ModelCatalog,
         drift: DriftMonitor,
         registry: MlflowRegistry,
         alerts: AlertStream,
@@ -91,6 +94,7 @@ class Schedules:
         self._store = store
         self._quarantine = quarantine
         self._training = training
+        self._catalog = catalog
         self._drift = drift
         self._registry = registry
         self._alerts = alerts
@@ -117,35 +121,42 @@ class Schedules:
         *,
         kind: ScheduleKind,
         minutes: int,
+        model: str | None = None,
         hyperparameters: dict[str, Any] | None = None,
         threshold: float | None = None,
         dataset_uri: str | None = None,
         target_column: str | None = None,
         tune: TuneRequest | None = None,
     ) -> ScheduleInfo:
-        """Validate and store a schedule; raises InvalidField or TooManySchedules."""
+        """Validate and store a schedule of `model` (default: the default model); raises
+        UnknownModel, InvalidField or TooManySchedules."""
+        definition = await self._catalog.get(model)
         params: dict[str, Any] = {}
         if kind == "drift":
             params["threshold"] = threshold or self._settings.drift_threshold
         if kind == "training":
-            params["hyperparameters"] = self._training.check_hyperparameters(hyperparameters or {})
+            training = self._training
+            params["hyperparameters"] = training.check_hyperparameters(
+                definition, hyperparameters or {}
+            )
             if dataset_uri is not None:
-                params["dataset_uri"] = self._training.dataset(dataset_uri, None)[0]
+                params["dataset_uri"] = training.dataset(definition, dataset_uri, target_column)[0]
             if target_column is not None:
-                params["target_column"] = target_column
+                params["target_column"] = training.dataset(definition, None, target_column)[1]
             if tune is not None:
                 try:
-                    self._training.check_search(tune)
-                    self._training.dataset(tune.dataset_uri, None)
+                    training.check_search(definition, tune)
+                    training.dataset(definition, tune.dataset_uri, tune.target_column)
                 except InvalidField as exc:
                     raise exc.within("tune") from exc
-                params["tune"] = tune.model_dump()
+                params["tune"] = tune.model_dump(exclude={"model"})
         record = ScheduleRecord(
             schedule_id=f"{kind}-{uuid.uuid4().hex[:12]}",
             kind=kind,
             minutes=minutes,
             created_at=datetime.now(UTC),
             params=params,
+            model=definition.name,
         )
         if not await self._store.add(record, limit=self._settings.max_schedules):
             raise TooManySchedules(self._settings.max_schedules)
@@ -176,6 +187,7 @@ class Schedules:
     ) -> ScheduleInfo:
         return ScheduleInfo(
             schedule_id=record.schedule_id,
+            model=record.model or self._catalog.default_name,
             kind=record.kind,
             minutes=record.minutes,
             hyperparameters=record.params.get("hyperparameters"),
@@ -270,26 +282,41 @@ class Schedules:
             )
         return True
 
+    async def users_of(self, model: str) -> builtins.list[str]:
+        """The schedules and watches of a model, by id."""
+        default = self._catalog.default_name
+        records = await self._usable(quarantine=False)
+        return [r.schedule_id for r in records if (r.model or default) == model]
+
     async def _carry_out(self, record: ScheduleRecord, run: int) -> None:
+        try:
+            model = await self._catalog.get(record.model)
+        except UnknownModel as exc:  # archived meanwhile (DELETE /models checks first)
+            self._instruments.schedule_runs.labels(record.kind, "skipped").inc()
+            log.warning("schedule %s run %d skipped: %s", record.schedule_id, run, exc)
+            return
         if record.kind == "training":
-            await self._submit_training(record, run)
+            await self._submit_training(record, model, run)
         elif record.kind == "drift":
             threshold = record.params.get("threshold")
-            await self._drift.check_and_alert(threshold, schedule_id=record.schedule_id)
+            await self._drift.check_and_alert(model, threshold, schedule_id=record.schedule_id)
             self._instruments.schedule_runs.labels(record.kind, "checked").inc()
         else:
-            await self._check_staleness(record)
+            await self._check_staleness(record, model)
             self._instruments.schedule_runs.labels(record.kind, "checked").inc()
 
-    async def _submit_training(self, record: ScheduleRecord, run: int) -> None:
+    async def _submit_training(
+        self, record: ScheduleRecord, model: ModelDefinition, run: int
+    ) -> None:
         schedule_id = record.schedule_id
         params = record.params
         try:
             if params.get("tune"):
                 search = TuneRequest.model_validate(params["tune"])
-                job_id = await self._training.submit_search(search, source=schedule_id)
+                job_id = await self._training.submit_search(model, search, source=schedule_id)
             else:
                 job_id = await self._training.submit(
+                    model,
                     params.get("hyperparameters", {}),
                     dataset_uri=params.get("dataset_uri"),
                     target_column=params.get("target_column"),
@@ -308,15 +335,19 @@ class Schedules:
         self._instruments.schedule_runs.labels(record.kind, "submitted").inc()
         log.info("schedule %s run %d submitted training job %s", schedule_id, run, job_id)
 
-    async def _check_staleness(self, record: ScheduleRecord) -> None:
-        """Alert when the newest registered version is older than the period, or absent."""
-        settings, minutes = self._settings, record.minutes
-        latest = await self._registry.latest_version(settings.model_name)
-        data: dict[str, Any] = {"schedule_id": record.schedule_id, "minutes": minutes}
+    async def _check_staleness(self, record: ScheduleRecord, model: ModelDefinition) -> None:
+        """Alert when the model's newest version is older than the period, or absent."""
+        minutes = record.minutes
+        latest = await self._registry.latest_version(model.registered_model)
+        data: dict[str, Any] = {
+            "model": model.name,
+            "schedule_id": record.schedule_id,
+            "minutes": minutes,
+        }
         if latest is None:
             await self._alerts.publish(
                 "warning",
-                f"No model is registered yet under {settings.model_name!r}: "
+                f"No version of {model.name} is registered yet: "
                 "trigger a training run to create one.",
                 kind=AlertKind.WATCH,
                 data=data,
@@ -325,7 +356,8 @@ class Schedules:
         if datetime.now(UTC) - latest.created_at > timedelta(seconds=self._period(minutes)):
             await self._alerts.publish(
                 "warning",
-                f"Model has not been updated in the last {minutes} minutes.",
+                f"Model{'' if model.name == self._catalog.default_name else ' ' + model.name}"
+                f" has not been updated in the last {minutes} minutes.",
                 kind=AlertKind.WATCH,
                 data={**data, "version": latest.version},
             )

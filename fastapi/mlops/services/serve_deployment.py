@@ -1,4 +1,5 @@
-"""Deploying the model's Serve application: from serve.py, and by the API itself."""
+"""Deploying the Serve application that serves every model: from serve.py, and by the
+API itself."""
 
 from __future__ import annotations
 
@@ -15,24 +16,25 @@ from mlops.clients.redis import DeployLock
 from mlops.clients.serve_admin import ServeAdmin, ServeError
 from mlops.contracts.placement import on_serving_nodes
 from mlops.retry import backoff
+from mlops.services.model_catalog import ModelCatalog
 from mlops.settings.api import ApiSettings
 from mlops.settings.serving import ServingSettings
 
 log = logging.getLogger(__name__)
 
 IMPORT_PATH = "mlops.ml.model_server:app"
-
-
-def route(settings: ApiSettings) -> str:
-    return f"/{settings.model_name}"
+# One application for every model (requests name theirs in the multiplexing header).
+APP_NAME = "models"
+ROUTE = f"/{APP_NAME}"
 
 
 def endpoint(settings: ApiSettings) -> str:
-    return f"{settings.serve_url.rstrip('/')}{route(settings)}"
+    return f"{settings.serve_url.rstrip('/')}{ROUTE}"
 
 
 def app_config(settings: ApiSettings) -> dict[str, Any]:
-    """Serve's declarative config for the model application.
+    """Serve's declarative config: the models' application, and no other (an application
+    of an earlier release, named after its one model, is removed by applying it).
 
     Deterministic for given settings, so applying it again (serve.py twice, or the API
     and serve.py) is a no-op for Serve.
@@ -42,8 +44,8 @@ def app_config(settings: ApiSettings) -> dict[str, Any]:
         "http_options": {"host": settings.serve_bind_host, "port": serve_port},
         "applications": [
             {
-                "name": settings.model_name,
-                "route_prefix": route(settings),
+                "name": APP_NAME,
+                "route_prefix": ROUTE,
                 "import_path": IMPORT_PATH,
                 "runtime_env": {
                     "env_vars": settings.as_env(include_secrets=False, runtime=ServingSettings)
@@ -94,14 +96,14 @@ async def deploy(admin: ServeAdmin, settings: ApiSettings, *, timeout: float = 1
     DEPLOY_FAILED is final for this config, so it fails at once with Serve's message.
     """
     config = app_config(settings)
-    if _is_deployed(await admin.application(settings.model_name), config["applications"][0]):
+    if _is_deployed(await admin.application(APP_NAME), config["applications"][0]):
         log.info("the Serve application is already running with this configuration")
         return endpoint(settings)
     await admin.apply(config)
     try:
         async for attempt in backoff(on=(NotRunningYet,), first=0.5, cap=3.0, within=timeout):
             with attempt:
-                app = await admin.application(settings.model_name) or {}
+                app = await admin.application(APP_NAME) or {}
                 status, message = app.get("status"), app.get("message") or ""
                 if status == "DEPLOY_FAILED":
                     raise ServeError(f"the Serve application failed to deploy: {message}")
@@ -115,7 +117,7 @@ async def deploy(admin: ServeAdmin, settings: ApiSettings, *, timeout: float = 1
 
 
 class Serving:
-    """Keeps the model's Serve application deployed while a champion exists, so running
+    """Keeps the Serve application deployed while any model has a champion, so running
     serve.py by hand is optional. One API replica deploys at a time (a Redis lock)."""
 
     def __init__(
@@ -125,11 +127,13 @@ class Serving:
         admin: ServeAdmin,
         registry: MlflowRegistry,
         lock: DeployLock,
+        catalog: ModelCatalog,
     ) -> None:
         self._settings = settings
         self._admin = admin
         self._registry = registry
         self._lock = lock
+        self._catalog = catalog
         self._wanted = asyncio.Event()
 
     @property
@@ -158,14 +162,21 @@ class Serving:
 
     async def _deploy_if_needed(self) -> None:
         settings = self._settings
-        status = await self._admin.status(settings.model_name)
+        status = await self._admin.status(APP_NAME)
         # UNHEALTHY: Serve is replacing a replica itself. Applying our config then would
         # also undo one applied by serve.py (its replica count, say).
         if status in {"RUNNING", "DEPLOYING", "UNHEALTHY"}:
             return
-        if not await self._registry.alias_version(settings.model_name, settings.champion_alias):
+        if not await self._any_champion():
             return
         async with self._lock.held() as mine:
             if mine:
                 log.info("a champion exists and serving is %s: deploying", status or "down")
                 log.info("serving at %s", await deploy(self._admin, settings))
+
+    async def _any_champion(self) -> bool:
+        alias = self._settings.champion_alias
+        for model in await self._catalog.all():
+            if await self._registry.alias_version(model.registered_model, alias):
+                return True
+        return False

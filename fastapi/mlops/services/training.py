@@ -12,10 +12,11 @@ from mlops.clients.ray_jobs import RayJobsClient, RayJobsError, SubmissionUnconf
 from mlops.clients.redis import JobStore
 from mlops.clients.redis.keys import DURATION_BUCKETS
 from mlops.contracts.jobs import JobInfo, NewJob
+from mlops.contracts.model_definition import METRICS, ModelDefinition
 from mlops.contracts.placement import SERVING_RESOURCE, TRAINER_RESOURCE
 from mlops.ml import search_space
 from mlops.ml.data import DatasetLocationError, check_location
-from mlops.ml.model import InvalidField, validate_hyperparameters
+from mlops.ml.estimators import Family, InvalidField
 from mlops.ml.specs import SearchSpec, TrainingSpec
 from mlops.schemas import TuneRequest
 from mlops.services.job_records import MalformedJob, UnknownJob, parse_job
@@ -67,59 +68,86 @@ class Training:
         self._jobs = jobs
         self._registry = registry
 
-    def dataset(self, uri: str | None, target: str | None) -> tuple[str, str]:
-        """(dataset URI, target column) of a request; a given URI must be inside the
-        allowed locations and in a format the platform reads (InvalidField if not)."""
-        settings = self._settings
+    def dataset(
+        self, model: ModelDefinition, uri: str | None, target: str | None
+    ) -> tuple[str, str]:
+        """(dataset URI, target column) of a request for `model`: its own unless given; a
+        given URI must be inside the allowed locations and in a format the platform
+        reads, and the target is the model's (InvalidField if not)."""
+        spec = model.spec
+        if target is not None and target != spec.target_column:
+            raise InvalidField(
+                ("target_column",),
+                f"{model.name} predicts {spec.target_column!r}: to train it on another "
+                f"target, change the model (PATCH /models/{model.name}) or create another",
+            )
         if uri is None:
-            return settings.dataset_uri, target or settings.target_column
+            return spec.dataset_uri, spec.target_column
         try:
-            checked = check_location(uri, settings.dataset_locations)
+            checked = check_location(uri, self._settings.dataset_locations)
         except DatasetLocationError as exc:
             raise InvalidField(("dataset_uri",), str(exc)) from exc
-        return checked, target or settings.target_column
+        return checked, spec.target_column
 
-    def check_hyperparameters(self, hyperparameters: dict[str, Any]) -> dict[str, Any]:
-        return validate_hyperparameters(
-            hyperparameters,
-            max_n_estimators=self._settings.max_n_estimators,
-            max_depth_limit=self._settings.max_depth_limit,
+    def check_hyperparameters(
+        self, model: ModelDefinition, hyperparameters: dict[str, Any]
+    ) -> dict[str, Any]:
+        """The model's default hyperparameters with the request's over them, checked
+        against its estimator (HyperparameterError names the key)."""
+        settings = self._settings
+        return _family(model).check(
+            {**model.spec.hyperparameters, **hyperparameters},
+            max_size=settings.max_n_estimators,
+            max_depth_limit=settings.max_depth_limit,
         )
 
-    def check_search(self, request: TuneRequest) -> dict[str, Any]:
-        """The request's search space, checked with its trial count (InvalidField)."""
+    def check_search(self, model: ModelDefinition, request: TuneRequest) -> dict[str, Any]:
+        """The request's search space, checked with its trial count and metric."""
         settings = self._settings
         if request.trials > settings.tune_max_trials:
             raise InvalidField(
                 ("trials",),
                 f"'trials' must be ≤ {settings.tune_max_trials} (MLOPS_TUNE_MAX_TRIALS)",
             )
+        metric = request.metric or model.spec.gate.metric
+        if metric not in METRICS[model.spec.task]:
+            choices = ", ".join(METRICS[model.spec.task])
+            raise InvalidField(("metric",), f"{model.name} is {model.spec.task}: use {choices}")
         return search_space.validate(
             request.search_space,
-            max_n_estimators=settings.max_n_estimators,
+            _family(model),
+            max_size=settings.max_n_estimators,
             max_depth_limit=settings.max_depth_limit,
         )
 
     async def submit(
         self,
+        model: ModelDefinition,
         hyperparameters: dict[str, Any],
         *,
         dataset_uri: str | None = None,
         target_column: str | None = None,
         source: str = "api",
     ) -> str:
-        """Validate, record and submit one training job; returns its id.
+        """Validate, record and submit one training job of `model`; returns its id.
 
         Raises InvalidField, MlflowUnavailable (a job could not register its model) or
         TooManyTrainings before anything is created, and RayJobsError (after removing
         the record) when Ray does not take the job.
         """
-        checked = self.check_hyperparameters(hyperparameters)
-        uri, target = self.dataset(dataset_uri, target_column)
+        checked = self.check_hyperparameters(model, hyperparameters)
+        uri, target = self.dataset(model, dataset_uri, target_column)
         job_id = new_job_id()
-        spec = TrainingSpec(job_id, checked, uri, target)
+        spec = TrainingSpec(
+            job_id=job_id,
+            model=model.ref(),
+            hyperparameters=checked,
+            dataset_uri=uri,
+            target_column=target,
+        )
         record: NewJob = {
             "kind": "training",
+            "model": model.name,
             "hyperparameters": checked,
             "source": source,
             "dataset_uri": uri,
@@ -130,7 +158,10 @@ class Training:
             record=record,
             command=["python", "-m", "mlops.ml.job", "--spec", spec.as_json()],
         )
-        log.info("submitted training job %s from %s with %s on %s", job_id, source, checked, uri)
+        log.info(
+            "submitted training job %s of %s from %s with %s on %s",
+            job_id, model.name, source, checked, uri,
+        )  # fmt: skip
         return job_id
 
     async def check_search_capacity(self) -> None:
@@ -152,30 +183,36 @@ class Training:
                 "MLOPS_SERVE_REPLICAS, or add trainer nodes"
             )
 
-    async def submit_search(self, request: TuneRequest, *, source: str = "api") -> str:
-        """Validate, record and submit one hyperparameter search; returns its job id.
-        Raises as `submit` does, and ClusterTooSmall when no trial could be placed."""
-        space = self.check_search(request)
-        uri, target = self.dataset(request.dataset_uri, request.target_column)
+    async def submit_search(
+        self, model: ModelDefinition, request: TuneRequest, *, source: str = "api"
+    ) -> str:
+        """Validate, record and submit one hyperparameter search of `model`; returns its
+        job id. Raises as `submit` does, and ClusterTooSmall when no trial could be placed."""
+        space = self.check_search(model, request)
+        metric = request.metric or model.spec.gate.metric
+        uri, target = self.dataset(model, request.dataset_uri, request.target_column)
         await self.check_search_capacity()
         job_id = new_job_id("tune")
         spec = SearchSpec(
             job_id=job_id,
+            model=model.ref(),
             search_space=space,
             trials=request.trials,
-            metric=request.metric,
+            metric=metric,
+            fixed=model.spec.hyperparameters,
             dataset_uri=uri,
             target_column=target,
             max_concurrent_trials=request.max_concurrent_trials,
         )
         record: NewJob = {
             "kind": "tune",
+            "model": model.name,
             "hyperparameters": {},
             "source": source,
             "dataset_uri": uri,
             "target_column": target,
             "search_space": space,
-            "metric": request.metric,
+            "metric": metric,
             "trials_total": request.trials,
             "trials_finished": 0,
             "trials_failed": 0,
@@ -226,15 +263,25 @@ class Training:
         except RayJobsError:
             return False
 
-    async def recent(self, limit: int) -> list[JobInfo]:
-        """The newest records, newest first; one that does not parse is left out (the
-        reconciler moves it to the quarantine if it is still active)."""
+    async def recent(
+        self, limit: int, *, model: str | None = None, default: bool = False
+    ) -> list[JobInfo]:
+        """The newest records, newest first (with `model`, that model's among the newest
+        `job_history`; `default`: it is the default model, which owns jobs recorded before
+        models had names); one that does not parse is left out (the reconciler moves it to
+        the quarantine if it is still active)."""
+        scan = limit if model is None else self._settings.job_history
         jobs = []
-        for job_id, raw in (await self._jobs.recent(limit)).items():
+        for job_id, raw in (await self._jobs.recent(scan)).items():
             try:
-                jobs.append(parse_job(raw))
+                job = parse_job(raw)
             except MalformedJob as exc:
                 log.debug("job record %s left out of the list: %s", job_id, exc)
+                continue
+            if model is None or job.model == model or (default and job.model is None):
+                jobs.append(job)
+            if len(jobs) == limit:
+                break
         return jobs
 
     async def get(self, job_id: str) -> JobInfo:
@@ -248,3 +295,7 @@ class Training:
     async def totals(self) -> JobTotals:
         counts, durations = await self._jobs.totals()
         return JobTotals(counts, durations, DURATION_BUCKETS)
+
+
+def _family(model: ModelDefinition) -> Family:
+    return Family(model.spec.task, model.spec.estimator)

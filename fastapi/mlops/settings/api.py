@@ -9,11 +9,34 @@ from typing import Annotated, Literal, Self
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import NoDecode
 
+from mlops.contracts.model_definition import MODEL_NAME_PATTERN
 from mlops.settings.serving import ServingSettings
 from mlops.settings.training import TrainingSettings
 
 
 class ApiSettings(TrainingSettings, ServingSettings):
+    # The default model: what requests without a `model` act on. Defined from these on
+    # first start; its stored definition (GET /models/{name}) rules after that.
+    default_model: str = Field(
+        "iris",
+        pattern=MODEL_NAME_PATTERN,
+        description="Name of the default model (lowercase letters, digits and -).",
+    )
+    experiment_name: str = Field(
+        "mlops_experiment", description="The default model's MLflow experiment."
+    )
+    accuracy_threshold: float = Field(
+        0.9, ge=0, le=1, description="The default model's gate: minimum held-out accuracy."
+    )
+    promotion_tolerance: float = Field(
+        0.0,
+        ge=0,
+        le=1,
+        description="The default model's gate: how much below the champion's accuracy (on "
+        "the same test rows) a new version may score and still be promoted.",
+    )
+    max_models: int = Field(50, ge=1, description="Models that may exist; more get 429.")
+
     # Where Ray is, and how Serve runs.
     ray_address: str = Field(
         "http://127.0.0.1:8265", description="Ray dashboard URL: the Jobs and Serve REST APIs."

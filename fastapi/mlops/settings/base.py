@@ -64,7 +64,11 @@ class RuntimeSettings(BaseSettings):
         "versions. Required in production (init.sh generates one); `make up` keeps one in "
         "DATA_DIR/signing-key (mode 600).",
     )
-    model_name: str = Field("mlops_model", description="Registered model name.")
+    model_name: str = Field(
+        "mlops_model",
+        description="The default model's MLflow registered model (models created later are "
+        "registered under their own names).",
+    )
     champion_alias: str = Field("champion", description="Alias of the model that serves.")
 
     @field_validator("data_dir")

@@ -33,18 +33,7 @@ class TrainingSettings(RuntimeSettings):
         1_000, ge=2, description="Most columns (features and target) a dataset may have."
     )
 
-    # MLflow names and the promotion rule.
-    experiment_name: str = Field("mlops_experiment", description="MLflow experiment.")
-    accuracy_threshold: float = Field(
-        0.9, ge=0, le=1, description="Minimum held-out accuracy to become the champion."
-    )
-    promotion_tolerance: float = Field(
-        0.0,
-        ge=0,
-        le=1,
-        description="How much below the champion's accuracy (on the same test rows) a new "
-        "version may score and still be promoted.",
-    )
+    # The held-out rows every model is judged on.
     test_size: float = Field(0.2, gt=0, lt=1, description="Held-out fraction of the dataset.")
     random_seed: int = Field(42, description="Seed of the train/test split.")
 

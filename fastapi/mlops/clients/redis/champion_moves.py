@@ -15,28 +15,39 @@ log = logging.getLogger(__name__)
 
 
 class ChampionMoves:
-    """Every move of the champion alias, oldest first in the stream: by training jobs
-    and by people (promote, roll back). Kept in Redis with the jobs and alerts."""
+    """Every move of each model's champion alias, oldest first in the model's stream: by
+    training jobs and by people (promote, roll back). Kept in Redis with the jobs and
+    alerts."""
 
-    def __init__(self, redis: Redis, *, model_name: str) -> None:
+    def __init__(self, redis: Redis) -> None:
         self._redis = redis
-        self._key = champion_moves_key(model_name)
         self._append_once = redis.register_script(APPEND_ONCE)
 
-    async def record(self, move: ChampionMove) -> None:
-        await self._redis.xadd(self._key, {"move": move.model_dump_json()}, maxlen=HISTORY_LENGTH)
+    async def record(self, model: str, move: ChampionMove) -> None:
+        await self._redis.xadd(
+            champion_moves_key(model), {"move": move.model_dump_json()}, maxlen=HISTORY_LENGTH
+        )
 
-    async def record_for_job(self, job_id: str, move: ChampionMove) -> None:
+    async def record_for_job(self, model: str, job_id: str, move: ChampionMove) -> None:
         """A training job's move, recorded once however often the job retries."""
         await self._append_once(
-            keys=[job_key(job_id), self._key],
+            keys=[job_key(job_id), champion_moves_key(model)],
             args=["champion_recorded", HISTORY_LENGTH, "move", move.model_dump_json()],
         )
 
-    async def moves(self, limit: int = HISTORY_LENGTH) -> list[ChampionMove]:
+    async def take_over(self, old_key_name: str, model: str) -> bool:
+        """Give a model the history kept under another name (the registered model's, before
+        models had names); once: nothing happens when the model has a history already."""
+        old, new = champion_moves_key(old_key_name), champion_moves_key(model)
+        if old == new or not await self._redis.exists(old):
+            return False
+        return bool(await self._redis.renamenx(old, new))
+
+    async def moves(self, model: str, limit: int = HISTORY_LENGTH) -> list[ChampionMove]:
         """Newest first; an entry that does not parse is skipped with one log line."""
         moves = []
-        for entry_id, fields in await self._redis.xrevrange(self._key, count=limit):
+        entries = await self._redis.xrevrange(champion_moves_key(model), count=limit)
+        for entry_id, fields in entries:
             try:
                 moves.append(ChampionMove.model_validate_json(fields["move"]))
             except (KeyError, ValidationError) as exc:

@@ -10,6 +10,9 @@ JOB_ACTIVE = "mlops:jobs:active"  # the ids of pending and running jobs
 JOB_TOTALS = "mlops:jobs:finished"  # status -> jobs that ended so, since the start
 JOB_DURATIONS = "mlops:jobs:durations"  # histogram of their run times, per status
 DEPLOY_LOCK = "mlops:serve-deploy"
+MODEL_DEFINITIONS = "mlops:models"  # name -> definition (JSON), the models in use
+ARCHIVED_MODELS = "mlops:models:archived"  # name -> definition, archived ones
+MODEL_CHANGES_LENGTH = 1_000  # definition changes kept per model
 # Upper bounds (seconds) of the run-time histogram buckets.
 DURATION_BUCKETS = (5, 10, 20, 30, 60, 120, 300, 600, 1800, 3600)
 
@@ -24,3 +27,7 @@ def champion_moves_key(model_name: str) -> str:
 
 def drift_sample_key(model_name: str, version: str) -> str:
     return f"mlops:drift-sample:{model_name}:{version}"
+
+
+def model_changes_key(model_name: str) -> str:
+    return f"mlops:model-changes:{model_name}"

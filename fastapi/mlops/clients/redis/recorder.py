@@ -64,9 +64,8 @@ class JobRecorder:
 
         async def record(redis: Redis) -> None:
             await self._jobs(redis).finish(job_id, status, seconds, outcome)
-            if move is not None:
-                moves = ChampionMoves(redis, model_name=settings.model_name)
-                await moves.record_for_job(job_id, move)
+            if move is not None and move.model is not None:
+                await ChampionMoves(redis).record_for_job(move.model, job_id, move)
             level, text = alert
             alerts = AlertStream(redis, max_len=settings.alert_history)
             data = {"job_id": job_id, "status": status, **outcome}

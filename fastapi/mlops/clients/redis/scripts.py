@@ -82,3 +82,18 @@ end
 redis.call('HINCRBY', KEYS[4], status .. ':le:+Inf', 1)
 return 1
 """
+
+# KEYS[1] the definitions in use, KEYS[2] the archived ones. ARGV[1] the most that may be
+# in use, ARGV[2] the name, ARGV[3] the definition. Creates it unless the name is in use
+# (0) or the limit is reached (-1); a name that was archived is taken up again (1).
+CREATE_MODEL = """
+if redis.call('HEXISTS', KEYS[1], ARGV[2]) == 1 then
+  return 0
+end
+if redis.call('HLEN', KEYS[1]) >= tonumber(ARGV[1]) then
+  return -1
+end
+redis.call('HSET', KEYS[1], ARGV[2], ARGV[3])
+redis.call('HDEL', KEYS[2], ARGV[2])
+return 1
+"""
