@@ -13,6 +13,7 @@ import {
   showHistory,
   showJobs,
   showModel,
+  showModelPicker,
   showModels,
   showSchedules,
 } from "./views.js";
@@ -25,6 +26,11 @@ const alertList = byId("alerts");
 const connection = byId("connection");
 const seenAlerts = new RecentIds(ALERTS_SHOWN * 10);
 let charts;
+let model = ""; // the model every card follows; "" until the catalog has been read
+
+// A path of the chosen model's lifecycle, e.g. modelPath("/history").
+const modelPath = (rest) => `/models/${encodeURIComponent(model)}${rest}`;
+const forModel = (path) => `${path}${path.includes("?") ? "&" : "?"}model=${encodeURIComponent(model)}`;
 
 function showTokenState() {
   const state = byId("token-state");
@@ -72,13 +78,19 @@ function moveReason() {
 
 async function promoteVersion(version) {
   const body = JSON.stringify({ reason: moveReason() });
-  await api(`/models/${encodeURIComponent(version)}/promote`, { method: "POST", body });
+  await api(modelPath(`/versions/${encodeURIComponent(version)}/promote`), { method: "POST", body });
   refresh();
 }
 
 async function refresh() {
+  try {
+    model = showModelPicker(byId("model-picker"), await api("/models"), model);
+  } catch (error) {
+    console.warn("refresh:", error.message);
+    if (!model) return;
+  }
   const results = await Promise.allSettled([
-    api("/get_metrics").then((metrics) => {
+    api(forModel("/get_metrics")).then((metrics) => {
       showModel(byId("latest-model"), metrics);
       charts = charts || new Charts(byId("runs-chart"), byId("daily-chart"));
       charts.draw(metrics);
@@ -87,12 +99,12 @@ async function refresh() {
     api("/scheduled_jobs").then(({ schedules }) =>
       showSchedules(byId("schedules"), schedules, cancelSchedule),
     ),
-    api("/models").then((list) => {
+    api(modelPath("/versions")).then((list) => {
       showModels(byId("models"), list, promoteVersion);
       showFeatures(byId("inference-features"), byId("inference-row"), list);
     }),
-    api("/models/history?limit=20").then(({ moves }) => showHistory(byId("history"), moves)),
-    api("/drift").then((report) => showDrift(byId("drift-verdict"), byId("drift"), report)),
+    api(modelPath("/history?limit=20")).then(({ moves }) => showHistory(byId("history"), moves)),
+    api(forModel("/drift")).then((report) => showDrift(byId("drift-verdict"), byId("drift"), report)),
   ]);
   results
     .filter((r) => r.status === "rejected")
@@ -124,27 +136,29 @@ function wireForms() {
     showTokenState();
   });
   handleForm(byId("train-form"), async (data) => {
-    const body = JSON.stringify({ hyperparameters: readHyperparameters(data) });
+    const body = JSON.stringify({ model, hyperparameters: readHyperparameters(data) });
     const job = await api("/trigger_training", { method: "POST", body });
     return `Started ${job.job_id}`;
   }, refresh);
   handleForm(byId("inference-form"), async (data) => {
-    const body = { input_data: data.get("row").split(",").map((v) => Number(v.trim())) };
+    const body = { model, input_data: data.get("row").split(",").map((v) => Number(v.trim())) };
     if (data.get("version").trim()) body.model_version = data.get("version").trim();
     const reply = await api("/inference", { method: "POST", body: JSON.stringify(body) });
+    const served = `${reply.model} version ${reply.model_version}`;
+    if (reply.label == null) return `${reply.prediction.toPrecision(4)}, ${served}`;
     const best = (reply.probabilities[reply.label] * 100).toFixed(1);
-    return `${reply.label} (${best}%), version ${reply.model_version}`;
+    return `${reply.label} (${best}%), ${served}`;
   }, refresh);
   handleForm(byId("champion-form"), async () => {
     const body = JSON.stringify({ reason: moveReason() });
-    const move = await api("/models/rollback", { method: "POST", body });
+    const move = await api(modelPath("/rollback"), { method: "POST", body });
     return `Rolled back from version ${move.from_version} to ${move.to_version}`;
   }, refresh);
   handleForm(byId("schedule-form"), async (data) => {
     const minutes = Number(data.get("minutes"));
     const paths = { training: "/schedule_training", watch: "/watch_model", drift: "/watch_drift" };
     const path = paths[data.get("kind")];
-    const body = JSON.stringify({ minutes, hyperparameters: {} });
+    const body = JSON.stringify({ model, minutes, hyperparameters: {} });
     const schedule = await api(path, { method: "POST", body });
     return `Added ${schedule.schedule_id}`;
   }, refresh);
@@ -153,6 +167,10 @@ function wireForms() {
 token.adoptFromAddress();
 showTokenState();
 wireForms();
+byId("model-picker").addEventListener("change", (event) => {
+  model = event.target.value;
+  refresh();
+});
 startAlerts();
 refresh();
 setInterval(refresh, REFRESH_MS);

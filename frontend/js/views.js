@@ -1,7 +1,6 @@
 // Rendering: each function draws one part of the page from the API's data.
 
 export const when = (iso) => (iso ? new Date(iso).toLocaleString() : "–");
-export const percent = (value) => (value == null ? "–" : `${(value * 100).toFixed(1)}%`);
 
 export function el(tag, attributes = {}, ...children) {
   const node = document.createElement(tag);
@@ -34,10 +33,14 @@ export function showConnection(node, state, reason = "") {
   node.textContent = CONNECTION_TEXT[state] || `Alerts unavailable: ${reason}`;
 }
 
+// Metrics bounded by 0 and 1, drawn on that scale; errors and r2 on their own range.
+const UNIT_METRICS = new Set(["accuracy", "f1_macro"]);
+
 export class Charts {
   constructor(runsCanvas, dailyCanvas) {
     const scales = { y: { min: 0, max: 1, title: { display: true, text: "accuracy" } } };
     const options = { animation: false, responsive: true, scales };
+    this.scales = scales;
     // Chart is Chart.js's UMD build (vendor/), loaded before this module.
     this.runs = new window.Chart(runsCanvas, {
       type: "line",
@@ -52,9 +55,17 @@ export class Charts {
   }
 
   draw(metrics) {
-    const days = Object.entries(metrics.avg_accuracy_last_7_days);
+    const unit = UNIT_METRICS.has(metrics.metric);
+    Object.assign(this.scales.y, {
+      min: unit ? 0 : undefined,
+      max: unit ? 1 : undefined,
+      title: { display: true, text: metrics.metric },
+    });
+    this.runs.data.datasets[0].label = `${metrics.metric} per run`;
+    this.daily.data.datasets[0].label = `mean ${metrics.metric}`;
+    const days = Object.entries(metrics.daily_average);
     this.runs.data.labels = metrics.runs.map((r) => when(r.started_at));
-    this.runs.data.datasets[0].data = metrics.runs.map((r) => r.accuracy);
+    this.runs.data.datasets[0].data = metrics.runs.map((r) => r.score);
     this.daily.data.labels = days.map(([day]) => day);
     this.daily.data.datasets[0].data = days.map(([, mean]) => mean);
     this.runs.update();
@@ -67,14 +78,36 @@ export function showModel(container, metrics) {
   const champion = metrics.champion_version || "none";
   const fields = {
     version: model ? model.version : "none yet",
-    accuracy: percent(model && model.accuracy),
+    score: model && model.score != null ? `${metrics.metric} ${model.score.toFixed(4)}` : "–",
     trained_at: when(model && model.trained_at),
     champion: model ? (model.is_champion ? "yes" : `no (champion: ${champion})`) : "–",
-    weekly_average: percent(metrics.weekly_average),
+    weekly_average: fixed(metrics.weekly_average, 4),
   };
   for (const [name, value] of Object.entries(fields)) {
     container.querySelector(`[data-field="${name}"]`).textContent = value;
   }
+}
+
+const fixed = (value, digits) => (value == null ? "–" : value.toFixed(digits));
+
+// Held-out scores, e.g. "accuracy 0.967, f1_macro 0.966" or "rmse 52.1, r2 0.452".
+const scoresText = (scores) =>
+  Object.entries(scores || {})
+    .map(([name, value]) => `${name} ${Number(value.toPrecision(3))}`)
+    .join(", ") || "–";
+
+// The picker lists every model; `chosen` stays chosen while it exists, else the default.
+export function showModelPicker(select, catalog, chosen) {
+  const names = catalog.models.map((m) => m.name);
+  const current = names.includes(chosen) ? chosen : catalog.default_model;
+  const same = [...select.options].map((o) => o.value).join() === names.join();
+  if (!same) {
+    select.replaceChildren(
+      ...catalog.models.map((m) => el("option", { value: m.name }, `${m.name} (${m.spec.task})`)),
+    );
+  }
+  select.value = current;
+  return current;
 }
 
 export function showJobs(body, jobs) {
@@ -85,8 +118,9 @@ export function showJobs(body, jobs) {
         { "data-job": job.job_id },
         el("td", {}, job.job_id),
         el("td", { class: `status status-${job.status}`, title: job.error || "" }, job.status),
+        el("td", {}, job.model || "–"),
         el("td", {}, job.model_version || "–"),
-        el("td", {}, percent(job.accuracy)),
+        el("td", {}, scoresText(job.scores)),
         el("td", {}, job.source),
         el("td", {}, when(job.created_at)),
       ),
@@ -126,7 +160,6 @@ export function showSchedules(body, schedules, cancel) {
   );
 }
 
-const fixed = (value, digits) => (value == null ? "–" : value.toFixed(digits));
 
 // `promote(version)` moves the champion; a failure shows in the row, the button stays.
 // The inference form follows the champion: its feature names, in order, and a row of
@@ -168,8 +201,7 @@ export function showModels(body, list, promote) {
         "tr",
         { "data-version": version.version, class: isChampion ? "champion" : "" },
         el("td", {}, version.version),
-        el("td", {}, percent(version.accuracy)),
-        el("td", {}, fixed(version.f1_macro, 3)),
+        el("td", {}, scoresText(version.scores)),
         el("td", {}, when(version.created_at)),
         el("td", {}, version.aliases.join(", ") || "–"),
         el("td", { title: version.promotion_reason || "" }, version.promotion || "–"),

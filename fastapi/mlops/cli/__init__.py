@@ -4,6 +4,8 @@
     mlops train --param n_estimators=200 --wait
     mlops tune -s max_depth=randint:2,12 -s n_estimators=choice:50,100 --trials 8 --wait
     mlops predict 5.1 3.5 1.4 0.2
+    mlops models
+    mlops train --model wine --wait
     mlops alerts --follow
 
 The API is MLOPS_API_URL (or --api), by default the local platform's. Writes send
@@ -41,6 +43,7 @@ for command in (
     operations.up,
     operations.down,
     lifecycle.models,
+    lifecycle.versions,
     lifecycle.promote,
     lifecycle.rollback,
     lifecycle.history,

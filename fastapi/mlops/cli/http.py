@@ -91,3 +91,23 @@ def number(value: float | None) -> str:
 
 def emit(ctx: click.Context, data: Any, human: str) -> None:
     click.echo(json.dumps(data, indent=2) if ctx.obj["json"] else human)
+
+
+MODEL_OPTION = click.option(
+    "--model", "-m", help="A model (mlops models); default: the platform's default model."
+)
+
+
+def with_model(body: dict[str, Any], model: str | None) -> dict[str, Any]:
+    """The request body, naming the model when one was given."""
+    return {**body, "model": model} if model else body
+
+
+def model_name(api: Api, model: str | None) -> str:
+    """The model named, or the platform's default one (for routes that name it)."""
+    return model or str(api.call("GET", "/models")["default_model"])
+
+
+def scores_line(scores: dict[str, float] | None) -> str:
+    """Held-out scores, e.g. "accuracy 0.9667, f1_macro 0.9666" or "rmse 52.1, r2 0.45"."""
+    return ", ".join(f"{name} {value:.4g}" for name, value in (scores or {}).items()) or "-"

@@ -11,7 +11,16 @@ from typing import Any
 import click
 import httpx
 
-from mlops.cli.http import Api, ApiError, emit, number, params_of
+from mlops.cli.http import (
+    MODEL_OPTION,
+    Api,
+    ApiError,
+    emit,
+    number,
+    params_of,
+    scores_line,
+    with_model,
+)
 from mlops.schemas import JobStatus
 
 _SPINNER = "⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏"
@@ -45,12 +54,14 @@ def _dataset(dataset: str | None, target: str | None) -> dict[str, str]:
 
 @click.command()
 @click.option("--param", "-p", "params", multiple=True, metavar="KEY=VALUE",
-              help="A RandomForestClassifier hyperparameter; repeat for more.")  # fmt: skip
+              help="A hyperparameter of the model's estimator; repeat for more.")  # fmt: skip
+@MODEL_OPTION
 @_options(_DATASET, _WAIT)
 @click.pass_context
 def train(
     ctx: click.Context,
     params: tuple[str, ...],
+    model: str | None,
     dataset: str | None,
     target: str | None,
     wait: bool,
@@ -58,7 +69,7 @@ def train(
 ) -> None:
     """Start a training job on Ray."""
     body = {"hyperparameters": params_of(params), **_dataset(dataset, target)}
-    accepted = ctx.obj["api"].call("POST", "/trigger_training", json=body)
+    accepted = ctx.obj["api"].call("POST", "/trigger_training", json=with_model(body, model))
     _started(ctx, accepted, wait, timeout)
 
 
@@ -68,17 +79,19 @@ def train(
                    "n_estimators=choice:50,100,200 (kinds: choice, randint, uniform, "
                    "loguniform); repeat for more.")  # fmt: skip
 @click.option("--trials", default=8, show_default=True, help="Configurations to try.")
-@click.option("--metric", type=click.Choice(["accuracy", "f1_macro"]), default="accuracy",
-              show_default=True, help="What the best trial maximises.")  # fmt: skip
+@click.option("--metric", type=click.Choice(["accuracy", "f1_macro", "rmse", "mae", "r2"]),
+              help="What picks the best trial (default: the model's gate metric).")  # fmt: skip
 @click.option("--max-concurrent", type=int, help="Trials at once (default: the cluster's CPUs).")
+@MODEL_OPTION
 @_options(_DATASET, _WAIT)
 @click.pass_context
 def tune(
     ctx: click.Context,
     space: tuple[str, ...],
     trials: int,
-    metric: str,
+    metric: str | None,
     max_concurrent: int | None,
+    model: str | None,
     dataset: str | None,
     target: str | None,
     wait: bool,
@@ -92,7 +105,7 @@ def tune(
         "max_concurrent_trials": max_concurrent,
         **_dataset(dataset, target),
     }
-    accepted = ctx.obj["api"].call("POST", "/tune", json=body)
+    accepted = ctx.obj["api"].call("POST", "/tune", json=with_model(body, model))
     _started(ctx, accepted, wait, timeout)
 
 
@@ -164,21 +177,23 @@ def _outcome(job: dict[str, Any]) -> str:
     promoted = " and is now the champion" if job.get("promoted") else " (not promoted)"
     searched = f" (best of {job['trials_finished']} trials)" if job.get("kind") == "tune" else ""
     return (
-        f"{job['job_id']} succeeded{searched}: version {job['model_version']}, "
-        f"accuracy {job['accuracy']:.4f}, macro F1 {job['f1_macro']:.4f}{promoted}"
+        f"{job['job_id']} succeeded{searched}: {job.get('model') or 'model'} version "
+        f"{job['model_version']}, {scores_line(job.get('scores'))}{promoted}"
     )
 
 
 @click.command()
 @click.option("--limit", default=20, show_default=True)
+@click.option("--model", "-m", help="Only this model's jobs (default: every model's).")
 @click.pass_context
-def jobs(ctx: click.Context, limit: int) -> None:
+def jobs(ctx: click.Context, limit: int, model: str | None) -> None:
     """Recent training jobs, newest first."""
-    listed = ctx.obj["api"].call("GET", "/jobs", params={"limit": limit})["jobs"]
+    params = with_model({"limit": limit}, model)
+    listed = ctx.obj["api"].call("GET", "/jobs", params=params)["jobs"]
     rows = [
-        f"{j['job_id']}  {j['status']:<9}  {j['created_at'][:19]}  "
+        f"{j['job_id']}  {j['status']:<9}  {j['created_at'][:19]}  {j.get('model') or '-':<12}  "
         f"{'v' + j['model_version'] if j.get('model_version') else '-':<5}  "
-        f"{number(j.get('accuracy'))}"
+        f"{scores_line(j.get('scores'))}"
         for j in listed
     ]
     emit(ctx, listed, "\n".join(rows) or "no jobs yet")
@@ -187,34 +202,44 @@ def jobs(ctx: click.Context, limit: int) -> None:
 @click.command()
 @click.argument("features", nargs=-1, type=float, required=True)
 @click.option("--version", "model_version", help="A registered version instead of the champion.")
+@MODEL_OPTION
 @click.pass_context
-def predict(ctx: click.Context, features: tuple[float, ...], model_version: str | None) -> None:
+def predict(
+    ctx: click.Context, features: tuple[float, ...], model_version: str | None, model: str | None
+) -> None:
     """Predict one row: the feature values in the model's column order."""
     body: dict[str, Any] = {"input_data": list(features)}
     if model_version:
         body["model_version"] = model_version
-    answer = ctx.obj["api"].call("POST", "/inference", json=body)
+    answer = ctx.obj["api"].call("POST", "/inference", json=with_model(body, model))
+    served = f"{answer['model']} version {answer['model_version']}"
+    if answer.get("label") is None:  # a regressor: the value
+        emit(ctx, answer, f"{answer['prediction']:.4g}, {served}")
+        return
     chance = answer["probabilities"][answer["label"]]
-    emit(ctx, answer, f"{answer['label']} ({chance:.1%}), version {answer['model_version']}")
+    emit(ctx, answer, f"{answer['label']} ({chance:.1%}), {served}")
 
 
 @click.command()
 @click.argument("minutes", type=int)
 @click.option("--param", "-p", "params", multiple=True, metavar="KEY=VALUE")
+@MODEL_OPTION
 @click.pass_context
-def schedule(ctx: click.Context, minutes: int, params: tuple[str, ...]) -> None:
+def schedule(ctx: click.Context, minutes: int, params: tuple[str, ...], model: str | None) -> None:
     """Train every MINUTES minutes."""
     body = {"minutes": minutes, "hyperparameters": params_of(params)}
-    added = ctx.obj["api"].call("POST", "/schedule_training", json=body)
+    added = ctx.obj["api"].call("POST", "/schedule_training", json=with_model(body, model))
     emit(ctx, added, f"{added['schedule_id']}: training every {minutes} min")
 
 
 @click.command()
 @click.argument("minutes", type=int)
+@MODEL_OPTION
 @click.pass_context
-def watch(ctx: click.Context, minutes: int) -> None:
-    """Alert when no new model has been registered for MINUTES minutes."""
-    added = ctx.obj["api"].call("POST", "/watch_model", json={"minutes": minutes})
+def watch(ctx: click.Context, minutes: int, model: str | None) -> None:
+    """Alert when no new version has been registered for MINUTES minutes."""
+    body = with_model({"minutes": minutes}, model)
+    added = ctx.obj["api"].call("POST", "/watch_model", json=body)
     emit(ctx, added, f"{added['schedule_id']}: watching for a model older than {minutes} min")
 
 
@@ -241,18 +266,19 @@ def schedules(ctx: click.Context) -> None:
 
 
 @click.command()
+@MODEL_OPTION
 @click.pass_context
-def metrics(ctx: click.Context) -> None:
-    """The latest model and the last 7 days' accuracy."""
-    data = ctx.obj["api"].call("GET", "/get_metrics")
+def metrics(ctx: click.Context, model: str | None) -> None:
+    """A model's latest version and the last 7 days' scores on its gate's metric."""
+    data = ctx.obj["api"].call("GET", "/get_metrics", params=with_model({}, model))
     latest = data["latest_model"]
     if latest is None:
-        emit(ctx, data, "no model registered yet (mlops train --wait)")
+        emit(ctx, data, f"no version of {data['model']} registered yet (mlops train --wait)")
         return
-    days = "  ".join(f"{day} {acc:.4f}" for day, acc in data["avg_accuracy_last_7_days"].items())
+    days = "  ".join(f"{day} {score:.4g}" for day, score in data["daily_average"].items())
     human = (
-        f"latest version {latest['version']}, accuracy {number(latest['accuracy'])}"
-        f"{' (champion)' if latest['is_champion'] else ''}\n"
+        f"{data['model']}: latest version {latest['version']}, {data['metric']} "
+        f"{number(latest['score'])}{' (champion)' if latest['is_champion'] else ''}\n"
         f"champion version {data['champion_version'] or '-'}, "
         f"7-day average {number(data['weekly_average'])}\n{days}"
     )
