@@ -27,6 +27,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +43,7 @@ from mlops.local.supervisor import Supervisor
 from mlops.ml.specs import TrainingSpec
 from mlops.ml.train import train_and_register
 from mlops.schemas import JobStatus
+from mlops.services.model_catalog import default_definition
 from mlops.settings.platform import PlatformSettings
 
 CPUS = os.cpu_count() or 1
@@ -112,9 +114,16 @@ def bench_trigger(main: Api, cold: Api, runs: int) -> dict[str, list[float]]:
         ],
     }
     settings = main.settings
+    iris_model = default_definition(settings, datetime.now(UTC)).ref()
     inprocess = []
     for i in range(runs):
-        spec = TrainingSpec(f"inprocess-{i}", {"random_state": 1}, settings.dataset_uri, "variety")
+        spec = TrainingSpec(
+            job_id=f"inprocess-{i}",
+            model=iris_model,
+            hyperparameters={"random_state": 1},
+            dataset_uri=settings.dataset_uri,
+            target_column="variety",
+        )
         started = time.perf_counter()
         train_and_register(settings, spec)
         inprocess.append(time.perf_counter() - started)

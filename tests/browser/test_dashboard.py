@@ -161,7 +161,7 @@ def test_try_inference_form_answers_with_the_champion(open_page, api_url: str) -
     # The form names the champion's features, from its registered version.
     features = next(
         v["features"]
-        for v in httpx.get(f"{api_url}/models").json()["versions"]
+        for v in httpx.get(f"{api_url}/models/iris/versions").json()["versions"]
         if v["version"] == champion
     )
     expect(page.locator("#inference-features")).to_contain_text(
@@ -286,10 +286,10 @@ def test_the_set_of_seen_alerts_stays_bounded(open_page) -> None:
 
 def test_promote_and_roll_back_from_the_models_card(open_page, api_url: str) -> None:
     with api_client(api_url) as api:
-        while len(api.get("/models").json()["versions"]) < 2:
+        while len(api.get("/models/iris/versions").json()["versions"]) < 2:
             accepted = api.post("/trigger_training", json={"hyperparameters": {"random_state": 1}})
             wait_for_job(api, accepted.json()["job_id"])
-        listed = api.get("/models").json()
+        listed = api.get("/models/iris/versions").json()
     champion = listed["champion_version"]
     other = next(v["version"] for v in listed["versions"] if v["version"] != champion)
     page, console = open_page()

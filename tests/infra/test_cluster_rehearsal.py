@@ -314,7 +314,7 @@ def test_the_original_users_path_works_in_the_rehearsed_cluster(cluster: Cluster
     versions = {job["model_version"], second["model_version"]}
     champion = api.get("/get_metrics").json()["champion_version"]
     (other,) = versions - {champion}
-    promoted = api.post(f"/models/{other}/promote", json={"reason": "rehearsal"})
+    promoted = api.post(f"/models/iris/versions/{other}/promote", json={"reason": "rehearsal"})
     assert promoted.status_code == 200, promoted.text
     wait_for(
         lambda: (

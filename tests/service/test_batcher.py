@@ -14,8 +14,11 @@ import pytest
 from aiohttp import web
 from helpers import free_port, run_async
 
-from mlops.contracts.serve import ServeErrorCode
+from mlops.contracts.serve import MULTIPLEX_HEADER, ServedModel, ServeErrorCode
 from mlops.services.batching import ServeBatcher, ServeVerdict, TransientServeError
+
+IRIS = ServedModel("iris")  # its champion
+IRIS_3 = ServedModel("iris", "3")
 
 
 class Replica:
@@ -28,19 +31,21 @@ class Replica:
 
     async def handle(self, request: web.Request) -> web.Response:
         body = await request.json()
-        self.calls.append({**body, "header": request.headers.get("serve_multiplexed_model_id")})
+        self.calls.append({**body, "header": request.headers.get(MULTIPLEX_HEADER)})
         if self.hold is not None:
             await self.hold.wait()
         if self.answer is not None:
             status, reply = self.answer
             return web.json_response(reply, status=status)
         rows = body["rows"]
+        served = ServedModel.parse(request.headers[MULTIPLEX_HEADER])
         return web.json_response(
             {
-                "version": body["version"] or "1",
+                "version": served.version or "1",
                 "predictor": "onnx",
+                "task": "classification",
                 "classes": ["a", "b"],
-                "probabilities": [[row[0], 1 - row[0]] for row in rows],
+                "outputs": [[row[0], 1 - row[0]] for row in rows],
             }
         )
 
@@ -70,10 +75,10 @@ def test_requests_that_arrive_during_a_call_go_together_in_the_next() -> None:
     replica = Replica(hold=hold)
 
     async def scenario(batcher: ServeBatcher) -> list[dict[str, Any]]:
-        first = asyncio.ensure_future(batcher.predict([0.1], None))
+        first = asyncio.ensure_future(batcher.predict([0.1], IRIS))
         while not replica.calls:  # the first call is in flight, held by the replica
             await asyncio.sleep(0.005)
-        rest = [asyncio.ensure_future(batcher.predict([i / 10], None)) for i in range(2, 6)]
+        rest = [asyncio.ensure_future(batcher.predict([i / 10], IRIS)) for i in range(2, 6)]
         await asyncio.sleep(0.05)
         hold.set()
         return await asyncio.gather(first, *rest)
@@ -81,23 +86,23 @@ def test_requests_that_arrive_during_a_call_go_together_in_the_next() -> None:
     replies = run_async(_with_replica(replica, scenario))
 
     assert [len(call["rows"]) for call in replica.calls] == [1, 4]
-    assert [reply["probabilities"][0] for reply in replies] == [0.1, 0.2, 0.3, 0.4, 0.5]
+    assert [reply["outputs"][0] for reply in replies] == [0.1, 0.2, 0.3, 0.4, 0.5]
 
 
-def test_each_version_and_width_is_its_own_batch_with_the_multiplexing_header() -> None:
+def test_each_served_model_and_width_is_its_own_batch_with_the_multiplexing_header() -> None:
     replica = Replica()
 
     async def scenario(batcher: ServeBatcher) -> None:
         await asyncio.gather(
-            batcher.predict([0.1, 0.2], "3"),
-            batcher.predict([0.1], "3"),
-            batcher.predict([0.1], None),
+            batcher.predict([0.1, 0.2], IRIS_3),
+            batcher.predict([0.1], IRIS_3),
+            batcher.predict([0.1], IRIS),
         )
 
     run_async(_with_replica(replica, scenario))
 
-    calls = sorted((str(c["version"]), str(c["header"]), len(c["rows"][0])) for c in replica.calls)
-    assert calls == [("3", "3", 1), ("3", "3", 2), ("None", "None", 1)]
+    calls = sorted((str(c["header"]), len(c["rows"][0])) for c in replica.calls)
+    assert calls == [("iris", 1), ("iris/3", 1), ("iris/3", 2)]
 
 
 @pytest.mark.parametrize("code", list(ServeErrorCode))
@@ -107,7 +112,7 @@ def test_a_replicas_verdict_reaches_the_caller_with_its_status(code: ServeErrorC
 
     async def scenario(batcher: ServeBatcher) -> Exception:
         with pytest.raises(ServeVerdict) as verdict:
-            await batcher.predict([0.1], "7")
+            await batcher.predict([0.1], ServedModel("iris", "7"))
         return verdict.value
 
     verdict = run_async(_with_replica(replica, scenario))
@@ -124,7 +129,7 @@ def test_anything_else_is_transient(answer) -> None:
 
     async def scenario(batcher: ServeBatcher) -> None:
         with pytest.raises(TransientServeError, match=f"Serve answered {answer[0]}"):
-            await batcher.predict([0.1], None)
+            await batcher.predict([0.1], IRIS)
 
     run_async(_with_replica(replica, scenario))
 
@@ -135,7 +140,7 @@ def test_serve_unreachable_is_transient_and_names_the_address() -> None:
             url = f"http://127.0.0.1:{free_port()}/"
             batcher = ServeBatcher(http, url)
             with pytest.raises(TransientServeError, match="not reachable"):
-                await batcher.predict([0.1], None)
+                await batcher.predict([0.1], IRIS)
             await batcher.aclose()
 
     run_async(scenario())

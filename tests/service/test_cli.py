@@ -18,7 +18,7 @@ def test_train_wait_follows_the_job_and_prints_the_accuracy(api_url: str) -> Non
     result = run_cli(api_url, "train", "--param", "n_estimators=20", "-p", "max_depth=4", "--wait")
 
     assert result.returncode == 0, result.stderr
-    assert "succeeded: version" in result.stdout and "accuracy 0." in result.stdout
+    assert "succeeded: iris version" in result.stdout and "accuracy 0." in result.stdout
     assert "running" in result.stderr  # the live status display
 
 
@@ -64,10 +64,16 @@ def test_predict_jobs_metrics_and_a_schedule_round_trip(api_url: str) -> None:
     shown = run_cli(api_url, "schedules")
     removed = run_cli(api_url, "unschedule", schedule_id)
     as_json = run_cli(api_url, "--json", "jobs", "--limit", "1")
+    models = run_cli(api_url, "models")
+    versions = run_cli(api_url, "versions", "--model", "iris")
+    unknown = run_cli(api_url, "versions", "--model", "no-such-model")
 
     assert predicted.returncode == 0 and predicted.stdout.startswith("Setosa (")
     assert listed.returncode == 0 and "succeeded" in listed.stdout
-    assert metrics.returncode == 0 and "latest version" in metrics.stdout
+    assert metrics.returncode == 0 and "iris: latest version" in metrics.stdout
+    assert models.returncode == 0 and "iris " in models.stdout and "(default)" in models.stdout
+    assert versions.returncode == 0 and "champion" in versions.stdout
+    assert unknown.returncode == 1 and "error: 404" in unknown.stderr and "iris" in unknown.stderr
     assert added.returncode == 0 and schedule_id.startswith("training-")
     assert schedule_id in shown.stdout and "every 120 min" in shown.stdout
     assert removed.returncode == 0 and schedule_id not in run_cli(api_url, "schedules").stdout
@@ -110,7 +116,7 @@ def test_tune_wait_shows_the_trials_live_and_the_best_version(start_api) -> None
     )  # fmt: skip
 
     assert result.returncode == 0, result.stderr
-    assert "succeeded (best of 2 trials): version 1" in result.stdout
+    assert "succeeded (best of 2 trials): iris version 1" in result.stdout
     assert "trials 0/2" in result.stderr and "trials 2/2, best f1_macro 0." in result.stderr
 
 

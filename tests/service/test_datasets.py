@@ -1,14 +1,13 @@
 """Bring your own dataset: CSV or Parquet, from a local path or the S3 server, checked
-before submission (where it may come from) and by the job (what it holds).
-
-The versions trained here are weak on purpose (one stump) so they never become the
-session's champion: the other tests serve iris.
+before submission (where it may come from) and by the job (what it holds). Each dataset
+is a model of its own (POST /models), beside the session's iris.
 """
 
 from __future__ import annotations
 
 import io
 import json
+import uuid
 from pathlib import Path
 
 import httpx
@@ -32,15 +31,20 @@ def _frame(loader) -> pd.DataFrame:
     return frame
 
 
-def _train(api: httpx.Client, **body) -> dict:
-    accepted = api.post("/trigger_training", json={"hyperparameters": STUMP, **body})
+def _train(api: httpx.Client, *, dataset_uri: str, target_column: str) -> dict:
+    """A new model of that dataset, and its first training (a stump, so it is quick)."""
+    name = f"dataset-{uuid.uuid4().hex[:8]}"
+    definition = {"name": name, "dataset_uri": dataset_uri, "target_column": target_column}
+    created = api.post("/models", json=definition)
+    assert created.status_code == 201, created.text
+    accepted = api.post("/trigger_training", json={"model": name, "hyperparameters": STUMP})
     assert accepted.status_code == 202, accepted.text
     return wait_for_job(api, accepted.json()["job_id"])
 
 
-def _tags(settings: PlatformSettings, version: str) -> dict[str, str]:
+def _tags(settings: PlatformSettings, job: dict) -> dict[str, str]:
     registry = MlflowClient(settings.mlflow_tracking_uri)
-    return registry.get_model_version(settings.model_name, version).tags
+    return registry.get_model_version(job["model"], job["model_version"]).tags
 
 
 def test_wine_from_s3_trains_and_inference_takes_its_13_features(
@@ -57,8 +61,8 @@ def test_wine_from_s3_trains_and_inference_takes_its_13_features(
 
     assert job["status"] == "succeeded", job
     assert job["dataset_uri"] == uri and job["target_column"] == "target"
-    assert job["promoted"] is False  # a stump: the iris champion stays
-    tags = _tags(settings, job["model_version"])
+    assert job["model"] != "iris" and job["gate_metric"] == "accuracy"
+    tags = _tags(settings, job)
     assert tags["mlops.feature_count"] == "13"
     assert len(json.loads(tags["mlops.features"])) == 13
     assert sorted(json.loads(tags["mlops.classes"])) == ["class_0", "class_1", "class_2"]
@@ -70,7 +74,11 @@ def test_wine_from_s3_trains_and_inference_takes_its_13_features(
             if (
                 reply := api.post(
                     "/inference",
-                    json={"input_data": [1.0] * 13, "model_version": version},
+                    json={
+                        "input_data": [1.0] * 13,
+                        "model": job["model"],
+                        "model_version": version,
+                    },
                     timeout=40,
                 )
             ).status_code
@@ -81,9 +89,14 @@ def test_wine_from_s3_trains_and_inference_takes_its_13_features(
         what=f"version {version} to answer",
     )
     assert answered.json()["label"] in {"class_0", "class_1", "class_2"}
-    four = api.post("/inference", json={"input_data": [1.0] * 4, "model_version": version})
+    four = api.post(
+        "/inference",
+        json={"input_data": [1.0] * 4, "model": job["model"], "model_version": version},
+    )
+    iris = api.post("/inference", json={"input_data": [0.1, 1.2, 2.3, 2.2]})  # the default
     assert four.status_code == 422
     assert "13" in four.text
+    assert iris.status_code == 200 and iris.json()["model"] == "iris"
 
 
 def test_breast_cancer_from_a_local_csv_records_30_features_and_2_classes(
@@ -95,7 +108,7 @@ def test_breast_cancer_from_a_local_csv_records_30_features_and_2_classes(
     job = _train(api, dataset_uri=str(path), target_column="target")
 
     assert job["status"] == "succeeded", job
-    tags = _tags(settings, job["model_version"])
+    tags = _tags(settings, job)
     assert tags["mlops.feature_count"] == "30"
     assert sorted(json.loads(tags["mlops.classes"])) == ["benign", "malignant"]
 
@@ -171,6 +184,7 @@ def test_a_dataset_outside_the_allowed_locations_is_422_and_submits_nothing(
             json={"search_space": {"max_depth": {"randint": [2, 4]}}, "dataset_uri": uri},
         ),
         api.post("/schedule_training", json={"minutes": 5, "dataset_uri": uri}),
+        api.post("/models", json={"name": "outside", "dataset_uri": uri, "target_column": "t"}),
     ]
 
     for response in responses:
@@ -179,3 +193,4 @@ def test_a_dataset_outside_the_allowed_locations_is_422_and_submits_nothing(
         assert error["loc"] == ["body", "dataset_uri"]
         assert words in error["msg"]
     assert api.get("/jobs").json()["jobs"] == jobs_before
+    assert api.get("/models/outside").status_code == 404

@@ -19,6 +19,7 @@ import pytest
 from helpers import on_redis_db, run_async, wait_for, wait_for_job
 
 from mlops.clients.redis import DriftSamples, connect
+from mlops.contracts.model_definition import Task
 from mlops.ml import data, model
 from mlops.settings.platform import PlatformSettings
 
@@ -59,7 +60,11 @@ def drift_api(start_api, settings: PlatformSettings):
     assert job["promoted"] is True, job
     features, labels = data.split_features(frame, "label")
     held_out = model.split(
-        features, labels, test_size=settings.test_size, seed=settings.random_seed
+        features,
+        labels,
+        task=Task.CLASSIFICATION,
+        test_size=settings.test_size,
+        seed=settings.random_seed,
     )
     mine = on_redis_db(settings, redis_db)
 
@@ -67,8 +72,8 @@ def drift_api(start_api, settings: PlatformSettings):
         async def write() -> None:
             redis = connect(mine)
             try:
-                samples = DriftSamples(redis, model_name=name, max_rows=ROWS_PER_CHECK)
-                await samples.append({job["model_version"]: rows.tolist()})
+                samples = DriftSamples(redis, max_rows=ROWS_PER_CHECK)
+                await samples.append(name, {job["model_version"]: rows.tolist()})
             finally:
                 await redis.aclose()
 

@@ -8,8 +8,8 @@ forests score 0.867 to 0.967; the seeds below pin each score.
 
 from __future__ import annotations
 
+import json
 import uuid
-from pathlib import Path
 
 import httpx
 import pytest
@@ -83,17 +83,19 @@ def test_a_worse_challenger_is_registered_but_not_promoted_saying_why(
 
 
 def test_a_champion_that_cannot_be_scored_leaves_the_threshold_to_decide(
-    own_model, start_api, settings: PlatformSettings, tmp_path: Path
+    own_model, settings: PlatformSettings
 ) -> None:
-    api, name = own_model()
+    api, _ = own_model()
     iris_champion = _train(api, BEST)
-    # The same model name, trained on three of iris's four columns.
+    # The model redefined on three of iris's four columns.
     narrower = data.iris_frame().drop(columns=["sepal.width"])
     dataset = settings.data_dir / f"narrow-{uuid.uuid4().hex[:6]}.csv"
     narrower.to_csv(dataset, index=False)
-    other, _ = start_api(model_name=name, experiment_name=name, dataset_uri=str(dataset))
+    patched = api.patch("/models/iris", json={"dataset_uri": str(dataset)})
+    assert patched.status_code == 200, patched.text
 
-    job = _train(other, BEST)
+    job = _train(api, BEST)
+    history = api.get("/models/iris/history").json()
 
     assert job["promoted"] is True
     assert job["champion_version"] == iris_champion["model_version"]
@@ -103,6 +105,7 @@ def test_a_champion_that_cannot_be_scored_leaves_the_threshold_to_decide(
         "(other features: sepal.length, sepal.width, petal.length, petal.width), "
         "so the threshold alone decided"
     ) in job["promotion_reason"]
+    assert str(dataset) in json.dumps(history)  # the redefinition, in the model's history
 
 
 def test_promote_roll_back_and_the_history_of_every_move(own_model) -> None:
@@ -110,14 +113,14 @@ def test_promote_roll_back_and_the_history_of_every_move(own_model) -> None:
     v1 = _train(api, BEST)["model_version"]
     v2 = _train(api, ALSO_BEST)["model_version"]  # as good: promoted
 
-    again = api.post(f"/models/{v2}/promote", json={"reason": "again"})
-    unknown = api.post("/models/999/promote", json={"reason": "no such"})
-    no_reason = api.post(f"/models/{v1}/promote", json={})
-    back = api.post("/models/rollback", json={"reason": "bad predictions in the shop"})
-    nothing_before = api.post("/models/rollback", json={"reason": "further"})
-    forward = api.post(f"/models/{v2}/promote", json={"reason": "fixed upstream"})
-    history = api.get("/models/history").json()["moves"]
-    listed = api.get("/models").json()
+    again = api.post(f"/models/iris/versions/{v2}/promote", json={"reason": "again"})
+    unknown = api.post("/models/iris/versions/999/promote", json={"reason": "no such"})
+    no_reason = api.post(f"/models/iris/versions/{v1}/promote", json={})
+    back = api.post("/models/iris/rollback", json={"reason": "bad predictions in the shop"})
+    nothing_before = api.post("/models/iris/rollback", json={"reason": "further"})
+    forward = api.post(f"/models/iris/versions/{v2}/promote", json={"reason": "fixed upstream"})
+    history = api.get("/models/iris/history").json()["moves"]
+    listed = api.get("/models/iris/versions").json()
 
     assert again.status_code == 409 and "already the champion" in again.json()["detail"]
     assert unknown.status_code == 404 and "999" in unknown.json()["detail"]
@@ -163,7 +166,7 @@ def test_serving_follows_a_rollback_with_zero_failed_requests(
 
     wait_for(lambda: answering() == latest, timeout=90, what="the latest champion to serve")
     with PredictionLoad(api_url, retries=0) as load:
-        moved = api.post("/models/rollback", json={"reason": "test: roll back under load"})
+        moved = api.post("/models/iris/rollback", json={"reason": "test: roll back under load"})
         wait_for(
             lambda: load.answers and load.answers[-1][0] == earlier,
             timeout=30,
@@ -174,13 +177,18 @@ def test_serving_follows_a_rollback_with_zero_failed_requests(
     assert load.failures == []
     assert load.answers[-1][0] == earlier
     # Give the champion back, as the other tests found it.
-    assert api.post(f"/models/{latest}/promote", json={"reason": "test done"}).status_code == 200
+    assert (
+        api.post(
+            f"/models/iris/versions/{latest}/promote", json={"reason": "test done"}
+        ).status_code
+        == 200
+    )
 
 
 def test_moving_the_champion_needs_the_token(api_url: str) -> None:
     with api_client(api_url, token=None) as anonymous:
-        promote = anonymous.post("/models/1/promote", json={"reason": "x"})
-        rollback = anonymous.post("/models/rollback", json={"reason": "x"})
+        promote = anonymous.post("/models/iris/versions/1/promote", json={"reason": "x"})
+        rollback = anonymous.post("/models/iris/rollback", json={"reason": "x"})
 
     assert promote.status_code == 401 and rollback.status_code == 401
 

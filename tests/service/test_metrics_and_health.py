@@ -12,6 +12,7 @@ from mlflow import MlflowClient
 
 from mlops.clients.mlflow_registry import MlflowRegistry
 from mlops.schemas import MetricsResponse
+from mlops.services.model_catalog import default_definition
 from mlops.services.model_report import ModelReport
 from mlops.settings.platform import PlatformSettings
 
@@ -23,7 +24,8 @@ def _metrics_for(settings: PlatformSettings) -> MetricsResponse:
         async with httpx.AsyncClient() as http:
             registry = MlflowRegistry(http, settings.mlflow_tracking_uri)
             report = ModelReport(settings=settings, registry=registry)
-            return await report.report(datetime.now(UTC))
+            now = datetime.now(UTC)
+            return await report.report(default_definition(settings, now), now)
 
     return run_async(fetch())
 

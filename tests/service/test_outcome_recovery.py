@@ -126,7 +126,7 @@ def test_an_outcome_given_up_in_a_redis_outage_is_read_back_from_mlflow(
     assert job["status"] == "succeeded", job
     assert job["model_version"] and job["promoted"] is True
     assert job["accuracy"] == pytest.approx(0.9667, abs=1e-3)
-    moves = api.get("/models/history").json()["moves"]
+    moves = api.get("/models/iris/history").json()["moves"]
     assert [(m["to_version"], m["by"]) for m in moves] == [(job["model_version"], job_id)]
     alerts = api.get("/alerts", params={"limit": 50}).json()["alerts"]
     recovered = [a for a in alerts if (a["data"] or {}).get("job_id") == job_id]

@@ -117,12 +117,12 @@ def strangers(champion_served, settings: PlatformSettings, tmp_path: Path) -> It
 def test_models_lists_stranger_versions_as_foreign_and_own_ones_not(
     api: httpx.Client, strangers: Strangers
 ) -> None:
-    listed = {v["version"]: v for v in api.get("/models").json()["versions"]}
+    listed = {v["version"]: v for v in api.get("/models/iris/versions").json()["versions"]}
 
     assert "has no seal" in listed[strangers.pickled]["foreign"]
     assert "has no seal" in listed[strangers.trusts_eval]["foreign"]
     assert "does not match its seal" in listed[strangers.copied_seal]["foreign"]
-    champion = api.get("/models").json()["champion_version"]
+    champion = api.get("/models/iris/versions").json()["champion_version"]
     assert listed[champion]["foreign"] is None
 
 
@@ -142,13 +142,15 @@ def test_pinned_inference_refuses_stranger_versions_without_loading_them(
 def test_promotion_refuses_a_stranger_version_and_the_champion_stays(
     api: httpx.Client, strangers: Strangers
 ) -> None:
-    before = api.get("/models").json()["champion_version"]
+    before = api.get("/models/iris/versions").json()["champion_version"]
 
-    refused = api.post(f"/models/{strangers.pickled}/promote", json={"reason": "try it"})
+    refused = api.post(
+        f"/models/iris/versions/{strangers.pickled}/promote", json={"reason": "try it"}
+    )
 
     assert refused.status_code == 409, refused.text
     assert "only versions the platform trained can be promoted" in refused.json()["detail"]
-    assert api.get("/models").json()["champion_version"] == before
+    assert api.get("/models/iris/versions").json()["champion_version"] == before
 
 
 def _trained_beside_strangers(start_api, settings: PlatformSettings, tmp_path: Path):
@@ -193,7 +195,9 @@ def test_an_operator_adopts_a_version_from_before_seals_but_never_a_strangers(
         "MLOPS_MODEL_NAME": name,
         "MLOPS_MODEL_SIGNING_KEY": settings.model_signing_key.get_secret_value(),  # type: ignore[union-attr]
     }
-    foreign_before = {v["version"]: v["foreign"] for v in api.get("/models").json()["versions"]}
+    foreign_before = {
+        v["version"]: v["foreign"] for v in api.get("/models/iris/versions").json()["versions"]
+    }
 
     adopted = subprocess.run(
         [sys.executable, "-m", "mlops.ml.adopt", own, made.pickled, made.trusts_eval],
@@ -209,7 +213,9 @@ def test_an_operator_adopts_a_version_from_before_seals_but_never_a_strangers(
     assert f"version {made.pickled} left foreign: the model has no model.skops" in adopted.stderr
     assert f"version {made.trusts_eval} left foreign" in adopted.stderr
     assert "builtins.eval" in adopted.stderr
-    listed = {v["version"]: v["foreign"] for v in api.get("/models").json()["versions"]}
+    listed = {
+        v["version"]: v["foreign"] for v in api.get("/models/iris/versions").json()["versions"]
+    }
     assert listed[own] is None
     assert listed[made.pickled] and listed[made.trusts_eval]
     assert not made.marker.exists()

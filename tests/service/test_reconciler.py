@@ -24,8 +24,10 @@ from mlops.clients.quarantine import Quarantine
 from mlops.clients.ray_jobs import RayJobsClient
 from mlops.clients.redis import AlertStream, ChampionMoves, JobStore
 from mlops.clients.redis.keys import job_key
+from mlops.clients.redis.model_definitions import ModelDefinitions
 from mlops.contracts.jobs import JobStatus
 from mlops.services.job_reconciler import JobReconciler
+from mlops.services.model_catalog import ModelCatalog
 from mlops.settings.platform import PlatformSettings
 
 
@@ -79,6 +81,10 @@ async def _reconcilers(valkey_url: str, ray: Ray, count: int = 1) -> AsyncIterat
         async with httpx.AsyncClient(timeout=10) as http:
             jobs = JobStore(redis, history=100)
             alerts = AlertStream(redis, max_len=100)
+            moves = ChampionMoves(redis)
+            catalog = ModelCatalog(
+                settings=settings, definitions=ModelDefinitions(redis), moves=moves
+            )
             reconcilers = [
                 JobReconciler(
                     settings=settings,
@@ -86,8 +92,9 @@ async def _reconcilers(valkey_url: str, ray: Ray, count: int = 1) -> AsyncIterat
                     jobs=jobs,
                     registry=MlflowRegistry(http, base),
                     alerts=alerts,
-                    history=ChampionMoves(redis, model_name=settings.model_name),
+                    history=moves,
                     quarantine=Quarantine(redis),
+                    catalog=catalog,
                 )
                 for _ in range(count)
             ]

@@ -86,7 +86,7 @@ def test_watch_alerts_that_no_model_is_registered(start_api) -> None:
     alert = wait_for(lambda: _alerts_of(api, schedule_id), timeout=15, what="a watch alert")[0]
 
     assert alert["level"] == "warning"
-    assert "No model is registered yet" in alert["text"]
+    assert "No version of iris is registered yet" in alert["text"]
     api.delete(f"/kill_scheduled_job/{schedule_id}")
 
 

@@ -21,10 +21,12 @@ from mlops.background import Background
 from mlops.clients.mlflow_registry import MlflowRegistry
 from mlops.clients.quarantine import Quarantine
 from mlops.clients.ray_jobs import RayJobsClient
-from mlops.clients.redis import AlertStream, DriftSamples, JobStore
+from mlops.clients.redis import AlertStream, ChampionMoves, DriftSamples, JobStore
+from mlops.clients.redis.model_definitions import ModelDefinitions
 from mlops.clients.schedule_store import SCHEDULES, ScheduleRecord, ScheduleStore
 from mlops.contracts.alerts import Alert
 from mlops.services.drift import DriftMonitor
+from mlops.services.model_catalog import ModelCatalog
 from mlops.services.schedules import Schedules
 from mlops.services.training import Training
 from mlops.settings.platform import PlatformSettings
@@ -53,7 +55,7 @@ async def _replicas(valkey_url: str, count: int) -> AsyncIterator[tuple[Redis, l
         async with httpx.AsyncClient(timeout=10) as http:
             registry = MlflowRegistry(http, base)
             alerts = AlertStream(redis, max_len=100)
-            samples = DriftSamples(redis, model_name="m", max_rows=10)
+            samples = DriftSamples(redis, max_rows=10)
             drift = DriftMonitor(
                 settings=settings, registry=registry, samples=samples, alerts=alerts
             )
@@ -69,6 +71,11 @@ async def _replicas(valkey_url: str, count: int) -> AsyncIterator[tuple[Redis, l
                     store=ScheduleStore(redis),
                     quarantine=Quarantine(redis),
                     training=training,
+                    catalog=ModelCatalog(
+                        settings=settings,
+                        definitions=ModelDefinitions(redis),
+                        moves=ChampionMoves(redis),
+                    ),
                     drift=drift,
                     registry=registry,
                     alerts=alerts,
@@ -125,7 +132,7 @@ def test_runs_missed_while_no_api_was_up_are_coalesced_into_one(valkey_url: str)
     alerts, counts = run_async(scenario())
 
     assert [a.text for a in alerts] == [
-        "No model is registered yet under 'mlops_model': trigger a training run to create one."
+        "No version of iris is registered yet: trigger a training run to create one."
     ]
     assert counts["watch-1"].last_run == 5  # runs 2, 3 and 4 folded into run 5
 

@@ -28,8 +28,8 @@ WRITES = [
     ("POST", "/schedule_training", {"minutes": 60}),
     ("POST", "/watch_model", {"minutes": 60}),
     ("POST", "/watch_drift", {"minutes": 60}),
-    ("POST", "/models/1/promote", {"reason": "x"}),
-    ("POST", "/models/rollback", {"reason": "x"}),
+    ("POST", "/models/iris/versions/1/promote", {"reason": "x"}),
+    ("POST", "/models/iris/rollback", {"reason": "x"}),
     ("DELETE", "/kill_scheduled_job/training-000000000000", None),
 ]
 READS = ["/get_metrics", "/jobs", "/alerts?limit=1", "/scheduled_jobs", "/health", "/ready"]
@@ -355,7 +355,7 @@ def test_an_authenticated_mlflow_admits_the_platform_and_refuses_strangers(
     stranger_api, _ = start_api(mlflow_tracking_uri=url, **model)
 
     metrics = platform_api.get("/get_metrics")
-    versions = platform_api.get("/models")
+    versions = platform_api.get("/models/iris/versions")
     move = httpx.post(
         f"{url}/api/2.0/mlflow/registered-models/alias",
         json={"name": model["model_name"], "alias": "champion", "version": "1"},

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import httpx
 import pytest
 from helpers import ray_headers, run_async, wait_for, wait_for_job
@@ -10,6 +12,7 @@ from mlflow import MlflowClient
 from mlops.clients.mlflow_registry import MlflowRegistry
 from mlops.clients.ray_jobs import RayJobsClient
 from mlops.clients.redis import JobStore, connect
+from mlops.services.model_catalog import default_definition
 from mlops.services.training import Training
 from mlops.settings.platform import PlatformSettings
 
@@ -122,7 +125,7 @@ def test_job_with_a_missing_dataset_fails_with_its_error_and_an_error_alert(
                     jobs=JobStore(redis, history=settings.job_history),
                     registry=MlflowRegistry(http, settings.mlflow_tracking_uri),
                 )
-                return await training.submit({})
+                return await training.submit(default_definition(broken, datetime.now(UTC)), {})
             finally:
                 await redis.aclose()
 

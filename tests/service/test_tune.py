@@ -19,7 +19,9 @@ from helpers import ray_headers, wait_for, wait_for_job
 from mlflow import MlflowClient
 from sklearn.datasets import make_classification
 
+from mlops.contracts.model_definition import Estimator, Task
 from mlops.ml import data, model
+from mlops.ml.estimators import Family
 from mlops.settings.platform import PlatformSettings
 
 pytestmark = pytest.mark.slow
@@ -220,20 +222,19 @@ def _pool_tasks(settings: PlatformSettings, job: dict) -> list[dict]:
 def test_a_parallel_fit_spreads_its_trees_over_ray_workers_and_equals_a_serial_fit(
     start_api, settings: PlatformSettings
 ) -> None:
-    # Every fit is worth spreading here (the default spreads only large ones).
-    api, name = _own_model(start_api, redis_db=7, parallel_fit_min_work=0)
     path = settings.data_dir / "synthetic.csv"
     _synthetic(path)
+    # Every fit is worth spreading here (the default spreads only large ones).
+    api, name = _own_model(
+        start_api,
+        redis_db=7,
+        parallel_fit_min_work=0,
+        dataset_uri=str(path),
+        target_column="label",
+    )
     hyperparameters = {"n_estimators": 40, "max_depth": 8, "random_state": 11}
 
-    accepted = api.post(
-        "/trigger_training",
-        json={
-            "hyperparameters": hyperparameters,
-            "dataset_uri": str(path),
-            "target_column": "label",
-        },
-    )
+    accepted = api.post("/trigger_training", json={"hyperparameters": hyperparameters})
     job = wait_for_job(api, accepted.json()["job_id"], timeout=300)
 
     assert job["status"] == "succeeded", job
@@ -247,11 +248,20 @@ def test_a_parallel_fit_spreads_its_trees_over_ray_workers_and_equals_a_serial_f
     assert len(tasks) > 1
     mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
     registered = mlflow.sklearn.load_model(f"models:/{name}/{job['model_version']}")
-    assert registered.named_steps["forest"].n_jobs == 1  # serving predicts on one thread
+    assert model.final_step(registered).n_jobs == 1  # serving predicts on one thread
     frame = data.read_dataset(str(path))
     features, labels = data.split_features(frame, "label")
-    parts = model.split(features, labels, test_size=settings.test_size, seed=settings.random_seed)
-    serial = model.build_pipeline(hyperparameters, default_max_depth=settings.max_depth_limit)
+    parts = model.split(
+        features,
+        labels,
+        task=Task.CLASSIFICATION,
+        test_size=settings.test_size,
+        seed=settings.random_seed,
+    )
+    forest = Family(Task.CLASSIFICATION, Estimator.RANDOM_FOREST)
+    serial = model.build_pipeline(
+        forest, hyperparameters, default_max_depth=settings.max_depth_limit
+    )
     model.fit(serial, parts.x_train, parts.y_train, cpus=1)
     np.testing.assert_array_equal(registered.predict(parts.x_test), serial.predict(parts.x_test))
     np.testing.assert_allclose(

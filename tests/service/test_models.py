@@ -1,0 +1,162 @@
+"""Many models on one platform: defined over HTTP, each trained, gated and served on its
+own, a regression end to end, and the original design's payloads still answered by
+the default model."""
+
+from __future__ import annotations
+
+import uuid
+
+import httpx
+import pandas as pd
+import pytest
+from helpers import wait_for, wait_for_job
+from sklearn.datasets import load_diabetes, load_wine
+
+from mlops.settings.platform import PlatformSettings
+
+pytestmark = pytest.mark.slow
+
+
+def _name(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:6]}"
+
+
+def _csv(settings: PlatformSettings, name: str, loader, *, labels: bool) -> str:
+    bunch = loader(as_frame=True)
+    frame: pd.DataFrame = bunch.data.copy()
+    frame["target"] = [str(bunch.target_names[i]) for i in bunch.target] if labels else bunch.target
+    path = settings.data_dir / f"{name}.csv"
+    frame.to_csv(path, index=False)
+    return str(path)
+
+
+def _train(api: httpx.Client, model: str, **hyperparameters) -> dict:
+    body = {"model": model, "hyperparameters": hyperparameters}
+    accepted = api.post("/trigger_training", json=body)
+    assert accepted.status_code == 202, accepted.text
+    return wait_for_job(api, accepted.json()["job_id"])
+
+
+def _answer(api: httpx.Client, body: dict) -> dict:
+    """The first successful answer (serving loads a new model within seconds)."""
+    reply = wait_for(
+        lambda: (r := api.post("/inference", json=body, timeout=40)).status_code == 200 and r,
+        timeout=120,
+        what=f"{body.get('model', 'the default model')} to answer",
+    )
+    return reply.json()
+
+
+def test_defining_a_model_checks_every_field(api: httpx.Client, settings: PlatformSettings) -> None:
+    uri = _csv(settings, "wine-fields", load_wine, labels=True)
+    good = {"name": _name("wine"), "dataset_uri": uri, "target_column": "target"}
+
+    bad_name = api.post("/models", json={**good, "name": "Not_A_Name"})
+    bad_task = api.post("/models", json={**good, "task": "ranking"})
+    bad_estimator = api.post(
+        "/models", json={**good, "task": "regression", "estimator": "logistic_regression"}
+    )
+    bad_metric = api.post("/models", json={**good, "gate": {"metric": "rmse", "threshold": 1}})
+    bad_parameter = api.post("/models", json={**good, "hyperparameters": {"n_estimator": 5}})
+    created = api.post("/models", json=good)
+    again = api.post("/models", json=good)
+    unknown = api.get("/models/no-such-model")
+    default_archived = api.delete("/models/iris")
+    anonymous = httpx.post(f"{api.base_url}/models", json=good)
+
+    def field(response: httpx.Response) -> str:
+        assert response.status_code == 422, response.text
+        return ".".join(str(part) for part in response.json()["detail"][0]["loc"][1:])
+
+    assert field(bad_name) == "name"
+    assert field(bad_task) == "task"
+    assert field(bad_estimator).startswith("estimator")
+    assert field(bad_metric).startswith("gate")
+    assert field(bad_parameter) == "hyperparameters.n_estimator"
+    assert created.status_code == 201, created.text
+    assert created.json()["champion"] is None
+    assert again.status_code == 409 and "exists" in again.text
+    assert unknown.status_code == 404 and "iris" in unknown.json()["detail"]
+    assert default_archived.status_code == 409
+    assert anonymous.status_code == 401
+    listed = {m["name"] for m in api.get("/models").json()["models"]}
+    assert {"iris", good["name"]} <= listed
+
+
+def test_two_models_side_by_side_and_the_original_payloads_still_reach_iris(
+    api: httpx.Client, settings: PlatformSettings, champion_served: None
+) -> None:
+    wine = _name("wine")
+    uri = _csv(settings, wine, load_wine, labels=True)
+    definition = {"name": wine, "dataset_uri": uri, "target_column": "target"}
+    assert api.post("/models", json={**definition, "estimator": "extra_trees"}).status_code == 201
+    iris_before = api.get("/models/iris").json()["champion"]
+
+    job = _train(api, wine, n_estimators=20)
+    row = [13.0, 2.0, 2.4, 19.0, 100.0, 2.5, 2.5, 0.3, 1.6, 5.0, 1.0, 3.0, 800.0]
+    wine_reply = _answer(api, {"model": wine, "input_data": row})
+    iris_reply = _answer(api, {"input_data": [0.1, 1.2, 2.3, 2.2]})  # the original example
+    metrics = api.get("/get_metrics").json()
+
+    assert job["status"] == "succeeded" and job["model"] == wine, job
+    assert job["promoted"] is True  # its own first version: no other model's champion
+    assert wine_reply["model"] == wine and wine_reply["label"] in {"class_0", "class_1", "class_2"}
+    assert iris_reply["model"] == "iris"
+    assert iris_reply["label"] in {"Setosa", "Versicolor", "Virginica"}
+    assert api.get("/models/iris").json()["champion"] == iris_before
+    assert metrics["model"] == "iris" and metrics["champion_version"] == iris_before["version"]
+    iris_jobs = api.get("/jobs", params={"model": "iris"}).json()["jobs"]
+    assert job["job_id"] not in {j["job_id"] for j in iris_jobs}
+
+
+def test_a_regression_is_trained_gated_on_rmse_and_served_as_a_number(
+    api: httpx.Client, settings: PlatformSettings
+) -> None:
+    name = _name("diabetes")
+    uri = _csv(settings, name, load_diabetes, labels=False)
+    created = api.post(
+        "/models",
+        json={
+            "name": name,
+            "dataset_uri": uri,
+            "target_column": "target",
+            "task": "regression",
+            "estimator": "ridge",
+            "gate": {"metric": "rmse", "threshold": 80},
+        },
+    )
+    assert created.status_code == 201, created.text
+
+    first = _train(api, name, alpha=0.1)
+    worse = _train(api, name, alpha=1000.0)  # all but constant: a higher rmse
+    reply = _answer(api, {"model": name, "input_data": [0.01] * 10})
+    metrics = api.get("/get_metrics", params={"model": name}).json()
+
+    assert first["status"] == "succeeded", first
+    assert set(first["scores"]) == {"rmse", "mae", "r2"}
+    assert first["gate_metric"] == "rmse" and first["promoted"] is True
+    assert first["scores"]["rmse"] <= 80
+    assert worse["promoted"] is False
+    assert (
+        "rmse" in worse["promotion_reason"]
+        and f"version {first['model_version']}" in (worse["promotion_reason"])
+    )
+    assert isinstance(reply["prediction"], float)
+    assert "label" not in reply and "probabilities" not in reply
+    assert reply["model_version"] == first["model_version"]
+    assert metrics["metric"] == "rmse"
+    assert metrics["latest_model"]["score"] == pytest.approx(worse["scores"]["rmse"])
+
+
+def test_a_dataset_of_the_other_task_fails_saying_which_it_looks_like(
+    api: httpx.Client, settings: PlatformSettings
+) -> None:
+    name = _name("wine-as-numbers")
+    uri = _csv(settings, name, load_wine, labels=True)
+    body = {"name": name, "dataset_uri": uri, "target_column": "target", "task": "regression"}
+    assert api.post("/models", json={**body, "estimator": "ridge"}).status_code == 201
+
+    job = _train(api, name)
+
+    assert job["status"] == "failed"
+    assert "looks like classification" in job["error"], job["error"]
