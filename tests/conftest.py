@@ -157,19 +157,19 @@ def start_api(
     """Start extra API processes on the session's Ray, MLflow and Valkey."""
     supervisor = Supervisor(tmp_path / "logs")
     clients: list[httpx.Client] = []
-    emptied: set[int] = set()
+    emptied: set[str] = set()
 
     def start(redis_db: int = 0, **overrides: Any) -> tuple[httpx.Client, Running]:
-        if redis_db != 0 and redis_db not in emptied:
+        url = overrides.get("redis_url") or redis_db_url(settings, redis_db)
+        if url not in {settings.redis_url, redis_db_url(settings, 0)} and url not in emptied:
             # A database of its own starts empty for each test: the default model is
             # then defined from this API's settings, not from an earlier test's.
             password = settings.redis_password
             with redis.Redis.from_url(
-                redis_db_url(settings, redis_db),
-                password=password.get_secret_value() if password else None,
+                url, password=password.get_secret_value() if password else None
             ) as own:
                 own.flushdb()
-            emptied.add(redis_db)
+            emptied.add(url)
         # Validated again, so overrides are typed as the settings declare them.
         replica = PlatformSettings.model_validate(
             {
