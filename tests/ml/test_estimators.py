@@ -6,10 +6,11 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+import skops.io
 from sklearn.datasets import load_diabetes, load_wine
 
 from mlops.contracts.model_definition import ESTIMATORS, METRICS, Estimator, Task
-from mlops.ml import data, model
+from mlops.ml import data, model, provenance
 from mlops.ml.estimators import Family, HyperparameterError
 
 LIMITS = {"max_size": 500, "max_depth_limit": 64}
@@ -39,6 +40,24 @@ def test_each_family_fits_and_scores_every_metric_of_its_task(family: Family) ->
         assert scores["accuracy"] > 0.85  # wine is easy
     else:
         assert scores["r2"] > 0.2 and scores["rmse"] > 0 and scores["mae"] > 0
+    # Registered in skops format, loaded back with the platform's trusted types only.
+    saved = skops.io.dumps(pipeline)
+    loaded = provenance.pipeline_from_skops(saved, provenance.sha256(saved))
+    np.testing.assert_array_equal(loaded.predict(parts.x_test), pipeline.predict(parts.x_test))
+
+
+def test_the_trusted_types_are_exactly_what_the_families_need() -> None:
+    needed: set[str] = set()
+    for family in FAMILIES:
+        frame, target = _frame(family.task)
+        features, labels = data.split_features(frame, target, family.task)
+        pipeline = model.build_pipeline(family, {}, default_max_depth=4)
+        if family.size_parameter:
+            pipeline.set_params(**{f"estimator__{family.size_parameter}": 3})
+        pipeline.fit(features, labels)
+        needed |= set(skops.io.get_untrusted_types(data=skops.io.dumps(pipeline)))
+
+    assert sorted(needed) == sorted(provenance.SKOPS_TRUSTED_TYPES)
 
 
 @pytest.mark.parametrize(

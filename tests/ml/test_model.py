@@ -84,7 +84,7 @@ def test_pipeline_scales_inside_so_raw_rows_predict_correctly() -> None:
     assert pipeline.predict(setosa)[0] == "Setosa"
 
 
-def test_skops_needs_exactly_the_declared_trusted_types() -> None:
+def test_a_forest_needs_exactly_the_forest_trusted_types() -> None:
     parts = _iris_split()
     pipeline = model.build_pipeline(FOREST, {"n_estimators": 3}, default_max_depth=64).fit(
         parts.x_train, parts.y_train
@@ -92,7 +92,7 @@ def test_skops_needs_exactly_the_declared_trusted_types() -> None:
 
     untrusted = sio.get_untrusted_types(data=sio.dumps(pipeline))
 
-    assert sorted(untrusted) == sorted(provenance.SKOPS_TRUSTED_TYPES)
+    assert sorted(untrusted) == sorted(provenance.FOREST_TRUSTED_TYPES)
 
 
 def test_an_omitted_max_depth_is_bounded_and_a_given_one_kept() -> None:

@@ -57,6 +57,7 @@ def test_predict_jobs_metrics_and_a_schedule_round_trip(api_url: str) -> None:
         timeout=90,
         what="a prediction",
     )
+    negative = run_cli(api_url, "predict", "-0.5", "3.5", "1.4", "0.2")  # a value, not an option
     listed = run_cli(api_url, "jobs", "--limit", "3")
     metrics = run_cli(api_url, "metrics")
     added = run_cli(api_url, "schedule", "120", "-p", "n_estimators=10")
@@ -69,6 +70,7 @@ def test_predict_jobs_metrics_and_a_schedule_round_trip(api_url: str) -> None:
     unknown = run_cli(api_url, "versions", "--model", "no-such-model")
 
     assert predicted.returncode == 0 and predicted.stdout.startswith("Setosa (")
+    assert negative.returncode == 0, negative.stderr
     assert listed.returncode == 0 and "succeeded" in listed.stdout
     assert metrics.returncode == 0 and "iris: latest version" in metrics.stdout
     assert models.returncode == 0 and "iris " in models.stdout and "(default)" in models.stdout

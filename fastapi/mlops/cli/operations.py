@@ -199,7 +199,8 @@ def jobs(ctx: click.Context, limit: int, model: str | None) -> None:
     emit(ctx, listed, "\n".join(rows) or "no jobs yet")
 
 
-@click.command()
+# Unknown options are taken as arguments, so a negative feature value is a value.
+@click.command(context_settings={"ignore_unknown_options": True})
 @click.argument("features", nargs=-1, type=float, required=True)
 @click.option("--version", "model_version", help="A registered version instead of the champion.")
 @MODEL_OPTION

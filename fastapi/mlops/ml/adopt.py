@@ -36,10 +36,11 @@ def checked_digests(
 
     uri = settings.mlflow_tracking_uri
     data = provenance.fetch_skops(f"models:/{settings.model_name}/{version}", uri)
-    untrusted = set(skops.io.get_untrusted_types(data=data)) - set(provenance.SKOPS_TRUSTED_TYPES)
+    trusted = provenance.FOREST_TRUSTED_TYPES
+    untrusted = set(skops.io.get_untrusted_types(data=data)) - set(trusted)
     if untrusted:
         raise ForeignVersion(f"its artifact needs types the platform does not trust: {untrusted}")
-    pipeline = skops.io.loads(data, trusted=provenance.SKOPS_TRUSTED_TYPES)
+    pipeline = skops.io.loads(data, trusted=trusted)
     if not hasattr(pipeline, "predict_proba") or not hasattr(pipeline, "classes_"):
         raise ForeignVersion(f"its artifact is a {type(pipeline).__name__}, not a classifier")
     digests = {tags.TAG_SKOPS_SHA256: provenance.sha256(data)}

@@ -38,8 +38,16 @@ from mlops.contracts.version_card import (
 SKOPS_FILE = "model.skops"
 
 # Types skops must trust to load the platform's pipelines; everything else in them is
-# safe by default. The platform's list, never the one an artifact carries.
-SKOPS_TRUSTED_TYPES = ["sklearn.tree._tree.Tree", "numpy.dtype"]
+# safe by default. The platform's lists, never the one an artifact carries. Versions from
+# before seals were forests: adopting one (ml/adopt.py) trusts no more than a forest needs.
+FOREST_TRUSTED_TYPES = ["sklearn.tree._tree.Tree", "numpy.dtype"]
+# Boosting's TreePredictor holds node indices that predict does not bounds-check, so a
+# crafted file could read out of bounds: it is trusted only where the seal and the digest
+# were checked first (pipeline_from_skops), that is in files the trainer wrote.
+SKOPS_TRUSTED_TYPES = [
+    *FOREST_TRUSTED_TYPES,
+    "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
+]
 
 # What the seal covers besides the identity: every tag of the version card (those added
 # since the first release only when present: see CARD_TAGS_SINCE).
