@@ -12,6 +12,8 @@ import pytest
 from helpers import wait_for, wait_for_job
 from sklearn.datasets import load_diabetes, load_wine
 
+from mlops.contracts.model_definition import ESTIMATORS, Estimator, Task
+from mlops.ml.estimators import Family
 from mlops.settings.platform import PlatformSettings
 
 pytestmark = pytest.mark.slow
@@ -160,3 +162,37 @@ def test_a_dataset_of_the_other_task_fails_saying_which_it_looks_like(
 
     assert job["status"] == "failed"
     assert "looks like classification" in job["error"], job["error"]
+
+
+FAMILIES = [
+    (task, estimator) for task, estimators in ESTIMATORS.items() for estimator in estimators
+]
+
+
+@pytest.mark.parametrize(("task", "estimator"), FAMILIES, ids=lambda v: str(v))
+def test_each_estimator_family_trains_registers_and_answers(
+    api: httpx.Client, settings: PlatformSettings, task: Task, estimator: Estimator
+) -> None:
+    name = _name(f"{estimator}".replace("_", "-"))[:63]
+    classification = task is Task.CLASSIFICATION
+    uri = _csv(
+        settings, name, load_wine if classification else load_diabetes, labels=classification
+    )
+    size = Family(task, estimator).size_parameter
+    body = {
+        "name": name,
+        "dataset_uri": uri,
+        "target_column": "target",
+        "task": task,
+        "estimator": estimator,
+        "hyperparameters": {size: 10} if size else {},
+    }
+    assert api.post("/models", json=body).status_code == 201
+
+    job = _train(api, name)
+    row = [0.0] * (13 if classification else 10)
+    reply = _answer(api, {"model": name, "model_version": job["model_version"], "input_data": row})
+
+    assert job["status"] == "succeeded", job
+    assert reply["model"] == name and reply["model_version"] == job["model_version"]
+    assert ("label" in reply) is classification

@@ -35,7 +35,7 @@ def checked_digests(
     import skops.io
 
     uri = settings.mlflow_tracking_uri
-    data = provenance.fetch_skops(f"models:/{settings.model_name}/{version}", uri)
+    data = provenance.fetch_version_skops(settings.model_name, version, uri)
     trusted = provenance.FOREST_TRUSTED_TYPES
     untrusted = set(skops.io.get_untrusted_types(data=data)) - set(trusted)
     if untrusted:

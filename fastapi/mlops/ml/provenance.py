@@ -154,6 +154,16 @@ def fetch_skops(model_uri: str, tracking_uri: str | None = None) -> bytes:
         return skops_bytes(model_dir)
 
 
+def fetch_version_skops(model: str, version: str, tracking_uri: str) -> bytes:
+    """The skops file of a registered version. Resolved through the registry at
+    `tracking_uri`: a `models:/` URI would go to the process's default registry, which
+    outside a training (replicas, the API) is a local file, not the platform's."""
+    import mlflow
+
+    client = mlflow.MlflowClient(tracking_uri, registry_uri=tracking_uri)
+    return fetch_skops(client.get_model_version_download_uri(model, version), tracking_uri)
+
+
 def fetch_compiled(run_id: str | None, tracking_uri: str) -> bytes:
     """A run's compiled (ONNX) form, as stored."""
     import mlflow
@@ -176,7 +186,7 @@ def skops_bytes(model_dir: str) -> bytes:
 
 def load_pipeline(sealed: SealedVersion, tracking_uri: str) -> Any:
     """The scikit-learn pipeline of a sealed version, its digest checked before loading."""
-    data = fetch_skops(f"models:/{sealed.model}/{sealed.version}", tracking_uri)
+    data = fetch_version_skops(sealed.model, sealed.version, tracking_uri)
     return pipeline_from_skops(data, sealed.card.skops_sha256)
 
 
