@@ -47,14 +47,14 @@ class Instruments:
         )
         self.inferences = Counter(
             "mlops_inference_requests",
-            "Predictions asked for, by the model version that answered and status.",
-            ["model_version", "status"],
+            "Predictions asked for, by the model and version that answered, and status.",
+            ["model", "model_version", "status"],
             registry=r,
         )
         self.inference_latency = Histogram(
             "mlops_inference_duration_seconds",
-            "Time to a prediction, retries included, by model version.",
-            ["model_version"],
+            "Time to a prediction, retries included, by model and version.",
+            ["model", "model_version"],
             buckets=_LATENCY_BUCKETS,
             registry=r,
         )

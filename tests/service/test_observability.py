@@ -52,8 +52,9 @@ def test_metrics_count_a_training_run_and_an_inference(api: httpx.Client) -> Non
     assert _value(after, runs, status="succeeded") == _value(before, runs, status="succeeded") + 1
     assert _value(after, "mlops_training_job_duration_seconds_sum", status="succeeded") > 0
     inferences = "mlops_inference_requests_total"
-    assert _value(after, inferences, model_version=version, status="200") >= 1
-    assert _value(after, "mlops_inference_duration_seconds_count", model_version=version) >= 1
+    answered_by = {"model": "iris", "model_version": version}
+    assert _value(after, inferences, **answered_by, status="200") >= 1
+    assert _value(after, "mlops_inference_duration_seconds_count", **answered_by) >= 1
     requests = "mlops_http_requests_total"
     trigger = {"route": "/trigger_training", "method": "POST", "status": "202"}
     assert _value(after, requests, **trigger) == _value(before, requests, **trigger) + 1

@@ -71,14 +71,14 @@ class Inference:
             body = await self._predict(row, served, retries, sla_seconds)
         except InferenceFailed as exc:
             # Failures carry no version label: a client-chosen string must not become one.
-            self._instruments.inferences.labels("none", str(exc.status)).inc()
+            self._instruments.inferences.labels(model.name, "none", str(exc.status)).inc()
             if isinstance(exc, ServingDown):
                 self._serving.check_now()
                 raise ServingDown(f"{exc.detail.rstrip('.')}. {self._serving.hint}") from None
             raise
         reply = _reply(model.name, body)
-        self._instruments.inferences.labels(reply.model_version, "200").inc()
-        self._instruments.inference_latency.labels(reply.model_version).observe(
+        self._instruments.inferences.labels(model.name, reply.model_version, "200").inc()
+        self._instruments.inference_latency.labels(model.name, reply.model_version).observe(
             time.perf_counter() - started
         )
         return reply
