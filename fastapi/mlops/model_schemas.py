@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from mlops.contracts.model_definition import (
     MODEL_NAME_PATTERN,
     Estimator,
+    Gate,
     Metric,
     ModelSpec,
     Task,
@@ -24,16 +25,6 @@ ModelName = Annotated[
         examples=["wine"],
     ),
 ]
-
-
-class GateRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    metric: Metric
-    threshold: float | None = Field(
-        None, description="The bound the metric must clear (≥, or ≤ for rmse and mae)."
-    )
-    tolerance: float = Field(0.0, ge=0, description="How much worse than the champion passes.")
 
 
 class ModelCreate(BaseModel):
@@ -50,7 +41,7 @@ class ModelCreate(BaseModel):
     hyperparameters: dict[str, Any] = Field(
         default_factory=dict, description="Defaults for every training of the model."
     )
-    gate: GateRequest | None = None
+    gate: Gate | None = None
 
 
 class ModelPatch(BaseModel):
@@ -64,7 +55,7 @@ class ModelPatch(BaseModel):
     task: Task | None = None
     estimator: Estimator | None = None
     hyperparameters: dict[str, Any] | None = None
-    gate: GateRequest | None = None
+    gate: Gate | None = None
 
 
 class ChampionSummary(BaseModel):

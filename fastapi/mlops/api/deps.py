@@ -141,5 +141,9 @@ BODY_RESPONSES: dict[int | str, dict[str, Any]] = {
     413: {"model": ErrorResponse, "description": "Body larger than MLOPS_MAX_BODY_BYTES."},
 }
 WRITE_RESPONSES = {**UNAUTHORIZED, **BODY_RESPONSES}
+# Every route that takes a model: an unknown name is a 404 listing the known ones.
+UNKNOWN_MODEL: dict[int | str, dict[str, Any]] = {
+    404: {"model": ErrorResponse, "description": "No such model (the known ones listed)."}
+}
 Writer = Depends(require_writer)
 Reader = Depends(require_reader)

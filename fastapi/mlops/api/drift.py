@@ -8,6 +8,7 @@ from fastapi import APIRouter, Path, Query, status
 
 from mlops.api.deps import (
     UNAUTHORIZED,
+    UNKNOWN_MODEL,
     WRITE_RESPONSES,
     CatalogDep,
     DriftDep,
@@ -27,7 +28,7 @@ router = APIRouter(tags=["drift"], responses=UNAUTHORIZED)
     dependencies=[Writer],
     responses={
         **WRITE_RESPONSES,
-        404: {"model": ErrorResponse, "description": "No such model (the known ones listed)."},
+        **UNKNOWN_MODEL,
         429: {"model": ErrorResponse, "description": "Too many schedules and watches."},
         503: {"model": ErrorResponse, "description": "Redis is unreachable."},
     },
@@ -43,7 +44,7 @@ async def watch_drift(request: WatchDriftRequest, schedules: SchedulesDep) -> Sc
 Threshold = Annotated[float | None, Query(gt=0, le=10, description="PSI threshold.")]
 
 
-@router.get("/drift", responses={404: {"model": ErrorResponse}, 503: {"model": ErrorResponse}})
+@router.get("/drift", responses={**UNKNOWN_MODEL, 503: {"model": ErrorResponse}})
 async def drift_now(
     monitor: DriftDep, catalog: CatalogDep, threshold: Threshold = None, model: ModelQuery = None
 ) -> DriftReport:

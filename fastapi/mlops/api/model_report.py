@@ -6,15 +6,13 @@ from datetime import UTC, datetime
 
 from fastapi import APIRouter
 
-from mlops.api.deps import UNAUTHORIZED, CatalogDep, ModelQuery, ModelReportDep
+from mlops.api.deps import UNAUTHORIZED, UNKNOWN_MODEL, CatalogDep, ModelQuery, ModelReportDep
 from mlops.schemas import ErrorResponse, MetricsResponse
 
 router = APIRouter(tags=["metrics"], responses=UNAUTHORIZED)
 
 
-@router.get(
-    "/get_metrics", responses={404: {"model": ErrorResponse}, 503: {"model": ErrorResponse}}
-)
+@router.get("/get_metrics", responses={**UNKNOWN_MODEL, 503: {"model": ErrorResponse}})
 async def get_metrics(
     report: ModelReportDep, catalog: CatalogDep, model: ModelQuery = None
 ) -> MetricsResponse:

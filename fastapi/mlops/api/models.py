@@ -9,6 +9,7 @@ from fastapi import APIRouter, Path, Query, status
 
 from mlops.api.deps import (
     UNAUTHORIZED,
+    UNKNOWN_MODEL,
     WRITE_RESPONSES,
     CatalogDep,
     ModelsDep,
@@ -35,11 +36,8 @@ from mlops.services.models import Models
 
 router = APIRouter(tags=["models"], responses=UNAUTHORIZED)
 Responses = dict[int | str, dict[str, Any]]
-_UNKNOWN: Responses = {
-    404: {"model": ErrorResponse, "description": "No such model (the known ones listed)."}
-}
 _READ: Responses = {
-    **_UNKNOWN,
+    **UNKNOWN_MODEL,
     503: {"model": ErrorResponse, "description": "MLflow or Redis is down."},
 }
 _MOVED: Responses = {
@@ -98,7 +96,7 @@ async def get_model(name: Name, catalog: CatalogDep, models: ModelsDep) -> Model
 @router.patch(
     "/models/{name}",
     dependencies=[Writer],
-    responses={**WRITE_RESPONSES, **_UNKNOWN, 422: {"description": "A field is wrong."}},
+    responses={**WRITE_RESPONSES, **UNKNOWN_MODEL, 422: {"description": "A field is wrong."}},
 )
 async def change_model(
     name: Name, patch: ModelPatch, catalog: CatalogDep, models: ModelsDep
@@ -112,7 +110,7 @@ async def change_model(
     "/models/{name}",
     dependencies=[Writer],
     responses={
-        **_UNKNOWN,
+        **UNKNOWN_MODEL,
         409: {"model": ErrorResponse, "description": "The default model, or one in use."},
     },
 )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, HTTPException, status
 
-from mlops.api.deps import UNAUTHORIZED, WRITE_RESPONSES, SchedulesDep, Writer
+from mlops.api.deps import UNAUTHORIZED, UNKNOWN_MODEL, WRITE_RESPONSES, SchedulesDep, Writer
 from mlops.schemas import (
     ErrorResponse,
     ScheduleInfo,
@@ -17,7 +17,7 @@ from mlops.schemas import (
 router = APIRouter(tags=["schedules"], responses=UNAUTHORIZED)
 _ADDED = {
     **WRITE_RESPONSES,
-    404: {"model": ErrorResponse, "description": "No such model (the known ones listed)."},
+    **UNKNOWN_MODEL,
     429: {"model": ErrorResponse, "description": "Too many schedules and watches."},
     503: {"model": ErrorResponse, "description": "Redis is unreachable."},
 }

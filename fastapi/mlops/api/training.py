@@ -8,6 +8,7 @@ from fastapi import APIRouter, Query, status
 
 from mlops.api.deps import (
     UNAUTHORIZED,
+    UNKNOWN_MODEL,
     WRITE_RESPONSES,
     CatalogDep,
     ModelQuery,
@@ -40,7 +41,7 @@ _SUBMIT_RESPONSES = {
     dependencies=[Writer],
     responses={
         **_SUBMIT_RESPONSES,
-        404: {"model": ErrorResponse, "description": "No such model (the known ones listed)."},
+        **UNKNOWN_MODEL,
         422: {"description": "Invalid hyperparameters or dataset; no job is created."},
     },
 )
@@ -68,7 +69,7 @@ async def trigger_training(
             "model": ErrorResponse,
             "description": "The cluster cannot place a single trial (the numbers say why).",
         },
-        404: {"model": ErrorResponse, "description": "No such model (the known ones listed)."},
+        **UNKNOWN_MODEL,
         422: {"description": "Invalid search space, trials, metric or dataset; nothing runs."},
     },
 )
@@ -83,7 +84,7 @@ def _accepted(job_id: str) -> JobAccepted:
     return JobAccepted(job_id=job_id, status=JobStatus.PENDING, status_url=f"/jobs/{job_id}")
 
 
-@router.get("/jobs", response_model=JobList, responses={404: {"model": ErrorResponse}})
+@router.get("/jobs", response_model=JobList, responses=UNKNOWN_MODEL)
 async def list_jobs(
     training: TrainingDep,
     catalog: CatalogDep,

@@ -136,33 +136,37 @@ class DefinitionChange(BaseModel):
     fields: dict[str, tuple[Any, Any]] = Field(description="field → [before, after].")
 
 
-class ModelRef(BaseModel):
-    """What a job must know of the model it trains: where its versions go (the MLflow
-    registered model and experiment) and how they are built and judged."""
+class ModelIdentity(BaseModel):
+    """A model's name and where its versions and runs go in MLflow."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     name: str = Field(pattern=MODEL_NAME_PATTERN)
     registered_model: str = Field(min_length=1)
     experiment: str = Field(min_length=1)
+
+
+class ModelRef(ModelIdentity):
+    """What a job must know of the model it trains: where its versions go and how they
+    are built and judged."""
+
     task: Task
     estimator: Estimator
     gate: Gate
 
 
-class ModelDefinition(BaseModel):
+class ModelDefinition(ModelIdentity):
     """A model as stored: its spec, the MLflow registered model and experiment that hold
     its versions and runs, and when it was created, last changed and archived."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    name: str = Field(pattern=MODEL_NAME_PATTERN)
-    registered_model: str = Field(min_length=1)
-    experiment: str = Field(min_length=1)
     spec: ModelSpec
     created_at: AwareDatetime
     updated_at: AwareDatetime
     archived_at: AwareDatetime | None = None
+
+    @classmethod
+    def new(cls, identity: ModelIdentity, spec: ModelSpec, now: datetime) -> ModelDefinition:
+        return cls(**identity.model_dump(), spec=spec, created_at=now, updated_at=now)
 
     @property
     def archived(self) -> bool:
@@ -170,14 +174,8 @@ class ModelDefinition(BaseModel):
 
     def ref(self) -> ModelRef:
         spec = self.spec
-        return ModelRef(
-            name=self.name,
-            registered_model=self.registered_model,
-            experiment=self.experiment,
-            task=spec.task,
-            estimator=spec.estimator,
-            gate=spec.gate,
-        )
+        identity = self.model_dump(include=set(ModelIdentity.model_fields))
+        return ModelRef(**identity, task=spec.task, estimator=spec.estimator, gate=spec.gate)
 
     def to_json(self) -> str:
         return self.model_dump_json()

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 from sklearn.ensemble import (
@@ -67,10 +67,23 @@ class HyperparameterError(InvalidField):
         self.key = key
 
 
+class _Built(Protocol):
+    """Anything that says how a model is built: a ModelSpec, a ModelRef."""
+
+    @property
+    def task(self) -> Task: ...
+    @property
+    def estimator(self) -> Estimator: ...
+
+
 @dataclass(frozen=True)
 class Family:
     task: Task
     estimator: Estimator
+
+    @classmethod
+    def of(cls, model: _Built) -> Family:
+        return cls(model.task, model.estimator)
 
     @property
     def cls(self) -> type:

@@ -131,7 +131,7 @@ def search(
             settings, spec, recorder, parts, fixed, experiment, parent_id
         )
         params = {**fixed, **best}
-        fitted = train.fit(train.family_of(ref), params, parts, train.FitLimits.of(settings))
+        fitted = train.fit(Family.of(ref), params, parts, train.FitLimits.of(settings))
         client.log_metric(parent_id, f"best_{spec.metric}", fitted.scores[spec.metric])
         training = TrainingSpec(
             job_id=spec.job_id,
@@ -168,7 +168,7 @@ def _tune(
     trainable = tune.with_parameters(
         run_trial,
         parts=parts,
-        family=train.family_of(spec.model),
+        family=Family.of(spec.model),
         fixed=fixed,
         default_max_depth=settings.max_depth_limit,
         tracking_uri=settings.mlflow_tracking_uri,

@@ -21,7 +21,7 @@ from typing import Any
 
 from mlops.contracts.champion import ChampionMove
 from mlops.contracts.jobs import JobOutcome
-from mlops.contracts.model_definition import ModelRef, Task
+from mlops.contracts.model_definition import Task
 from mlops.contracts.placement import TRAINER_RESOURCE
 from mlops.contracts.version_card import (
     COMPILED_DIR,
@@ -141,7 +141,7 @@ def train_and_register(
     settings: TrainingSettings, spec: TrainingSpec, champions: promotion.ChampionCache | None = None
 ) -> TrainingResult:
     parts = load_split(settings, spec.dataset_uri, spec.target_column, spec.model.task)
-    fitted = fit(family_of(spec.model), spec.hyperparameters, parts, FitLimits.of(settings))
+    fitted = fit(Family.of(spec.model), spec.hyperparameters, parts, FitLimits.of(settings))
     shown = ", ".join(f"{name} {value:.4g}" for name, value in fitted.scores.items())
     log.info("job %s: %s, %d CPU(s)", spec.job_id, shown, fitted.cpus)
     result = register(settings, spec, fitted, parts, champions=champions)
@@ -345,10 +345,6 @@ def _seal(
 def _classes(pipeline: Any) -> list[str]:
     """A classifier's classes in the order of its probability columns; none for regression."""
     return [str(c) for c in getattr(pipeline, "classes_", [])]
-
-
-def family_of(ref: ModelRef) -> Family:
-    return Family(ref.task, ref.estimator)
 
 
 def _compile(pipeline, parts: model.Split, task: Task) -> tuple[bytes | None, str]:

@@ -17,6 +17,7 @@ from mlops.contracts.model_definition import (
     DefinitionChange,
     Gate,
     ModelDefinition,
+    ModelIdentity,
     ModelSpec,
     Task,
     default_gate,
@@ -111,23 +112,11 @@ class ModelCatalog:
         return await self._definitions.all()
 
     async def create(self, request: ModelCreate) -> ModelDefinition:
-        gate = (
-            Gate(**request.gate.model_dump())
-            if request.gate
-            else default_gate(request.task, accuracy_threshold=self._settings.accuracy_threshold)
-        )
-        spec = self.checked(
-            dict(request.model_dump(exclude={"name", "gate"}), gate=gate.model_dump())
-        )
-        now = datetime.now(UTC)
-        definition = ModelDefinition(
-            name=request.name,
-            registered_model=request.name,
-            experiment=request.name,
-            spec=spec,
-            created_at=now,
-            updated_at=now,
-        )
+        gate = request.gate or _default_gate(self._settings, request.task)
+        spec = self.checked(request.model_dump(exclude={"name"}) | {"gate": gate.model_dump()})
+        name = request.name
+        identity = ModelIdentity(name=name, registered_model=name, experiment=name)
+        definition = ModelDefinition.new(identity, spec, datetime.now(UTC))
         created = await self._definitions.create(definition, limit=self._settings.max_models)
         if created is Created.NAME_TAKEN:
             raise ModelExists(f"a model named {request.name!r} exists; change it with PATCH")
@@ -144,9 +133,7 @@ class ModelCatalog:
         given = patch.model_dump(exclude_unset=True)
         fields = current.spec.model_dump() | given
         if "task" in given and "gate" not in given:
-            fields["gate"] = default_gate(
-                fields["task"], accuracy_threshold=self._settings.accuracy_threshold
-            ).model_dump()
+            fields["gate"] = _default_gate(self._settings, fields["task"]).model_dump()
         spec = self.checked(fields)
         before, after = current.spec.model_dump(mode="json"), spec.model_dump(mode="json")
         changed = {k: (before[k], after[k]) for k in after if before[k] != after[k]}
@@ -194,17 +181,20 @@ class ModelCatalog:
             check_location(spec.dataset_uri, self._settings.dataset_locations)
         except DatasetLocationError as exc:
             raise InvalidField(("dataset_uri",), str(exc)) from exc
-        self.family_check(spec, spec.hyperparameters)
+        checked_hyperparameters(self._settings, spec, spec.hyperparameters)
         return spec
 
-    def family_check(self, spec: ModelSpec, hyperparameters: dict[str, Any]) -> dict[str, Any]:
-        """Hyperparameters checked against the model's estimator and the platform's caps."""
-        settings = self._settings
-        return Family(spec.task, spec.estimator).check(
-            hyperparameters,
-            max_size=settings.max_n_estimators,
-            max_depth_limit=settings.max_depth_limit,
-        )
+
+def checked_hyperparameters(
+    settings: ApiSettings, spec: ModelSpec, hyperparameters: dict[str, Any]
+) -> dict[str, Any]:
+    """Hyperparameters checked against the model's estimator and the platform's caps
+    (HyperparameterError names the key)."""
+    return Family.of(spec).check(
+        hyperparameters,
+        max_size=settings.max_n_estimators,
+        max_depth_limit=settings.max_depth_limit,
+    )
 
 
 def default_definition(settings: ApiSettings, now: datetime) -> ModelDefinition:
@@ -214,19 +204,22 @@ def default_definition(settings: ApiSettings, now: datetime) -> ModelDefinition:
         dataset_uri=settings.dataset_uri,
         target_column=settings.target_column,
         task=Task.CLASSIFICATION,
-        gate=default_gate(
-            Task.CLASSIFICATION,
-            accuracy_threshold=settings.accuracy_threshold,
-            tolerance=settings.promotion_tolerance,
-        ),
+        gate=_default_gate(settings, Task.CLASSIFICATION),
     )
-    return ModelDefinition(
+    identity = ModelIdentity(
         name=settings.default_model,
         registered_model=settings.model_name,
         experiment=settings.experiment_name,
-        spec=spec,
-        created_at=now,
-        updated_at=now,
+    )
+    return ModelDefinition.new(identity, spec, now)
+
+
+def _default_gate(settings: ApiSettings, task: Task) -> Gate:
+    """The gate of a model defined without one, from the platform's settings."""
+    return default_gate(
+        task,
+        accuracy_threshold=settings.accuracy_threshold,
+        tolerance=settings.promotion_tolerance,
     )
 
 

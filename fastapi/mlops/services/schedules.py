@@ -139,10 +139,10 @@ class Schedules:
             params["hyperparameters"] = training.check_hyperparameters(
                 definition, hyperparameters or {}
             )
+            # Checked now (a target must be the model's); the model's own target is used.
+            uri, _ = training.dataset(definition, dataset_uri, target_column)
             if dataset_uri is not None:
-                params["dataset_uri"] = training.dataset(definition, dataset_uri, target_column)[0]
-            if target_column is not None:
-                params["target_column"] = training.dataset(definition, None, target_column)[1]
+                params["dataset_uri"] = uri
             if tune is not None:
                 try:
                     training.check_search(definition, tune)

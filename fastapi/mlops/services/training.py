@@ -12,7 +12,7 @@ from mlops.clients.ray_jobs import RayJobsClient, RayJobsError, SubmissionUnconf
 from mlops.clients.redis import JobStore
 from mlops.clients.redis.keys import DURATION_BUCKETS
 from mlops.contracts.jobs import JobInfo, NewJob
-from mlops.contracts.model_definition import METRICS, ModelDefinition
+from mlops.contracts.model_definition import METRICS, Metric, ModelDefinition
 from mlops.contracts.placement import SERVING_RESOURCE, TRAINER_RESOURCE
 from mlops.ml import search_space
 from mlops.ml.data import DatasetLocationError, check_location
@@ -20,6 +20,7 @@ from mlops.ml.estimators import Family, InvalidField
 from mlops.ml.specs import SearchSpec, TrainingSpec
 from mlops.schemas import TuneRequest
 from mlops.services.job_records import MalformedJob, UnknownJob, parse_job
+from mlops.services.model_catalog import checked_hyperparameters
 from mlops.settings.api import ApiSettings
 from mlops.settings.training import TrainingSettings
 from mlops.telemetry import JobTotals
@@ -94,15 +95,14 @@ class Training:
     ) -> dict[str, Any]:
         """The model's default hyperparameters with the request's over them, checked
         against its estimator (HyperparameterError names the key)."""
-        settings = self._settings
-        return _family(model).check(
-            {**model.spec.hyperparameters, **hyperparameters},
-            max_size=settings.max_n_estimators,
-            max_depth_limit=settings.max_depth_limit,
-        )
+        merged = {**model.spec.hyperparameters, **hyperparameters}
+        return checked_hyperparameters(self._settings, model.spec, merged)
 
-    def check_search(self, model: ModelDefinition, request: TuneRequest) -> dict[str, Any]:
-        """The request's search space, checked with its trial count and metric."""
+    def check_search(
+        self, model: ModelDefinition, request: TuneRequest
+    ) -> tuple[dict[str, Any], Metric]:
+        """The request's search space, checked with its trial count, and the metric that
+        picks the best trial (default: the model's gate metric)."""
         settings = self._settings
         if request.trials > settings.tune_max_trials:
             raise InvalidField(
@@ -113,12 +113,13 @@ class Training:
         if metric not in METRICS[model.spec.task]:
             choices = ", ".join(METRICS[model.spec.task])
             raise InvalidField(("metric",), f"{model.name} is {model.spec.task}: use {choices}")
-        return search_space.validate(
+        space = search_space.validate(
             request.search_space,
-            _family(model),
+            Family.of(model.spec),
             max_size=settings.max_n_estimators,
             max_depth_limit=settings.max_depth_limit,
         )
+        return space, metric
 
     async def submit(
         self,
@@ -188,8 +189,7 @@ class Training:
     ) -> str:
         """Validate, record and submit one hyperparameter search of `model`; returns its
         job id. Raises as `submit` does, and ClusterTooSmall when no trial could be placed."""
-        space = self.check_search(model, request)
-        metric = request.metric or model.spec.gate.metric
+        space, metric = self.check_search(model, request)
         uri, target = self.dataset(model, request.dataset_uri, request.target_column)
         await self.check_search_capacity()
         job_id = new_job_id("tune")
@@ -295,7 +295,3 @@ class Training:
     async def totals(self) -> JobTotals:
         counts, durations = await self._jobs.totals()
         return JobTotals(counts, durations, DURATION_BUCKETS)
-
-
-def _family(model: ModelDefinition) -> Family:
-    return Family(model.spec.task, model.spec.estimator)

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import logging
 
-from pydantic import ValidationError
 from redis.asyncio import Redis
 
 from mlops.clients.redis.keys import HISTORY_LENGTH, champion_moves_key, job_key
+from mlops.clients.redis.records import newest_records
 from mlops.clients.redis.scripts import APPEND_ONCE
 from mlops.contracts.champion import ChampionMove
 
@@ -45,11 +45,5 @@ class ChampionMoves:
 
     async def moves(self, model: str, limit: int = HISTORY_LENGTH) -> list[ChampionMove]:
         """Newest first; an entry that does not parse is skipped with one log line."""
-        moves = []
-        entries = await self._redis.xrevrange(champion_moves_key(model), count=limit)
-        for entry_id, fields in entries:
-            try:
-                moves.append(ChampionMove.model_validate_json(fields["move"]))
-            except (KeyError, ValidationError) as exc:
-                log.warning("skipped malformed champion move %s: %s", entry_id, exc)
-        return moves
+        key = champion_moves_key(model)
+        return await newest_records(self._redis, key, "move", ChampionMove, limit)

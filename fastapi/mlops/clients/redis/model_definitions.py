@@ -15,6 +15,7 @@ from mlops.clients.redis.keys import (
     MODEL_DEFINITIONS,
     model_changes_key,
 )
+from mlops.clients.redis.records import newest_records
 from mlops.clients.redis.scripts import CREATE_MODEL
 from mlops.contracts.model_definition import DefinitionChange, ModelDefinition
 
@@ -84,14 +85,8 @@ class ModelDefinitions:
 
     async def changes(self, name: str, limit: int = 100) -> list[DefinitionChange]:
         """How the model's definition changed, newest first."""
-        entries = await self._redis.xrevrange(model_changes_key(name), count=limit)
-        changes = []
-        for entry_id, fields in entries:
-            try:
-                changes.append(DefinitionChange.model_validate_json(fields["change"]))
-            except (KeyError, ValidationError) as exc:
-                log.warning("skipped malformed definition change %s: %s", entry_id, exc)
-        return changes
+        key = model_changes_key(name)
+        return await newest_records(self._redis, key, "change", DefinitionChange, limit)
 
 
 def _parsed(name: str, text: str | None) -> ModelDefinition | None:
