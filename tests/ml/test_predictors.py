@@ -96,3 +96,14 @@ def test_a_compiled_regressor_that_predicts_other_values_is_rejected() -> None:
 
     assert not check.matches
     assert "beyond the tolerance" in check.reason
+
+
+def test_a_form_that_cannot_be_compiled_is_said_in_a_sentence_that_fits_a_tag() -> None:
+    # skl2onnx fails on this boosting model with a message that carries its weights.
+    pipeline, parts = _fit_diabetes(Estimator.HIST_GRADIENT_BOOSTING, {"max_iter": 50})
+
+    compiled, reason = predictors.compiled_form(pipeline, parts.x_train, parts.x_test, REGRESSION)
+
+    assert compiled is None
+    assert reason.startswith("compilation failed: ")
+    assert len(reason) <= predictors.REASON_CHARS and "\n" not in reason

@@ -73,6 +73,29 @@ class OnnxPredictor:
         return np.asarray(results[0], dtype=np.float64).reshape(-1, 1)
 
 
+# A reason is a tag of the version (MLflow caps a tag's value): a converter's error can
+# carry whole weight arrays, so only its first line is kept, this long at most.
+REASON_CHARS = 300
+
+
+def compiled_form(
+    pipeline: Pipeline, x_train: pd.DataFrame, x_test: pd.DataFrame, task: Task
+) -> tuple[bytes | None, str]:
+    """The ONNX form if it predicts like the pipeline on the held-out rows (None if not,
+    or if it cannot be made), and why, in a sentence."""
+    try:
+        compiled = compile_to_onnx(pipeline, x_train, task)
+        check = verify_compiled(compiled, pipeline, x_test, task)
+    except Exception as exc:  # a converter gap must not fail training: serve sklearn
+        log.warning("could not compile the pipeline: %s", exc)
+        first_line = (str(exc).splitlines() or [type(exc).__name__])[0]
+        return None, f"compilation failed: {first_line}"[:REASON_CHARS]
+    if not check.matches:
+        log.warning("compiled form rejected: %s", check.reason)
+        return None, check.reason
+    return compiled, check.reason
+
+
 def compile_to_onnx(pipeline: Pipeline, x_reference: pd.DataFrame, task: Task) -> bytes:
     from skl2onnx import to_onnx
 

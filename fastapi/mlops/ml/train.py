@@ -249,7 +249,9 @@ def _log_and_register(
 
     key = signing_key(settings)
     pipeline = fitted.pipeline
-    compiled, verification = _compile(pipeline, parts, spec.model.task)
+    compiled, verification = predictors.compiled_form(
+        pipeline, parts.x_train, parts.x_test, spec.model.task
+    )
     with mlflow.start_run(**_run_options(settings, spec, run_id)) as run:
         if run_id is None:
             mlflow.log_params(
@@ -345,17 +347,3 @@ def _seal(
 def _classes(pipeline: Any) -> list[str]:
     """A classifier's classes in the order of its probability columns; none for regression."""
     return [str(c) for c in getattr(pipeline, "classes_", [])]
-
-
-def _compile(pipeline, parts: model.Split, task: Task) -> tuple[bytes | None, str]:
-    """The ONNX form if it predicts like the pipeline on the held-out rows; else why not."""
-    try:
-        compiled = predictors.compile_to_onnx(pipeline, parts.x_train, task)
-        check = predictors.verify_compiled(compiled, pipeline, parts.x_test, task)
-    except Exception as exc:  # a converter gap must not fail training: serve sklearn
-        log.warning("could not compile the pipeline: %s", exc)
-        return None, f"compilation failed: {exc}"
-    if not check.matches:
-        log.warning("compiled form rejected: %s", check.reason)
-        return None, check.reason
-    return compiled, check.reason
