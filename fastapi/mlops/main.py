@@ -33,6 +33,7 @@ from mlops.api.deps import Reader
 from mlops.api.middleware import BodySizeLimit
 from mlops.background import Background
 from mlops.clients import redis as redis_client
+from mlops.clients.dataset_headers import DatasetHeaders
 from mlops.clients.mlflow_registry import MlflowRegistry
 from mlops.clients.quarantine import Quarantine
 from mlops.clients.ray_jobs import RayJobsClient
@@ -40,6 +41,7 @@ from mlops.clients.redis import AlertStream, ChampionMoves, DeployLock, DriftSam
 from mlops.clients.redis.model_definitions import ModelDefinitions
 from mlops.clients.schedule_store import ScheduleStore
 from mlops.clients.serve_admin import ServeAdmin
+from mlops.ml.data import s3_config
 from mlops.services.alerts import AlertFeed
 from mlops.services.batching import ServeBatcher
 from mlops.services.drift import DriftMonitor
@@ -54,6 +56,9 @@ from mlops.services.serve_deployment import Serving, endpoint
 from mlops.services.training import Training
 from mlops.settings.api import ApiSettings
 from mlops.telemetry import Instruments, RequestTelemetry
+
+# How long a request waits on S3 to read a dataset's header.
+DATASET_HEADER_TIMEOUT = 10.0
 
 log = logging.getLogger("mlops.api")
 
@@ -138,9 +143,14 @@ def _build_services(
     instruments: Instruments = app.state.instruments
     redis, registry, stream = clients.redis, clients.registry, clients.alerts
     jobs = JobStore(redis, history=settings.job_history)
-    training = Training(settings=settings, ray=clients.ray, jobs=jobs, registry=registry)
+    headers = DatasetHeaders(lambda: s3_config(settings).client(DATASET_HEADER_TIMEOUT))
+    training = Training(
+        settings=settings, ray=clients.ray, jobs=jobs, registry=registry, headers=headers
+    )
     moves = ChampionMoves(redis)
-    catalog = ModelCatalog(settings=settings, definitions=ModelDefinitions(redis), moves=moves)
+    catalog = ModelCatalog(
+        settings=settings, definitions=ModelDefinitions(redis), moves=moves, headers=headers
+    )
     serving, inference = _inference(settings, clients, catalog, instruments, stack)
     feed = AlertFeed(
         stream,

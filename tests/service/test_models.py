@@ -60,6 +60,8 @@ def test_defining_a_model_checks_every_field(api: httpx.Client, settings: Platfo
     )
     bad_metric = api.post("/models", json={**good, "gate": {"metric": "rmse", "threshold": 1}})
     bad_parameter = api.post("/models", json={**good, "hyperparameters": {"n_estimator": 5}})
+    no_dataset = api.post("/models", json={**good, "dataset_uri": uri.replace(".csv", "-no.csv")})
+    no_target = api.post("/models", json={**good, "target_column": "quality"})
     created = api.post("/models", json=good)
     again = api.post("/models", json=good)
     unknown = api.get("/models/no-such-model")
@@ -75,6 +77,8 @@ def test_defining_a_model_checks_every_field(api: httpx.Client, settings: Platfo
     assert field(bad_estimator).startswith("estimator")
     assert field(bad_metric).startswith("gate")
     assert field(bad_parameter) == "hyperparameters.n_estimator"
+    assert field(no_dataset) == "dataset_uri" and "no dataset at" in no_dataset.text
+    assert field(no_target) == "target_column" and "'quality'" in no_target.text
     assert created.status_code == 201, created.text
     assert created.json()["champion"] is None
     assert again.status_code == 409 and "exists" in again.text
@@ -85,6 +89,54 @@ def test_defining_a_model_checks_every_field(api: httpx.Client, settings: Platfo
     assert {"iris", good["name"]} <= listed
 
 
+def test_another_dataset_trains_a_model_only_with_its_columns(
+    api: httpx.Client, settings: PlatformSettings
+) -> None:
+    name = _name("cols")
+    uri = _csv(settings, name, load_wine, labels=True)
+    assert (
+        api.post(
+            "/models", json={"name": name, "dataset_uri": uri, "target_column": "target"}
+        ).status_code
+        == 201
+    )
+    frame = pd.read_csv(uri)
+    variants = {
+        "same": frame.sample(frac=1.0, random_state=0),  # other rows, the same columns
+        "fewer": frame.drop(columns=["alcohol"]),
+        "reordered": frame[[*frame.columns[::-1]]],
+        "untargeted": frame.rename(columns={"target": "label"}),
+    }
+    uris = {}
+    for variant, rows in variants.items():
+        uris[variant] = str(settings.data_dir / f"{name}-{variant}.csv")
+        rows.to_csv(uris[variant], index=False)
+
+    def train(variant: str) -> httpx.Response:
+        return api.post("/trigger_training", json={"model": name, "dataset_uri": uris[variant]})
+
+    scheduled = api.post(
+        "/schedule_training", json={"model": name, "minutes": 60, "dataset_uri": uris["same"]}
+    )
+    refused = {variant: train(variant) for variant in ("fewer", "reordered", "untargeted")}
+    scheduled_fewer = api.post(
+        "/schedule_training", json={"model": name, "minutes": 60, "dataset_uri": uris["fewer"]}
+    )
+
+    assert scheduled.status_code == 201, scheduled.text
+    api.delete(f"/kill_scheduled_job/{scheduled.json()['schedule_id']}").raise_for_status()
+    for variant, response in [*refused.items(), ("fewer", scheduled_fewer)]:
+        assert response.status_code == 422, (variant, response.text)
+        error = response.json()["detail"][0]
+        assert error["loc"] == ["body", "dataset_uri"]
+        assert f"PATCH /models/{name}" in error["msg"]
+    assert "missing: alcohol" in refused["fewer"].text
+    assert "in another order" in refused["reordered"].text
+    assert "has no column 'target'" in refused["untargeted"].text
+    used = {job["dataset_uri"] for job in api.get("/jobs", params={"model": name}).json()["jobs"]}
+    assert used <= {uris["same"]}  # the schedule may have run once
+
+
 def test_two_models_side_by_side_and_the_original_payloads_still_reach_iris(
     api: httpx.Client, settings: PlatformSettings, champion_served: None
 ) -> None:
@@ -93,13 +145,16 @@ def test_two_models_side_by_side_and_the_original_payloads_still_reach_iris(
     definition = {"name": wine, "dataset_uri": uri, "target_column": "target"}
     assert api.post("/models", json={**definition, "estimator": "extra_trees"}).status_code == 201
     iris_before = api.get("/models/iris").json()["champion"]
+    row = [13.0, 2.0, 2.4, 19.0, 100.0, 2.5, 2.5, 0.3, 1.6, 5.0, 1.0, 3.0, 800.0]
+    untrained = api.post("/inference", json={"model": wine, "input_data": row}, timeout=40)
 
     job = _train(api, wine, n_estimators=20)
-    row = [13.0, 2.0, 2.4, 19.0, 100.0, 2.5, 2.5, 0.3, 1.6, 5.0, 1.0, 3.0, 800.0]
     wine_reply = _answer(api, {"model": wine, "input_data": row})
     iris_reply = _answer(api, {"input_data": [0.1, 1.2, 2.3, 2.2]})  # the original example
     metrics = api.get("/get_metrics").json()
 
+    assert untrained.status_code == 503
+    assert untrained.json()["detail"].startswith(f"{wine} has no champion yet: train it")
     assert job["status"] == "succeeded" and job["model"] == wine, job
     assert job["promoted"] is True  # its own first version: no other model's champion
     assert wine_reply["model"] == wine and wine_reply["label"] in {"class_0", "class_1", "class_2"}

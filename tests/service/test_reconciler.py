@@ -19,6 +19,7 @@ from aiohttp import web
 from helpers import free_port, run_async
 from redis.asyncio import Redis
 
+from mlops.clients.dataset_headers import DatasetHeaders
 from mlops.clients.mlflow_registry import MlflowRegistry
 from mlops.clients.quarantine import Quarantine
 from mlops.clients.ray_jobs import RayJobsClient
@@ -26,6 +27,7 @@ from mlops.clients.redis import AlertStream, ChampionMoves, JobStore
 from mlops.clients.redis.keys import job_key
 from mlops.clients.redis.model_definitions import ModelDefinitions
 from mlops.contracts.jobs import JobStatus
+from mlops.ml.data import s3_config
 from mlops.services.job_reconciler import JobReconciler
 from mlops.services.model_catalog import ModelCatalog
 from mlops.settings.platform import PlatformSettings
@@ -83,7 +85,10 @@ async def _reconcilers(valkey_url: str, ray: Ray, count: int = 1) -> AsyncIterat
             alerts = AlertStream(redis, max_len=100)
             moves = ChampionMoves(redis)
             catalog = ModelCatalog(
-                settings=settings, definitions=ModelDefinitions(redis), moves=moves
+                settings=settings,
+                definitions=ModelDefinitions(redis),
+                moves=moves,
+                headers=DatasetHeaders(s3_config(settings).client),
             )
             reconcilers = [
                 JobReconciler(

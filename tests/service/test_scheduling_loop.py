@@ -18,6 +18,7 @@ from helpers import free_port, run_async
 from redis.asyncio import Redis
 
 from mlops.background import Background
+from mlops.clients.dataset_headers import DatasetHeaders
 from mlops.clients.mlflow_registry import MlflowRegistry
 from mlops.clients.quarantine import Quarantine
 from mlops.clients.ray_jobs import RayJobsClient
@@ -25,6 +26,7 @@ from mlops.clients.redis import AlertStream, ChampionMoves, DriftSamples, JobSto
 from mlops.clients.redis.model_definitions import ModelDefinitions
 from mlops.clients.schedule_store import SCHEDULES, ScheduleRecord, ScheduleStore
 from mlops.contracts.alerts import Alert
+from mlops.ml.data import s3_config
 from mlops.services.drift import DriftMonitor
 from mlops.services.model_catalog import ModelCatalog
 from mlops.services.schedules import Schedules
@@ -59,11 +61,13 @@ async def _replicas(valkey_url: str, count: int) -> AsyncIterator[tuple[Redis, l
             drift = DriftMonitor(
                 settings=settings, registry=registry, samples=samples, alerts=alerts
             )
+            headers = DatasetHeaders(s3_config(settings).client)
             training = Training(
                 settings=settings,
                 ray=RayJobsClient(http, base, None),
                 jobs=JobStore(redis, history=10),
                 registry=registry,
+                headers=headers,
             )
             replicas = [
                 Schedules(
@@ -75,6 +79,7 @@ async def _replicas(valkey_url: str, count: int) -> AsyncIterator[tuple[Redis, l
                         settings=settings,
                         definitions=ModelDefinitions(redis),
                         moves=ChampionMoves(redis),
+                        headers=headers,
                     ),
                     drift=drift,
                     registry=registry,

@@ -9,9 +9,11 @@ import pytest
 from helpers import ray_headers, run_async, wait_for, wait_for_job
 from mlflow import MlflowClient
 
+from mlops.clients.dataset_headers import DatasetHeaders
 from mlops.clients.mlflow_registry import MlflowRegistry
 from mlops.clients.ray_jobs import RayJobsClient
 from mlops.clients.redis import JobStore, connect
+from mlops.ml.data import s3_config
 from mlops.services.model_catalog import default_definition
 from mlops.services.training import Training
 from mlops.settings.platform import PlatformSettings
@@ -124,6 +126,7 @@ def test_job_with_a_missing_dataset_fails_with_its_error_and_an_error_alert(
                     ray=RayJobsClient(http, settings.ray_address, settings.ray_token()),
                     jobs=JobStore(redis, history=settings.job_history),
                     registry=MlflowRegistry(http, settings.mlflow_tracking_uri),
+                    headers=DatasetHeaders(s3_config(settings).client),
                 )
                 return await training.submit(default_definition(broken, datetime.now(UTC)), {})
             finally:

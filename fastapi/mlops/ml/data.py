@@ -37,14 +37,23 @@ class S3Config:
     access_key_id: str | None = None
     secret_access_key: str | None = None
 
-    def client(self):
+    def client(self, timeout: float | None = None):
+        """A boto3 client; `timeout` bounds each connection and read (one retry) for
+        callers someone waits on, instead of boto's minutes."""
         import boto3  # imported here: only s3:// datasets need it
+        from botocore.config import Config
 
+        config = None
+        if timeout is not None:
+            config = Config(
+                connect_timeout=timeout, read_timeout=timeout, retries={"max_attempts": 2}
+            )
         return boto3.client(
             "s3",
             endpoint_url=self.endpoint_url,
             aws_access_key_id=self.access_key_id,
             aws_secret_access_key=self.secret_access_key,
+            config=config,
         )
 
 

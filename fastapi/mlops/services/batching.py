@@ -38,8 +38,12 @@ class TransientServeError(Exception):
 class ServeVerdict(Exception):
     """The replica judged the request itself (unknown version, bad input, no model)."""
 
-    status: int
+    code: ServeErrorCode
     detail: str
+
+    @property
+    def status(self) -> int:
+        return self.code.status
 
 
 @dataclass
@@ -130,7 +134,7 @@ def _outcome(status: int, content: bytes) -> dict[str, Any] | Exception:
     if status == 200 and isinstance(body, dict):
         return body
     if isinstance(body, dict) and (code := _error_code(body.get("error"))):
-        return ServeVerdict(code.status, body["detail"])
+        return ServeVerdict(code, body["detail"])
     text = content[:200].decode(errors="replace")
     return TransientServeError(f"Serve answered {status}: {text}")
 

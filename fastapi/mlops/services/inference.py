@@ -7,7 +7,7 @@ import time
 from typing import Any
 
 from mlops.contracts.model_definition import ModelDefinition, Task
-from mlops.contracts.serve import ServedModel
+from mlops.contracts.serve import ServedModel, ServeErrorCode
 from mlops.retry import retried
 from mlops.schemas import InferenceResponse
 from mlops.services.batching import ServeBatcher, ServeVerdict, TransientServeError
@@ -29,9 +29,10 @@ class Rejected(InferenceFailed):
     """The replica judged the request itself: unknown version (404), a row that does not
     fit the model (422), no model yet (503)."""
 
-    def __init__(self, status: int, detail: str) -> None:
+    def __init__(self, status: int, detail: str, code: ServeErrorCode) -> None:
         super().__init__(detail)
         self.status = status
+        self.code = code
 
 
 class ServingDown(InferenceFailed):
@@ -75,6 +76,9 @@ class Inference:
             if isinstance(exc, ServingDown):
                 self._serving.check_now()
                 raise ServingDown(f"{exc.detail.rstrip('.')}. {self._serving.hint}") from None
+            if isinstance(exc, Rejected) and exc.code is ServeErrorCode.NO_MODEL:
+                # The replica knows the registered model; people know the model's name.
+                raise Rejected(exc.status, _untrained(model.name), exc.code) from None
             raise
         reply = _reply(model.name, body)
         self._instruments.inferences.labels(model.name, reply.model_version, "200").inc()
@@ -106,7 +110,7 @@ class Inference:
                 what="inference",
             )
         except ServeVerdict as verdict:
-            raise Rejected(verdict.status, verdict.detail) from None
+            raise Rejected(verdict.status, verdict.detail, verdict.code) from None
         except TimeoutError:
             raise SlaExceeded(
                 f"no prediction within sla_seconds={sla_seconds:g}: Serve did not answer in time"
@@ -117,6 +121,13 @@ class Inference:
                     f"no prediction within sla_seconds={sla_seconds:g}: {exc}"
                 ) from None
             raise ServingDown(str(exc)) from None
+
+
+def _untrained(name: str) -> str:
+    return (
+        f"{name} has no champion yet: train it (mlops train -m {name}, or POST "
+        f'/trigger_training with "model": "{name}")'
+    )
 
 
 def _reply(model: str, body: dict[str, Any]) -> InferenceResponse:

@@ -11,6 +11,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from mlops.clients.dataset_headers import DatasetHeaders, HeaderUnreadable
 from mlops.clients.redis import ChampionMoves
 from mlops.clients.redis.model_definitions import Created, ModelDefinitions
 from mlops.contracts.model_definition import (
@@ -22,7 +23,7 @@ from mlops.contracts.model_definition import (
     Task,
     default_gate,
 )
-from mlops.ml.data import DatasetLocationError, check_location
+from mlops.ml.data import DatasetLocationError, check_location, dataset_format
 from mlops.ml.estimators import Family, InvalidField
 from mlops.model_schemas import ModelCreate, ModelPatch
 from mlops.settings.api import ApiSettings
@@ -54,11 +55,17 @@ class ModelCatalog:
     CACHE_SECONDS = 2.0
 
     def __init__(
-        self, *, settings: ApiSettings, definitions: ModelDefinitions, moves: ChampionMoves
+        self,
+        *,
+        settings: ApiSettings,
+        definitions: ModelDefinitions,
+        moves: ChampionMoves,
+        headers: DatasetHeaders,
     ) -> None:
         self._settings = settings
         self._definitions = definitions
         self._moves = moves
+        self._headers = headers
         self._cached: dict[str, tuple[float, ModelDefinition]] = {}
 
     @property
@@ -114,6 +121,7 @@ class ModelCatalog:
     async def create(self, request: ModelCreate) -> ModelDefinition:
         gate = request.gate or _default_gate(self._settings, request.task)
         spec = self.checked(request.model_dump(exclude={"name"}) | {"gate": gate.model_dump()})
+        await self._check_dataset(spec)
         name = request.name
         identity = ModelIdentity(name=name, registered_model=name, experiment=name)
         definition = ModelDefinition.new(identity, spec, datetime.now(UTC))
@@ -139,6 +147,8 @@ class ModelCatalog:
         changed = {k: (before[k], after[k]) for k in after if before[k] != after[k]}
         if not changed:
             return current
+        if {"dataset_uri", "target_column"} & changed.keys():
+            await self._check_dataset(spec)
         definition = current.changed(spec, datetime.now(UTC))
         change = DefinitionChange(at=definition.updated_at, by=by, fields=changed)
         await self._definitions.replace(definition, change)
@@ -183,6 +193,19 @@ class ModelCatalog:
             raise InvalidField(("dataset_uri",), str(exc)) from exc
         checked_hyperparameters(self._settings, spec, spec.hyperparameters)
         return spec
+
+    async def _check_dataset(self, spec: ModelSpec) -> None:
+        """The dataset is there and has the target (its rows are the job's to check)."""
+        uri = spec.dataset_uri
+        try:
+            columns = await self._headers.columns(uri, dataset_format(uri))
+        except HeaderUnreadable as exc:
+            raise InvalidField(("dataset_uri",), f"{exc}: put the dataset there first") from exc
+        if spec.target_column not in columns:
+            raise InvalidField(
+                ("target_column",),
+                f"{uri} has no column {spec.target_column!r}; its columns: {', '.join(columns)}",
+            )
 
 
 def checked_hyperparameters(

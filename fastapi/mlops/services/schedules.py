@@ -140,13 +140,13 @@ class Schedules:
                 definition, hyperparameters or {}
             )
             # Checked now (a target must be the model's); the model's own target is used.
-            uri, _ = training.dataset(definition, dataset_uri, target_column)
+            uri, _ = await training.dataset(definition, dataset_uri, target_column)
             if dataset_uri is not None:
                 params["dataset_uri"] = uri
             if tune is not None:
                 try:
                     training.check_search(definition, tune)
-                    training.dataset(definition, tune.dataset_uri, tune.target_column)
+                    await training.dataset(definition, tune.dataset_uri, tune.target_column)
                 except InvalidField as exc:
                     raise exc.within("tune") from exc
                 params["tune"] = tune.model_dump(exclude={"model"})

@@ -7,6 +7,7 @@ import shlex
 import uuid
 from typing import Any
 
+from mlops.clients.dataset_headers import DatasetHeaders, HeaderUnreadable
 from mlops.clients.mlflow_registry import MlflowRegistry
 from mlops.clients.ray_jobs import RayJobsClient, RayJobsError, SubmissionUnconfirmed
 from mlops.clients.redis import JobStore
@@ -15,7 +16,7 @@ from mlops.contracts.jobs import JobInfo, NewJob
 from mlops.contracts.model_definition import METRICS, Metric, ModelDefinition
 from mlops.contracts.placement import SERVING_RESOURCE, TRAINER_RESOURCE
 from mlops.ml import search_space
-from mlops.ml.data import DatasetLocationError, check_location
+from mlops.ml.data import DatasetLocationError, check_location, dataset_format
 from mlops.ml.estimators import Family, InvalidField
 from mlops.ml.specs import SearchSpec, TrainingSpec
 from mlops.schemas import TuneRequest
@@ -63,18 +64,21 @@ class Training:
         ray: RayJobsClient,
         jobs: JobStore,
         registry: MlflowRegistry,
+        headers: DatasetHeaders,
     ) -> None:
         self._settings = settings
         self._ray = ray
         self._jobs = jobs
         self._registry = registry
+        self._headers = headers
 
-    def dataset(
+    async def dataset(
         self, model: ModelDefinition, uri: str | None, target: str | None
     ) -> tuple[str, str]:
         """(dataset URI, target column) of a request for `model`: its own unless given; a
-        given URI must be inside the allowed locations and in a format the platform
-        reads, and the target is the model's (InvalidField if not)."""
+        given URI must be inside the allowed locations, in a format the platform reads
+        and have the model's columns, and the target is the model's (InvalidField if
+        not; StorageUnreachable when S3 does not answer)."""
         spec = model.spec
         if target is not None and target != spec.target_column:
             raise InvalidField(
@@ -88,7 +92,48 @@ class Training:
             checked = check_location(uri, self._settings.dataset_locations)
         except DatasetLocationError as exc:
             raise InvalidField(("dataset_uri",), str(exc)) from exc
+        if checked != spec.dataset_uri:
+            await self._check_same_columns(model, checked)
         return checked, spec.target_column
+
+    async def _check_same_columns(self, model: ModelDefinition, uri: str) -> None:
+        """Another dataset trains the model only with its features, in its order, and
+        its target: anything else is another model (its versions would be compared with
+        and served in place of the champion)."""
+        spec = model.spec
+        try:
+            given = await self._headers.columns(uri, dataset_format(uri))
+        except HeaderUnreadable as exc:
+            raise InvalidField(("dataset_uri",), str(exc)) from exc
+        try:
+            own = await self._headers.columns(spec.dataset_uri, dataset_format(spec.dataset_uri))
+        except HeaderUnreadable as exc:  # the model's own data is gone: its job tells
+            log.warning("%s: cannot compare with its own dataset: %s", model.name, exc)
+            return
+        if given == own:
+            return
+        features = [column for column in own if column != spec.target_column]
+        if spec.target_column not in given:
+            problem = f"has no column {spec.target_column!r}, the target of {model.name}"
+        elif set(given) == set(own):
+            problem = f"has {model.name}'s features in another order ({', '.join(given)})"
+        else:
+            extra = sorted(set(given) - set(own))
+            missing = sorted(set(features) - set(given))
+            problem = "has other features: " + "; ".join(
+                part
+                for part in (
+                    extra and f"not in {model.name}: {', '.join(extra)}",
+                    missing and f"missing: {', '.join(missing)}",
+                )
+                if part
+            )
+        raise InvalidField(
+            ("dataset_uri",),
+            f"{uri} {problem}. {model.name} is trained on {', '.join(features)} to predict "
+            f"{spec.target_column!r}: to train it on this dataset, change the model "
+            f"(PATCH /models/{model.name} with this dataset_uri) or create another model",
+        )
 
     def check_hyperparameters(
         self, model: ModelDefinition, hyperparameters: dict[str, Any]
@@ -137,7 +182,7 @@ class Training:
         the record) when Ray does not take the job.
         """
         checked = self.check_hyperparameters(model, hyperparameters)
-        uri, target = self.dataset(model, dataset_uri, target_column)
+        uri, target = await self.dataset(model, dataset_uri, target_column)
         job_id = new_job_id()
         spec = TrainingSpec(
             job_id=job_id,
@@ -190,7 +235,7 @@ class Training:
         """Validate, record and submit one hyperparameter search of `model`; returns its
         job id. Raises as `submit` does, and ClusterTooSmall when no trial could be placed."""
         space, metric = self.check_search(model, request)
-        uri, target = self.dataset(model, request.dataset_uri, request.target_column)
+        uri, target = await self.dataset(model, request.dataset_uri, request.target_column)
         await self.check_search_capacity()
         job_id = new_job_id("tune")
         spec = SearchSpec(
