@@ -9,8 +9,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationInfo, field_validator
 
+from mlops.cadence import cron_trigger, time_zone
 from mlops.contracts.alerts import Alert
 from mlops.contracts.champion import ChampionMove
 from mlops.contracts.jobs import JobInfo, JobStatus
@@ -94,8 +95,41 @@ class TuneRequest(BaseModel):
 Minutes = Annotated[int, Field(strict=True, ge=1, le=10_080, description="1 to 10,080 (a week).")]
 
 
-class ScheduleTrainingRequest(BaseModel):
-    minutes: Minutes
+class Cadenced(BaseModel):
+    """When a schedule runs: every `minutes`, or at the times of a `cron` expression in
+    a `timezone`; exactly one of the two."""
+
+    cron: str | None = Field(
+        None,
+        description="Crontab's five fields: minute hour day month weekday (0 and 7: Sunday).",
+        examples=["0 2 * * *"],
+    )
+    timezone: str = Field("UTC", description="IANA time zone of `cron`.", examples=["UTC"])
+    # After `cron`, whose value its check reads; checked even when not given.
+    minutes: Minutes | None = Field(None, validate_default=True)
+
+    @field_validator("cron")
+    @classmethod
+    def _readable_cron(cls, cron: str | None) -> str | None:
+        if cron is not None:
+            cron_trigger(cron, "UTC")
+        return cron
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, timezone: str) -> str:
+        time_zone(timezone)
+        return timezone
+
+    @field_validator("minutes")
+    @classmethod
+    def _minutes_or_cron(cls, minutes: int | None, info: ValidationInfo) -> int | None:
+        if "cron" in info.data and (minutes is None) == (info.data["cron"] is None):
+            raise ValueError("give exactly one of 'minutes' (1 to 10,080) and 'cron'")
+        return minutes
+
+
+class ScheduleTrainingRequest(Cadenced):
     model: ModelField = None
     hyperparameters: dict[str, Any] = Field(default_factory=dict, examples=[{"n_estimators": 100}])
     dataset_uri: DatasetUri = None
@@ -105,8 +139,7 @@ class ScheduleTrainingRequest(BaseModel):
     )
 
 
-class WatchModelRequest(BaseModel):
-    minutes: Minutes
+class WatchModelRequest(Cadenced):
     model: ModelField = None
 
 
@@ -117,7 +150,9 @@ class ScheduleInfo(BaseModel):
     schedule_id: str
     model: str
     kind: ScheduleKind
-    minutes: int
+    minutes: int | None = None
+    cron: str | None = None
+    timezone: str | None = Field(None, description="The time zone of `cron`.")
     hyperparameters: dict[str, Any] | None = None
     dataset_uri: str | None = None
     target_column: str | None = None
@@ -271,8 +306,7 @@ class ModelList(BaseModel):
     versions: list[ModelVersionInfo] = Field(description="Newest first.")
 
 
-class WatchDriftRequest(BaseModel):
-    minutes: Minutes
+class WatchDriftRequest(Cadenced):
     model: ModelField = None
     threshold: float | None = Field(
         None, gt=0, le=10, description="PSI at which a feature drifts (default: settings)."

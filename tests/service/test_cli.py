@@ -62,8 +62,12 @@ def test_predict_jobs_metrics_and_a_schedule_round_trip(api_url: str) -> None:
     metrics = run_cli(api_url, "metrics")
     added = run_cli(api_url, "schedule", "120", "-p", "n_estimators=10")
     schedule_id = added.stdout.split(":")[0]
+    nightly = run_cli(api_url, "watch", "--cron", "0 2 * * 1-5", "-z", "Europe/Paris")
+    nightly_id = nightly.stdout.split(":")[0]
+    neither = run_cli(api_url, "watch")
     shown = run_cli(api_url, "schedules")
     removed = run_cli(api_url, "unschedule", schedule_id)
+    run_cli(api_url, "unschedule", nightly_id)
     as_json = run_cli(api_url, "--json", "jobs", "--limit", "1")
     models = run_cli(api_url, "models")
     versions = run_cli(api_url, "versions", "--model", "iris")
@@ -78,6 +82,10 @@ def test_predict_jobs_metrics_and_a_schedule_round_trip(api_url: str) -> None:
     assert unknown.returncode == 1 and "error: 404" in unknown.stderr and "iris" in unknown.stderr
     assert added.returncode == 0 and schedule_id.startswith("training-")
     assert schedule_id in shown.stdout and "every 120 min" in shown.stdout
+    assert nightly.returncode == 0, nightly.stderr
+    assert "watching at '0 2 * * 1-5' Europe/Paris" in nightly.stdout
+    assert f"{nightly_id}  watch     at '0 2 * * 1-5' Europe/Paris  next 20" in shown.stdout
+    assert neither.returncode == 2 and "MINUTES or --cron" in neither.stderr
     assert removed.returncode == 0 and schedule_id not in run_cli(api_url, "schedules").stdout
     assert as_json.stdout.lstrip().startswith("[")
 

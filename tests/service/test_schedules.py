@@ -55,6 +55,49 @@ def test_minutes_outside_one_to_a_week_are_422(api: httpx.Client, endpoint, minu
     assert response.json()["detail"][0]["loc"] == ["body", "minutes"]
 
 
+@pytest.mark.parametrize(
+    ("body", "field", "words"),
+    [
+        ({"cron": "0 2 * *"}, "cron", "5 fields"),
+        ({"cron": "0 25 * * *"}, "cron", "maximum value (23)"),
+        ({"cron": "0 0 30 2 *"}, "cron", "never fires"),
+        ({"cron": "0 2 * * *", "timezone": "Europe/Atlantis"}, "timezone", "IANA"),
+        ({"cron": "0 2 * * *", "minutes": 5}, "minutes", "exactly one"),
+        ({}, "minutes", "exactly one"),
+    ],
+)
+@pytest.mark.parametrize("endpoint", ["/schedule_training", "/watch_model", "/watch_drift"])
+def test_a_bad_cron_or_zone_is_422_naming_the_field(
+    api: httpx.Client, endpoint: str, body: dict, field: str, words: str
+) -> None:
+    response = api.post(endpoint, json=body)
+
+    assert response.status_code == 422, response.text
+    error = response.json()["detail"][0]
+    assert error["loc"] == ["body", field]
+    assert words in error["msg"]
+
+
+def test_a_cron_schedule_shows_its_expression_zone_and_next_run(api: httpx.Client) -> None:
+    created = api.post(
+        "/schedule_training", json={"cron": "30 2 * * 0", "timezone": "America/New_York"}
+    )
+
+    assert created.status_code == 201, created.text
+    schedule = _schedule(api, created.json()["schedule_id"])
+    api.delete(f"/kill_scheduled_job/{created.json()['schedule_id']}")
+    assert schedule is not None
+    assert (schedule["cron"], schedule["timezone"], schedule["minutes"]) == (
+        "30 2 * * 0",
+        "America/New_York",
+        None,
+    )
+    next_run = datetime.fromisoformat(schedule["next_run_time"])
+    assert next_run.strftime("%A %H:%M") == "Sunday 02:30"  # crontab's 0: Sunday, in New York
+    assert timedelta(0) < next_run - datetime.now(UTC) <= timedelta(days=7)
+    assert schedule["runs"] == 0
+
+
 def test_schedule_with_bad_hyperparameters_is_422_and_creates_nothing(api: httpx.Client) -> None:
     before = api.get("/scheduled_jobs").json()["schedules"]
 

@@ -94,14 +94,19 @@ async def _replicas(valkey_url: str, count: int) -> AsyncIterator[tuple[Redis, l
         await runner.cleanup()
 
 
-async def _watch(redis: Redis, *, created_ago: timedelta, last_run: int | None) -> str:
-    """A watch created `created_ago`, whose last run (if any) was number `last_run`."""
+async def _watch(
+    redis: Redis, *, created_ago: timedelta, last_run: int | None, cron: str | None = None
+) -> str:
+    """A watch created `created_ago`, whose last run (if any) was number `last_run`;
+    every PERIOD_MINUTES, or at the times of `cron`."""
     record = ScheduleRecord(
         schedule_id="watch-1",
         kind="watch",
-        minutes=PERIOD_MINUTES,
+        minutes=None if cron else PERIOD_MINUTES,
         created_at=datetime.now(UTC) - created_ago,
         params={},
+        cron=cron,
+        timezone="UTC" if cron else None,
     )
     store = ScheduleStore(redis)
     assert await store.add(record, limit=10)
@@ -140,6 +145,27 @@ def test_runs_missed_while_no_api_was_up_are_coalesced_into_one(valkey_url: str)
         "No version of iris is registered yet: trigger a training run to create one."
     ]
     assert counts["watch-1"].last_run == 5  # runs 2, 3 and 4 folded into run 5
+
+
+def test_cron_runs_missed_while_no_api_was_up_become_the_latest_one(valkey_url: str) -> None:
+    now = datetime.now(UTC)
+    created_ago = timedelta(minutes=3, seconds=30)
+    first = (now - created_ago).replace(second=0, microsecond=0) + timedelta(minutes=1)
+
+    async def scenario() -> tuple[list[Alert], dict]:
+        async with _replicas(valkey_url, 2) as (redis, replicas):
+            schedule_id = await _watch(
+                redis, created_ago=created_ago, last_run=int(first.timestamp()), cron="* * * * *"
+            )
+            alerts = await _run_loops(replicas, redis)
+            return alerts, await ScheduleStore(redis).run_counts([schedule_id])
+
+    alerts, counts = run_async(scenario())
+
+    latest = datetime.now(UTC).replace(second=0, microsecond=0)
+    assert len(alerts) == 1  # one run for the minutes missed, by one of the two replicas
+    assert counts["watch-1"].last_run in {int(latest.timestamp()), int(latest.timestamp()) - 60}
+    assert counts["watch-1"].runs == 2
 
 
 def test_a_run_is_carried_out_by_one_of_three_replicas(valkey_url: str) -> None:

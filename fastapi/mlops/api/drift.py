@@ -34,10 +34,10 @@ router = APIRouter(tags=["drift"], responses=UNAUTHORIZED)
     },
 )
 async def watch_drift(request: WatchDriftRequest, schedules: SchedulesDep) -> ScheduleInfo:
-    """Every `minutes`, check the model's champion's inputs for drift and alert naming
-    the features that moved. Listed, and removed, like every schedule."""
+    """Every `minutes` (or at the times of `cron`), check the model's champion's inputs
+    for drift and alert naming the features that moved. Listed, and removed, like every schedule."""
     return await schedules.add(
-        kind="drift", minutes=request.minutes, model=request.model, threshold=request.threshold
+        kind="drift", when=request, model=request.model, threshold=request.threshold
     )
 
 

@@ -29,17 +29,19 @@ _ADDED = {
     dependencies=[Writer],
     responses={
         **_ADDED,
-        422: {"description": "Invalid minutes, hyperparameters, dataset or search."},
+        422: {
+            "description": "Invalid minutes, cron, time zone, hyperparameters, dataset or search."
+        },
     },
 )
 async def schedule_training(
     request: ScheduleTrainingRequest, schedules: SchedulesDep
 ) -> ScheduleInfo:
-    """Submit a training job of the model every `minutes`, as /trigger_training does;
-    with `tune`, a hyperparameter search, as /tune does."""
+    """Submit a training job of the model every `minutes` or at the times of `cron`,
+    as /trigger_training does; with `tune`, a hyperparameter search, as /tune does."""
     return await schedules.add(
         kind="training",
-        minutes=request.minutes,
+        when=request,
         model=request.model,
         hyperparameters=request.hyperparameters,
         dataset_uri=request.dataset_uri,
@@ -52,8 +54,9 @@ async def schedule_training(
     "/watch_model", status_code=status.HTTP_201_CREATED, dependencies=[Writer], responses=_ADDED
 )
 async def watch_model(request: WatchModelRequest, schedules: SchedulesDep) -> ScheduleInfo:
-    """Every `minutes`, alert if the model's newest version is older than `minutes`."""
-    return await schedules.add(kind="watch", minutes=request.minutes, model=request.model)
+    """Every `minutes` (or at the times of `cron`), alert if the model's newest version
+    is older than the time since the previous run."""
+    return await schedules.add(kind="watch", when=request, model=request.model)
 
 
 @router.delete(

@@ -111,3 +111,26 @@ def model_name(api: Api, model: str | None) -> str:
 def scores_line(scores: dict[str, float] | None) -> str:
     """Held-out scores, e.g. "accuracy 0.9667, f1_macro 0.9666" or "rmse 52.1, r2 0.45"."""
     return ", ".join(f"{name} {value:.4g}" for name, value in (scores or {}).items()) or "-"
+
+
+def when_options(command):
+    """MINUTES, or --cron with --timezone: when a schedule or watch runs."""
+    command = click.option(
+        "--timezone", "-z", default="UTC", show_default=True, help="IANA zone of --cron."
+    )(command)
+    command = click.option(
+        "--cron", metavar="EXPR", help='Crontab times instead of MINUTES, e.g. "0 2 * * *".'
+    )(command)
+    return click.argument("minutes", type=int, required=False)(command)
+
+
+def when_of(minutes: int | None, cron: str | None, timezone: str) -> dict:
+    if (minutes is None) == (cron is None):
+        raise click.UsageError("give MINUTES or --cron: one of them")
+    return {"minutes": minutes} if cron is None else {"cron": cron, "timezone": timezone}
+
+
+def described(schedule: dict) -> str:
+    if schedule.get("cron"):
+        return f"at {schedule['cron']!r} {schedule['timezone']}"
+    return f"every {schedule['minutes']} min"

@@ -7,7 +7,17 @@ from typing import Any
 
 import click
 
-from mlops.cli.http import MODEL_OPTION, Api, emit, model_name, scores_line, with_model
+from mlops.cli.http import (
+    MODEL_OPTION,
+    Api,
+    described,
+    emit,
+    model_name,
+    scores_line,
+    when_of,
+    when_options,
+    with_model,
+)
 
 
 def _move_line(move: dict[str, Any]) -> str:
@@ -107,16 +117,22 @@ def drift(ctx: click.Context, model: str | None) -> None:
 
 
 @click.command(name="watch-drift")
-@click.argument("minutes", type=int)
+@when_options
 @click.option("--threshold", type=float, help="PSI at which a feature drifts.")
 @MODEL_OPTION
 @click.pass_context
 def watch_drift(
-    ctx: click.Context, minutes: int, threshold: float | None, model: str | None
+    ctx: click.Context,
+    minutes: int | None,
+    cron: str | None,
+    timezone: str,
+    threshold: float | None,
+    model: str | None,
 ) -> None:
-    """Check for drift every MINUTES, alerting on the features that moved."""
-    body: dict[str, Any] = with_model({"minutes": minutes}, model)
+    """Check for drift every MINUTES (or at the --cron times), alerting on the features
+    that moved."""
+    body: dict[str, Any] = with_model(when_of(minutes, cron, timezone), model)
     if threshold is not None:
         body["threshold"] = threshold
     added = ctx.obj["api"].call("POST", "/watch_drift", json=body)
-    emit(ctx, added, f"{added['schedule_id']}: checking for drift every {minutes} min")
+    emit(ctx, added, f"{added['schedule_id']}: checking for drift {described(added)}")

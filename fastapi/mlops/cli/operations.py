@@ -15,10 +15,13 @@ from mlops.cli.http import (
     MODEL_OPTION,
     Api,
     ApiError,
+    described,
     emit,
     number,
     params_of,
     scores_line,
+    when_of,
+    when_options,
     with_model,
 )
 from mlops.schemas import JobStatus
@@ -222,26 +225,36 @@ def predict(
 
 
 @click.command()
-@click.argument("minutes", type=int)
+@when_options
 @click.option("--param", "-p", "params", multiple=True, metavar="KEY=VALUE")
 @MODEL_OPTION
 @click.pass_context
-def schedule(ctx: click.Context, minutes: int, params: tuple[str, ...], model: str | None) -> None:
-    """Train every MINUTES minutes."""
-    body = {"minutes": minutes, "hyperparameters": params_of(params)}
+def schedule(
+    ctx: click.Context,
+    minutes: int | None,
+    cron: str | None,
+    timezone: str,
+    params: tuple[str, ...],
+    model: str | None,
+) -> None:
+    """Train every MINUTES minutes, or at the --cron times."""
+    body = {**when_of(minutes, cron, timezone), "hyperparameters": params_of(params)}
     added = ctx.obj["api"].call("POST", "/schedule_training", json=with_model(body, model))
-    emit(ctx, added, f"{added['schedule_id']}: training every {minutes} min")
+    emit(ctx, added, f"{added['schedule_id']}: training {described(added)}")
 
 
 @click.command()
-@click.argument("minutes", type=int)
+@when_options
 @MODEL_OPTION
 @click.pass_context
-def watch(ctx: click.Context, minutes: int, model: str | None) -> None:
-    """Alert when no new version has been registered for MINUTES minutes."""
-    body = with_model({"minutes": minutes}, model)
+def watch(
+    ctx: click.Context, minutes: int | None, cron: str | None, timezone: str, model: str | None
+) -> None:
+    """Alert when no new version was registered since the previous check (every MINUTES
+    minutes, or at the --cron times)."""
+    body = with_model(when_of(minutes, cron, timezone), model)
     added = ctx.obj["api"].call("POST", "/watch_model", json=body)
-    emit(ctx, added, f"{added['schedule_id']}: watching for a model older than {minutes} min")
+    emit(ctx, added, f"{added['schedule_id']}: watching {described(added)}")
 
 
 @click.command()
@@ -259,7 +272,7 @@ def schedules(ctx: click.Context) -> None:
     """Schedules and watches, with their next run."""
     listed = ctx.obj["api"].call("GET", "/scheduled_jobs")["schedules"]
     rows = [
-        f"{s['schedule_id']}  {s['kind']:<8}  every {s['minutes']} min  "
+        f"{s['schedule_id']}  {s['kind']:<8}  {described(s)}  "
         f"next {(s['next_run_time'] or '-')[:19]}  runs {s['runs']}"
         for s in listed
     ]

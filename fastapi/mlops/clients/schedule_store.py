@@ -40,12 +40,17 @@ return 1
 
 @dataclass(frozen=True)
 class ScheduleRecord:
+    """Runs every `minutes` from `created_at`, or at the times of `cron` in `timezone`
+    after it (mlops.cadence)."""
+
     schedule_id: str
     kind: ScheduleKind
-    minutes: int
-    created_at: datetime  # the anchor: run n falls due at created_at + n × period
+    minutes: int | None
+    created_at: datetime
     params: dict[str, Any]
     model: str | None = None  # None: the default model (records from before models had names)
+    cron: str | None = None
+    timezone: str | None = None
 
     def to_json(self) -> str:
         return json.dumps(
@@ -53,6 +58,8 @@ class ScheduleRecord:
                 "schedule_id": self.schedule_id,
                 "kind": self.kind,
                 "minutes": self.minutes,
+                "cron": self.cron,
+                "timezone": self.timezone,
                 "created_at": self.created_at.isoformat(),
                 "params": self.params,
                 "model": self.model,
@@ -65,7 +72,8 @@ class ScheduleRecord:
         wrong (a period the scheduler cannot divide by, a time without its zone...)."""
         try:
             raw = json.loads(text)
-            kind, minutes = raw["kind"], raw["minutes"]
+            kind, minutes = raw["kind"], raw.get("minutes")
+            cron, timezone = raw.get("cron"), raw.get("timezone")
             created_at = datetime.fromisoformat(raw["created_at"])
             params = raw.get("params") or {}
             model = raw.get("model")
@@ -73,15 +81,23 @@ class ScheduleRecord:
             raise ValueError(f"not a schedule record: {type(exc).__name__}: {exc}") from None
         if kind not in get_args(ScheduleKind):
             raise ValueError(f"unknown schedule kind {kind!r}")
-        if type(minutes) is not int or not MIN_MINUTES <= minutes <= MAX_MINUTES:
+        if (minutes is None) == (cron is None):
+            raise ValueError("a schedule runs every 'minutes' or by 'cron': exactly one")
+        if minutes is not None and (
+            type(minutes) is not int or not MIN_MINUTES <= minutes <= MAX_MINUTES
+        ):
             raise ValueError(f"minutes must be {MIN_MINUTES} to {MAX_MINUTES}, not {minutes!r}")
+        if cron is not None and not (isinstance(cron, str) and isinstance(timezone, str)):
+            raise ValueError(f"cron {cron!r} and timezone {timezone!r} must be text")
         if created_at.tzinfo is None:
             raise ValueError(f"created_at {raw['created_at']!r} has no time zone")
         if not isinstance(params, dict):
             raise ValueError(f"params must be an object, not {type(params).__name__}")
         if model is not None and not is_model_name(model):
             raise ValueError(f"model {model!r} is not a model name")
-        return cls(str(raw["schedule_id"]), kind, minutes, created_at, params, model)
+        return cls(
+            str(raw["schedule_id"]), kind, minutes, created_at, params, model, cron, timezone
+        )
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,8 @@
 """Periodic training and "model is stale" watches that survive restarts and replicas.
 
-A schedule is a JSON record in Redis with an anchor (its creation time) and a period:
-run n falls due at anchor + n × period. Every API process runs the same loop in its
+A schedule is a JSON record in Redis with its creation time and when it runs: every
+N minutes from then, or at a cron expression's times (mlops.cadence, which numbers the
+runs the same way on every replica). Every API process runs the same loop in its
 event loop: it sleeps until the next run falls due (or a schedule is added or removed,
 here or, seen within the sync period, in another replica), claims that run in Redis,
 and carries it out only if the claim is its own. So each run happens once whatever the
@@ -14,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import builtins
 import logging
-import math
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -23,6 +23,7 @@ from pydantic import ValidationError
 from redis.exceptions import RedisError
 
 from mlops.background import Background
+from mlops.cadence import Cadence, Cron, Every, cron_trigger
 from mlops.clients.mlflow_registry import MlflowRegistry, MlflowUnavailable
 from mlops.clients.quarantine import Quarantine
 from mlops.clients.ray_jobs import RayJobsError
@@ -31,7 +32,7 @@ from mlops.clients.schedule_store import ScheduleRecord, ScheduleStore
 from mlops.contracts.alerts import AlertKind
 from mlops.contracts.model_definition import ModelDefinition
 from mlops.ml.estimators import InvalidField
-from mlops.schemas import ScheduleInfo, ScheduleKind, TuneRequest
+from mlops.schemas import Cadenced, ScheduleInfo, ScheduleKind, TuneRequest
 from mlops.services.drift import DriftMonitor
 from mlops.services.model_catalog import ModelCatalog, UnknownModel
 from mlops.services.training import ClusterTooSmall, TooManyTrainings, Training
@@ -71,6 +72,11 @@ def checked(record: ScheduleRecord) -> ScheduleRecord:
     threshold = params.get("threshold")
     if threshold is not None and not isinstance(threshold, int | float):
         raise MalformedSchedule(f"unusable parameters: threshold {threshold!r} is not a number")
+    if record.cron is not None:
+        try:
+            cron_trigger(record.cron, record.timezone or "UTC")
+        except ValueError as exc:
+            raise MalformedSchedule(f"unusable cron: {exc}") from None
     return record
 
 
@@ -104,23 +110,17 @@ class Schedules:
         # Another replica's new schedule is seen within this long: well before its first run.
         self._sync_seconds = min(5.0, settings.schedule_minute_seconds / 2)
 
-    def _period(self, minutes: int) -> float:
-        return minutes * self._settings.schedule_minute_seconds
-
-    def _due_run(self, record: ScheduleRecord, now: datetime) -> int:
-        """The number of the latest run that has fallen due (0: none yet)."""
-        elapsed = (now - record.created_at).total_seconds()
-        return max(0, math.floor(elapsed / self._period(record.minutes)))
-
-    def _next_run_time(self, record: ScheduleRecord, now: datetime) -> datetime:
-        due = self._due_run(record, now) + 1
-        return record.created_at + timedelta(seconds=due * self._period(record.minutes))
+    def _cadence(self, record: ScheduleRecord) -> Cadence:
+        if record.cron is not None:
+            return Cron(record.cron, record.timezone or "UTC", record.created_at)
+        minute = self._settings.schedule_minute_seconds
+        return Every(record.created_at, (record.minutes or 0) * minute)
 
     async def add(
         self,
         *,
         kind: ScheduleKind,
-        minutes: int,
+        when: Cadenced,
         model: str | None = None,
         hyperparameters: dict[str, Any] | None = None,
         threshold: float | None = None,
@@ -153,15 +153,17 @@ class Schedules:
         record = ScheduleRecord(
             schedule_id=f"{kind}-{uuid.uuid4().hex[:12]}",
             kind=kind,
-            minutes=minutes,
+            minutes=when.minutes,
             created_at=datetime.now(UTC),
             params=params,
             model=definition.name,
+            cron=when.cron,
+            timezone=when.timezone if when.cron is not None else None,
         )
         if not await self._store.add(record, limit=self._settings.max_schedules):
             raise TooManySchedules(self._settings.max_schedules)
         self._changed.set()
-        log.info("added schedule %s: %s every %d min", record.schedule_id, kind, minutes)
+        log.info("added schedule %s: %s %s", record.schedule_id, kind, _when(record))
         return self._info(record, runs=0, last_run_at=None)
 
     async def remove(self, schedule_id: str) -> bool:
@@ -190,13 +192,15 @@ class Schedules:
             model=record.model or self._catalog.default_name,
             kind=record.kind,
             minutes=record.minutes,
+            cron=record.cron,
+            timezone=record.timezone,
             hyperparameters=record.params.get("hyperparameters"),
             dataset_uri=record.params.get("dataset_uri"),
             target_column=record.params.get("target_column"),
             tune=record.params.get("tune"),
             threshold=record.params.get("threshold"),
             created_at=record.created_at,
-            next_run_time=self._next_run_time(record, datetime.now(UTC)),
+            next_run_time=self._cadence(record).next_run_time(datetime.now(UTC)),
             last_run_at=last_run_at,
             runs=runs,
         )
@@ -240,17 +244,22 @@ class Schedules:
         records = await self._usable(quarantine=True)
         live = {record.schedule_id for record in records}
         self._done = {key: run for key, run in self._done.items() if key in live}
+        cadences = {record.schedule_id: self._cadence(record) for record in records}
         due = [
             (record, run)
             for record in records
-            if (run := self._due_run(record, now)) > self._done.get(record.schedule_id, 0)
+            if (run := cadences[record.schedule_id].due(now))
+            > self._done.get(record.schedule_id, 0)
         ]
         # Concurrently, so a slow run (MLflow timing out) does not hold the others back.
         await asyncio.gather(*(self._run_once(record, run) for record, run in due))
         if not records:
             return self._sync_seconds
         later = datetime.now(UTC)
-        soonest = min(self._next_run_time(record, later) for record in records)
+        upcoming = [cadence.next_run_time(later) for cadence in cadences.values()]
+        soonest = min((time for time in upcoming if time is not None), default=None)
+        if soonest is None:
+            return self._sync_seconds
         return max(0.0, (soonest - later).total_seconds()) + 0.005
 
     async def _run_once(self, record: ScheduleRecord, run: int) -> None:
@@ -269,16 +278,17 @@ class Schedules:
 
     async def _claim(self, record: ScheduleRecord, run: int) -> bool:
         """True if this replica carries the run out; counts it, and logs coalesced runs."""
-        period = self._period(record.minutes)
-        if not await self._store.claim(record.schedule_id, run, period_seconds=period):
+        cadence = self._cadence(record)
+        span = cadence.span(run)
+        if not await self._store.claim(record.schedule_id, run, period_seconds=span):
             log.debug("schedule %s run %d taken by another replica", record.schedule_id, run)
             return False
         before = await self._store.record_run(record.schedule_id, run, datetime.now(UTC))
-        if before.last_run is not None and run - before.last_run > 1:
+        if before.last_run is not None and (missed := cadence.missed(before.last_run, run)):
             log.warning(
                 "schedule %s: %d run(s) missed while no API was up, coalesced into this one",
                 record.schedule_id,
-                run - before.last_run - 1,
+                missed,
             )
         return True
 
@@ -302,7 +312,7 @@ class Schedules:
             await self._drift.check_and_alert(model, threshold, schedule_id=record.schedule_id)
             self._instruments.schedule_runs.labels(record.kind, "checked").inc()
         else:
-            await self._check_staleness(record, model)
+            await self._check_staleness(record, model, run)
             self._instruments.schedule_runs.labels(record.kind, "checked").inc()
 
     async def _submit_training(
@@ -335,14 +345,17 @@ class Schedules:
         self._instruments.schedule_runs.labels(record.kind, "submitted").inc()
         log.info("schedule %s run %d submitted training job %s", schedule_id, run, job_id)
 
-    async def _check_staleness(self, record: ScheduleRecord, model: ModelDefinition) -> None:
-        """Alert when the model's newest version is older than the period, or absent."""
-        minutes = record.minutes
+    async def _check_staleness(
+        self, record: ScheduleRecord, model: ModelDefinition, run: int
+    ) -> None:
+        """Alert when the model's newest version is older than the time since the run
+        before this one (the period), or absent."""
         latest = await self._registry.latest_version(model.registered_model)
         data: dict[str, Any] = {
             "model": model.name,
             "schedule_id": record.schedule_id,
-            "minutes": minutes,
+            "minutes": record.minutes,
+            "cron": record.cron,
         }
         if latest is None:
             await self._alerts.publish(
@@ -353,11 +366,24 @@ class Schedules:
                 data=data,
             )
             return
-        if datetime.now(UTC) - latest.created_at > timedelta(seconds=self._period(minutes)):
+        window = timedelta(seconds=self._cadence(record).span(run))
+        if datetime.now(UTC) - latest.created_at > window:
+            since = (
+                f"in the last {record.minutes} minutes"
+                if record.minutes is not None
+                else f"since {(datetime.now(UTC) - window):%Y-%m-%d %H:%M} UTC (cron "
+                f"{record.cron!r} in {record.timezone})"
+            )
+            name = "" if model.name == self._catalog.default_name else f" {model.name}"
             await self._alerts.publish(
                 "warning",
-                f"Model{'' if model.name == self._catalog.default_name else ' ' + model.name}"
-                f" has not been updated in the last {minutes} minutes.",
+                f"Model{name} has not been updated {since}.",
                 kind=AlertKind.WATCH,
                 data={**data, "version": latest.version},
             )
+
+
+def _when(record: ScheduleRecord) -> str:
+    if record.cron is not None:
+        return f"at {record.cron!r} in {record.timezone}"
+    return f"every {record.minutes} min"
