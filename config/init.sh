@@ -37,6 +37,7 @@ MINIO_USER=mlops-admin
 MINIO_PASSWORD=""
 MINIO_MLFLOW_KEY=""
 MINIO_TRAINING_KEY=""
+MINIO_API_KEY=""
 MINIO_DATASETS_KEY=""
 REDIS_PASSWORD=""
 REDIS_API_PASSWORD=""
@@ -212,6 +213,7 @@ create_secrets() {
   MINIO_PASSWORD="$(kept_secret minio minio-root rootPassword)"
   MINIO_MLFLOW_KEY="$(kept_secret minio minio-users mlflow)"
   MINIO_TRAINING_KEY="$(kept_secret minio minio-users training)"
+  MINIO_API_KEY="$(kept_secret minio minio-users api)"
   MINIO_DATASETS_KEY="$(kept_secret minio minio-users datasets)"
   REDIS_PASSWORD="$(kept_secret db redis-auth password)"
   REDIS_API_PASSWORD="$(kept_secret db redis-auth api)"
@@ -237,7 +239,7 @@ create_secrets() {
   # by the chart (helm-values/minio.yaml) with a policy on its prefix of the bucket.
   apply_secret minio minio-root "rootUser=${MINIO_USER}" "rootPassword=${MINIO_PASSWORD}"
   apply_secret minio minio-users "mlflow=${MINIO_MLFLOW_KEY}" \
-    "training=${MINIO_TRAINING_KEY}" "datasets=${MINIO_DATASETS_KEY}"
+    "training=${MINIO_TRAINING_KEY}" "api=${MINIO_API_KEY}" "datasets=${MINIO_DATASETS_KEY}"
   apply_secret mlflow mlflow-s3 "AWS_ACCESS_KEY_ID=mlflow" \
     "AWS_SECRET_ACCESS_KEY=${MINIO_MLFLOW_KEY}"
   apply_secret mlflow mlflow-auth "basic_auth.ini=$(mlflow_auth_config)" \
@@ -251,12 +253,14 @@ create_secrets() {
   # pods (RAY_AUTH_TOKEN, read by Ray itself) and to the API, which calls Ray with it.
   # MLflow: the API signs in as `api` (MLOPS_MLFLOW_PASSWORD); Ray's head and trainer
   # nodes (mlops-secrets) as `trainer`, and its serving nodes (mlops-serving) as
-  # `serving`, through the mlflow library's own variables. Only the trainer nodes read
-  # S3 (datasets). The signing key seals the versions the trainer registers (MLflow's
+  # `serving`, through the mlflow library's own variables. The trainer nodes read S3
+  # datasets, and the API their headers (as `api`, read-only too: a training on another
+  # dataset must have its model's columns). The signing key seals the versions the trainer registers (MLflow's
   # users never see it); the API and the replicas check the seal with it.
   apply_secret fastapi mlops-secrets "MLOPS_REDIS_PASSWORD=${REDIS_API_PASSWORD}" \
     "MLOPS_API_TOKEN=${API_TOKEN}" "MLOPS_RAY_AUTH_TOKEN=${RAY_TOKEN}" \
-    "MLOPS_MLFLOW_PASSWORD=${MLFLOW_API_PASSWORD}" "MLOPS_MODEL_SIGNING_KEY=${SIGNING_KEY}"
+    "MLOPS_MLFLOW_PASSWORD=${MLFLOW_API_PASSWORD}" "MLOPS_MODEL_SIGNING_KEY=${SIGNING_KEY}" \
+    "MLOPS_S3_ACCESS_KEY_ID=api" "MLOPS_S3_SECRET_ACCESS_KEY=${MINIO_API_KEY}"
   apply_secret kuberay mlops-secrets "MLOPS_REDIS_PASSWORD=${REDIS_RAY_PASSWORD}" \
     "MLOPS_S3_ACCESS_KEY_ID=training" "MLOPS_S3_SECRET_ACCESS_KEY=${MINIO_TRAINING_KEY}" \
     "RAY_AUTH_TOKEN=${RAY_TOKEN}" "MLOPS_MODEL_SIGNING_KEY=${SIGNING_KEY}" \

@@ -88,7 +88,7 @@ def test_each_service_has_its_own_minio_user_limited_to_its_prefix() -> None:
     policies = {p["name"]: p["statements"] for p in values["policies"]}
     users = {u["accessKey"]: u for u in values["users"]}
 
-    assert set(users) == {"mlflow", "training", "datasets"}
+    assert set(users) == {"mlflow", "training", "api", "datasets"}
     for key, user in users.items():
         assert user["existingSecret"] == "minio-users" and user["existingSecretKey"] == key
         assert f'"{key}=${{MINIO_' in script, f"init.sh does not generate {key}'s key"
@@ -96,6 +96,7 @@ def test_each_service_has_its_own_minio_user_limited_to_its_prefix() -> None:
     prefix = {
         "mlflow": "mlops/mlflow/",
         "training": "mlops/datasets/",
+        "api": "mlops/datasets/",
         "datasets": "mlops/datasets/",
     }
     for key, user in users.items():
@@ -107,8 +108,9 @@ def test_each_service_has_its_own_minio_user_limited_to_its_prefix() -> None:
                     assert f'"{prefix[key].removeprefix("mlops/")}*"' in condition, key
                 else:
                     assert arn == prefix[key] + "*", (key, arn)
-    read_only = {a for s in policies[users["training"]["policy"]] for a in s["actions"]}
-    assert not any(a.startswith(("s3:Put", "s3:Delete")) for a in read_only)
+    for reader in ("training", "api"):
+        read_only = {a for s in policies[users[reader]["policy"]] for a in s["actions"]}
+        assert not any(a.startswith(("s3:Put", "s3:Delete")) for a in read_only), reader
 
 
 def test_mlflow_requires_a_login_configured_from_init_shs_secret() -> None:

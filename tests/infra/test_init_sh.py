@@ -134,7 +134,7 @@ def test_secrets_are_random_kept_private_and_written_with_mode_600(full_run: Ful
     # MinIO's root login is MinIO's alone; MLflow and the jobs have users of their own.
     root_password = by_name["minio", "minio-root"]["rootPassword"]
     users = by_name["minio", "minio-users"]
-    assert len(set(users.values()) | {root_password}) == 4
+    assert len(set(users.values()) | {root_password}) == 5
     everyone_else = [d for key, d in by_name.items() if key[0] != "minio"]
     assert not any(root_password in value for data in everyone_else for value in data.values())
     assert by_name["mlflow", "mlflow-s3"] == {
@@ -143,7 +143,9 @@ def test_secrets_are_random_kept_private_and_written_with_mode_600(full_run: Ful
     }
     assert by_namespace["kuberay"]["MLOPS_S3_ACCESS_KEY_ID"] == "training"
     assert by_namespace["kuberay"]["MLOPS_S3_SECRET_ACCESS_KEY"] == users["training"]
-    assert not any(key.startswith("MLOPS_S3_") for key in by_namespace["fastapi"])
+    # The API reads dataset headers as a read-only user of its own.
+    assert by_namespace["fastapi"]["MLOPS_S3_ACCESS_KEY_ID"] == "api"
+    assert by_namespace["fastapi"]["MLOPS_S3_SECRET_ACCESS_KEY"] == users["api"]
     # MLflow's admin, in its auth config file, is for people: the platform signs in as
     # one user per role (test_mlflow_users_are_set_up_with_their_passwords_on_stdin).
     auth_config = by_name["mlflow", "mlflow-auth"]["basic_auth.ini"]

@@ -319,7 +319,7 @@ def test_only_what_must_talk_may() -> None:
     assert _allowed_ingress("kuberay") == {"fastapi": {8265, 8000}}
     assert _allowed_ingress("mlflow") == {"fastapi": {5000}, "kuberay": {5000}}
     assert _allowed_ingress("db") == {"fastapi": {6379}, "kuberay": {6379}}
-    assert _allowed_ingress("minio") == {"mlflow": {9000}, "kuberay": {9000}}
+    assert _allowed_ingress("minio") == {"mlflow": {9000}, "kuberay": {9000}, "fastapi": {9000}}
     assert _allowed_ingress("argocd") == {}
 
 

@@ -16,7 +16,7 @@ from mlops.clients.dataset_headers import (
     DatasetHeaders,
     DatasetMissing,
     HeaderUnreadable,
-    StorageUnreachable,
+    StorageUnavailable,
 )
 from mlops.ml.data import S3Config
 
@@ -82,5 +82,12 @@ def test_a_header_too_long_or_a_file_that_is_not_parquet_is_unreadable(
 def test_storage_that_does_not_answer_is_unreachable_not_missing() -> None:
     closed = f"http://127.0.0.1:{free_port()}"
 
-    with pytest.raises(StorageUnreachable, match="cannot reach the storage"):
+    with pytest.raises(StorageUnavailable, match="cannot reach the storage"):
         _columns(_headers(closed), "s3://mlops/headers/any.csv", "csv")
+
+
+def test_an_api_without_the_s3_secret_says_which_settings_to_give(s3_url: str) -> None:
+    headers = DatasetHeaders(lambda: S3Config(s3_url, "api", None).client(timeout=2))
+
+    with pytest.raises(StorageUnavailable, match="MLOPS_S3_SECRET_ACCESS_KEY"):
+        _columns(headers, "s3://mlops/headers/any.csv", "csv")

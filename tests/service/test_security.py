@@ -283,6 +283,7 @@ def test_secrets_reach_only_the_processes_that_use_them(
         "MLOPS_REDIS_PASSWORD",
         "MLOPS_RAY_AUTH_TOKEN",
         "MLOPS_MODEL_SIGNING_KEY",  # it checks seals before a promotion
+        "MLOPS_S3_SECRET_ACCESS_KEY",  # it reads dataset headers (a model's columns)
         "MLFLOW_ALLOW_PICKLE_DESERIALIZATION",  # "false": not a secret, a switch
     }
     assert env["api"]["MLFLOW_ALLOW_PICKLE_DESERIALIZATION"] == "false"

@@ -15,7 +15,7 @@ from fastapi.responses import JSONResponse, Response
 from redis.exceptions import RedisError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from mlops.clients.dataset_headers import StorageUnreachable
+from mlops.clients.dataset_headers import StorageUnavailable
 from mlops.clients.mlflow_registry import MlflowUnavailable
 from mlops.clients.ray_jobs import RayJobsError
 from mlops.clients.redis.model_definitions import MalformedDefinition
@@ -129,6 +129,6 @@ def install(app: FastAPI) -> None:
         RedisError, _unavailable("Redis", "Check MLOPS_REDIS_URL and /ready.")
     )
     app.add_exception_handler(
-        StorageUnreachable,
+        StorageUnavailable,
         _unavailable("Dataset storage", "Check MLOPS_S3_ENDPOINT_URL and its credentials."),
     )

@@ -27,8 +27,8 @@ class DatasetMissing(HeaderUnreadable):
     """Nothing is at the dataset's location."""
 
 
-class StorageUnreachable(Exception):
-    """The dataset's storage (S3) did not answer."""
+class StorageUnavailable(Exception):
+    """The dataset's storage (S3) did not answer, or the API has no key for it."""
 
 
 class DatasetHeaders:
@@ -39,7 +39,7 @@ class DatasetHeaders:
 
     async def columns(self, uri: str, kind: str) -> list[str]:
         """The column names of the dataset at `uri`, of `kind` "csv" or "parquet".
-        Raises DatasetMissing, HeaderUnreadable or StorageUnreachable."""
+        Raises DatasetMissing, HeaderUnreadable or StorageUnavailable."""
         return await asyncio.to_thread(self._columns, uri, kind)
 
     def _columns(self, uri: str, kind: str) -> list[str]:
@@ -59,8 +59,13 @@ class DatasetHeaders:
             code = getattr(exc, "response", {}).get("Error", {}).get("Code")
             if code in _S3_MISSING:
                 raise DatasetMissing(f"no dataset at {uri}") from exc
+            if "Credentials" in type(exc).__name__:  # botocore's NoCredentialsError & co
+                raise StorageUnavailable(
+                    f"the API has no S3 key to read {uri} with (MLOPS_S3_ACCESS_KEY_ID, "
+                    f"MLOPS_S3_SECRET_ACCESS_KEY): {exc}"
+                ) from exc
             if code is None and type(exc).__module__.startswith("botocore"):
-                raise StorageUnreachable(f"cannot reach the storage of {uri}: {exc}") from exc
+                raise StorageUnavailable(f"cannot reach the storage of {uri}: {exc}") from exc
             raise HeaderUnreadable(f"cannot read the header of dataset {uri}: {exc}") from exc
 
     def _s3_header(self, uri: str, kind: str) -> io.BytesIO:

@@ -250,6 +250,7 @@ def api(settings: PlatformSettings) -> Component:
                 "ray_auth_token",
                 "mlflow_password",
                 "model_signing_key",
+                "s3_secret_access_key",  # dataset headers (a model's columns)
             ),
             "MLFLOW_ALLOW_PICKLE_DESERIALIZATION": "false",
         },

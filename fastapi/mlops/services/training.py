@@ -78,7 +78,7 @@ class Training:
         """(dataset URI, target column) of a request for `model`: its own unless given; a
         given URI must be inside the allowed locations, in a format the platform reads
         and have the model's columns, and the target is the model's (InvalidField if
-        not; StorageUnreachable when S3 does not answer)."""
+        not; StorageUnavailable when S3 does not answer)."""
         spec = model.spec
         if target is not None and target != spec.target_column:
             raise InvalidField(
