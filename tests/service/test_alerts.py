@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterator
 import httpx
 import pytest
 from helpers import SseReader, on_redis_db, run_async
+from redis.asyncio import Redis
 
 from mlops import sse
 from mlops.background import Background
@@ -328,3 +329,31 @@ def test_an_idle_blocking_read_returns_empty_instead_of_timing_out(
 
     assert (moved, alerts) == ("", [])
     assert took > 4.9  # it blocked the whole 5 s, and the socket did not time out first
+
+
+def test_one_models_alerts_are_found_past_a_page_of_another_models(valkey_url: str) -> None:
+    async def scenario() -> tuple[list[Alert], list[Alert], list[Alert]]:
+        redis = Redis.from_url(valkey_url, decode_responses=True)
+        try:
+            await redis.delete(ALERT_STREAM)
+            stream = AlertStream(redis, max_len=5000)
+            for n in range(3):
+                await stream.publish("info", f"wine {n}", kind=AlertKind.TRAINING,
+                                     data={"model": "wine"})  # fmt: skip
+            for n in range(1200):  # more than two pages of another model's alerts since
+                await stream.publish("info", f"iris {n}", kind=AlertKind.TRAINING,
+                                     data={"model": "iris"})  # fmt: skip
+            await stream.publish("info", "the platform's own", kind=AlertKind.TRAINING)
+            return (
+                await stream.recent(2, model="wine"),
+                await stream.recent(10, model="diabetes"),
+                await stream.recent(2),
+            )
+        finally:
+            await redis.aclose()
+
+    wine, none, newest = run_async(scenario())
+
+    assert [a.text for a in wine] == ["wine 2", "wine 1"]
+    assert none == []
+    assert [a.text for a in newest] == ["the platform's own", "iris 1199"]

@@ -12,7 +12,15 @@ from redis.exceptions import RedisError
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from mlops.api.deps import UNAUTHORIZED, AlertFeedDep, Reader, SettingsDep
+from mlops.api.deps import (
+    UNAUTHORIZED,
+    UNKNOWN_MODEL,
+    AlertFeedDep,
+    CatalogDep,
+    ModelQuery,
+    Reader,
+    SettingsDep,
+)
 from mlops.schemas import AlertList
 from mlops.services.alerts import AlertFeed, Subscription, is_stream_id
 
@@ -105,9 +113,14 @@ async def webhook(
     return AlertSseResponse(feed, resume_from)
 
 
-@router.get("/alerts", dependencies=[Reader], responses=UNAUTHORIZED)
+@router.get("/alerts", dependencies=[Reader], responses={**UNAUTHORIZED, **UNKNOWN_MODEL})
 async def recent_alerts(
-    feed: AlertFeedDep, limit: Annotated[int, Query(ge=1, le=1000)] = 50
+    feed: AlertFeedDep,
+    catalog: CatalogDep,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 50,
+    model: ModelQuery = None,
 ) -> AlertList:
-    """The most recent alerts, newest first."""
-    return AlertList(alerts=await feed.recent(limit))
+    """The most recent alerts, newest first; with `model`, those of that model."""
+    if model is not None:
+        model = (await catalog.get(model)).name
+    return AlertList(alerts=await feed.recent(limit, model))

@@ -28,10 +28,11 @@ class JobRecording(Protocol):
         seconds: float,
         outcome: JobOutcome,
         alert: tuple[AlertLevel, str],
+        model: str,
         move: ChampionMove | None = None,
     ) -> None:
-        """The job's outcome, the champion's move if it made one, and its one alert,
-        each recorded once however often this is called."""
+        """The job's outcome, the champion's move if it made one, and its one alert
+        (naming `model`), each recorded once however often this is called."""
 
 
 class ServedRowsSink(Protocol):

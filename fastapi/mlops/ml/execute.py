@@ -56,6 +56,7 @@ def execute(
             seconds=time.monotonic() - started,
             outcome={"finished_at": _now(), "error": error},
             alert=("error", f"{what} {job_id} failed: {error}"),
+            model=model.name,
         )
         return 1
     recorder.finish(
@@ -64,6 +65,7 @@ def execute(
         seconds=time.monotonic() - started,
         outcome=_outcome(result, model),
         alert=outcome_alert(result, model, settings.champion_alias),
+        model=model.name,
         move=result.move,
     )
     return 0

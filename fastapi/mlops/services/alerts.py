@@ -193,9 +193,9 @@ class AlertFeed:
             return oldest_replayed
         return last_event_id
 
-    async def recent(self, limit: int) -> list[Alert]:
-        """The latest alerts, newest first."""
-        return await self._stream.recent(limit)
+    async def recent(self, limit: int, model: str | None = None) -> list[Alert]:
+        """The latest alerts, newest first; with `model`, those naming it."""
+        return await self._stream.recent(limit, model=model)
 
     async def frames(
         self, last_event_id: str | None, subscription: Subscription

@@ -115,11 +115,12 @@ class JobReconciler:
         if fresh is not None and parse_job(fresh).status.is_terminal:
             return  # the job recorded its own outcome meanwhile
         model = await self._catalog.including_archived(job.model)
+        name = job.model or self._catalog.default_name
         recovered = None
         if model is not None:
             recovered = await recover_outcome(self._registry, self._settings, model, job_id)
         if recovered is not None:
-            await self._record_recovered(job_id, recovered, _ran_seconds(info or {}))
+            await self._record_recovered(job_id, recovered, _ran_seconds(info or {}), model=name)
             return
         error = message or f"job ended as {ray_status.value} without reporting a result"
         finished = _ray_time(info, "end_time") if info else datetime.now(UTC).isoformat()
@@ -132,17 +133,17 @@ class JobReconciler:
             job_id,
             level,
             f"Training job {job_id} {ray_status.value}: {error}",
-            data={"job_id": job_id, "status": ray_status.value},
+            data={"job_id": job_id, "model": name, "status": ray_status.value},
         )
 
     async def _record_recovered(
-        self, job_id: str, recovered: RecoveredOutcome, seconds: float
+        self, job_id: str, recovered: RecoveredOutcome, seconds: float, *, model: str
     ) -> None:
         """What the job could not record itself, each part once (as the job would)."""
         await self._jobs.finish(job_id, recovered.status, seconds, recovered.outcome)
         if recovered.move is not None:
             await self._history.record_for_job(recovered.move.model or "", job_id, recovered.move)
-        data = {"job_id": job_id, **recovered.outcome}
+        data = {"job_id": job_id, "model": model, **recovered.outcome}
         await self._alerts.publish_for_job(job_id, recovered.level, recovered.text, data=data)
         log.warning("training job %s: outcome recovered from MLflow", job_id)
 

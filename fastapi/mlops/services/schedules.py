@@ -339,7 +339,7 @@ class Schedules:
                 "warning",
                 f"Schedule {schedule_id} skipped a run: {exc}",
                 kind=AlertKind.SCHEDULE,
-                data={"schedule_id": schedule_id},
+                data={"schedule_id": schedule_id, "model": model.name},
             )
             return
         self._instruments.schedule_runs.labels(record.kind, "submitted").inc()

@@ -17,6 +17,8 @@ from mlops.clients.redis.scripts import APPEND_ONCE
 from mlops.contracts.alerts import Alert, AlertKind, AlertLevel
 
 log = logging.getLogger(__name__)
+# Entries read at a time when looking for one model's alerts.
+_PAGE = 500
 
 
 def _now() -> datetime:
@@ -92,9 +94,20 @@ class AlertStream:
         )
         return _decode_alert(entry_id, fields) if entry_id else None
 
-    async def recent(self, limit: int) -> list[Alert]:
-        """Newest first."""
-        return _decode_alerts(await self._redis.xrevrange(ALERT_STREAM, count=limit))
+    async def recent(self, limit: int, *, model: str | None = None) -> list[Alert]:
+        """Newest first; with `model`, the newest of those that name it (`data.model`),
+        read through the capped stream a page at a time."""
+        if model is None:
+            return _decode_alerts(await self._redis.xrevrange(ALERT_STREAM, count=limit))
+        found: list[Alert] = []
+        newest = "+"
+        while len(found) < limit:
+            entries = await self._redis.xrevrange(ALERT_STREAM, max=newest, count=_PAGE)
+            found += [a for a in _decode_alerts(entries) if (a.data or {}).get("model") == model]
+            if len(entries) < _PAGE:
+                break
+            newest = f"({entries[-1][0]}"
+        return found[:limit]
 
     async def after(self, last_id: str, limit: int = 1000) -> list[Alert]:
         """Alerts newer than last_id, oldest first."""

@@ -55,6 +55,7 @@ class JobRecorder:
         seconds: float,
         outcome: JobOutcome,
         alert: tuple[AlertLevel, str],
+        model: str,
         move: ChampionMove | None = None,
     ) -> None:
         """Retried through a Redis outage of up to MLOPS_REDIS_WAIT_SECONDS, so an outcome
@@ -68,7 +69,7 @@ class JobRecorder:
                 await ChampionMoves(redis).record_for_job(move.model, job_id, move)
             level, text = alert
             alerts = AlertStream(redis, max_len=settings.alert_history)
-            data = {"job_id": job_id, "status": status, **outcome}
+            data = {"job_id": job_id, "model": model, "status": status, **outcome}
             await alerts.publish_for_job(job_id, level, text, data=data)
 
         async def until_recorded() -> None:
