@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import queue
 import subprocess
@@ -10,6 +11,9 @@ import uuid
 
 import pytest
 from helpers import API_TOKEN, MLOPS, free_port, run_cli, wait_for
+from sklearn.datasets import load_wine
+
+from mlops.settings.platform import PlatformSettings
 
 pytestmark = pytest.mark.slow
 
@@ -135,3 +139,41 @@ def test_a_bad_search_space_is_one_line_naming_the_key(api_url: str) -> None:
 
     assert result.returncode == 1
     assert result.stderr.startswith("error: 422 search_space.max_depth: unsupported distribution")
+
+
+def test_a_model_from_create_to_archive_as_a_user_types_it(
+    api_url: str, settings: PlatformSettings
+) -> None:
+    name = f"wine-{uuid.uuid4().hex[:6]}"
+    dataset = settings.data_dir / f"{name}.csv"
+    load_wine(as_frame=True).frame.to_csv(dataset, index=False)
+
+    created = run_cli(
+        api_url, "models", "create", name, "--dataset", str(dataset), "--target", "target",
+        "--estimator", "extra_trees", "-p", "n_estimators=10",
+    )  # fmt: skip
+    first = run_cli(api_url, "train", name, "--wait")
+    second = run_cli(api_url, "train", name, "-p", "n_estimators=12", "--wait")
+    shown = run_cli(api_url, "models", "show", name)
+    champion = json.loads(run_cli(api_url, "--json", "models", "show", name).stdout)["champion"]
+    other = "1" if champion["version"] == "2" else "2"
+    promoted = run_cli(api_url, "promote", name, other, "--reason", "the other one")
+    rolled_back = run_cli(api_url, "rollback", name, "--reason", "changed my mind")
+    changed = run_cli(api_url, "models", "change", name, "--metric", "f1_macro")
+    listed = run_cli(api_url, "models")
+    archived = run_cli(api_url, "models", "archive", name)
+    twice = run_cli(api_url, "train", name, "--model", "iris")
+
+    assert created.returncode == 0, created.stderr
+    assert created.stdout.strip() == f"created {name}: classification, extra_trees"
+    assert first.returncode == 0 and f"succeeded: {name} version 1" in first.stdout, first.stderr
+    assert second.returncode == 0 and f"{name} version 2" in second.stdout, second.stderr
+    assert shown.stdout.startswith(f"{name}: classification, extra_trees\n")
+    assert f"dataset   {dataset} → target" in shown.stdout
+    assert "gate      accuracy" in shown.stdout and "\nv2 " in shown.stdout
+    assert promoted.returncode == 0 and f"→ {other}" in promoted.stdout, promoted.stderr
+    assert rolled_back.returncode == 0 and f"{other} → {champion['version']}" in rolled_back.stdout
+    assert changed.returncode == 0 and changed.stdout.strip() == f"changed {name}: gate"
+    assert f"{name} " in listed.stdout and "champion v" in listed.stdout
+    assert archived.returncode == 0 and name not in run_cli(api_url, "models").stdout
+    assert twice.returncode == 2 and "two models named" in twice.stderr

@@ -4,8 +4,10 @@
     mlops train --param n_estimators=200 --wait
     mlops tune -s max_depth=randint:2,12 -s n_estimators=choice:50,100 --trials 8 --wait
     mlops predict 5.1 3.5 1.4 0.2
-    mlops models
-    mlops train --model wine --wait
+    mlops models create wine --dataset /data/wine.csv --target target --estimator extra_trees
+    mlops train wine --wait
+    mlops predict --model wine 13 2 2.4 19 100 2.5 2.5 0.3 1.6 5 1 3 800
+    mlops models show wine
     mlops alerts --follow
 
 The API is MLOPS_API_URL (or --api), by default the local platform's. Writes send
@@ -16,7 +18,7 @@ from __future__ import annotations
 
 import click
 
-from mlops.cli import lifecycle, operations
+from mlops.cli import lifecycle, models, operations
 from mlops.cli.http import DEFAULT_API, Api, token
 
 
@@ -42,7 +44,7 @@ for command in (
     operations.alerts,
     operations.up,
     operations.down,
-    lifecycle.models,
+    models.models,
     lifecycle.versions,
     lifecycle.promote,
     lifecycle.rollback,

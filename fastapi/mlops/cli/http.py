@@ -98,6 +98,17 @@ MODEL_OPTION = click.option(
 )
 
 
+# A model named first, as in `mlops train wine`; --model says the same.
+MODEL_ARGUMENT = click.argument("name", metavar="[MODEL]", required=False)
+
+
+def one_model(name: str | None, model: str | None) -> str | None:
+    """The model named by argument or by --model (the same if both)."""
+    if name and model and name != model:
+        raise click.UsageError(f"two models named: {name} and --model {model}")
+    return name or model
+
+
 def with_model(body: dict[str, Any], model: str | None) -> dict[str, Any]:
     """The request body, naming the model when one was given."""
     return {**body, "model": model} if model else body

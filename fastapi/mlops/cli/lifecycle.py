@@ -1,5 +1,4 @@
-"""Models and their lifecycles from a terminal: models, versions, promote, roll back,
-history, drift."""
+"""Models' lifecycles from a terminal: versions, promote, roll back, history, drift."""
 
 from __future__ import annotations
 
@@ -8,16 +7,18 @@ from typing import Any
 import click
 
 from mlops.cli.http import (
+    MODEL_ARGUMENT,
     MODEL_OPTION,
     Api,
     described,
     emit,
     model_name,
-    scores_line,
+    one_model,
     when_of,
     when_options,
     with_model,
 )
+from mlops.cli.models import version_line
 
 
 def _move_line(move: dict[str, Any]) -> str:
@@ -28,27 +29,6 @@ def _move_line(move: dict[str, Any]) -> str:
     )
 
 
-def _model_line(model: dict[str, Any], default: str) -> str:
-    spec, champion = model["spec"], model["champion"]
-    best = (
-        f"champion v{champion['version']} {champion['metric']} "
-        f"{'-' if champion['score'] is None else format(champion['score'], '.4g')}"
-        if champion
-        else "no champion yet"
-    )
-    mark = " (default)" if model["name"] == default else ""
-    return f"{model['name']:<16} {spec['task']:<14} {spec['estimator']:<24} {best}{mark}"
-
-
-@click.command()
-@click.pass_context
-def models(ctx: click.Context) -> None:
-    """Every model: its task, estimator and champion."""
-    listed = ctx.obj["api"].call("GET", "/models")
-    rows = [_model_line(m, listed["default_model"]) for m in listed["models"]]
-    emit(ctx, listed, "\n".join(rows))
-
-
 @click.command()
 @MODEL_OPTION
 @click.pass_context
@@ -56,36 +36,40 @@ def versions(ctx: click.Context, model: str | None) -> None:
     """A model's versions, newest first, and why each was or was not promoted."""
     api: Api = ctx.obj["api"]
     listed = api.call("GET", f"/models/{model_name(api, model)}/versions")
-    rows = [
-        f"v{v['version']:<4} {','.join(v['aliases']) or '-':<9} {scores_line(v['scores'])}  "
-        f"{v['created_at'][:19]}  {v['job_id'] or '-'}  "
-        f"{v['promotion'] or '-'}: {v['promotion_reason'] or ''}"
-        for v in listed["versions"]
-    ]
+    rows = [version_line(v) for v in listed["versions"]]
     emit(ctx, listed, "\n".join(rows) or "no version registered yet (mlops train --wait)")
 
 
 @click.command()
-@click.argument("version")
+@click.argument("model_and_version", nargs=-1, required=True, metavar="[MODEL] VERSION")
 @click.option("--reason", required=True, help="Why: kept in the history and the alert.")
 @MODEL_OPTION
 @click.pass_context
-def promote(ctx: click.Context, version: str, reason: str, model: str | None) -> None:
-    """Make VERSION the model's champion (serving follows within seconds)."""
+def promote(
+    ctx: click.Context, model_and_version: tuple[str, ...], reason: str, model: str | None
+) -> None:
+    """Make VERSION the champion of MODEL (default: the default model); serving follows
+    within seconds."""
+    if len(model_and_version) > 2:
+        raise click.UsageError("give [MODEL] VERSION")
+    *named, version = model_and_version
     api: Api = ctx.obj["api"]
-    path = f"/models/{model_name(api, model)}/versions/{version}/promote"
+    path = f"/models/{model_name(api, one_model(named[0] if named else None, model))}"
+    path += f"/versions/{version}/promote"
     move = api.call("POST", path, json={"reason": reason})
     emit(ctx, move, _move_line(move))
 
 
 @click.command()
+@MODEL_ARGUMENT
 @click.option("--reason", required=True, help="Why: kept in the history and the alert.")
 @MODEL_OPTION
 @click.pass_context
-def rollback(ctx: click.Context, reason: str, model: str | None) -> None:
-    """Give the model's champion back to the version the last promotion replaced."""
+def rollback(ctx: click.Context, name: str | None, reason: str, model: str | None) -> None:
+    """Give MODEL's champion back to the version its last promotion replaced."""
     api: Api = ctx.obj["api"]
-    move = api.call("POST", f"/models/{model_name(api, model)}/rollback", json={"reason": reason})
+    path = f"/models/{model_name(api, one_model(name, model))}/rollback"
+    move = api.call("POST", path, json={"reason": reason})
     emit(ctx, move, _move_line(move))
 
 

@@ -12,12 +12,14 @@ import click
 import httpx
 
 from mlops.cli.http import (
+    MODEL_ARGUMENT,
     MODEL_OPTION,
     Api,
     ApiError,
     described,
     emit,
     number,
+    one_model,
     params_of,
     scores_line,
     when_of,
@@ -58,21 +60,24 @@ def _dataset(dataset: str | None, target: str | None) -> dict[str, str]:
 @click.command()
 @click.option("--param", "-p", "params", multiple=True, metavar="KEY=VALUE",
               help="A hyperparameter of the model's estimator; repeat for more.")  # fmt: skip
+@MODEL_ARGUMENT
 @MODEL_OPTION
 @_options(_DATASET, _WAIT)
 @click.pass_context
 def train(
     ctx: click.Context,
     params: tuple[str, ...],
+    name: str | None,
     model: str | None,
     dataset: str | None,
     target: str | None,
     wait: bool,
     timeout: float,
 ) -> None:
-    """Start a training job on Ray."""
+    """Start a training job of MODEL (default: the default model) on Ray."""
     body = {"hyperparameters": params_of(params), **_dataset(dataset, target)}
-    accepted = ctx.obj["api"].call("POST", "/trigger_training", json=with_model(body, model))
+    body = with_model(body, one_model(name, model))
+    accepted = ctx.obj["api"].call("POST", "/trigger_training", json=body)
     _started(ctx, accepted, wait, timeout)
 
 
