@@ -13,9 +13,11 @@ import {
   showHistory,
   showJobs,
   showModel,
+  showEstimatorChoices,
   showModelPicker,
   showModels,
   showSchedules,
+  showTrainParameters,
 } from "./views.js";
 
 const ALERTS_SHOWN = 100;
@@ -30,6 +32,8 @@ let model = ""; // the model every card follows; "" until the catalog has been r
 
 // A path of the chosen model's lifecycle, e.g. modelPath("/history").
 const modelPath = (rest) => `/models/${encodeURIComponent(model)}${rest}`;
+// A request body for the chosen model; before the catalog is read, the default one.
+const withModel = (body) => (model ? { model, ...body } : body);
 const forModel = (path) => `${path}${path.includes("?") ? "&" : "?"}model=${encodeURIComponent(model)}`;
 
 function showTokenState() {
@@ -84,7 +88,10 @@ async function promoteVersion(version) {
 
 async function refresh() {
   try {
-    model = showModelPicker(byId("model-picker"), await api("/models"), model);
+    const catalog = await api("/models");
+    model = showModelPicker(byId("model-picker"), catalog, model);
+    const chosen = catalog.models.find((m) => m.name === model);
+    showTrainParameters(byId("train-estimator"), byId("train-parameters"), chosen);
   } catch (error) {
     console.warn("refresh:", error.message);
     if (!model) return;
@@ -122,8 +129,8 @@ function readHyperparameters(data) {
       throw new Error("Other hyperparameters must be a JSON object");
     }
   }
-  for (const name of ["n_estimators", "max_depth"]) {
-    if (data.get(name)) hyperparameters[name] = Number(data.get(name));
+  for (const input of byId("train-parameters").querySelectorAll("[data-parameter]")) {
+    if (input.value) hyperparameters[input.dataset.parameter] = Number(input.value);
   }
   return hyperparameters;
 }
@@ -136,12 +143,12 @@ function wireForms() {
     showTokenState();
   });
   handleForm(byId("train-form"), async (data) => {
-    const body = JSON.stringify({ model, hyperparameters: readHyperparameters(data) });
+    const body = JSON.stringify(withModel({ hyperparameters: readHyperparameters(data) }));
     const job = await api("/trigger_training", { method: "POST", body });
     return `Started ${job.job_id}`;
   }, refresh);
   handleForm(byId("inference-form"), async (data) => {
-    const body = { model, input_data: data.get("row").split(",").map((v) => Number(v.trim())) };
+    const body = withModel({ input_data: data.get("row").split(",").map((v) => Number(v.trim())) });
     if (data.get("version").trim()) body.model_version = data.get("version").trim();
     const reply = await api("/inference", { method: "POST", body: JSON.stringify(body) });
     const served = `${reply.model} version ${reply.model_version}`;
@@ -151,14 +158,27 @@ function wireForms() {
   }, refresh);
   handleForm(byId("champion-form"), async () => {
     const body = JSON.stringify({ reason: moveReason() });
+    if (!model) throw new Error("The models are still loading: try again in a moment");
     const move = await api(modelPath("/rollback"), { method: "POST", body });
     return `Rolled back from version ${move.from_version} to ${move.to_version}`;
   }, refresh);
+  const task = byId("new-model-task");
+  showEstimatorChoices(byId("new-model-estimator"), task.value);
+  task.addEventListener("change", () => showEstimatorChoices(byId("new-model-estimator"), task.value));
+  handleForm(byId("new-model-form"), async (data) => {
+    const body = JSON.stringify(Object.fromEntries(data.entries()));
+    const created = await api("/models", { method: "POST", body });
+    model = created.name; // the new model's cards, at once
+    return `Created ${created.name}: ${created.spec.task}, ${created.spec.estimator}`;
+  }, refresh);
   handleForm(byId("schedule-form"), async (data) => {
-    const minutes = Number(data.get("minutes"));
+    const cron = data.get("cron").trim();
+    const when = cron
+      ? { cron, timezone: data.get("timezone").trim() || "UTC" }
+      : { minutes: Number(data.get("minutes")) };
     const paths = { training: "/schedule_training", watch: "/watch_model", drift: "/watch_drift" };
     const path = paths[data.get("kind")];
-    const body = JSON.stringify({ model, minutes, hyperparameters: {} });
+    const body = JSON.stringify(withModel(when));
     const schedule = await api(path, { method: "POST", body });
     return `Added ${schedule.schedule_id}`;
   }, refresh);

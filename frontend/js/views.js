@@ -1,5 +1,7 @@
 // Rendering: each function draws one part of the page from the API's data.
 
+import { ESTIMATORS, MAIN_HYPERPARAMETERS } from "./estimators.js";
+
 export const when = (iso) => (iso ? new Date(iso).toLocaleString() : "–");
 
 export function el(tag, attributes = {}, ...children) {
@@ -151,7 +153,9 @@ export function showSchedules(body, schedules, cancel) {
         { "data-schedule": id },
         el("td", {}, id),
         el("td", {}, schedule.kind),
-        el("td", {}, `${schedule.minutes} min`),
+        el("td", {}, schedule.cron
+          ? `${schedule.cron} (${schedule.timezone})`
+          : `every ${schedule.minutes} min`),
         el("td", {}, when(schedule.next_run_time)),
         el("td", {}, String(schedule.runs)),
         el("td", {}, button, problem),
@@ -260,4 +264,32 @@ export function handleForm(form, submit, onDone) {
       result.classList.add("error");
     }
   });
+}
+
+// The train form asks for the chosen model's main hyperparameters by name, keeping what
+// was typed while the model stays the same.
+export function showTrainParameters(hint, container, model) {
+  const estimator = model ? model.spec.estimator : null;
+  const shown = model ? `${model.name}/${estimator}` : "";
+  if (container.dataset.shown === shown) return;
+  container.dataset.shown = shown;
+  hint.textContent = model ? `${model.name}: ${model.spec.task}, ${estimator}` : "";
+  container.replaceChildren(
+    ...(MAIN_HYPERPARAMETERS[estimator] || []).flatMap((p) => {
+      const id = `param-${p.name.replace(/_/g, "-")}`;
+      const input = el("input", {
+        id, name: p.name, type: "number", placeholder: p.placeholder, "data-parameter": p.name,
+      });
+      if (p.min != null) input.min = String(p.min);
+      if (p.step) input.step = p.step;
+      return [el("label", { for: id }, p.label), input];
+    }),
+  );
+}
+
+// The estimators a new model of the chosen task may use.
+export function showEstimatorChoices(select, task) {
+  const keep = select.value;
+  select.replaceChildren(...ESTIMATORS[task].map((e) => el("option", { value: e }, e)));
+  if (ESTIMATORS[task].includes(keep)) select.value = keep;
 }

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import os
+import uuid
 from pathlib import Path
 
 import httpx
 import pytest
 from helpers import API_TOKEN, api_client, wait_for, wait_for_job
 from playwright.sync_api import Page, expect
+from sklearn.datasets import load_wine
+
+from mlops.settings.platform import PlatformSettings
 
 pytestmark = pytest.mark.slow
 
@@ -39,7 +43,7 @@ def test_training_from_the_form_shows_the_job_and_the_alert_in_two_pages(open_pa
     second, second_console = open_page()
     before = _newest_alert(second)
 
-    first.fill("#n-estimators", "25")
+    first.fill("#param-n-estimators", "25")
     first.click("#train-form button[type=submit]")
 
     result = first.locator("#train-form .form-result")
@@ -131,6 +135,26 @@ def test_cancelling_a_schedule_removes_it(open_page, api_url: str) -> None:
     assert console.problems == [], "\n".join(console.problems)
 
 
+def test_a_schedule_at_cron_times_shows_its_expression_and_zone(open_page, api_url: str) -> None:
+    page, console = open_page()
+    page.select_option("#schedule-kind", "drift")
+    page.fill("#schedule-cron", "0 2 * * 1-5")
+    page.fill("#schedule-timezone", "Europe/Paris")
+    page.click("#schedule-form button[type=submit]")
+    result = page.locator("#schedule-form .form-result")
+    expect(result).to_contain_text("Added drift-")
+    schedule_id = result.inner_text().removeprefix("Added ").strip()
+    row = page.locator(f'#schedules tr[data-schedule="{schedule_id}"]')
+
+    expect(row).to_contain_text("0 2 * * 1-5 (Europe/Paris)")
+    page.fill("#schedule-timezone", "Europe/Atlantis")
+    page.click("#schedule-form button[type=submit]")
+    expect(result).to_contain_text("IANA time zone")
+    row.get_by_role("button", name=f"Cancel {schedule_id}").click()
+    expect(row).to_have_count(0)
+    assert [p for p in console.problems if "422" not in p] == [], "\n".join(console.problems)
+
+
 def test_try_inference_form_answers_with_the_champion(open_page, api_url: str) -> None:
     page, _ = open_page()
     # Nobody ran serve.py: the API deploys Serve by itself once a champion exists.
@@ -186,8 +210,18 @@ def test_bad_hyperparameters_show_the_api_message(open_page) -> None:
     )
 
 
-def test_phone_width_fits_without_sideways_scrolling(open_page, screenshots: Path) -> None:
+def test_phone_width_fits_without_sideways_scrolling(
+    open_page, screenshots: Path, api_url: str, settings: PlatformSettings
+) -> None:
+    longest = "wine-" + "x" * 58  # a model name at its longest, in the model picker
+    definition = {
+        "name": longest,
+        "dataset_uri": str(_wine_csv(settings)),
+        "target_column": "target",
+    }
+    assert api_client(api_url).post("/models", json=definition).status_code in {201, 409}
     page, console = open_page(width=390, height=844)
+    page.wait_for_selector(f'#model-picker option[value="{longest}"]', state="attached")
 
     overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
 
@@ -312,4 +346,47 @@ def test_promote_and_roll_back_from_the_models_card(open_page, api_url: str) -> 
     )
     expect(page.locator(f'#models tr.champion[data-version="{champion}"]')).to_be_visible()
     expect(page.locator("#drift-verdict")).not_to_have_text("–")
+    assert console.problems == [], "\n".join(console.problems)
+
+
+def _wine_csv(settings: PlatformSettings) -> Path:
+    path = settings.data_dir / "wine-dashboard.csv"
+    if not path.exists():
+        load_wine(as_frame=True).frame.to_csv(path, index=False)
+    return path
+
+
+def test_a_model_created_in_the_form_is_trained_beside_iris(
+    open_page, api_url: str, settings: PlatformSettings
+) -> None:
+    page, console = open_page()
+    name = f"wine-{uuid.uuid4().hex[:6]}"
+    page.fill("#new-model-name", name)
+    page.fill("#new-model-dataset", str(_wine_csv(settings)))
+    page.fill("#new-model-target", "target")
+    page.select_option("#new-model-task", "regression")
+    regression = page.locator("#new-model-estimator option").all_inner_texts()
+    page.select_option("#new-model-task", "classification")
+    page.select_option("#new-model-estimator", "logistic_regression")
+    page.click("#new-model-form button[type=submit]")
+    expect(page.locator("#new-model-form .form-result")).to_have_text(
+        f"Created {name}: classification, logistic_regression"
+    )
+
+    expect(page.locator("#model-picker")).to_have_value(name)
+    expect(page.locator("#train-estimator")).to_contain_text("logistic_regression")
+    expect(page.locator("#param-n-estimators")).to_have_count(0)
+    page.fill("#param-max-iter", "300")
+    page.click("#train-form button[type=submit]")
+    result = page.locator("#train-form .form-result")
+    expect(result).to_contain_text("Started train-", timeout=10_000)
+    job = wait_for_job(api_client(api_url), result.inner_text().removeprefix("Started ").strip())
+    assert (job["model"], job["hyperparameters"]["max_iter"]) == (name, 300), job
+    expect(page.locator("#inference-features")).to_contain_text(
+        "takes 13 features: alcohol", timeout=15_000
+    )
+    page.select_option("#model-picker", "iris")
+    expect(page.locator("#inference-features")).to_contain_text("sepal.length", timeout=10_000)
+    expect(page.locator("#param-n-estimators")).to_be_visible()
+    assert regression == ["random_forest", "extra_trees", "hist_gradient_boosting", "ridge"]
     assert console.problems == [], "\n".join(console.problems)

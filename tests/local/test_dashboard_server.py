@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -12,9 +13,11 @@ import httpx
 import pytest
 from helpers import API_TOKEN, SseReader, free_port, platform_settings
 
+from mlops.contracts.model_definition import ESTIMATORS, Estimator, Task
 from mlops.local import components
 from mlops.local.dashboard import frontend_dir
 from mlops.local.supervisor import Supervisor
+from mlops.ml.estimators import Family
 from mlops.settings.platform import PlatformSettings
 
 
@@ -173,3 +176,19 @@ def test_the_image_main_config_passes_nginx_with_the_rendered_server_block(
 
     assert check.returncode == 0, check.stderr
     assert "syntax is ok" in check.stderr and "test is successful" in check.stderr
+
+
+def test_the_dashboards_estimators_are_the_platforms() -> None:
+    """The new-model form offers per task what POST /models accepts, and the train form
+    asks by name only for hyperparameters the model's estimator takes."""
+    script = (frontend_dir() / "js" / "estimators.js").read_text()
+    forms = json.loads(script.split("/* JSON */")[1].split("/* end JSON */")[0])
+
+    assert forms["estimators"] == {t.value: [e.value for e in ESTIMATORS[t]] for t in Task}
+    assert set(forms["hyperparameters"]) == {e.value for e in Estimator}
+    for task in Task:
+        for estimator in ESTIMATORS[task]:
+            asked = forms["hyperparameters"][estimator.value]
+            family = Family(task, estimator)
+            for parameter in asked:
+                family.check({parameter["name"]: 2}, max_size=10, max_depth_limit=10)

@@ -3,6 +3,7 @@ registry as people use it: versions, promote, roll back, history."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, status
@@ -66,8 +67,9 @@ async def _info(catalog: ModelCatalog, models: Models, model: ModelDefinition) -
 async def list_models(catalog: CatalogDep, models: ModelsDep) -> ModelCatalogList:
     """Every model in use, with its champion: version, score on the gate's metric and
     when it was trained."""
-    found = [await _info(catalog, models, model) for model in await catalog.all()]
-    return ModelCatalogList(default_model=catalog.default_name, models=found)
+    defined = await catalog.all()
+    found = await asyncio.gather(*(_info(catalog, models, model) for model in defined))
+    return ModelCatalogList(default_model=catalog.default_name, models=list(found))
 
 
 @router.post(
