@@ -4,6 +4,8 @@ the default model."""
 
 from __future__ import annotations
 
+import threading
+import time
 import uuid
 
 import httpx
@@ -152,7 +154,12 @@ def test_two_models_side_by_side_and_the_original_payloads_still_reach_iris(
     wine_reply = _answer(api, {"model": wine, "input_data": row})
     iris_reply = _answer(api, {"input_data": [0.1, 1.2, 2.3, 2.2]})  # the original example
     metrics = api.get("/get_metrics").json()
+    wine_alerts = api.get("/alerts", params={"model": wine}).json()["alerts"]
+    unknown_alerts = api.get("/alerts", params={"model": "no-such-model"})
 
+    assert any(a["data"]["job_id"] == job["job_id"] for a in wine_alerts)
+    assert {a["data"]["model"] for a in wine_alerts} == {wine}
+    assert unknown_alerts.status_code == 404 and "iris" in unknown_alerts.text
     assert untrained.status_code == 503
     assert untrained.json()["detail"].startswith(f"{wine} has no champion yet: train it")
     assert job["status"] == "succeeded" and job["model"] == wine, job
@@ -251,3 +258,56 @@ def test_each_estimator_family_trains_registers_and_answers(
     assert job["status"] == "succeeded", job
     assert reply["model"] == name and reply["model_version"] == job["model_version"]
     assert ("label" in reply) is classification
+
+
+def test_moving_one_models_champion_under_load_fails_no_request_to_either(
+    api: httpx.Client, settings: PlatformSettings, champion_served: None
+) -> None:
+    name = _name("moved")
+    uri = _csv(settings, name, load_wine, labels=True)
+    definition = {"name": name, "dataset_uri": uri, "target_column": "target"}
+    assert api.post("/models", json={**definition, "estimator": "extra_trees"}).status_code == 201
+    _train(api, name, n_estimators=5)
+    _train(api, name, n_estimators=7)
+    champion = api.get(f"/models/{name}").json()["champion"]["version"]
+    other = "1" if champion == "2" else "2"
+    wine_row = {"model": name, "input_data": [13.0, 2.0, 2.4, 19.0, 100.0, 2.5, 2.5, 0.3,
+                                              1.6, 5.0, 1.0, 3.0, 800.0]}  # fmt: skip
+    iris_row = {"input_data": [5.1, 3.5, 1.4, 0.2]}
+    _answer(api, wine_row)
+    statuses: dict[str, list[int]] = {"iris": [], name: []}
+    stop = threading.Event()
+
+    def load(model: str, body: dict) -> None:
+        with httpx.Client(base_url=str(api.base_url), timeout=30) as client:
+            while not stop.is_set():
+                statuses[model].append(client.post("/inference", json=body).status_code)
+
+    threads = [
+        threading.Thread(target=load, args=(model, body))
+        for model, body in [("iris", iris_row)] * 6 + [(name, wine_row)] * 2
+    ]
+    for thread in threads:
+        thread.start()
+    moves = []
+    try:
+        for _ in range(3):
+            reason = {"reason": "under load"}
+            moves.append(api.post(f"/models/{name}/versions/{other}/promote", json=reason))
+            time.sleep(3)  # the replicas swap the champion in meanwhile
+            moves.append(api.post(f"/models/{name}/rollback", json=reason))
+            time.sleep(3)
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join()
+
+    assert [m.status_code for m in moves] == [200] * 6, [m.text for m in moves]
+    assert len(statuses["iris"]) > 100 and set(statuses["iris"]) == {200}
+    assert len(statuses[name]) > 20 and set(statuses[name]) == {200}
+    final = wait_for(
+        lambda: (reply := _answer(api, wine_row))["model_version"] == champion and reply,
+        timeout=30,
+        what=f"{name} to answer with version {champion} again",
+    )
+    assert final["model"] == name
