@@ -16,6 +16,7 @@ from mlops.contracts.model_definition import (
     ModelSpec,
     Task,
 )
+from mlops.schemas import ModelVersionInfo
 
 ModelName = Annotated[
     str,
@@ -78,3 +79,7 @@ class ModelInfo(BaseModel):
 class ModelCatalogList(BaseModel):
     default_model: str
     models: list[ModelInfo]
+
+
+class ModelDetail(ModelInfo):
+    versions: list[ModelVersionInfo] = Field(description="Every version, newest first.")

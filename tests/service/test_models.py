@@ -166,6 +166,8 @@ def test_two_models_side_by_side_and_the_original_payloads_still_reach_iris(
     assert job["promoted"] is True  # its own first version: no other model's champion
     assert wine_reply["model"] == wine and wine_reply["label"] in {"class_0", "class_1", "class_2"}
     assert iris_reply["model"] == "iris"
+    shown = api.get(f"/models/{wine}").json()
+    assert [v["version"] for v in shown["versions"]] == [job["model_version"]]
     assert iris_reply["label"] in {"Setosa", "Versicolor", "Virginica"}
     assert api.get("/models/iris").json()["champion"] == iris_before
     assert metrics["model"] == "iris" and metrics["champion_version"] == iris_before["version"]
@@ -311,3 +313,30 @@ def test_moving_one_models_champion_under_load_fails_no_request_to_either(
         what=f"{name} to answer with version {champion} again",
     )
     assert final["model"] == name
+
+
+def test_a_model_in_use_is_not_archived_and_models_are_capped(
+    start_api, settings: PlatformSettings
+) -> None:
+    api, _ = start_api(redis_db=7, max_models=2)  # the default model and one more
+    uri = _csv(settings, "capped", load_wine, labels=True)
+    first, second = _name("first"), _name("second")
+
+    created = api.post(
+        "/models", json={"name": first, "dataset_uri": uri, "target_column": "target"}
+    )
+    over = api.post("/models", json={"name": second, "dataset_uri": uri, "target_column": "target"})
+    watch = api.post("/watch_model", json={"model": first, "minutes": 600}).json()
+    in_use = api.delete(f"/models/{first}")
+    api.delete(f"/kill_scheduled_job/{watch['schedule_id']}").raise_for_status()
+    archived = api.delete(f"/models/{first}")
+    after = api.post(
+        "/models", json={"name": second, "dataset_uri": uri, "target_column": "target"}
+    )
+
+    assert created.status_code == 201, created.text
+    assert over.status_code == 429 and "MLOPS_MAX_MODELS" in over.json()["detail"]
+    assert in_use.status_code == 409 and watch["schedule_id"] in in_use.json()["detail"]
+    assert archived.status_code == 200 and archived.json()["name"] == first
+    assert after.status_code == 201, after.text  # the archived one freed its place
+    assert {m["name"] for m in api.get("/models").json()["models"]} == {"iris", second}

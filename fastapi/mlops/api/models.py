@@ -21,6 +21,7 @@ from mlops.contracts.model_definition import MODEL_NAME_PATTERN, ModelDefinition
 from mlops.model_schemas import (
     ModelCatalogList,
     ModelCreate,
+    ModelDetail,
     ModelInfo,
     ModelPatch,
 )
@@ -90,9 +91,11 @@ async def create_model(request: ModelCreate, catalog: CatalogDep, models: Models
 
 
 @router.get("/models/{name}", responses=_READ)
-async def get_model(name: Name, catalog: CatalogDep, models: ModelsDep) -> ModelInfo:
-    """One model's definition and champion (its versions: /models/{name}/versions)."""
-    return await _info(catalog, models, await catalog.get(name))
+async def get_model(name: Name, catalog: CatalogDep, models: ModelsDep) -> ModelDetail:
+    """One model's definition, champion and versions (newest first)."""
+    model = await catalog.get(name)
+    info, listed = await asyncio.gather(_info(catalog, models, model), models.versions(model))
+    return ModelDetail(**info.model_dump(), versions=listed.versions)
 
 
 @router.patch(

@@ -97,7 +97,7 @@ def show(ctx: click.Context, name: str) -> None:
     """A model's definition, champion and versions."""
     api: Api = ctx.obj["api"]
     model = api.call("GET", f"/models/{name}")
-    listed = api.call("GET", f"/models/{name}/versions")["versions"]
+    listed = model["versions"]
     spec, gate = model["spec"], model["spec"]["gate"]
     bound = "" if gate["threshold"] is None else f", threshold {gate['threshold']:g}"
     lines = [
@@ -110,7 +110,7 @@ def show(ctx: click.Context, name: str) -> None:
     ]
     if not listed:
         lines.append(f"no version yet: mlops train {name} --wait")
-    emit(ctx, {**model, "versions": listed}, "\n".join(lines))
+    emit(ctx, model, "\n".join(lines))
 
 
 @models.command()

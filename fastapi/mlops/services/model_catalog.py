@@ -119,6 +119,8 @@ class ModelCatalog:
         return await self._definitions.all()
 
     async def create(self, request: ModelCreate) -> ModelDefinition:
+        """A new model; MLOPS_MAX_MODELS counts the default model, defined first."""
+        await self.ensure_default()
         gate = request.gate or _default_gate(self._settings, request.task)
         spec = self.checked(request.model_dump(exclude={"name"}) | {"gate": gate.model_dump()})
         await self._check_dataset(spec)
