@@ -10,7 +10,7 @@ UV_VERSION := 0.13.9
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: help up down test test-fast dashboard system-deps bench-inference bench-core bench-training screenshots docs lint format lock clean
+.PHONY: help up down test test-fast dashboard system-deps bench-inference bench-models bench-core bench-training screenshots docs lint format lock clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -91,6 +91,10 @@ screenshots: $(STAMP) system-deps $(DASHBOARD_ASSETS) ## Refresh images/ (the RE
 bench-inference: $(STAMP) ## Benchmark /inference against `mlflow models serve` (needs wrk)
 	@command -v wrk >/dev/null || { echo "wrk is needed: sudo apt-get install wrk (or brew install wrk)"; exit 1; }
 	$(BIN)/python bench/inference.py
+
+bench-models: $(STAMP) ## Benchmark 20 models in one Serve application against one `mlflow models serve` each (needs wrk, nginx)
+	@command -v wrk >/dev/null || { echo "wrk is needed: sudo apt-get install wrk (or brew install wrk)"; exit 1; }
+	$(BIN)/python bench/models.py
 
 bench-core: $(STAMP) ## Benchmark alert fan-out to 1,000 SSE clients (direct, through nginx, naive peer)
 	$(BIN)/python bench/core.py

@@ -68,12 +68,16 @@ def _ms(value: str) -> float:
     return float(number) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
 
 
-def run_wrk(url: str, body: str, connections: int, seconds: int, folder: Path) -> Result:
-    """POST `body` (a GET when it is empty) for `seconds` over `connections`."""
-    script = folder / "post.lua"
-    script.write_text(WRK_SCRIPT.format(body=body))
+def run_wrk(
+    url: str, body: str, connections: int, seconds: int, folder: Path, script: Path | None = None
+) -> Result:
+    """POST `body` (a GET when it is empty) for `seconds` over `connections`; or what a
+    Lua `script` of wrk's asks for."""
+    if script is None and body:
+        script = folder / "post.lua"
+        script.write_text(WRK_SCRIPT.format(body=body))
     threads = 1 if connections < 8 else 2
-    post = ["-s", str(script)] if body else []
+    post = ["-s", str(script)] if script else []
     out = subprocess.run(
         ["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--latency", *post, url],
         capture_output=True,

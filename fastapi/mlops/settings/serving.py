@@ -13,7 +13,7 @@ class ServingSettings(RuntimeSettings):
         2.0, gt=0, description="How often replicas check which version is the champion."
     )
     models_per_replica: int = Field(
-        8,
+        32,
         ge=1,
         le=256,
         description="Models (a champion, or a pinned version) each Serve replica holds at "
