@@ -34,6 +34,20 @@ def _csv(settings: PlatformSettings, name: str, loader, *, labels: bool) -> str:
     return str(path)
 
 
+# A row of wine's 13 features.
+WINE_ROW = [13.0, 2.0, 2.4, 19.0, 100.0, 2.5, 2.5, 0.3, 1.6, 5.0, 1.0, 3.0, 800.0]
+
+
+def _wine_model(api: httpx.Client, settings: PlatformSettings, prefix: str, **fields) -> str:
+    """A new model of wine's labelled rows (more fields: its definition's); its name."""
+    name = _name(prefix)
+    uri = _csv(settings, name, load_wine, labels=True)
+    body = {"name": name, "dataset_uri": uri, "target_column": "target", **fields}
+    created = api.post("/models", json=body)
+    assert created.status_code == 201, created.text
+    return name
+
+
 def _train(api: httpx.Client, model: str, **hyperparameters) -> dict:
     body = {"model": model, "hyperparameters": hyperparameters}
     accepted = api.post("/trigger_training", json=body)
@@ -94,15 +108,8 @@ def test_defining_a_model_checks_every_field(api: httpx.Client, settings: Platfo
 def test_another_dataset_trains_a_model_only_with_its_columns(
     api: httpx.Client, settings: PlatformSettings
 ) -> None:
-    name = _name("cols")
-    uri = _csv(settings, name, load_wine, labels=True)
-    assert (
-        api.post(
-            "/models", json={"name": name, "dataset_uri": uri, "target_column": "target"}
-        ).status_code
-        == 201
-    )
-    frame = pd.read_csv(uri)
+    name = _wine_model(api, settings, "cols")
+    frame = pd.read_csv(settings.data_dir / f"{name}.csv")
     variants = {
         "same": frame.sample(frac=1.0, random_state=0),  # other rows, the same columns
         "fewer": frame.drop(columns=["alcohol"]),
@@ -142,12 +149,9 @@ def test_another_dataset_trains_a_model_only_with_its_columns(
 def test_two_models_side_by_side_and_the_original_payloads_still_reach_iris(
     api: httpx.Client, settings: PlatformSettings, champion_served: None
 ) -> None:
-    wine = _name("wine")
-    uri = _csv(settings, wine, load_wine, labels=True)
-    definition = {"name": wine, "dataset_uri": uri, "target_column": "target"}
-    assert api.post("/models", json={**definition, "estimator": "extra_trees"}).status_code == 201
+    wine = _wine_model(api, settings, "wine", estimator="extra_trees")
     iris_before = api.get("/models/iris").json()["champion"]
-    row = [13.0, 2.0, 2.4, 19.0, 100.0, 2.5, 2.5, 0.3, 1.6, 5.0, 1.0, 3.0, 800.0]
+    row = WINE_ROW
     untrained = api.post("/inference", json={"model": wine, "input_data": row}, timeout=40)
 
     job = _train(api, wine, n_estimators=20)
@@ -217,10 +221,7 @@ def test_a_regression_is_trained_gated_on_rmse_and_served_as_a_number(
 def test_a_dataset_of_the_other_task_fails_saying_which_it_looks_like(
     api: httpx.Client, settings: PlatformSettings
 ) -> None:
-    name = _name("wine-as-numbers")
-    uri = _csv(settings, name, load_wine, labels=True)
-    body = {"name": name, "dataset_uri": uri, "target_column": "target", "task": "regression"}
-    assert api.post("/models", json={**body, "estimator": "ridge"}).status_code == 201
+    name = _wine_model(api, settings, "wine-as-numbers", task="regression", estimator="ridge")
 
     job = _train(api, name)
 
@@ -265,16 +266,12 @@ def test_each_estimator_family_trains_registers_and_answers(
 def test_moving_one_models_champion_under_load_fails_no_request_to_either(
     api: httpx.Client, settings: PlatformSettings, champion_served: None
 ) -> None:
-    name = _name("moved")
-    uri = _csv(settings, name, load_wine, labels=True)
-    definition = {"name": name, "dataset_uri": uri, "target_column": "target"}
-    assert api.post("/models", json={**definition, "estimator": "extra_trees"}).status_code == 201
+    name = _wine_model(api, settings, "moved", estimator="extra_trees")
     _train(api, name, n_estimators=5)
     _train(api, name, n_estimators=7)
     champion = api.get(f"/models/{name}").json()["champion"]["version"]
     other = "1" if champion == "2" else "2"
-    wine_row = {"model": name, "input_data": [13.0, 2.0, 2.4, 19.0, 100.0, 2.5, 2.5, 0.3,
-                                              1.6, 5.0, 1.0, 3.0, 800.0]}  # fmt: skip
+    wine_row = {"model": name, "input_data": WINE_ROW}
     iris_row = {"input_data": [5.1, 3.5, 1.4, 0.2]}
     _answer(api, wine_row)
     statuses: dict[str, list[int]] = {"iris": [], name: []}

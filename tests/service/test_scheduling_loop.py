@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 
 import httpx
+import pytest
 from aiohttp import web
 from helpers import free_port, run_async
 from redis.asyncio import Redis
@@ -179,10 +181,19 @@ def test_a_run_is_carried_out_by_one_of_three_replicas(valkey_url: str) -> None:
     assert len(alerts) == 1  # the other two lost the claim
 
 
-def test_a_bad_schedule_is_moved_aside_and_the_good_one_still_runs(valkey_url: str) -> None:
+BAD_CRON = json.dumps(
+    {"schedule_id": "watch-bad", "kind": "watch", "cron": "0 0 30 2 *", "timezone": "UTC",
+     "created_at": "2026-12-04T00:00:00+00:00", "params": {}}
+)  # fmt: skip
+
+
+@pytest.mark.parametrize("bad", ['{"minutes": 0}', BAD_CRON], ids=["zero-minutes", "never-fires"])
+def test_a_bad_schedule_is_moved_aside_and_the_good_one_still_runs(
+    valkey_url: str, bad: str
+) -> None:
     async def scenario() -> tuple[list[Alert], list[str]]:
         async with _replicas(valkey_url, 1) as (redis, replicas):
-            await redis.hset(SCHEDULES, "watch-bad", '{"minutes": 0}')
+            await redis.hset(SCHEDULES, "watch-bad", bad)
             await _watch(redis, created_ago=timedelta(minutes=1.5), last_run=None)
             alerts = await _run_loops(replicas, redis)
             moved = [q.record_id for q in await Quarantine(redis).entries(10)]

@@ -23,7 +23,7 @@ from pydantic import ValidationError
 from redis.exceptions import RedisError
 
 from mlops.background import Background
-from mlops.cadence import Cadence, Cron, Every, cron_trigger
+from mlops.cadence import Cadence, Cron, Every
 from mlops.clients.mlflow_registry import MlflowRegistry, MlflowUnavailable
 from mlops.clients.quarantine import Quarantine
 from mlops.clients.ray_jobs import RayJobsError
@@ -72,11 +72,6 @@ def checked(record: ScheduleRecord) -> ScheduleRecord:
     threshold = params.get("threshold")
     if threshold is not None and not isinstance(threshold, int | float):
         raise MalformedSchedule(f"unusable parameters: threshold {threshold!r} is not a number")
-    if record.cron is not None:
-        try:
-            cron_trigger(record.cron, record.timezone or "UTC")
-        except ValueError as exc:
-            raise MalformedSchedule(f"unusable cron: {exc}") from None
     return record
 
 
@@ -107,14 +102,24 @@ class Schedules:
         self._instruments = instruments
         self._changed = asyncio.Event()
         self._done: dict[str, int] = {}  # schedule id -> last run number this process settled
+        # schedule id -> (its record, its cadence): a cron expression parsed once.
+        self._cadences: dict[str, tuple[ScheduleRecord, Cadence]] = {}
         # Another replica's new schedule is seen within this long: well before its first run.
         self._sync_seconds = min(5.0, settings.schedule_minute_seconds / 2)
 
     def _cadence(self, record: ScheduleRecord) -> Cadence:
+        """When the record's runs fall due; ValueError for a cron that cannot run."""
+        known = self._cadences.get(record.schedule_id)
+        if known is not None and known[0] == record:
+            return known[1]
+        cadence: Cadence
         if record.cron is not None:
-            return Cron(record.cron, record.timezone or "UTC", record.created_at)
-        minute = self._settings.schedule_minute_seconds
-        return Every(record.created_at, (record.minutes or 0) * minute)
+            cadence = Cron(record.cron, record.timezone or "UTC", record.created_at)
+        else:
+            minute = self._settings.schedule_minute_seconds
+            cadence = Every(record.created_at, (record.minutes or 0) * minute)
+        self._cadences[record.schedule_id] = (record, cadence)
+        return cadence
 
     async def add(
         self,
@@ -231,9 +236,14 @@ class Schedules:
         usable: builtins.list[ScheduleRecord] = []
         for record in records:
             try:
-                usable.append(checked(record))
+                self._cadence(checked(record))
+                usable.append(record)
             except MalformedSchedule as exc:
                 malformed[record.schedule_id] = str(exc)
+            except ValueError as exc:  # InvalidCron, InvalidTimezone
+                malformed[record.schedule_id] = f"unusable cron: {exc}"
+        live = {record.schedule_id for record in usable}
+        self._cadences = {k: v for k, v in self._cadences.items() if k in live}
         if quarantine:
             for schedule_id, reason in malformed.items():
                 await self._quarantine.schedule(schedule_id, reason)

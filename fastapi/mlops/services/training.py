@@ -118,16 +118,12 @@ class Training:
         elif set(given) == set(own):
             problem = f"has {model.name}'s features in another order ({', '.join(given)})"
         else:
-            extra = sorted(set(given) - set(own))
-            missing = sorted(set(features) - set(given))
-            problem = "has other features: " + "; ".join(
-                part
-                for part in (
-                    extra and f"not in {model.name}: {', '.join(extra)}",
-                    missing and f"missing: {', '.join(missing)}",
-                )
-                if part
-            )
+            parts = []
+            if extra := sorted(set(given) - set(own)):
+                parts.append(f"not in {model.name}: {', '.join(extra)}")
+            if missing := sorted(set(features) - set(given)):
+                parts.append(f"missing: {', '.join(missing)}")
+            problem = "has other features: " + "; ".join(parts)
         raise InvalidField(
             ("dataset_uri",),
             f"{uri} {problem}. {model.name} is trained on {', '.join(features)} to predict "
