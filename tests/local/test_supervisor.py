@@ -84,3 +84,14 @@ def test_a_throwaway_platforms_ports_are_all_distinct(tmp_path) -> None:
         assert len(set(ports)) == len(ports) == 11
     taken = set(free_ports(50))
     assert not taken & set(free_ports(50, besides=taken))
+
+
+def test_picked_ports_are_none_the_kernel_or_ray_hands_out() -> None:
+    # Serve's HAProxy binds its ports at the first deployment, minutes after they are
+    # picked; one picked by binding port 0 was by then a client's ephemeral port.
+    from mlops.local.platform import free_ports
+
+    low, _high = map(int, Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split())
+    ports = free_ports(200)
+    assert all(19999 < port < low for port in ports)
+    assert len(set(ports)) == 200

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import random
 import secrets
 import socket
 from collections.abc import Collection
@@ -27,17 +28,42 @@ from mlops.settings.platform import PlatformSettings
 log = logging.getLogger("mlops.local")
 
 
+# Binding port 0 or connecting out takes a port from the kernel's ephemeral range, and
+# Ray's workers take 10002-19999: a port picked between the two stays free until the part
+# it is meant for binds it, minutes later for Serve's HAProxy (at the first deployment).
+# Picked by binding port 0, one was once taken by then and serving never started.
+_RAY_WORKER_PORTS_END = 20000
+_EPHEMERAL_RANGE = Path("/proc/sys/net/ipv4/ip_local_port_range")
+
+
+def _pickable_ports() -> range:
+    """Ports above Ray's worker ports and below the ephemeral range (Linux's is read;
+    elsewhere 49152 and up, as on macOS and by IANA)."""
+    ephemeral_start = 49152
+    with contextlib.suppress(OSError, ValueError):
+        ephemeral_start = int(_EPHEMERAL_RANGE.read_text().split()[0])
+    return range(_RAY_WORKER_PORTS_END, max(ephemeral_start, _RAY_WORKER_PORTS_END + 1000))
+
+
 def free_ports(count: int, *, besides: Collection[int] = ()) -> list[int]:
-    """`count` distinct TCP ports on loopback that nothing listens on now and that are
-    not in `besides`: all are held while they are picked, so none is handed out twice
-    (picked one at a time, two could be the same port)."""
+    """`count` distinct TCP ports on loopback that nothing listens on now, none in
+    `besides`, none the kernel hands out by itself (_pickable_ports). All are held while
+    they are picked, so none is handed out twice."""
+    candidates = [port for port in _pickable_ports() if port not in besides]
+    random.shuffle(candidates)
     found: list[int] = []
     with contextlib.ExitStack() as held:
-        while len(found) < count:
+        for port in candidates:
+            if len(found) == count:
+                break
             sock = held.enter_context(socket.socket())
-            sock.bind(("127.0.0.1", 0))
-            if (port := int(sock.getsockname()[1])) not in besides:
-                found.append(port)
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            found.append(port)
+    if len(found) < count:
+        raise OSError(f"fewer than {count} free ports in {_pickable_ports()}")
     return found
 
 
