@@ -35,6 +35,7 @@ import httpx
 
 from mlops.cli.http import Api
 from mlops.clients.serve_admin import ServeAdmin
+from mlops.contracts.serve import MULTIPLEX_HEADER
 from mlops.contracts.version_card import COMPILED_DIR, COMPILED_FILE, TAG_CLASSES, VersionCard
 from mlops.local.platform import (
     LocalPlatform,
@@ -52,6 +53,7 @@ WRK_SCRIPT = """
 wrk.method = "POST"
 wrk.body = [==[{body}]==]
 wrk.headers["Content-Type"] = "application/json"
+wrk.headers["{multiplex}"] = "{served}"
 """
 
 
@@ -69,13 +71,20 @@ def _ms(value: str) -> float:
 
 
 def run_wrk(
-    url: str, body: str, connections: int, seconds: int, folder: Path, script: Path | None = None
+    url: str,
+    body: str,
+    connections: int,
+    seconds: int,
+    folder: Path,
+    script: Path | None = None,
+    served: str = "",
 ) -> Result:
     """POST `body` (a GET when it is empty) for `seconds` over `connections`; or what a
     Lua `script` of wrk's asks for."""
     if script is None and body:
         script = folder / "post.lua"
-        script.write_text(WRK_SCRIPT.format(body=body))
+        # Serve's routing header, for the "serve" target (the others ignore it).
+        script.write_text(WRK_SCRIPT.format(body=body, multiplex=MULTIPLEX_HEADER, served=served))
     threads = 1 if connections < 8 else 2
     post = ["-s", str(script)] if script else []
     out = subprocess.run(
@@ -211,18 +220,21 @@ def main() -> None:
             peer_port, floor_port = free_port(), free_port()
             helpers.append(start_peer(settings, version, peer_port, Path(folder) / "peer.log"))
             helpers.append(start_floor(settings, version, floor_port, Path(folder)))
+            # Straight to Serve: the default model's champion, in Serve's contract.
+            served = settings.model_name
+            serve_body = json.dumps({"groups": [{"model": served, "rows": [ROW]}]})
             targets = {
                 "ours": (f"{api}/inference", ours_body),
-                "serve": (endpoint(settings), json.dumps({"rows": [ROW], "version": None})),
+                "serve": (endpoint(settings), serve_body),
                 "health": (f"{api}/health", ""),
                 "peer": (f"http://127.0.0.1:{peer_port}/invocations", peer_body),
                 "floor": (f"http://127.0.0.1:{floor_port}/", ours_body),
             }
             for name, (url, body) in targets.items():
-                run_wrk(url, body, 8, 3, Path(folder))  # warm up
+                run_wrk(url, body, 8, 3, Path(folder), served=served)  # warm up
                 for connections in args.concurrency:
                     results[name, connections] = run_wrk(
-                        url, body, connections, args.seconds, Path(folder)
+                        url, body, connections, args.seconds, Path(folder), served=served
                     )
         finally:
             for helper in helpers:

@@ -22,12 +22,14 @@ IRIS_3 = ServedModel("iris", "3")
 
 
 class Replica:
-    """Answers each call with one probability row per input row; records the calls."""
+    """Answers each group with one probability row per input row, or with the refusal
+    set for its model; records the calls."""
 
     def __init__(self, *, hold: asyncio.Event | None = None) -> None:
         self.calls: list[dict[str, Any]] = []
         self.hold = hold
-        self.answer: tuple[int, dict[str, Any]] | None = None
+        self.answer: tuple[int, dict[str, Any]] | None = None  # for the whole call
+        self.refusals: dict[str, dict[str, Any]] = {}  # model id → its group's refusal
 
     async def handle(self, request: web.Request) -> web.Response:
         body = await request.json()
@@ -37,17 +39,22 @@ class Replica:
         if self.answer is not None:
             status, reply = self.answer
             return web.json_response(reply, status=status)
-        rows = body["rows"]
-        served = ServedModel.parse(request.headers[MULTIPLEX_HEADER])
-        return web.json_response(
-            {
-                "version": served.version or "1",
-                "predictor": "onnx",
-                "task": "classification",
-                "classes": ["a", "b"],
-                "outputs": [[row[0], 1 - row[0]] for row in rows],
-            }
-        )
+        return web.json_response({"groups": [self._answer(group) for group in body["groups"]]})
+
+    def _answer(self, group: dict[str, Any]) -> dict[str, Any]:
+        if refusal := self.refusals.get(group["model"]):
+            return refusal
+        return {
+            "version": ServedModel.parse(group["model"]).version or "1",
+            "predictor": "onnx",
+            "task": "classification",
+            "classes": ["a", "b"],
+            "outputs": [[row[0], 1 - row[0]] for row in group["rows"]],
+        }
+
+
+def _rows(call: dict[str, Any]) -> int:
+    return sum(len(group["rows"]) for group in call["groups"])
 
 
 async def _with_replica(
@@ -74,7 +81,7 @@ def test_requests_that_arrive_during_a_call_go_together_in_the_next() -> None:
     hold = asyncio.Event()
     replica = Replica(hold=hold)
 
-    async def scenario(batcher: ServeBatcher) -> list[dict[str, Any]]:
+    async def scenario(batcher: ServeBatcher) -> list[Any]:
         first = asyncio.ensure_future(batcher.predict([0.1], IRIS))
         while not replica.calls:  # the first call is in flight, held by the replica
             await asyncio.sleep(0.005)
@@ -85,28 +92,87 @@ def test_requests_that_arrive_during_a_call_go_together_in_the_next() -> None:
 
     replies = run_async(_with_replica(replica, scenario))
 
-    assert [len(call["rows"]) for call in replica.calls] == [1, 4]
+    assert [_rows(call) for call in replica.calls] == [1, 4]
     assert [reply["outputs"][0] for reply in replies] == [0.1, 0.2, 0.3, 0.4, 0.5]
 
 
-def test_each_served_model_and_width_is_its_own_batch_with_the_multiplexing_header() -> None:
+def test_rows_of_several_models_share_a_call_a_group_per_model_and_width() -> None:
+    # One Serve call per model made 20 models' batches a row or two each.
+    hold = asyncio.Event()
+    replica = Replica(hold=hold)
+
+    async def scenario(batcher: ServeBatcher) -> list[Any]:
+        first = asyncio.ensure_future(batcher.predict([0.9], IRIS))
+        while not replica.calls:
+            await asyncio.sleep(0.005)
+        rest = [
+            asyncio.ensure_future(batcher.predict(row, served))
+            for row, served in (
+                ([0.1, 0.2], IRIS_3),
+                ([0.2], IRIS_3),
+                ([0.3], IRIS),
+                ([0.4], IRIS_3),
+            )
+        ]
+        await asyncio.sleep(0.05)
+        hold.set()
+        return await asyncio.gather(first, *rest)
+
+    replies = run_async(_with_replica(replica, scenario))
+
+    assert len(replica.calls) == 2
+    second = replica.calls[1]
+    groups = [(g["model"], g["rows"]) for g in second["groups"]]
+    assert groups == [("iris/3", [[0.2], [0.4]]), ("iris/3", [[0.1, 0.2]]), ("iris", [[0.3]])]
+    assert second["header"] == "iris/3"  # the largest group's model routes the call
+    assert [(r["version"], r["outputs"][0]) for r in replies] == [
+        ("1", 0.9), ("3", 0.1), ("3", 0.2), ("1", 0.3), ("3", 0.4),
+    ]  # fmt: skip
+
+
+def test_a_groups_refusal_is_its_own() -> None:
     replica = Replica()
+    code = ServeErrorCode.NO_MODEL
+    replica.refusals["wine"] = {"error": code, "detail": "no champion version of wine yet"}
+
+    async def scenario(batcher: ServeBatcher) -> list[Any]:
+        return await asyncio.gather(
+            batcher.predict([0.1], ServedModel("wine")),
+            batcher.predict([0.2], IRIS),
+            return_exceptions=True,
+        )
+
+    wine, iris = run_async(_with_replica(replica, scenario))
+
+    assert isinstance(wine, ServeVerdict)
+    assert (wine.status, wine.detail) == (503, "no champion version of wine yet")
+    assert iris["outputs"] == [0.2, 0.8]
+
+
+def test_a_caller_that_gave_up_is_not_sent() -> None:
+    hold = asyncio.Event()
+    replica = Replica(hold=hold)
 
     async def scenario(batcher: ServeBatcher) -> None:
-        await asyncio.gather(
-            batcher.predict([0.1, 0.2], IRIS_3),
-            batcher.predict([0.1], IRIS_3),
-            batcher.predict([0.1], IRIS),
-        )
+        first = asyncio.ensure_future(batcher.predict([0.9], IRIS))
+        while not replica.calls:
+            await asyncio.sleep(0.005)
+        gave_up = asyncio.ensure_future(batcher.predict([0.1], IRIS))
+        kept = asyncio.ensure_future(batcher.predict([0.2], IRIS))
+        await asyncio.sleep(0.01)
+        gave_up.cancel()
+        hold.set()
+        await asyncio.gather(first, kept)
 
     run_async(_with_replica(replica, scenario))
 
-    calls = sorted((str(c["header"]), len(c["rows"][0])) for c in replica.calls)
-    assert calls == [("iris", 1), ("iris/3", 1), ("iris/3", 2)]
+    assert [g["rows"] for g in replica.calls[1]["groups"]] == [[[0.2]]]
 
 
 @pytest.mark.parametrize("code", list(ServeErrorCode))
-def test_a_replicas_verdict_reaches_the_caller_with_its_status(code: ServeErrorCode) -> None:
+def test_a_verdict_on_the_whole_call_reaches_the_caller_with_its_status(
+    code: ServeErrorCode,
+) -> None:
     replica = Replica()
     replica.answer = (code.status, {"error": code, "detail": f"because {code}"})
 

@@ -19,8 +19,9 @@ import pytest
 from helpers import PredictionLoad, api_client, ray_headers, wait_for, wait_for_job
 
 from mlops.contracts.model_definition import Task
+from mlops.contracts.serve import MULTIPLEX_HEADER
 from mlops.ml import data, model
-from mlops.services.serve_deployment import APP_NAME
+from mlops.services.serve_deployment import APP_NAME, endpoint
 from mlops.settings.platform import PlatformSettings
 
 pytestmark = pytest.mark.slow
@@ -122,6 +123,44 @@ def test_unknown_version_is_404_naming_it(api: httpx.Client, served: dict) -> No
 
     assert response.status_code == 404
     assert "9999" in response.json()["detail"]
+
+
+def test_a_replica_answers_each_group_of_a_call_on_its_own(
+    settings: PlatformSettings, served: dict
+) -> None:
+    # The API sends rows of several models in one call (contracts.serve): a group that
+    # cannot be answered never fails the others.
+    name, version = settings.model_name, served["model_version"]
+    groups = [
+        {"model": name, "rows": [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3]]},
+        {"model": f"{name}/{version}", "rows": [[5.1, 3.5, 1.4]]},
+        {"model": f"{name}/9999", "rows": [[5.1, 3.5, 1.4, 0.2]]},
+        {"model": "", "rows": [[5.1, 3.5, 1.4, 0.2]]},
+        {"model": f"{name}/{version}", "rows": [[6.7, 3.0, 5.2, 2.3]]},
+    ]
+
+    reply = httpx.post(
+        endpoint(settings), json={"groups": groups}, headers={MULTIPLEX_HEADER: name}, timeout=60
+    )
+
+    assert reply.status_code == 200, reply.text
+    good, short, unknown, unnamed, pinned = reply.json()["groups"]
+    assert good["version"] == version and len(good["outputs"]) == 2
+    assert good["classes"][max(range(3), key=good["outputs"][1].__getitem__)] == "Virginica"
+    assert (short["error"], unknown["error"], unnamed["error"]) == (
+        "bad_input", "unknown_version", "bad_input"
+    )  # fmt: skip
+    assert "expects 4 features" in short["detail"] and "9999" in unknown["detail"]
+    assert pinned["outputs"] == good["outputs"][1:]
+
+
+def test_a_call_that_is_not_of_the_contract_is_422(
+    settings: PlatformSettings, served: dict
+) -> None:
+    reply = httpx.post(endpoint(settings), json={"rows": [[5.1, 3.5, 1.4, 0.2]]}, timeout=60)
+
+    assert reply.status_code == 422
+    assert reply.json()["error"] == "bad_input" and "groups" in reply.json()["detail"]
 
 
 @pytest.mark.parametrize(

@@ -1,19 +1,25 @@
-"""What the API and the Serve replicas say to each other about a prediction.
+"""What the API and the Serve replicas say to each other about predictions.
 
-Request: POST {"rows": [[5.1, 3.5, 1.4, 0.2]]}, with the model in Serve's multiplexing
-         header (MULTIPLEX_HEADER): `ServedModel.model_id`, a registered model (its
-         champion) or `registered_model/version`
-Reply:   {"version": "3", "predictor": "onnx", "task": "classification" | "regression",
-          "classes": [...], "outputs": [[...]]}
-         One output row per request row: a classifier's class probabilities (in the order
-         of "classes"), a regressor's prediction (one value; "classes" is empty).
-Errors:  {"error": <ServeErrorCode>, "detail": "..."} with the code's HTTP status.
+Request: POST {"groups": [{"model": "iris", "rows": [[5.1, 3.5, 1.4, 0.2]]},
+                          {"model": "wine/3", "rows": [[...], [...]]}]}
+         Each group is one served model (`ServedModel.model_id`: a registered model,
+         meaning its champion, or `registered_model/version`) and its rows. Serve's
+         multiplexing header (MULTIPLEX_HEADER) names the first group's model: Serve
+         routes the call to a replica that holds it, which loads the others if it must.
+Reply:   200 {"groups": [<answer or error>, ...]}, one per request group, in order:
+         answer {"version": "3", "predictor": "onnx", "task": "classification" |
+                 "regression", "classes": [...], "outputs": [[...]]}, one output row
+                 per request row: a classifier's class probabilities (in the order of
+                 "classes"), a regressor's prediction (one value; "classes" is empty);
+         error  {"error": <ServeErrorCode>, "detail": "..."}: that group's alone.
+         A call that is not of this form: the error alone, with the code's HTTP status.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any, TypedDict
 
 # The largest feature value a replica takes: its models compute in float32 (ONNX).
 FLOAT32_MAX = 3.4028234663852886e38
@@ -63,3 +69,27 @@ _STATUS = {
     ServeErrorCode.BAD_INPUT: 422,
     ServeErrorCode.LOAD_FAILED: 503,
 }
+
+
+class ServeGroup(TypedDict):
+    """One served model's rows in a call."""
+
+    model: str  # ServedModel.model_id
+    rows: list[list[float]]
+
+
+class ServeAnswer(TypedDict):
+    """A group's predictions."""
+
+    version: str
+    predictor: str
+    task: str
+    classes: list[str]
+    outputs: list[Any]  # a list of probabilities, or one value, per row
+
+
+class ServeRefusal(TypedDict):
+    """Why a group (or a whole call) has no predictions."""
+
+    error: ServeErrorCode
+    detail: str

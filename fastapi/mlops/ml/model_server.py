@@ -1,9 +1,9 @@
 """The Ray Serve application that answers predictions for every model.
 
-Deployed by name (`mlops.ml.model_server:app`) through Serve's REST API. Requests name
-what they want in Serve's multiplexing header: a registered model (its champion) or
-`registered_model/version` (a pinned version), so Serve routes each to a replica that
-has it loaded. Each replica:
+Deployed by name (`mlops.ml.model_server:app`) through Serve's REST API. A call carries
+rows of one or several models, each a registered model (its champion) or
+`registered_model/version` (a pinned version); Serve's multiplexing header names the
+first, so Serve routes the call to a replica that has it loaded. Each replica:
 - loads what it is asked on demand, at most MLOPS_MODELS_PER_REPLICA at once (least
   recently used evicted);
 - follows the champion alias of each model it holds and swaps in a new version once it
@@ -11,8 +11,8 @@ has it loaded. Each replica:
   model or any other;
 - batches concurrent requests (@serve.batch) into one predict call per version.
 
-What it is asked and answers is `mlops.contracts.serve`; a version the platform did not
-seal is never loaded (`foreign_version`).
+What it is asked and answers is `mlops.contracts.serve`; each model's rows are answered
+on their own. A version the platform did not seal is never loaded (`foreign_version`).
 """
 
 from __future__ import annotations
@@ -28,7 +28,14 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from mlops.contracts.model_definition import Task
-from mlops.contracts.serve import FLOAT32_MAX, ServedModel, ServeErrorCode
+from mlops.contracts.serve import (
+    FLOAT32_MAX,
+    ServeAnswer,
+    ServedModel,
+    ServeErrorCode,
+    ServeGroup,
+    ServeRefusal,
+)
 from mlops.ml import promotion, provenance
 from mlops.ml.predictors import OnnxPredictor, Predictor, SklearnPredictor
 from mlops.ml.provenance import ForeignVersion
@@ -105,8 +112,8 @@ class ChampionSlot:
         self.loaded = loaded
 
 
-def _error(code: ServeErrorCode, detail: str) -> JSONResponse:
-    return JSONResponse({"error": code, "detail": detail}, status_code=code.status)
+def _refusal(code: ServeErrorCode, detail: str) -> ServeRefusal:
+    return ServeRefusal(error=code, detail=detail)
 
 
 @dataclass(frozen=True)
@@ -189,60 +196,68 @@ class ModelServer:
         return slot
 
     async def __call__(self, request: Request) -> JSONResponse:
+        """A call of the API's: every group's answer, each group on its own (one group's
+        bad rows or missing model never fail another's)."""
         self._ensure_background()
         try:
-            body = await request.json()
-            rows = np.asarray(body["rows"], dtype=np.float64)
-            served = ServedModel.parse(serve.get_multiplexed_model_id())
+            groups = (await request.json())["groups"]
+            if not isinstance(groups, list):
+                raise TypeError("groups must be a list")
         except (ValueError, KeyError, TypeError) as exc:
-            return _error(
-                ServeErrorCode.BAD_INPUT,
-                f"expected {{'rows': [[...]]}} and a model in the multiplexing header: {exc}",
-            )
+            expected = "{'groups': [{'model': 'name[/version]', 'rows': [[...]]}]}"
+            refusal = _refusal(ServeErrorCode.BAD_INPUT, f"expected {expected}: {exc}")
+            return JSONResponse(refusal, status_code=ServeErrorCode.BAD_INPUT.status)
+        answers = await asyncio.gather(*(self._answer(group) for group in groups))
+        return JSONResponse({"groups": answers})
+
+    async def _answer(self, group: ServeGroup) -> ServeAnswer | ServeRefusal:
+        try:
+            served = ServedModel.parse(group["model"])
+            rows = np.asarray(group["rows"], dtype=np.float64)
+        except (ValueError, KeyError, TypeError) as exc:
+            return _refusal(ServeErrorCode.BAD_INPUT, f"a group is {{'model', 'rows'}}: {exc}")
         model = await self._model(served)
-        if isinstance(model, JSONResponse):
+        if not isinstance(model, LoadedModel):
             return model
         if not np.all(np.abs(rows) <= FLOAT32_MAX):  # NaN fails this too
-            return _error(
+            return _refusal(
                 ServeErrorCode.BAD_INPUT, f"features must be finite and within ±{FLOAT32_MAX:.4g}"
             )
         if rows.ndim != 2 or rows.shape[1] != len(model.features):
             got = rows.shape[-1] if rows.ndim else 0
-            return _error(
+            return _refusal(
                 ServeErrorCode.BAD_INPUT,
                 f"version {model.version} expects {len(model.features)} features "
                 f"({', '.join(model.features)}), got {got}",
             )
         outputs = await self._predict(_Item(model, rows))
         self._served.add(model.registered_model, model.version, rows)
-        return JSONResponse(
-            {
-                "version": model.version,
-                "predictor": model.predictor.kind,
-                "task": model.task.value,
-                "classes": model.classes,
-                "outputs": outputs.tolist(),
-            }
+        return ServeAnswer(
+            version=model.version,
+            predictor=model.predictor.kind,
+            task=model.task.value,
+            classes=model.classes,
+            outputs=outputs.tolist(),
         )
 
-    async def _model(self, served: ServedModel) -> LoadedModel | JSONResponse:
+    async def _model(self, served: ServedModel) -> LoadedModel | ServeRefusal:
         """What the request asked for, loaded; or the replica's verdict why not."""
         name, version = served.registered_model, served.version
         try:
             held = await self._held(served.model_id)
         except NoChampion:
-            return _error(
+            return _refusal(
                 ServeErrorCode.NO_MODEL,
                 f"no {self._settings.champion_alias} version of {name} yet: train one",
             )
         except UnregisteredVersion as exc:
-            return _error(ServeErrorCode.UNKNOWN_VERSION, str(exc))
+            return _refusal(ServeErrorCode.UNKNOWN_VERSION, str(exc))
         except ForeignVersion as exc:
-            return _error(ServeErrorCode.FOREIGN_VERSION, str(exc))
+            return _refusal(ServeErrorCode.FOREIGN_VERSION, str(exc))
         except Exception as exc:  # the version exists but cannot be loaded
             log.exception("could not load %s", served.model_id)
             what = f"version {version} of {name}" if version else f"the champion of {name}"
-            return _error(ServeErrorCode.LOAD_FAILED, f"{what} could not be loaded: {exc}")
+            return _refusal(ServeErrorCode.LOAD_FAILED, f"{what} could not be loaded: {exc}")
         return held.loaded if isinstance(held, ChampionSlot) else held
 
     # No wait for company: the API already coalesces concurrent requests into one call,

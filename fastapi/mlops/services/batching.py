@@ -2,9 +2,10 @@
 
 A trip through Ray Serve's HTTP proxy costs milliseconds of CPU whatever it carries,
 while predicting one more row with the compiled model costs microseconds. So requests
-for the same model (champion or version) that arrive while calls are in flight wait for the next
-free call and go together (up to `max_batch` rows). Nothing waits on a timer: with
-no load, a request goes out at once, and under load batches form by themselves.
+that arrive while calls are in flight wait for the next free call and go together (up
+to `max_batch` rows, of any models: a group per model in the call). Nothing waits on a
+timer: with no load, a request goes out at once, and under load batches form by
+themselves.
 
 The calls go through aiohttp, not httpx: a loopback round trip costs about 0.2 ms with
 it against 0.8 ms with httpx here, and this is the path every prediction takes.
@@ -15,13 +16,13 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections import defaultdict
+from collections import defaultdict, deque
 from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
 
-from mlops.contracts.serve import MULTIPLEX_HEADER, ServedModel, ServeErrorCode
+from mlops.contracts.serve import MULTIPLEX_HEADER, ServeAnswer, ServedModel, ServeErrorCode
 
 log = logging.getLogger(__name__)
 
@@ -48,8 +49,9 @@ class ServeVerdict(Exception):
 
 @dataclass
 class _Pending:
+    key: Key
     row: list[float]
-    future: asyncio.Future[dict[str, Any]] = field(
+    future: asyncio.Future[ServeAnswer] = field(
         default_factory=lambda: asyncio.get_running_loop().create_future()
     )
 
@@ -69,56 +71,63 @@ class ServeBatcher:
         self._max_batch = max_batch
         self._max_in_flight = max_in_flight
         self._call_timeout = aiohttp.ClientTimeout(total=call_timeout)
-        self._queues: dict[Key, list[_Pending]] = defaultdict(list)
-        self._in_flight: dict[Key, int] = defaultdict(int)
+        self._queue: deque[_Pending] = deque()
+        self._in_flight = 0
         self._tasks: set[asyncio.Task[None]] = set()
 
-    async def predict(self, row: list[float], served: ServedModel) -> dict[str, Any]:
-        """One row's reply: {version, predictor, task, classes, outputs: [...]}
-        (contracts.serve)."""
-        key = (served.model_id, len(row))
-        pending = _Pending(row)
-        self._queues[key].append(pending)
-        if self._in_flight[key] < self._max_in_flight:
-            self._in_flight[key] += 1
-            task = asyncio.create_task(self._drain(key))
+    async def predict(self, row: list[float], served: ServedModel) -> ServeAnswer:
+        """One row's answer (contracts.serve), its `outputs` that row's alone."""
+        pending = _Pending((served.model_id, len(row)), row)
+        self._queue.append(pending)
+        if self._in_flight < self._max_in_flight:
+            self._in_flight += 1
+            task = asyncio.create_task(self._drain())
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
         # A caller that gives up (its SLA) cancels its future; the batch skips it.
         return await pending.future
 
-    async def _drain(self, key: Key) -> None:
+    async def _drain(self) -> None:
         try:
-            while queue := self._queues[key]:
-                batch = queue[: self._max_batch]
-                del queue[: self._max_batch]
-                await self._send(key, batch)
+            while self._queue:
+                count = min(self._max_batch, len(self._queue))
+                batch = [self._queue.popleft() for _ in range(count)]
+                await self._send([p for p in batch if not p.future.done()])
         finally:
-            self._in_flight[key] -= 1
-            if not self._queues[key]:
-                self._queues.pop(key, None)
+            self._in_flight -= 1
 
-    async def _send(self, key: Key, batch: list[_Pending]) -> None:
-        outcome: dict[str, Any] | Exception
+    async def _send(self, batch: list[_Pending]) -> None:
+        """One call for the batch, a group per served model and width: the largest
+        first, as its model routes the call (contracts.serve)."""
+        by_key: dict[Key, list[_Pending]] = defaultdict(list)
+        for pending in batch:
+            by_key[pending.key].append(pending)
+        groups = sorted(by_key.values(), key=len, reverse=True)
+        if not groups:
+            return
+        body = {"groups": [{"model": g[0].key[0], "rows": [p.row for p in g]} for g in groups]}
+        outcomes: list[ServeAnswer | Exception]
         try:
             async with self._http.post(
                 self._url,
-                json={"rows": [p.row for p in batch]},
-                headers={MULTIPLEX_HEADER: key[0]},
+                json=body,
+                headers={MULTIPLEX_HEADER: groups[0][0].key[0]},
                 timeout=self._call_timeout,
             ) as response:
-                outcome = _outcome(response.status, await response.read())
+                outcomes = _outcomes(response.status, await response.read(), len(groups))
         except (aiohttp.ClientError, TimeoutError) as exc:
-            outcome = TransientServeError(
+            failure = TransientServeError(
                 f"Ray Serve is not reachable at {self._url} ({type(exc).__name__})"
             )
-        for index, pending in enumerate(batch):
-            if pending.future.done():
-                continue
-            if isinstance(outcome, Exception):
-                pending.future.set_exception(outcome)
-            else:
-                pending.future.set_result({**outcome, "outputs": outcome["outputs"][index]})
+            outcomes = [failure] * len(groups)
+        for group, outcome in zip(groups, outcomes, strict=True):
+            for index, pending in enumerate(group):
+                if pending.future.done():
+                    continue
+                if isinstance(outcome, Exception):
+                    pending.future.set_exception(outcome)
+                else:
+                    pending.future.set_result({**outcome, "outputs": outcome["outputs"][index]})
 
     async def aclose(self) -> None:
         for task in list(self._tasks):
@@ -126,21 +135,26 @@ class ServeBatcher:
         await asyncio.gather(*self._tasks, return_exceptions=True)
 
 
-def _outcome(status: int, content: bytes) -> dict[str, Any] | Exception:
+def _outcomes(status: int, content: bytes, groups: int) -> list[ServeAnswer | Exception]:
+    """Each group's answer or failure: a verdict of the replica's, or a transient
+    failure when the reply is not the replica's (a proxy's error page)."""
     try:
         body = json.loads(content)
     except ValueError:
         body = None
-    if status == 200 and isinstance(body, dict):
-        return body
-    if isinstance(body, dict) and (code := _error_code(body.get("error"))):
-        return ServeVerdict(code, body["detail"])
+    if status == 200 and isinstance(body, dict) and isinstance(body.get("groups"), list):
+        answers = body["groups"]
+        if len(answers) == groups and all(isinstance(a, dict) for a in answers):
+            return [_verdict(answer) or answer for answer in answers]
+    if isinstance(body, dict) and (verdict := _verdict(body)):
+        return [verdict] * groups
     text = content[:200].decode(errors="replace")
-    return TransientServeError(f"Serve answered {status}: {text}")
+    return [TransientServeError(f"Serve answered {status}: {text}")] * groups
 
 
-def _error_code(value: object) -> ServeErrorCode | None:
-    """The replica's error code, or None for anything else (a proxy's own error page)."""
+def _verdict(body: dict[str, Any]) -> ServeVerdict | None:
+    """The replica's refusal in `body`, or None when it is none (an answer)."""
+    value = body.get("error")
     if isinstance(value, str) and value in ServeErrorCode.__members__.values():
-        return ServeErrorCode(value)
+        return ServeVerdict(ServeErrorCode(value), str(body.get("detail", "")))
     return None

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any
 
 from mlops.contracts.model_definition import ModelDefinition, Task
-from mlops.contracts.serve import ServedModel, ServeErrorCode
+from mlops.contracts.serve import ServeAnswer, ServedModel, ServeErrorCode
 from mlops.retry import retried
 from mlops.schemas import InferenceResponse
 from mlops.services.batching import ServeBatcher, ServeVerdict, TransientServeError
@@ -89,10 +88,10 @@ class Inference:
 
     async def _predict(
         self, row: list[float], served: ServedModel, retries: int, sla_seconds: float
-    ) -> dict[str, Any]:
+    ) -> ServeAnswer:
         deadline = time.monotonic() + sla_seconds
 
-        async def attempt() -> dict[str, Any]:
+        async def attempt() -> ServeAnswer:
             async with asyncio.timeout(remaining()):
                 return await self._batcher.predict(row, served)
 
@@ -130,9 +129,9 @@ def _untrained(name: str) -> str:
     )
 
 
-def _reply(model: str, body: dict[str, Any]) -> InferenceResponse:
+def _reply(model: str, body: ServeAnswer) -> InferenceResponse:
     outputs = body["outputs"]
-    if body.get("task") == Task.REGRESSION:
+    if body["task"] == Task.REGRESSION:
         return InferenceResponse(
             prediction=outputs[0],
             model=model,

@@ -63,7 +63,10 @@ class ApiSettings(TrainingSettings, ServingSettings):
         64, ge=1, le=1024, description="Most rows the API sends to Serve in one call."
     )
     serve_calls_in_flight: int = Field(
-        16, ge=1, le=64, description="Concurrent Serve calls per model version from one API."
+        16,
+        ge=1,
+        le=64,
+        description="Concurrent Serve calls from one API (each carries rows of any models).",
     )
     auto_serve: bool = Field(
         True, description="Deploy the Serve application when a champion exists and it is down."
