@@ -17,6 +17,7 @@ Reply:   200 {"groups": [<answer or error>, ...]}, one per request group, in ord
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, TypedDict
@@ -25,6 +26,17 @@ from typing import Any, TypedDict
 FLOAT32_MAX = 3.4028234663852886e38
 # Serve routes a request to a replica that holds the model named here.
 MULTIPLEX_HEADER = "serve_multiplexed_model_id"
+# Class probabilities are answered to this many decimals: the compiled form computes in
+# float32 and knows no more.
+PROBABILITY_DECIMALS = 6
+
+
+def top_class(probabilities: Sequence[float]) -> int:
+    """The predicted class: the most probable at PROBABILITY_DECIMALS, the first of tied
+    ones as scikit-learn picks. So a forest's 0.5/0.5 tie, 0.49999994/0.50000006 in
+    float32, is the class scikit-learn predicts."""
+    rounded = [round(p, PROBABILITY_DECIMALS) for p in probabilities]
+    return rounded.index(max(rounded))
 
 
 @dataclass(frozen=True)

@@ -11,15 +11,17 @@ class, in the model's class order), a regressor's predictions (one column).
 
 from __future__ import annotations
 
+import functools
 import logging
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 import pandas as pd
 from sklearn.pipeline import Pipeline
 
 from mlops.contracts.model_definition import Task
+from mlops.contracts.serve import top_class
 
 log = logging.getLogger(__name__)
 
@@ -96,9 +98,28 @@ def compiled_form(
     return compiled, check.reason
 
 
+@functools.cache
+def _boosting_leaves_written_as_integers() -> None:
+    """skl2onnx 1.20 gives a HistGradientBoosting leaf's missing-value flag as False, in
+    a list of integers that protobuf refuses to hold a boolean: no boosting model could
+    be compiled, and each served with scikit-learn. Its node writer gets the flag as the
+    integer the ONNX operator defines (once per process; harmless once fixed upstream)."""
+    from skl2onnx.common import tree_ensemble
+
+    add_node = tree_ensemble.add_node
+
+    @functools.wraps(add_node)
+    def with_integer_flag(*args: Any, nodes_missing_value_tracks_true: Any = 0, **kw: Any):
+        flag = int(nodes_missing_value_tracks_true)
+        return add_node(*args, nodes_missing_value_tracks_true=flag, **kw)
+
+    tree_ensemble.add_node = with_integer_flag
+
+
 def compile_to_onnx(pipeline: Pipeline, x_reference: pd.DataFrame, task: Task) -> bytes:
     from skl2onnx import to_onnx
 
+    _boosting_leaves_written_as_integers()
     options = {}
     if task is Task.CLASSIFICATION:  # probabilities as a plain tensor
         options = {id(pipeline.steps[-1][1]): {"zipmap": False}}
@@ -121,16 +142,17 @@ def verify_compiled(
     model: bytes, pipeline: Pipeline, x_holdout: pd.DataFrame, task: Task
 ) -> Verification:
     """The compiled form is used only if it predicts like scikit-learn on every held-out
-    row: the same class (probabilities may differ slightly: the compiled scaler runs in
-    float32, so their largest difference is reported), or the same value within
-    REGRESSION_TOLERANCE."""
+    row: the same class as served (`top_class`; probabilities may differ slightly: the
+    compiled form runs in float32, so their largest difference is reported), or the same
+    value within REGRESSION_TOLERANCE."""
     compiled = OnnxPredictor(model, task).outputs(x_holdout.to_numpy())
     expected = SklearnPredictor(pipeline, [str(c) for c in x_holdout.columns], task).outputs(
         x_holdout.to_numpy()
     )
     diff = np.abs(compiled - expected)
-    if task is Task.CLASSIFICATION:
-        mismatches = int((compiled.argmax(axis=1) != expected.argmax(axis=1)).sum())
+    if task is Task.CLASSIFICATION:  # the class as served (a tie: the first tied class)
+        served = [top_class(row) for row in compiled.tolist()]
+        mismatches = sum(c != top_class(e) for c, e in zip(served, expected.tolist(), strict=True))
         if mismatches:
             return Verification(False, f"{mismatches} held-out rows predicted differently")
         return Verification(

@@ -6,7 +6,13 @@ import asyncio
 import time
 
 from mlops.contracts.model_definition import ModelDefinition, Task
-from mlops.contracts.serve import ServeAnswer, ServedModel, ServeErrorCode
+from mlops.contracts.serve import (
+    PROBABILITY_DECIMALS,
+    ServeAnswer,
+    ServedModel,
+    ServeErrorCode,
+    top_class,
+)
 from mlops.retry import retried
 from mlops.schemas import InferenceResponse
 from mlops.services.batching import ServeBatcher, ServeVerdict, TransientServeError
@@ -138,12 +144,14 @@ def _reply(model: str, body: ServeAnswer) -> InferenceResponse:
             model_version=body["version"],
             predictor=body["predictor"],
         )
-    best = max(range(len(outputs)), key=outputs.__getitem__)
+    best = top_class(outputs)
+    classes = body["classes"]
     return InferenceResponse(
         prediction=best,
-        label=body["classes"][best],
-        # The compiled model computes in float32: six decimals is what it knows.
-        probabilities={c: round(p, 6) for c, p in zip(body["classes"], outputs, strict=True)},
+        label=classes[best],
+        probabilities={
+            c: round(p, PROBABILITY_DECIMALS) for c, p in zip(classes, outputs, strict=True)
+        },
         model=model,
         model_version=body["version"],
         predictor=body["predictor"],
