@@ -24,7 +24,7 @@ from mlops.clients.mlflow_registry import MlflowRegistry
 from mlops.clients.quarantine import Quarantine
 from mlops.clients.ray_jobs import RayJobsClient
 from mlops.clients.redis import AlertStream, ChampionMoves, JobStore
-from mlops.clients.redis.keys import job_key
+from mlops.clients.redis.keys import JOB_INDEX, job_key
 from mlops.clients.redis.model_definitions import ModelDefinitions
 from mlops.contracts.jobs import JobStatus
 from mlops.ml.data import s3_config
@@ -112,7 +112,7 @@ async def _reconcilers(valkey_url: str, ray: Ray, count: int = 1) -> AsyncIterat
 async def _job(parts: Parts, job_id: str, *, age: timedelta) -> None:
     """A pending record created `age` ago."""
     await parts.jobs.create(
-        job_id, fields={"kind": "training", "source": "api", "hyperparameters": {}}
+        job_id, model="iris", fields={"kind": "training", "source": "api", "hyperparameters": {}}
     )
     created = (datetime.now(UTC) - age).isoformat()
     await parts.redis.hset(job_key(job_id), "created_at", json.dumps(created))
@@ -163,6 +163,24 @@ def test_a_job_ray_runs_is_marked_running_and_left_running(valkey_url: str) -> N
     (status, _), started = run_async(scenario())
 
     assert status == "running" and started
+
+
+def test_the_first_round_lists_jobs_of_earlier_releases_under_their_model(
+    valkey_url: str,
+) -> None:
+    async def scenario() -> list[str]:
+        async with _reconcilers(valkey_url, Ray()) as parts:
+            # Recorded before models had names: in the one index, with no model.
+            record = {"job_id": "train-old", "kind": "training", "status": "succeeded",
+                      "source": "api", "created_at": datetime.now(UTC).isoformat()}  # fmt: skip
+            await parts.redis.hset(
+                job_key("train-old"), mapping={k: json.dumps(v) for k, v in record.items()}
+            )
+            await parts.redis.zadd(JOB_INDEX, {"train-old": 1.0})
+            await parts.reconcilers[0].reconcile()
+            return list(await parts.jobs.recent(10, model="iris"))  # the default model
+
+    assert run_async(scenario()) == ["train-old"]
 
 
 @pytest.mark.parametrize("replicas", [1, 3])

@@ -95,8 +95,7 @@ async def list_jobs(
     if model is None:
         return JobList(jobs=await training.recent(limit))
     definition = await catalog.get(model)
-    default = definition.name == catalog.default_name
-    return JobList(jobs=await training.recent(limit, model=definition.name, default=default))
+    return JobList(jobs=await training.recent(limit, model=definition.name))
 
 
 @router.get(

@@ -61,6 +61,7 @@ class JobReconciler:
         self._history = history
         self._quarantine = quarantine
         self._catalog = catalog
+        self._indexed_by_model = False
 
     async def run(self, background: Background) -> None:
         while background.running:
@@ -73,7 +74,8 @@ class JobReconciler:
 
     async def reconcile(self) -> None:
         """Bring every unfinished job record in line with Ray, and alert on jobs that
-        died, whatever the record's age.
+        died, whatever the record's age. The first round also puts jobs recorded before
+        the per-model indexes in their model's.
 
         The training command records its own outcome; this catches what it cannot: a
         job that crashed before or outside our code (import error, killed worker, lost
@@ -82,6 +84,10 @@ class JobReconciler:
         others go on; any other error is the round's (an outage, or a bug the loop's
         restart logs), never a reason to move a valid record aside.
         """
+        if not self._indexed_by_model:
+            if indexed := await self._jobs.index_by_model(self._catalog.default_name):
+                log.info("%d jobs recorded before per-model indexes put in them", indexed)
+            self._indexed_by_model = True
         for job_id, raw in (await self._jobs.active()).items():
             try:
                 job = parse_job(raw)

@@ -271,7 +271,10 @@ class Training:
         entrypoint reserves no CPU: it waits, and what it starts reserves its own."""
         await self._registry.health()
         limit = self._settings.max_active_trainings
-        if not await self._jobs.create(job_id, fields=record, max_active=limit):
+        created = await self._jobs.create(
+            job_id, model=record["model"], fields=record, max_active=limit
+        )
+        if not created:
             raise TooManyTrainings(limit)
         try:
             await self._ray.submit(
@@ -295,7 +298,7 @@ class Training:
                 f"Ray: see /jobs/{job_id}"
             ) from None
         except Exception:
-            await self._jobs.delete(job_id)
+            await self._jobs.delete(job_id, record["model"])
             raise
 
     async def _ray_has(self, job_id: str) -> bool:
@@ -304,25 +307,16 @@ class Training:
         except RayJobsError:
             return False
 
-    async def recent(
-        self, limit: int, *, model: str | None = None, default: bool = False
-    ) -> list[JobInfo]:
-        """The newest records, newest first (with `model`, that model's among the newest
-        `job_history`; `default`: it is the default model, which owns jobs recorded before
-        models had names); one that does not parse is left out (the reconciler moves it to
-        the quarantine if it is still active)."""
-        scan = limit if model is None else self._settings.job_history
+    async def recent(self, limit: int, *, model: str | None = None) -> list[JobInfo]:
+        """The newest records, newest first (with `model`, that model's); one that does
+        not parse is left out (the reconciler moves it to the quarantine if it is still
+        active)."""
         jobs = []
-        for job_id, raw in (await self._jobs.recent(scan)).items():
+        for job_id, raw in (await self._jobs.recent(limit, model=model)).items():
             try:
-                job = parse_job(raw)
+                jobs.append(parse_job(raw))
             except MalformedJob as exc:
                 log.debug("job record %s left out of the list: %s", job_id, exc)
-                continue
-            if model is None or job.model == model or (default and job.model is None):
-                jobs.append(job)
-            if len(jobs) == limit:
-                break
         return jobs
 
     async def get(self, job_id: str) -> JobInfo:

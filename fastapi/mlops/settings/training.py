@@ -79,7 +79,11 @@ class TrainingSettings(RuntimeSettings):
         "its outcome and alert.",
     )
     alert_history: int = Field(10_000, ge=100, description="Alerts kept in the Redis stream.")
-    job_history: int = Field(1_000, ge=10, description="Training jobs kept in the job index.")
+    job_history: int = Field(
+        1_000,
+        ge=10,
+        description="Training jobs kept per model (the newest; older ones are forgotten).",
+    )
 
     @model_validator(mode="after")
     def _default_dataset(self) -> Self:

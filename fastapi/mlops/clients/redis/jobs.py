@@ -15,6 +15,7 @@ from mlops.clients.redis.keys import (
     JOB_INDEX,
     JOB_TOTALS,
     job_key,
+    model_jobs_key,
 )
 from mlops.clients.redis.scripts import ADMIT_JOB, FINISH_JOB, MARK_RUNNING, PROGRESS
 from mlops.contracts.jobs import JobOutcome, JobStatus, NewJob, SearchProgress
@@ -35,7 +36,9 @@ def _now() -> datetime:
 
 
 class JobStore:
-    """Training job records. Values are JSON so types survive the round trip."""
+    """Training job records. Values are JSON so types survive the round trip. Each is in
+    the index of all jobs and in its model's; a model keeps its newest `history` jobs,
+    however often other models train."""
 
     def __init__(self, redis: Redis, *, history: int) -> None:
         self._redis = redis
@@ -45,35 +48,65 @@ class JobStore:
         self._progress = redis.register_script(PROGRESS)
         self._mark_running = redis.register_script(MARK_RUNNING)
 
-    async def create(self, job_id: str, *, fields: NewJob, max_active: int = 0) -> bool:
-        """Record a new pending job with `fields` (what it was asked to do); False (and
-        nothing recorded) if `max_active` jobs are already pending or running. The check
-        and the write are one atomic step, so API replicas cannot overshoot the limit
-        together. 0 means no limit."""
+    async def create(self, job_id: str, *, model: str, fields: NewJob, max_active: int = 0) -> bool:
+        """Record a new pending job of `model` with `fields` (what it was asked to do);
+        False (and nothing recorded) if `max_active` jobs are already pending or running.
+        The check and the write are one atomic step, so API replicas cannot overshoot the
+        limit together. 0 means no limit."""
         created = _now()
         record = {
             **fields,
+            "model": model,
             "job_id": job_id,
             "status": JobStatus.PENDING,
             "created_at": created.isoformat(),
         }
         pairs = [part for k, v in record.items() for part in (k, json.dumps(v))]
         admitted = await self._admit(
-            keys=[JOB_ACTIVE, job_key(job_id), JOB_INDEX],
+            keys=[JOB_ACTIVE, job_key(job_id), JOB_INDEX, model_jobs_key(model)],
             args=[max_active, job_id, created.timestamp(), *pairs],
         )
         if admitted:
-            await self._trim()
+            await self._trim(model)
         return bool(admitted)
 
-    async def _trim(self) -> None:
-        stale = await self._redis.zrange(JOB_INDEX, 0, -self._history - 1)
+    async def _trim(self, model: str) -> None:
+        """Forget the model's jobs beyond its newest `history`."""
+        index = model_jobs_key(model)
+        stale = await self._redis.zrange(index, 0, -self._history - 1)
         if stale:
             async with self._redis.pipeline(transaction=True) as pipe:
+                pipe.zrem(index, *stale)
                 pipe.zrem(JOB_INDEX, *stale)
                 pipe.srem(JOB_ACTIVE, *stale)
                 pipe.delete(*(job_key(job_id) for job_id in stale))
                 await pipe.execute()
+
+    async def index_by_model(self, default_model: str) -> int:
+        """Put every job that is in no model's index yet into its model's: jobs recorded
+        before the per-model indexes, and those before models had names, which are the
+        default model's (their record says so from then on). Idempotent; the jobs it
+        indexed."""
+        scored = await self._redis.zrange(JOB_INDEX, 0, -1, withscores=True)
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for job_id, _ in scored:
+                pipe.hget(job_key(job_id), "model")
+            models = await pipe.execute()
+        owners = {job_id: (json.loads(m) if m else None, score)
+                  for (job_id, score), m in zip(scored, models, strict=True)}  # fmt: skip
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for job_id, (model, _) in owners.items():
+                pipe.zscore(model_jobs_key(model or default_model), job_id)
+            indexed = await pipe.execute()
+        missing = [(job_id, owner) for (job_id, owner), found
+                   in zip(owners.items(), indexed, strict=True) if found is None]  # fmt: skip
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for job_id, (model, score) in missing:
+                pipe.zadd(model_jobs_key(model or default_model), {job_id: score})
+                if model is None:
+                    pipe.hset(job_key(job_id), "model", json.dumps(default_model))
+            await pipe.execute()
+        return len(missing)
 
     async def finish(
         self, job_id: str, status: JobStatus, seconds: float, outcome: JobOutcome
@@ -112,9 +145,10 @@ class JobStore:
         )
         return bool(changed)
 
-    async def delete(self, job_id: str) -> None:
+    async def delete(self, job_id: str, model: str) -> None:
         async with self._redis.pipeline(transaction=True) as pipe:
             pipe.zrem(JOB_INDEX, job_id)
+            pipe.zrem(model_jobs_key(model), job_id)
             pipe.srem(JOB_ACTIVE, job_id)
             pipe.delete(job_key(job_id))
             await pipe.execute()
@@ -123,9 +157,11 @@ class JobStore:
         """The record's fields as stored (JSON each), for the caller to parse."""
         return await self._redis.hgetall(job_key(job_id)) or None
 
-    async def recent(self, limit: int) -> dict[str, dict[str, str]]:
-        """The newest `limit` records as stored, by job id, newest first."""
-        return await self._records(await self._redis.zrevrange(JOB_INDEX, 0, limit - 1))
+    async def recent(self, limit: int, *, model: str | None = None) -> dict[str, dict[str, str]]:
+        """The newest `limit` records as stored (with `model`, that model's), by job id,
+        newest first."""
+        index = JOB_INDEX if model is None else model_jobs_key(model)
+        return await self._records(await self._redis.zrevrange(index, 0, limit - 1))
 
     async def active(self) -> dict[str, dict[str, str]]:
         """Every pending or running job's record as stored, whatever its age (an id

@@ -21,6 +21,11 @@ def job_key(job_id: str) -> str:
     return f"mlops:job:{job_id}"
 
 
+def model_jobs_key(model_name: str) -> str:
+    """A model's jobs, sorted by creation time (each is in JOB_INDEX too)."""
+    return f"mlops:jobs:model:{model_name}"
+
+
 def champion_moves_key(model_name: str) -> str:
     return f"mlops:champion-history:{model_name}"
 

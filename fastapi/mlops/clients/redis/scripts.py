@@ -43,9 +43,9 @@ end
 return redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], '*', unpack(ARGV, 3))
 """
 
-# KEYS: the active set, the job's record, the index. ARGV[1] the limit (0: none), ARGV[2]
-# the job id, ARGV[3] its creation time, then the record's field, value pairs. Admits a
-# job only while fewer than the limit are active.
+# KEYS: the active set, the job's record, the index, its model's index. ARGV[1] the
+# limit (0: none), ARGV[2] the job id, ARGV[3] its creation time, then the record's
+# field, value pairs. Admits a job only while fewer than the limit are active.
 ADMIT_JOB = """
 local limit = tonumber(ARGV[1])
 if limit > 0 and redis.call('SCARD', KEYS[1]) >= limit then
@@ -53,6 +53,7 @@ if limit > 0 and redis.call('SCARD', KEYS[1]) >= limit then
 end
 redis.call('HSET', KEYS[2], unpack(ARGV, 4))
 redis.call('ZADD', KEYS[3], ARGV[3], ARGV[2])
+redis.call('ZADD', KEYS[4], ARGV[3], ARGV[2])
 redis.call('SADD', KEYS[1], ARGV[2])
 return 1
 """
