@@ -102,10 +102,11 @@ async function refresh() {
       charts = charts || new Charts(byId("runs-chart"), byId("daily-chart"));
       charts.draw(metrics);
     }),
-    api("/jobs?limit=20").then(({ jobs }) => showJobs(byId("jobs"), jobs)),
-    api("/scheduled_jobs").then(({ schedules }) =>
-      showSchedules(byId("schedules"), schedules, cancelSchedule),
-    ),
+    api(forModel("/jobs?limit=20")).then(({ jobs }) => showJobs(byId("jobs"), jobs)),
+    api("/scheduled_jobs").then(({ schedules }) => {
+      const models = schedules.filter((schedule) => schedule.model === model);
+      showSchedules(byId("schedules"), models, cancelSchedule);
+    }),
     api(modelPath("/versions")).then((list) => {
       showModels(byId("models"), list, promoteVersion);
       showFeatures(byId("inference-features"), byId("inference-row"), list);

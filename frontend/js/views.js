@@ -120,7 +120,6 @@ export function showJobs(body, jobs) {
         { "data-job": job.job_id },
         el("td", {}, job.job_id),
         el("td", { class: `status status-${job.status}`, title: job.error || "" }, job.status),
-        el("td", {}, job.model || "–"),
         el("td", {}, job.model_version || "–"),
         el("td", {}, scoresText(job.scores)),
         el("td", {}, job.source),

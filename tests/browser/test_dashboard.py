@@ -380,13 +380,22 @@ def test_a_model_created_in_the_form_is_trained_beside_iris(
     page.click("#train-form button[type=submit]")
     result = page.locator("#train-form .form-result")
     expect(result).to_contain_text("Started train-", timeout=10_000)
-    job = wait_for_job(api_client(api_url), result.inner_text().removeprefix("Started ").strip())
+    api = api_client(api_url)
+    job = wait_for_job(api, result.inner_text().removeprefix("Started ").strip())
     assert (job["model"], job["hyperparameters"]["max_iter"]) == (name, 300), job
+    schedule = api.post("/schedule_training", json={"model": name, "minutes": 600}).json()
     expect(page.locator("#inference-features")).to_contain_text(
         "takes 13 features: alcohol", timeout=15_000
     )
+    wine_job = page.locator(f'#jobs tr[data-job="{job["job_id"]}"]')
+    wine_schedule = page.locator(f'#schedules tr[data-schedule="{schedule["schedule_id"]}"]')
+    expect(wine_job).to_be_visible(timeout=10_000)
+    expect(wine_schedule).to_be_visible(timeout=10_000)
     page.select_option("#model-picker", "iris")
     expect(page.locator("#inference-features")).to_contain_text("sepal.length", timeout=10_000)
+    expect(wine_job).to_have_count(0)  # every card follows the chosen model
+    expect(wine_schedule).to_have_count(0)
+    api.delete(f"/kill_scheduled_job/{schedule['schedule_id']}").raise_for_status()
     expect(page.locator("#param-n-estimators")).to_be_visible()
     assert regression == ["random_forest", "extra_trees", "hist_gradient_boosting", "ridge"]
     assert console.problems == [], "\n".join(console.problems)
