@@ -172,6 +172,10 @@ def test_two_models_side_by_side_and_the_original_payloads_still_reach_iris(
     assert iris_reply["model"] == "iris"
     shown = api.get(f"/models/{wine}").json()
     assert [v["version"] for v in shown["versions"]] == [job["model_version"]]
+    assert shown["champion"]["version"] == job["model_version"]
+    assert shown["champion"]["score"] == pytest.approx(job["scores"]["accuracy"])
+    wine_jobs = api.get("/jobs", params={"model": wine}).json()["jobs"]
+    assert [j["job_id"] for j in wine_jobs] == [job["job_id"]]
     assert iris_reply["label"] in {"Setosa", "Versicolor", "Virginica"}
     assert api.get("/models/iris").json()["champion"] == iris_before
     assert metrics["model"] == "iris" and metrics["champion_version"] == iris_before["version"]

@@ -237,8 +237,13 @@ class MlflowRegistry:
         return response.json()
 
     async def alias_version(self, model_name: str, alias: str) -> str | None:
+        found = await self.aliased(model_name, alias)
+        return found.version if found else None
+
+    async def aliased(self, model_name: str, alias: str) -> TaggedVersion | None:
+        """The version `alias` names, with its tags, in one call; None without one."""
         reply = await self._about_model(model_name, "/registered-models/alias", alias=alias)
-        return str(reply["model_version"]["version"]) if reply else None
+        return _tagged(reply["model_version"]) if reply else None
 
     async def run_metrics(self, run_id: str) -> dict[str, float]:
         reply = await self._call("GET", "/runs/get", params={"run_id": run_id})

@@ -21,6 +21,7 @@ import asyncio
 import logging
 import weakref
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from ray import serve
@@ -74,33 +75,37 @@ def load_version(settings: ServingSettings, registered_model: str, version: str)
     from mlflow.exceptions import MlflowException
 
     client = mlflow.MlflowClient(settings.mlflow_tracking_uri)
-    key = settings.signing_key()
     try:
-        sealed = provenance.verified(client, key, registered_model, version)
+        found = client.get_model_version(registered_model, version)
     except MlflowException as exc:
         raise UnregisteredVersion(f"{registered_model} has no version {version!r}") from exc
-    card = sealed.card
+    return load_sealed(settings, provenance.sealed(settings.signing_key(), registered_model, found))
+
+
+def load_sealed(settings: ServingSettings, sealed: provenance.SealedVersion) -> LoadedModel:
+    """Load a version whose seal holds, compiled form first (blocking)."""
+    card, name, version = sealed.card, sealed.model, sealed.version
     predictor: Predictor
     if card.compiled == "onnx":
         compiled = provenance.load_compiled(sealed, settings.mlflow_tracking_uri)
         predictor = OnnxPredictor(compiled, card.task)
     else:
         log.warning(
-            "%s version %s serves with scikit-learn: %s",
-            registered_model, version, card.compiled_reason,
-        )  # fmt: skip
+            "%s version %s serves with scikit-learn: %s", name, version, card.compiled_reason
+        )
         pipeline = provenance.load_pipeline(sealed, settings.mlflow_tracking_uri)
         predictor = SklearnPredictor(pipeline, card.features, card.task)
-    log.info("loaded %s version %s (%s)", registered_model, version, predictor.kind)
-    return LoadedModel(registered_model, version, predictor, card.task, card.classes, card.features)
+    log.info("loaded %s version %s (%s)", name, version, predictor.kind)
+    return LoadedModel(name, version, predictor, card.task, card.classes, card.features)
 
 
-def champion_version(settings: ServingSettings, registered_model: str) -> str | None:
-    """Which version is the model's champion; None without one (blocking)."""
+def champion(settings: ServingSettings, registered_model: str) -> Any | None:
+    """The model's champion as MLflow gives it (a ModelVersion, with its tags, in one
+    request); None without one (blocking)."""
     import mlflow
 
     client = mlflow.MlflowClient(settings.mlflow_tracking_uri)
-    return promotion.alias_version(client, registered_model, settings.champion_alias)
+    return promotion.aliased(client, registered_model, settings.champion_alias)
 
 
 class ChampionSlot:
@@ -161,11 +166,11 @@ class ModelServer:
                 name = slot.registered_model
                 version = None
                 try:
-                    version = await asyncio.to_thread(champion_version, self._settings, name)
-                    if version and version != slot.loaded.version:
-                        slot.loaded = await asyncio.to_thread(
-                            load_version, self._settings, name, version
-                        )
+                    found = await asyncio.to_thread(champion, self._settings, name)
+                    version = str(found.version) if found else None
+                    if found and version != slot.loaded.version:
+                        sealed = provenance.sealed(self._settings.signing_key(), name, found)
+                        slot.loaded = await asyncio.to_thread(load_sealed, self._settings, sealed)
                         log.info("the champion of %s is now version %s", name, version)
                 except ForeignVersion as exc:  # keep serving the platform's own champion
                     if refused.get(name) != version:
@@ -187,10 +192,11 @@ class ModelServer:
                 load_version, self._settings, served.registered_model, served.version
             )
         name = served.registered_model
-        version = await asyncio.to_thread(champion_version, self._settings, name)
-        if version is None:
+        found = await asyncio.to_thread(champion, self._settings, name)
+        if found is None:
             raise NoChampion(name)
-        loaded = await asyncio.to_thread(load_version, self._settings, name, version)
+        sealed = provenance.sealed(self._settings.signing_key(), name, found)
+        loaded = await asyncio.to_thread(load_sealed, self._settings, sealed)
         slot = ChampionSlot(name, loaded)
         self._champions.add(slot)
         return slot

@@ -108,7 +108,14 @@ _NO_CHAMPION = {"RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"}
 
 
 def alias_version(client: Any, model_name: str, alias: str) -> str | None:
-    """The version `alias` names; None when the model or the alias does not exist.
+    """The version `alias` names; None when the model or the alias does not exist."""
+    found = aliased(client, model_name, alias)
+    return str(found.version) if found else None
+
+
+def aliased(client: Any, model_name: str, alias: str) -> Any | None:
+    """The ModelVersion `alias` names, with its tags; None when the model or the alias
+    does not exist.
 
     MLflow's basic-auth app answers PERMISSION_DENIED, not RESOURCE_DOES_NOT_EXIST, about
     a registered model that does not exist, so a refusal is checked with a search (which
@@ -118,7 +125,7 @@ def alias_version(client: Any, model_name: str, alias: str) -> str | None:
     from mlflow.exceptions import MlflowException
 
     try:
-        return str(client.get_model_version_by_alias(model_name, alias).version)
+        return client.get_model_version_by_alias(model_name, alias)
     except MlflowException as exc:
         if exc.error_code in _NO_CHAMPION:
             return None

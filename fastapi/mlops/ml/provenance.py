@@ -133,7 +133,12 @@ class SealedVersion:
 def verified(client: Any, key: bytes | None, model: str, version: str) -> SealedVersion:
     """The version from MLflow (`client`: an MlflowClient), seal checked; raises
     MlflowException when it does not exist and ForeignVersion when it is not sealed."""
-    found = client.get_model_version(model, version)
+    return sealed(key, model, client.get_model_version(model, version))
+
+
+def sealed(key: bytes | None, model: str, found: Any) -> SealedVersion:
+    """A version as MLflow gave it (a ModelVersion, with its tags), seal checked; raises
+    ForeignVersion when it is not sealed."""
     check_seal(key, model=model, version=str(found.version), run_id=found.run_id, found=found.tags)
     try:
         card = VersionCard.from_tags(found.tags)
@@ -164,16 +169,29 @@ def fetch_version_skops(model: str, version: str, tracking_uri: str) -> bytes:
     return fetch_skops(client.get_model_version_download_uri(model, version), tracking_uri)
 
 
-def fetch_compiled(run_id: str | None, tracking_uri: str) -> bytes:
-    """A run's compiled (ONNX) form, as stored."""
-    import mlflow
+class ArtifactUnavailable(Exception):
+    """The tracking server did not give an artifact the version's card names."""
 
-    path = mlflow.artifacts.download_artifacts(
-        run_id=run_id,
-        artifact_path=f"{COMPILED_DIR}/{COMPILED_FILE}",
-        tracking_uri=tracking_uri,
+
+def fetch_compiled(run_id: str | None, tracking_uri: str) -> bytes:
+    """A run's compiled (ONNX) form, as stored: one request to the tracking server's
+    artifact endpoint, with MLflow's credentials and retries (its download resolves the
+    run and lists the folder first: three requests, a third of a cold load)."""
+    from mlflow.utils.credentials import get_default_host_creds
+    from mlflow.utils.rest_utils import http_request
+
+    path = f"{COMPILED_DIR}/{COMPILED_FILE}"
+    response = http_request(
+        get_default_host_creds(tracking_uri),
+        "/get-artifact",
+        "GET",
+        params={"run_id": run_id, "path": path},
     )
-    return Path(path).read_bytes()
+    if response.status_code != 200:
+        raise ArtifactUnavailable(
+            f"MLflow answered {response.status_code} for {path} of run {run_id}"
+        )
+    return bytes(response.content)
 
 
 def skops_bytes(model_dir: str) -> bytes:

@@ -72,8 +72,7 @@ class Models:
     async def champion(self, model: ModelDefinition) -> ChampionSummary | None:
         """The model's champion: its version, its score on the gate's metric, when trained."""
         name, metric = model.registered_model, model.spec.gate.metric
-        version = await self._registry.alias_version(name, self._settings.champion_alias)
-        found = await self._registry.version(name, version) if version else None
+        found = await self._registry.aliased(name, self._settings.champion_alias)
         if found is None:
             return None
         card = VersionCard.read(found.tags)
