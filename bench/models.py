@@ -5,7 +5,7 @@ process per model, under Zipf-distributed traffic.
 
 Starts its own local platform on free ports (the settings `make up` uses), defines 20
 models (classification and regression, every estimator family, data generated here) and
-trains each once, plus one more that no traffic touches. Then, for each side in turn,
+trains each once, plus UNTOUCHED more that no traffic touches. Then, for each side in turn,
 32 connections for `--seconds`: 9 on the hottest model (its share under Zipf s=1.1
 over 20 models) and 23 spread over the other 19 by the same law, so the hottest
 model's latency is measured apart. Prints requests/s, p50, p99 and errors per side,
@@ -13,8 +13,9 @@ the total resident memory of each side's serving processes, and:
 
 - hot p99 against the single-model p99 of `POST /inference` at 32 connections (what
   `make bench-inference` measures as "ours"), in the same run;
-- the first answer of the untouched model (its version loaded on demand) against a
-  warm Python process loading that version from MLflow (`mlflow.pyfunc.load_model`).
+- the first answer of each untouched model (its version loaded on demand) against a
+  warm Python process loading that version from MLflow (`mlflow.pyfunc.load_model`),
+  the medians compared.
 
 - ours: POST /inference {"model": …} → the API → the Serve application `models`.
 - peer: one `mlflow models serve --env-manager local` process per model behind an
@@ -49,6 +50,7 @@ from mlops.settings.platform import PlatformSettings
 
 NGINX = shutil.which("nginx") or shutil.which("nginx", path="/usr/sbin")
 MODELS = 20
+UNTOUCHED = 5  # cold loads measured, one model each (several families)
 ZIPF_S = 1.1
 CONNECTIONS = 32
 FEATURES = 8
@@ -103,12 +105,12 @@ def zipf_weights(count: int) -> list[float]:
 
 
 def define_models(client: Api, settings: PlatformSettings) -> list[Model]:
-    """MODELS + 1 models over generated data, each family in turn; the last is the one
-    no traffic touches."""
+    """MODELS + UNTOUCHED models over generated data, each family in turn; the last
+    UNTOUCHED are the ones no traffic touches."""
     from sklearn.datasets import make_classification, make_regression
 
     models = []
-    for index in range(MODELS + 1):
+    for index in range(MODELS + UNTOUCHED):
         task = "classification" if index % 2 == 0 else "regression"
         estimator, hyperparameters = FAMILIES[task][(index // 2) % 4]
         if task == "classification":
@@ -259,14 +261,18 @@ def first_answer_seconds(api: str, model: Model) -> float:
     return time.perf_counter() - started
 
 
-def warm_load_seconds(settings: PlatformSettings, name: str, version: str, warm: str) -> float:
+def warm_load_seconds(settings: PlatformSettings, versions: list[str], warm: str) -> list[float]:
+    """How long this process, warmed by loading `warm`, takes to load each version."""
     import mlflow
 
     mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
     mlflow.pyfunc.load_model(f"models:/{warm}")  # imports and connections warm
-    started = time.perf_counter()
-    mlflow.pyfunc.load_model(f"models:/{name}/{version}")
-    return time.perf_counter() - started
+    seconds = []
+    for version in versions:
+        started = time.perf_counter()
+        mlflow.pyfunc.load_model(f"models:/{version}")
+        seconds.append(time.perf_counter() - started)
+    return seconds
 
 
 def main() -> None:
@@ -291,7 +297,7 @@ def main() -> None:
             started = time.monotonic()
             versions = train_all(client, everything)
             print(f"{len(everything)} models trained in {time.monotonic() - started:.0f} s")
-            models, untouched = everything[:MODELS], everything[MODELS]
+            models, untouched = everything[:MODELS], everything[MODELS:]
             ours = [
                 (json.dumps({"model": m.name, "input_data": m.row}), "/inference") for m in models
             ]
@@ -303,10 +309,9 @@ def main() -> None:
             ours_hot, ours_tail = zipf_load(ours, api, args.seconds, folder, "ours")
             ours_mb = resident_mb(our_serving_processes(platform))
             time.sleep(3)  # the load's last requests done
-            first = first_answer_seconds(api, untouched)
-            warm = warm_load_seconds(
-                settings, untouched.name, versions[untouched.name], f"{models[0].name}/1"
-            )
+            first = [first_answer_seconds(api, model) for model in untouched]
+            cold_versions = [f"{model.name}/{versions[model.name]}" for model in untouched]
+            warm = warm_load_seconds(settings, cold_versions, f"{models[0].name}/1")
             peers, ports = start_peers(settings, models, versions, folder)
             helpers += peers
             router, router_port = start_router(ports, folder)
@@ -337,7 +342,7 @@ def report(
     ours: tuple[Result, Result],
     peer: tuple[Result, Result],
     memory: tuple[float, float],
-    cold: tuple[float, float],
+    cold: tuple[list[float], list[float]],
 ) -> None:
     print(f"\n{MODELS} models, Zipf s={ZIPF_S}, {CONNECTIONS} connections for {seconds}s, "
           f"wrk, {os.cpu_count()} cores")  # fmt: skip
@@ -349,7 +354,7 @@ def report(
                   f"{r.p99_ms:>9.2f}{r.errors:>8}")  # fmt: skip
         totals[side] = hot.requests_per_s + tail.requests_per_s
     ours_mb, peer_mb = memory
-    first, warm = cold
+    first, warm = (float(np.median(seconds)) for seconds in cold)
     print(f"ours/peer req/s: {totals['ours'] / totals['peer']:.1f}x "
           f"({totals['ours']:.0f} against {totals['peer']:.0f})")  # fmt: skip
     print(f"resident memory: ours {ours_mb:.0f} MiB, peer {peer_mb:.0f} MiB "
@@ -359,7 +364,12 @@ def report(
     print(f"hot-model p99 {ours[0].p99_ms:.2f} ms against one model alone {single.p99_ms:.2f} ms "
           f"({ours[0].p99_ms / single.p99_ms:.2f}x)")  # fmt: skip
     print(f"an untouched model's first answer {first * 1000:.0f} ms against a warm process "
-          f"loading it from MLflow {warm * 1000:.0f} ms ({first / warm:.2f}x)")  # fmt: skip
+          f"loading it from MLflow {warm * 1000:.0f} ms ({first / warm:.2f}x; medians of "
+          f"{len(cold[0])}: ours {_ms(cold[0])}, peer {_ms(cold[1])})")  # fmt: skip
+
+
+def _ms(seconds: list[float]) -> str:
+    return "/".join(f"{s * 1000:.0f}" for s in seconds)
 
 
 if __name__ == "__main__":
