@@ -10,7 +10,7 @@ UV_VERSION := 0.13.9
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: help up down test test-fast dashboard system-deps bench-inference bench-models bench-core bench-training screenshots docs lint format lock clean
+.PHONY: help up down test test-fast dashboard system-deps bench-inference bench-models bench-core bench-rollouts bench-training screenshots docs lint format lock clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -98,6 +98,9 @@ bench-models: $(STAMP) ## Benchmark 20 models in one Serve application against o
 
 bench-core: $(STAMP) ## Benchmark alert fan-out to 1,000 SSE clients (direct, through nginx, naive peer)
 	$(BIN)/python bench/core.py
+
+bench-rollouts: $(STAMP) ## Simulate rollouts decided by the sequential test: error rate, power, labels needed
+	$(BIN)/python bench/rollouts.py
 
 bench-training: $(STAMP) ## Benchmark Ray's part in training: warm trainer, parallel fit, search, two nodes
 	$(BIN)/python bench/training.py
