@@ -10,7 +10,7 @@ UV_VERSION := 0.13.9
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: help up down test test-fast dashboard system-deps bench-inference bench-models bench-core bench-rollouts bench-training screenshots docs lint format lock clean
+.PHONY: help up down test test-fast dashboard system-deps bench-inference bench-models bench-core bench-loop bench-rollouts bench-training screenshots docs lint format lock clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -98,6 +98,10 @@ bench-models: $(STAMP) ## Benchmark 20 models in one Serve application against o
 
 bench-core: $(STAMP) ## Benchmark alert fan-out to 1,000 SSE clients (direct, through nginx, naive peer)
 	$(BIN)/python bench/core.py
+
+bench-loop: $(STAMP) ## Benchmark the closed loop: recording predictions on/off, a shadow at 100%, feedback ingestion (needs wrk)
+	@command -v wrk >/dev/null || { echo "wrk is needed: sudo apt-get install wrk (or brew install wrk)"; exit 1; }
+	$(BIN)/python bench/loop.py
 
 bench-rollouts: $(STAMP) ## Simulate rollouts decided by the sequential test: error rate, power, labels needed
 	$(BIN)/python bench/rollouts.py

@@ -240,6 +240,9 @@ def platform_settings(data_dir: Path, **overrides: Any) -> PlatformSettings:
         "redis_password": REDIS_PASSWORD,
         "job_poll_seconds": 0.5,
         "schedule_minute_seconds": 1.0,
+        "rollout_check_seconds": 0.5,
+        "live_check_seconds": 1.0,
+        "live_min_labels": 20,
         **overrides,
     }
     return isolated_settings(data_dir, **values)

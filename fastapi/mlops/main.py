@@ -20,12 +20,14 @@ from mlops.api import (
     alerts,
     drift,
     errors,
+    feedback,
     health,
     inference,
     model_report,
     models,
     prometheus,
     quarantine,
+    rollouts,
     schedules,
 )
 from mlops.api import training as training_routes
@@ -39,18 +41,25 @@ from mlops.clients.quarantine import Quarantine
 from mlops.clients.ray_jobs import RayJobsClient
 from mlops.clients.redis import AlertStream, ChampionMoves, DeployLock, DriftSamples, JobStore
 from mlops.clients.redis.model_definitions import ModelDefinitions
+from mlops.clients.redis.predictions import PredictionStore
+from mlops.clients.redis.rollouts import RolloutStore
 from mlops.clients.schedule_store import ScheduleStore
 from mlops.clients.serve_admin import ServeAdmin
 from mlops.ml.data import s3_config
 from mlops.services.alerts import AlertFeed
 from mlops.services.batching import ServeBatcher
 from mlops.services.drift import DriftMonitor
+from mlops.services.feedback import Feedback
 from mlops.services.inference import Inference
 from mlops.services.job_reconciler import JobReconciler
+from mlops.services.live_watch import LiveWatch
 from mlops.services.model_catalog import ModelCatalog
 from mlops.services.model_report import ModelReport
 from mlops.services.models import Models
+from mlops.services.prediction_log import PredictionLog
 from mlops.services.readiness import Readiness
+from mlops.services.rollout_routing import RolloutRouter
+from mlops.services.rollouts import Rollouts
 from mlops.services.schedules import Schedules
 from mlops.services.serve_deployment import Serving, endpoint
 from mlops.services.training import Training
@@ -108,6 +117,9 @@ class _Loops:
     reconciler: JobReconciler
     schedules: Schedules
     serving: Serving
+    predictions: PredictionLog | None
+    rollouts: Rollouts
+    live_watch: LiveWatch
 
 
 def _inference(
@@ -116,8 +128,10 @@ def _inference(
     catalog: ModelCatalog,
     instruments: Instruments,
     stack: AsyncExitStack,
+    log: PredictionLog | None,
+    router: RolloutRouter,
 ) -> tuple[Serving, Inference]:
-    """Serve's deployment, and predictions batched to it."""
+    """Serve's deployment, and predictions batched to it (and recorded in `log`)."""
     serving = Serving(
         settings=settings,
         admin=ServeAdmin(clients.http, settings.ray_address, settings.ray_token()),
@@ -132,7 +146,10 @@ def _inference(
         max_in_flight=settings.serve_calls_in_flight,
     )
     stack.push_async_callback(batcher.aclose)  # before the session it uses closes
-    return serving, Inference(batcher=batcher, serving=serving, instruments=instruments)
+    inference = Inference(
+        batcher=batcher, serving=serving, instruments=instruments, log=log, router=router
+    )
+    return serving, inference
 
 
 def _build_services(
@@ -151,7 +168,20 @@ def _build_services(
     catalog = ModelCatalog(
         settings=settings, definitions=ModelDefinitions(redis), moves=moves, headers=headers
     )
-    serving, inference = _inference(settings, clients, catalog, instruments, stack)
+    predictions = PredictionStore(
+        redis,
+        max_predictions=settings.prediction_history,
+        max_age_hours=settings.prediction_max_age_hours,
+        max_labels=settings.label_history,
+    )
+    log = (
+        PredictionLog(predictions, instruments=instruments, max_waiting=settings.prediction_backlog)
+        if settings.record_predictions
+        else None
+    )
+    rollout_store = RolloutStore(redis)
+    router = RolloutRouter(rollout_store, refresh_seconds=settings.rollout_refresh_seconds)
+    serving, inference = _inference(settings, clients, catalog, instruments, stack, log, router)
     feed = AlertFeed(
         stream,
         max_clients=settings.sse_max_clients,
@@ -185,7 +215,29 @@ def _build_services(
     )
     app.state.quarantine = clients.quarantine
     app.state.drift = drift_monitor
-    app.state.models = Models(settings=settings, registry=registry, history=moves, alerts=stream)
+    app.state.feedback = feedback = Feedback(
+        predictions, max_age_hours=settings.prediction_max_age_hours
+    )
+    live_watch = LiveWatch(
+        settings=settings,
+        feedback=feedback,
+        catalog=catalog,
+        alerts=stream,
+        instruments=instruments,
+    )
+    app.state.models = models = Models(
+        settings=settings, registry=registry, history=moves, alerts=stream
+    )
+    app.state.rollouts = rollout_service = Rollouts(
+        settings=settings,
+        store=rollout_store,
+        predictions=predictions,
+        models=models,
+        registry=registry,
+        catalog=catalog,
+        router=router,
+        alerts=stream,
+    )
     reconciler = JobReconciler(
         settings=settings,
         ray=clients.ray,
@@ -196,7 +248,15 @@ def _build_services(
         quarantine=clients.quarantine,
         catalog=catalog,
     )
-    return _Loops(feed=feed, reconciler=reconciler, schedules=schedules_service, serving=serving)
+    return _Loops(
+        feed=feed,
+        reconciler=reconciler,
+        schedules=schedules_service,
+        serving=serving,
+        predictions=log,
+        rollouts=rollout_service,
+        live_watch=live_watch,
+    )
 
 
 def _start_loops(background: Background, loops: _Loops, settings: ApiSettings) -> None:
@@ -207,6 +267,10 @@ def _start_loops(background: Background, loops: _Loops, settings: ApiSettings) -
     background.start("scheduler", lambda: loops.schedules.run(background))
     if settings.auto_serve:
         background.start("auto-serve", lambda: loops.serving.keep_serving(background))
+    background.start("rollouts", lambda: loops.rollouts.run(background))
+    background.start("live-watch", lambda: loops.live_watch.run(background))
+    if (log := loops.predictions) is not None:
+        background.start("prediction-log", lambda: log.run(background))
 
 
 @asynccontextmanager
@@ -261,7 +325,17 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
     # With MLOPS_API_TOKEN_FOR_READS every route but the probes and the SSE feed checks
     # the token; otherwise reads carry no dependency at all (it costs on /inference).
     readers = [Reader] if settings.api_token_for_reads else []
-    routers = (training_routes, inference, schedules, model_report, models, drift, quarantine)
+    routers = (
+        training_routes,
+        inference,
+        schedules,
+        model_report,
+        models,
+        drift,
+        feedback,
+        rollouts,
+        quarantine,
+    )
     for router in (*routers, prometheus):
         app.include_router(router.router, dependencies=readers)
     app.include_router(alerts.router)  # /alerts checks readers itself; /webhook is open

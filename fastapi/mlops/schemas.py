@@ -194,6 +194,13 @@ class InferenceRequest(BaseModel):
     )
     retries: int | None = Field(3, ge=0, le=10, description="Retries of transient failures.")
     sla_seconds: int | None = Field(60, ge=1, le=600, description="Answer within this, or 504.")
+    routing_key: str | None = Field(
+        None,
+        min_length=1,
+        max_length=256,
+        description="During a canary, requests with the same key meet the same version "
+        "(a user or session id); without one, the side is drawn at random.",
+    )
 
 
 class InferenceResponse(BaseModel):
@@ -209,6 +216,12 @@ class InferenceResponse(BaseModel):
     model: str = Field(description="The model that answered.")
     model_version: str
     predictor: Literal["onnx", "sklearn"] = Field(description="Which form of the model answered.")
+    prediction_id: str | None = Field(
+        None,
+        description="The recorded prediction: send its true outcome to POST /feedback "
+        "(absent when MLOPS_RECORD_PREDICTIONS is off).",
+        examples=["19aef3c2d410000000000000001"],
+    )
 
 
 class JobAccepted(BaseModel):

@@ -58,6 +58,38 @@ class Instruments:
             buckets=_LATENCY_BUCKETS,
             registry=r,
         )
+        self.recorded = Counter(
+            "mlops_predictions_recorded",
+            "Predictions recorded (for feedback and live metrics), by model.",
+            ["model"],
+            registry=r,
+        )
+        self.unrecorded = Counter(
+            "mlops_predictions_unrecorded",
+            "Predictions answered but not recorded, by reason: redis (unreachable) or "
+            "backlog (more waiting than MLOPS_PREDICTION_BACKLOG).",
+            ["reason"],
+            registry=r,
+        )
+        self.challenger_failures = Counter(
+            "mlops_challenger_failures",
+            "A rollout's challenger without an answer, by model and mode: canary (the "
+            "champion answered instead), shadow, shadow-skipped (too many in flight).",
+            ["model", "mode"],
+            registry=r,
+        )
+        self.live_metric = Gauge(
+            "mlops_live_metric",
+            "A version's metric on the last hour's labels (POST /feedback).",
+            ["model", "model_version", "metric"],
+            registry=r,
+        )
+        self.live_labels = Gauge(
+            "mlops_live_labels",
+            "Labelled predictions of a version in the last hour.",
+            ["model", "model_version"],
+            registry=r,
+        )
         self.alerts = Counter(
             "mlops_alerts",
             "Alerts published on the stream, by level (seen by this API process).",

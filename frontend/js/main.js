@@ -1,8 +1,10 @@
-// The dashboard: live alerts over SSE, model metrics as charts, jobs, schedules and a
-// try-it form. This module wires the transport, the state and the views together.
+// The dashboard: live alerts over SSE, model metrics as charts, live performance and
+// rollouts, jobs, schedules and a try-it form. This module wires the transport, the
+// state and the views together.
 
 import { api, followAlerts, token } from "./transport.js";
 import { RecentIds } from "./state.js";
+import { LiveChart, showLive, showRollout } from "./live.js";
 import {
   Charts,
   handleForm,
@@ -28,6 +30,7 @@ const alertList = byId("alerts");
 const connection = byId("connection");
 const seenAlerts = new RecentIds(ALERTS_SHOWN * 10);
 let charts;
+let liveChart;
 let model = ""; // the model every card follows; "" until the catalog has been read
 
 // A path of the chosen model's lifecycle, e.g. modelPath("/history").
@@ -113,6 +116,12 @@ async function refresh() {
     }),
     api(modelPath("/history?limit=20")).then(({ moves }) => showHistory(byId("history"), moves)),
     api(forModel("/drift")).then((report) => showDrift(byId("drift-verdict"), byId("drift"), report)),
+    api(modelPath("/performance")).then((report) => {
+      liveChart = liveChart || new LiveChart(byId("live-chart"));
+      liveChart.draw(report);
+      showLive(byId("live"), report);
+    }),
+    api(modelPath("/rollouts")).then((report) => showRollout(byId("rollout"), report)),
   ]);
   results
     .filter((r) => r.status === "rejected")

@@ -38,6 +38,16 @@ export function showConnection(node, state, reason = "") {
 // Metrics bounded by 0 and 1, drawn on that scale; errors and r2 on their own range.
 const UNIT_METRICS = new Set(["accuracy", "f1_macro"]);
 
+// A chart's y axis for `metric`: titled with it, 0..1 for the bounded ones.
+export function fitScale(scale, metric) {
+  const unit = UNIT_METRICS.has(metric);
+  Object.assign(scale, {
+    min: unit ? 0 : undefined,
+    max: unit ? 1 : undefined,
+    title: { display: true, text: metric },
+  });
+}
+
 export class Charts {
   constructor(runsCanvas, dailyCanvas) {
     const scales = { y: { min: 0, max: 1, title: { display: true, text: "accuracy" } } };
@@ -57,12 +67,7 @@ export class Charts {
   }
 
   draw(metrics) {
-    const unit = UNIT_METRICS.has(metrics.metric);
-    Object.assign(this.scales.y, {
-      min: unit ? 0 : undefined,
-      max: unit ? 1 : undefined,
-      title: { display: true, text: metrics.metric },
-    });
+    fitScale(this.scales.y, metrics.metric);
     this.runs.data.datasets[0].label = `${metrics.metric} per run`;
     this.daily.data.datasets[0].label = `mean ${metrics.metric}`;
     const days = Object.entries(metrics.daily_average);

@@ -199,6 +199,52 @@ def test_try_inference_form_answers_with_the_champion(open_page, api_url: str) -
     assert f"version {champion}" in page.inner_text("#inference-form .form-result")
 
 
+def test_live_performance_shows_labelled_traffic_beside_held_out_scores(
+    open_page, api_url: str
+) -> None:
+    row, label = [6.7, 3.0, 5.2, 2.3], "Virginica"
+    with api_client(api_url) as api:
+        if not api.get("/get_metrics").json()["runs"]:
+            job_id = api.post("/trigger_training", json={"hyperparameters": {}}).json()["job_id"]
+            wait_for_job(api, job_id)
+        answers = wait_for(
+            lambda: (r := api.post("/inference", json={"input_data": row})).is_success and r,
+            timeout=90,
+            what="the champion to answer",
+        )
+        ids = [answers.json()["prediction_id"]]
+        ids += [
+            api.post("/inference", json={"input_data": row}).json()["prediction_id"]
+            for _ in range(9)
+        ]
+        items = [{"prediction_id": i, "label": label} for i in ids]
+        wait_for(
+            lambda: (
+                api.post("/feedback", json={"items": items}).json()["counts"].get("unknown") is None
+            ),
+            timeout=10,
+            what="the predictions recorded and labelled",
+        )
+        champion = answers.json()["model_version"]
+    page, console = open_page()
+    wait_for(
+        lambda: page.evaluate(
+            "Chart.getChart(document.getElementById('live-chart'))?.data.labels.length > 0"
+        ),
+        timeout=15,
+        what="the live chart to have data",
+    )
+
+    live = page.evaluate(
+        "Chart.getChart(document.getElementById('live-chart')).data.datasets[0].data"
+    )
+    row_of_champion = page.locator(f'#live tr[data-version="{champion}"]')
+    expect(row_of_champion).to_contain_text("(champion)")
+    expect(page.locator("#rollout")).to_have_attribute("data-state", "none")
+    assert any(value is not None and 0 <= value <= 1 for value in live)
+    assert console.problems == [], "\n".join(console.problems)
+
+
 def test_bad_hyperparameters_show_the_api_message(open_page) -> None:
     page, _ = open_page()
 

@@ -13,11 +13,13 @@ from mlops.contracts.model_definition import MODEL_NAME_PATTERN
 from mlops.schemas import ErrorResponse
 from mlops.services.alerts import AlertFeed
 from mlops.services.drift import DriftMonitor
+from mlops.services.feedback import Feedback
 from mlops.services.inference import Inference
 from mlops.services.model_catalog import ModelCatalog
 from mlops.services.model_report import ModelReport
 from mlops.services.models import Models
 from mlops.services.readiness import Readiness
+from mlops.services.rollouts import Rollouts
 from mlops.services.schedules import Schedules
 from mlops.services.training import Training
 from mlops.settings.api import ApiSettings
@@ -76,6 +78,14 @@ async def get_catalog(request: Request) -> ModelCatalog:
     return request.app.state.catalog
 
 
+async def get_feedback(request: Request) -> Feedback:
+    return request.app.state.feedback
+
+
+async def get_rollouts(request: Request) -> Rollouts:
+    return request.app.state.rollouts
+
+
 # `?model=` on the read routes: a model (GET /models), else the default model.
 ModelQuery = Annotated[
     str | None,
@@ -98,6 +108,8 @@ ModelsDep = Annotated[Models, Depends(get_models)]
 DriftDep = Annotated[DriftMonitor, Depends(get_drift)]
 QuarantineDep = Annotated[Quarantine, Depends(get_quarantine)]
 CatalogDep = Annotated[ModelCatalog, Depends(get_catalog)]
+FeedbackDep = Annotated[Feedback, Depends(get_feedback)]
+RolloutsDep = Annotated[Rollouts, Depends(get_rollouts)]
 
 # Documents the scheme in OpenAPI (Swagger's Authorize button); we check the token.
 _bearer = HTTPBearer(

@@ -23,6 +23,7 @@ from mlops.ml.estimators import InvalidField
 from mlops.services.job_records import MalformedJob, UnknownJob
 from mlops.services.model_catalog import ModelExists, ModelInUse, TooManyModels, UnknownModel
 from mlops.services.models import ChampionConflict, ForeignVersion, UnknownVersion
+from mlops.services.rollouts import NoRollout, RolloutConflict
 from mlops.services.schedules import TooManySchedules
 from mlops.services.training import ClusterTooSmall, TooManyTrainings
 
@@ -118,6 +119,8 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(ForeignVersion, _status(409))
     app.add_exception_handler(ClusterTooSmall, _status(409))
     app.add_exception_handler(UnknownJob, _status(404))
+    app.add_exception_handler(NoRollout, _status(404))
+    app.add_exception_handler(RolloutConflict, _status(409))
     app.add_exception_handler(MalformedJob, _malformed_job)
     app.add_exception_handler(
         MlflowUnavailable, _unavailable("MLflow", "Check MLOPS_MLFLOW_TRACKING_URI and /ready.")

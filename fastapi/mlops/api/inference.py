@@ -40,6 +40,7 @@ async def inference(
             version=request.model_version,
             retries=3 if request.retries is None else request.retries,
             sla_seconds=60 if request.sla_seconds is None else request.sla_seconds,
+            routing_key=request.routing_key,
         )
     except InferenceFailed as exc:
         if exc.status == 422:  # the row does not fit the model: shaped like any 422

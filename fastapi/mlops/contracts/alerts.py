@@ -20,6 +20,8 @@ class AlertKind(StrEnum):
     SCHEDULE = "schedule"  # a scheduled run that was skipped
     DRIFT = "drift"  # a drift check that found drift
     CHAMPION = "champion"  # the champion moved by hand
+    ROLLOUT = "rollout"  # a rollout started or ended
+    LIVE = "live"  # a version's live metric fell below its model's gate
 
 
 class Alert(BaseModel):

@@ -21,5 +21,8 @@ class ChampionMove(BaseModel):
     from_version: str | None = Field(description="The champion before the move.")
     to_version: str
     at: datetime
-    by: str = Field(description="A training job id, or `api` for a person's call.")
+    by: str = Field(
+        description="A training job id, `api` for a person's call, or `rollout` for a "
+        "rollout's decision."
+    )
     reason: str

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 
 from mlops.contracts.model_definition import ModelDefinition, Task
+from mlops.contracts.predictions import Arm, PredictionRecord, new_prediction_id, shadow_id
+from mlops.contracts.rollouts import Rollout
 from mlops.contracts.serve import (
     PROBABILITY_DECIMALS,
     ServeAnswer,
@@ -16,8 +19,17 @@ from mlops.contracts.serve import (
 from mlops.retry import retried
 from mlops.schemas import InferenceResponse
 from mlops.services.batching import ServeBatcher, ServeVerdict, TransientServeError
+from mlops.services.prediction_log import PredictionLog
+from mlops.services.rollout_routing import RolloutRouter
 from mlops.services.serve_deployment import Serving
 from mlops.telemetry import Instruments
+
+log = logging.getLogger(__name__)
+
+# A challenger answers within this or not at all (the champion answers a canary's
+# request then); shadow copies beyond MAX_SHADOWS_IN_FLIGHT are skipped, and counted.
+CHALLENGER_SLA_SECONDS = 5.0
+MAX_SHADOWS_IN_FLIGHT = 256
 
 
 class InferenceFailed(Exception):
@@ -50,11 +62,20 @@ class SlaExceeded(InferenceFailed):
 
 class Inference:
     def __init__(
-        self, *, batcher: ServeBatcher, serving: Serving, instruments: Instruments
+        self,
+        *,
+        batcher: ServeBatcher,
+        serving: Serving,
+        instruments: Instruments,
+        log: PredictionLog | None,
+        router: RolloutRouter,
     ) -> None:
         self._batcher = batcher
         self._serving = serving
         self._instruments = instruments
+        self._log = log  # None: predictions are not recorded
+        self._router = router
+        self._shadows: set[asyncio.Task[None]] = set()
 
     async def predict(
         self,
@@ -64,17 +85,46 @@ class Inference:
         version: str | None,
         retries: int,
         sla_seconds: float,
+        routing_key: str | None = None,
     ) -> InferenceResponse:
-        """One row through the Serve application, by the model's champion or `version`.
+        """One row through the Serve application, by the model's champion or `version`
+        (or, during a canary, the challenger: see services/rollout_routing.py).
 
         The replica's own verdicts are answered at once; what may pass (connection
         errors, 5xx, Serve redeploying) is retried with backoff, never past the SLA
         (then SlaExceeded). Serving found down also wakes auto-serve.
         """
         started = time.perf_counter()
+        rollout = None if version else await self._router.current(model.name)
+        body = None
+        if rollout is not None and self._router.canary_takes(rollout, routing_key):
+            body = await self._canary(row, model, rollout, sla_seconds)
+        arm = Arm.CANARY if body is not None else Arm.PINNED if version else Arm.CHAMPION
+        if body is None:
+            body = await self._answer(row, model, version, retries, sla_seconds)
+        reply = _reply(model.name, body)
+        if self._log is not None:
+            reply.prediction_id = new_prediction_id()
+            self._log.submit(_record(reply.prediction_id, model.name, row, body, arm))
+            if rollout is not None and self._router.shadow_takes(rollout):
+                self._shadow(row, model, rollout.version, reply.prediction_id)
+        self._instruments.inferences.labels(model.name, reply.model_version, "200").inc()
+        self._instruments.inference_latency.labels(model.name, reply.model_version).observe(
+            time.perf_counter() - started
+        )
+        return reply
+
+    async def _answer(
+        self,
+        row: list[float],
+        model: ModelDefinition,
+        version: str | None,
+        retries: int,
+        sla_seconds: float,
+    ) -> ServeAnswer:
         try:
             served = ServedModel(model.registered_model, version)
-            body = await self._predict(row, served, retries, sla_seconds)
+            return await self._predict(row, served, retries, sla_seconds)
         except InferenceFailed as exc:
             # Failures carry no version label: a client-chosen string must not become one.
             self._instruments.inferences.labels(model.name, "none", str(exc.status)).inc()
@@ -85,12 +135,45 @@ class Inference:
                 # The replica knows the registered model; people know the model's name.
                 raise Rejected(exc.status, _untrained(model.name), exc.code) from None
             raise
-        reply = _reply(model.name, body)
-        self._instruments.inferences.labels(model.name, reply.model_version, "200").inc()
-        self._instruments.inference_latency.labels(model.name, reply.model_version).observe(
-            time.perf_counter() - started
-        )
-        return reply
+
+    async def _canary(
+        self, row: list[float], model: ModelDefinition, rollout: Rollout, sla_seconds: float
+    ) -> ServeAnswer | None:
+        """The challenger's answer; None when it has none (the champion answers then)."""
+        served = ServedModel(model.registered_model, rollout.version)
+        try:
+            return await self._predict(row, served, 0, min(sla_seconds, CHALLENGER_SLA_SECONDS))
+        except InferenceFailed as exc:
+            self._instruments.challenger_failures.labels(model.name, rollout.mode).inc()
+            log.warning(
+                "challenger %s/%s failed, champion answers: %s",
+                model.name,
+                rollout.version,
+                exc.detail,
+            )
+            return None
+
+    def _shadow(self, row: list[float], model: ModelDefinition, version: str, of: str) -> None:
+        """The challenger's answer to the same row, recorded beside the champion's
+        prediction `of`, after the caller has had the champion's."""
+        if len(self._shadows) >= MAX_SHADOWS_IN_FLIGHT:
+            self._instruments.challenger_failures.labels(model.name, "shadow-skipped").inc()
+            return
+        task = asyncio.create_task(self._shadow_answer(row, model, version, of))
+        self._shadows.add(task)
+        task.add_done_callback(self._shadows.discard)
+
+    async def _shadow_answer(
+        self, row: list[float], model: ModelDefinition, version: str, of: str
+    ) -> None:
+        served = ServedModel(model.registered_model, version)
+        try:
+            body = await self._predict(row, served, 0, CHALLENGER_SLA_SECONDS)
+        except InferenceFailed:
+            self._instruments.challenger_failures.labels(model.name, "shadow").inc()
+            return
+        if self._log is not None:
+            self._log.submit(_record(shadow_id(of), model.name, row, body, Arm.SHADOW))
 
     async def _predict(
         self, row: list[float], served: ServedModel, retries: int, sla_seconds: float
@@ -132,6 +215,23 @@ def _untrained(name: str) -> str:
     return (
         f"{name} has no champion yet: train it (mlops train -m {name}, or POST "
         f'/trigger_training with "model": "{name}")'
+    )
+
+
+def _record(
+    prediction_id: str, model: str, row: list[float], body: ServeAnswer, arm: Arm
+) -> PredictionRecord:
+    outputs = body["outputs"]
+    classes = body["classes"]
+    return PredictionRecord(
+        prediction_id=prediction_id,
+        model=model,
+        version=body["version"],
+        arm=arm,
+        features=row,
+        output=top_class(outputs) if classes else outputs[0],
+        classes=classes,
+        probabilities=[round(p, PROBABILITY_DECIMALS) for p in outputs] if classes else None,
     )
 
 

@@ -81,7 +81,9 @@ class Models:
             version=found.version, metric=metric, score=score, trained_at=found.created_at
         )
 
-    async def promote(self, model: ModelDefinition, version: str, *, reason: str) -> ChampionMove:
+    async def promote(
+        self, model: ModelDefinition, version: str, *, reason: str, by: str = "api"
+    ) -> ChampionMove:
         name, alias = model.registered_model, self._settings.champion_alias
         found = await self._registry.version(name, version)
         if found is None:
@@ -91,7 +93,7 @@ class Models:
         current = await self._registry.alias_version(name, alias)
         if current == version:
             raise ChampionConflict(f"version {version} is already the {alias}")
-        return await self._move(model, "promote", current, version, reason)
+        return await self._move(model, "promote", current, version, reason, by)
 
     async def rollback(self, model: ModelDefinition, *, reason: str) -> ChampionMove:
         name, alias = model.registered_model, self._settings.champion_alias
@@ -106,10 +108,16 @@ class Models:
             )
         if len(stack) < 2:
             raise ChampionConflict(f"version {current} is the first {alias}: none to go back to")
-        return await self._move(model, "rollback", current, stack[-2], reason)
+        return await self._move(model, "rollback", current, stack[-2], reason, "api")
 
     async def _move(
-        self, model: ModelDefinition, action: str, current: str | None, target: str, reason: str
+        self,
+        model: ModelDefinition,
+        action: str,
+        current: str | None,
+        target: str,
+        reason: str,
+        by: str,
     ) -> ChampionMove:
         settings = self._settings
         await self._registry.set_alias(model.registered_model, settings.champion_alias, target)
@@ -120,7 +128,7 @@ class Models:
                 "from_version": current,
                 "to_version": target,
                 "at": datetime.now(UTC),
-                "by": "api",
+                "by": by,
                 "reason": reason,
             }
         )
@@ -129,7 +137,8 @@ class Models:
         was = f" from version {current}" if current else ""
         await self._alerts.publish(
             "warning",
-            f"Champion {verb} by hand{was} to version {target} of {model.name}: {reason}",
+            f"Champion {verb} {'by hand' if by == 'api' else f'by {by}'}{was} to version "
+            f"{target} of {model.name}: {reason}",
             kind=AlertKind.CHAMPION,
             data=move.model_dump(mode="json"),
         )

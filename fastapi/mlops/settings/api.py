@@ -80,6 +80,53 @@ class ApiSettings(TrainingSettings, ServingSettings):
         "(`errors`: about 15% more inference throughput at 32 clients).",
     )
 
+    # Predictions recorded, and their labels (POST /feedback).
+    record_predictions: bool = Field(
+        True, description="Record every prediction (for feedback and live metrics)."
+    )
+    prediction_history: int = Field(
+        100_000, ge=100, description="Recorded predictions kept per model (the newest)."
+    )
+    prediction_max_age_hours: float = Field(
+        168,
+        gt=0,
+        le=24 * 90,
+        description="Recorded predictions older than this are dropped; labels sent for "
+        "them are answered `expired`.",
+    )
+    label_history: int = Field(
+        200_000, ge=100, description="Labelled predictions kept per model for live metrics."
+    )
+    prediction_backlog: int = Field(
+        10_000,
+        ge=100,
+        description="Predictions waiting to be recorded at most; beyond, they are answered "
+        "unrecorded (and counted).",
+    )
+    live_min_labels: int = Field(
+        100,
+        ge=1,
+        description="Labels a version needs before its live metric can raise an alert.",
+    )
+    live_check_seconds: float = Field(
+        60, gt=0, description="How often live metrics are computed (gauges and alerts)."
+    )
+
+    # Rollouts (POST /models/{name}/rollouts).
+    rollout_alpha: float = Field(
+        0.05,
+        gt=0,
+        lt=0.5,
+        description="The sequential test's error bound: the chance that an automatic "
+        "rollout ever decides between two equally good versions.",
+    )
+    rollout_check_seconds: float = Field(
+        2.0, gt=0, description="How often rollouts are checked (decisions, time limits)."
+    )
+    rollout_refresh_seconds: float = Field(
+        1.0, gt=0, description="How long an API process routes by a rollout it read."
+    )
+
     # Who may call.
     api_token: SecretStr | None = Field(
         None,

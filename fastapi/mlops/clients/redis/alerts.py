@@ -12,8 +12,8 @@ from pydantic import ValidationError
 from redis.asyncio import Redis
 
 from mlops.clients.redis.connection import SOCKET_TIMEOUT_S
-from mlops.clients.redis.keys import ALERT_STREAM, job_key
-from mlops.clients.redis.scripts import APPEND_ONCE
+from mlops.clients.redis.keys import ALERT_STREAM, alert_claim_key, job_key
+from mlops.clients.redis.scripts import APPEND_ONCE, PUBLISH_ONCE_IN
 from mlops.contracts.alerts import Alert, AlertKind, AlertLevel
 
 log = logging.getLogger(__name__)
@@ -59,6 +59,7 @@ class AlertStream:
         self._redis = redis
         self._max_len = max_len
         self._append_once = redis.register_script(APPEND_ONCE)
+        self._publish_once_in = redis.register_script(PUBLISH_ONCE_IN)
 
     async def ping(self) -> bool:
         """The server answers (for readiness)."""
@@ -91,6 +92,31 @@ class AlertStream:
         entry_id = await self._append_once(
             keys=[job_key(job_id), ALERT_STREAM],
             args=["alerted", self._max_len, *(part for pair in fields.items() for part in pair)],
+        )
+        return _decode_alert(entry_id, fields) if entry_id else None
+
+    async def publish_once_in(
+        self,
+        topic: str,
+        seconds: int,
+        level: AlertLevel,
+        text: str,
+        *,
+        kind: AlertKind,
+        data: dict[str, Any],
+    ) -> Alert | None:
+        """An alert on `topic` at most once in `seconds`, however many processes see
+        what it says (claim and publication in one atomic step)."""
+        fields = {
+            "level": level,
+            "text": text,
+            "kind": kind,
+            "created_at": _now().isoformat(),
+            "data": json.dumps(data),
+        }
+        entry_id = await self._publish_once_in(
+            keys=[alert_claim_key(topic), ALERT_STREAM],
+            args=[seconds, self._max_len, *(part for pair in fields.items() for part in pair)],
         )
         return _decode_alert(entry_id, fields) if entry_id else None
 

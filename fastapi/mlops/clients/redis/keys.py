@@ -36,3 +36,32 @@ def drift_sample_key(model_name: str, version: str) -> str:
 
 def model_changes_key(model_name: str) -> str:
     return f"mlops:model-changes:{model_name}"
+
+
+def prediction_stream_key(model_name: str) -> str:
+    """A model's recorded predictions, oldest first (capped by count and age)."""
+    return f"mlops:predictions:{model_name}"
+
+
+def prediction_index_key(hour: int) -> str:
+    """Predictions made in one hour (since the epoch): id -> "model entry [label-entry]"."""
+    return f"mlops:prediction-index:{hour}"
+
+
+def label_stream_key(model_name: str) -> str:
+    """A model's predictions joined with their true outcomes, by time of arrival."""
+    return f"mlops:labels:{model_name}"
+
+
+ROLLOUTS = "mlops:rollouts"  # model -> its rollout in progress (JSON)
+ENDED_ROLLOUTS_KEPT = 20  # per model
+
+
+def ended_rollouts_key(model_name: str) -> str:
+    """A model's ended rollouts, newest first."""
+    return f"mlops:rollouts:ended:{model_name}"
+
+
+def alert_claim_key(topic: str) -> str:
+    """Held while an alert on `topic` may not be published again."""
+    return f"mlops:alert-claim:{topic}"

@@ -98,3 +98,78 @@ redis.call('HSET', KEYS[1], ARGV[2], ARGV[3])
 redis.call('HDEL', KEYS[2], ARGV[2])
 return 1
 """
+
+# KEYS: a stream and an index per prediction, in pairs. ARGV[1] the streams' length,
+# ARGV[2] the indexes' lifetime in seconds, ARGV[3] the oldest entry id a stream keeps
+# (its age limit); then three per prediction: the model, the prediction id, its entry's
+# field, value pairs as a JSON list. Records predictions and indexes them by id.
+RECORD_PREDICTIONS = """
+local maxlen, ttl, minid = ARGV[1], tonumber(ARGV[2]), ARGV[3]
+local trimmed = {}
+for i = 0, #KEYS / 2 - 1 do
+  local stream, index = KEYS[2 * i + 1], KEYS[2 * i + 2]
+  local model, id = ARGV[3 * i + 4], ARGV[3 * i + 5]
+  local entry = redis.call('XADD', stream, 'MAXLEN', '~', maxlen, '*',
+    unpack(cjson.decode(ARGV[3 * i + 6])))
+  redis.call('HSET', index, id, model .. ' ' .. entry)
+  redis.call('EXPIRE', index, ttl)
+  if not trimmed[stream] then
+    redis.call('XTRIM', stream, 'MINID', '~', minid)
+    trimmed[stream] = true
+  end
+end
+return #KEYS / 2
+"""
+
+# KEYS[1] a model's label stream, then each labelled prediction's index. ARGV[1] the
+# stream's length, ARGV[2] the oldest entry id it keeps; then two per label: the
+# prediction id, the entry's field, value pairs as a JSON list. Adds each label, and
+# removes the one sent before for the same prediction: 1 added, 2 replaced one, 0 the
+# prediction left the index meanwhile.
+JOIN_LABELS = """
+local stream, maxlen, minid = KEYS[1], ARGV[1], ARGV[2]
+local outcomes = {}
+for i = 0, #KEYS - 2 do
+  local index, id = KEYS[i + 2], ARGV[2 * i + 3]
+  local current = redis.call('HGET', index, id)
+  if not current then
+    outcomes[i + 1] = 0
+  else
+    local model, prediction, previous = string.match(current, '^(%S+) (%S+) ?(%S*)$')
+    if previous ~= '' then
+      redis.call('XDEL', stream, previous)
+    end
+    local entry = redis.call('XADD', stream, 'MAXLEN', '~', maxlen, '*',
+      unpack(cjson.decode(ARGV[2 * i + 4])))
+    redis.call('HSET', index, id, model .. ' ' .. prediction .. ' ' .. entry)
+    outcomes[i + 1] = previous ~= '' and 2 or 1
+  end
+end
+redis.call('XTRIM', stream, 'MINID', '~', minid)
+return outcomes
+"""
+
+# KEYS[1] the rollouts in progress, KEYS[2] the model's ended ones. ARGV[1] the model,
+# ARGV[2] the rollout's id, ARGV[3] its end (JSON), ARGV[4] how many ended ones to keep.
+# Ends the rollout if it is still the one in progress: 1, else 0 (another process
+# ended it first, or another rollout started since).
+END_ROLLOUT = """
+local current = redis.call('HGET', KEYS[1], ARGV[1])
+if not current or cjson.decode(current)['id'] ~= ARGV[2] then
+  return 0
+end
+redis.call('HDEL', KEYS[1], ARGV[1])
+redis.call('LPUSH', KEYS[2], ARGV[3])
+redis.call('LTRIM', KEYS[2], 0, tonumber(ARGV[4]) - 1)
+return 1
+"""
+
+# KEYS[1] a claim, KEYS[2] the alert stream. ARGV[1] the claim's lifetime in seconds,
+# ARGV[2] the stream's length, then the alert's field, value pairs. Publishes the alert
+# unless the claim is held: at most once per lifetime, whoever asks.
+PUBLISH_ONCE_IN = """
+if not redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[1]) then
+  return false
+end
+return redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], '*', unpack(ARGV, 3))
+"""

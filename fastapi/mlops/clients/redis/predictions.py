@@ -1,0 +1,130 @@
+"""Recorded predictions and their labels: a stream of predictions per model (capped by
+count and age), an index by prediction id per hour (expiring with the streams' age
+limit), and a stream of labelled predictions per model that live metrics read."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+
+from redis.asyncio import Redis
+
+from mlops.clients.redis.keys import label_stream_key, prediction_index_key, prediction_stream_key
+from mlops.clients.redis.scripts import JOIN_LABELS, RECORD_PREDICTIONS
+from mlops.contracts.predictions import (
+    INDEX_HOUR_MS,
+    LabelledPrediction,
+    PredictionRecord,
+    prediction_ms,
+)
+
+# Live metrics look back a week at most: older labels are trimmed.
+LABEL_MAX_AGE_MS = 7 * 24 * INDEX_HOUR_MS
+
+
+class Joined(StrEnum):
+    ACCEPTED = "accepted"
+    REPLACED = "replaced"  # a label sent before for the same prediction no longer counts
+    EXPIRED = "expired"  # the prediction left the store (its age or count limit)
+
+
+@dataclass(frozen=True)
+class Label:
+    """A true outcome for a recorded prediction, checked against it by the caller."""
+
+    prediction: PredictionRecord
+    label: int | float
+
+
+def _index_key(prediction_id: str) -> str:
+    return prediction_index_key(prediction_ms(prediction_id) // INDEX_HOUR_MS)
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class PredictionStore:
+    def __init__(
+        self, redis: Redis, *, max_predictions: int, max_age_hours: float, max_labels: int
+    ) -> None:
+        self._redis = redis
+        self._max_predictions = max_predictions
+        self._max_age_ms = int(max_age_hours * INDEX_HOUR_MS)
+        self._max_labels = max_labels
+        self._record = redis.register_script(RECORD_PREDICTIONS)
+        self._join = redis.register_script(JOIN_LABELS)
+
+    async def record(self, predictions: Sequence[PredictionRecord]) -> None:
+        """One round trip for the lot."""
+        if not predictions:
+            return
+        keys: list[str] = []
+        args: list[str | int] = [
+            self._max_predictions,
+            self._max_age_ms // 1000 + 3600,
+            _now_ms() - self._max_age_ms,
+        ]
+        for p in predictions:
+            keys += [prediction_stream_key(p.model), _index_key(p.prediction_id)]
+            flat = [item for pair in p.fields().items() for item in pair]
+            args += [p.model, p.prediction_id, json.dumps(flat)]
+        await self._record(keys=keys, args=args)
+
+    async def recent(self, model: str, limit: int) -> list[PredictionRecord]:
+        """The newest first."""
+        entries = await self._redis.xrevrange(prediction_stream_key(model), count=limit)
+        return [PredictionRecord.from_fields(model, fields) for _, fields in entries]
+
+    async def find(self, prediction_ids: Sequence[str]) -> dict[str, PredictionRecord | None]:
+        """The predictions indexed, by id: their record, or None when the stream no longer
+        holds it (trimmed by its count or age limit). Two round trips for the lot."""
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for prediction_id in prediction_ids:
+                pipe.hget(_index_key(prediction_id), prediction_id)
+            located = await pipe.execute()
+        found = [
+            (prediction_id, *value.split(" ")[:2])
+            for prediction_id, value in zip(prediction_ids, located, strict=True)
+            if value
+        ]
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for _, model, entry in found:
+                pipe.xrange(prediction_stream_key(model), entry, entry)
+            entries = await pipe.execute()
+        return {
+            prediction_id: PredictionRecord.from_fields(model, entry[0][1]) if entry else None
+            for (prediction_id, model, _), entry in zip(found, entries, strict=True)
+        }
+
+    async def join(self, model: str, labels: Sequence[Label]) -> list[Joined]:
+        """Labels for predictions of `model`, in one atomic step: a prediction labelled
+        twice counts once, with the last label."""
+        if not labels:
+            return []
+        keys = [label_stream_key(model)]
+        args: list[str | int] = [self._max_labels, _now_ms() - LABEL_MAX_AGE_MS]
+        for item in labels:
+            p = item.prediction
+            keys.append(_index_key(p.prediction_id))
+            joined = LabelledPrediction(
+                p.prediction_id, p.version, p.arm, p.output, item.label, labelled_at_ms=0
+            )
+            flat = [value for pair in joined.fields().items() for value in pair]
+            args += [p.prediction_id, json.dumps(flat)]
+        outcomes = await self._join(keys=keys, args=args)
+        as_joined = {0: Joined.EXPIRED, 1: Joined.ACCEPTED, 2: Joined.REPLACED}
+        return [as_joined[int(outcome)] for outcome in outcomes]
+
+    async def labelled_since(self, model: str, since_ms: int) -> list[LabelledPrediction]:
+        """The model's labelled predictions that arrived since `since_ms`, oldest first."""
+        entries = await self._redis.xrange(label_stream_key(model), min=str(since_ms))
+        return [LabelledPrediction.from_entry(entry, fields) for entry, fields in entries]
+
+    async def labelled_last(self, model: str, count: int) -> list[LabelledPrediction]:
+        """The model's newest `count` labelled predictions, oldest first."""
+        entries = await self._redis.xrevrange(label_stream_key(model), count=count)
+        return [LabelledPrediction.from_entry(entry, fields) for entry, fields in entries[::-1]]

@@ -1,0 +1,139 @@
+"""A prediction as the platform records it, and the label that comes back for it.
+
+Written by the API (every answer of /inference) and read by feedback and live metrics;
+one Redis stream entry per prediction (`clients/redis/predictions.py`).
+
+A prediction id is time-ordered: 11 hex digits of the milliseconds since the epoch,
+then 16 random ones. Its time says which hour of the index holds it, so feedback finds a
+prediction in one lookup whichever model made it.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import secrets
+import time
+from dataclasses import dataclass
+from enum import StrEnum
+
+from mlops.contracts.model_definition import Task
+
+PREDICTION_ID_PATTERN = r"^[0-9a-f]{27}$"
+_PREDICTION_ID = re.compile(PREDICTION_ID_PATTERN)
+INDEX_HOUR_MS = 3_600_000
+
+
+class Arm(StrEnum):
+    """Who answered: the champion, a version the request named (`pinned`), or a side of
+    a rollout."""
+
+    CHAMPION = "champion"
+    PINNED = "pinned"
+    CANARY = "canary"
+    SHADOW = "shadow"  # answered no caller: recorded for comparison only
+
+
+def new_prediction_id(now_ms: int | None = None) -> str:
+    ms = int(time.time() * 1000) if now_ms is None else now_ms
+    return f"{ms:011x}{secrets.token_hex(8)}"
+
+
+def shadow_id(prediction_id: str) -> str:
+    """The id of a shadow's answer to the request the champion answered as
+    `prediction_id`: a label for one is a label for both."""
+    return f"{prediction_id}s"
+
+
+def is_prediction_id(text: str) -> bool:
+    return bool(_PREDICTION_ID.match(text))
+
+
+def prediction_ms(prediction_id: str) -> int:
+    """When the prediction was made (ms since the epoch), from its id."""
+    return int(prediction_id[:11], 16)
+
+
+@dataclass(frozen=True)
+class PredictionRecord:
+    """One answer: `output` is the predicted class's index (classification, `classes`
+    non-empty) or the predicted value (regression)."""
+
+    prediction_id: str
+    model: str
+    version: str
+    arm: Arm
+    features: list[float]
+    output: int | float
+    classes: list[str]
+    probabilities: list[float] | None = None
+
+    @property
+    def task(self) -> Task:
+        return Task.CLASSIFICATION if self.classes else Task.REGRESSION
+
+    @property
+    def predicted_at_ms(self) -> int:
+        return prediction_ms(self.prediction_id)
+
+    def fields(self) -> dict[str, str]:
+        """As a stream entry: flat strings, JSON where structured."""
+        return {
+            "id": self.prediction_id,
+            "version": self.version,
+            "arm": self.arm.value,
+            "features": json.dumps(self.features),
+            "output": json.dumps(self.output),
+            "classes": json.dumps(self.classes),
+            "probabilities": json.dumps(self.probabilities),
+        }
+
+    @classmethod
+    def from_fields(cls, model: str, fields: dict[str, str]) -> PredictionRecord:
+        """Raises KeyError or ValueError for an entry not written by `fields`."""
+        output = json.loads(fields["output"])
+        if not isinstance(output, int | float):
+            raise ValueError(f"not a prediction: {output!r}")
+        return cls(
+            prediction_id=fields["id"],
+            model=model,
+            version=fields["version"],
+            arm=Arm(fields["arm"]),
+            features=[float(v) for v in json.loads(fields["features"])],
+            output=output,
+            classes=[str(c) for c in json.loads(fields["classes"])],
+            probabilities=json.loads(fields["probabilities"]),
+        )
+
+
+@dataclass(frozen=True)
+class LabelledPrediction:
+    """A prediction joined with its true outcome: what live metrics are computed from.
+    `label` is a class index (classification) or a value (regression)."""
+
+    prediction_id: str
+    version: str
+    arm: Arm
+    output: int | float
+    label: int | float
+    labelled_at_ms: int
+
+    def fields(self) -> dict[str, str]:
+        return {
+            "id": self.prediction_id,
+            "version": self.version,
+            "arm": self.arm.value,
+            "output": json.dumps(self.output),
+            "label": json.dumps(self.label),
+        }
+
+    @classmethod
+    def from_entry(cls, entry_id: str, fields: dict[str, str]) -> LabelledPrediction:
+        return cls(
+            prediction_id=fields["id"],
+            version=fields["version"],
+            arm=Arm(fields["arm"]),
+            output=json.loads(fields["output"]),
+            label=json.loads(fields["label"]),
+            labelled_at_ms=int(entry_id.split("-", 1)[0]),
+        )

@@ -1,0 +1,245 @@
+"""Recorded predictions and their labels, in a real Valkey: the store, the recording
+loop and the feedback service, without Ray or MLflow (their part is in
+test_feedback_loop.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+
+import pytest
+from helpers import free_port, run_async
+from redis.asyncio import Redis
+from sklearn.metrics import accuracy_score, f1_score, mean_absolute_error
+
+from mlops.background import Background
+from mlops.clients.redis.predictions import PredictionStore
+from mlops.contracts.model_definition import (
+    Gate,
+    Metric,
+    ModelDefinition,
+    ModelSpec,
+    Task,
+)
+from mlops.contracts.predictions import Arm, PredictionRecord, new_prediction_id
+from mlops.services.feedback import Feedback, Outcome
+from mlops.services.prediction_log import PredictionLog
+from mlops.telemetry import Instruments
+
+IRIS = ["Setosa", "Versicolor", "Virginica"]
+HOUR_MS = 3_600_000
+
+
+def _definition(name: str, task: Task) -> ModelDefinition:
+    metric = Metric.ACCURACY if task is Task.CLASSIFICATION else Metric.RMSE
+    spec = ModelSpec(
+        dataset_uri="/data/x.csv", target_column="y", task=task, gate=Gate(metric=metric)
+    )
+    now = datetime.now(UTC)
+    return ModelDefinition(
+        name=name,
+        registered_model=name,
+        experiment=name,
+        spec=spec,
+        created_at=now,
+        updated_at=now,
+    )
+
+
+def _classified(output: int, version: str = "1", *, at_ms: int | None = None) -> PredictionRecord:
+    probabilities = [0.0, 0.0, 0.0]
+    probabilities[output] = 1.0
+    return PredictionRecord(
+        prediction_id=new_prediction_id(at_ms),
+        model="iris",
+        version=version,
+        arm=Arm.CHAMPION,
+        features=[5.1, 3.5, 1.4, 0.2],
+        output=output,
+        classes=IRIS,
+        probabilities=probabilities,
+    )
+
+
+def _regressed(value: float, version: str = "1") -> PredictionRecord:
+    return PredictionRecord(
+        prediction_id=new_prediction_id(),
+        model="diabetes",
+        version=version,
+        arm=Arm.CHAMPION,
+        features=[0.1, 0.2],
+        output=value,
+        classes=[],
+    )
+
+
+@asynccontextmanager
+async def _store(valkey_url: str, **limits: int) -> AsyncIterator[PredictionStore]:
+    redis = Redis.from_url(valkey_url, decode_responses=True)
+    await redis.flushdb()
+    values = {"max_predictions": 1000, "max_labels": 1000, **limits}
+    try:
+        yield PredictionStore(redis, max_age_hours=24, **values)
+    finally:
+        await redis.aclose()
+
+
+def test_labels_are_joined_to_their_predictions_and_the_last_one_counts(valkey_url: str) -> None:
+    async def scenario() -> None:
+        async with _store(valkey_url) as store:
+            records = [_classified(i % 3) for i in range(6)]
+            await store.record(records)
+            feedback = Feedback(store, max_age_hours=24)
+
+            first = await feedback.send([(r.prediction_id, IRIS[int(r.output)]) for r in records])
+            # The first prediction's label again, now wrong, by index: it replaces the first.
+            again = await feedback.send([(records[0].prediction_id, 2)])
+            live = await feedback.live(
+                _definition("iris", Task.CLASSIFICATION), window=None, last=100
+            )
+
+            assert [r.outcome for r in first] == [Outcome.ACCEPTED] * 6
+            assert {(r.model, r.version) for r in first} == {("iris", "1")}
+            assert [r.outcome for r in again] == [Outcome.REPLACED]
+            (version,) = live
+            assert version.labels == 6  # counted once
+            assert version.metrics[Metric.ACCURACY].value == pytest.approx(5 / 6)
+
+    run_async(scenario())
+
+
+def test_a_label_that_is_not_the_model_s_is_refused_saying_which_are(valkey_url: str) -> None:
+    async def scenario() -> None:
+        async with _store(valkey_url) as store:
+            classified, regressed = _classified(0), _regressed(150.0)
+            await store.record([classified, regressed])
+            feedback = Feedback(store, max_age_hours=24)
+
+            results = await feedback.send(
+                [
+                    (classified.prediction_id, "Rose"),
+                    (classified.prediction_id, 3),
+                    (classified.prediction_id, 1.0),
+                    (regressed.prediction_id, "high"),
+                    (regressed.prediction_id, 151.5),
+                ]
+            )
+
+            assert [r.outcome for r in results] == [Outcome.WRONG_LABEL] * 4 + [Outcome.ACCEPTED]
+            assert "Setosa, Versicolor, Virginica" in (results[0].detail or "")
+            assert "index 0..2" in (results[1].detail or "")
+            assert "regression" in (results[3].detail or "")
+
+    run_async(scenario())
+
+
+def test_unknown_and_expired_predictions_are_told_apart(valkey_url: str) -> None:
+    async def scenario() -> None:
+        async with _store(valkey_url, max_predictions=100) as store:
+            feedback = Feedback(store, max_age_hours=24)
+            never = new_prediction_id()
+            too_old = new_prediction_id(int(time.time() * 1000) - 25 * HOUR_MS)
+            # Recorded, then pushed out of the stream by 500 newer ones (its count limit).
+            pushed_out = _classified(1)
+            await store.record([pushed_out])
+            for _ in range(5):
+                await store.record([_classified(0) for _ in range(100)])
+
+            results = await feedback.send([(never, 0), (too_old, 0), (pushed_out.prediction_id, 1)])
+
+            assert [r.outcome for r in results] == [
+                Outcome.UNKNOWN,
+                Outcome.EXPIRED,
+                Outcome.EXPIRED,
+            ]
+
+    run_async(scenario())
+
+
+def test_live_metrics_are_scikit_learn_s_with_intervals_around_them(valkey_url: str) -> None:
+    async def scenario() -> None:
+        async with _store(valkey_url) as store:
+            truth = [i % 3 for i in range(300)]
+            outputs = [t if i % 7 else (t + 1) % 3 for i, t in enumerate(truth)]
+            records = [_classified(o, version="4") for o in outputs]
+            values = [float(i) for i in range(200)]
+            guesses = [v + (3 if i % 2 else -1) for i, v in enumerate(values)]
+            regressions = [_regressed(g, version="2") for g in guesses]
+            await store.record(records + regressions)
+            feedback = Feedback(store, max_age_hours=24)
+            await feedback.send([(r.prediction_id, t) for r, t in zip(records, truth, strict=True)])
+            await feedback.send(
+                [(r.prediction_id, v) for r, v in zip(regressions, values, strict=True)]
+            )
+
+            (classified,) = await feedback.live(
+                _definition("iris", Task.CLASSIFICATION), window=None, last=None
+            )
+            (regressed,) = await feedback.live(
+                _definition("diabetes", Task.REGRESSION), window=None, last=None
+            )
+
+            accuracy = classified.metrics[Metric.ACCURACY]
+            f1 = classified.metrics[Metric.F1_MACRO]
+            assert accuracy.value == pytest.approx(accuracy_score(truth, outputs))
+            assert f1.value == pytest.approx(f1_score(truth, outputs, average="macro"))
+            for estimate in (accuracy, f1):
+                assert estimate.low < estimate.value < estimate.high
+            mae = regressed.metrics[Metric.MAE]
+            assert mae.value == pytest.approx(mean_absolute_error(values, guesses))
+            assert regressed.metrics[Metric.RMSE].value == pytest.approx(math.sqrt(5))
+            assert mae.low < mae.value < mae.high
+
+    run_async(scenario())
+
+
+def test_predictions_are_recorded_in_batches_and_listed_newest_first(valkey_url: str) -> None:
+    async def scenario() -> None:
+        async with _store(valkey_url) as store:
+            instruments = Instruments()
+            log = PredictionLog(store, instruments=instruments, max_waiting=1000)
+            background = Background()
+            background.start("prediction-log", lambda: log.run(background))
+            records = [_classified(i % 3) for i in range(250)]
+            for record in records:
+                log.submit(record)
+            deadline = time.monotonic() + 10
+            while len(await store.recent("iris", 1000)) < 250 and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
+            await background.stop()
+
+            listed = await store.recent("iris", 1000)
+            assert [r.prediction_id for r in listed] == [r.prediction_id for r in records[::-1]]
+            assert listed[0] == records[-1]
+            assert instruments.recorded.labels("iris")._value.get() == 250
+
+    run_async(scenario())
+
+
+def test_with_redis_down_predictions_are_counted_unrecorded_and_nothing_raises() -> None:
+    async def scenario() -> None:
+        # A port nothing listens on: every write is refused.
+        redis = Redis(port=free_port(), socket_connect_timeout=0.2, decode_responses=True)
+        store = PredictionStore(redis, max_predictions=100, max_age_hours=1, max_labels=100)
+        instruments = Instruments()
+        log = PredictionLog(store, instruments=instruments, max_waiting=100)
+        background = Background()
+        background.start("prediction-log", lambda: log.run(background))
+        for i in range(150):  # 50 beyond the backlog's bound
+            log.submit(_classified(i % 3))
+        deadline = time.monotonic() + 10
+        unrecorded = instruments.unrecorded
+        while unrecorded.labels("redis")._value.get() < 100 and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        await background.stop()
+        await redis.aclose()
+
+        assert unrecorded.labels("backlog")._value.get() == 50
+        assert unrecorded.labels("redis")._value.get() == 100
+        assert background.health()["prediction-log"].restarts == 0
+
+    run_async(scenario())
