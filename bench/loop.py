@@ -6,10 +6,10 @@ labels back.
 Starts its own local platform on free ports (the settings `make up` uses), trains two
 versions of iris and serves the first, then:
 
-- recording: POST /inference through two API processes on the same Serve application,
-  the platform's (recording on) and a second one started here with
-  MLOPS_RECORD_PREDICTIONS=false; wrk at 32 connections (req/s) and at 1 (p50), the two
-  alternated for --rounds rounds; medians compared.
+- recording: POST /inference through two API processes started alike here on the same
+  Serve application, one with MLOPS_RECORD_PREDICTIONS=true, one with false; wrk at 32
+  connections (req/s) and at 1 (p50), the two alternated for --rounds rounds; medians
+  compared.
 - shadow: p50 at 1 connection with no rollout and with the second version in shadow at
   100 %, alternated the same way (the shadow's copy is sent after each answer).
 - feedback: labels for recorded predictions, POST /feedback in batches of 1,000 from one
@@ -33,6 +33,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
+import psutil
 from inference import ROW, Result, run_wrk, train_and_serve  # bench/inference.py
 
 from mlops.cli.http import Api
@@ -55,12 +56,15 @@ def _train_second(api: Api) -> str:
     return str(job["model_version"])
 
 
-def _start_api(settings: PlatformSettings, port: int, log: Path) -> subprocess.Popen:
-    """A second API on the same platform, recording nothing and deploying nothing."""
+def _start_api(
+    settings: PlatformSettings, port: int, log: Path, *, record: bool
+) -> subprocess.Popen:
+    """Another API on the same platform, recording predictions or not, deploying
+    nothing: the two sides of the comparison start alike."""
     env = {
         **os.environ,
         **settings.as_env(include_secrets=True),
-        "MLOPS_RECORD_PREDICTIONS": "false",
+        "MLOPS_RECORD_PREDICTIONS": "true" if record else "false",
         "MLOPS_AUTO_SERVE": "false",
         "MLOPS_API_PORT": str(port),
     }
@@ -75,7 +79,7 @@ def _start_api(settings: PlatformSettings, port: int, log: Path) -> subprocess.P
                 return process
         except httpx.HTTPError:
             time.sleep(0.3)
-    raise SystemExit(f"the second API did not start; see {log}")
+    raise SystemExit(f"an API did not start; see {log}")
 
 
 def _alternated(
@@ -84,16 +88,45 @@ def _alternated(
     seconds: int,
     rounds: int,
     folder: Path,
+    cpu: dict[str, list[float]] | None = None,
 ) -> dict[str, list[Result]]:
-    """Each side in turn, `rounds` times; `runs` maps a side to (url, a setup callable)."""
+    """Each side in turn, `rounds` times; `runs` maps a side to (url, a setup callable).
+    With `cpu`, the CPU seconds each process named in it spent per 1,000 requests."""
     body = json.dumps({"input_data": ROW})
     results: dict[str, list[Result]] = {side: [] for side in runs}
     for _ in range(rounds):
         for side, (url, setup) in runs.items():
             if setup is not None:
                 setup()
-            results[side].append(run_wrk(url, body, connections, seconds, folder))
+            before = _cpu_seconds()
+            result = run_wrk(url, body, connections, seconds, folder)
+            results[side].append(result)
+            if cpu is not None:
+                spent = {name: _cpu_seconds()[name] - s for name, s in before.items()}
+                thousands = result.requests_per_s * seconds / 1000
+                for name, seconds_spent in spent.items():
+                    cpu.setdefault(f"{side}: {name}", []).append(seconds_spent / thousands)
     return results
+
+
+def _cpu_seconds() -> dict[str, float]:
+    """CPU seconds so far of the serving processes, by kind: each API (by its port),
+    Valkey, Serve's replicas and proxy."""
+    spent: dict[str, float] = {}
+    for process in psutil.process_iter(["cmdline", "cpu_times"]):
+        line = " ".join(process.info["cmdline"] or [])
+        if "mlops.main:create_app" in line:
+            kind = "api :" + line.split("--port ")[1].split()[0]
+        elif "valkey" in line or "redis-server" in line:
+            kind = "valkey"
+        elif "ServeReplica" in line or "ServeController" in line or "haproxy" in line:
+            kind = "serve"
+        else:
+            continue
+        times = process.info["cpu_times"]
+        if times is not None:
+            spent[kind] = spent.get(kind, 0.0) + times.user + times.system
+    return spent
 
 
 def _median(results: list[Result], field: str) -> float:
@@ -103,10 +136,8 @@ def _median(results: list[Result], field: str) -> float:
 def _feedback_rate(api_url: str, settings: PlatformSettings, clients: int) -> float:
     """Labels a second for 20 batches of 1,000, sent by `clients` at once."""
     api = _client(settings, api_url)
-    ids = [
-        p["prediction_id"]
-        for p in api.call("GET", "/models/iris/predictions?limit=1000")["predictions"]
-    ]
+    listed = api.call("GET", "/models/iris/predictions?limit=1000")["predictions"]
+    ids = [p["prediction_id"] for p in listed if p["arm"] == "champion"]
     batch = {"items": [{"prediction_id": i, "label": "Virginica"} for i in ids[:BATCH]]}
     api.call("POST", "/feedback", json=batch)  # warm up
 
@@ -137,20 +168,27 @@ def main() -> None:
         settings = isolated_settings(Path(folder))
         platform = LocalPlatform(settings, ray_ports=isolated_ray_ports(settings))
         platform.start()
-        second: subprocess.Popen | None = None
+        apis: list[subprocess.Popen] = []
         try:
             api_url = f"http://{settings.api_host}:{settings.api_port}"
             api = _client(settings, api_url)
-            champion = train_and_serve(api_url, settings)
-            challenger = _train_second(api)
-            port = free_port()
-            second = _start_api(settings, port, Path(folder) / "api-unrecorded.log")
-            unrecorded = f"http://127.0.0.1:{port}/inference"
-            recorded = f"{api_url}/inference"
+            first = train_and_serve(api_url, settings)
+            second = _train_second(api)
+            # The second may be promoted (the gate takes an equal one): the other shadows.
+            champion = api.call("GET", "/models/iris")["champion"]["version"]
+            challenger = first if champion == second else second
+            urls = {}
+            for side, record in (("recorded", True), ("unrecorded", False)):
+                port = free_port()
+                log = Path(folder) / f"api-{side}.log"
+                apis.append(_start_api(settings, port, log, record=record))
+                urls[side] = f"http://127.0.0.1:{port}/inference"
+            recorded, unrecorded = urls["recorded"], urls["unrecorded"]
             for url in (recorded, unrecorded):  # warm up
                 run_wrk(url, json.dumps({"input_data": ROW}), 8, 3, Path(folder))
             sides = {"recorded": (recorded, None), "unrecorded": (unrecorded, None)}
-            busy = _alternated(sides, 32, args.seconds, args.rounds, Path(folder))
+            cpu: dict[str, list[float]] = {}
+            busy = _alternated(sides, 32, args.seconds, args.rounds, Path(folder), cpu)
             alone = _alternated(sides, 1, args.seconds, args.rounds, Path(folder))
 
             def no_rollout() -> None:
@@ -164,21 +202,27 @@ def main() -> None:
                 api.call("POST", "/models/iris/rollouts", json=spec)
                 time.sleep(settings.rollout_refresh_seconds + 0.5)
 
+            platform_api = f"{api_url}/inference"  # where the rollout's routing is read
             shadowing = _alternated(
-                {"no rollout": (recorded, no_rollout), "shadow 100%": (recorded, shadow)},
+                {"no rollout": (platform_api, no_rollout), "shadow 100%": (platform_api, shadow)},
                 1,
                 args.seconds,
                 args.rounds,
                 Path(folder),
             )
             no_rollout()
+            # Fresh predictions of the champion alone, to label.
+            run_wrk(platform_api, json.dumps({"input_data": ROW}), 8, 3, Path(folder))
             rates = {clients: _feedback_rate(api_url, settings, clients) for clients in (1, 4)}
         finally:
-            if second is not None:
-                os.killpg(second.pid, signal.SIGTERM)
-                second.wait(30)
+            for process in apis:
+                os.killpg(process.pid, signal.SIGTERM)
+                process.wait(30)
             platform.stop()
     _report(champion, challenger, busy, alone, shadowing, rates, args)
+    print("CPU seconds per 1,000 requests at 32 connections (medians):")
+    for name, values in sorted(cpu.items()):
+        print(f"  {name:<28} {statistics.median(values):.3f}")
 
 
 def _report(

@@ -10,7 +10,7 @@ from typing import Self
 from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, model_validator
 
 from mlops.contracts.model_definition import Metric
-from mlops.contracts.predictions import INDEX_HOUR_MS, PREDICTION_ID_PATTERN, Arm
+from mlops.contracts.predictions import HOUR_MS, PREDICTION_ID_PATTERN, Arm
 from mlops.live_metrics import Estimate
 
 MAX_FEEDBACK_ITEMS = 1000
@@ -35,7 +35,7 @@ class Window(StrEnum):
 
     @property
     def milliseconds(self) -> int:
-        return {"hour": 1, "day": 24, "week": 168}[self.value] * INDEX_HOUR_MS
+        return {"hour": 1, "day": 24, "week": 168}[self.value] * HOUR_MS
 
 
 class FeedbackItem(BaseModel):

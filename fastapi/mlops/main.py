@@ -175,7 +175,12 @@ def _build_services(
         max_labels=settings.label_history,
     )
     log = (
-        PredictionLog(predictions, instruments=instruments, max_waiting=settings.prediction_backlog)
+        PredictionLog(
+            predictions,
+            instruments=instruments,
+            max_waiting=settings.prediction_backlog,
+            flush_seconds=settings.prediction_flush_seconds,
+        )
         if settings.record_predictions
         else None
     )

@@ -7,6 +7,7 @@ them), so stopping them leaves the session's platform to the other tests.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -174,3 +175,41 @@ def test_an_api_restart_keeps_jobs_alerts_and_schedules(start_api) -> None:
     assert job_id in {j["job_id"] for j in after[0]["jobs"]}
     assert schedule_id in {s[0] for s in after[2]}
     restarted.delete(f"/kill_scheduled_job/{schedule_id}")
+
+
+def test_with_redis_down_predictions_are_answered_and_feedback_is_503(own, start_api) -> None:
+    supervisor, mine = own
+    redis = _start(supervisor, components.valkey(mine))
+    api, _ = start_api(redis_url=mine.redis_url)
+    row = {"input_data": [6.7, 3.0, 5.2, 2.3]}
+    if api.post("/inference", json=row).status_code == 503:  # no champion yet this session
+        job_id = api.post("/trigger_training", json={"hyperparameters": {}}).json()["job_id"]
+        wait_for_job(api, job_id)
+    first = wait_for(
+        lambda: (r := api.post("/inference", json=row)).is_success and r.json(),
+        timeout=180,
+        what="a champion served",
+    )
+
+    supervisor.stop(redis)
+    during = [api.post("/inference", json=row) for _ in range(20)]
+    # Redis stays down through several writes of the log (one each 0.2 s), so none of
+    # them can succeed on a retry after the restart.
+    time.sleep(3)
+    label = {"prediction_id": first["prediction_id"], "label": "Virginica"}
+    feedback = api.post("/feedback", json=label)
+    redis = _start(supervisor, components.valkey(mine))
+    metrics = wait_for(
+        lambda: (
+            'mlops_predictions_unrecorded_total{reason="redis"}' in (m := api.get("/metrics").text)
+            and m
+        ),
+        timeout=30,
+        what="the unrecorded predictions counted",
+    )
+
+    assert [r.status_code for r in during] == [200] * 20, [r.text for r in during]
+    assert all(r.json()["prediction_id"] for r in during)
+    assert feedback.status_code == 503 and "Redis" in feedback.json()["detail"]
+    unrecorded = metrics.split('mlops_predictions_unrecorded_total{reason="redis"} ')[1]
+    assert float(unrecorded.split()[0]) >= 1

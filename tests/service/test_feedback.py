@@ -17,6 +17,7 @@ from redis.asyncio import Redis
 from sklearn.metrics import accuracy_score, f1_score, mean_absolute_error
 
 from mlops.background import Background
+from mlops.clients.redis.keys import PREDICTION_INDEX
 from mlops.clients.redis.predictions import PredictionStore
 from mlops.contracts.model_definition import (
     Gate,
@@ -26,8 +27,9 @@ from mlops.contracts.model_definition import (
     Task,
 )
 from mlops.contracts.predictions import Arm, PredictionRecord, new_prediction_id
+from mlops.contracts.serve import ServeAnswer
 from mlops.services.feedback import Feedback, Outcome
-from mlops.services.prediction_log import PredictionLog
+from mlops.services.prediction_log import Answered, PredictionLog, record_of
 from mlops.telemetry import Instruments
 
 IRIS = ["Setosa", "Versicolor", "Virginica"]
@@ -77,6 +79,24 @@ def _regressed(value: float, version: str = "1") -> PredictionRecord:
     )
 
 
+def _answered(output: int) -> Answered:
+    """As the API hands an answer of Serve's to the log."""
+    probabilities = [0.0, 0.0, 0.0]
+    probabilities[output] = 1.0
+    body: ServeAnswer = {
+        "version": "1",
+        "predictor": "onnx",
+        "task": "classification",
+        "classes": IRIS,
+        "outputs": probabilities,
+    }
+    return Answered(new_prediction_id(), "iris", [5.1, 3.5, 1.4, 0.2], body, Arm.CHAMPION)
+
+
+async def _put(store: PredictionStore, records: list[PredictionRecord]) -> None:
+    await store.record([record.encoded() for record in records])
+
+
 @asynccontextmanager
 async def _store(valkey_url: str, **limits: int) -> AsyncIterator[PredictionStore]:
     redis = Redis.from_url(valkey_url, decode_responses=True)
@@ -92,7 +112,7 @@ def test_labels_are_joined_to_their_predictions_and_the_last_one_counts(valkey_u
     async def scenario() -> None:
         async with _store(valkey_url) as store:
             records = [_classified(i % 3) for i in range(6)]
-            await store.record(records)
+            await _put(store, records)
             feedback = Feedback(store, max_age_hours=24)
 
             first = await feedback.send([(r.prediction_id, IRIS[int(r.output)]) for r in records])
@@ -116,7 +136,7 @@ def test_a_label_that_is_not_the_model_s_is_refused_saying_which_are(valkey_url:
     async def scenario() -> None:
         async with _store(valkey_url) as store:
             classified, regressed = _classified(0), _regressed(150.0)
-            await store.record([classified, regressed])
+            await _put(store, [classified, regressed])
             feedback = Feedback(store, max_age_hours=24)
 
             results = await feedback.send(
@@ -145,17 +165,20 @@ def test_unknown_and_expired_predictions_are_told_apart(valkey_url: str) -> None
             too_old = new_prediction_id(int(time.time() * 1000) - 25 * HOUR_MS)
             # Recorded, then pushed out of the stream by 500 newer ones (its count limit).
             pushed_out = _classified(1)
-            await store.record([pushed_out])
+            await _put(store, [pushed_out])
             for _ in range(5):
-                await store.record([_classified(0) for _ in range(100)])
+                await _put(store, [_classified(0) for _ in range(100)])
 
             results = await feedback.send([(never, 0), (too_old, 0), (pushed_out.prediction_id, 1)])
 
             assert [r.outcome for r in results] == [
                 Outcome.UNKNOWN,
                 Outcome.EXPIRED,
-                Outcome.EXPIRED,
+                Outcome.UNKNOWN,
             ]
+            assert "pushed out" in (results[2].detail or "")
+            # The index holds no more than the stream: the pushed-out ids left it.
+            assert await store._redis.hlen(PREDICTION_INDEX) <= 100
 
     run_async(scenario())
 
@@ -169,7 +192,7 @@ def test_live_metrics_are_scikit_learn_s_with_intervals_around_them(valkey_url: 
             values = [float(i) for i in range(200)]
             guesses = [v + (3 if i % 2 else -1) for i, v in enumerate(values)]
             regressions = [_regressed(g, version="2") for g in guesses]
-            await store.record(records + regressions)
+            await _put(store, records + regressions)
             feedback = Feedback(store, max_age_hours=24)
             await feedback.send([(r.prediction_id, t) for r, t in zip(records, truth, strict=True)])
             await feedback.send(
@@ -201,12 +224,15 @@ def test_predictions_are_recorded_in_batches_and_listed_newest_first(valkey_url:
     async def scenario() -> None:
         async with _store(valkey_url) as store:
             instruments = Instruments()
-            log = PredictionLog(store, instruments=instruments, max_waiting=1000)
+            log = PredictionLog(
+                store, instruments=instruments, max_waiting=1000, flush_seconds=0.05
+            )
             background = Background()
             background.start("prediction-log", lambda: log.run(background))
-            records = [_classified(i % 3) for i in range(250)]
-            for record in records:
-                log.submit(record)
+            answers = [_answered(i % 3) for i in range(250)]
+            for answered in answers:
+                log.submit(answered)
+            records = [record_of(answered) for answered in answers]
             deadline = time.monotonic() + 10
             while len(await store.recent("iris", 1000)) < 250 and time.monotonic() < deadline:
                 await asyncio.sleep(0.05)
@@ -226,11 +252,11 @@ def test_with_redis_down_predictions_are_counted_unrecorded_and_nothing_raises()
         redis = Redis(port=free_port(), socket_connect_timeout=0.2, decode_responses=True)
         store = PredictionStore(redis, max_predictions=100, max_age_hours=1, max_labels=100)
         instruments = Instruments()
-        log = PredictionLog(store, instruments=instruments, max_waiting=100)
+        log = PredictionLog(store, instruments=instruments, max_waiting=100, flush_seconds=0.05)
         background = Background()
         background.start("prediction-log", lambda: log.run(background))
         for i in range(150):  # 50 beyond the backlog's bound
-            log.submit(_classified(i % 3))
+            log.submit(_answered(i % 3))
         deadline = time.monotonic() + 10
         unrecorded = instruments.unrecorded
         while unrecorded.labels("redis")._value.get() < 100 and time.monotonic() < deadline:

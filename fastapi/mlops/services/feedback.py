@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from mlops.clients.redis.predictions import Joined, Label, PredictionStore
 from mlops.contracts.model_definition import Metric, ModelDefinition, Task
 from mlops.contracts.predictions import (
-    INDEX_HOUR_MS,
+    HOUR_MS,
     LabelledPrediction,
     PredictionRecord,
     prediction_ms,
@@ -29,6 +29,10 @@ from mlops.live_metrics import Estimate, metrics
 LabelValue = int | float | str
 # How long after an answer its label waits for the answer to be recorded.
 RECORDING_GRACE_MS = 2000
+_UNKNOWN = (
+    "no prediction with this id: never recorded, or pushed out by newer ones "
+    "(MLOPS_PREDICTION_HISTORY per model)"
+)
 _PUSHED_OUT = "pushed out by newer predictions (MLOPS_PREDICTION_HISTORY per model)"
 
 
@@ -51,7 +55,7 @@ class VersionLive:
 class Feedback:
     def __init__(self, store: PredictionStore, *, max_age_hours: float) -> None:
         self._store = store
-        self._max_age_ms = int(max_age_hours * INDEX_HOUR_MS)
+        self._max_age_ms = int(max_age_hours * HOUR_MS)
 
     async def send(self, items: list[tuple[str, LabelValue]]) -> list[ItemResult]:
         """Each (prediction id, label) judged and, when it fits, joined; in order."""
@@ -117,7 +121,7 @@ class Feedback:
         if _age_ms(prediction_id) > self._max_age_ms:
             detail = f"older than MLOPS_PREDICTION_MAX_AGE_HOURS ({self._max_age_ms / 36e5:g} h)"
             return ItemResult(prediction_id, Outcome.EXPIRED, detail)
-        return ItemResult(prediction_id, Outcome.UNKNOWN, "no prediction with this id")
+        return ItemResult(prediction_id, Outcome.UNKNOWN, _UNKNOWN)
 
     async def recent(self, model: str, limit: int) -> list[PredictionRecord]:
         return await self._store.recent(model, limit)

@@ -7,7 +7,7 @@ import logging
 import time
 
 from mlops.contracts.model_definition import ModelDefinition, Task
-from mlops.contracts.predictions import Arm, PredictionRecord, new_prediction_id, shadow_id
+from mlops.contracts.predictions import Arm, new_prediction_id, shadow_id
 from mlops.contracts.rollouts import Rollout
 from mlops.contracts.serve import (
     PROBABILITY_DECIMALS,
@@ -19,7 +19,7 @@ from mlops.contracts.serve import (
 from mlops.retry import retried
 from mlops.schemas import InferenceResponse
 from mlops.services.batching import ServeBatcher, ServeVerdict, TransientServeError
-from mlops.services.prediction_log import PredictionLog
+from mlops.services.prediction_log import Answered, PredictionLog
 from mlops.services.rollout_routing import RolloutRouter
 from mlops.services.serve_deployment import Serving
 from mlops.telemetry import Instruments
@@ -29,7 +29,10 @@ log = logging.getLogger(__name__)
 # A challenger answers within this or not at all (the champion answers a canary's
 # request then); shadow copies beyond MAX_SHADOWS_IN_FLIGHT are skipped, and counted.
 CHALLENGER_SLA_SECONDS = 5.0
-MAX_SHADOWS_IN_FLIGHT = 256
+MAX_SHADOWS_IN_FLIGHT = 1024
+SHADOW_DELAY_S = 0.1
+# A shadow's copy of a request: the row, its model, the challenger, the champion's id.
+ShadowCopy = tuple[list[float], ModelDefinition, str, str]
 
 
 class InferenceFailed(Exception):
@@ -76,6 +79,9 @@ class Inference:
         self._log = log  # None: predictions are not recorded
         self._router = router
         self._shadows: set[asyncio.Task[None]] = set()
+        self._shadow_rows: list[ShadowCopy] = []
+        self._shadow_timer: asyncio.TimerHandle | None = None
+        self._shadows_in_flight = 0
 
     async def predict(
         self,
@@ -95,7 +101,7 @@ class Inference:
         (then SlaExceeded). Serving found down also wakes auto-serve.
         """
         started = time.perf_counter()
-        rollout = None if version else await self._router.current(model.name)
+        rollout = None if version else self._router.current(model.name)
         body = None
         if rollout is not None and self._router.canary_takes(rollout, routing_key):
             body = await self._canary(row, model, rollout, sla_seconds)
@@ -105,7 +111,7 @@ class Inference:
         reply = _reply(model.name, body)
         if self._log is not None:
             reply.prediction_id = new_prediction_id()
-            self._log.submit(_record(reply.prediction_id, model.name, row, body, arm))
+            self._log.submit(Answered(reply.prediction_id, model.name, row, body, arm))
             if rollout is not None and self._router.shadow_takes(rollout):
                 self._shadow(row, model, rollout.version, reply.prediction_id)
         self._instruments.inferences.labels(model.name, reply.model_version, "200").inc()
@@ -155,13 +161,28 @@ class Inference:
 
     def _shadow(self, row: list[float], model: ModelDefinition, version: str, of: str) -> None:
         """The challenger's answer to the same row, recorded beside the champion's
-        prediction `of`, after the caller has had the champion's."""
-        if len(self._shadows) >= MAX_SHADOWS_IN_FLIGHT:
+        prediction `of`, after the caller has had the champion's. Copies are sent
+        together every SHADOW_DELAY_S, so the batcher packs them into few Serve calls."""
+        if len(self._shadow_rows) + self._shadows_in_flight >= MAX_SHADOWS_IN_FLIGHT:
             self._instruments.challenger_failures.labels(model.name, "shadow-skipped").inc()
             return
-        task = asyncio.create_task(self._shadow_answer(row, model, version, of))
+        self._shadow_rows.append((row, model, version, of))
+        if self._shadow_timer is None:
+            loop = asyncio.get_running_loop()
+            self._shadow_timer = loop.call_later(SHADOW_DELAY_S, self._send_shadows)
+
+    def _send_shadows(self) -> None:
+        copies, self._shadow_rows, self._shadow_timer = self._shadow_rows, [], None
+        self._shadows_in_flight += len(copies)
+        task = asyncio.create_task(self._shadow_answers(copies))
         self._shadows.add(task)
         task.add_done_callback(self._shadows.discard)
+
+    async def _shadow_answers(self, copies: list[ShadowCopy]) -> None:
+        try:
+            await asyncio.gather(*(self._shadow_answer(*copy) for copy in copies))
+        finally:
+            self._shadows_in_flight -= len(copies)
 
     async def _shadow_answer(
         self, row: list[float], model: ModelDefinition, version: str, of: str
@@ -173,7 +194,7 @@ class Inference:
             self._instruments.challenger_failures.labels(model.name, "shadow").inc()
             return
         if self._log is not None:
-            self._log.submit(_record(shadow_id(of), model.name, row, body, Arm.SHADOW))
+            self._log.submit(Answered(shadow_id(of), model.name, row, body, Arm.SHADOW))
 
     async def _predict(
         self, row: list[float], served: ServedModel, retries: int, sla_seconds: float
@@ -215,23 +236,6 @@ def _untrained(name: str) -> str:
     return (
         f"{name} has no champion yet: train it (mlops train -m {name}, or POST "
         f'/trigger_training with "model": "{name}")'
-    )
-
-
-def _record(
-    prediction_id: str, model: str, row: list[float], body: ServeAnswer, arm: Arm
-) -> PredictionRecord:
-    outputs = body["outputs"]
-    classes = body["classes"]
-    return PredictionRecord(
-        prediction_id=prediction_id,
-        model=model,
-        version=body["version"],
-        arm=arm,
-        features=row,
-        output=top_class(outputs) if classes else outputs[0],
-        classes=classes,
-        probabilities=[round(p, PROBABILITY_DECIMALS) for p in outputs] if classes else None,
     )
 
 

@@ -5,6 +5,10 @@ raises an alert (once an hour per model and version, whichever API process sees 
 
 from __future__ import annotations
 
+import logging
+
+from redis.exceptions import RedisError
+
 from mlops.background import Background
 from mlops.clients.redis import AlertStream
 from mlops.contracts.alerts import AlertKind
@@ -15,6 +19,7 @@ from mlops.services.model_catalog import ModelCatalog
 from mlops.settings.api import ApiSettings
 from mlops.telemetry import Instruments
 
+log = logging.getLogger(__name__)
 ALERT_EVERY_S = 3600
 
 
@@ -36,8 +41,11 @@ class LiveWatch:
 
     async def run(self, background: Background) -> None:
         while background.running:
-            await self.check()
-            background.completed_round()
+            try:
+                await self.check()
+                background.completed_round()
+            except (RedisError, OSError) as exc:
+                log.warning("live metrics skipped: %s", exc)
             await background.pause(self._settings.live_check_seconds)
 
     async def check(self) -> None:

@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import ValidationError
+from redis.exceptions import RedisError
 
 from mlops.clients.dataset_headers import DatasetHeaders, HeaderUnreadable
 from mlops.clients.redis import ChampionMoves
@@ -96,7 +97,15 @@ class ModelCatalog:
         cached = self._cached.get(wanted)
         if cached is not None and time.monotonic() - cached[0] < self.CACHE_SECONDS:
             return cached[1]
-        found = await self._definitions.get(wanted)
+        try:
+            found = await self._definitions.get(wanted)
+        except (RedisError, OSError):
+            if cached is None:
+                raise
+            # Redis is down: the definition last read stands (predictions go on), read
+            # again once per CACHE_SECONDS.
+            self._cached[wanted] = (time.monotonic(), cached[1])
+            return cached[1]
         if found is None and wanted == self._settings.default_model:
             found = await self.ensure_default()
         if found is None:

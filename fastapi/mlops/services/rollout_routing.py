@@ -1,8 +1,9 @@
 """Which side of a model's rollout answers a request, as every API process decides it.
 
-Each process reads a model's rollout from Redis at most once per `refresh_seconds`, so
-a rollout that starts or ends reaches every process within that time. With Redis
-unreachable, the rollout last read stands (or none): predictions never wait on it.
+Each process reads a model's rollout from Redis at most once per `refresh_seconds`, in
+the background: a prediction never waits on Redis, it routes by the rollout last read
+(none before the first read). A rollout that starts or ends reaches every process
+within that time; with Redis unreachable, the rollout last read stands.
 
 A canary takes a request when a hash of the rollout's id and the request's
 `routing_key` falls in its share, so one key always meets the same side during a
@@ -11,6 +12,7 @@ rollout; without a key, at random. A shadow copies a request at random.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import random
 import time
@@ -33,19 +35,26 @@ class RolloutRouter:
         self._store = store
         self._refresh_seconds = refresh_seconds
         self._cached: dict[str, _Cached] = {}
+        self._reading: dict[str, asyncio.Task[None]] = {}
         self._random = random.Random()
 
-    async def current(self, model: str) -> Rollout | None:
-        now = time.monotonic()
+    def current(self, model: str) -> Rollout | None:
+        """The model's rollout as last read; a read is started when that is stale."""
         cached = self._cached.get(model)
-        if cached is not None and now < cached.fresh_until:
-            return cached.rollout
+        if (
+            cached is None or time.monotonic() >= cached.fresh_until
+        ) and model not in self._reading:
+            task = asyncio.create_task(self._read(model, cached), name=f"rollout-read-{model}")
+            self._reading[model] = task
+            task.add_done_callback(lambda _: self._reading.pop(model, None))
+        return cached.rollout if cached else None
+
+    async def _read(self, model: str, cached: _Cached | None) -> None:
         try:
             rollout = await self._store.active(model)
         except (RedisError, OSError):
             rollout = cached.rollout if cached else None
-        self._cached[model] = _Cached(rollout, now + self._refresh_seconds)
-        return rollout
+        self._cached[model] = _Cached(rollout, time.monotonic() + self._refresh_seconds)
 
     def forget(self, model: str) -> None:
         """Read the model's rollout again on its next request (this process changed it)."""

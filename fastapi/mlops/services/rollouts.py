@@ -15,9 +15,10 @@ from collections import defaultdict
 from datetime import UTC, datetime
 
 import numpy as np
+from redis.exceptions import RedisError
 
 from mlops.background import Background
-from mlops.clients.mlflow_registry import MlflowRegistry
+from mlops.clients.mlflow_registry import MlflowRegistry, MlflowUnavailable
 from mlops.clients.redis import AlertStream
 from mlops.clients.redis.predictions import PredictionStore
 from mlops.clients.redis.rollouts import RolloutStore
@@ -38,7 +39,7 @@ from mlops.sequential import (
     score_tolerance,
 )
 from mlops.services.feedback import estimates
-from mlops.services.model_catalog import ModelCatalog
+from mlops.services.model_catalog import ModelCatalog, UnknownModel
 from mlops.services.models import ChampionConflict, Models, UnknownVersion
 from mlops.services.rollout_routing import RolloutRouter
 from mlops.settings.api import ApiSettings
@@ -142,13 +143,20 @@ class Rollouts:
     async def run(self, background: Background) -> None:
         """Check every rollout in progress, every MLOPS_ROLLOUT_CHECK_SECONDS."""
         while background.running:
-            for rollout in await self._store.all_active():
-                await self._check(rollout)
-            background.completed_round()
+            try:
+                for rollout in await self._store.all_active():
+                    await self._check(rollout)
+                background.completed_round()
+            except (MlflowUnavailable, RedisError, OSError) as exc:
+                log.warning("rollout checks skipped: %s", exc)
             await background.pause(self._settings.rollout_check_seconds)
 
     async def _check(self, rollout: Rollout) -> None:
-        model = await self._catalog.get(rollout.model)
+        try:
+            model = await self._catalog.get(rollout.model)
+        except UnknownModel:
+            await self._end(rollout, RolloutOutcome.ABORTED, "its model was archived")
+            return
         champion = await self._registry.alias_version(
             model.registered_model, self._settings.champion_alias
         )

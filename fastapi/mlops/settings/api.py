@@ -97,6 +97,12 @@ class ApiSettings(TrainingSettings, ServingSettings):
     label_history: int = Field(
         200_000, ge=100, description="Labelled predictions kept per model for live metrics."
     )
+    prediction_flush_seconds: float = Field(
+        0.2,
+        gt=0,
+        le=5,
+        description="How often recorded predictions are written to Redis (in one batch).",
+    )
     prediction_backlog: int = Field(
         10_000,
         ge=100,

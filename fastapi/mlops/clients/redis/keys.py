@@ -43,9 +43,9 @@ def prediction_stream_key(model_name: str) -> str:
     return f"mlops:predictions:{model_name}"
 
 
-def prediction_index_key(hour: int) -> str:
-    """Predictions made in one hour (since the epoch): id -> "model entry [label-entry]"."""
-    return f"mlops:prediction-index:{hour}"
+# Every recorded prediction, by id: "its stream, its entry [the entry of its label]";
+# trimmed with the streams, so it holds no more than they do.
+PREDICTION_INDEX = "mlops:prediction-index"
 
 
 def label_stream_key(model_name: str) -> str:

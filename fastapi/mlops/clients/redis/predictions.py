@@ -1,6 +1,6 @@
 """Recorded predictions and their labels: a stream of predictions per model (capped by
-count and age), an index by prediction id per hour (expiring with the streams' age
-limit), and a stream of labelled predictions per model that live metrics read."""
+count and age), one index by prediction id (trimmed with the streams, so bounded as
+they are), and a stream of labelled predictions per model that live metrics read."""
 
 from __future__ import annotations
 
@@ -12,17 +12,18 @@ from enum import StrEnum
 
 from redis.asyncio import Redis
 
-from mlops.clients.redis.keys import label_stream_key, prediction_index_key, prediction_stream_key
+from mlops.clients.redis.keys import PREDICTION_INDEX, label_stream_key, prediction_stream_key
 from mlops.clients.redis.scripts import JOIN_LABELS, RECORD_PREDICTIONS
 from mlops.contracts.predictions import (
-    INDEX_HOUR_MS,
+    HOUR_MS,
+    Encoded,
     LabelledPrediction,
     PredictionRecord,
-    prediction_ms,
 )
 
+RECORD_FIELD = "record"  # a prediction's stream entry: this one field, its JSON
 # Live metrics look back a week at most: older labels are trimmed.
-LABEL_MAX_AGE_MS = 7 * 24 * INDEX_HOUR_MS
+LABEL_MAX_AGE_MS = 7 * 24 * HOUR_MS
 
 
 class Joined(StrEnum):
@@ -39,10 +40,6 @@ class Label:
     label: int | float
 
 
-def _index_key(prediction_id: str) -> str:
-    return prediction_index_key(prediction_ms(prediction_id) // INDEX_HOUR_MS)
-
-
 def _now_ms() -> int:
     return int(time.time() * 1000)
 
@@ -53,51 +50,53 @@ class PredictionStore:
     ) -> None:
         self._redis = redis
         self._max_predictions = max_predictions
-        self._max_age_ms = int(max_age_hours * INDEX_HOUR_MS)
+        self._max_age_ms = int(max_age_hours * HOUR_MS)
         self._max_labels = max_labels
         self._record = redis.register_script(RECORD_PREDICTIONS)
         self._join = redis.register_script(JOIN_LABELS)
 
-    async def record(self, predictions: Sequence[PredictionRecord]) -> None:
+    async def record(self, predictions: Sequence[Encoded]) -> None:
         """One round trip for the lot."""
         if not predictions:
             return
-        keys: list[str] = []
-        args: list[str | int] = [
-            self._max_predictions,
-            self._max_age_ms // 1000 + 3600,
-            _now_ms() - self._max_age_ms,
-        ]
-        for p in predictions:
-            keys += [prediction_stream_key(p.model), _index_key(p.prediction_id)]
-            flat = [item for pair in p.fields().items() for item in pair]
-            args += [p.model, p.prediction_id, json.dumps(flat)]
-        await self._record(keys=keys, args=args)
+        streams = list(dict.fromkeys(prediction_stream_key(p.model) for p in predictions))
+        position = {stream: n for n, stream in enumerate(streams, start=2)}  # Lua's KEYS
+        # A line a prediction: its stream's place in KEYS, its id, its record (JSON has
+        # no tab nor newline of its own); one argument, split by the script.
+        lines = "\n".join(
+            f"{position[prediction_stream_key(p.model)]}\t{p.prediction_id}\t{p.record}"
+            for p in predictions
+        )
+        args = [self._max_predictions, _now_ms() - self._max_age_ms, lines]
+        await self._record(keys=[PREDICTION_INDEX, *streams], args=args)
 
     async def recent(self, model: str, limit: int) -> list[PredictionRecord]:
         """The newest first."""
         entries = await self._redis.xrevrange(prediction_stream_key(model), count=limit)
-        return [PredictionRecord.from_fields(model, fields) for _, fields in entries]
+        return [PredictionRecord.from_json(model, fields[RECORD_FIELD]) for _, fields in entries]
 
     async def find(self, prediction_ids: Sequence[str]) -> dict[str, PredictionRecord | None]:
         """The predictions indexed, by id: their record, or None when the stream no longer
         holds it (trimmed by its count or age limit). Two round trips for the lot."""
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for prediction_id in prediction_ids:
-                pipe.hget(_index_key(prediction_id), prediction_id)
-            located = await pipe.execute()
+        if not prediction_ids:
+            return {}
+        located = await self._redis.hmget(PREDICTION_INDEX, list(prediction_ids))
         found = [
             (prediction_id, *value.split(" ")[:2])
             for prediction_id, value in zip(prediction_ids, located, strict=True)
             if value
         ]
         async with self._redis.pipeline(transaction=False) as pipe:
-            for _, model, entry in found:
-                pipe.xrange(prediction_stream_key(model), entry, entry)
+            for _, stream, entry in found:
+                pipe.xrange(stream, entry, entry)
             entries = await pipe.execute()
         return {
-            prediction_id: PredictionRecord.from_fields(model, entry[0][1]) if entry else None
-            for (prediction_id, model, _), entry in zip(found, entries, strict=True)
+            prediction_id: PredictionRecord.from_json(
+                stream.removeprefix(prediction_stream_key("")), entry[0][1][RECORD_FIELD]
+            )
+            if entry
+            else None
+            for (prediction_id, stream, _), entry in zip(found, entries, strict=True)
         }
 
     async def join(self, model: str, labels: Sequence[Label]) -> list[Joined]:
@@ -105,11 +104,10 @@ class PredictionStore:
         twice counts once, with the last label."""
         if not labels:
             return []
-        keys = [label_stream_key(model)]
+        keys = [label_stream_key(model), PREDICTION_INDEX]
         args: list[str | int] = [self._max_labels, _now_ms() - LABEL_MAX_AGE_MS]
         for item in labels:
             p = item.prediction
-            keys.append(_index_key(p.prediction_id))
             joined = LabelledPrediction(
                 p.prediction_id, p.version, p.arm, p.output, item.label, labelled_at_ms=0
             )

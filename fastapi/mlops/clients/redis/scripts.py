@@ -99,49 +99,58 @@ redis.call('HDEL', KEYS[2], ARGV[2])
 return 1
 """
 
-# KEYS: a stream and an index per prediction, in pairs. ARGV[1] the streams' length,
-# ARGV[2] the indexes' lifetime in seconds, ARGV[3] the oldest entry id a stream keeps
-# (its age limit); then three per prediction: the model, the prediction id, its entry's
-# field, value pairs as a JSON list. Records predictions and indexes them by id.
+# KEYS[1] the index of predictions, then the streams of the models in this call.
+# ARGV[1] a stream's length, ARGV[2] the oldest entry id a stream keeps (its age limit),
+# ARGV[3] the predictions, a line each: the stream's position in KEYS, the id and the
+# record (JSON), tab-separated. Records each as an entry of fields `id` and `record`,
+# indexes it by id, then trims each stream to its limits, its trimmed entries leaving
+# the index with it: the index never holds more than the streams do.
 RECORD_PREDICTIONS = """
-local maxlen, ttl, minid = ARGV[1], tonumber(ARGV[2]), ARGV[3]
-local trimmed = {}
-for i = 0, #KEYS / 2 - 1 do
-  local stream, index = KEYS[2 * i + 1], KEYS[2 * i + 2]
-  local model, id = ARGV[3 * i + 4], ARGV[3 * i + 5]
-  local entry = redis.call('XADD', stream, 'MAXLEN', '~', maxlen, '*',
-    unpack(cjson.decode(ARGV[3 * i + 6])))
-  redis.call('HSET', index, id, model .. ' ' .. entry)
-  redis.call('EXPIRE', index, ttl)
-  if not trimmed[stream] then
-    redis.call('XTRIM', stream, 'MINID', '~', minid)
-    trimmed[stream] = true
+local index, maxlen, minid = KEYS[1], tonumber(ARGV[1]), ARGV[2]
+for position, id, record in string.gmatch(ARGV[3], '(%d+)\\t([^\\t]+)\\t([^\\n]+)') do
+  local stream = KEYS[tonumber(position)]
+  local entry = redis.call('XADD', stream, '*', 'id', id, 'record', record)
+  redis.call('HSET', index, id, stream .. ' ' .. entry)
+end
+local function forget(entries)
+  for _, e in ipairs(entries) do
+    redis.call('HDEL', index, e[2][2])
   end
 end
-return #KEYS / 2
+for k = 2, #KEYS do
+  local stream = KEYS[k]
+  forget(redis.call('XRANGE', stream, '-', '(' .. minid))
+  redis.call('XTRIM', stream, 'MINID', minid)
+  local excess = redis.call('XLEN', stream) - maxlen
+  if excess > 0 then
+    forget(redis.call('XRANGE', stream, '-', '+', 'COUNT', excess))
+    redis.call('XTRIM', stream, 'MAXLEN', maxlen)
+  end
+end
+return 1
 """
 
-# KEYS[1] a model's label stream, then each labelled prediction's index. ARGV[1] the
+# KEYS[1] a model's label stream, KEYS[2] the index of predictions. ARGV[1] the
 # stream's length, ARGV[2] the oldest entry id it keeps; then two per label: the
 # prediction id, the entry's field, value pairs as a JSON list. Adds each label, and
 # removes the one sent before for the same prediction: 1 added, 2 replaced one, 0 the
 # prediction left the index meanwhile.
 JOIN_LABELS = """
-local stream, maxlen, minid = KEYS[1], ARGV[1], ARGV[2]
+local stream, index, maxlen, minid = KEYS[1], KEYS[2], ARGV[1], ARGV[2]
 local outcomes = {}
-for i = 0, #KEYS - 2 do
-  local index, id = KEYS[i + 2], ARGV[2 * i + 3]
+for i = 0, (#ARGV - 2) / 2 - 1 do
+  local id = ARGV[2 * i + 3]
   local current = redis.call('HGET', index, id)
   if not current then
     outcomes[i + 1] = 0
   else
-    local model, prediction, previous = string.match(current, '^(%S+) (%S+) ?(%S*)$')
+    local source, prediction, previous = string.match(current, '^(%S+) (%S+) ?(%S*)$')
     if previous ~= '' then
       redis.call('XDEL', stream, previous)
     end
     local entry = redis.call('XADD', stream, 'MAXLEN', '~', maxlen, '*',
       unpack(cjson.decode(ARGV[2 * i + 4])))
-    redis.call('HSET', index, id, model .. ' ' .. prediction .. ' ' .. entry)
+    redis.call('HSET', index, id, source .. ' ' .. prediction .. ' ' .. entry)
     outcomes[i + 1] = previous ~= '' and 2 or 1
   end
 end
