@@ -177,3 +177,46 @@ def test_a_model_from_create_to_archive_as_a_user_types_it(
     assert f"{name} " in listed.stdout and "champion v" in listed.stdout
     assert archived.returncode == 0 and name not in run_cli(api_url, "models").stdout
     assert twice.returncode == 2 and "two models named" in twice.stderr
+
+
+def test_a_label_sent_back_and_a_rollout_as_a_user_types_them(api_url: str) -> None:
+    run_cli(api_url, "train", "-p", "random_state=1", "--wait")
+    run_cli(api_url, "train", "-p", "random_state=2", "--wait")  # a second version at least
+    predicted = wait_for(
+        lambda: (
+            (r := run_cli(api_url, "predict", "6.7", "3.0", "5.2", "2.3")).returncode == 0 and r
+        ),
+        timeout=120,
+        what="a champion to answer",
+    )
+    prediction_id = predicted.stdout.strip().rsplit("prediction ", 1)[1]
+    answered_by = predicted.stdout.split("iris version ", 1)[1].split(",")[0]
+    versions = json.loads(run_cli(api_url, "--json", "versions").stdout)["versions"]
+    other = next(
+        v["version"] for v in versions if "champion" not in v["aliases"] and not v["foreign"]
+    )
+
+    sent = wait_for(
+        lambda: (
+            (r := run_cli(api_url, "feedback", prediction_id, "Virginica")).returncode == 0 and r
+        ),
+        timeout=10,
+        what="the prediction recorded",
+    )
+    again = run_cli(api_url, "feedback", prediction_id, "2")
+    wrong = run_cli(api_url, "feedback", prediction_id, "Rose")
+    performance = run_cli(api_url, "performance", "--last", "1000")
+    started = run_cli(api_url, "rollout", "start", "iris", other, "--mode", "shadow")
+    shown = run_cli(api_url, "rollout", "show")
+    aborted = run_cli(api_url, "rollout", "abort", "--reason", "seen enough")
+
+    assert sent.stdout.startswith("accepted: iris version")
+    assert again.stdout.startswith("replaced: iris version")
+    assert wrong.returncode == 1 and "Setosa, Versicolor, Virginica" in wrong.stderr
+    assert performance.returncode == 0, performance.stderr
+    assert f"version {answered_by}" in performance.stdout  # champion then, or now
+    assert "live accuracy" in performance.stdout and "held out 0." in performance.stdout
+    assert started.returncode == 0, started.stderr
+    assert f"shadow of version {other} at 10%" in started.stdout
+    assert "in progress" in shown.stdout
+    assert aborted.stdout.strip() == "aborted: by hand: seen enough"

@@ -269,3 +269,18 @@ def test_with_redis_down_predictions_are_counted_unrecorded_and_nothing_raises()
         assert background.health()["prediction-log"].restarts == 0
 
     run_async(scenario())
+
+
+def test_an_id_from_the_future_is_unknown_at_once(valkey_url: str) -> None:
+    # Its time is not now nor past: no prediction can be waited for (a fuzzer's id hung
+    # a request when the wait had no bound).
+    async def scenario() -> None:
+        async with _store(valkey_url) as store:
+            feedback = Feedback(store, max_age_hours=24)
+            started = time.monotonic()
+            (result,) = await feedback.send([("5ca8eef0fa91c368375a2eff4a1", 0)])
+
+            assert result.outcome is Outcome.UNKNOWN
+            assert time.monotonic() - started < 0.5
+
+    run_async(scenario())

@@ -8,6 +8,8 @@
     mlops train wine --wait
     mlops predict --model wine 13 2 2.4 19 100 2.5 2.5 0.3 1.6 5 1 3 800
     mlops models show wine
+    mlops feedback 19aef3c2d41… Virginica
+    mlops rollout start wine 4 --mode canary --percent 10 --auto
     mlops alerts --follow
 
 The API is MLOPS_API_URL (or --api), by default the local platform's. Writes send
@@ -18,7 +20,7 @@ from __future__ import annotations
 
 import click
 
-from mlops.cli import lifecycle, models, operations
+from mlops.cli import lifecycle, loop, models, operations
 from mlops.cli.http import DEFAULT_API, Api, token
 
 
@@ -51,6 +53,9 @@ for command in (
     lifecycle.history,
     lifecycle.drift,
     lifecycle.watch_drift,
+    loop.feedback,
+    loop.performance,
+    loop.rollout,
 ):
     main.add_command(command)
 

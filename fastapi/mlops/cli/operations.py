@@ -222,6 +222,8 @@ def predict(
         body["model_version"] = model_version
     answer = ctx.obj["api"].call("POST", "/inference", json=with_model(body, model))
     served = f"{answer['model']} version {answer['model_version']}"
+    if answer.get("prediction_id"):
+        served += f", prediction {answer['prediction_id']}"
     if answer.get("label") is None:  # a regressor: the value
         emit(ctx, answer, f"{answer['prediction']:.4g}, {served}")
         return

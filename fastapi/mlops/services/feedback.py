@@ -89,13 +89,20 @@ class Feedback:
         return [r for r in results if r is not None]
 
     async def _find(self, ids: list[str]) -> dict[str, PredictionRecord | None]:
-        """The predictions, waiting a little for those made in the last RECORDING_GRACE_S
-        seconds: an answer is recorded just after it is sent, so a label may come first."""
+        """The predictions, waiting a little for those made in the last
+        RECORDING_GRACE_MS: an answer is recorded just after it is sent, so a label may
+        come first. Never longer than that in all (an id from the future is not waited
+        for: none was made there)."""
         found = await self._store.find(ids)
+        deadline = time.monotonic() + RECORDING_GRACE_MS / 1000
         pause = 0.05
-        while missing := [i for i in ids if i not in found and _age_ms(i) < RECORDING_GRACE_MS]:
+
+        def missing() -> list[str]:
+            return [i for i in ids if i not in found and 0 <= _age_ms(i) < RECORDING_GRACE_MS]
+
+        while (waiting := missing()) and time.monotonic() + pause < deadline:
             await asyncio.sleep(pause)
-            found |= await self._store.find(missing)
+            found |= await self._store.find(waiting)
             pause *= 2
         return found
 
