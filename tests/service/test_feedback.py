@@ -278,7 +278,7 @@ def test_an_id_from_the_future_is_unknown_at_once(valkey_url: str) -> None:
         async with _store(valkey_url) as store:
             feedback = Feedback(store, max_age_hours=24)
             started = time.monotonic()
-            (result,) = await feedback.send([("5ca8eef0fa91c368375a2eff4a1", 0)])
+            (result,) = await feedback.send([("fffffffffff0000000000000000", 0)])
 
             assert result.outcome is Outcome.UNKNOWN
             assert time.monotonic() - started < 0.5
