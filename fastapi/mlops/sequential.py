@@ -163,14 +163,7 @@ def paired_interval(differences: Floats, *, alpha: float) -> Interval | None:
     if len(differences) == 0:
         return None
     mean, half = _bounds(differences, alpha=alpha, labels_hint=LABELS_HINT)
-    n = len(differences)
-    return Interval(
-        champion_labels=n,
-        challenger_labels=n,
-        difference=float(mean[-1]),
-        low=float(mean[-1] - half[-1]),
-        high=float(mean[-1] + half[-1]),
-    )
+    return _last(mean, half, champion_labels=len(differences), challenger_labels=len(differences))
 
 
 def interval(
@@ -182,9 +175,14 @@ def interval(
         return None
     mean, half = confidence_sequence(challenger, scores, share=share, alpha=alpha)
     taken = int(challenger.sum())
+    return _last(mean, half, champion_labels=len(scores) - taken, challenger_labels=taken)
+
+
+def _last(mean: Floats, half: Floats, *, champion_labels: int, challenger_labels: int) -> Interval:
+    """The sequence's interval after its last label."""
     return Interval(
-        champion_labels=len(scores) - taken,
-        challenger_labels=taken,
+        champion_labels=champion_labels,
+        challenger_labels=challenger_labels,
         difference=float(mean[-1]),
         low=float(mean[-1] - half[-1]),
         high=float(mean[-1] + half[-1]),

@@ -147,7 +147,11 @@ class Feedback:
             by_version[item.version].append(item)
         ordered = sorted(by_version.items(), key=lambda kv: int(kv[0]), reverse=True)
         task = model.spec.task
-        return [_version_live(task, version, items) for version, items in ordered]
+        # Bootstraps over up to MLOPS_LABEL_HISTORY labels: off the event loop, which
+        # answers predictions meanwhile.
+        return await asyncio.to_thread(
+            lambda: [_version_live(task, version, items) for version, items in ordered]
+        )
 
 
 def estimates(task: Task, items: list[LabelledPrediction]) -> dict[Metric, Estimate]:

@@ -9,6 +9,7 @@ first: only that one promotes.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import secrets
 from collections import defaultdict
@@ -232,7 +233,16 @@ class Rollouts:
             for i in labelled
             if i.arm in (Arm.CANARY, Arm.SHADOW) and i.version == rollout.version
         ]
-        found = self._interval(model, rollout, champion, challenger)
+        # The statistics are numpy work over every label since the start: off the event
+        # loop, which answers predictions meanwhile.
+        found, tolerance, champion_side, challenger_side = await asyncio.to_thread(
+            lambda: (
+                self._interval(model, rollout, champion, challenger),
+                _tolerance(model, champion),
+                _arm(model, rollout.champion_version, champion),
+                _arm(model, rollout.version, challenger),
+            )
+        )
         agreement = None
         if with_agreement and rollout.mode is RolloutMode.SHADOW:
             agreement = await self._agreement(model.name, since)
@@ -241,14 +251,12 @@ class Rollouts:
             rollout=rollout,
             active=ending is None,
             ended=ending,
-            champion=_arm(model, rollout.champion_version, champion),
-            challenger=_arm(model, rollout.version, challenger),
+            champion=champion_side,
+            challenger=challenger_side,
             difference=RolloutDifference(value=found.difference, low=found.low, high=found.high)
             if found
             else None,
-            decision=decide(
-                found, tolerance=_tolerance(model, champion), min_labels=rollout.min_labels
-            )
+            decision=decide(found, tolerance=tolerance, min_labels=rollout.min_labels)
             if found
             else Decision.CONTINUE,
             alpha=self._settings.rollout_alpha,
