@@ -42,6 +42,7 @@ from mlops.clients.ray_jobs import RayJobsClient
 from mlops.clients.redis import AlertStream, ChampionMoves, DeployLock, DriftSamples, JobStore
 from mlops.clients.redis.model_definitions import ModelDefinitions
 from mlops.clients.redis.predictions import PredictionStore
+from mlops.clients.redis.retraining import RetrainingStore
 from mlops.clients.redis.rollouts import RolloutStore
 from mlops.clients.schedule_store import ScheduleStore
 from mlops.clients.serve_admin import ServeAdmin
@@ -58,6 +59,7 @@ from mlops.services.model_report import ModelReport
 from mlops.services.models import Models
 from mlops.services.prediction_log import PredictionLog
 from mlops.services.readiness import Readiness
+from mlops.services.retraining import RetrainingLoop
 from mlops.services.rollout_routing import RolloutRouter
 from mlops.services.rollouts import Rollouts
 from mlops.services.schedules import Schedules
@@ -118,8 +120,7 @@ class _Loops:
     schedules: Schedules
     serving: Serving
     predictions: PredictionLog | None
-    rollouts: Rollouts
-    live_watch: LiveWatch
+    closed_loop: _ClosedLoop
 
 
 def _inference(
@@ -220,28 +221,11 @@ def _build_services(
     )
     app.state.quarantine = clients.quarantine
     app.state.drift = drift_monitor
-    app.state.feedback = feedback = Feedback(
-        predictions, max_age_hours=settings.prediction_max_age_hours
-    )
-    live_watch = LiveWatch(
-        settings=settings,
-        feedback=feedback,
-        catalog=catalog,
-        alerts=stream,
-        instruments=instruments,
-    )
     app.state.models = models = Models(
         settings=settings, registry=registry, history=moves, alerts=stream
     )
-    app.state.rollouts = rollout_service = Rollouts(
-        settings=settings,
-        store=rollout_store,
-        predictions=predictions,
-        models=models,
-        registry=registry,
-        catalog=catalog,
-        router=router,
-        alerts=stream,
+    closed_loop = _closed_loop(
+        app, clients, catalog, training, models, predictions, rollout_store, router
     )
     reconciler = JobReconciler(
         settings=settings,
@@ -259,9 +243,60 @@ def _build_services(
         schedules=schedules_service,
         serving=serving,
         predictions=log,
-        rollouts=rollout_service,
-        live_watch=live_watch,
+        closed_loop=closed_loop,
     )
+
+
+@dataclass(frozen=True)
+class _ClosedLoop:
+    rollouts: Rollouts
+    live_watch: LiveWatch
+    retraining: RetrainingLoop
+
+
+def _closed_loop(
+    app: FastAPI,
+    clients: _Clients,
+    catalog: ModelCatalog,
+    training: Training,
+    models: Models,
+    predictions: PredictionStore,
+    rollout_store: RolloutStore,
+    router: RolloutRouter,
+) -> _ClosedLoop:
+    """Feedback and live metrics, rollouts, and each model's retraining policy."""
+    settings: ApiSettings = app.state.settings
+    registry, stream = clients.registry, clients.alerts
+    app.state.feedback = feedback = Feedback(
+        predictions, max_age_hours=settings.prediction_max_age_hours
+    )
+    live_watch = LiveWatch(
+        settings=settings,
+        feedback=feedback,
+        catalog=catalog,
+        alerts=stream,
+        instruments=app.state.instruments,
+    )
+    app.state.rollouts = rollouts = Rollouts(
+        settings=settings,
+        store=rollout_store,
+        predictions=predictions,
+        models=models,
+        registry=registry,
+        catalog=catalog,
+        router=router,
+        alerts=stream,
+    )
+    app.state.retraining = retraining = RetrainingLoop(
+        settings=settings,
+        store=RetrainingStore(clients.redis),
+        alerts=stream,
+        catalog=catalog,
+        registry=registry,
+        training=training,
+        rollouts=rollouts,
+    )
+    return _ClosedLoop(rollouts=rollouts, live_watch=live_watch, retraining=retraining)
 
 
 def _start_loops(background: Background, loops: _Loops, settings: ApiSettings) -> None:
@@ -272,8 +307,10 @@ def _start_loops(background: Background, loops: _Loops, settings: ApiSettings) -
     background.start("scheduler", lambda: loops.schedules.run(background))
     if settings.auto_serve:
         background.start("auto-serve", lambda: loops.serving.keep_serving(background))
-    background.start("rollouts", lambda: loops.rollouts.run(background))
-    background.start("live-watch", lambda: loops.live_watch.run(background))
+    closed = loops.closed_loop
+    background.start("rollouts", lambda: closed.rollouts.run(background))
+    background.start("live-watch", lambda: closed.live_watch.run(background))
+    background.start("retraining", lambda: closed.retraining.run(background))
     if (log := loops.predictions) is not None:
         background.start("prediction-log", lambda: log.run(background))
 

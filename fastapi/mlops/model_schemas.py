@@ -16,6 +16,7 @@ from mlops.contracts.model_definition import (
     ModelSpec,
     Task,
 )
+from mlops.contracts.retraining import RetrainingPolicy
 from mlops.schemas import ModelVersionInfo
 
 ModelName = Annotated[
@@ -43,6 +44,9 @@ class ModelCreate(BaseModel):
         default_factory=dict, description="Defaults for every training of the model."
     )
     gate: Gate | None = None
+    retraining: RetrainingPolicy = Field(
+        default_factory=RetrainingPolicy, description="When the platform retrains it."
+    )
 
 
 class ModelPatch(BaseModel):
@@ -57,6 +61,7 @@ class ModelPatch(BaseModel):
     estimator: Estimator | None = None
     hyperparameters: dict[str, Any] | None = None
     gate: Gate | None = None
+    retraining: RetrainingPolicy | None = None
 
 
 class ChampionSummary(BaseModel):

@@ -16,6 +16,7 @@ from mlops.contracts.alerts import Alert
 from mlops.contracts.champion import ChampionMove
 from mlops.contracts.jobs import JobInfo, JobStatus
 from mlops.contracts.model_definition import MODEL_NAME_PATTERN, DefinitionChange, Metric
+from mlops.contracts.retraining import RetrainingStep
 from mlops.contracts.serve import FLOAT32_MAX
 
 DatasetUri = Annotated[
@@ -276,6 +277,9 @@ class ChampionHistory(BaseModel):
     moves: list[ChampionMove] = Field(description="Newest first.")
     definition_changes: list[DefinitionChange] = Field(
         default_factory=list, description="Changes of the model's definition, newest first."
+    )
+    retraining: list[RetrainingStep] = Field(
+        default_factory=list, description="Steps of its retraining policy, newest first."
     )
 
 

@@ -114,7 +114,7 @@ async function refresh() {
       showModels(byId("models"), list, promoteVersion);
       showFeatures(byId("inference-features"), byId("inference-row"), list);
     }),
-    api(modelPath("/history?limit=20")).then(({ moves }) => showHistory(byId("history"), moves)),
+    api(modelPath("/history?limit=20")).then((history) => showHistory(byId("history"), history)),
     api(forModel("/drift")).then((report) => showDrift(byId("drift-verdict"), byId("drift"), report)),
     api(modelPath("/performance")).then((report) => {
       liveChart = liveChart || new LiveChart(byId("live-chart"));

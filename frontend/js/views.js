@@ -219,18 +219,31 @@ export function showModels(body, list, promote) {
   );
 }
 
-export function showHistory(list, moves) {
-  list.replaceChildren(
+// The champion's moves and the retraining policy's steps, newest first, one list.
+export function showHistory(list, { moves, retraining = [] }) {
+  const entries = [
     ...moves.map((move) => {
       const from = move.from_version ? `${move.from_version} → ` : "";
-      return el(
-        "li",
-        { "data-action": move.action },
-        el("time", { datetime: move.at }, when(move.at)),
-        el("span", { class: "level" }, move.action),
-        el("span", { class: "text" }, `${from}${move.to_version} by ${move.by}: ${move.reason}`),
-      );
+      const text = `${from}${move.to_version} by ${move.by}: ${move.reason}`;
+      return { at: move.at, attrs: { "data-action": move.action }, label: move.action, text };
     }),
+    ...retraining.map((step) => ({
+      at: step.at,
+      attrs: { "data-step": step.step },
+      label: `retraining ${step.step.replaceAll("_", " ")}`,
+      text: step.detail,
+    })),
+  ].sort((a, b) => Date.parse(b.at) - Date.parse(a.at));
+  list.replaceChildren(
+    ...entries.map(({ at, attrs, label, text }) =>
+      el(
+        "li",
+        attrs,
+        el("time", { datetime: at }, when(at)),
+        el("span", { class: "level" }, label),
+        el("span", { class: "text" }, text),
+      ),
+    ),
   );
 }
 

@@ -116,3 +116,15 @@ def test_a_gate_without_threshold_compares_with_the_champion_only() -> None:
 
     assert (first.promoted, first.reason) == (True, "r2 -0.500; no champion yet")
     assert not worse.promoted
+
+
+def test_a_training_asked_not_to_promote_holds_a_passing_version_for_a_rollout() -> None:
+    gate = Gate(metric=Metric.ACCURACY, threshold=0.9)
+    passing = decide(0.95, gate=gate, champion=None, test_rows=30)
+    failing = decide(0.8, gate=gate, champion=None, test_rows=30)
+
+    held = passing.held_for_rollout()
+
+    assert (held.promoted, held.held) == (False, True)
+    assert held.reason.startswith(passing.reason) and "canary rollout" in held.reason
+    assert failing.held_for_rollout() == failing  # refused is refused, held or not

@@ -160,6 +160,10 @@ def test_a_model_from_create_to_archive_as_a_user_types_it(
     promoted = run_cli(api_url, "promote", name, other, "--reason", "the other one")
     rolled_back = run_cli(api_url, "rollback", name, "--reason", "changed my mind")
     changed = run_cli(api_url, "models", "change", name, "--metric", "f1_macro")
+    policy = run_cli(api_url, "models", "retraining", name, "--on", "drift", "--canary", "20")
+    no_threshold = run_cli(api_url, "models", "retraining", name, "--on", "live")
+    policy_off = run_cli(api_url, "models", "retraining", name, "--off")
+    history = run_cli(api_url, "history", "--model", name)
     listed = run_cli(api_url, "models")
     archived = run_cli(api_url, "models", "archive", name)
     twice = run_cli(api_url, "train", name, "--model", "iris")
@@ -171,9 +175,18 @@ def test_a_model_from_create_to_archive_as_a_user_types_it(
     assert shown.stdout.startswith(f"{name}: classification, extra_trees\n")
     assert f"dataset   {dataset} → target" in shown.stdout
     assert "gate      accuracy" in shown.stdout and "\nv2 " in shown.stdout
+    assert "retrain   never on its own" in shown.stdout
     assert promoted.returncode == 0 and f"→ {other}" in promoted.stdout, promoted.stderr
     assert rolled_back.returncode == 0 and f"{other} → {champion['version']}" in rolled_back.stdout
     assert changed.returncode == 0 and changed.stdout.strip() == f"changed {name}: gate"
+    assert policy.stdout.strip() == (
+        f"{name} retrains on drift alerts, at most once in 60 min; "
+        "new version in a 20% automatic canary"
+    ), policy.stderr
+    assert no_threshold.returncode != 0  # the f1_macro gate has no threshold to fall below
+    assert "needs a gate threshold" in no_threshold.stderr
+    assert policy_off.stdout.strip() == f"{name} retrains never on its own"
+    assert "rollback" in history.stdout and "promote" in history.stdout
     assert f"{name} " in listed.stdout and "champion v" in listed.stdout
     assert archived.returncode == 0 and name not in run_cli(api_url, "models").stdout
     assert twice.returncode == 2 and "two models named" in twice.stderr

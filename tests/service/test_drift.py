@@ -152,6 +152,32 @@ def test_a_drift_watch_alerts_on_the_moved_feature_only(drift_api) -> None:
     assert api.delete(f"/kill_scheduled_job/{schedule_id}").status_code == 200
 
 
+def test_a_drift_alert_retrains_a_model_whose_policy_says_so(drift_api) -> None:
+    api, held_out, serve = drift_api
+    policy = {"on_drift": True, "cooldown_minutes": 60}
+    changed = api.patch(
+        "/models/iris", json={"retraining": policy, "hyperparameters": {"random_state": 0}}
+    )
+    assert changed.status_code == 200, changed.text
+    shifted = _draw(held_out, np.random.default_rng(3))
+    shifted[:, 1] += 2 * 2.0  # f2: two standard deviations
+    serve(shifted)
+    created = api.post("/watch_drift", json={"minutes": 1})
+    schedule_id = created.json()["schedule_id"]
+
+    def steps() -> list[dict]:
+        return api.get("/models/iris/history").json()["retraining"][::-1]
+
+    wait_for(lambda: len(steps()) >= 2, timeout=120, what="a retraining's end")
+    started, ended = steps()
+    job = api.get(f"/jobs/{started['job_id']}").json()
+
+    assert started["step"] == "started" and started["trigger"] == "drift"
+    assert ended["step"] == "promoted" and ended["version"] == "2", ended
+    assert job["source"] == "retraining:drift" and job["promoted"] is True
+    assert api.delete(f"/kill_scheduled_job/{schedule_id}").status_code == 200
+
+
 def test_replicas_sample_what_they_serve(api: httpx.Client, champion_served) -> None:
     row = {"input_data": [6.7, 3.0, 5.2, 2.3]}
     before = api.get("/drift").json()["sample_size"]

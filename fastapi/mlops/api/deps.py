@@ -19,6 +19,7 @@ from mlops.services.model_catalog import ModelCatalog
 from mlops.services.model_report import ModelReport
 from mlops.services.models import Models
 from mlops.services.readiness import Readiness
+from mlops.services.retraining import RetrainingLoop
 from mlops.services.rollouts import Rollouts
 from mlops.services.schedules import Schedules
 from mlops.services.training import Training
@@ -86,6 +87,10 @@ async def get_rollouts(request: Request) -> Rollouts:
     return request.app.state.rollouts
 
 
+async def get_retraining(request: Request) -> RetrainingLoop:
+    return request.app.state.retraining
+
+
 # `?model=` on the read routes: a model (GET /models), else the default model.
 ModelQuery = Annotated[
     str | None,
@@ -110,6 +115,7 @@ QuarantineDep = Annotated[Quarantine, Depends(get_quarantine)]
 CatalogDep = Annotated[ModelCatalog, Depends(get_catalog)]
 FeedbackDep = Annotated[Feedback, Depends(get_feedback)]
 RolloutsDep = Annotated[Rollouts, Depends(get_rollouts)]
+RetrainingDep = Annotated[RetrainingLoop, Depends(get_retraining)]
 
 # Documents the scheme in OpenAPI (Swagger's Authorize button); we check the token.
 _bearer = HTTPBearer(

@@ -14,6 +14,7 @@ from mlops.api.deps import (
     WRITE_RESPONSES,
     CatalogDep,
     ModelsDep,
+    RetrainingDep,
     SchedulesDep,
     Writer,
 )
@@ -154,12 +155,18 @@ async def rollback(
 
 @router.get("/models/{name}/history", responses=_READ)
 async def history(
-    name: Name, catalog: CatalogDep, models: ModelsDep, limit: Limit = 100
+    name: Name,
+    catalog: CatalogDep,
+    models: ModelsDep,
+    retraining: RetrainingDep,
+    limit: Limit = 100,
 ) -> ChampionHistory:
-    """Every move of the model's champion alias, newest first (by training jobs and by
-    people), and every change of its definition."""
+    """Every move of the model's champion alias, newest first (by training jobs, people
+    and rollouts), every change of its definition, and every step of its retraining
+    policy."""
     model = await catalog.get(name)
     return ChampionHistory(
         moves=await models.history(model, limit),
         definition_changes=await catalog.changes(name, limit),
+        retraining=await retraining.steps(model, limit),
     )

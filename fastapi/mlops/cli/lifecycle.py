@@ -78,11 +78,18 @@ def rollback(ctx: click.Context, name: str | None, reason: str, model: str | Non
 @MODEL_OPTION
 @click.pass_context
 def history(ctx: click.Context, limit: int, model: str | None) -> None:
-    """Every move of the model's champion, newest first."""
+    """Every move of the model's champion and step of its retraining, newest first."""
     api: Api = ctx.obj["api"]
     path = f"/models/{model_name(api, model)}/history"
-    moves = api.call("GET", path, params={"limit": limit})["moves"]
-    emit(ctx, moves, "\n".join(_move_line(m) for m in moves) or "no move yet")
+    found = api.call("GET", path, params={"limit": limit})
+    lines = [(m["at"], _move_line(m)) for m in found["moves"]]
+    lines += [(s["at"], _step_line(s)) for s in found["retraining"]]
+    newest = [line for _, line in sorted(lines, reverse=True)[:limit]]
+    emit(ctx, found, "\n".join(newest) or "no move yet")
+
+
+def _step_line(step: dict[str, Any]) -> str:
+    return f"{step['at'][:19]}  {'retrain':<8}  {step['step']}: {step['detail']}"
 
 
 @click.command()

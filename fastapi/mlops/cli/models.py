@@ -106,6 +106,7 @@ def show(ctx: click.Context, name: str) -> None:
         f"dataset   {spec['dataset_uri']} → {spec['target_column']}",
         f"defaults  {spec['hyperparameters'] or '-'}",
         f"gate      {gate['metric']}{bound}, tolerance {gate['tolerance']:g}",
+        f"retrain   {policy_line(spec['retraining'])}",
         *(version_line(v) for v in listed),
     ]
     if not listed:
@@ -146,3 +147,60 @@ def archive(ctx: click.Context, name: str) -> None:
     """Take model NAME out of use (its versions stay in MLflow)."""
     archived = ctx.obj["api"].call("DELETE", f"/models/{name}")
     emit(ctx, archived, f"archived {name}")
+
+
+def policy_line(policy: dict[str, Any]) -> str:
+    """A retraining policy in words."""
+    on = [w for w, k in (("drift", "on_drift"), ("live", "on_live_below_gate")) if policy[k]]
+    if not on:
+        return "never on its own"
+    canary = policy["canary"]
+    then = (
+        f"new version in a {canary['percent']}% automatic canary" if canary else "the gate promotes"
+    )
+    cooldown = f"at most once in {policy['cooldown_minutes']:g} min"
+    return f"on {' or '.join(on)} alerts, {cooldown}; {then}"
+
+
+@models.command()
+@click.argument("name")
+@click.option(
+    "--on",
+    "triggers",
+    multiple=True,
+    type=click.Choice(["drift", "live"]),
+    help="Retrain on a drift alert, or on live performance short of the gate; repeat for both.",
+)
+@click.option("--off", is_flag=True, help="Retrain on nothing.")
+@click.option("--cooldown", type=float, help="Minutes at least between two retrainings.")
+@click.option(
+    "--canary",
+    type=click.IntRange(1, 100),
+    help="Put each new version in an automatic canary at this percent (else the gate promotes).",
+)
+@click.option("--no-canary", is_flag=True, help="Let the gate promote new versions.")
+@click.pass_context
+def retraining(
+    ctx: click.Context,
+    name: str,
+    triggers: tuple[str, ...],
+    off: bool,
+    cooldown: float | None,
+    canary: int | None,
+    no_canary: bool,
+) -> None:
+    """Model NAME's retraining policy: shown, or changed by the options given."""
+    api: Api = ctx.obj["api"]
+    policy = dict(api.call("GET", f"/models/{name}")["spec"]["retraining"])
+    if off or triggers:
+        policy["on_drift"], policy["on_live_below_gate"] = "drift" in triggers, "live" in triggers
+    if cooldown is not None:
+        policy["cooldown_minutes"] = cooldown
+    if canary is not None:
+        policy["canary"] = {**(policy["canary"] or {}), "percent": canary}
+    if no_canary:
+        policy["canary"] = None
+    if (off or triggers or no_canary) or cooldown is not None or canary is not None:
+        changed = api.call("PATCH", f"/models/{name}", json={"retraining": policy})
+        policy = changed["spec"]["retraining"]
+    emit(ctx, policy, f"{name} retrains {policy_line(policy)}")

@@ -22,6 +22,7 @@ class AlertKind(StrEnum):
     CHAMPION = "champion"  # the champion moved by hand
     ROLLOUT = "rollout"  # a rollout started or ended
     LIVE = "live"  # a version's live metric fell below its model's gate
+    RETRAINING = "retraining"  # a step of a model's retraining policy
 
 
 class Alert(BaseModel):

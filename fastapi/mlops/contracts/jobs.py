@@ -64,6 +64,9 @@ class JobInfo(BaseModel):
     gate_metric: str | None = Field(None, description="The metric the gate judged.")
     promoted: bool | None = Field(None, description="Whether this version became champion.")
     promotion_reason: str | None = Field(None, description="Why it was, or was not, promoted.")
+    held_for_rollout: bool | None = Field(
+        None, description="Passed the gate and left for a canary rollout to promote."
+    )
     champion_version: str | None = Field(
         None, description="The champion it was compared with on the same test rows."
     )
@@ -112,6 +115,7 @@ class JobOutcome(TypedDict, total=False):
     gate_metric: str
     promoted: bool | None
     promotion_reason: str | None
+    held_for_rollout: bool
     champion_version: str | None
     champion_score: float | None
     champion_accuracy: float | None

@@ -14,6 +14,8 @@ from typing import Any
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
+from mlops.contracts.retraining import RetrainingPolicy
+
 # Lowercase letters, digits and "-", 1-63 characters, starting and ending with a letter
 # or digit: a DNS label, so a name is also safe in a URL path, a Redis key and a
 # Serve multiplexed model id.
@@ -114,6 +116,9 @@ class ModelSpec(BaseModel):
         default_factory=dict, description="Defaults for every training of the model."
     )
     gate: Gate
+    retraining: RetrainingPolicy = Field(
+        default_factory=RetrainingPolicy, description="When the platform retrains it."
+    )
 
     @model_validator(mode="after")
     def _fits_the_task(self) -> ModelSpec:
@@ -125,6 +130,8 @@ class ModelSpec(BaseModel):
             raise ValueError(
                 f"gate metric {self.gate.metric} is not for {self.task}; use {choices}"
             )
+        if self.retraining.on_live_below_gate and self.gate.threshold is None:
+            raise ValueError("retraining on_live_below_gate needs a gate threshold to fall below")
         return self
 
 

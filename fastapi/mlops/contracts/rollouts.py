@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 from enum import StrEnum
+from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -19,6 +20,14 @@ class RolloutOutcome(StrEnum):
     ABORTED = "aborted"
     EXPIRED = "expired"  # max_hours passed undecided: back to the champion alone
     SUPERSEDED = "superseded"  # the champion moved meanwhile (a promotion or rollback)
+
+
+# A rollout's bounds, shared with a retraining policy's canary (contracts/retraining.py).
+Percent = Annotated[int, Field(ge=1, le=100, description="Share of the champion's requests.")]
+MaxHours = Annotated[float, Field(gt=0, le=24 * 30, description="Ends undecided after this.")]
+MinLabels = Annotated[
+    int, Field(ge=10, le=1_000_000, description="Labels each side needs before a decision.")
+]
 
 
 class RolloutSpec(BaseModel):
@@ -40,14 +49,12 @@ class RolloutSpec(BaseModel):
 
     version: str = Field(pattern=r"^[1-9][0-9]{0,9}$", description="The challenger.")
     mode: RolloutMode
-    percent: int = Field(10, ge=1, le=100, description="Share of the champion's requests.")
+    percent: Percent = 10
     auto: bool = Field(
         False, description="Promote or abort when the sequential test decides (else: by hand)."
     )
-    max_hours: float = Field(24, gt=0, le=24 * 30, description="Ends undecided after this.")
-    min_labels: int = Field(
-        100, ge=10, le=1_000_000, description="Labels each side needs before a decision."
-    )
+    max_hours: MaxHours = 24
+    min_labels: MinLabels = 100
 
 
 class Rollout(RolloutSpec):

@@ -83,6 +83,7 @@ def _outcome(result: TrainingResult, model: ModelRef) -> JobOutcome:
         "scores": result.scores,
         "gate_metric": metric,
         "promoted": result.promoted,
+        "held_for_rollout": result.decision.held,
         "promotion_reason": result.decision.reason,
         "champion_version": result.champion.version if result.champion else None,
         "champion_score": champion_score,
@@ -100,6 +101,11 @@ def outcome_alert(result: TrainingResult, model: ModelRef, alias: str) -> tuple[
         return "success", (
             f"{latest}: version {result.model_version} of {model.name} is now the {alias} "
             f"({result.decision.reason})."
+        )
+    if result.decision.held:
+        return "info", (
+            f"{latest}: version {result.model_version} of {model.name} is registered for a "
+            f"canary rollout ({result.decision.reason})."
         )
     return "warning", (
         f"{latest}: version {result.model_version} of {model.name} is registered but not "

@@ -33,6 +33,15 @@ class ChampionScore:
 class Decision:
     promoted: bool
     reason: str
+    held: bool = False  # passed the gate, but kept from the alias for a rollout
+
+    def held_for_rollout(self) -> Decision:
+        """This decision, when the job was asked not to promote: a version that passed
+        stays a challenger for a canary rollout to decide on."""
+        if not self.promoted:
+            return self
+        reason = f"{self.reason}; held back from champion for a canary rollout to decide"
+        return Decision(False, reason, held=True)
 
 
 def shown(value: float) -> str:

@@ -19,6 +19,9 @@ class TrainingSpec(BaseModel):
     hyperparameters: dict[str, Any]
     dataset_uri: str
     target_column: str
+    promote: bool = Field(
+        True, description="False: a version that passes the gate is left for a rollout."
+    )
 
     def as_json(self) -> str:
         return self.model_dump_json()

@@ -179,6 +179,8 @@ def register(
     decision = promotion.decide(
         scores[ref.gate.metric], gate=ref.gate, champion=champion, test_rows=len(parts.x_test)
     )
+    if not spec.promote:
+        decision = decision.held_for_rollout()
     log.info("job %s: %s", spec.job_id, decision.reason)
     run_id, version = _log_and_register(settings, spec, fitted, parts, decision, run_id=run_id)
     move = None

@@ -259,4 +259,6 @@ def _default_gate(settings: ApiSettings, task: Task) -> Gate:
 
 def _named_by(message: str) -> tuple[str, ...]:
     """The field a whole-spec check's message is about (ModelSpec's own wording)."""
+    if message.startswith("retraining"):
+        return ("retraining", "on_live_below_gate")
     return ("estimator",) if message.startswith("estimator") else ("gate", "metric")

@@ -206,7 +206,7 @@ class Rollouts:
             level,
             f"Rollout of {rollout.model} version {rollout.version} {outcome}: {reason}",
             kind=AlertKind.ROLLOUT,
-            data=ending.model_dump(mode="json"),
+            data={"model": rollout.model, **ending.model_dump(mode="json")},
         )
         return ending
 

@@ -170,8 +170,10 @@ class Training:
         dataset_uri: str | None = None,
         target_column: str | None = None,
         source: str = "api",
+        promote: bool = True,
     ) -> str:
         """Validate, record and submit one training job of `model`; returns its id.
+        With `promote` False, a version that passes the gate is left for a rollout.
 
         Raises InvalidField, MlflowUnavailable (a job could not register its model) or
         TooManyTrainings before anything is created, and RayJobsError (after removing
@@ -186,6 +188,7 @@ class Training:
             hyperparameters=checked,
             dataset_uri=uri,
             target_column=target,
+            promote=promote,
         )
         record: NewJob = {
             "kind": "training",

@@ -10,6 +10,7 @@ from typing import Any
 
 from pydantic import ValidationError
 from redis.asyncio import Redis
+from redis.exceptions import ResponseError
 
 from mlops.clients.redis.connection import SOCKET_TIMEOUT_S
 from mlops.clients.redis.keys import ALERT_STREAM, alert_claim_key, job_key
@@ -158,3 +159,39 @@ class AlertStream:
         reply = await self._redis.xread({ALERT_STREAM: last_id}, block=block_ms, count=500)
         entries = [entry for _, stream_entries in reply for entry in stream_entries]
         return (entries[-1][0] if entries else last_id), _decode_alerts(entries)
+
+    async def read_group(
+        self, group: str, consumer: str, *, block_ms: int, reclaim_after_ms: int
+    ) -> list[Alert]:
+        """Alerts for one consumer of `group`: first those another consumer took but did
+        not acknowledge within reclaim_after_ms (it died), then new ones, blocking up to
+        block_ms. Each alert goes to one consumer of the group, and the group's place in
+        the stream outlives its consumers. Acknowledge each with `ack` once handled."""
+        if block_ms >= SOCKET_TIMEOUT_S * 1000:
+            raise ValueError(f"block_ms must stay under the socket timeout ({SOCKET_TIMEOUT_S} s)")
+        await self._ensure_group(group)
+        claimed = await self._redis.xautoclaim(
+            ALERT_STREAM, group, consumer, min_idle_time=reclaim_after_ms, count=100
+        )
+        entries = claimed[1]
+        if not entries:
+            reply = await self._redis.xreadgroup(
+                group, consumer, {ALERT_STREAM: ">"}, count=100, block=block_ms
+            )
+            entries = [entry for _, stream_entries in reply for entry in stream_entries]
+        alerts = _decode_alerts(entries)
+        decoded = {alert.id for alert in alerts}
+        await self.ack(group, *(entry_id for entry_id, _ in entries if entry_id not in decoded))
+        return alerts
+
+    async def ack(self, group: str, *alert_ids: str) -> None:
+        if alert_ids:
+            await self._redis.xack(ALERT_STREAM, group, *alert_ids)
+
+    async def _ensure_group(self, group: str) -> None:
+        """The group, created at the stream's end the first time it is read."""
+        try:
+            await self._redis.xgroup_create(ALERT_STREAM, group, id="$", mkstream=True)
+        except ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise

@@ -65,3 +65,18 @@ def ended_rollouts_key(model_name: str) -> str:
 def alert_claim_key(topic: str) -> str:
     """Held while an alert on `topic` may not be published again."""
     return f"mlops:alert-claim:{topic}"
+
+
+RETRAINING_IN_FLIGHT = "mlops:retraining:in-flight"  # model -> its retraining (JSON)
+RETRAINING_ROLLOUTS = "mlops:retraining:rollouts"  # rollout id -> the retraining behind it
+RETRAINING_STEPS_KEPT = 1_000  # per model
+RETRAINING_GROUP = "retraining"  # the retraining loop's consumer group on the alert stream
+
+
+def retraining_cooldown_key(model_name: str) -> str:
+    """Held while no retraining of the model may start."""
+    return f"mlops:retraining:cooldown:{model_name}"
+
+
+def retraining_steps_key(model_name: str) -> str:
+    return f"mlops:retraining:steps:{model_name}"

@@ -182,3 +182,24 @@ if not redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[1]) then
 end
 return redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], '*', unpack(ARGV, 3))
 """
+
+# KEYS[1] the retrainings in flight (model -> record), KEYS[2] the model's cooldown.
+# ARGV[1] the model, ARGV[2] its in-flight record, ARGV[3] the cooldown in seconds. One
+# retraining in flight per model, one started per cooldown, whichever process asks.
+CLAIM_RETRAINING = """
+if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then return 'in_flight' end
+if redis.call('EXISTS', KEYS[2]) == 1 then return 'cooling' end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+redis.call('SET', KEYS[2], ARGV[2], 'EX', ARGV[3])
+return 'claimed'
+"""
+
+# KEYS[1] a hash. ARGV[1] a field, ARGV[2] the value it must hold, ARGV[3] (optional)
+# the value to put instead; without it the field is removed. Compare-and-set, so one
+# process, the one that read the value, acts on it.
+SWAP_FIELD = """
+if redis.call('HGET', KEYS[1], ARGV[1]) ~= ARGV[2] then return 0 end
+if ARGV[3] then redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
+else redis.call('HDEL', KEYS[1], ARGV[1]) end
+return 1
+"""
