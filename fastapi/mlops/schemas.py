@@ -304,7 +304,7 @@ class ModelVersionInfo(BaseModel):
     f1_macro: float | None
     job_id: str | None
     aliases: list[str]
-    promotion: Literal["promoted", "not promoted"] | None = Field(
+    promotion: Literal["promoted", "not promoted", "held for rollout"] | None = Field(
         description="The training job's decision (None for versions registered elsewhere)."
     )
     promotion_reason: str | None

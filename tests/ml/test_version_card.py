@@ -57,8 +57,18 @@ WRITTEN_BEFORE = {
 }
 
 
-def test_a_card_reads_back_as_it_was_written() -> None:
-    assert VersionCard.from_tags(CARD.to_tags()) == CARD
+@pytest.mark.parametrize(
+    "card",
+    [
+        CARD,
+        CARD.model_copy(update={"promoted": False}),
+        CARD.model_copy(update={"promoted": False, "held_for_rollout": True}),
+    ],
+    ids=["promoted", "not promoted", "held for rollout"],
+)
+def test_a_card_reads_back_as_it_was_written(card: VersionCard) -> None:
+    assert VersionCard.from_tags(card.to_tags()) == card
+    assert card.to_tags()["mlops.promotion"] == card.promotion
 
 
 def test_versions_registered_before_the_card_read_the_same() -> None:

@@ -87,6 +87,8 @@ def test_a_champion_wrong_on_live_traffic_is_retrained_into_a_canary(
     assert job["promoted"] is False and job["held_for_rollout"] is True
     assert canary["version"] == job["model_version"] == "2"
     assert api.get(f"/models/{name}").json()["champion"]["version"] == "1"
+    versions = api.get(f"/models/{name}/versions").json()["versions"]
+    assert next(v for v in versions if v["version"] == "2")["promotion"] == "held for rollout"
     assert rollout["rollout"]["version"] == "2" and rollout["rollout"]["mode"] == "canary"
     assert rollout["rollout"]["auto"] is True and rollout["rollout"]["percent"] == 50
     assert [a["data"]["step"] for a in retraining_alerts] == ["started"]

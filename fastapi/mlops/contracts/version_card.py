@@ -24,7 +24,8 @@ TAG_DATASET = "mlops.dataset"  # JSON {"uri", "target"}: what it was trained on
 TAG_JOB = "mlops.job_id"  # the training job that registered the version (also a run tag)
 TAG_ACCURACY = "mlops.accuracy"  # held-out accuracy, as text
 TAG_F1 = "mlops.f1_macro"
-TAG_PROMOTION = "mlops.promotion"  # "promoted" or "not promoted"
+TAG_PROMOTION = "mlops.promotion"  # "promoted", "not promoted" or "held for rollout"
+_PROMOTIONS = ("promoted", "not promoted", "held for rollout")
 TAG_PROMOTION_REASON = "mlops.promotion_reason"
 TAG_SKOPS_SHA256 = "mlops.skops_sha256"  # digest of the pipeline's skops file
 TAG_ONNX_SHA256 = "mlops.onnx_sha256"  # digest of the compiled form, when there is one
@@ -84,10 +85,18 @@ class VersionCard(BaseModel):
     scores: dict[str, float]  # every metric of the task on the held-out rows
     promoted: bool
     promotion_reason: str
+    held_for_rollout: bool = False  # passed the gate, left for a canary rollout
     compiled: Literal["onnx", "none"] = "none"
     compiled_reason: str = _NOT_COMPILED
     skops_sha256: str | None = None
     onnx_sha256: str | None = None
+
+    @property
+    def promotion(self) -> str:
+        """What the gate's decision did, in the version's tag."""
+        if self.promoted:
+            return "promoted"
+        return "held for rollout" if self.held_for_rollout else "not promoted"
 
     @property
     def accuracy(self) -> float | None:
@@ -105,7 +114,7 @@ class VersionCard(BaseModel):
             TAG_FEATURES: json.dumps(self.features),
             TAG_FEATURE_COUNT: str(len(self.features)),
             TAG_JOB: self.job_id,
-            TAG_PROMOTION: "promoted" if self.promoted else "not promoted",
+            TAG_PROMOTION: self.promotion,
             TAG_PROMOTION_REASON: self.promotion_reason,
             TAG_COMPILED: self.compiled,
             TAG_COMPILED_REASON: self.compiled_reason,
@@ -126,7 +135,7 @@ class VersionCard(BaseModel):
         """The card of a version's tags; MalformedCard naming what is missing or wrong."""
         try:
             promotion = tags[TAG_PROMOTION]
-            if promotion not in ("promoted", "not promoted"):
+            if promotion not in _PROMOTIONS:
                 raise ValueError(f"{TAG_PROMOTION} is {promotion!r}")
             dataset = tags.get(TAG_DATASET)
             return cls(
@@ -137,6 +146,7 @@ class VersionCard(BaseModel):
                 dataset=TrainedOn.model_validate_json(dataset) if dataset else None,
                 scores=_scores(tags),
                 promoted=promotion == "promoted",
+                held_for_rollout=promotion == "held for rollout",
                 promotion_reason=tags.get(TAG_PROMOTION_REASON, ""),
                 compiled=tags.get(TAG_COMPILED, "none"),
                 compiled_reason=tags.get(TAG_COMPILED_REASON, _NOT_COMPILED),

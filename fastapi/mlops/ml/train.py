@@ -221,6 +221,7 @@ def _version_card(
         scores=fitted.scores,
         promoted=decision.promoted,
         promotion_reason=decision.reason,
+        held_for_rollout=decision.held,
         compiled="onnx" if compiled is not None else "none",
         compiled_reason=compiled_reason,
         skops_sha256=skops_sha256,

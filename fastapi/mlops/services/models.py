@@ -177,7 +177,7 @@ def _info(version: TaggedVersion, aliases: list[str], foreign: str | None) -> Mo
         f1_macro=card.f1_macro if card else None,
         job_id=card.job_id if card else None,
         aliases=sorted(aliases),
-        promotion=("promoted" if card.promoted else "not promoted") if card else None,
+        promotion=card.promotion if card else None,
         promotion_reason=card.promotion_reason if card else None,
         features=card.features if card else [],
         classes=card.classes if card else [],

@@ -69,6 +69,7 @@ async def recover_outcome(
         "promotion_reason": reason
         if move or not promoted
         else f"{reason}; the {settings.champion_alias} alias is not on this version",
+        "held_for_rollout": card.held_for_rollout,
         "error": None,
     }
     verdict = f"is now the {settings.champion_alias}" if move else "was not promoted"
