@@ -129,9 +129,21 @@ export function showJobs(body, jobs) {
         el("td", {}, scoresText(job.scores)),
         el("td", {}, job.source),
         el("td", {}, when(job.created_at)),
+        el("td", { class: "phases" }, phasesText(job.phases)),
       ),
     ),
   );
+}
+
+// "4.1 s: job start 2.9 · fit 0.2 · …", the phases that took a tenth of a second or more.
+function phasesText(phases) {
+  if (!phases) return "–";
+  const entries = Object.entries(phases);
+  const total = entries.reduce((sum, [, seconds]) => sum + seconds, 0);
+  const shown = entries
+    .filter(([, seconds]) => seconds >= 0.1)
+    .map(([name, seconds]) => `${name.replace("_", " ")} ${seconds.toFixed(1)}`);
+  return `${total.toFixed(1)} s: ${shown.join(" · ")}`;
 }
 
 // `cancel(id)` removes a schedule; when it fails, the row says why and its button

@@ -63,6 +63,7 @@ def test_predict_jobs_metrics_and_a_schedule_round_trip(api_url: str) -> None:
     )
     negative = run_cli(api_url, "predict", "-0.5", "3.5", "1.4", "0.2")  # a value, not an option
     listed = run_cli(api_url, "jobs", "--limit", "3")
+    with_phases = run_cli(api_url, "jobs", "--limit", "1", "--phases")
     metrics = run_cli(api_url, "metrics")
     added = run_cli(api_url, "schedule", "120", "-p", "n_estimators=10")
     schedule_id = added.stdout.split(":")[0]
@@ -80,6 +81,9 @@ def test_predict_jobs_metrics_and_a_schedule_round_trip(api_url: str) -> None:
     assert predicted.returncode == 0 and predicted.stdout.startswith("Setosa (")
     assert negative.returncode == 0, negative.stderr
     assert listed.returncode == 0 and "succeeded" in listed.stdout
+    phases_shown = with_phases.stdout.splitlines()[1]
+    assert phases_shown.startswith("  queued ") and " · job start " in phases_shown
+    assert " · fit " in phases_shown and "(total " in phases_shown
     assert metrics.returncode == 0 and "iris: latest version" in metrics.stdout
     assert models.returncode == 0 and "iris " in models.stdout and "(default)" in models.stdout
     assert versions.returncode == 0 and "champion" in versions.stdout

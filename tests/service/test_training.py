@@ -13,6 +13,7 @@ from mlops.clients.dataset_headers import DatasetHeaders
 from mlops.clients.mlflow_registry import MlflowRegistry
 from mlops.clients.ray_jobs import RayJobsClient
 from mlops.clients.redis import JobStore, connect
+from mlops.contracts.jobs import PHASES
 from mlops.ml.data import s3_config
 from mlops.services.model_catalog import default_definition
 from mlops.services.training import Training
@@ -54,6 +55,17 @@ def test_training_with_default_hyperparameters_registers_a_champion(
     run = registry.get_run(job["run_id"])
     assert run.data.tags["mlops.job_id"] == job_id
     assert run.data.metrics["accuracy"] == pytest.approx(job["accuracy"])
+    # Where its time went: every phase, in order, each timed and within the whole.
+    assert list(wait_for(lambda: _recorded(api, job_id), timeout=10, what="phases")) == [*PHASES]
+    whole = datetime.fromisoformat(job["finished_at"]) - datetime.fromisoformat(job["created_at"])
+    assert all(seconds >= 0 for seconds in job["phases"].values())
+    assert sum(job["phases"].values()) <= whole.total_seconds() + 1.0
+
+
+def _recorded(api: httpx.Client, job_id: str) -> dict | None:
+    """The job's phases once its recording time is noted (just after its outcome)."""
+    phases = api.get(f"/jobs/{job_id}").json()["phases"]
+    return phases if "recording" in phases else None
 
 
 def test_training_success_raises_one_success_alert(api: httpx.Client) -> None:

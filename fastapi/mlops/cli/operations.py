@@ -193,18 +193,31 @@ def _outcome(job: dict[str, Any]) -> str:
 @click.command()
 @click.option("--limit", default=20, show_default=True)
 @click.option("--model", "-m", help="Only this model's jobs (default: every model's).")
+@click.option("--phases", is_flag=True, help="Where each job's time went, phase by phase.")
 @click.pass_context
-def jobs(ctx: click.Context, limit: int, model: str | None) -> None:
+def jobs(ctx: click.Context, limit: int, model: str | None, phases: bool) -> None:
     """Recent training jobs, newest first."""
     params = with_model({"limit": limit}, model)
     listed = ctx.obj["api"].call("GET", "/jobs", params=params)["jobs"]
-    rows = [
-        f"{j['job_id']}  {j['status']:<9}  {j['created_at'][:19]}  {j.get('model') or '-':<12}  "
-        f"{'v' + j['model_version'] if j.get('model_version') else '-':<5}  "
-        f"{scores_line(j.get('scores'))}"
-        for j in listed
-    ]
+    rows = []
+    for j in listed:
+        rows.append(
+            f"{j['job_id']}  {j['status']:<9}  {j['created_at'][:19]}  "
+            f"{j.get('model') or '-':<12}  "
+            f"{'v' + j['model_version'] if j.get('model_version') else '-':<5}  "
+            f"{scores_line(j.get('scores'))}"
+        )
+        if phases:
+            rows.append(f"  {phases_line(j.get('phases') or {})}")
     emit(ctx, listed, "\n".join(rows) or "no jobs yet")
+
+
+def phases_line(phases: dict[str, float]) -> str:
+    """A job's phases in seconds, in order, with their total."""
+    if not phases:
+        return "no phases recorded"
+    parts = [f"{name.replace('_', ' ')} {seconds:.2f}" for name, seconds in phases.items()]
+    return f"{' · '.join(parts)}  (total {sum(phases.values()):.2f} s)"
 
 
 # Unknown options are taken as arguments, so a negative feature value is a value.

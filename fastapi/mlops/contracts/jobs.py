@@ -12,7 +12,7 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Any, Literal, TypedDict
 
-from pydantic import AwareDatetime, BaseModel, Field
+from pydantic import AwareDatetime, BaseModel, Field, model_validator
 
 
 class JobStatus(StrEnum):
@@ -28,6 +28,21 @@ class JobStatus(StrEnum):
 
 
 JobKind = Literal["training", "tune"]
+
+# Where a training's time goes, in order: admission to Ray accepting the job (queued),
+# to the job's own code running (job_start: Ray starting its driver), then its work,
+# then its outcome written (recording). Seconds each, on the job record (`phases`).
+PHASES = (
+    "queued",
+    "job_start",
+    "data",
+    "fit",
+    "evaluation",
+    "gate",
+    "compilation",
+    "registration",
+    "recording",
+)
 
 
 class JobInfo(BaseModel):
@@ -52,8 +67,20 @@ class JobInfo(BaseModel):
     trials_failed: int | None = None
     best_score: float | None = Field(None, description="A search's best score so far.")
     created_at: AwareDatetime
+    accepted_at: AwareDatetime | None = Field(None, description="When Ray accepted the job.")
     started_at: AwareDatetime | None = None
+    began_at: AwareDatetime | None = Field(
+        None, description="When the job's own code began (after Ray started its driver)."
+    )
     finished_at: AwareDatetime | None = None
+    phases: dict[str, float] | None = Field(
+        None,
+        description="Seconds each phase took, in order: queued, job_start, data, fit, "
+        "evaluation, gate, compilation, registration, recording (those it went through).",
+    )
+    recording_seconds: float | None = Field(
+        None, description="How long writing its outcome took (shown in `phases`)."
+    )
     run_id: str | None = Field(None, description="MLflow run id.")
     model_version: str | None = Field(None, description="Registered model version.")
     scores: dict[str, float] | None = Field(
@@ -77,6 +104,22 @@ class JobInfo(BaseModel):
         None, description="That champion's accuracy on the same test rows (accuracy gates)."
     )
     error: str | None = None
+
+    @model_validator(mode="after")
+    def _all_phases(self) -> JobInfo:
+        """`phases` with those the job could not time itself: queued and job_start
+        from the record's times, recording from its own field; in PHASES order."""
+        found = dict(self.phases or {})
+        if self.accepted_at is not None:
+            found["queued"] = (self.accepted_at - self.created_at).total_seconds()
+            if self.began_at is not None:
+                found["job_start"] = (self.began_at - self.accepted_at).total_seconds()
+        if self.recording_seconds is not None:
+            found["recording"] = self.recording_seconds
+        if found:
+            ordered = {name: round(found[name], 3) for name in PHASES if name in found}
+            self.phases = ordered
+        return self
 
 
 class NewJob(TypedDict, total=False):
@@ -106,7 +149,9 @@ class SearchProgress(TypedDict, total=False):
 class JobOutcome(TypedDict, total=False):
     """How a job ended (with its status), from the job itself or the reconciler."""
 
+    began_at: str
     finished_at: str
+    phases: dict[str, float]
     run_id: str | None
     model_version: str | None
     scores: dict[str, float]

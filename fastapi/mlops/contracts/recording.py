@@ -34,6 +34,9 @@ class JobRecording(Protocol):
         """The job's outcome, the champion's move if it made one, and its one alert
         (naming `model`), each recorded once however often this is called."""
 
+    def recorded_in(self, job_id: str, seconds: float) -> None:
+        """Best effort: how long `finish` took (the record's last phase)."""
+
 
 class ServedRowsSink(Protocol):
     async def append(

@@ -14,6 +14,7 @@ from mlops.contracts.jobs import JobOutcome, JobStatus
 from mlops.contracts.model_definition import ModelRef
 from mlops.contracts.recording import JobRecording
 from mlops.ml import promotion
+from mlops.ml.phases import Phases
 from mlops.ml.specs import TrainingSpec
 from mlops.ml.train import TrainingResult, signing_key, train_and_register
 from mlops.settings.training import TrainingSettings
@@ -28,7 +29,7 @@ def training(
     champions: promotion.ChampionCache | None = None,
 ) -> int:
     """One training job, start to recorded outcome; its exit code."""
-    work = lambda: train_and_register(settings, spec, champions)  # noqa: E731
+    work = lambda phases: train_and_register(settings, spec, champions, phases)  # noqa: E731
     return execute(settings, spec.job_id, spec.model, work, recorder)
 
 
@@ -36,39 +37,43 @@ def execute(
     settings: TrainingSettings,
     job_id: str,
     model: ModelRef,
-    work: Callable[[], TrainingResult],
+    work: Callable[[Phases], TrainingResult],
     recorder: JobRecording,
     *,
     what: str = "Training job",
 ) -> int:
-    """Mark the job running, do its work, and record the outcome and its one alert."""
-    started = time.monotonic()
+    """Mark the job running, do its work (timing its phases), and record the outcome
+    and its one alert, then how long that took."""
+    started, began_at, phases = time.monotonic(), _now(), Phases()
     recorder.mark_running(job_id)
     try:
         signing_key(settings)  # a job that could not seal its version does no work
-        result = work()
+        result = work(phases)
     except Exception as exc:
         log.exception("job %s failed", job_id)
         error = f"{type(exc).__name__}: {exc}"
-        recorder.finish(
-            job_id,
-            status=JobStatus.FAILED,
-            seconds=time.monotonic() - started,
-            outcome={"finished_at": _now(), "error": error},
-            alert=("error", f"{what} {job_id} failed: {error}"),
-            model=model.name,
-        )
-        return 1
+        status, code = JobStatus.FAILED, 1
+        outcome: JobOutcome = {"finished_at": _now(), "error": error}
+        alert: tuple[AlertLevel, str] = ("error", f"{what} {job_id} failed: {error}")
+        move = None
+    else:
+        status, code = JobStatus.SUCCEEDED, 0
+        outcome = _outcome(result, model)
+        alert = outcome_alert(result, model, settings.champion_alias)
+        move = result.move
+    outcome |= {"began_at": began_at, "phases": phases.seconds}
+    writing = time.perf_counter()
     recorder.finish(
         job_id,
-        status=JobStatus.SUCCEEDED,
+        status=status,
         seconds=time.monotonic() - started,
-        outcome=_outcome(result, model),
-        alert=outcome_alert(result, model, settings.champion_alias),
+        outcome=outcome,
+        alert=alert,
         model=model.name,
-        move=result.move,
+        move=move,
     )
-    return 0
+    recorder.recorded_in(job_id, time.perf_counter() - writing)
+    return code
 
 
 def _outcome(result: TrainingResult, model: ModelRef) -> JobOutcome:

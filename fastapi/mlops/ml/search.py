@@ -29,6 +29,7 @@ from mlops.contracts.recording import JobRecording
 from mlops.contracts.version_card import TAG_JOB
 from mlops.ml import execute, model, search_space, train
 from mlops.ml.estimators import Family
+from mlops.ml.phases import Phases
 from mlops.ml.specs import SearchSpec, TrainingSpec
 from mlops.settings.training import TrainingSettings
 
@@ -110,12 +111,13 @@ class Progress(tune.Callback):
 
 
 def search(
-    settings: TrainingSettings, spec: SearchSpec, recorder: JobRecording
+    settings: TrainingSettings, spec: SearchSpec, recorder: JobRecording, phases: Phases
 ) -> train.TrainingResult:
     import mlflow
 
     ref = spec.model
-    parts = train.load_split(settings, spec.dataset_uri, spec.target_column, ref.task)
+    with phases.timed("data"):
+        parts = train.load_split(settings, spec.dataset_uri, spec.target_column, ref.task)
     mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
     client = mlflow.MlflowClient()
     experiment = train.experiment_id(client, ref.experiment)
@@ -127,11 +129,13 @@ def search(
     # One seed for every trial unless it is searched: the refit below is the trial's model.
     fixed = {"random_state": settings.random_seed, **spec.fixed}
     try:
-        best, finished, failed = _tune(
-            settings, spec, recorder, parts, fixed, experiment, parent_id
-        )
+        with phases.timed("fit"):  # the trials, and the best one's refit below
+            best, finished, failed = _tune(
+                settings, spec, recorder, parts, fixed, experiment, parent_id
+            )
         params = {**fixed, **best}
-        fitted = train.fit(Family.of(ref), params, parts, train.FitLimits.of(settings))
+        limits = train.FitLimits.of(settings)
+        fitted = train.fit(Family.of(ref), params, parts, limits, phases)
         client.log_metric(parent_id, f"best_{spec.metric}", fitted.scores[spec.metric])
         training = TrainingSpec(
             job_id=spec.job_id,
@@ -140,7 +144,7 @@ def search(
             dataset_uri=spec.dataset_uri,
             target_column=spec.target_column,
         )
-        result = train.register(settings, training, fitted, parts, run_id=parent_id)
+        result = train.register(settings, training, fitted, parts, run_id=parent_id, phases=phases)
     except Exception:
         client.set_terminated(parent_id, "FAILED")
         raise
@@ -257,7 +261,7 @@ def main(argv: list[str] | None = None) -> int:
     from mlops.clients.redis.recorder import JobRecorder
 
     recorder = JobRecorder(settings)
-    work = lambda: search(settings, spec, recorder)  # noqa: E731
+    work = lambda phases: search(settings, spec, recorder, phases)  # noqa: E731
     return execute.execute(settings, spec.job_id, spec.model, work, recorder, what="Search")
 
 

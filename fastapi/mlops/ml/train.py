@@ -35,6 +35,7 @@ from mlops.contracts.version_card import (
 )
 from mlops.ml import data, drift, model, predictors, promotion, provenance
 from mlops.ml.estimators import Family
+from mlops.ml.phases import Phases
 from mlops.ml.provenance import ForeignVersion
 from mlops.ml.specs import TrainingSpec
 from mlops.settings.training import TrainingSettings
@@ -101,9 +102,15 @@ class FitLimits:
 
 
 def fit(
-    family: Family, hyperparameters: dict[str, Any], parts: model.Split, limits: FitLimits
+    family: Family,
+    hyperparameters: dict[str, Any],
+    parts: model.Split,
+    limits: FitLimits,
+    phases: Phases | None = None,
 ) -> Fitted:
-    """Build and fit the pipeline, on as many of the cluster's free CPUs as it is worth."""
+    """Build and fit the pipeline, on as many of the cluster's free CPUs as it is worth,
+    and score it on the held-out rows."""
+    phases = phases or Phases()
     pipeline = model.build_pipeline(
         family, hyperparameters, default_max_depth=limits.default_max_depth
     )
@@ -116,9 +123,11 @@ def fit(
         min_work=limits.min_parallel_work,
     )
     started = time.perf_counter()
-    model.fit(pipeline, parts.x_train, parts.y_train, cpus=cpus)
+    with phases.timed("fit"):
+        model.fit(pipeline, parts.x_train, parts.y_train, cpus=cpus)
     seconds = time.perf_counter() - started
-    scores = model.evaluate(pipeline, parts.x_test, parts.y_test, family.task)
+    with phases.timed("evaluation"):
+        scores = model.evaluate(pipeline, parts.x_test, parts.y_test, family.task)
     return Fitted(pipeline, scores, cpus, seconds)
 
 
@@ -138,13 +147,19 @@ def _free_cpus() -> float:
 
 
 def train_and_register(
-    settings: TrainingSettings, spec: TrainingSpec, champions: promotion.ChampionCache | None = None
+    settings: TrainingSettings,
+    spec: TrainingSpec,
+    champions: promotion.ChampionCache | None = None,
+    phases: Phases | None = None,
 ) -> TrainingResult:
-    parts = load_split(settings, spec.dataset_uri, spec.target_column, spec.model.task)
-    fitted = fit(Family.of(spec.model), spec.hyperparameters, parts, FitLimits.of(settings))
+    phases = phases or Phases()
+    with phases.timed("data"):
+        parts = load_split(settings, spec.dataset_uri, spec.target_column, spec.model.task)
+    limits = FitLimits.of(settings)
+    fitted = fit(Family.of(spec.model), spec.hyperparameters, parts, limits, phases)
     shown = ", ".join(f"{name} {value:.4g}" for name, value in fitted.scores.items())
     log.info("job %s: %s, %d CPU(s)", spec.job_id, shown, fitted.cpus)
-    result = register(settings, spec, fitted, parts, champions=champions)
+    result = register(settings, spec, fitted, parts, champions=champions, phases=phases)
     extra: JobOutcome = {"cpus": fitted.cpus, "fit_seconds": round(fitted.seconds, 3)}
     return dataclasses.replace(result, extra=extra)
 
@@ -157,24 +172,27 @@ def register(
     *,
     run_id: str | None = None,
     champions: promotion.ChampionCache | None = None,
+    phases: Phases | None = None,
 ) -> TrainingResult:
     """Compare with the champion on the same held-out rows, log and register the
     pipeline (into `run_id` when given: a search's parent run), tag the version, and
     move the champion alias when the gate says so."""
     import mlflow
 
+    phases = phases or Phases()
     mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
     client = mlflow.MlflowClient()
     ref = spec.model
-    champion = promotion.score_champion(
-        client,
-        key=settings.signing_key(),
-        model=ref,
-        alias=settings.champion_alias,
-        x_test=parts.x_test,
-        y_test=parts.y_test,
-        cache=champions,
-    )
+    with phases.timed("gate"):
+        champion = promotion.score_champion(
+            client,
+            key=settings.signing_key(),
+            model=ref,
+            alias=settings.champion_alias,
+            x_test=parts.x_test,
+            y_test=parts.y_test,
+            cache=champions,
+        )
     scores = fitted.scores
     decision = promotion.decide(
         scores[ref.gate.metric], gate=ref.gate, champion=champion, test_rows=len(parts.x_test)
@@ -182,10 +200,20 @@ def register(
     if not spec.promote:
         decision = decision.held_for_rollout()
     log.info("job %s: %s", spec.job_id, decision.reason)
-    run_id, version = _log_and_register(settings, spec, fitted, parts, decision, run_id=run_id)
+    with phases.timed("compilation"):
+        compiled = predictors.compiled_form(
+            fitted.pipeline, parts.x_train, parts.x_test, spec.model.task
+        )
+    with phases.timed("registration"):
+        run_id, version = _log_and_register(
+            settings, spec, fitted, parts, decision, compiled, run_id=run_id
+        )
+        if decision.promoted:
+            client.set_registered_model_alias(
+                ref.registered_model, settings.champion_alias, version
+            )
     move = None
     if decision.promoted:
-        client.set_registered_model_alias(ref.registered_model, settings.champion_alias, version)
         if champions is not None:  # the next job compares with it: no need to download it
             champions.keep(client.tracking_uri, ref.registered_model, version, fitted.pipeline)
         move = ChampionMove(
@@ -242,6 +270,7 @@ def _log_and_register(
     fitted: Fitted,
     parts: model.Split,
     decision: promotion.Decision,
+    compiled_form: tuple[bytes | None, str],
     *,
     run_id: str | None,
 ) -> tuple[str, str]:
@@ -252,9 +281,7 @@ def _log_and_register(
 
     key = signing_key(settings)
     pipeline = fitted.pipeline
-    compiled, verification = predictors.compiled_form(
-        pipeline, parts.x_train, parts.x_test, spec.model.task
-    )
+    compiled, verification = compiled_form
     with mlflow.start_run(**_run_options(settings, spec, run_id)) as run:
         if run_id is None:
             mlflow.log_params(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import shlex
 import uuid
+from datetime import UTC, datetime
 from typing import Any
 
 from mlops.clients.dataset_headers import DatasetHeaders, HeaderUnreadable
@@ -303,6 +304,7 @@ class Training:
         except Exception:
             await self._jobs.delete(job_id, record["model"])
             raise
+        await self._jobs.note(job_id, {"accepted_at": datetime.now(UTC).isoformat()})
 
     async def _ray_has(self, job_id: str) -> bool:
         try:

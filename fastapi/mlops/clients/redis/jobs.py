@@ -4,6 +4,7 @@ a sorted index, the set of active ones, and counters of how they ended."""
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from datetime import UTC, datetime
 
 from redis.asyncio import Redis
@@ -17,7 +18,13 @@ from mlops.clients.redis.keys import (
     job_key,
     model_jobs_key,
 )
-from mlops.clients.redis.scripts import ADMIT_JOB, FINISH_JOB, MARK_RUNNING, PROGRESS
+from mlops.clients.redis.scripts import (
+    ADMIT_JOB,
+    FINISH_JOB,
+    MARK_RUNNING,
+    PROGRESS,
+    SET_IF_RECORDED,
+)
 from mlops.contracts.jobs import JobOutcome, JobStatus, NewJob, SearchProgress
 
 
@@ -47,6 +54,7 @@ class JobStore:
         self._finish = redis.register_script(FINISH_JOB)
         self._progress = redis.register_script(PROGRESS)
         self._mark_running = redis.register_script(MARK_RUNNING)
+        self._set_if_recorded = redis.register_script(SET_IF_RECORDED)
 
     async def create(self, job_id: str, *, model: str, fields: NewJob, max_active: int = 0) -> bool:
         """Record a new pending job of `model` with `fields` (what it was asked to do);
@@ -144,6 +152,12 @@ class JobStore:
             args=[_UNFINISHED, json.dumps(JobStatus.RUNNING), json.dumps(started_at)],
         )
         return bool(changed)
+
+    async def note(self, job_id: str, fields: Mapping[str, object]) -> bool:
+        """Add informative fields (when Ray accepted it, how long its recording took)
+        to a record that exists; False when there is none."""
+        pairs = [part for k, v in fields.items() for part in (k, json.dumps(v))]
+        return bool(await self._set_if_recorded(keys=[job_key(job_id)], args=pairs))
 
     async def delete(self, job_id: str, model: str) -> None:
         async with self._redis.pipeline(transaction=True) as pipe:

@@ -39,6 +39,13 @@ class JobRecorder:
         except (RedisError, OSError) as exc:
             log.warning("could not mark job %s running (Redis: %s); training anyway", job_id, exc)
 
+    def recorded_in(self, job_id: str, seconds: float) -> None:
+        note = {"recording_seconds": round(seconds, 3)}
+        try:
+            asyncio.run(self._with_redis(lambda redis: self._jobs(redis).note(job_id, note)))
+        except (RedisError, OSError) as exc:  # informative: the outcome is recorded
+            log.warning("could not note job %s's recording time: %s", job_id, exc)
+
     def progress(self, job_id: str, progress: SearchProgress) -> None:
         try:
             asyncio.run(

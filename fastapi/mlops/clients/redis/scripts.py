@@ -107,11 +107,14 @@ return 1
 # the index with it: the index never holds more than the streams do.
 RECORD_PREDICTIONS = """
 local index, maxlen, minid = KEYS[1], tonumber(ARGV[1]), ARGV[2]
+local located = {}
 for position, id, record in string.gmatch(ARGV[3], '(%d+)\\t([^\\t]+)\\t([^\\n]+)') do
   local stream = KEYS[tonumber(position)]
   local entry = redis.call('XADD', stream, '*', 'id', id, 'record', record)
-  redis.call('HSET', index, id, stream .. ' ' .. entry)
+  located[#located + 1] = id
+  located[#located + 1] = stream .. ' ' .. entry
 end
+if #located > 0 then redis.call('HSET', index, unpack(located)) end
 local function forget(entries)
   for _, e in ipairs(entries) do
     redis.call('HDEL', index, e[2][2])
@@ -201,5 +204,13 @@ SWAP_FIELD = """
 if redis.call('HGET', KEYS[1], ARGV[1]) ~= ARGV[2] then return 0 end
 if ARGV[3] then redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
 else redis.call('HDEL', KEYS[1], ARGV[1]) end
+return 1
+"""
+
+# KEYS[1] a job's record; ARGV field, value pairs. Written only into a record that
+# exists: a late write must not make a partial record of one trimmed away.
+SET_IF_RECORDED = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+redis.call('HSET', KEYS[1], unpack(ARGV))
 return 1
 """
