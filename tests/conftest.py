@@ -176,8 +176,10 @@ def start_api(
                 **settings.model_dump(),
                 "api_port": free_port(),
                 "redis_url": redis_db_url(settings, redis_db),
-                # Serve declares all applications at once: one API deploys, extras do not.
+                # Serve declares all applications at once: one API deploys, extras do not;
+                # and the session's API has started the warm trainer they share.
                 "auto_serve": False,
+                "warm_up_trainer": False,
                 **overrides,
             }
         )

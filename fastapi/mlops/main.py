@@ -44,6 +44,7 @@ from mlops.clients.redis.model_definitions import ModelDefinitions
 from mlops.clients.redis.predictions import PredictionStore
 from mlops.clients.redis.retraining import RetrainingStore
 from mlops.clients.redis.rollouts import RolloutStore
+from mlops.clients.redis.trainer_queue import TrainerQueue
 from mlops.clients.schedule_store import ScheduleStore
 from mlops.clients.serve_admin import ServeAdmin
 from mlops.ml.data import s3_config
@@ -121,6 +122,7 @@ class _Loops:
     serving: Serving
     predictions: PredictionLog | None
     closed_loop: _ClosedLoop
+    training: Training
 
 
 def _inference(
@@ -163,7 +165,12 @@ def _build_services(
     jobs = JobStore(redis, history=settings.job_history)
     headers = DatasetHeaders(lambda: s3_config(settings).client(DATASET_HEADER_TIMEOUT))
     training = Training(
-        settings=settings, ray=clients.ray, jobs=jobs, registry=registry, headers=headers
+        settings=settings,
+        ray=clients.ray,
+        jobs=jobs,
+        registry=registry,
+        headers=headers,
+        trainer_queue=TrainerQueue(redis),
     )
     moves = ChampionMoves(redis)
     catalog = ModelCatalog(
@@ -244,6 +251,7 @@ def _build_services(
         serving=serving,
         predictions=log,
         closed_loop=closed_loop,
+        training=training,
     )
 
 
@@ -307,6 +315,8 @@ def _start_loops(background: Background, loops: _Loops, settings: ApiSettings) -
     background.start("scheduler", lambda: loops.schedules.run(background))
     if settings.auto_serve:
         background.start("auto-serve", lambda: loops.serving.keep_serving(background))
+    if settings.warm_trainer and settings.warm_up_trainer:
+        background.start("trainer-warm-up", lambda: loops.training.keep_trainer_warm(background))
     closed = loops.closed_loop
     background.start("rollouts", lambda: closed.rollouts.run(background))
     background.start("live-watch", lambda: closed.live_watch.run(background))

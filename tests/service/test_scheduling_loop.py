@@ -26,6 +26,7 @@ from mlops.clients.quarantine import Quarantine
 from mlops.clients.ray_jobs import RayJobsClient
 from mlops.clients.redis import AlertStream, ChampionMoves, DriftSamples, JobStore
 from mlops.clients.redis.model_definitions import ModelDefinitions
+from mlops.clients.redis.trainer_queue import TrainerQueue
 from mlops.clients.schedule_store import SCHEDULES, ScheduleRecord, ScheduleStore
 from mlops.contracts.alerts import Alert
 from mlops.ml.data import s3_config
@@ -70,6 +71,7 @@ async def _replicas(valkey_url: str, count: int) -> AsyncIterator[tuple[Redis, l
                 jobs=JobStore(redis, history=10),
                 registry=registry,
                 headers=headers,
+                trainer_queue=TrainerQueue(redis),
             )
             replicas = [
                 Schedules(

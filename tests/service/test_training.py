@@ -13,6 +13,7 @@ from mlops.clients.dataset_headers import DatasetHeaders
 from mlops.clients.mlflow_registry import MlflowRegistry
 from mlops.clients.ray_jobs import RayJobsClient
 from mlops.clients.redis import JobStore, connect
+from mlops.clients.redis.trainer_queue import TrainerQueue
 from mlops.contracts.jobs import PHASES
 from mlops.ml.data import s3_config
 from mlops.services.model_catalog import default_definition
@@ -139,6 +140,7 @@ def test_job_with_a_missing_dataset_fails_with_its_error_and_an_error_alert(
                     jobs=JobStore(redis, history=settings.job_history),
                     registry=MlflowRegistry(http, settings.mlflow_tracking_uri),
                     headers=DatasetHeaders(s3_config(settings).client),
+                    trainer_queue=TrainerQueue(redis),
                 )
                 return await training.submit(default_definition(broken, datetime.now(UTC)), {})
             finally:

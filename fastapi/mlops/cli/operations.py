@@ -166,7 +166,14 @@ def _follow(api: Api, job_id: str, timeout: float) -> dict[str, Any]:
             return job
         if elapsed > timeout:
             raise ApiError(f"{job_id} still {job['status']} after {timeout:g}s")
-        time.sleep(0.5)
+        time.sleep(poll_pause(elapsed))
+
+
+def poll_pause(elapsed: float) -> float:
+    """Seconds until the next look at a job followed for `elapsed` seconds: a tenth
+    while a training is likely to end (each look is a millisecond of the API's), then
+    half a second."""
+    return 0.1 if elapsed < 10 else 0.5
 
 
 def _progress(job: dict[str, Any]) -> str:

@@ -8,12 +8,14 @@ import os
 import random
 import secrets
 import socket
+import time
 from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+import httpx
 from pydantic import SecretStr
 
 from mlops.clients.redis import users as redis_users
@@ -296,6 +298,33 @@ class LocalPlatform:
         except BaseException:
             self.supervisor.stop_all()
             raise
+        self._wait_for_warm_trainer()
+
+    def _wait_for_warm_trainer(self, timeout: float = 90.0) -> None:
+        """Up means warm: the API starts the trainer with a Ray job of its own as it
+        starts (MLOPS_WARM_UP_TRAINER); wait for that job, so the first training does
+        not pay the trainer's start. A job that fails is logged, not fatal: trainings
+        then start the trainer themselves."""
+        settings = self.settings
+        if not (settings.warm_trainer and settings.warm_up_trainer):
+            return
+        token = settings.ray_token()
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            jobs = httpx.get(f"{settings.ray_address}/api/jobs/", headers=headers, timeout=10)
+            warm_ups = [
+                job["status"]
+                for job in jobs.raise_for_status().json()
+                if (job.get("metadata") or {}).get("kind") == "warm-up"
+            ]
+            if "SUCCEEDED" in warm_ups:
+                return
+            if warm_ups and all(status in ("FAILED", "STOPPED") for status in warm_ups):
+                log.warning("the trainer's warm-up job failed: the first training starts it")
+                return
+            time.sleep(0.5)
+        log.warning("the trainer was not warm after %g s: the first training waits for it", timeout)
 
     def stop(self) -> None:
         self.supervisor.stop_all()

@@ -14,7 +14,7 @@ from mlops.contracts.jobs import JobOutcome, JobStatus
 from mlops.contracts.model_definition import ModelRef
 from mlops.contracts.recording import JobRecording
 from mlops.ml import promotion
-from mlops.ml.phases import Phases
+from mlops.ml.phases import JobStopped, Phases
 from mlops.ml.specs import TrainingSpec
 from mlops.ml.train import TrainingResult, signing_key, train_and_register
 from mlops.settings.training import TrainingSettings
@@ -27,10 +27,11 @@ def training(
     spec: TrainingSpec,
     recorder: JobRecording,
     champions: promotion.ChampionCache | None = None,
+    stopped: Callable[[], bool] = lambda: False,
 ) -> int:
     """One training job, start to recorded outcome; its exit code."""
     work = lambda phases: train_and_register(settings, spec, champions, phases)  # noqa: E731
-    return execute(settings, spec.job_id, spec.model, work, recorder)
+    return execute(settings, spec.job_id, spec.model, work, recorder, stopped=stopped)
 
 
 def execute(
@@ -41,21 +42,26 @@ def execute(
     recorder: JobRecording,
     *,
     what: str = "Training job",
+    stopped: Callable[[], bool] = lambda: False,
 ) -> int:
-    """Mark the job running, do its work (timing its phases), and record the outcome
-    and its one alert, then how long that took."""
-    started, began_at, phases = time.monotonic(), _now(), Phases()
+    """Mark the job running, do its work (timing its phases, ending at the next one
+    once `stopped`), and record the outcome and its one alert, then how long that took."""
+    started, began_at, phases = time.monotonic(), _now(), Phases(stopped)
     recorder.mark_running(job_id)
     try:
         signing_key(settings)  # a job that could not seal its version does no work
         result = work(phases)
+    except JobStopped as exc:
+        log.warning("job %s: %s", job_id, exc)
+        status, code, move = JobStatus.STOPPED, 1, None
+        outcome: JobOutcome = {"finished_at": _now(), "error": str(exc)}
+        alert: tuple[AlertLevel, str] = ("warning", f"{what} {job_id} {exc}: nothing registered")
     except Exception as exc:
         log.exception("job %s failed", job_id)
         error = f"{type(exc).__name__}: {exc}"
-        status, code = JobStatus.FAILED, 1
-        outcome: JobOutcome = {"finished_at": _now(), "error": error}
-        alert: tuple[AlertLevel, str] = ("error", f"{what} {job_id} failed: {error}")
-        move = None
+        status, code, move = JobStatus.FAILED, 1, None
+        outcome = {"finished_at": _now(), "error": error}
+        alert = ("error", f"{what} {job_id} failed: {error}")
     else:
         status, code = JobStatus.SUCCEEDED, 0
         outcome = _outcome(result, model)

@@ -2,9 +2,11 @@
 
     python -m mlops.ml.job --spec '{"job_id": "train-…", "hyperparameters": {…}, …}'
 
-It imports only Ray, then runs the job in the warm trainer (`mlops.ml.trainer`), started
-by the first job that needs it. The job's MLOPS_* variables (its runtime environment)
-go with the call, so each job trains with the settings of the API that submitted it.
+It imports only Ray, then attaches to the job's work in the warm trainer
+(`mlops.ml.trainer`), which the API's hand-over through Redis has usually started
+already; the first job starts the trainer and its work there. The job's MLOPS_*
+variables (its runtime environment) go with the call, so each job trains with the
+settings of the API that submitted it.
 With MLOPS_WARM_TRAINER=false the job runs in this process instead, as a fresh one.
 """
 
@@ -13,41 +15,66 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
+import signal
 import sys
+from typing import Any
 
 import ray
 
+from mlops.contracts.trainer import NAMESPACE
 from mlops.ml import trainer
 from mlops.settings.training import TrainingSettings
 
 LOG_POLL_SECONDS = 0.5
+STOP_WAIT_S = 2.0  # Ray kills the process a few seconds after its SIGTERM
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--spec", required=True, help="the job as JSON (ml.specs.TrainingSpec)")
+    given = parser.add_mutually_exclusive_group(required=True)
+    given.add_argument("--spec", help="the job as JSON (ml.specs.TrainingSpec)")
+    given.add_argument(
+        "--warm-up", action="store_true", help="start the trainer, ready for the first job"
+    )
     args = parser.parse_args(argv)
     settings = TrainingSettings()
+    os.nice(settings.training_niceness)  # serving first, where they share CPUs
     if not settings.warm_trainer:
-        return _in_this_process(settings, args.spec)
-    ray.init(namespace=trainer.NAMESPACE, logging_level=logging.WARNING, log_to_driver=False)
+        return 0 if args.warm_up else _in_this_process(settings, args.spec)
+    ray.init(namespace=NAMESPACE, logging_level=logging.WARNING, log_to_driver=False)
+    # Secrets stay out of the call: the trainer reads them from its node's environment.
+    env = settings.as_env(include_secrets=False)
     try:
-        worker = trainer.get_or_start(
-            settings.mlflow_tracking_uri, settings.log_format, settings.trainer_memory_mb
-        )
+        worker = trainer.get_or_start(env, settings)
     except trainer.NoTrainerNode as exc:
         sys.stderr.write(f"{exc}\n")
         return 1
-    # Secrets stay out of the call: the trainer reads them from its node's environment.
-    env = settings.as_env(include_secrets=False)
+    if args.warm_up:
+        return 0 if ray.get(worker.ready.remote()) else 1
     job_id = json.loads(args.spec)["job_id"]
-    running = worker.run.remote(env, args.spec)
+    running = worker.attach.remote(env, args.spec)
+    _stop_with_this_process(worker, job_id)
     done: list = []
     while not done:  # the job's log lines, as the trainer logs them
         done, _ = ray.wait([running], timeout=LOG_POLL_SECONDS)
         _print(ray.get(worker.log_lines.remote(job_id, last=bool(done))))
     code: int = ray.get(running)
     return code
+
+
+def _stop_with_this_process(worker: Any, job_id: str) -> None:
+    """`ray job stop` (and the API's time limit) end this process with SIGTERM: the
+    work in the trainer then stops too, before its next phase."""
+
+    def stop(signum: int, _frame: Any) -> None:
+        try:
+            ray.get(worker.stop.remote(job_id), timeout=STOP_WAIT_S)
+        finally:
+            sys.exit(128 + signum)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
 
 
 def _print(lines: list[str]) -> None:

@@ -16,6 +16,7 @@ import argparse
 import dataclasses
 import json
 import logging
+import os
 import sys
 from typing import Any
 
@@ -255,6 +256,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     spec = SearchSpec.from_json(args.spec)
     settings = TrainingSettings()
+    os.nice(settings.training_niceness)  # serving first, where they share CPUs
     logs.job_id.set(spec.job_id)
     logs.configure(settings.log_format)
     # The entrypoint wires the recorder: the search itself knows only its contract.

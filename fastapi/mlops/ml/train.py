@@ -21,7 +21,7 @@ from typing import Any
 
 from mlops.contracts.champion import ChampionMove
 from mlops.contracts.jobs import JobOutcome
-from mlops.contracts.model_definition import Task
+from mlops.contracts.model_definition import Estimator, Task
 from mlops.contracts.placement import TRAINER_RESOURCE
 from mlops.contracts.version_card import (
     COMPILED_DIR,
@@ -67,12 +67,26 @@ class TrainingResult:
 
 
 def warm_up() -> None:
-    """Import now what a training imports on first use (about 5 s in a fresh process)."""
+    """Import now what a training imports on first use (about 5 s in a fresh process),
+    and run once, on a few rows, what a training runs on first use: a fit, its compiled
+    form, a save and a load of the sealed format (another second, paid before any job
+    waits on it)."""
     import boto3  # noqa: F401
     import mlflow.sklearn  # noqa: F401
     import onnxruntime  # noqa: F401
+    import pandas as pd
     import skl2onnx  # noqa: F401
+    import skops.io
     from mlflow.models import infer_signature  # noqa: F401
+
+    features = pd.DataFrame({"a": [0.0, 1.0, 2.0, 3.0] * 3, "b": [1.0, 0.0, 1.0, 0.0] * 3})
+    labels = pd.Series(["x", "y"] * 6)
+    forest = Family(Task.CLASSIFICATION, Estimator.RANDOM_FOREST)
+    pipeline = model.build_pipeline(forest, {"n_estimators": 2}, default_max_depth=4)
+    model.fit(pipeline, features, labels, cpus=1)
+    predictors.compiled_form(pipeline, features, features, Task.CLASSIFICATION)
+    saved = skops.io.dumps(pipeline)
+    provenance.pipeline_from_skops(saved, expected_sha256=provenance.sha256(saved))
 
 
 def load_split(
@@ -277,29 +291,33 @@ def _log_and_register(
     """Log the run (parameters, scores, compiled form, drift reference) and register
     the pipeline with its tags, in one call; returns (run id, version)."""
     import mlflow
+    from mlflow.entities import Metric, Param
     from mlflow.models import infer_signature
 
     key = signing_key(settings)
     pipeline = fitted.pipeline
     compiled, verification = compiled_form
     with mlflow.start_run(**_run_options(settings, spec, run_id)) as run:
-        if run_id is None:
-            mlflow.log_params(
-                {
-                    **spec.hyperparameters,
-                    "test_size": settings.test_size,
-                    "dataset_uri": spec.dataset_uri,
-                    "target_column": spec.target_column,
-                    "cpus": fitted.cpus,
-                }
-            )
-        mlflow.log_metrics(fitted.scores)
+        params = {
+            **spec.hyperparameters,
+            "test_size": settings.test_size,
+            "dataset_uri": spec.dataset_uri,
+            "target_column": spec.target_column,
+            "cpus": fitted.cpus,
+        }
+        # One request for both (a search's parent run has its parameters already).
+        mlflow.MlflowClient().log_batch(
+            run.info.run_id,
+            metrics=[Metric(k, v, int(time.time() * 1000), 0) for k, v in fitted.scores.items()],
+            params=[Param(k, str(v)) for k, v in params.items()] if run_id is None else [],
+        )
         _log_files(compiled, drift.profile(parts.x_train, seed=settings.random_seed))
         info = mlflow.sklearn.log_model(
             pipeline,
             name="model",
+            # A signature and no input example: MLflow would load the model again to
+            # check the example (a tenth of a second and more); the replicas load it.
             signature=infer_signature(parts.x_train, pipeline.predict(parts.x_train)),
-            input_example=parts.x_train.head(3),
             serialization_format=mlflow.sklearn.SERIALIZATION_FORMAT_SKOPS,
             skops_trusted_types=provenance.SKOPS_TRUSTED_TYPES,
             # Given, not inferred: inference loads the model in a subprocess (seconds).
@@ -318,7 +336,10 @@ def _log_and_register(
     )
     all_tags = card.to_tags()
     name = spec.model.registered_model
-    registered = mlflow.register_model(info.model_uri, name, tags=all_tags)
+    # Created ready by the tracking server: no polling for its status.
+    registered = mlflow.register_model(
+        info.model_uri, name, tags=all_tags, await_registration_for=0
+    )
     version = str(registered.version)
     _seal(name, key, version, run.info.run_id, all_tags)
     return run.info.run_id, version

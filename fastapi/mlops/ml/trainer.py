@@ -1,11 +1,18 @@
 """The warm trainer: a long-lived Ray actor that runs every training job's work.
 
-A training job is still a Ray job (the Ray dashboard lists each one), but its
-entrypoint (`python -m mlops.ml.job`) imports only Ray and hands the work to this actor,
-which has scikit-learn, pandas and MLflow imported already and keeps recent champions
-loaded. That removes the 5 s of imports a fresh process pays (bench/training.py).
+A training job is still a Ray job (the Ray dashboard lists each one, its log shows the
+training, its exit code is the training's), but its work runs in this actor, which has
+scikit-learn, pandas and MLflow imported already and keeps recent champions loaded:
+that removes the 5 s of imports a fresh process pays (bench/training.py).
 
-One actor per tracking server and version of this code (`actor_name`), detached so it
+The work starts as soon as Ray has accepted the job: the API hands the training over
+through Redis (`contracts/trainer.py`) and the actor's queue reader starts it. The
+job's entrypoint (`python -m mlops.ml.job`), which Ray launches a second or more later,
+attaches to that work, or starts it here itself when nobody took it from the queue (the
+first job, which starts the actor; a queue reader cut from Redis). Either way the work
+is claimed once on the job's record.
+
+One actor per tracking server and version of this code (`trainer_name`), detached so it
 outlives the job that started it, with a thread per concurrent job. It reserves no CPU
 (a job waiting on it reserves none either): the CPUs of a fit are reserved by the Ray
 workers that build its trees (`model.fit`). It reserves memory (MLOPS_TRAINER_MEMORY_MB)
@@ -16,19 +23,22 @@ locally the one node (`make up` starts it so).
 
 from __future__ import annotations
 
-import hashlib
+import asyncio
+import json
 import logging
+import os
 import threading
-from pathlib import Path
+from collections import OrderedDict
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import ray
 
 from mlops.contracts.placement import TRAINER_RESOURCE, on_trainer_nodes
+from mlops.contracts.trainer import NAMESPACE, QueuedTraining, trainer_name
 
 log = logging.getLogger("mlops.trainer")
-
-NAMESPACE = "mlops"
 
 
 class NoTrainerNode(RuntimeError):
@@ -37,16 +47,10 @@ class NoTrainerNode(RuntimeError):
 
 # More than MLOPS_MAX_ACTIVE_TRAININGS's default: jobs beyond it wait in Ray, not here.
 MAX_CONCURRENT_JOBS = 16
-
-
-def actor_name(tracking_uri: str) -> str:
-    """Named by the tracking server (MLflow's tracking URI is per process) and by a
-    digest of this package's code, so a changed package gets a fresh actor."""
-    package = Path(__file__).resolve().parents[1]
-    digest = hashlib.sha256(tracking_uri.encode())
-    for path in sorted(package.rglob("*.py")):
-        digest.update(path.read_bytes())
-    return f"trainer-{digest.hexdigest()[:16]}"
+# Jobs whose outcome and log lines are kept for their entrypoint to attach to.
+JOBS_KEPT = 256
+QUEUE_WAIT_S = 5.0  # a blocking read of the queue (under the Redis client's timeout)
+QUEUE_RETRY_S = 5.0  # after Redis refused a read
 
 
 class JobLogs(logging.Handler):
@@ -62,6 +66,8 @@ class JobLogs(logging.Handler):
     def open(self, job_id: str) -> None:
         with self._guard:
             self._lines[job_id] = []
+            while len(self._lines) > JOBS_KEPT:  # jobs whose entrypoint never read them
+                self._lines.pop(next(iter(self._lines)))
 
     def emit(self, record: logging.LogRecord) -> None:
         from mlops import logs
@@ -82,10 +88,13 @@ class JobLogs(logging.Handler):
 
 
 class Trainer:
-    def __init__(self, log_format: str) -> None:
+    def __init__(self, log_format: str, env: dict[str, str]) -> None:
         from mlops import logs
         from mlops.ml import execute, promotion, train
+        from mlops.settings.training import TrainingSettings
 
+        settings = TrainingSettings.from_env(env)
+        os.nice(settings.training_niceness)  # serving first, where they share CPUs
         logs.configure("text" if log_format == "text" else "json")
         root = logging.getLogger()
         self._logs = JobLogs(root.handlers[0].formatter if root.handlers else None)
@@ -93,30 +102,102 @@ class Trainer:
         train.warm_up()
         self._execute = execute
         self._champions = promotion.ChampionCache()
+        self._pool = ThreadPoolExecutor(MAX_CONCURRENT_JOBS, thread_name_prefix="job")
+        self._jobs: OrderedDict[str, Future[int]] = OrderedDict()
+        self._stopped: set[str] = set()
+        self._guard = threading.Lock()
+        # A thread of its own with its own event loop: an `async def` method would make
+        # this an asyncio actor, whose sync methods run on the loop's thread.
+        reader = threading.Thread(
+            target=asyncio.run, args=(_read_queue(settings, self._start),), daemon=True
+        )
+        reader.start()
         log.info("trainer ready")
 
-    def run(self, env: dict[str, str], spec_json: str) -> int:
-        """Run one job with the settings its MLOPS_* variables give; its exit code."""
-        from mlops import logs
-        from mlops.ml.specs import TrainingSpec
-        from mlops.settings.training import TrainingSettings
+    def attach(self, env: dict[str, str], spec_json: str) -> int:
+        """The job's exit code once its work ends: the work started from the queue, or
+        started now. 1 when its work was claimed but is not running here (the trainer
+        restarted while it ran)."""
+        job_id = json.loads(spec_json)["job_id"]
+        future = self._start(QueuedTraining(job_id=job_id, env=env, spec=spec_json))
+        if future is None:
+            log.error("job %s: its work was started by a trainer that is gone", job_id)
+            return 1
+        return future.result()
 
-        spec = TrainingSpec.from_json(spec_json)
-        logs.job_id.set(spec.job_id)
-        self._logs.open(spec.job_id)
-        settings = TrainingSettings.from_env(env)
-        log.info("job %s: started in the trainer", spec.job_id)
-        # The trainer wires the recorder: the training knows only its contract.
-        from mlops.clients.redis.recorder import JobRecorder
+    def stop(self, job_id: str) -> None:
+        """The job was stopped in Ray (its entrypoint got SIGTERM): its work ends at its
+        next phase."""
+        with self._guard:
+            self._stopped.add(job_id)
+        log.warning("job %s: stopped in Ray", job_id)
 
-        return self._execute.training(settings, spec, JobRecorder(settings), self._champions)
+    def ready(self) -> bool:
+        """True once started (its imports done and its first fit, save and load run)."""
+        return True
 
     def log_lines(self, job_id: str, last: bool = False) -> list[str]:
         """A job's new log lines (its entrypoint prints them into the job's log)."""
         return self._logs.take(job_id, close=last)
 
+    def _start(self, training: QueuedTraining) -> Future[int] | None:
+        """The job's work here: running or done already, else claimed and started now;
+        None when it was claimed elsewhere."""
+        from mlops.clients.redis.recorder import JobRecorder
+        from mlops.settings.training import TrainingSettings
 
-def get_or_start(tracking_uri: str, log_format: str, memory_mb: int) -> Any:
+        with self._guard:
+            if (found := self._jobs.get(training.job_id)) is not None:
+                return found
+            recorder = JobRecorder(TrainingSettings.from_env(training.env))
+            if not recorder.claim(training.job_id):
+                return None
+            self._logs.open(training.job_id)
+            future = self._pool.submit(self._run, training, recorder)
+            self._jobs[training.job_id] = future
+            while len(self._jobs) > JOBS_KEPT:
+                self._jobs.popitem(last=False)
+        return future
+
+    def _run(self, training: QueuedTraining, recorder: Any) -> int:
+        """Run one job with the settings its MLOPS_* variables give; its exit code."""
+        from mlops import logs
+        from mlops.ml.specs import TrainingSpec
+        from mlops.settings.training import TrainingSettings
+
+        spec = TrainingSpec.from_json(training.spec)
+        logs.job_id.set(spec.job_id)
+        settings = TrainingSettings.from_env(training.env)
+        log.info("job %s: started in the trainer", spec.job_id)
+        stopped = lambda: spec.job_id in self._stopped  # noqa: E731
+        try:
+            return self._execute.training(settings, spec, recorder, self._champions, stopped)
+        finally:
+            with self._guard:
+                self._stopped.discard(spec.job_id)
+
+
+async def _read_queue(settings: Any, start: Callable[[QueuedTraining], object]) -> None:
+    """Start each training the API queues for this trainer, as it comes."""
+    from redis.exceptions import RedisError
+
+    from mlops.clients.redis.connection import connect
+    from mlops.clients.redis.trainer_queue import TrainerQueue
+
+    name = trainer_name(settings.mlflow_tracking_uri)
+    queue = TrainerQueue(connect(settings, max_connections=1))
+    while True:
+        try:
+            training = await queue.take(name, timeout_s=QUEUE_WAIT_S)
+        except (RedisError, OSError) as exc:
+            log.warning("trainer queue unreadable (%s); jobs start from Ray meanwhile", exc)
+            await asyncio.sleep(QUEUE_RETRY_S)
+            continue
+        if training is not None:
+            await asyncio.to_thread(start, training)
+
+
+def get_or_start(env: dict[str, str], settings: Any) -> Any:
     """The trainer for this tracking server, started if none is running."""
     if not ray.cluster_resources().get(TRAINER_RESOURCE):
         raise NoTrainerNode(
@@ -127,14 +208,14 @@ def get_or_start(tracking_uri: str, log_format: str, memory_mb: int) -> Any:
     return (
         ray.remote(Trainer)
         .options(
-            name=actor_name(tracking_uri),
+            name=trainer_name(settings.mlflow_tracking_uri),
             namespace=NAMESPACE,
             lifetime="detached",
             get_if_exists=True,
             num_cpus=0,
-            memory=memory_mb * 1024 * 1024,
+            memory=settings.trainer_memory_mb * 1024 * 1024,
             resources=on_trainer_nodes(),
             max_concurrency=MAX_CONCURRENT_JOBS,
         )
-        .remote(log_format)
+        .remote(settings.log_format, env)
     )

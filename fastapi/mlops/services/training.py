@@ -8,18 +8,24 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
+from redis.exceptions import RedisError
+
+from mlops.background import Background
 from mlops.clients.dataset_headers import DatasetHeaders, HeaderUnreadable
 from mlops.clients.mlflow_registry import MlflowRegistry
 from mlops.clients.ray_jobs import RayJobsClient, RayJobsError, SubmissionUnconfirmed
 from mlops.clients.redis import JobStore
 from mlops.clients.redis.keys import DURATION_BUCKETS
+from mlops.clients.redis.trainer_queue import TrainerQueue
 from mlops.contracts.jobs import JobInfo, NewJob
 from mlops.contracts.model_definition import METRICS, Metric, ModelDefinition
 from mlops.contracts.placement import SERVING_RESOURCE, TRAINER_RESOURCE
+from mlops.contracts.trainer import QueuedTraining, trainer_name
 from mlops.ml import search_space
 from mlops.ml.data import DatasetLocationError, check_location, dataset_format
 from mlops.ml.estimators import Family, InvalidField
 from mlops.ml.specs import SearchSpec, TrainingSpec
+from mlops.retry import backoff
 from mlops.schemas import TuneRequest
 from mlops.services.job_records import MalformedJob, UnknownJob, parse_job
 from mlops.services.model_catalog import checked_hyperparameters
@@ -66,12 +72,15 @@ class Training:
         jobs: JobStore,
         registry: MlflowRegistry,
         headers: DatasetHeaders,
+        trainer_queue: TrainerQueue,
     ) -> None:
         self._settings = settings
         self._ray = ray
         self._jobs = jobs
         self._registry = registry
         self._headers = headers
+        self._trainer_queue = trainer_queue
+        self._trainer = trainer_name(settings.mlflow_tracking_uri)
 
     async def dataset(
         self, model: ModelDefinition, uri: str | None, target: str | None
@@ -199,11 +208,13 @@ class Training:
             "dataset_uri": uri,
             "target_column": target,
         }
-        await self._launch(
+        env = await self._launch(
             job_id,
             record=record,
             command=["python", "-m", "mlops.ml.job", "--spec", spec.as_json()],
         )
+        if self._settings.warm_trainer:
+            await self._hand_over(QueuedTraining(job_id=job_id, env=env, spec=spec.as_json()))
         log.info(
             "submitted training job %s of %s from %s with %s on %s",
             job_id, model.name, source, checked, uri,
@@ -270,9 +281,10 @@ class Training:
         log.info("submitted search %s from %s: %d trials on %s", job_id, source, spec.trials, uri)
         return job_id
 
-    async def _launch(self, job_id: str, *, record: NewJob, command: list[str]) -> None:
-        """Admit (the limit of active jobs), record and submit a job to Ray. Its
-        entrypoint reserves no CPU: it waits, and what it starts reserves its own."""
+    async def _launch(self, job_id: str, *, record: NewJob, command: list[str]) -> dict[str, str]:
+        """Admit (the limit of active jobs), record and submit a job to Ray; the job's
+        environment. Its entrypoint reserves no CPU: it waits, and what it starts
+        reserves its own."""
         await self._registry.health()
         limit = self._settings.max_active_trainings
         created = await self._jobs.create(
@@ -280,14 +292,12 @@ class Training:
         )
         if not created:
             raise TooManyTrainings(limit)
+        env = self._job_env()
         try:
             await self._ray.submit(
                 submission_id=job_id,
                 entrypoint=shlex.join(command),
-                env_vars={
-                    **self._settings.as_env(include_secrets=False, runtime=TrainingSettings),
-                    **_MLFLOW_CLIENT_ENV,
-                },
+                env_vars=env,
                 metadata={"kind": record["kind"], "source": record["source"]},
                 num_cpus=0,
             )
@@ -296,7 +306,7 @@ class Training:
             # the reconciler marks the record failed once the submit grace has passed.
             if await self._ray_has(job_id):
                 log.warning("Ray confirmed job %s only when asked again", job_id)
-                return
+                return env
             raise SubmissionUnconfirmed(
                 f"Ray did not confirm job {job_id}; its record is kept and reconciled with "
                 f"Ray: see /jobs/{job_id}"
@@ -305,6 +315,45 @@ class Training:
             await self._jobs.delete(job_id, record["model"])
             raise
         await self._jobs.note(job_id, {"accepted_at": datetime.now(UTC).isoformat()})
+        return env
+
+    async def keep_trainer_warm(self, background: Background) -> None:
+        """Start the warm trainer now, through a Ray job of its own (retried until Ray
+        takes it), rather than with the first training; then nothing more to do."""
+        async for attempt in backoff(
+            on=(RayJobsError,),
+            first=1.0,
+            cap=30.0,
+            stop_when=lambda: not background.running,
+            sleep=background.pause,
+            what="starting the warm trainer",
+        ):
+            with attempt:
+                await self._ray.submit(
+                    submission_id=new_job_id("warm-up"),
+                    entrypoint=shlex.join(["python", "-m", "mlops.ml.job", "--warm-up"]),
+                    env_vars=self._job_env(),
+                    metadata={"kind": "warm-up", "source": "api"},
+                    num_cpus=0,
+                )
+        background.completed_round()
+        while background.running:
+            await background.pause(3600)
+
+    def _job_env(self) -> dict[str, str]:
+        """A job's runtime environment: the settings it reads, no secret."""
+        return {
+            **self._settings.as_env(include_secrets=False, runtime=TrainingSettings),
+            **_MLFLOW_CLIENT_ENV,
+        }
+
+    async def _hand_over(self, training: QueuedTraining) -> None:
+        """Give the warm trainer the training now, rather than when Ray has launched the
+        job's entrypoint. Only a head start: unread, the entrypoint starts it."""
+        try:
+            await self._trainer_queue.push(self._trainer, training)
+        except (RedisError, OSError) as exc:
+            log.warning("job %s starts when Ray launches it: %s", training.job_id, exc)
 
     async def _ray_has(self, job_id: str) -> bool:
         try:

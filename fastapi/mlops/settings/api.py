@@ -71,6 +71,11 @@ class ApiSettings(TrainingSettings, ServingSettings):
     auto_serve: bool = Field(
         True, description="Deploy the Serve application when a champion exists and it is down."
     )
+    warm_up_trainer: bool = Field(
+        True,
+        description="At start, submit a Ray job that starts the warm trainer, so the first "
+        "training does not wait for it (with MLOPS_WARM_TRAINER).",
+    )
     redis_max_connections: int = Field(
         64, ge=4, description="Redis connections per API process (requests wait for one)."
     )

@@ -46,6 +46,13 @@ class TrainingSettings(RuntimeSettings):
         description="Run each training in the long-lived trainer actor, where scikit-learn and"
         " MLflow are already imported (about 5 s faster a job); false: a fresh process per job.",
     )
+    training_niceness: int = Field(
+        10,
+        ge=0,
+        le=19,
+        description="Scheduling niceness of the trainer and of training jobs' processes: "
+        "where they share CPUs with serving, serving comes first.",
+    )
     trainer_memory_mb: int = Field(
         1024,
         ge=128,

@@ -20,6 +20,7 @@ from mlops.clients.redis.keys import (
 )
 from mlops.clients.redis.scripts import (
     ADMIT_JOB,
+    CLAIM_WORK,
     FINISH_JOB,
     MARK_RUNNING,
     PROGRESS,
@@ -55,6 +56,7 @@ class JobStore:
         self._progress = redis.register_script(PROGRESS)
         self._mark_running = redis.register_script(MARK_RUNNING)
         self._set_if_recorded = redis.register_script(SET_IF_RECORDED)
+        self._claim_work = redis.register_script(CLAIM_WORK)
 
     async def create(self, job_id: str, *, model: str, fields: NewJob, max_active: int = 0) -> bool:
         """Record a new pending job of `model` with `fields` (what it was asked to do);
@@ -152,6 +154,10 @@ class JobStore:
             args=[_UNFINISHED, json.dumps(JobStatus.RUNNING), json.dumps(started_at)],
         )
         return bool(changed)
+
+    async def claim_work(self, job_id: str) -> bool:
+        """True for the one caller that may run the job's work (it is unfinished)."""
+        return bool(await self._claim_work(keys=[job_key(job_id)], args=[_UNFINISHED]))
 
     async def note(self, job_id: str, fields: Mapping[str, object]) -> bool:
         """Add informative fields (when Ray accepted it, how long its recording took)

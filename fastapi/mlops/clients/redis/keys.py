@@ -80,3 +80,11 @@ def retraining_cooldown_key(model_name: str) -> str:
 
 def retraining_steps_key(model_name: str) -> str:
     return f"mlops:retraining:steps:{model_name}"
+
+
+TRAINER_QUEUE_MAX_AGE_S = 3600
+
+
+def trainer_queue_key(trainer: str) -> str:
+    """Trainings waiting for the warm trainer named `trainer`, newest first."""
+    return f"mlops:trainer-queue:{trainer}"

@@ -39,6 +39,25 @@ class JobRecorder:
         except (RedisError, OSError) as exc:
             log.warning("could not mark job %s running (Redis: %s); training anyway", job_id, exc)
 
+    def claim(self, job_id: str) -> bool:
+        """True for the one caller that runs the job's work (the trainer's queue reader
+        or the job's entrypoint, whichever comes first), while the job is unfinished.
+        With Redis unreachable, True: the work goes on, as its recording waits for Redis
+        (both callers are in the one trainer, which runs a job once)."""
+        claimed: list[bool] = []
+
+        async def claim(redis: Redis) -> None:
+            claimed.append(await self._jobs(redis).claim_work(job_id))
+
+        try:
+            asyncio.run(self._with_redis(claim))
+        except (RedisError, OSError) as exc:
+            log.warning(
+                "job %s: could not claim its work (Redis: %s); training anyway", job_id, exc
+            )
+            return True
+        return claimed[0]
+
     def recorded_in(self, job_id: str, seconds: float) -> None:
         note = {"recording_seconds": round(seconds, 3)}
         try:

@@ -214,3 +214,16 @@ if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
 redis.call('HSET', KEYS[1], unpack(ARGV))
 return 1
 """
+
+# KEYS[1] a job's record. ARGV[1] the unfinished statuses as MARK_RUNNING's. The job's
+# work is claimed once, and only while the job is unfinished: the trainer's queue and the
+# job's entrypoint may both offer it; whoever claims first runs it.
+CLAIM_WORK = """
+local status = redis.call('HGET', KEYS[1], 'status')
+for _, unfinished in ipairs(cjson.decode(ARGV[1])) do
+  if status == unfinished then
+    return redis.call('HSETNX', KEYS[1], 'claimed', 'true')
+  end
+end
+return 0
+"""

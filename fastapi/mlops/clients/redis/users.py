@@ -41,12 +41,13 @@ class RedisUser:
 API = RedisUser("api", keys="~mlops:*")
 # Ray's processes (training jobs, the trainer, Serve replicas): their job records and the
 # job counters, the champion history and alerts they append, the drift samples replicas
-# send. Not the schedules, not the deploy lock.
+# send, the trainings the API queues for the trainer. Not the schedules, not the deploy
+# lock.
 RAY = RedisUser(
     "ray",
     keys=(
         f"~mlops:job:* ~mlops:jobs ~mlops:jobs:* ~mlops:champion-history:* "
-        f"~{ALERT_STREAM} ~mlops:drift-sample:*"
+        f"~{ALERT_STREAM} ~mlops:drift-sample:* ~mlops:trainer-queue:*"
     ),
 )
 USERS = (API, RAY)

@@ -1,0 +1,39 @@
+"""The warm trainer as the API and the code in Ray both know it: its name, and a
+training the API hands it through Redis the moment Ray has accepted the job.
+
+The Ray job stays the training's record in Ray (its dashboard lists it, its log shows
+the training, its exit code is the training's): its entrypoint attaches to the work in
+the trainer, or starts it there if the trainer had not taken it. Only the start no
+longer waits for Ray to launch the entrypoint (a second or more on two busy cores).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict
+
+NAMESPACE = "mlops"
+
+
+def trainer_name(tracking_uri: str) -> str:
+    """Named by the tracking server (MLflow's tracking URI is per process) and by a
+    digest of this package's code, so a changed package gets a fresh trainer (and its
+    own queue: a training is taken only by the code that submitted it)."""
+    package = Path(__file__).resolve().parents[1]
+    digest = hashlib.sha256(tracking_uri.encode())
+    for path in sorted(package.rglob("*.py")):
+        digest.update(path.read_bytes())
+    return f"trainer-{digest.hexdigest()[:16]}"
+
+
+class QueuedTraining(BaseModel):
+    """A training for the trainer: its job id, its MLOPS_* variables (secrets stay on
+    the trainer's node) and its spec (`ml.specs.TrainingSpec` as JSON)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    job_id: str
+    env: dict[str, str]
+    spec: str
