@@ -106,7 +106,7 @@ bench-loop: $(STAMP) ## Benchmark the closed loop: recording predictions on/off,
 bench-rollouts: $(STAMP) ## Simulate rollouts decided by the sequential test: error rate, power, labels needed
 	$(BIN)/python bench/rollouts.py
 
-bench-training: $(STAMP) ## Benchmark Ray's part in training: warm trainer, parallel fit, search, two nodes
+bench-training: $(STAMP) ## Benchmark training as users wait for it (serving on), and parallel fit, search, two nodes
 	$(BIN)/python bench/training.py
 
 docs: $(STAMP) ## Regenerate docs/configuration.md from the settings object

@@ -125,6 +125,7 @@ class UserPath:
     quiet: Result
     training: Result
     trainings_during: int
+    other_model: Result
 
 
 def cold_import() -> float:
@@ -144,15 +145,16 @@ def served(api: Api) -> bool:
     return reply.status_code == 200
 
 
-def p99_while(api: Api, folder: Path, training: bool) -> tuple[Result, int]:
-    """/inference at 8 connections for 10 s, with trainings back to back or none."""
+def p99_while(api: Api, folder: Path, trained: str | None) -> tuple[Result, int]:
+    """/inference of iris at 8 connections for 10 s, with trainings of model `trained`
+    back to back (each promoting a new champion), or none."""
     stop, done = threading.Event(), []
 
     def train_on() -> None:
         while not stop.is_set():
-            done.append(api.run("/trigger_training", IRIS)[0])
+            done.append(api.run("/trigger_training", {**IRIS, "model": trained})[0])
 
-    trainer = threading.Thread(target=train_on) if training else None
+    trainer = threading.Thread(target=train_on) if trained else None
     if trainer:
         trainer.start()
         time.sleep(0.5)
@@ -177,8 +179,13 @@ def bench_user_path(api: Api, runs: int, folder: Path) -> UserPath:
     for _, job in results:
         for name, seconds in (job["phases"] or {}).items():
             phases.setdefault(name, []).append(seconds)
-    quiet, _ = p99_while(api, folder, training=False)
-    during, trainings = p99_while(api, folder, training=True)
+    quiet, _ = p99_while(api, folder, trained=None)
+    during, trainings = p99_while(api, folder, trained="iris")
+    # Another model, not served meanwhile: the same trainings without iris's reloads.
+    iris = api.http.get(f"{api.url}/models/iris").json()["spec"]
+    body = {"name": "iris-copy", "dataset_uri": iris["dataset_uri"], "target_column": "variety"}
+    api.http.post(f"{api.url}/models", json=body).raise_for_status()
+    other, _ = p99_while(api, folder, trained="iris-copy")
     return UserPath(
         first=first,
         runs=[seconds for seconds, _ in results],
@@ -189,6 +196,7 @@ def bench_user_path(api: Api, runs: int, folder: Path) -> UserPath:
         quiet=quiet,
         training=during,
         trainings_during=trainings,
+        other_model=other,
     )
 
 
@@ -199,11 +207,17 @@ def write_dataset(path: Path, rows: int) -> None:
     frame.to_parquet(path)
 
 
-def bench_fit(serial: Api, parallel: Api, dataset: Path, trees: int) -> dict[str, dict]:
+def define(api: Api, name: str, dataset: Path) -> str:
+    """A model of `dataset` (the API trains a dataset only as a model's); its name."""
+    body = {"name": name, "dataset_uri": str(dataset), "target_column": "label"}
+    api.http.post(f"{api.url}/models", json=body).raise_for_status()
+    return name
+
+
+def bench_fit(serial: Api, parallel: Api, model: str, trees: int) -> dict[str, dict]:
     body = {
+        "model": model,
         "hyperparameters": {"n_estimators": trees, "max_depth": 12, "random_state": 0},
-        "dataset_uri": str(dataset),
-        "target_column": "label",
     }
     out = {}
     for name, api in (("1 CPU", serial), (f"{CPUS} CPUs", parallel)):
@@ -239,7 +253,7 @@ def _state(settings: PlatformSettings, what: str) -> list[dict]:
     return reply.raise_for_status().json()["data"]["result"]["result"]
 
 
-def bench_two_nodes(api: Api, dataset: Path, trees: int) -> tuple[int, int, Counter]:
+def bench_two_nodes(api: Api, model: str, trees: int) -> tuple[int, int, Counter]:
     """A parallel fit on two nodes; (nodes alive, its CPUs, tree-building tasks per node)."""
 
     settings = api.settings
@@ -251,9 +265,8 @@ def bench_two_nodes(api: Api, dataset: Path, trees: int) -> tuple[int, int, Coun
                 raise TimeoutError("the second Ray node did not join")
             time.sleep(1)
         body = {
+            "model": model,
             "hyperparameters": {"n_estimators": trees, "max_depth": 12, "random_state": 0},
-            "dataset_uri": str(dataset),
-            "target_column": "label",
         }
         _, job = api.run("/trigger_training", body)
         start = datetime.fromisoformat(job["started_at"]).timestamp() * 1000
@@ -271,15 +284,14 @@ def bench_two_nodes(api: Api, dataset: Path, trees: int) -> tuple[int, int, Coun
         node.wait(60)
 
 
-def bench_search(api: Api, dataset: Path) -> dict[str, float]:
+def bench_search(api: Api, model: str) -> dict[str, float]:
     # Every trial the same work (one configuration), so the two runs differ only in
     # how many trials run at once; enough work that the trials, not the search's fixed
     # costs (its job, Tune, the refit and registration of the best), dominate.
     search = {
         "search_space": {"n_estimators": {"choice": [200]}, "max_depth": {"randint": [10, 11]}},
         "trials": 8,
-        "dataset_uri": str(dataset),
-        "target_column": "label",
+        "model": model,
     }
     return {
         "max_concurrent_trials=1": api.run("/tune", {**search, "max_concurrent_trials": 1})[0],
@@ -318,14 +330,14 @@ def main() -> None:
         try:
             main_api = Api(settings)
             serial = extra_api(supervisor, settings, training_max_cpus=1)
-            large, mid = Path(folder) / "large.parquet", Path(folder) / "mid.parquet"
+            large, mid = settings.data_dir / "large.parquet", settings.data_dir / "mid.parquet"
             write_dataset(large, args.rows)
             write_dataset(mid, 40_000)
-            fit = bench_fit(serial, main_api, large, args.trees)
-            search = bench_search(main_api, mid)
+            fit = bench_fit(serial, main_api, define(main_api, "large", large), args.trees)
+            search = bench_search(main_api, define(main_api, "mid", mid))
             # As many CPUs as both nodes have free: the head alone cannot hold the pool.
             wide = extra_api(supervisor, settings, training_max_cpus=64, parallel_fit_min_work=0)
-            nodes, cpus, per_node = bench_two_nodes(wide, mid, trees=60)
+            nodes, cpus, per_node = bench_two_nodes(wide, "mid", trees=60)
         finally:
             supervisor.stop_all()
             platform.stop()
@@ -375,6 +387,11 @@ def report_user_path(user: UserPath, runs: int) -> None:
         f"/inference at 8 connections: p99 {quiet.p99_ms:.1f} ms without training, "
         f"{busy.p99_ms:.1f} ms with {user.trainings_during} trainings meanwhile "
         f"({busy.p99_ms / quiet.p99_ms:.2f}×, target ≤ 1.5×); errors {quiet.errors + busy.errors}"
+    )
+    other = user.other_model
+    print(
+        f"  the same with trainings of another model (iris's replica reloads nothing): "
+        f"p99 {other.p99_ms:.1f} ms ({other.p99_ms / quiet.p99_ms:.2f}×); errors {other.errors}"
     )
 
 

@@ -215,7 +215,9 @@ def get_or_start(env: dict[str, str], settings: Any) -> Any:
             num_cpus=0,
             memory=settings.trainer_memory_mb * 1024 * 1024,
             resources=on_trainer_nodes(),
-            max_concurrency=MAX_CONCURRENT_JOBS,
+            # Each job's entrypoint holds a thread (attach) while it waits for the work:
+            # room for as many again (log lines, stop) and the warm-up.
+            max_concurrency=2 * MAX_CONCURRENT_JOBS + 4,
         )
         .remote(settings.log_format, env)
     )
