@@ -115,6 +115,14 @@ def test_a_training_job_logs_json_with_its_job_id(
 ) -> None:
     job_id = api.post("/trigger_training", json={"hyperparameters": {}}).json()["job_id"]
     wait_for_job(api, job_id)
+    # The record ends as the work does; Ray's job ends once its entrypoint has printed
+    # the work's log lines (it attaches to the work a second or so after it began).
+    ray_job = f"{settings.ray_address}/api/jobs/{job_id}"
+    wait_for(
+        lambda: httpx.get(ray_job, headers=ray_headers()).json()["status"] == "SUCCEEDED",
+        timeout=60,
+        what="the Ray job's end",
+    )
 
     logs = httpx.get(
         f"{settings.ray_address}/api/jobs/{job_id}/logs", headers=ray_headers()
