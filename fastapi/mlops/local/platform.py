@@ -18,6 +18,7 @@ from urllib.parse import urlparse
 import httpx
 from pydantic import SecretStr
 
+from mlops.clients.ray_jobs import auth_headers
 from mlops.clients.redis import users as redis_users
 from mlops.clients.redis.users import RedisUser
 from mlops.local import components
@@ -308,8 +309,7 @@ class LocalPlatform:
         settings = self.settings
         if not (settings.warm_trainer and settings.warm_up_trainer):
             return
-        token = settings.ray_token()
-        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        headers = auth_headers(settings.ray_token())
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             jobs = httpx.get(f"{settings.ray_address}/api/jobs/", headers=headers, timeout=10)

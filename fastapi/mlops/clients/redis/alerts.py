@@ -169,10 +169,15 @@ class AlertStream:
         the stream outlives its consumers. Acknowledge each with `ack` once handled."""
         if block_ms >= SOCKET_TIMEOUT_S * 1000:
             raise ValueError(f"block_ms must stay under the socket timeout ({SOCKET_TIMEOUT_S} s)")
-        await self._ensure_group(group)
-        claimed = await self._redis.xautoclaim(
-            ALERT_STREAM, group, consumer, min_idle_time=reclaim_after_ms, count=100
-        )
+        try:
+            claimed = await self._redis.xautoclaim(
+                ALERT_STREAM, group, consumer, min_idle_time=reclaim_after_ms, count=100
+            )
+        except ResponseError as exc:
+            if "NOGROUP" not in str(exc):
+                raise
+            await self._create_group(group)  # the first read, or Redis lost its data
+            return []
         entries = claimed[1]
         if not entries:
             reply = await self._redis.xreadgroup(
@@ -188,8 +193,8 @@ class AlertStream:
         if alert_ids:
             await self._redis.xack(ALERT_STREAM, group, *alert_ids)
 
-    async def _ensure_group(self, group: str) -> None:
-        """The group, created at the stream's end the first time it is read."""
+    async def _create_group(self, group: str) -> None:
+        """The group, created at the stream's end (alerts before it are not its)."""
         try:
             await self._redis.xgroup_create(ALERT_STREAM, group, id="$", mkstream=True)
         except ResponseError as exc:

@@ -9,6 +9,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
+from typing import TypeVar
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
@@ -24,6 +25,7 @@ from mlops.retry import backoff
 from mlops.settings.training import TrainingSettings
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 class JobRecorder:
@@ -44,19 +46,13 @@ class JobRecorder:
         or the job's entrypoint, whichever comes first), while the job is unfinished.
         With Redis unreachable, True: the work goes on, as its recording waits for Redis
         (both callers are in the one trainer, which runs a job once)."""
-        claimed: list[bool] = []
-
-        async def claim(redis: Redis) -> None:
-            claimed.append(await self._jobs(redis).claim_work(job_id))
-
         try:
-            asyncio.run(self._with_redis(claim))
+            return asyncio.run(self._with_redis(lambda redis: self._jobs(redis).claim_work(job_id)))
         except (RedisError, OSError) as exc:
             log.warning(
                 "job %s: could not claim its work (Redis: %s); training anyway", job_id, exc
             )
             return True
-        return claimed[0]
 
     def recorded_in(self, job_id: str, seconds: float) -> None:
         note = {"recording_seconds": round(seconds, 3)}
@@ -114,9 +110,9 @@ class JobRecorder:
     def _jobs(self, redis: Redis) -> JobStore:
         return JobStore(redis, history=self._settings.job_history)
 
-    async def _with_redis(self, use: Callable[[Redis], Awaitable[object]]) -> None:
+    async def _with_redis(self, use: Callable[[Redis], Awaitable[T]]) -> T:
         redis = connect(self._settings)
         try:
-            await use(redis)
+            return await use(redis)
         finally:
             await redis.aclose()
