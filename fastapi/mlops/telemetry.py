@@ -10,9 +10,9 @@ log line for it.
 from __future__ import annotations
 
 import logging
+import random
 import re
 import time
-import uuid
 from collections.abc import Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -166,7 +166,8 @@ class RequestTelemetry:
             await self.app(scope, receive, send)
             return
         given = dict(scope["headers"]).get(b"x-request-id", b"").decode("latin-1")
-        rid = given if _SANE_ID.match(given) else uuid.uuid4().hex
+        # Unique, not secret: the pseudo-random generator, not the OS's random bytes.
+        rid = given if _SANE_ID.match(given) else f"{random.getrandbits(128):032x}"
         token = request_id.set(rid)
         started = time.perf_counter()
         status = 500  # if the app raises before answering

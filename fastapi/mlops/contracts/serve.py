@@ -35,8 +35,14 @@ def top_class(probabilities: Sequence[float]) -> int:
     """The predicted class: the most probable at PROBABILITY_DECIMALS, the first of tied
     ones as scikit-learn picks. So a forest's 0.5/0.5 tie, 0.49999994/0.50000006 in
     float32, is the class scikit-learn predicts."""
+    return as_answered(probabilities)[0]
+
+
+def as_answered(probabilities: Sequence[float]) -> tuple[int, list[float]]:
+    """The predicted class (`top_class`) and the probabilities as answered, rounded to
+    PROBABILITY_DECIMALS: both from one rounding, on every prediction's path."""
     rounded = [round(p, PROBABILITY_DECIMALS) for p in probabilities]
-    return rounded.index(max(rounded))
+    return rounded.index(max(rounded)), rounded
 
 
 @dataclass(frozen=True)
@@ -98,6 +104,14 @@ class ServeAnswer(TypedDict):
     task: str
     classes: list[str]
     outputs: list[Any]  # a list of probabilities, or one value, per row
+
+
+def prediction_of(answer: ServeAnswer) -> tuple[int | float, list[float] | None]:
+    """One row's answer as predicted: the class (`top_class`) and the probabilities as
+    answered, or a regressor's value and None."""
+    if answer["classes"]:
+        return as_answered(answer["outputs"])
+    return answer["outputs"][0], None
 
 
 class ServeRefusal(TypedDict):

@@ -6,20 +6,14 @@ import asyncio
 import logging
 import time
 
-from mlops.contracts.model_definition import ModelDefinition, Task
+from mlops.contracts.model_definition import ModelDefinition
 from mlops.contracts.predictions import Arm, new_prediction_id, shadow_id
 from mlops.contracts.rollouts import Rollout
-from mlops.contracts.serve import (
-    PROBABILITY_DECIMALS,
-    ServeAnswer,
-    ServedModel,
-    ServeErrorCode,
-    top_class,
-)
+from mlops.contracts.serve import ServeAnswer, ServedModel, ServeErrorCode, prediction_of
 from mlops.retry import retried
 from mlops.schemas import InferenceResponse
 from mlops.services.batching import ServeBatcher, ServeVerdict, TransientServeError
-from mlops.services.prediction_log import Answered, PredictionLog
+from mlops.services.prediction_log import Answered, PredictionLog, answered
 from mlops.services.rollout_routing import RolloutRouter
 from mlops.services.serve_deployment import Serving
 from mlops.telemetry import Instruments
@@ -108,10 +102,13 @@ class Inference:
         arm = Arm.CANARY if body is not None else Arm.PINNED if version else Arm.CHAMPION
         if body is None:
             body = await self._answer(row, model, version, retries, sla_seconds)
-        reply = _reply(model.name, body)
+        output, probabilities = prediction_of(body)
+        reply = _reply(model.name, body, output, probabilities)
         if self._log is not None:
             reply.prediction_id = new_prediction_id()
-            self._log.submit(Answered(reply.prediction_id, model.name, row, body, arm))
+            self._log.submit(
+                Answered(reply.prediction_id, model.name, row, body, arm, output, probabilities)
+            )
             if rollout is not None and self._router.shadow_takes(rollout):
                 self._shadow(row, model, rollout.version, reply.prediction_id)
         self._instruments.inferences.labels(model.name, reply.model_version, "200").inc()
@@ -194,7 +191,7 @@ class Inference:
             self._instruments.challenger_failures.labels(model.name, "shadow").inc()
             return
         if self._log is not None:
-            self._log.submit(Answered(shadow_id(of), model.name, row, body, Arm.SHADOW))
+            self._log.submit(answered(shadow_id(of), model.name, row, body, Arm.SHADOW))
 
     async def _predict(
         self, row: list[float], served: ServedModel, retries: int, sla_seconds: float
@@ -239,23 +236,21 @@ def _untrained(name: str) -> str:
     )
 
 
-def _reply(model: str, body: ServeAnswer) -> InferenceResponse:
-    outputs = body["outputs"]
-    if body["task"] == Task.REGRESSION:
+def _reply(
+    model: str, body: ServeAnswer, output: int | float, probabilities: list[float] | None
+) -> InferenceResponse:
+    if probabilities is None:  # a regressor's value
         return InferenceResponse(
-            prediction=outputs[0],
+            prediction=output,
             model=model,
             model_version=body["version"],
             predictor=body["predictor"],
         )
-    best = top_class(outputs)
     classes = body["classes"]
     return InferenceResponse(
-        prediction=best,
-        label=classes[best],
-        probabilities={
-            c: round(p, PROBABILITY_DECIMALS) for c, p in zip(classes, outputs, strict=True)
-        },
+        prediction=output,
+        label=classes[int(output)],
+        probabilities=dict(zip(classes, probabilities, strict=True)),
         model=model,
         model_version=body["version"],
         predictor=body["predictor"],

@@ -20,7 +20,7 @@ from redis.exceptions import RedisError
 from mlops.background import Background
 from mlops.clients.redis.predictions import PredictionStore
 from mlops.contracts.predictions import Arm, Encoded, PredictionRecord
-from mlops.contracts.serve import PROBABILITY_DECIMALS, ServeAnswer, top_class
+from mlops.contracts.serve import ServeAnswer, prediction_of
 from mlops.telemetry import Instruments
 
 log = logging.getLogger(__name__)
@@ -31,26 +31,34 @@ _LOG_EVERY_S = 60.0
 
 
 class Answered(NamedTuple):
-    """A prediction as answered, as the API hands it over."""
+    """A prediction as answered, as the API hands it over: `output` and `probabilities`
+    as `prediction_of` the answer gave them (computed once, for the reply and this)."""
 
     prediction_id: str
     model: str
     row: list[float]
     body: ServeAnswer
     arm: Arm
+    output: int | float
+    probabilities: list[float] | None
+
+
+def answered(
+    prediction_id: str, model: str, row: list[float], body: ServeAnswer, arm: Arm
+) -> Answered:
+    return Answered(prediction_id, model, row, body, arm, *prediction_of(body))
 
 
 def record_of(answered: Answered) -> PredictionRecord:
-    outputs, classes = answered.body["outputs"], answered.body["classes"]
     return PredictionRecord(
         prediction_id=answered.prediction_id,
         model=answered.model,
         version=answered.body["version"],
         arm=answered.arm,
         features=answered.row,
-        output=top_class(outputs) if classes else outputs[0],
-        classes=classes,
-        probabilities=[round(p, PROBABILITY_DECIMALS) for p in outputs] if classes else None,
+        output=answered.output,
+        classes=answered.body["classes"],
+        probabilities=answered.probabilities,
     )
 
 
