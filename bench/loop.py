@@ -8,8 +8,10 @@ versions of iris and serves the first, then:
 
 - recording: POST /inference through two API processes started alike here on the same
   Serve application, one with MLOPS_RECORD_PREDICTIONS=true, one with false; wrk at 32
-  connections (req/s) and at 1 (p50), the two alternated for --rounds rounds; medians
-  compared.
+  connections (req/s) and at 1 (p50). Each of --rounds rounds starts a fresh pair (a
+  process's own luck, its memory's layout or its core, is not recording's) and runs the
+  two in turn, the first of the pair alternating (ABBA); medians of the rounds'
+  ratios.
 - shadow: p50 at 1 connection with no rollout and with the second version in shadow at
   100 %, alternated the same way (the shadow's copy is sent after each answer).
 - feedback: labels for recorded predictions, POST /feedback in batches of 1,000 from one
@@ -82,6 +84,28 @@ def _start_api(
     raise SystemExit(f"an API did not start; see {log}")
 
 
+def _start_pair(
+    settings: PlatformSettings, folder: Path, apis: list[subprocess.Popen]
+) -> dict[str, str]:
+    """A recording API and one not recording, started alike and warmed up: their
+    /inference URLs by side."""
+    urls = {}
+    for side, record in (("recorded", True), ("unrecorded", False)):
+        port = free_port()
+        apis.append(_start_api(settings, port, folder / f"api-{side}.log", record=record))
+        urls[side] = f"http://127.0.0.1:{port}/inference"
+    for url in urls.values():
+        run_wrk(url, json.dumps({"input_data": ROW}), 8, 3, folder)
+    return urls
+
+
+def _stop(apis: list[subprocess.Popen]) -> None:
+    while apis:
+        process = apis.pop()
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(30)
+
+
 def _alternated(
     runs: Mapping[str, tuple[str, Callable[[], None] | None]],
     connections: int,
@@ -91,11 +115,12 @@ def _alternated(
     cpu: dict[str, list[float]] | None = None,
 ) -> dict[str, list[Result]]:
     """Each side in turn, `rounds` times; `runs` maps a side to (url, a setup callable).
-    With `cpu`, the CPU seconds each process named in it spent per 1,000 requests."""
+    With `cpu`, the CPU seconds spent per 1,000 requests by the API the side's URL names
+    and by the processes serving it; the order of the sides alternates round by round."""
     body = json.dumps({"input_data": ROW})
     results: dict[str, list[Result]] = {side: [] for side in runs}
-    for _ in range(rounds):
-        for side, (url, setup) in runs.items():
+    for round_ in range(rounds):
+        for side, (url, setup) in list(runs.items())[:: -1 if round_ % 2 else 1]:
             if setup is not None:
                 setup()
             before = _cpu_seconds()
@@ -104,7 +129,12 @@ def _alternated(
             if cpu is not None:
                 spent = {name: _cpu_seconds()[name] - s for name, s in before.items()}
                 thousands = result.requests_per_s * seconds / 1000
+                port = url.split(":")[-1].split("/")[0]
                 for name, seconds_spent in spent.items():
+                    if name.startswith("api :"):
+                        if name != f"api :{port}":
+                            continue  # the other side's, idle
+                        name = "api"
                     cpu.setdefault(f"{side}: {name}", []).append(seconds_spent / thousands)
     return results
 
@@ -127,6 +157,14 @@ def _cpu_seconds() -> dict[str, float]:
         if times is not None:
             spent[kind] = spent.get(kind, 0.0) + times.user + times.system
     return spent
+
+
+def _paired(results: dict[str, list[Result]], field: str) -> list[float]:
+    """Recorded against unrecorded, round by round (each round its own pair of APIs)."""
+    return [
+        getattr(on, field) / getattr(off, field)
+        for on, off in zip(results["recorded"], results["unrecorded"], strict=True)
+    ]
 
 
 def _median(results: list[Result], field: str) -> float:
@@ -159,7 +197,7 @@ def _feedback_rate(api_url: str, settings: PlatformSettings, clients: int) -> fl
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=int, default=10, help="per wrk run")
-    parser.add_argument("--rounds", type=int, default=3, help="alternations of each comparison")
+    parser.add_argument("--rounds", type=int, default=6, help="alternations of each comparison")
     args = parser.parse_args()
     if not shutil.which("wrk"):
         raise SystemExit("wrk is needed: `apt-get install wrk` (or `brew install wrk`)")
@@ -177,27 +215,30 @@ def main() -> None:
             # The second may be promoted (the gate takes an equal one): the other shadows.
             champion = api.call("GET", "/models/iris")["champion"]["version"]
             challenger = first if champion == second else second
-            urls = {}
-            for side, record in (("recorded", True), ("unrecorded", False)):
-                port = free_port()
-                log = Path(folder) / f"api-{side}.log"
-                apis.append(_start_api(settings, port, log, record=record))
-                urls[side] = f"http://127.0.0.1:{port}/inference"
-            recorded, unrecorded = urls["recorded"], urls["unrecorded"]
-            for url in (recorded, unrecorded):  # warm up
-                run_wrk(url, json.dumps({"input_data": ROW}), 8, 3, Path(folder))
-            sides = {"recorded": (recorded, None), "unrecorded": (unrecorded, None)}
             cpu: dict[str, list[float]] = {}
-            busy = _alternated(sides, 32, args.seconds, args.rounds, Path(folder), cpu)
-            alone = _alternated(sides, 1, args.seconds, args.rounds, Path(folder))
+            busy: dict[str, list[Result]] = {"recorded": [], "unrecorded": []}
+            alone: dict[str, list[Result]] = {"recorded": [], "unrecorded": []}
+            for round_ in range(args.rounds):
+                urls = _start_pair(settings, Path(folder), apis)
+                if round_ % 2:
+                    urls = dict(reversed(urls.items()))
+                sides = {side: (url, None) for side, url in urls.items()}
+                for side, results in _alternated(
+                    sides, 32, args.seconds, 1, Path(folder), cpu
+                ).items():
+                    busy[side] += results
+                for side, results in _alternated(sides, 1, args.seconds, 1, Path(folder)).items():
+                    alone[side] += results
+                _stop(apis)
 
             def no_rollout() -> None:
-                report = api.call("GET", "/models/iris/rollouts")
-                if report["active"]:
+                if api.call("GET", "/models/iris/rollouts")["active"]:
                     api.call("DELETE", "/models/iris/rollouts")
-                time.sleep(settings.rollout_refresh_seconds + 0.5)
+                    time.sleep(settings.rollout_refresh_seconds + 0.5)
 
             def shadow() -> None:
+                if api.call("GET", "/models/iris/rollouts")["active"]:
+                    return  # from the round before (the order alternates)
                 spec = {"version": challenger, "mode": "shadow", "percent": 100}
                 api.call("POST", "/models/iris/rollouts", json=spec)
                 time.sleep(settings.rollout_refresh_seconds + 0.5)
@@ -215,9 +256,7 @@ def main() -> None:
             run_wrk(platform_api, json.dumps({"input_data": ROW}), 8, 3, Path(folder))
             rates = {clients: _feedback_rate(api_url, settings, clients) for clients in (1, 4)}
         finally:
-            for process in apis:
-                os.killpg(process.pid, signal.SIGTERM)
-                process.wait(30)
+            _stop(apis)
             platform.stop()
     _report(champion, challenger, busy, alone, shadowing, rates, args)
     print("CPU seconds per 1,000 requests at 32 connections (medians):")
@@ -235,8 +274,8 @@ def _report(
     args: argparse.Namespace,
 ) -> None:
     print(
-        f"\niris version {champion} (champion), {challenger} (shadow); {args.rounds} alternated "
-        f"runs of {args.seconds}s each, medians; wrk, {os.cpu_count()} cores"
+        f"\niris version {champion} (champion), {challenger} (shadow); {args.rounds} rounds "
+        f"of {args.seconds}s runs, medians; wrk, {os.cpu_count()} cores"
     )
     for side in busy:
         errors = sum(r.errors for r in busy[side] + alone[side])
@@ -244,11 +283,15 @@ def _report(
             f"{side:<11} 32 connections {_median(busy[side], 'requests_per_s'):7.0f} req/s   "
             f"1 connection p50 {_median(alone[side], 'p50_ms'):6.2f} ms   errors {errors}"
         )
-    rate = _median(busy["recorded"], "requests_per_s") / _median(
-        busy["unrecorded"], "requests_per_s"
+    throughputs = _paired(busy, "requests_per_s")
+    p50s = _paired(alone, "p50_ms")
+    print(
+        f"recording on/off, medians of the rounds' ratios: req/s "
+        f"{statistics.median(throughputs):.3f}x, p50 {statistics.median(p50s):.3f}x "
+        "(target: within 5%)"
     )
-    p50 = _median(alone["recorded"], "p50_ms") / _median(alone["unrecorded"], "p50_ms")
-    print(f"recording on/off: req/s {rate:.3f}x, p50 {p50:.3f}x (target: within 5%)")
+    print(f"  rounds' req/s ratios: {' '.join(f'{r:.3f}' for r in throughputs)}")
+    print(f"  rounds' p50 ratios:   {' '.join(f'{r:.3f}' for r in p50s)}")
     for side, results in shadowing.items():
         errors = sum(r.errors for r in results)
         print(f"{side:<11} 1 connection p50 {_median(results, 'p50_ms'):6.2f} ms   errors {errors}")
