@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import signal
 import sys
 from typing import Any
@@ -24,6 +23,7 @@ import ray
 
 from mlops.contracts.trainer import NAMESPACE
 from mlops.ml import trainer
+from mlops.ml.niceness import yield_to_serving
 from mlops.settings.training import TrainingSettings
 
 LOG_POLL_SECONDS = 0.5
@@ -39,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     settings = TrainingSettings()
-    os.nice(settings.training_niceness)  # serving first, where they share CPUs
+    yield_to_serving(settings.training_niceness)
     if not settings.warm_trainer:
         return 0 if args.warm_up else _in_this_process(settings, args.spec)
     ray.init(namespace=NAMESPACE, logging_level=logging.WARNING, log_to_driver=False)

@@ -16,7 +16,6 @@ import argparse
 import dataclasses
 import json
 import logging
-import os
 import sys
 from typing import Any
 
@@ -30,6 +29,7 @@ from mlops.contracts.recording import JobRecording
 from mlops.contracts.version_card import TAG_JOB
 from mlops.ml import execute, model, search_space, train
 from mlops.ml.estimators import Family
+from mlops.ml.niceness import yield_to_serving
 from mlops.ml.phases import Phases
 from mlops.ml.specs import SearchSpec, TrainingSpec
 from mlops.settings.training import TrainingSettings
@@ -256,7 +256,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     spec = SearchSpec.from_json(args.spec)
     settings = TrainingSettings()
-    os.nice(settings.training_niceness)  # serving first, where they share CPUs
+    yield_to_serving(settings.training_niceness)
     logs.job_id.set(spec.job_id)
     logs.configure(settings.log_format)
     # The entrypoint wires the recorder: the search itself knows only its contract.

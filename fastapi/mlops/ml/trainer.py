@@ -26,7 +26,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
@@ -91,10 +90,11 @@ class Trainer:
     def __init__(self, log_format: str, env: dict[str, str]) -> None:
         from mlops import logs
         from mlops.ml import execute, promotion, train
+        from mlops.ml.niceness import yield_to_serving
         from mlops.settings.training import TrainingSettings
 
         settings = TrainingSettings.from_env(env)
-        os.nice(settings.training_niceness)  # serving first, where they share CPUs
+        yield_to_serving(settings.training_niceness)
         logs.configure("text" if log_format == "text" else "json")
         root = logging.getLogger()
         self._logs = JobLogs(root.handlers[0].formatter if root.handlers else None)
