@@ -6,7 +6,9 @@ raises an alert (once an hour per model and version, whichever API process sees 
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 
+from prometheus_client import Gauge
 from redis.exceptions import RedisError
 
 from mlops.background import Background
@@ -38,6 +40,9 @@ class LiveWatch:
         self._catalog = catalog
         self._alerts = alerts
         self._instruments = instruments
+        # The gauges' label sets this process shows, to remove those no longer measured.
+        self._shown_labels: set[tuple[str, ...]] = set()
+        self._shown_metrics: set[tuple[str, ...]] = set()
 
     async def run(self, background: Background) -> None:
         while background.running:
@@ -49,17 +54,19 @@ class LiveWatch:
             await background.pause(self._settings.live_check_seconds)
 
     async def check(self) -> None:
-        gauges = self._instruments
-        gauges.live_metric.clear()
-        gauges.live_labels.clear()
+        """One round: every model's versions measured, then the gauges set at once and
+        those of versions no longer measured removed, so a scrape meanwhile never finds
+        them cleared."""
+        labels: dict[tuple[str, ...], float] = {}
+        metrics: dict[tuple[str, ...], float] = {}
         for model in await self._catalog.all():
             for version in await self._feedback.live(model, window=Window.HOUR, last=None):
-                gauges.live_labels.labels(model.name, version.version).set(version.labels)
+                labels[(model.name, version.version)] = version.labels
                 for metric, estimate in version.metrics.items():
-                    gauges.live_metric.labels(model.name, version.version, metric).set(
-                        estimate.value
-                    )
+                    metrics[(model.name, version.version, metric)] = estimate.value
                 await self._alert_if_short(model, version)
+        self._shown_labels = _show(self._instruments.live_labels, labels, self._shown_labels)
+        self._shown_metrics = _show(self._instruments.live_metric, metrics, self._shown_metrics)
 
     async def _alert_if_short(self, model: ModelDefinition, version: VersionLive) -> None:
         gate = model.spec.gate
@@ -89,3 +96,15 @@ class LiveWatch:
                 "threshold": gate.threshold,
             },
         )
+
+
+def _show(
+    gauge: Gauge, values: Mapping[tuple[str, ...], float], shown: set[tuple[str, ...]]
+) -> set[tuple[str, ...]]:
+    """`values` on `gauge`, and the label sets of `shown` not among them removed: the
+    label sets shown now."""
+    for key, value in values.items():
+        gauge.labels(*key).set(value)
+    for key in shown - values.keys():
+        gauge.remove(*key)
+    return set(values)
