@@ -5,6 +5,7 @@ test_feedback_loop.py)."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import math
 import time
 from collections.abc import AsyncIterator
@@ -26,7 +27,7 @@ from mlops.contracts.model_definition import (
     ModelSpec,
     Task,
 )
-from mlops.contracts.predictions import Arm, PredictionRecord, new_prediction_id
+from mlops.contracts.predictions import Arm, PredictionRecord, new_prediction_id, shadow_id
 from mlops.contracts.serve import ServeAnswer
 from mlops.services.feedback import Feedback, Outcome
 from mlops.services.prediction_log import Answered, PredictionLog, answered, record_of
@@ -106,6 +107,39 @@ async def _store(valkey_url: str, **limits: int) -> AsyncIterator[PredictionStor
         yield PredictionStore(redis, max_age_hours=24, **values)
     finally:
         await redis.aclose()
+
+
+def test_a_label_scores_the_shadow_s_answer_to_the_same_row_too(valkey_url: str) -> None:
+    async def scenario() -> None:
+        async with _store(valkey_url) as store:
+            champion = [_classified(0), _classified(1)]
+            # The challenger answered the first row alike, the second differently.
+            twins = [
+                dataclasses.replace(
+                    record,
+                    prediction_id=shadow_id(record.prediction_id),
+                    version="2",
+                    arm=Arm.SHADOW,
+                    output=0,
+                )
+                for record in champion
+            ]
+            await _put(store, champion + twins)
+            feedback = Feedback(store, max_age_hours=24)
+
+            sent = await feedback.send([(r.prediction_id, IRIS[int(r.output)]) for r in champion])
+            live = await feedback.live(
+                _definition("iris", Task.CLASSIFICATION), window=None, last=100
+            )
+
+            assert [(r.outcome, r.version) for r in sent] == [(Outcome.ACCEPTED, "1")] * 2
+            by_version = {v.version: v for v in live}
+            assert by_version["1"].labels == 2
+            assert by_version["1"].metrics[Metric.ACCURACY].value == pytest.approx(1.0)
+            assert by_version["2"].labels == 2  # scored, not reported apart
+            assert by_version["2"].metrics[Metric.ACCURACY].value == pytest.approx(0.5)
+
+    asyncio.run(scenario())
 
 
 def test_labels_are_joined_to_their_predictions_and_the_last_one_counts(valkey_url: str) -> None:
