@@ -60,7 +60,7 @@ class Feedback:
     async def send(self, items: list[tuple[str, LabelValue]]) -> list[ItemResult]:
         """Each (prediction id, label) judged and, when it fits, joined; in order."""
         ids = list(dict.fromkeys(prediction_id for prediction_id, _ in items))
-        found, shadows = await self._find(ids)
+        found = await self._find(ids)
         results: list[ItemResult | None] = []
         by_model: dict[str, list[tuple[int, Label]]] = defaultdict(list)
         for position, (prediction_id, value) in enumerate(items):
@@ -81,24 +81,19 @@ class Feedback:
                 continue
             results.append(None)
             by_model[record.model].append((position, Label(record, label)))
-        twins = _shadow_twins(by_model, shadows)
+        twins = await self._shadow_twins(by_model)
         for model, labels in by_model.items():
             joined = await self._store.join(model, [label for _, label in labels] + twins[model])
             for (position, sent), outcome in zip(labels, joined, strict=False):
                 results[position] = _result(sent.prediction, outcome)
         return [r for r in results if r is not None]
 
-    async def _find(
-        self, ids: list[str]
-    ) -> tuple[dict[str, PredictionRecord | None], dict[str, PredictionRecord | None]]:
-        """The predictions, and in the same lookup their shadow twins (a shadow
-        rollout's challenger answered the same rows), by id. Waits a little for
-        predictions made in the last RECORDING_GRACE_MS: an answer is recorded just
-        after it is sent, so a label may come first. Never longer than that in all (an
-        id from the future is not waited for: none was made there)."""
-        twin_ids = [shadow_id(i) for i in ids]
-        found = await self._store.find(ids + twin_ids)
-        shadows = {i: found.pop(i) for i in twin_ids if i in found}
+    async def _find(self, ids: list[str]) -> dict[str, PredictionRecord | None]:
+        """The predictions, waiting a little for those made in the last
+        RECORDING_GRACE_MS: an answer is recorded just after it is sent, so a label may
+        come first. Never longer than that in all (an id from the future is not waited
+        for: none was made there)."""
+        found = await self._store.find(ids)
         deadline = time.monotonic() + RECORDING_GRACE_MS / 1000
         pause = 0.05
 
@@ -109,7 +104,25 @@ class Feedback:
             await asyncio.sleep(pause)
             found |= await self._store.find(waiting)
             pause *= 2
-        return found, shadows
+        return found
+
+    async def _shadow_twins(
+        self, by_model: dict[str, list[tuple[int, Label]]]
+    ) -> dict[str, list[Label]]:
+        """Labels for the shadow answers of the labelled predictions (a shadow rollout's
+        challenger answered the same rows): joined with theirs, not reported apart."""
+        labels = {
+            shadow_id(label.prediction.prediction_id): label
+            for labels in by_model.values()
+            for _, label in labels
+        }
+        found = await self._store.find(list(labels))
+        twins: dict[str, list[Label]] = defaultdict(list)
+        for twin_id, twin in found.items():
+            sent = labels[twin_id].label
+            if twin is not None and _checked(twin, sent)[0] is not None:
+                twins[twin.model].append(Label(twin, sent))
+        return twins
 
     def _missing(self, prediction_id: str) -> ItemResult:
         if _age_ms(prediction_id) > self._max_age_ms:
@@ -190,17 +203,3 @@ def _now_ms() -> int:
 
 def _age_ms(prediction_id: str) -> int:
     return _now_ms() - prediction_ms(prediction_id)
-
-
-def _shadow_twins(
-    by_model: dict[str, list[tuple[int, Label]]], shadows: dict[str, PredictionRecord | None]
-) -> dict[str, list[Label]]:
-    """Labels for the shadow answers of the labelled predictions: joined with theirs,
-    not reported apart."""
-    twins: dict[str, list[Label]] = defaultdict(list)
-    for labels in by_model.values():
-        for _, label in labels:
-            twin = shadows.get(shadow_id(label.prediction.prediction_id))
-            if twin is not None and _checked(twin, label.label)[0] is not None:
-                twins[twin.model].append(Label(twin, label.label))
-    return twins
