@@ -113,13 +113,16 @@ def _alternated(
     rounds: int,
     folder: Path,
     cpu: dict[str, list[float]] | None = None,
+    *,
+    first_round: int = 0,
 ) -> dict[str, list[Result]]:
     """Each side in turn, `rounds` times; `runs` maps a side to (url, a setup callable).
+    The order of the sides alternates round by round (ABBA), counted from `first_round`.
     With `cpu`, the CPU seconds spent per 1,000 requests by the API the side's URL names
-    and by the processes serving it; the order of the sides alternates round by round."""
+    and by the processes serving it."""
     body = json.dumps({"input_data": ROW})
     results: dict[str, list[Result]] = {side: [] for side in runs}
-    for round_ in range(rounds):
+    for round_ in range(first_round, first_round + rounds):
         for side, (url, setup) in list(runs.items())[:: -1 if round_ % 2 else 1]:
             if setup is not None:
                 setup()
@@ -220,15 +223,19 @@ def main() -> None:
             alone: dict[str, list[Result]] = {"recorded": [], "unrecorded": []}
             for round_ in range(args.rounds):
                 urls = _start_pair(settings, Path(folder), apis)
-                if round_ % 2:
-                    urls = dict(reversed(urls.items()))
                 sides = {side: (url, None) for side, url in urls.items()}
-                for side, results in _alternated(
-                    sides, 32, args.seconds, 1, Path(folder), cpu
-                ).items():
-                    busy[side] += results
-                for side, results in _alternated(sides, 1, args.seconds, 1, Path(folder)).items():
-                    alone[side] += results
+                for connections, found in ((32, busy), (1, alone)):
+                    measured = _alternated(
+                        sides,
+                        connections,
+                        args.seconds,
+                        1,
+                        Path(folder),
+                        cpu if connections == 32 else None,
+                        first_round=round_,
+                    )
+                    for side, results in measured.items():
+                        found[side] += results
                 _stop(apis)
 
             def no_rollout() -> None:
