@@ -3,10 +3,12 @@ operation; no 5xx, and every answer as the OpenAPI schema declares it.
 
 The platform is healthy (a champion is served), as zero 5xx means no 5xx that a
 working platform gives: a 503 for a dependency that is down is tested in test_faults.py.
-The fuzzed API is a process of its own (Redis db 8, its own experiment) on the session's
-Ray, MLflow and Valkey, so generated jobs and schedules stay out of the other tests'
-records. At most one generated training runs at a time (the admission limit is part of
-what is tested), and a schedule "minute" is 60 s here, so none fires meanwhile.
+The fuzzed API is a process of its own on the session's Ray, MLflow and Valkey: Redis
+db 8, and a default model, registered model and experiment of its own. Its generated
+trainings, promotions and rollbacks so move only its own champions, never the one the
+other tests serve, and the test ends once every training it started has ended. At most
+one generated training runs at a time (the admission limit is part of what is tested),
+and a schedule "minute" is 60 s here, so none fires meanwhile.
 /webhook is left out: it is an endless SSE stream, tested in test_alerts.py.
 """
 
@@ -18,8 +20,11 @@ import sys
 from collections import Counter
 from pathlib import Path
 
+import httpx
 import pytest
-from helpers import API_TOKEN
+from helpers import API_TOKEN, wait_for, wait_for_job
+
+from mlops.contracts.jobs import JobStatus
 
 pytestmark = pytest.mark.slow
 
@@ -32,16 +37,37 @@ CHECKS = [
 ]
 
 
+def _serve_a_champion(client: httpx.Client) -> None:
+    """Of the fuzzed API's own default model, by the Serve application the session's
+    API deploys (`champion_served`)."""
+    job_id = client.post("/trigger_training", json={"hyperparameters": {}}).json()["job_id"]
+    assert wait_for_job(client, job_id)["status"] == "succeeded"
+    row = {"input_data": [5.1, 3.5, 1.4, 0.2], "sla_seconds": 30}
+    wait_for(
+        lambda: client.post("/inference", json=row, timeout=40).is_success,
+        timeout=120,
+        what="the fuzzed API's champion to be served",
+    )
+
+
+def _all_jobs_ended(client: httpx.Client) -> bool:
+    jobs = client.get("/jobs", params={"limit": 500}).raise_for_status().json()["jobs"]
+    return all(JobStatus(job["status"]).is_terminal for job in jobs)
+
+
 def test_generated_requests_get_no_5xx_and_schema_conformant_answers(
     start_api, champion_served, tmp_path: Path
 ) -> None:
     client, _ = start_api(
         redis_db=8,
+        default_model="fuzz",
+        model_name="fuzz_model",
         experiment_name="fuzz",
         max_active_trainings=1,
         max_schedules=50,
         schedule_minute_seconds=60,
     )
+    _serve_a_champion(client)
     har = tmp_path / "fuzz.har"
 
     result = subprocess.run(
@@ -68,6 +94,8 @@ def test_generated_requests_get_no_5xx_and_schema_conformant_answers(
         timeout=900,
     )  # fmt: skip
 
+    # A generated training still running would go on registering after the test.
+    wait_for(lambda: _all_jobs_ended(client), timeout=300, what="the generated trainings to end")
     summary = result.stdout[-4000:]
     assert result.returncode == 0, summary
     entries = json.loads(har.read_text())["log"]["entries"]

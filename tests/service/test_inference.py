@@ -52,6 +52,7 @@ def served(platform, api_url: str, settings: PlatformSettings) -> dict:
         # 0.967 on iris's test rows, the best any forest scores there: it clears the
         # promotion gate whatever the champion before it.
         job = _train(api, {"random_state": 1})
+    assert job["promoted"], job["promotion_reason"]
     deployed = _serve_py(settings)
     assert deployed.returncode == 0, deployed.stderr
     # Replicas already running switch to a new champion within serve_reload_seconds.
