@@ -128,7 +128,7 @@ class PredictionRecord:
         )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class LabelledPrediction:
     """A prediction joined with its true outcome: what live metrics are computed from.
     `label` is a class index (classification) or a value (regression)."""
@@ -155,7 +155,7 @@ class LabelledPrediction:
             prediction_id=fields["id"],
             version=fields["version"],
             arm=Arm(fields["arm"]),
-            output=json.loads(fields["output"]),
-            label=json.loads(fields["label"]),
+            output=orjson.loads(fields["output"]),
+            label=orjson.loads(fields["label"]),
             labelled_at_ms=int(entry_id.split("-", 1)[0]),
         )

@@ -13,6 +13,7 @@ from enum import StrEnum
 from redis.asyncio import Redis
 
 from mlops.clients.redis.keys import PREDICTION_INDEX, label_stream_key, prediction_stream_key
+from mlops.clients.redis.labels import LabelReader
 from mlops.clients.redis.scripts import JOIN_LABELS, RECORD_PREDICTIONS
 from mlops.contracts.predictions import (
     HOUR_MS,
@@ -54,6 +55,7 @@ class PredictionStore:
         self._max_labels = max_labels
         self._record = redis.register_script(RECORD_PREDICTIONS)
         self._join = redis.register_script(JOIN_LABELS)
+        self._labelled = LabelReader(redis, max_labels=max_labels, max_age_ms=LABEL_MAX_AGE_MS)
 
     async def record(self, predictions: Sequence[Encoded]) -> None:
         """One round trip for the lot."""
@@ -119,10 +121,8 @@ class PredictionStore:
 
     async def labelled_since(self, model: str, since_ms: int) -> list[LabelledPrediction]:
         """The model's labelled predictions that arrived since `since_ms`, oldest first."""
-        entries = await self._redis.xrange(label_stream_key(model), min=str(since_ms))
-        return [LabelledPrediction.from_entry(entry, fields) for entry, fields in entries]
+        return await self._labelled.since(model, since_ms)
 
     async def labelled_last(self, model: str, count: int) -> list[LabelledPrediction]:
         """The model's newest `count` labelled predictions, oldest first."""
-        entries = await self._redis.xrevrange(label_stream_key(model), count=count)
-        return [LabelledPrediction.from_entry(entry, fields) for entry, fields in entries[::-1]]
+        return await self._labelled.last(model, count)
