@@ -27,8 +27,8 @@ from helpers import (
     redis_db_url,
     s3_answers,
     s3_client,
+    serve_a_champion,
     wait_for,
-    wait_for_job,
 )
 
 from mlops.local import components
@@ -201,12 +201,4 @@ def start_api(
 @pytest.fixture()
 def champion_served(api: httpx.Client) -> None:
     """A champion that Serve answers for (the session API deploys it by itself)."""
-    if api.get("/get_metrics").json()["champion_version"] is None:
-        job_id = api.post("/trigger_training", json={"hyperparameters": {}}).json()["job_id"]
-        wait_for_job(api, job_id)
-    row = {"input_data": [5.1, 3.5, 1.4, 0.2], "sla_seconds": 30}
-    wait_for(
-        lambda: api.post("/inference", json=row, timeout=40).is_success,
-        timeout=120,
-        what="the champion to be served",
-    )
+    serve_a_champion(api)

@@ -71,6 +71,20 @@ def wait_for_job(api: httpx.Client, job_id: str, timeout: float = 180) -> dict[s
     return wait_for(finished, timeout=timeout, what=f"job {job_id} to finish")
 
 
+def serve_a_champion(api: httpx.Client) -> None:
+    """The default model of the API `api` answers with a champion: trained first when it
+    has none (the Serve application is deployed by the session's API)."""
+    if api.get("/get_metrics").json()["champion_version"] is None:
+        job_id = api.post("/trigger_training", json={"hyperparameters": {}}).json()["job_id"]
+        assert wait_for_job(api, job_id)["status"] == "succeeded"
+    row = {"input_data": [5.1, 3.5, 1.4, 0.2], "sla_seconds": 30}
+    wait_for(
+        lambda: api.post("/inference", json=row, timeout=40).is_success,
+        timeout=120,
+        what=f"a champion to be served by {api.base_url}",
+    )
+
+
 class SseReader:
     """Reads one /webhook stream on a thread; events arrive in `events`.
 

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from helpers import API_TOKEN, wait_for, wait_for_job
+from helpers import API_TOKEN, serve_a_champion, wait_for
 
 from mlops.contracts.jobs import JobStatus
 
@@ -35,19 +35,6 @@ CHECKS = [
     "response_headers_conformance",
     "response_schema_conformance",
 ]
-
-
-def _serve_a_champion(client: httpx.Client) -> None:
-    """Of the fuzzed API's own default model, by the Serve application the session's
-    API deploys (`champion_served`)."""
-    job_id = client.post("/trigger_training", json={"hyperparameters": {}}).json()["job_id"]
-    assert wait_for_job(client, job_id)["status"] == "succeeded"
-    row = {"input_data": [5.1, 3.5, 1.4, 0.2], "sla_seconds": 30}
-    wait_for(
-        lambda: client.post("/inference", json=row, timeout=40).is_success,
-        timeout=120,
-        what="the fuzzed API's champion to be served",
-    )
 
 
 def _all_jobs_ended(client: httpx.Client) -> bool:
@@ -67,7 +54,7 @@ def test_generated_requests_get_no_5xx_and_schema_conformant_answers(
         max_schedules=50,
         schedule_minute_seconds=60,
     )
-    _serve_a_champion(client)
+    serve_a_champion(client)  # of its own default model
     har = tmp_path / "fuzz.har"
 
     result = subprocess.run(
