@@ -95,3 +95,26 @@ def test_picked_ports_are_none_the_kernel_or_ray_hands_out() -> None:
     ports = free_ports(200)
     assert all(19999 < port < low for port in ports)
     assert len(set(ports)) == 200
+
+
+def test_a_component_started_nice_yields_in_its_own_session(tmp_path: Path) -> None:
+    """MLflow's server on `make up`'s one machine: at the training niceness, and so is its
+    session's group where the kernel groups by session (else the niceness counts only
+    within the session)."""
+    supervisor = Supervisor(tmp_path)
+    report = tmp_path / "niceness"
+    probe = (
+        "import os, pathlib, sys\n"
+        "group = pathlib.Path('/proc/self/autogroup')\n"
+        "found = [os.getpriority(os.PRIO_PROCESS, 0), os.getsid(0) == os.getpid()]\n"
+        "found.append(group.read_text().split()[-1] if group.exists() else 'none')\n"
+        "pathlib.Path(sys.argv[1]).write_text(' '.join(map(str, found)))\n"
+    )
+    running = supervisor.start(
+        Component("nice", [sys.executable, "-c", probe, str(report)], niceness=10)
+    )
+    running.process.wait(timeout=30)
+
+    niceness, leads_its_session, group = report.read_text().split()
+    assert (int(niceness), leads_its_session) == (10, "True")
+    assert group in ("10", "none")

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import shlex
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -35,3 +37,42 @@ def test_a_training_process_runs_at_the_training_niceness(
         check=True,
     ).stdout
     assert int(found) == expected
+
+
+# Where the kernel groups processes by session, niceness counts only within the group.
+SESSION_GROUP = Path("/proc/self/autogroup")
+needs_session_groups = pytest.mark.skipif(
+    not SESSION_GROUP.exists(), reason="this kernel does not group processes by session"
+)
+GROUP_NICENESS = """
+import sys
+from mlops.ml.niceness import yield_to_serving
+yield_to_serving(int(sys.argv[1]))
+print(open("/proc/self/autogroup").read().split()[-1])
+"""
+
+
+@needs_session_groups
+def test_a_process_leading_its_session_sets_the_sessions_niceness() -> None:
+    """As Ray starts a job's entrypoint: in a session of its own, under `sh -c`."""
+    script = shlex.join([sys.executable, "-c", GROUP_NICENESS, "10"])
+    found = subprocess.run(
+        ["sh", "-c", f"{script}; true"],  # `; true`: sh stays the parent, the leader
+        capture_output=True,
+        text=True,
+        check=True,
+        start_new_session=True,
+    ).stdout
+    assert int(found) == 10
+
+
+@needs_session_groups
+def test_a_process_in_a_shared_session_leaves_the_sessions_niceness() -> None:
+    """As a Ray worker: its session is the raylet's, serving's too."""
+    before = SESSION_GROUP.read_text()
+    script = shlex.join([sys.executable, "-c", GROUP_NICENESS, "10"])
+    found = subprocess.run(
+        ["sh", "-c", f"{script}; true"], capture_output=True, text=True, check=True
+    ).stdout
+    assert int(found) == int(before.split()[-1])
+    assert SESSION_GROUP.read_text() == before

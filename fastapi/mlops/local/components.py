@@ -28,6 +28,7 @@ class Component:
     ready_url: str | None = None  # HTTP GET that answers 2xx once it is up
     ready_port: int | None = None  # or a TCP port that accepts connections
     env: dict[str, str] = field(default_factory=dict)
+    niceness: int = 0  # above 0: it yields the CPU to serving where they compete
 
 
 @dataclass(frozen=True)
@@ -127,12 +128,14 @@ def mlflow(settings: PlatformSettings) -> Component:
         "1",
     ]
     # The server's background job runner (seven worker processes) serves GenAI features
-    # this platform does not use.
+    # this platform does not use. Its work is mostly trainings' (runs, registrations): on
+    # one machine, it yields to serving as they do.
     return Component(
         "mlflow",
         command,
         ready_url=f"{url}/health",
         env={"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
+        niceness=settings.training_niceness,
     )
 
 

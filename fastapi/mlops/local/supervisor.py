@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import functools
 import logging
 import os
 import signal
@@ -24,6 +25,7 @@ import httpx
 import psutil
 
 from mlops.local.components import Component
+from mlops.ml.niceness import yield_to_serving
 from mlops.retry import backoff_blocking
 
 log = logging.getLogger("mlops.local")
@@ -104,7 +106,7 @@ class Supervisor:
                 env={**self.base_env, **component.env},
                 cwd=self.cwd,
                 start_new_session=True,
-                preexec_fn=_die_with_parent,
+                preexec_fn=functools.partial(_prepare_child, component.niceness),
             )
         running = Running(component, process, log_path)
         self.running.append(running)
@@ -157,9 +159,12 @@ class Supervisor:
             self.stop(running)
 
 
-def _die_with_parent() -> None:
-    """In the child, before exec: get SIGTERM if the supervisor dies, even by SIGKILL
-    (Linux only; elsewhere a killed supervisor can leave components running)."""
+def _prepare_child(niceness: int) -> None:
+    """In the child, in its new session, before exec: at `niceness` (its session too);
+    get SIGTERM if the supervisor dies, even by SIGKILL (Linux only; elsewhere a killed
+    supervisor can leave components running)."""
+    if niceness:
+        yield_to_serving(niceness)
     if sys.platform == "linux":
         prctl = ctypes.CDLL("libc.so.6", use_errno=True).prctl
         prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)

@@ -19,10 +19,6 @@ import signal
 import sys
 from typing import Any
 
-import ray
-
-from mlops.contracts.trainer import NAMESPACE
-from mlops.ml import trainer
 from mlops.ml.niceness import yield_to_serving
 from mlops.settings.training import TrainingSettings
 
@@ -39,9 +35,15 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     settings = TrainingSettings()
+    # Before Ray's import, which costs this process the most CPU.
     yield_to_serving(settings.training_niceness)
     if not settings.warm_trainer:
         return 0 if args.warm_up else _in_this_process(settings, args.spec)
+    import ray
+
+    from mlops.contracts.trainer import NAMESPACE
+    from mlops.ml import trainer
+
     ray.init(namespace=NAMESPACE, logging_level=logging.WARNING, log_to_driver=False)
     # Secrets stay out of the call: the trainer reads them from its node's environment.
     env = settings.as_env(include_secrets=False)
@@ -67,6 +69,8 @@ def _stop_with_this_process(worker: Any, job_id: str) -> None:
     """`ray job stop` (and the API's time limit) end this process with SIGTERM: the
     work in the trainer then stops too, before its next phase."""
 
+    import ray
+
     def stop(signum: int, _frame: Any) -> None:
         try:
             ray.get(worker.stop.remote(job_id), timeout=STOP_WAIT_S)
@@ -85,6 +89,8 @@ def _print(lines: list[str]) -> None:
 
 def _in_this_process(settings: TrainingSettings, spec_json: str) -> int:
     """MLOPS_WARM_TRAINER=false: the whole job in this fresh process, imports included."""
+    import ray
+
     from mlops import logs
     from mlops.clients.redis.recorder import JobRecorder
     from mlops.ml import execute

@@ -4,10 +4,33 @@ from __future__ import annotations
 
 import os
 
+# Linux's session groups (CONFIG_SCHED_AUTOGROUP): with them on, CPU is shared between
+# sessions first and niceness counts only within a session.
+_SESSION_GROUP = "/proc/self/autogroup"
+
 
 def yield_to_serving(niceness: int) -> None:
     """This process at `niceness` at least. Absolute, not an increment: a job's
     entrypoint already runs under `nice` (services/training.py), from before it imports
-    anything, and is not pushed further."""
+    anything, and is not pushed further.
+
+    Ray starts a job's entrypoint in a session of its own (`sh -c`, then this process).
+    Where the kernel groups processes by session, that session would take as much CPU as
+    all of Ray's processes together, serving included, whatever this process's niceness:
+    so the session's group gets the niceness too, when this process or its parent leads
+    the session (never a session it shares with others, such as a Ray worker's)."""
     if os.getpriority(os.PRIO_PROCESS, 0) < niceness:
         os.setpriority(os.PRIO_PROCESS, 0, niceness)
+    if os.getsid(0) in (os.getpid(), os.getppid()):
+        _session_group_at(niceness)
+
+
+def _session_group_at(niceness: int) -> None:
+    try:
+        with open(_SESSION_GROUP, "r+") as group:
+            current = int(group.read().split()[-1])  # "/autogroup-42 nice 0"
+            if current < niceness:
+                group.seek(0)
+                group.write(str(niceness))
+    except (OSError, ValueError):
+        pass  # no session groups here (kernel, container), or raising it was refused

@@ -48,7 +48,10 @@ def app_config(settings: ApiSettings) -> dict[str, Any]:
                 "route_prefix": ROUTE,
                 "import_path": IMPORT_PATH,
                 "runtime_env": {
-                    "env_vars": settings.as_env(include_secrets=False, runtime=ServingSettings)
+                    "env_vars": {
+                        **settings.as_env(include_secrets=False, runtime=ServingSettings),
+                        "RAY_worker_niceness": "0",
+                    }
                 },
                 "deployments": [
                     {
