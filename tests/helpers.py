@@ -17,10 +17,11 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
+import psutil
 import pytest
 
 from mlops import sse
-from mlops.local.platform import free_port, isolated_settings
+from mlops.local.platform import LocalPlatform, free_port, isolated_settings
 from mlops.schemas import JobStatus
 from mlops.settings.platform import PlatformSettings
 from mlops.sse import SseEvent
@@ -69,6 +70,15 @@ def wait_for_job(api: httpx.Client, job_id: str, timeout: float = 180) -> dict[s
         return job if JobStatus(job["status"]).is_terminal else None
 
     return wait_for(finished, timeout=timeout, what=f"job {job_id} to finish")
+
+
+def component_process(platform: LocalPlatform, name: str) -> psutil.Process:
+    """The process of the platform's component `name` (`ray`, `mlflow`, `api`, …)."""
+    return next(
+        psutil.Process(running.process.pid)
+        for running in platform.supervisor.running
+        if running.component.name == name
+    )
 
 
 def serve_a_champion(api: httpx.Client) -> None:

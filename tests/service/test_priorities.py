@@ -7,7 +7,7 @@ from pathlib import Path
 import httpx
 import psutil
 import pytest
-from helpers import wait_for_job
+from helpers import component_process, wait_for_job
 
 from mlops.local.platform import LocalPlatform
 from mlops.settings.platform import PlatformSettings
@@ -15,17 +15,9 @@ from mlops.settings.platform import PlatformSettings
 pytestmark = pytest.mark.slow
 
 
-def _component(platform: LocalPlatform, name: str) -> psutil.Process:
-    return next(
-        psutil.Process(running.process.pid)
-        for running in platform.supervisor.running
-        if running.component.name == name
-    )
-
-
 def _ray_processes(platform: LocalPlatform, title: str) -> list[psutil.Process]:
     found = []
-    for process in _component(platform, "ray").children(recursive=True):
+    for process in component_process(platform, "ray").children(recursive=True):
         try:
             if " ".join(process.cmdline()).startswith(title):
                 found.append(process)
@@ -53,6 +45,6 @@ def test_replicas_run_before_training_and_mlflow_yields(
     trainers = _ray_processes(platform, "ray::Trainer")
     assert trainers and all(t.nice() >= settings.training_niceness for t in trainers)
     # MLflow's server mostly works for trainings: it yields, in its own session too.
-    mlflow = _component(platform, "mlflow")
+    mlflow = component_process(platform, "mlflow")
     assert mlflow.nice() == settings.training_niceness
     assert _session_niceness(mlflow) in (None, settings.training_niceness)

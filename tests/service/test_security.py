@@ -14,7 +14,15 @@ import httpx
 import psutil
 import pytest
 import redis
-from helpers import API_TOKEN, REDIS_PASSWORD, api_client, free_port, ray_headers, wait_for_job
+from helpers import (
+    API_TOKEN,
+    REDIS_PASSWORD,
+    api_client,
+    component_process,
+    free_port,
+    ray_headers,
+    wait_for_job,
+)
 from pydantic import ValidationError
 from redis import Redis
 
@@ -269,11 +277,7 @@ def test_secrets_reach_only_the_processes_that_use_them(
     platform, settings: PlatformSettings
 ) -> None:
     env = {running.component.name: running.component.env for running in platform.supervisor.running}
-    ray_head = next(
-        running.process
-        for running in platform.supervisor.running
-        if running.component.name == "ray"
-    )
+    ray_head = component_process(platform, "ray")
 
     assert "MLOPS_API_TOKEN" not in env["ray"] and "MLOPS_RAY_AUTH_TOKEN" not in env["ray"]
     assert env["ray"]["RAY_AUTH_MODE"] == "token"
@@ -296,7 +300,7 @@ def test_secrets_reach_only_the_processes_that_use_them(
     assert len(redis_passwords) == 2 and REDIS_PASSWORD not in redis_passwords
     assert env["ray"]["MLOPS_MODEL_SIGNING_KEY"]  # the trainer seals, replicas check
     assert not any(key.startswith("MLOPS_") for key in env["mlflow"])  # MLflow: no key
-    assert "MLOPS_API_TOKEN" not in psutil.Process(ray_head.pid).environ()
+    assert "MLOPS_API_TOKEN" not in ray_head.environ()
     assert REDIS_PASSWORD not in " ".join(
         " ".join(p.info["cmdline"] or []) for p in psutil.process_iter(["cmdline"])
     )  # the Valkey password is in its config file (mode 600), not on a command line

@@ -50,6 +50,8 @@ def app_config(settings: ApiSettings) -> dict[str, Any]:
                 "runtime_env": {
                     "env_vars": {
                         **settings.as_env(include_secrets=False, runtime=ServingSettings),
+                        # Ray starts its workers at niceness 15 but each job's
+                        # supervisor at 0: replicas are not to come after a job.
                         "RAY_worker_niceness": "0",
                     }
                 },
