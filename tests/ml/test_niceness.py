@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from mlops.ml.niceness import session_group_niceness
+
 CHECK = """
 import os, sys
 from mlops.ml.niceness import yield_to_serving
@@ -48,7 +50,7 @@ GROUP_NICENESS = """
 import sys
 from mlops.ml.niceness import yield_to_serving
 yield_to_serving(int(sys.argv[1]))
-print(open("/proc/self/autogroup").read().split()[-1])
+print(open("/proc/self/autogroup").read(), end="")
 """
 
 
@@ -63,16 +65,31 @@ def test_a_process_leading_its_session_sets_the_sessions_niceness() -> None:
         check=True,
         start_new_session=True,
     ).stdout
-    assert int(found) == 10
+    assert session_group_niceness(found) == 10
 
 
 @needs_session_groups
 def test_a_process_in_a_shared_session_leaves_the_sessions_niceness() -> None:
-    """As a Ray worker: its session is the raylet's, serving's too."""
+    """As a Ray worker: its session is the raylet's, serving's too. This session may be
+    the kernel's default group, which shows nothing: left alone all the same."""
     before = SESSION_GROUP.read_text()
     script = shlex.join([sys.executable, "-c", GROUP_NICENESS, "10"])
     found = subprocess.run(
         ["sh", "-c", f"{script}; true"], capture_output=True, text=True, check=True
     ).stdout
-    assert int(found) == int(before.split()[-1])
+    assert found == before
     assert SESSION_GROUP.read_text() == before
+
+
+@pytest.mark.parametrize(
+    ("shown", "niceness"),
+    [
+        ("/autogroup-42 nice 0\n", 0),
+        ("/autogroup-7 nice 10\n", 10),
+        ("", None),  # the kernel's default group, as a container's first session
+    ],
+)
+def test_a_session_groups_niceness_is_read_from_what_the_kernel_shows(
+    shown: str, niceness: int | None
+) -> None:
+    assert session_group_niceness(shown) == niceness

@@ -10,6 +10,7 @@ import pytest
 from helpers import component_process, wait_for_job
 
 from mlops.local.platform import LocalPlatform
+from mlops.ml.niceness import session_group_niceness
 from mlops.settings.platform import PlatformSettings
 
 pytestmark = pytest.mark.slow
@@ -28,7 +29,7 @@ def _ray_processes(platform: LocalPlatform, title: str) -> list[psutil.Process]:
 
 def _session_niceness(process: psutil.Process) -> int | None:
     group = Path(f"/proc/{process.pid}/autogroup")
-    return int(group.read_text().split()[-1]) if group.exists() else None
+    return session_group_niceness(group.read_text()) if group.exists() else None
 
 
 @pytest.mark.usefixtures("champion_served")

@@ -28,9 +28,20 @@ def yield_to_serving(niceness: int) -> None:
 def _session_group_at(niceness: int) -> None:
     try:
         with open(_SESSION_GROUP, "r+") as group:
-            current = int(group.read().split()[-1])  # "/autogroup-42 nice 0"
-            if current < niceness:
+            current = session_group_niceness(group.read())
+            if current is not None and current < niceness:
                 group.seek(0)
                 group.write(str(niceness))
-    except (OSError, ValueError):
+    except OSError:
         pass  # no session groups here (kernel, container), or raising it was refused
+
+
+def session_group_niceness(shown: str) -> int | None:
+    """The niceness in `/proc/<pid>/autogroup`'s text ("/autogroup-42 nice 0"), or None
+    where it shows nothing: a process in the kernel's default group, which sessions
+    started at boot (a container's first process's, say) share and nothing should
+    renice."""
+    fields = shown.split()
+    if len(fields) != 3 or fields[1] != "nice":
+        return None
+    return int(fields[2])
