@@ -200,7 +200,8 @@ REDIS_DATA_COMMANDS="-@all +@read +@write +@keyspace +@stream +@hash +@set +@sor
 +@string +@scripting +@transaction +@connection -@dangerous"
 redis_acl_file() {
   local ray_keys="~mlops:job:* ~mlops:jobs ~mlops:jobs:* ~mlops:champion-history:* \
-~mlops:alerts ~mlops:drift-sample:* ~mlops:trainer-queue:*"
+~mlops:alerts ~mlops:drift-sample:* ~mlops:trainer-queue:* ~mlops:predictions:* \
+~mlops:prediction-index"
   cat <<EOF
 user default on >${REDIS_PASSWORD} ~* &* +@all
 user api on >${REDIS_API_PASSWORD} ~mlops:* resetchannels ${REDIS_DATA_COMMANDS}

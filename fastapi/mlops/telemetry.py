@@ -19,9 +19,11 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from mlops.contracts.serve import RecordingCounts, Unrecorded
 from mlops.logs import request_id
 
 _SANE_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+_UNRECORDED = frozenset(reason.value for reason in Unrecorded)
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 log = logging.getLogger("mlops.request")
 
@@ -58,6 +60,7 @@ class Instruments:
             buckets=_LATENCY_BUCKETS,
             registry=r,
         )
+        # Counted by the Serve replicas that record, and told to the API in their replies.
         self.recorded = Counter(
             "mlops_predictions_recorded",
             "Predictions recorded (for feedback and live metrics), by model.",
@@ -105,6 +108,14 @@ class Instruments:
             ["kind", "outcome"],
             registry=r,
         )
+
+    def count_recording(self, counts: RecordingCounts) -> None:
+        """What a replica recorded and skipped since its last report."""
+        for model, count in counts["recorded"].items():
+            self.recorded.labels(model).inc(count)
+        for reason, count in counts["unrecorded"].items():
+            if reason in _UNRECORDED:
+                self.unrecorded.labels(reason).inc(count)
 
     def exposition(self, totals: JobTotals) -> bytes:
         """This process's instruments and the platform's job totals, as Prometheus text."""

@@ -36,7 +36,6 @@ from mlops.services.live_watch import LiveWatch
 from mlops.services.model_catalog import ModelCatalog
 from mlops.services.model_report import ModelReport
 from mlops.services.models import Models
-from mlops.services.prediction_log import PredictionLog
 from mlops.services.readiness import Readiness
 from mlops.services.retraining import RetrainingLoop
 from mlops.services.rollout_routing import RolloutRouter
@@ -96,7 +95,6 @@ class Loops:
     reconciler: JobReconciler
     schedules: Schedules
     serving: Serving
-    predictions: PredictionLog | None
     closed_loop: ClosedLoop
     training: Training
 
@@ -107,10 +105,10 @@ def _inference(
     catalog: ModelCatalog,
     instruments: Instruments,
     stack: AsyncExitStack,
-    log: PredictionLog | None,
     router: RolloutRouter,
 ) -> tuple[Serving, Inference]:
-    """Serve's deployment, and predictions batched to it (and recorded in `log`)."""
+    """Serve's deployment, and predictions batched to it (and recorded by its replicas,
+    whose counts reach the API's metrics)."""
     serving = Serving(
         settings=settings,
         admin=ServeAdmin(clients.http, settings.ray_address, settings.ray_token()),
@@ -123,10 +121,15 @@ def _inference(
         endpoint(settings),
         max_batch=settings.serve_batch_rows,
         max_in_flight=settings.serve_calls_in_flight,
+        on_recording=instruments.count_recording,
     )
     stack.push_async_callback(batcher.aclose)  # before the session it uses closes
     inference = Inference(
-        batcher=batcher, serving=serving, instruments=instruments, log=log, router=router
+        batcher=batcher,
+        serving=serving,
+        instruments=instruments,
+        record=settings.record_predictions,
+        router=router,
     )
     return serving, inference
 
@@ -158,19 +161,9 @@ def build_services(
         max_age_hours=settings.prediction_max_age_hours,
         max_labels=settings.label_history,
     )
-    log = (
-        PredictionLog(
-            predictions,
-            instruments=instruments,
-            max_waiting=settings.prediction_backlog,
-            flush_seconds=settings.prediction_flush_seconds,
-        )
-        if settings.record_predictions
-        else None
-    )
     rollout_store = RolloutStore(redis)
     router = RolloutRouter(rollout_store, refresh_seconds=settings.rollout_refresh_seconds)
-    serving, inference = _inference(settings, clients, catalog, instruments, stack, log, router)
+    serving, inference = _inference(settings, clients, catalog, instruments, stack, router)
     feed = AlertFeed(
         stream,
         max_clients=settings.sse_max_clients,
@@ -225,7 +218,6 @@ def build_services(
         reconciler=reconciler,
         schedules=schedules_service,
         serving=serving,
-        predictions=log,
         closed_loop=closed_loop,
         training=training,
     )
@@ -297,5 +289,3 @@ def start_loops(background: Background, loops: Loops, settings: ApiSettings) -> 
     background.start("rollouts", lambda: closed.rollouts.run(background))
     background.start("live-watch", lambda: closed.live_watch.run(background))
     background.start("retraining", lambda: closed.retraining.run(background))
-    if (log := loops.predictions) is not None:
-        background.start("prediction-log", lambda: log.run(background))

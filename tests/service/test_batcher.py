@@ -14,8 +14,9 @@ import pytest
 from aiohttp import web
 from helpers import free_port, run_async
 
-from mlops.contracts.serve import MULTIPLEX_HEADER, ServedModel, ServeErrorCode
-from mlops.services.batching import ServeBatcher, ServeVerdict, TransientServeError
+from mlops.contracts.predictions import Arm
+from mlops.contracts.serve import MULTIPLEX_HEADER, RecordingCounts, ServedModel, ServeErrorCode
+from mlops.services.batching import Recorded, ServeBatcher, ServeVerdict, TransientServeError
 
 IRIS = ServedModel("iris")  # its champion
 IRIS_3 = ServedModel("iris", "3")
@@ -30,6 +31,7 @@ class Replica:
         self.hold = hold
         self.answer: tuple[int, dict[str, Any]] | None = None  # for the whole call
         self.refusals: dict[str, dict[str, Any]] = {}  # model id → its group's refusal
+        self.recording: dict[str, Any] | None = None  # counts for the next reply
 
     async def handle(self, request: web.Request) -> web.Response:
         body = await request.json()
@@ -39,7 +41,10 @@ class Replica:
         if self.answer is not None:
             status, reply = self.answer
             return web.json_response(reply, status=status)
-        return web.json_response({"groups": [self._answer(group) for group in body["groups"]]})
+        answered: dict[str, Any] = {"groups": [self._answer(g) for g in body["groups"]]}
+        if self.recording is not None:
+            answered["recording"], self.recording = self.recording, None
+        return web.json_response(answered)
 
     def _answer(self, group: dict[str, Any]) -> dict[str, Any]:
         if refusal := self.refusals.get(group["model"]):
@@ -58,7 +63,9 @@ def _rows(call: dict[str, Any]) -> int:
 
 
 async def _with_replica(
-    replica: Replica, scenario: Callable[[ServeBatcher], Awaitable[Any]]
+    replica: Replica,
+    scenario: Callable[[ServeBatcher], Awaitable[Any]],
+    on_recording: Callable[[RecordingCounts], None] | None = None,
 ) -> Any:
     app = web.Application()
     app.router.add_post("/", replica.handle)
@@ -68,7 +75,8 @@ async def _with_replica(
     await web.TCPSite(runner, "127.0.0.1", port).start()
     try:
         async with aiohttp.ClientSession() as http:
-            batcher = ServeBatcher(http, f"http://127.0.0.1:{port}/", max_in_flight=1)
+            url = f"http://127.0.0.1:{port}/"
+            batcher = ServeBatcher(http, url, max_in_flight=1, on_recording=on_recording)
             try:
                 return await scenario(batcher)
             finally:
@@ -128,6 +136,43 @@ def test_rows_of_several_models_share_a_call_a_group_per_model_and_width() -> No
     assert [(r["version"], r["outputs"][0]) for r in replies] == [
         ("1", 0.9), ("3", 0.1), ("3", 0.2), ("1", 0.3), ("3", 0.4),
     ]  # fmt: skip
+
+
+def test_rows_to_record_name_their_ids_and_arms_and_the_replicas_counts_come_back() -> None:
+    hold = asyncio.Event()
+    replica = Replica(hold=hold)
+    told: list[RecordingCounts] = []
+
+    async def scenario(batcher: ServeBatcher) -> None:
+        first = asyncio.ensure_future(batcher.predict([0.9], IRIS))
+        while not replica.calls:
+            await asyncio.sleep(0.005)
+        replica.recording = {"recorded": {"iris": 2}, "unrecorded": {"redis": 1}}
+        rest = [
+            asyncio.ensure_future(batcher.predict(row, served, recorded))
+            for row, served, recorded in (
+                ([0.1], IRIS_3, Recorded("iris", "p1", Arm.CANARY)),
+                ([0.2], IRIS_3, Recorded("iris", "p2s", Arm.SHADOW)),
+                ([0.3], IRIS_3, None),  # from an API that does not record
+            )
+        ]
+        await asyncio.sleep(0.05)
+        hold.set()
+        await asyncio.gather(first, *rest)
+
+    run_async(_with_replica(replica, scenario, on_recording=told.append))
+
+    groups = replica.calls[1]["groups"]
+    assert groups == [
+        {
+            "model": "iris/3",
+            "rows": [[0.1], [0.2]],
+            "record": {"model": "iris", "ids": ["p1", "p2s"], "arms": ["canary", "shadow"]},
+        },
+        {"model": "iris/3", "rows": [[0.3]]},
+    ]
+    assert "record" not in replica.calls[0]["groups"][0]
+    assert told == [{"recorded": {"iris": 2}, "unrecorded": {"redis": 1}}]
 
 
 def test_a_groups_refusal_is_its_own() -> None:

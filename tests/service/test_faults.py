@@ -183,6 +183,9 @@ def test_an_api_restart_keeps_jobs_alerts_and_schedules(start_api) -> None:
 
 
 def test_with_redis_down_predictions_are_answered_and_feedback_is_503(own, start_api) -> None:
+    """The API's Redis down. The replicas record into the session's Redis, which stays
+    up here: their recording through an outage is test_feedback.py's, with a real
+    Valkey refusing."""
     supervisor, mine = own
     redis = _start(supervisor, components.valkey(mine))
     api, _ = start_api(redis_url=mine.redis_url)
@@ -198,23 +201,9 @@ def test_with_redis_down_predictions_are_answered_and_feedback_is_503(own, start
 
     supervisor.stop(redis)
     during = [api.post("/inference", json=row) for _ in range(20)]
-    # Redis stays down through several writes of the log (one each 0.2 s), so none of
-    # them can succeed on a retry after the restart.
-    time.sleep(3)
     label = {"prediction_id": first["prediction_id"], "label": "Virginica"}
     feedback = api.post("/feedback", json=label)
-    redis = _start(supervisor, components.valkey(mine))
-    metrics = wait_for(
-        lambda: (
-            'mlops_predictions_unrecorded_total{reason="redis"}' in (m := api.get("/metrics").text)
-            and m
-        ),
-        timeout=30,
-        what="the unrecorded predictions counted",
-    )
 
     assert [r.status_code for r in during] == [200] * 20, [r.text for r in during]
-    assert all(r.json()["prediction_id"] for r in during)
+    assert len({r.json()["prediction_id"] for r in during}) == 20
     assert feedback.status_code == 503 and "Redis" in feedback.json()["detail"]
-    unrecorded = metrics.split('mlops_predictions_unrecorded_total{reason="redis"} ')[1]
-    assert float(unrecorded.split()[0]) >= 1

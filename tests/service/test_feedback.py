@@ -1,5 +1,5 @@
-"""Recorded predictions and their labels, in a real Valkey: the store, the recording
-loop and the feedback service, without Ray or MLflow (their part is in
+"""Recorded predictions and their labels, in a real Valkey: the store, a replica's
+recording loop and the feedback service, without Ray or MLflow (their part is in
 test_feedback_loop.py)."""
 
 from __future__ import annotations
@@ -8,6 +8,7 @@ import asyncio
 import dataclasses
 import math
 import time
+from collections import Counter
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
@@ -17,9 +18,8 @@ from helpers import free_port, run_async
 from redis.asyncio import Redis
 from sklearn.metrics import accuracy_score, f1_score, mean_absolute_error
 
-from mlops.background import Background
 from mlops.clients.redis.keys import PREDICTION_INDEX
-from mlops.clients.redis.predictions import PredictionStore
+from mlops.clients.redis.predictions import PredictionStore, PredictionWriter
 from mlops.contracts.model_definition import (
     Gate,
     Metric,
@@ -27,11 +27,10 @@ from mlops.contracts.model_definition import (
     ModelSpec,
     Task,
 )
-from mlops.contracts.predictions import Arm, PredictionRecord, new_prediction_id, shadow_id
-from mlops.contracts.serve import ServeAnswer
+from mlops.contracts.predictions import Arm, Encoded, PredictionRecord, new_prediction_id, shadow_id
+from mlops.contracts.serve import RecordAs
+from mlops.ml.recording import PredictionRecorder, records_of
 from mlops.services.feedback import Feedback, Outcome
-from mlops.services.prediction_log import Answered, PredictionLog, answered, record_of
-from mlops.telemetry import Instruments
 
 IRIS = ["Setosa", "Versicolor", "Virginica"]
 HOUR_MS = 3_600_000
@@ -80,18 +79,13 @@ def _regressed(value: float, version: str = "1") -> PredictionRecord:
     )
 
 
-def _answered(output: int) -> Answered:
-    """As the API hands an answer of Serve's to the log."""
-    probabilities = [0.0, 0.0, 0.0]
-    probabilities[output] = 1.0
-    body: ServeAnswer = {
-        "version": "1",
-        "predictor": "onnx",
-        "task": "classification",
-        "classes": IRIS,
-        "outputs": probabilities,
-    }
-    return answered(new_prediction_id(), "iris", [5.1, 3.5, 1.4, 0.2], body, Arm.CHAMPION)
+def _answered(outputs: list[int]) -> list[Encoded]:
+    """As a replica records a group it answered: one-hot probabilities, one a row."""
+    rows = [[5.1, 3.5, 1.4, 0.2]] * len(outputs)
+    answers = [[1.0 if i == output else 0.0 for i in range(3)] for output in outputs]
+    ids = [new_prediction_id() for _ in outputs]
+    record_as = RecordAs(model="iris", ids=ids, arms=[Arm.CHAMPION.value] * len(ids))
+    return records_of(record_as, "1", IRIS, rows, answers)
 
 
 async def _put(store: PredictionStore, records: list[PredictionRecord]) -> None:
@@ -257,25 +251,32 @@ def test_live_metrics_are_scikit_learn_s_with_intervals_around_them(valkey_url: 
 def test_predictions_are_recorded_in_batches_and_listed_newest_first(valkey_url: str) -> None:
     async def scenario() -> None:
         async with _store(valkey_url) as store:
-            instruments = Instruments()
-            log = PredictionLog(
-                store, instruments=instruments, max_waiting=1000, flush_seconds=0.05
-            )
-            background = Background()
-            background.start("prediction-log", lambda: log.run(background))
-            answers = [_answered(i % 3) for i in range(250)]
-            for answered in answers:
-                log.submit(answered)
-            records = [record_of(answered) for answered in answers]
+            recorder = PredictionRecorder(max_waiting=1000, flush_seconds=0.05)
+            flushing = asyncio.create_task(recorder.flush_forever(store))
+            groups = [_answered([i % 3 for i in range(50)]), _answered([1] * 50)]
+            groups.append(_answered([2] * 150))
+            for group in groups:
+                recorder.keep(group)
             deadline = time.monotonic() + 10
             while len(await store.recent("iris", 1000)) < 250 and time.monotonic() < deadline:
                 await asyncio.sleep(0.05)
-            await background.stop()
+            flushing.cancel()
+            await asyncio.gather(flushing, return_exceptions=True)
 
             listed = await store.recent("iris", 1000)
-            assert [r.prediction_id for r in listed] == [r.prediction_id for r in records[::-1]]
-            assert listed[0] == records[-1]
-            assert instruments.recorded.labels("iris")._value.get() == 250
+            kept = [record for group in groups for record in group]
+            assert [r.prediction_id for r in listed] == [r.prediction_id for r in kept[::-1]]
+            first = listed[-1]
+            assert (first.version, first.arm, first.output, first.classes) == (
+                "1",
+                Arm.CHAMPION,
+                0,
+                IRIS,
+            )
+            assert first.probabilities == [1.0, 0.0, 0.0]
+            assert first.features == [5.1, 3.5, 1.4, 0.2]
+            assert recorder.counts() == {"recorded": {"iris": 250}, "unrecorded": {}}
+            assert recorder.counts() is None  # each count is told once
 
     run_async(scenario())
 
@@ -284,23 +285,23 @@ def test_with_redis_down_predictions_are_counted_unrecorded_and_nothing_raises()
     async def scenario() -> None:
         # A port nothing listens on: every write is refused.
         redis = Redis(port=free_port(), socket_connect_timeout=0.2, decode_responses=True)
-        store = PredictionStore(redis, max_predictions=100, max_age_hours=1, max_labels=100)
-        instruments = Instruments()
-        log = PredictionLog(store, instruments=instruments, max_waiting=100, flush_seconds=0.05)
-        background = Background()
-        background.start("prediction-log", lambda: log.run(background))
-        for i in range(150):  # 50 beyond the backlog's bound
-            log.submit(_answered(i % 3))
+        writer = PredictionWriter(redis, max_predictions=100, max_age_hours=1)
+        recorder = PredictionRecorder(max_waiting=100, flush_seconds=0.05)
+        flushing = asyncio.create_task(recorder.flush_forever(writer))
+        recorder.keep(_answered([i % 3 for i in range(150)]))  # 50 beyond the backlog
+        told: Counter[str] = Counter()
         deadline = time.monotonic() + 10
-        unrecorded = instruments.unrecorded
-        while unrecorded.labels("redis")._value.get() < 100 and time.monotonic() < deadline:
+        while told["redis"] < 100 and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
-        await background.stop()
+            if (counts := recorder.counts()) is not None:
+                told.update(counts["unrecorded"])
+        still_flushing = not flushing.done()  # nothing raised out of the loop
+        flushing.cancel()
+        await asyncio.gather(flushing, return_exceptions=True)
         await redis.aclose()
 
-        assert unrecorded.labels("backlog")._value.get() == 50
-        assert unrecorded.labels("redis")._value.get() == 100
-        assert background.health()["prediction-log"].restarts == 0
+        assert told == {"backlog": 50, "redis": 100}
+        assert still_flushing
 
     run_async(scenario())
 

@@ -82,6 +82,27 @@ def test_labels_sent_back_give_the_champion_s_live_accuracy(
     assert version["offline"] is not None
 
 
+def _recorded_total(api: httpx.Client) -> float:
+    prefix = 'mlops_predictions_recorded_total{model="iris"} '
+    lines = [line for line in api.get("/metrics").text.splitlines() if line.startswith(prefix)]
+    return float(lines[0].removeprefix(prefix)) if lines else 0.0
+
+
+def test_what_the_replicas_record_is_counted_on_the_api_s_metrics(
+    api: httpx.Client, champion: str
+) -> None:
+    before = _recorded_total(api)
+    ids = {r["prediction_id"] for r in _predict(api, [SETOSA_ROW] * 20)}
+    wait_for(lambda: _recorded(api, ids), timeout=10, what="the predictions recorded")
+
+    # A replica tells its counts with its next answers.
+    wait_for(
+        lambda: _predict(api, [SETOSA_ROW]) and _recorded_total(api) >= before + 20,
+        timeout=10,
+        what="the recorded predictions counted",
+    )
+
+
 def test_a_single_label_is_answered_by_its_outcome(api: httpx.Client, champion: str) -> None:
     (reply,) = _predict(api, [SETOSA_ROW])
     pid = reply["prediction_id"]

@@ -1,7 +1,8 @@
 """A prediction as the platform records it, and the label that comes back for it.
 
-Written by the API (every answer of /inference) and read by feedback and live metrics;
-one Redis stream entry per prediction (`clients/redis/predictions.py`).
+Written by the Serve replica that answered (every answer of /inference, its id drawn by
+the API; `ml/recording.py`) and read by feedback and live metrics; one Redis stream
+entry per prediction (`clients/redis/predictions.py`).
 
 A prediction id is time-ordered: 11 hex digits of the milliseconds since the epoch,
 then 16 random ones. Its time tells a label for a prediction too old to be kept from

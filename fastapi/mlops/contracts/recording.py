@@ -1,6 +1,7 @@
 """What the code inside Ray records, as it sees it: a job through a synchronous
 recorder (`clients/redis/recorder.py` keeps it in Redis), a replica the rows it served
-(`clients/redis/drift_samples.py`). The entrypoints (a job's, the warm trainer, the
+(`clients/redis/drift_samples.py`) and the predictions it answered
+(`clients/redis/predictions.py`). The entrypoints (a job's, the warm trainer, the
 replica) hand them in, so the rest of `ml/` never opens a Redis client itself."""
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from typing import Protocol
 from mlops.contracts.alerts import AlertLevel
 from mlops.contracts.champion import ChampionMove
 from mlops.contracts.jobs import JobOutcome, JobStatus, SearchProgress
+from mlops.contracts.predictions import Encoded
 
 
 class JobRecording(Protocol):
@@ -44,3 +46,8 @@ class ServedRowsSink(Protocol):
     ) -> None:
         """Rows a replica served of a registered model, by version (a sample, for drift
         checks)."""
+
+
+class PredictionSink(Protocol):
+    async def record(self, predictions: Sequence[Encoded]) -> None:
+        """Predictions a replica answered, recorded for feedback (one round trip)."""

@@ -1,12 +1,17 @@
 """What the API and the Serve replicas say to each other about predictions.
 
 Request: POST {"groups": [{"model": "iris", "rows": [[5.1, 3.5, 1.4, 0.2]]},
-                          {"model": "wine/3", "rows": [[...], [...]]}]}
+                          {"model": "wine/3", "rows": [[...], [...]],
+                           "record": {"model": "wine", "ids": [...], "arms": [...]}}]}
          Each group is one served model (`ServedModel.model_id`: a registered model,
-         meaning its champion, or `registered_model/version`) and its rows. Serve's
+         meaning its champion, or `registered_model/version`) and its rows; with
+         "record", the replica records the answers as predictions of that platform
+         model, each row's under its id and arm (`contracts.predictions`). Serve's
          multiplexing header (MULTIPLEX_HEADER) names the first group's model: Serve
          routes the call to a replica that holds it, which loads the others if it must.
-Reply:   200 {"groups": [<answer or error>, ...]}, one per request group, in order:
+Reply:   200 {"groups": [<answer or error>, ...], "recording": {...}}, one per request
+         group, in order (and "recording", when there is news: the replica's
+         RecordingCounts since its last reply that had them):
          answer {"version": "3", "predictor": "onnx", "task": "classification" |
                  "regression", "classes": [...], "outputs": [[...]]}, one output row
                  per request row: a classifier's class probabilities (in the order of
@@ -20,7 +25,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any, TypedDict
+from typing import Any, NotRequired, TypedDict
 
 # The largest feature value a replica takes: its models compute in float32 (ONNX).
 FLOAT32_MAX = 3.4028234663852886e38
@@ -89,11 +94,36 @@ _STATUS = {
 }
 
 
+class RecordAs(TypedDict):
+    """A group's rows to record once answered: the platform model they are predictions
+    of, and each row's prediction id and arm (`contracts.predictions.Arm`)."""
+
+    model: str
+    ids: list[str]
+    arms: list[str]
+
+
 class ServeGroup(TypedDict):
     """One served model's rows in a call."""
 
     model: str  # ServedModel.model_id
     rows: list[list[float]]
+    record: NotRequired[RecordAs]
+
+
+class Unrecorded(StrEnum):
+    """Why a replica skipped recording a prediction it answered."""
+
+    REDIS = "redis"  # not reachable
+    BACKLOG = "backlog"  # more waiting than it keeps
+
+
+class RecordingCounts(TypedDict):
+    """Predictions a replica recorded, by platform model, and skipped, by reason
+    (`Unrecorded`), since it last said."""
+
+    recorded: dict[str, int]
+    unrecorded: dict[str, int]
 
 
 class ServeAnswer(TypedDict):

@@ -9,7 +9,8 @@ first, so Serve routes the call to a replica that has it loaded. Each replica:
 - follows the champion alias of each model it holds and swaps in a new version once it
   is loaded, so a promotion never restarts the application or fails a request, of that
   model or any other;
-- batches concurrent requests (@serve.batch) into one predict call per version.
+- batches concurrent requests (@serve.batch) into one predict call per version;
+- records the predictions the API asks it to (`ml/recording.py`).
 
 What it is asked and answers is `mlops.contracts.serve`; each model's rows are answered
 on their own. A version the platform did not seal is never loaded (`foreign_version`).
@@ -40,6 +41,7 @@ from mlops.contracts.serve import (
 from mlops.ml import promotion, provenance
 from mlops.ml.predictors import OnnxPredictor, Predictor, SklearnPredictor
 from mlops.ml.provenance import ForeignVersion
+from mlops.ml.recording import NotRecordable, PredictionRecorder, records_of
 from mlops.ml.sampling import ServedRows
 from mlops.settings.serving import ServingSettings
 
@@ -134,26 +136,46 @@ class ModelServer:
         self._champions: weakref.WeakSet[ChampionSlot] = weakref.WeakSet()
         self._follower: asyncio.Task | None = None
         self._served = ServedRows()
-        self._sampler: asyncio.Task | None = None
+        self._recorder = PredictionRecorder(
+            max_waiting=self._settings.prediction_backlog,
+            flush_seconds=self._settings.prediction_flush_seconds,
+        )
+        self._storing: asyncio.Task | None = None
 
     def _ensure_background(self) -> None:
         """The replica's background tasks: following the champions it holds, and storing
-        a sample of what it serves for drift checks."""
+        what it serves (a sample for drift checks) and answers (the predictions asked to
+        be recorded)."""
         loop = asyncio.get_running_loop()
         if self._follower is None or self._follower.done():
             self._follower = loop.create_task(self._follow_champions())
-        if self._sampler is None or self._sampler.done():
-            self._sampler = loop.create_task(self._sample_forever())
+        if self._storing is None or self._storing.done():
+            self._storing = loop.create_task(self._store_forever())
 
-    async def _sample_forever(self) -> None:
-        """Served rows to Redis for drift checks; the replica wires the store."""
-        from mlops.clients.redis import DriftSamples, connect
+    async def __del__(self) -> None:
+        """Serve's graceful shutdown (a redeploy, a scale-down): the predictions that
+        wait are written before the replica goes."""
+        if self._storing is not None and not self._storing.done():
+            self._storing.cancel()
+            await asyncio.gather(self._storing, return_exceptions=True)
+
+    async def _store_forever(self) -> None:
+        """Served rows and answered predictions to Redis, through one client; the
+        replica wires the stores. One failing stops both, to be started again."""
+        from mlops.clients.redis import DriftSamples, PredictionWriter, connect
 
         settings = self._settings
         redis = connect(settings)
         try:
             samples = DriftSamples(redis, max_rows=settings.drift_sample_rows)
-            await self._served.flush_forever(samples)
+            predictions = PredictionWriter(
+                redis,
+                max_predictions=settings.prediction_history,
+                max_age_hours=settings.prediction_max_age_hours,
+            )
+            async with asyncio.TaskGroup() as group:
+                group.create_task(self._served.flush_forever(samples))
+                group.create_task(self._recorder.flush_forever(predictions))
         finally:
             await redis.aclose()
 
@@ -214,7 +236,9 @@ class ModelServer:
             refusal = _refusal(ServeErrorCode.BAD_INPUT, f"expected {expected}: {exc}")
             return JSONResponse(refusal, status_code=ServeErrorCode.BAD_INPUT.status)
         answers = await asyncio.gather(*(self._answer(group) for group in groups))
-        return JSONResponse({"groups": answers})
+        counts = self._recorder.counts()
+        reply = {"groups": answers} if counts is None else {"groups": answers, "recording": counts}
+        return JSONResponse(reply)
 
     async def _answer(self, group: ServeGroup) -> ServeAnswer | ServeRefusal:
         try:
@@ -236,14 +260,22 @@ class ModelServer:
                 f"version {model.version} expects {len(model.features)} features "
                 f"({', '.join(model.features)}), got {got}",
             )
-        outputs = await self._predict(_Item(model, rows))
+        outputs = (await self._predict(_Item(model, rows))).tolist()
         self._served.add(model.registered_model, model.version, rows)
+        if (record_as := group.get("record")) is not None:
+            try:
+                records = records_of(
+                    record_as, model.version, model.classes, rows.tolist(), outputs
+                )
+            except (NotRecordable, KeyError, TypeError) as exc:
+                return _refusal(ServeErrorCode.BAD_INPUT, str(exc))
+            self._recorder.keep(records)
         return ServeAnswer(
             version=model.version,
             predictor=model.predictor.kind,
             task=model.task.value,
             classes=model.classes,
-            outputs=outputs.tolist(),
+            outputs=outputs,
         )
 
     async def _model(self, served: ServedModel) -> LoadedModel | ServeRefusal:

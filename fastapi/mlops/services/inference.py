@@ -12,8 +12,7 @@ from mlops.contracts.rollouts import Rollout
 from mlops.contracts.serve import ServeAnswer, ServedModel, ServeErrorCode, prediction_of
 from mlops.retry import retried
 from mlops.schemas import InferenceResponse
-from mlops.services.batching import ServeBatcher, ServeVerdict, TransientServeError
-from mlops.services.prediction_log import Answered, PredictionLog, answered
+from mlops.services.batching import Recorded, ServeBatcher, ServeVerdict, TransientServeError
 from mlops.services.rollout_routing import RolloutRouter
 from mlops.services.serve_deployment import Serving
 from mlops.telemetry import Instruments
@@ -64,13 +63,13 @@ class Inference:
         batcher: ServeBatcher,
         serving: Serving,
         instruments: Instruments,
-        log: PredictionLog | None,
+        record: bool,
         router: RolloutRouter,
     ) -> None:
         self._batcher = batcher
         self._serving = serving
         self._instruments = instruments
-        self._log = log  # None: predictions are not recorded
+        self._record = record  # each answer gets an id, and its replica records it
         self._router = router
         self._shadows: set[asyncio.Task[None]] = set()
         self._shadow_rows: list[ShadowCopy] = []
@@ -96,26 +95,29 @@ class Inference:
         """
         started = time.perf_counter()
         rollout = None if version else self._router.current(model.name)
+        prediction_id = new_prediction_id() if self._record else None
         body = None
         if rollout is not None and self._router.canary_takes(rollout, routing_key):
-            body = await self._canary(row, model, rollout, sla_seconds)
-        arm = Arm.CANARY if body is not None else Arm.PINNED if version else Arm.CHAMPION
+            as_canary = self._recorded(model, prediction_id, Arm.CANARY)
+            body = await self._canary(row, model, rollout, sla_seconds, as_canary)
         if body is None:
-            body = await self._answer(row, model, version, retries, sla_seconds)
-        output, probabilities = prediction_of(body)
-        reply = _reply(model.name, body, output, probabilities)
-        if self._log is not None:
-            reply.prediction_id = new_prediction_id()
-            self._log.submit(
-                Answered(reply.prediction_id, model.name, row, body, arm, output, probabilities)
-            )
+            arm = Arm.PINNED if version else Arm.CHAMPION
+            recorded = self._recorded(model, prediction_id, arm)
+            body = await self._answer(row, model, version, retries, sla_seconds, recorded)
+        reply = _reply(model.name, body, *prediction_of(body))
+        if prediction_id is not None:
+            reply.prediction_id = prediction_id
             if rollout is not None and self._router.shadow_takes(rollout):
-                self._shadow(row, model, rollout.version, reply.prediction_id)
+                self._shadow(row, model, rollout.version, prediction_id)
         self._instruments.inferences.labels(model.name, reply.model_version, "200").inc()
         self._instruments.inference_latency.labels(model.name, reply.model_version).observe(
             time.perf_counter() - started
         )
         return reply
+
+    @staticmethod
+    def _recorded(model: ModelDefinition, prediction_id: str | None, arm: Arm) -> Recorded | None:
+        return None if prediction_id is None else Recorded(model.name, prediction_id, arm)
 
     async def _answer(
         self,
@@ -124,10 +126,11 @@ class Inference:
         version: str | None,
         retries: int,
         sla_seconds: float,
+        recorded: Recorded | None,
     ) -> ServeAnswer:
         try:
             served = ServedModel(model.registered_model, version)
-            return await self._predict(row, served, retries, sla_seconds)
+            return await self._predict(row, served, retries, sla_seconds, recorded)
         except InferenceFailed as exc:
             # Failures carry no version label: a client-chosen string must not become one.
             self._instruments.inferences.labels(model.name, "none", str(exc.status)).inc()
@@ -140,12 +143,18 @@ class Inference:
             raise
 
     async def _canary(
-        self, row: list[float], model: ModelDefinition, rollout: Rollout, sla_seconds: float
+        self,
+        row: list[float],
+        model: ModelDefinition,
+        rollout: Rollout,
+        sla_seconds: float,
+        recorded: Recorded | None,
     ) -> ServeAnswer | None:
         """The challenger's answer; None when it has none (the champion answers then)."""
         served = ServedModel(model.registered_model, rollout.version)
+        sla = min(sla_seconds, CHALLENGER_SLA_SECONDS)
         try:
-            return await self._predict(row, served, 0, min(sla_seconds, CHALLENGER_SLA_SECONDS))
+            return await self._predict(row, served, 0, sla, recorded)
         except InferenceFailed as exc:
             self._instruments.challenger_failures.labels(model.name, rollout.mode).inc()
             log.warning(
@@ -185,22 +194,28 @@ class Inference:
         self, row: list[float], model: ModelDefinition, version: str, of: str
     ) -> None:
         served = ServedModel(model.registered_model, version)
+        recorded = Recorded(model.name, shadow_id(of), Arm.SHADOW)
         try:
-            body = await self._predict(row, served, 0, CHALLENGER_SLA_SECONDS)
+            await self._predict(row, served, 0, CHALLENGER_SLA_SECONDS, recorded)
         except InferenceFailed:
             self._instruments.challenger_failures.labels(model.name, "shadow").inc()
-            return
-        if self._log is not None:
-            self._log.submit(answered(shadow_id(of), model.name, row, body, Arm.SHADOW))
 
     async def _predict(
-        self, row: list[float], served: ServedModel, retries: int, sla_seconds: float
+        self,
+        row: list[float],
+        served: ServedModel,
+        retries: int,
+        sla_seconds: float,
+        recorded: Recorded | None = None,
     ) -> ServeAnswer:
+        """Serve's answer; the replica records it as `recorded` says. A row past its
+        SLA may still be answered, and so recorded, though its caller has given up: a
+        record no label can name (the caller got no id)."""
         deadline = time.monotonic() + sla_seconds
 
         async def attempt() -> ServeAnswer:
             async with asyncio.timeout(remaining()):
-                return await self._batcher.predict(row, served)
+                return await self._batcher.predict(row, served, recorded)
 
         def remaining() -> float:
             return max(0.0, deadline - time.monotonic())

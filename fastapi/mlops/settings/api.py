@@ -87,32 +87,12 @@ class ApiSettings(TrainingSettings, ServingSettings):
 
     # Predictions recorded, and their labels (POST /feedback).
     record_predictions: bool = Field(
-        True, description="Record every prediction (for feedback and live metrics)."
-    )
-    prediction_history: int = Field(
-        100_000, ge=100, description="Recorded predictions kept per model (the newest)."
-    )
-    prediction_max_age_hours: float = Field(
-        168,
-        gt=0,
-        le=24 * 90,
-        description="Recorded predictions older than this are dropped; labels sent for "
-        "them are answered `expired`.",
+        True,
+        description="Record every prediction (for feedback and live metrics): the API "
+        "gives each its id, the Serve replica that answered records it.",
     )
     label_history: int = Field(
         200_000, ge=100, description="Labelled predictions kept per model for live metrics."
-    )
-    prediction_flush_seconds: float = Field(
-        0.2,
-        gt=0,
-        le=5,
-        description="How often recorded predictions are written to Redis (in one batch).",
-    )
-    prediction_backlog: int = Field(
-        10_000,
-        ge=100,
-        description="Predictions waiting to be recorded at most; beyond, they are answered "
-        "unrecorded (and counted).",
     )
     live_min_labels: int = Field(
         100,

@@ -45,17 +45,13 @@ def _now_ms() -> int:
     return int(time.time() * 1000)
 
 
-class PredictionStore:
-    def __init__(
-        self, redis: Redis, *, max_predictions: int, max_age_hours: float, max_labels: int
-    ) -> None:
-        self._redis = redis
+class PredictionWriter:
+    """Writes recorded predictions: what a Serve replica needs of the store."""
+
+    def __init__(self, redis: Redis, *, max_predictions: int, max_age_hours: float) -> None:
         self._max_predictions = max_predictions
         self._max_age_ms = int(max_age_hours * HOUR_MS)
-        self._max_labels = max_labels
         self._record = redis.register_script(RECORD_PREDICTIONS)
-        self._join = redis.register_script(JOIN_LABELS)
-        self._labelled = LabelReader(redis, max_labels=max_labels, max_age_ms=LABEL_MAX_AGE_MS)
 
     async def record(self, predictions: Sequence[Encoded]) -> None:
         """One round trip for the lot."""
@@ -71,6 +67,23 @@ class PredictionStore:
         )
         args = [self._max_predictions, _now_ms() - self._max_age_ms, lines]
         await self._record(keys=[PREDICTION_INDEX, *streams], args=args)
+
+
+class PredictionStore:
+    def __init__(
+        self, redis: Redis, *, max_predictions: int, max_age_hours: float, max_labels: int
+    ) -> None:
+        self._redis = redis
+        self._max_labels = max_labels
+        self._writer = PredictionWriter(
+            redis, max_predictions=max_predictions, max_age_hours=max_age_hours
+        )
+        self._join = redis.register_script(JOIN_LABELS)
+        self._labelled = LabelReader(redis, max_labels=max_labels, max_age_ms=LABEL_MAX_AGE_MS)
+
+    async def record(self, predictions: Sequence[Encoded]) -> None:
+        """One round trip for the lot (as a replica records them)."""
+        await self._writer.record(predictions)
 
     async def recent(self, model: str, limit: int) -> list[PredictionRecord]:
         """The newest first."""

@@ -14,7 +14,7 @@ import hashlib
 import hmac
 from dataclasses import dataclass
 
-from mlops.clients.redis.keys import ALERT_STREAM
+from mlops.clients.redis.keys import ALERT_STREAM, PREDICTION_INDEX, prediction_stream_key
 
 # Data commands only: no administration (CONFIG, ACL, SHUTDOWN, DEBUG), no KEYS, no FLUSH.
 _DATA_COMMANDS = (
@@ -40,14 +40,15 @@ class RedisUser:
 # the deploy lock).
 API = RedisUser("api", keys="~mlops:*")
 # Ray's processes (training jobs, the trainer, Serve replicas): their job records and the
-# job counters, the champion history and alerts they append, the drift samples replicas
-# send, the trainings the API queues for the trainer. Not the schedules, not the deploy
-# lock.
+# job counters, the champion history and alerts they append, the drift samples and the
+# predictions replicas record (with their index), the trainings the API queues for the
+# trainer. Not the schedules, not the deploy lock, not the labels people send back.
 RAY = RedisUser(
     "ray",
     keys=(
         f"~mlops:job:* ~mlops:jobs ~mlops:jobs:* ~mlops:champion-history:* "
-        f"~{ALERT_STREAM} ~mlops:drift-sample:* ~mlops:trainer-queue:*"
+        f"~{ALERT_STREAM} ~mlops:drift-sample:* ~mlops:trainer-queue:* "
+        f"~{prediction_stream_key('*')} ~{PREDICTION_INDEX}"
     ),
 )
 USERS = (API, RAY)
