@@ -25,9 +25,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import orjson
 from ray import serve
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import Response
 
 from mlops.contracts.model_definition import Task
 from mlops.contracts.serve import (
@@ -117,6 +118,12 @@ class ChampionSlot:
     def __init__(self, registered_model: str, loaded: LoadedModel) -> None:
         self.registered_model = registered_model
         self.loaded = loaded
+
+
+def _json(body: Any, *, status: int = 200) -> Response:
+    """orjson both ways: several times the standard library's speed on every call, and
+    the same numbers (a float's shortest exact form)."""
+    return Response(orjson.dumps(body), status_code=status, media_type="application/json")
 
 
 def _refusal(code: ServeErrorCode, detail: str) -> ServeRefusal:
@@ -223,22 +230,22 @@ class ModelServer:
         self._champions.add(slot)
         return slot
 
-    async def __call__(self, request: Request) -> JSONResponse:
+    async def __call__(self, request: Request) -> Response:
         """A call of the API's: every group's answer, each group on its own (one group's
         bad rows or missing model never fail another's)."""
         self._ensure_background()
         try:
-            groups = (await request.json())["groups"]
+            groups = orjson.loads(await request.body())["groups"]
             if not isinstance(groups, list):
                 raise TypeError("groups must be a list")
         except (ValueError, KeyError, TypeError) as exc:
             expected = "{'groups': [{'model': 'name[/version]', 'rows': [[...]]}]}"
             refusal = _refusal(ServeErrorCode.BAD_INPUT, f"expected {expected}: {exc}")
-            return JSONResponse(refusal, status_code=ServeErrorCode.BAD_INPUT.status)
+            return _json(refusal, status=ServeErrorCode.BAD_INPUT.status)
         answers = await asyncio.gather(*(self._answer(group) for group in groups))
         counts = self._recorder.counts()
         reply = {"groups": answers} if counts is None else {"groups": answers, "recording": counts}
-        return JSONResponse(reply)
+        return _json(reply)
 
     async def _answer(self, group: ServeGroup) -> ServeAnswer | ServeRefusal:
         try:

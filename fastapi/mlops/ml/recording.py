@@ -82,7 +82,7 @@ class PredictionRecorder:
         room = max(0, self._max_waiting - len(self._waiting))
         self._waiting.extend(records[:room])
         if len(records) > room:
-            self._unrecorded[Unrecorded.BACKLOG] += len(records) - room
+            self._unrecorded[Unrecorded.BACKLOG.value] += len(records) - room
 
     def counts(self) -> RecordingCounts | None:
         """What was recorded and skipped since the last call that had news; None for none."""
@@ -113,7 +113,7 @@ class PredictionRecorder:
         try:
             await sink.record(batch)
         except (RedisError, OSError) as exc:
-            self._unrecorded[Unrecorded.REDIS] += len(batch)
+            self._unrecorded[Unrecorded.REDIS.value] += len(batch)
             now = time.monotonic()
             if now - self._last_logged >= _LOG_EVERY_S:
                 self._last_logged = now

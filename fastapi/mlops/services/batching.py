@@ -12,13 +12,14 @@ records it (`contracts.serve.RecordAs`); the counts of what replicas recorded co
 with their replies, for `on_recording`.
 
 The calls go through aiohttp, not httpx: a loopback round trip costs about 0.2 ms with
-it against 0.8 ms with httpx here, and this is the path every prediction takes.
+it against 0.8 ms with httpx here, and this is the path every prediction takes; the
+bodies are encoded and decoded with orjson (several times the standard library's speed,
+the same numbers: both write a float's shortest exact form).
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from collections import defaultdict, deque
 from collections.abc import Callable
@@ -26,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 import aiohttp
+import orjson
 
 from mlops.contracts.predictions import Arm
 from mlops.contracts.serve import (
@@ -44,6 +46,7 @@ log = logging.getLogger(__name__)
 # as, if they are): rows of one key always fit in one array, so a malformed row never
 # fails a batch of good ones.
 Key = tuple[str, int, str | None]
+_JSON = {"Content-Type": "application/json"}
 
 
 class Recorded(NamedTuple):
@@ -140,8 +143,8 @@ class ServeBatcher:
         try:
             async with self._http.post(
                 self._url,
-                json=body,
-                headers={MULTIPLEX_HEADER: groups[0][0].key[0]},
+                data=orjson.dumps(body),
+                headers={MULTIPLEX_HEADER: groups[0][0].key[0], **_JSON},
                 timeout=self._call_timeout,
             ) as response:
                 content = await response.read()
@@ -189,7 +192,7 @@ def _outcomes(
     failure when the reply is not the replica's (a proxy's error page). The replica's
     recording counts, if the reply has them, go to `on_recording`."""
     try:
-        body = json.loads(content)
+        body = orjson.loads(content)
     except ValueError:
         body = None
     if status == 200 and isinstance(body, dict) and isinstance(body.get("groups"), list):
