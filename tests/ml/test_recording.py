@@ -6,7 +6,7 @@ import pytest
 
 from mlops.contracts.predictions import Arm, PredictionRecord, new_prediction_id, shadow_id
 from mlops.contracts.serve import RecordAs, ServeAnswer, prediction_of
-from mlops.ml.recording import NotRecordable, PredictionRecorder, records_of
+from mlops.ml.recording import NotRecordable, PredictionRecorder, answered, records_of
 
 IRIS = ["Setosa", "Versicolor", "Virginica"]
 
@@ -23,7 +23,7 @@ def test_a_classifiers_record_holds_the_class_and_probabilities_as_answered() ->
     rows = [[6.7, 3.0, 5.2, 2.3], [5.1, 3.5, 1.4, 0.2]]
     record_as = _record_as(2)
 
-    recorded = records_of(record_as, "3", IRIS, rows, outputs)
+    recorded = records_of(answered(record_as, "3", IRIS, rows, outputs))
 
     for encoded, output, row, prediction_id in zip(
         recorded, outputs, rows, record_as["ids"], strict=True
@@ -44,7 +44,7 @@ def test_a_classifiers_record_holds_the_class_and_probabilities_as_answered() ->
 def test_a_regressors_record_holds_its_value() -> None:
     record_as = RecordAs(model="diabetes", ids=[shadow_id(new_prediction_id())], arms=["shadow"])
 
-    (encoded,) = records_of(record_as, "2", [], [[0.1, 0.2]], [[151.5]])
+    (encoded,) = records_of(answered(record_as, "2", [], [[0.1, 0.2]], [[151.5]]))
 
     record = PredictionRecord.from_json("diabetes", encoded.record)
     assert (record.output, record.probabilities, record.arm) == (151.5, None, Arm.SHADOW)
@@ -59,14 +59,13 @@ def test_a_regressors_record_holds_its_value() -> None:
 )
 def test_a_record_that_does_not_fit_its_rows_is_refused(record_as: RecordAs) -> None:
     with pytest.raises(NotRecordable):
-        records_of(record_as, "1", IRIS, [[1.0] * 4] * 2, [[1.0, 0.0, 0.0]] * 2)
+        answered(record_as, "1", IRIS, [[1.0] * 4] * 2, [[1.0, 0.0, 0.0]] * 2)
 
 
-def test_beyond_the_backlog_records_are_counted_not_kept() -> None:
+def test_beyond_the_backlog_groups_are_counted_not_kept() -> None:
     recorder = PredictionRecorder(max_waiting=3, flush_seconds=1)
-    answers = [[1.0, 0.0, 0.0]] * 2
-    recorder.keep(records_of(_record_as(2), "1", IRIS, [[1.0] * 4] * 2, answers))
-    recorder.keep(records_of(_record_as(2), "1", IRIS, [[1.0] * 4] * 2, answers))
+    for _ in range(3):  # the third finds 4 rows waiting
+        recorder.keep(answered(_record_as(2), "1", IRIS, [[1.0] * 4] * 2, [[1.0, 0.0, 0.0]] * 2))
 
-    assert recorder.counts() == {"recorded": {}, "unrecorded": {"backlog": 1}}
+    assert recorder.counts() == {"recorded": {}, "unrecorded": {"backlog": 2}}
     assert recorder.counts() is None

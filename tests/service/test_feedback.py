@@ -27,9 +27,9 @@ from mlops.contracts.model_definition import (
     ModelSpec,
     Task,
 )
-from mlops.contracts.predictions import Arm, Encoded, PredictionRecord, new_prediction_id, shadow_id
+from mlops.contracts.predictions import Arm, PredictionRecord, new_prediction_id, shadow_id
 from mlops.contracts.serve import RecordAs
-from mlops.ml.recording import PredictionRecorder, records_of
+from mlops.ml.recording import Answered, PredictionRecorder, answered, records_of
 from mlops.services.feedback import Feedback, Outcome
 
 IRIS = ["Setosa", "Versicolor", "Virginica"]
@@ -79,13 +79,13 @@ def _regressed(value: float, version: str = "1") -> PredictionRecord:
     )
 
 
-def _answered(outputs: list[int]) -> list[Encoded]:
-    """As a replica records a group it answered: one-hot probabilities, one a row."""
+def _answered(outputs: list[int]) -> Answered:
+    """A group as a replica answered it: one-hot probabilities, one a row."""
     rows = [[5.1, 3.5, 1.4, 0.2]] * len(outputs)
     answers = [[1.0 if i == output else 0.0 for i in range(3)] for output in outputs]
     ids = [new_prediction_id() for _ in outputs]
     record_as = RecordAs(model="iris", ids=ids, arms=[Arm.CHAMPION.value] * len(ids))
-    return records_of(record_as, "1", IRIS, rows, answers)
+    return answered(record_as, "1", IRIS, rows, answers)
 
 
 async def _put(store: PredictionStore, records: list[PredictionRecord]) -> None:
@@ -264,7 +264,7 @@ def test_predictions_are_recorded_in_batches_and_listed_newest_first(valkey_url:
             await asyncio.gather(flushing, return_exceptions=True)
 
             listed = await store.recent("iris", 1000)
-            kept = [record for group in groups for record in group]
+            kept = [record for group in groups for record in records_of(group)]
             assert [r.prediction_id for r in listed] == [r.prediction_id for r in kept[::-1]]
             first = listed[-1]
             assert (first.version, first.arm, first.output, first.classes) == (
@@ -288,7 +288,8 @@ def test_with_redis_down_predictions_are_counted_unrecorded_and_nothing_raises()
         writer = PredictionWriter(redis, max_predictions=100, max_age_hours=1)
         recorder = PredictionRecorder(max_waiting=100, flush_seconds=0.05)
         flushing = asyncio.create_task(recorder.flush_forever(writer))
-        recorder.keep(_answered([i % 3 for i in range(150)]))  # 50 beyond the backlog
+        for start in (0, 50, 100):  # the last 50 beyond the backlog
+            recorder.keep(_answered([i % 3 for i in range(start, start + 50)]))
         told: Counter[str] = Counter()
         deadline = time.monotonic() + 10
         while told["redis"] < 100 and time.monotonic() < deadline:

@@ -42,7 +42,7 @@ from mlops.contracts.serve import (
 from mlops.ml import promotion, provenance
 from mlops.ml.predictors import OnnxPredictor, Predictor, SklearnPredictor
 from mlops.ml.provenance import ForeignVersion
-from mlops.ml.recording import NotRecordable, PredictionRecorder, records_of
+from mlops.ml.recording import NotRecordable, PredictionRecorder, answered
 from mlops.ml.sampling import ServedRows
 from mlops.settings.serving import ServingSettings
 
@@ -271,12 +271,10 @@ class ModelServer:
         self._served.add(model.registered_model, model.version, rows)
         if (record_as := group.get("record")) is not None:
             try:
-                records = records_of(
-                    record_as, model.version, model.classes, rows.tolist(), outputs
-                )
+                kept = answered(record_as, model.version, model.classes, rows.tolist(), outputs)
             except (NotRecordable, KeyError, TypeError) as exc:
                 return _refusal(ServeErrorCode.BAD_INPUT, str(exc))
-            self._recorder.keep(records)
+            self._recorder.keep(kept)
         return ServeAnswer(
             version=model.version,
             predictor=model.predictor.kind,

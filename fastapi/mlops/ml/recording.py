@@ -1,12 +1,13 @@
 """Every prediction recorded by the replica that answered it, off the request's path.
 
 The API names each row's prediction id and arm (`contracts.serve.RecordAs`); the
-replica, which holds the row and its answer already, keeps the record encoded and a
-background loop writes what waits every MLOPS_PREDICTION_FLUSH_SECONDS, one Redis round
-trip a batch. So recording costs the API, whose one process every prediction crosses,
-nothing but the id. It never fails nor delays an answer: with Redis down, or more
-predictions waiting than MLOPS_PREDICTION_BACKLOG, they are skipped and counted, and the
-counts reach the API's `/metrics` with the replica's next replies (`RecordingCounts`).
+replica, which holds the rows and their answers already, keeps them as they are, and
+a background loop encodes and writes what waits every MLOPS_PREDICTION_FLUSH_SECONDS,
+one Redis round trip a batch. So recording costs the API, whose one process every
+prediction crosses, nothing but the id. It never fails nor delays an answer: with Redis
+down, or more predictions waiting than MLOPS_PREDICTION_BACKLOG, they are skipped and
+counted, and the counts reach the API's `/metrics` with the replica's next replies
+(`RecordingCounts`).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import asyncio
 import logging
 import time
 from collections import Counter
-from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from redis.exceptions import RedisError
@@ -31,34 +32,55 @@ BATCH = 2000  # predictions a round trip at most
 _LOG_EVERY_S = 60.0
 
 
+_ARMS = frozenset(arm.value for arm in Arm)
+
+
 class NotRecordable(ValueError):
     """A group's `record` does not fit its rows: a caller's mistake, refused."""
 
 
-def records_of(
+@dataclass(frozen=True, slots=True)
+class Answered:
+    """A group as answered, kept as it is to be recorded: encoded at the next write,
+    off the request's path."""
+
+    record_as: RecordAs
+    version: str
+    classes: list[str]  # none for a regressor
+    rows: list[list[float]]
+    outputs: list[Any]
+
+
+def answered(
     record_as: RecordAs,
     version: str,
     classes: list[str],
     rows: list[list[float]],
     outputs: list[Any],
-) -> list[Encoded]:
-    """The group's predictions as recorded: the class and probabilities exactly as the
-    API answers them (`as_answered`, on the same numbers), or a regressor's value."""
+) -> Answered:
+    """The group to record, once `record_as` is checked against its rows (NotRecordable)."""
     ids, arms, model = record_as["ids"], record_as["arms"], record_as["model"]
     if not (len(ids) == len(arms) == len(rows)) or not isinstance(model, str):
         raise NotRecordable("record needs a model, and an id and an arm for each row")
-    try:
-        known = [Arm(arm) for arm in arms]
-    except ValueError as exc:
-        raise NotRecordable(f"record: {exc}") from None
+    if not _ARMS.issuperset(arms):
+        raise NotRecordable(f"record: an arm is one of {', '.join(sorted(_ARMS))}")
+    return Answered(record_as, version, classes, rows, outputs)
+
+
+def records_of(group: Answered) -> list[Encoded]:
+    """The group's predictions as recorded: the class and probabilities exactly as the
+    API answers them (`as_answered`, on the same numbers), or a regressor's value."""
+    record_as, classes = group.record_as, group.classes
     encoded = []
-    for prediction_id, arm, row, output in zip(ids, known, rows, outputs, strict=True):
+    for prediction_id, arm, row, output in zip(
+        record_as["ids"], record_as["arms"], group.rows, group.outputs, strict=True
+    ):
         value, probabilities = as_answered(output) if classes else (output[0], None)
         record = PredictionRecord(
             prediction_id=prediction_id,
-            model=model,
-            version=version,
-            arm=arm,
+            model=record_as["model"],
+            version=group.version,
+            arm=Arm(arm),
             features=row,
             output=value,
             classes=classes,
@@ -72,17 +94,20 @@ class PredictionRecorder:
     def __init__(self, *, max_waiting: int, flush_seconds: float) -> None:
         self._max_waiting = max_waiting
         self._flush_seconds = flush_seconds
-        self._waiting: list[Encoded] = []
+        self._waiting: list[Answered] = []
+        self._waiting_rows = 0
         self._recorded: Counter[str] = Counter()
         self._unrecorded: Counter[str] = Counter()
         self._last_logged = -_LOG_EVERY_S
 
-    def keep(self, records: Sequence[Encoded]) -> None:
-        """For the next write; beyond the backlog's bound, skipped and counted."""
-        room = max(0, self._max_waiting - len(self._waiting))
-        self._waiting.extend(records[:room])
-        if len(records) > room:
-            self._unrecorded[Unrecorded.BACKLOG.value] += len(records) - room
+    def keep(self, group: Answered) -> None:
+        """For the next write (O(1)); with `max_waiting` rows or more waiting, skipped
+        and counted."""
+        if self._waiting_rows >= self._max_waiting:
+            self._unrecorded[Unrecorded.BACKLOG.value] += len(group.rows)
+            return
+        self._waiting.append(group)
+        self._waiting_rows += len(group.rows)
 
     def counts(self) -> RecordingCounts | None:
         """What was recorded and skipped since the last call that had news; None for none."""
@@ -106,8 +131,16 @@ class PredictionRecorder:
                 await asyncio.shield(self._write(sink, self._take()))
 
     def _take(self) -> list[Encoded]:
-        batch, self._waiting = self._waiting[:BATCH], self._waiting[BATCH:]
-        return batch
+        """Groups of BATCH rows at most (or one larger group), encoded."""
+        taken, rows = 0, 0
+        while taken < len(self._waiting) and (
+            taken == 0 or rows + len(self._waiting[taken].rows) <= BATCH
+        ):
+            rows += len(self._waiting[taken].rows)
+            taken += 1
+        batch, self._waiting = self._waiting[:taken], self._waiting[taken:]
+        self._waiting_rows -= rows
+        return [record for group in batch for record in records_of(group)]
 
     async def _write(self, sink: PredictionSink, batch: list[Encoded]) -> None:
         try:
