@@ -30,8 +30,6 @@ log = logging.getLogger("ray.serve")
 BATCH = 2000  # predictions a round trip at most
 # A failing Redis is logged once in this long, however many batches it refused.
 _LOG_EVERY_S = 60.0
-
-
 _ARMS = frozenset(arm.value for arm in Arm)
 
 
@@ -124,23 +122,15 @@ class PredictionRecorder:
         try:
             while True:
                 await asyncio.sleep(self._flush_seconds)
-                while self._waiting:
-                    await self._write(sink, self._take())
+                await self._write_waiting(sink)
         finally:
-            if self._waiting:
-                await asyncio.shield(self._write(sink, self._take()))
+            await asyncio.shield(self._write_waiting(sink))
 
-    def _take(self) -> list[Encoded]:
-        """Groups of BATCH rows at most (or one larger group), encoded."""
-        taken, rows = 0, 0
-        while taken < len(self._waiting) and (
-            taken == 0 or rows + len(self._waiting[taken].rows) <= BATCH
-        ):
-            rows += len(self._waiting[taken].rows)
-            taken += 1
-        batch, self._waiting = self._waiting[:taken], self._waiting[taken:]
-        self._waiting_rows -= rows
-        return [record for group in batch for record in records_of(group)]
+    async def _write_waiting(self, sink: PredictionSink) -> None:
+        groups, self._waiting, self._waiting_rows = self._waiting, [], 0
+        records = [record for group in groups for record in records_of(group)]
+        for start in range(0, len(records), BATCH):
+            await self._write(sink, records[start : start + BATCH])
 
     async def _write(self, sink: PredictionSink, batch: list[Encoded]) -> None:
         try:
