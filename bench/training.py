@@ -13,7 +13,9 @@ Starts its own local platforms on free ports (nothing else needs to run) and pri
     Then /inference's p99 at 8 connections with trainings running back to back,
     against the same without;
 (b) a large fit (make_classification, ROWS × 20, TREES trees of depth 12) on 1 CPU
-    against every CPU of this machine: fit time, speed-up, parallel efficiency;
+    against every CPU of this machine, twice: with the trainer's tree builders started
+    for the fit, then kept from it; fit time, speed-up, parallel efficiency
+    (--only-fit: (b) alone);
 (c) a search of 8 trials: wall time with max_concurrent_trials=1 against unlimited;
 (d) a fit on a local cluster of two Ray nodes (a second `ray start --address` on this
     machine), and where Ray's state API says its trees were built.
@@ -53,6 +55,8 @@ from mlops.schemas import JobStatus
 from mlops.settings.platform import PlatformSettings
 
 CPUS = os.cpu_count() or 1
+STARTED = f"{CPUS} CPUs, builders started"
+KEPT = f"{CPUS} CPUs, builders kept"
 
 
 class Api:
@@ -219,8 +223,11 @@ def bench_fit(serial: Api, parallel: Api, model: str, trees: int) -> dict[str, d
         "model": model,
         "hyperparameters": {"n_estimators": trees, "max_depth": 12, "random_state": 0},
     }
+    # The trainer starts its tree builders for its first parallel fit and keeps them
+    # for the next (MLOPS_TREE_BUILDERS_IDLE_SECONDS): both are measured.
     out = {}
-    for name, api in (("1 CPU", serial), (f"{CPUS} CPUs", parallel)):
+    sides = (("1 CPU", serial), (STARTED, parallel), (KEPT, parallel))
+    for name, api in sides:
         seconds, job = api.run("/trigger_training", body)
         out[name] = {"end_to_end": seconds, "fit": job["fit_seconds"], "cpus": job["cpus"]}
     return out
@@ -275,7 +282,8 @@ def bench_two_nodes(api: Api, model: str, trees: int) -> tuple[int, int, Counter
         tasks = [
             t
             for t in _state(settings, "tasks")
-            if t["name"] == "PoolActor.run_batch" and start <= (t.get("start_time_ms") or 0) <= end
+            if t["name"] == "TreeBuilder.fit_range"
+            and start <= (t.get("start_time_ms") or 0) <= end
         ]
         nodes = sum(n["state"] == "ALIVE" for n in _state(settings, "nodes"))
         return nodes, job["cpus"], Counter(t["node_id"][:8] for t in tasks)
@@ -305,18 +313,20 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=200_000)
     parser.add_argument("--trees", type=int, default=300)
     parser.add_argument("--only-user-path", action="store_true", help="(a) alone")
+    parser.add_argument("--only-fit", action="store_true", help="(b) alone")
     args = parser.parse_args()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
 
     with tempfile.TemporaryDirectory() as folder:
         settings = isolated_settings(Path(folder) / "user")  # as `make up` runs it
-        platform = LocalPlatform(settings, ray_ports=isolated_ray_ports(settings))
-        platform.start()
-        try:
-            user = bench_user_path(Api(settings), args.runs, Path(folder))
-        finally:
-            platform.stop()
-        report_user_path(user, args.runs)
+        if not args.only_fit:
+            platform = LocalPlatform(settings, ray_ports=isolated_ray_ports(settings))
+            platform.start()
+            try:
+                user = bench_user_path(Api(settings), args.runs, Path(folder))
+            finally:
+                platform.stop()
+            report_user_path(user, args.runs)
         if args.only_user_path:
             return
         # No serving (it would share the CPUs); Ray declares the machine's real cores,
@@ -334,6 +344,9 @@ def main() -> None:
             write_dataset(large, args.rows)
             write_dataset(mid, 40_000)
             fit = bench_fit(serial, main_api, define(main_api, "large", large), args.trees)
+            if args.only_fit:
+                report_fit(fit, args.rows, args.trees)
+                return
             search = bench_search(main_api, define(main_api, "mid", mid))
             # As many CPUs as both nodes have free: the head alone cannot hold the pool.
             wide = extra_api(supervisor, settings, training_max_cpus=64, parallel_fit_min_work=0)
@@ -342,15 +355,7 @@ def main() -> None:
             supervisor.stop_all()
             platform.stop()
 
-    print(f"\n(b) fit of {args.rows:,} × 20, {args.trees} trees of depth 12 (seconds)")
-    print(f"{'CPUs':<10}{'fit':>8}{'end to end':>12}")
-    for name, row in fit.items():
-        print(f"{name:<10}{row['fit']:>8.1f}{row['end_to_end']:>12.1f}")
-    one, many = fit["1 CPU"], fit[f"{CPUS} CPUs"]
-    speedup = one["fit"] / many["fit"]
-    print(
-        f"speed-up {speedup:.2f}× on {many['cpus']} CPUs, efficiency {speedup / many['cpus']:.0%}"
-    )
+    report_fit(fit, args.rows, args.trees)
 
     print("\n(c) a search of 8 trials (seconds, trigger → registered)")
     for name, seconds in search.items():
@@ -360,6 +365,21 @@ def main() -> None:
     print(f"\n(d) two Ray nodes on this machine: {nodes} alive during a fit on {cpus} CPUs")
     for node_id, count in per_node.most_common():
         print(f"node {node_id}…: {count} tree-building tasks")
+
+
+def report_fit(fit: dict[str, dict], rows: int, trees: int) -> None:
+    print(f"\n(b) fit of {rows:,} × 20, {trees} trees of depth 12 (seconds)")
+    print(f"{'CPUs':<32}{'fit':>8}{'end to end':>12}")
+    for name, row in fit.items():
+        print(f"{name:<32}{row['fit']:>8.1f}{row['end_to_end']:>12.1f}")
+    one = fit["1 CPU"]
+    for name in (STARTED, KEPT):
+        many = fit[name]
+        speedup = one["fit"] / many["fit"]
+        print(
+            f"{name}: speed-up {speedup:.2f}× on {many['cpus']} CPUs, "
+            f"efficiency {speedup / many['cpus']:.0%}"
+        )
 
 
 def report_user_path(user: UserPath, runs: int) -> None:

@@ -3,6 +3,8 @@ its scores; and a dataset refused when its target looks made for the other task.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -94,11 +96,14 @@ def test_boosting_may_leave_max_depth_unset_and_forests_are_bounded() -> None:
 
 
 def test_only_forests_spread_their_fit_over_cpus() -> None:
-    work = {"rows": 200_000, "trees": 300, "free_cpus": 2, "cap": 8, "min_work": 1}
+    work: dict[str, Any] = {"rows": 200_000, "trees": 300, "free_cpus": 2, "cap": 8, "min_work": 1}
     boosting = Family(Task.CLASSIFICATION, Estimator.HIST_GRADIENT_BOOSTING)
+    trees = Family(Task.CLASSIFICATION, Estimator.EXTRA_TREES)
 
-    assert model.fit_cpus(Family(Task.CLASSIFICATION, Estimator.EXTRA_TREES), **work) == 2
+    assert model.fit_cpus(trees, **work) == 2
     assert model.fit_cpus(boosting, **work) == 1
+    # Out-of-bag scores need every tree at once: such a forest is fitted whole.
+    assert model.fit_cpus(trees, **work, out_of_bag=True) == 1
 
 
 @pytest.mark.parametrize(

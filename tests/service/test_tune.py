@@ -201,6 +201,18 @@ def _synthetic(path, rows: int = 6000) -> None:
     frame.to_csv(path, index=False)
 
 
+def _builders_alive(settings: PlatformSettings) -> int:
+    """Tree builders Ray lists alive (each holds a CPU)."""
+    reply = httpx.get(
+        f"{settings.ray_address}/api/v0/actors",
+        params={"limit": 10_000, "detail": "true"},
+        headers=ray_headers(),
+        timeout=30,
+    ).raise_for_status()
+    actors = reply.json()["data"]["result"]["result"]
+    return sum(a["class_name"] == "TreeBuilder" and a["state"] == "ALIVE" for a in actors)
+
+
 def _pool_tasks(settings: PlatformSettings, job: dict) -> list[dict]:
     """Ray's record of the tasks that built trees while the job ran."""
     reply = httpx.get(
@@ -214,7 +226,7 @@ def _pool_tasks(settings: PlatformSettings, job: dict) -> list[dict]:
     return [
         task
         for task in reply.json()["data"]["result"]["result"]
-        if task["name"] == "PoolActor.run_batch"
+        if task["name"] == "TreeBuilder.fit_range"
         and start <= (task.get("start_time_ms") or 0) <= end
     ]
 
@@ -246,6 +258,10 @@ def test_a_parallel_fit_spreads_its_trees_over_ray_workers_and_equals_a_serial_f
 
     tasks = wait_for(spread, timeout=30, what="Ray's state API to list the tree-building tasks")
     assert len(tasks) > 1
+    # The trainer keeps its builders for the next fit, then releases their CPUs.
+    assert _builders_alive(settings) >= job["cpus"]
+    idle = settings.tree_builders_idle_seconds
+    wait_for(lambda: _builders_alive(settings) == 0, timeout=idle + 30, what="builders released")
     mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
     registered = mlflow.sklearn.load_model(f"models:/{name}/{job['model_version']}")
     assert model.final_step(registered).n_jobs == 1  # serving predicts on one thread

@@ -8,6 +8,7 @@ import logging
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 from mlops.contracts.alerts import AlertLevel
 from mlops.contracts.jobs import JobOutcome, JobStatus
@@ -19,6 +20,9 @@ from mlops.ml.specs import TrainingSpec
 from mlops.ml.train import TrainingResult, signing_key, train_and_register
 from mlops.settings.training import TrainingSettings
 
+if TYPE_CHECKING:
+    from mlops.ml.tree_builders import TreeBuilders
+
 log = logging.getLogger(__name__)
 
 
@@ -28,9 +32,12 @@ def training(
     recorder: JobRecording,
     champions: promotion.ChampionCache | None = None,
     stopped: Callable[[], bool] = lambda: False,
+    builders: TreeBuilders | None = None,
 ) -> int:
     """One training job, start to recorded outcome; its exit code."""
-    work = lambda phases: train_and_register(settings, spec, champions, phases)  # noqa: E731
+    work = lambda phases: train_and_register(  # noqa: E731
+        settings, spec, champions, phases, builders
+    )
     return execute(settings, spec.job_id, spec.model, work, recorder, stopped=stopped)
 
 

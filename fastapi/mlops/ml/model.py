@@ -5,7 +5,7 @@ evaluation by the model's task."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -22,8 +22,10 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
 from mlops.contracts.model_definition import Task
-from mlops.contracts.placement import on_trainer_nodes
 from mlops.ml.estimators import Family
+
+if TYPE_CHECKING:
+    from mlops.ml.tree_builders import TreeBuilders
 
 
 def pip_requirements() -> list[str]:
@@ -56,40 +58,46 @@ def final_step(pipeline: Pipeline) -> Any:
     return pipeline.steps[-1][1]
 
 
-def fit(pipeline: Pipeline, x: pd.DataFrame, y: pd.Series, *, cpus: int) -> None:
+def fit(
+    pipeline: Pipeline,
+    x: pd.DataFrame,
+    y: pd.Series,
+    *,
+    cpus: int,
+    builders: TreeBuilders | None = None,
+) -> None:
     """Fit the pipeline; with `cpus` > 1 (a forest: `fit_cpus`) its trees are built by
-    that many Ray workers (joblib's `ray` backend) on the cluster's trainer nodes, never
-    beside the replicas.
-
-    scikit-learn draws every tree's seed before it dispatches the trees, so the fitted
-    forest is the one a serial fit with the same random_state gives. The pipeline goes
-    back to `n_jobs=1` either way: replicas predict one request per thread.
+    that many of `builders` (Ray actors on the cluster's trainer nodes, never beside the
+    replicas: ml/tree_builders.py), and the forest is the one a serial fit with the
+    same random_state gives. The steps before the forest are fitted here, once.
     """
-    forest = final_step(pipeline)
     if cpus <= 1:
         pipeline.fit(x, y)
         return
-    import joblib
-    from ray.util.joblib import register_ray
-
-    register_ray()
-    forest.set_params(n_jobs=cpus)
-    try:
-        placed = {"resources": on_trainer_nodes()}
-        with joblib.parallel_backend("ray", n_jobs=cpus, ray_remote_args=placed):
-            pipeline.fit(x, y)
-    finally:
-        forest.set_params(n_jobs=1)
+    if builders is None:
+        raise ValueError("a fit on more than one CPU needs tree builders")
+    name, forest = pipeline.steps[-1]
+    rows = np.asarray(pipeline[:-1].fit_transform(x, y), dtype=np.float32)
+    fitted = builders.fit(forest, rows, y.to_numpy(), cpus=cpus)
+    pipeline.set_params(**{name: fitted})
 
 
 def fit_cpus(
-    family: Family, *, rows: int, trees: int, free_cpus: float, cap: int, min_work: int
+    family: Family,
+    *,
+    rows: int,
+    trees: int,
+    free_cpus: float,
+    cap: int,
+    min_work: int,
+    out_of_bag: bool = False,
 ) -> int:
     """How many CPUs a fit gets: one unless the family is a forest; else the cluster's
     free ones up to `cap`, and one when the work (rows × trees) is below `min_work`, where
-    spreading it costs more than it saves (a pool of Ray workers takes about a second to
-    start; iris fits in 0.1 s)."""
-    if not family.is_forest or rows * trees < min_work:
+    spreading it costs more than it saves (starting builders takes a second or more;
+    iris fits in 0.1 s). A forest that scores its out-of-bag rows is fitted whole: a
+    range of its trees would score its own trees only."""
+    if not family.is_forest or out_of_bag or rows * trees < min_work:
         return 1
     return max(1, min(int(free_cpus), cap, trees))
 

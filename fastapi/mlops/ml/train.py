@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mlops.contracts.champion import ChampionMove
 from mlops.contracts.jobs import JobOutcome
@@ -39,6 +39,9 @@ from mlops.ml.phases import Phases
 from mlops.ml.provenance import ForeignVersion
 from mlops.ml.specs import TrainingSpec
 from mlops.settings.training import TrainingSettings
+
+if TYPE_CHECKING:
+    from mlops.ml.tree_builders import TreeBuilders
 
 log = logging.getLogger("mlops.train")
 
@@ -107,11 +110,15 @@ class FitLimits:
     default_max_depth: int
     max_cpus: int
     min_parallel_work: int  # rows × trees below which a fit runs on one CPU
+    niceness: int  # of the tree builders a fit starts for itself
 
     @classmethod
     def of(cls, settings: TrainingSettings) -> FitLimits:
         return cls(
-            settings.max_depth_limit, settings.training_max_cpus, settings.parallel_fit_min_work
+            settings.max_depth_limit,
+            settings.training_max_cpus,
+            settings.parallel_fit_min_work,
+            settings.training_niceness,
         )
 
 
@@ -121,8 +128,10 @@ def fit(
     parts: model.Split,
     limits: FitLimits,
     phases: Phases | None = None,
+    builders: TreeBuilders | None = None,
 ) -> Fitted:
-    """Build and fit the pipeline, on as many of the cluster's free CPUs as it is worth,
+    """Build and fit the pipeline, on as many of the cluster's free CPUs as it is worth
+    (on `builders`, the trainer's warm ones, else builders started for this fit alone),
     and score it on the held-out rows."""
     phases = phases or Phases()
     pipeline = model.build_pipeline(
@@ -132,13 +141,18 @@ def fit(
         family,
         rows=len(parts.x_train),
         trees=family.size(hyperparameters),
-        free_cpus=_free_cpus(),
+        free_cpus=_free_cpus() + (builders.kept if builders else 0),
         cap=limits.max_cpus,
         min_work=limits.min_parallel_work,
+        out_of_bag=bool(hyperparameters.get("oob_score")),
     )
+    if cpus > 1 and builders is None:  # builders of its own, released as it ends
+        from mlops.ml.tree_builders import TreeBuilders
+
+        builders = TreeBuilders(idle_seconds=0, niceness=limits.niceness)
     started = time.perf_counter()
     with phases.timed("fit"):
-        model.fit(pipeline, parts.x_train, parts.y_train, cpus=cpus)
+        model.fit(pipeline, parts.x_train, parts.y_train, cpus=cpus, builders=builders)
     seconds = time.perf_counter() - started
     with phases.timed("evaluation"):
         scores = model.evaluate(pipeline, parts.x_test, parts.y_test, family.task)
@@ -165,12 +179,13 @@ def train_and_register(
     spec: TrainingSpec,
     champions: promotion.ChampionCache | None = None,
     phases: Phases | None = None,
+    builders: TreeBuilders | None = None,
 ) -> TrainingResult:
     phases = phases or Phases()
     with phases.timed("data"):
         parts = load_split(settings, spec.dataset_uri, spec.target_column, spec.model.task)
     limits = FitLimits.of(settings)
-    fitted = fit(Family.of(spec.model), spec.hyperparameters, parts, limits, phases)
+    fitted = fit(Family.of(spec.model), spec.hyperparameters, parts, limits, phases, builders)
     shown = ", ".join(f"{name} {value:.4g}" for name, value in fitted.scores.items())
     log.info("job %s: %s, %d CPU(s)", spec.job_id, shown, fitted.cpus)
     result = register(settings, spec, fitted, parts, champions=champions, phases=phases)

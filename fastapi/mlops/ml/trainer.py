@@ -3,7 +3,8 @@
 A training job is still a Ray job (the Ray dashboard lists each one, its log shows the
 training, its exit code is the training's), but its work runs in this actor, which has
 scikit-learn, pandas and MLflow imported already and keeps recent champions loaded:
-that removes the 5 s of imports a fresh process pays (bench/training.py).
+that removes the 5 s of imports a fresh process pays (bench/training.py). It also keeps
+the Ray actors that build a large forest's trees between fits (ml/tree_builders.py).
 
 The work starts as soon as Ray has accepted the job: the API hands the training over
 through Redis (`contracts/trainer.py`) and the actor's queue reader starts it. The
@@ -14,8 +15,8 @@ is claimed once on the job's record.
 
 One actor per tracking server and version of this code (`trainer_name`), detached so it
 outlives the job that started it, with a thread per concurrent job. It reserves no CPU
-(a job waiting on it reserves none either): the CPUs of a fit are reserved by the Ray
-workers that build its trees (`model.fit`). It reserves memory (MLOPS_TRAINER_MEMORY_MB)
+(a job waiting on it reserves none either): the CPUs of a parallel fit are reserved by
+the tree builders (`model.fit`). It reserves memory (MLOPS_TRAINER_MEMORY_MB)
 and runs only on a node that offers the `trainer` resource: in the cluster the worker
 group, never the head with Ray's control processes (helm-values/ray-cluster.yaml);
 locally the one node (`make up` starts it so).
@@ -91,6 +92,7 @@ class Trainer:
         from mlops import logs
         from mlops.ml import execute, promotion, train
         from mlops.ml.niceness import yield_to_serving
+        from mlops.ml.tree_builders import TreeBuilders
         from mlops.settings.training import TrainingSettings
 
         settings = TrainingSettings.from_env(env)
@@ -102,6 +104,9 @@ class Trainer:
         train.warm_up()
         self._execute = execute
         self._champions = promotion.ChampionCache()
+        self._builders = TreeBuilders(
+            idle_seconds=settings.tree_builders_idle_seconds, niceness=settings.training_niceness
+        )
         self._pool = ThreadPoolExecutor(MAX_CONCURRENT_JOBS, thread_name_prefix="job")
         self._jobs: OrderedDict[str, Future[int]] = OrderedDict()
         self._stopped: set[str] = set()
@@ -171,7 +176,9 @@ class Trainer:
         log.info("job %s: started in the trainer", spec.job_id)
         stopped = lambda: spec.job_id in self._stopped  # noqa: E731
         try:
-            return self._execute.training(settings, spec, recorder, self._champions, stopped)
+            return self._execute.training(
+                settings, spec, recorder, self._champions, stopped, self._builders
+            )
         finally:
             with self._guard:
                 self._stopped.discard(spec.job_id)

@@ -71,6 +71,13 @@ class TrainingSettings(RuntimeSettings):
         description="Rows × trees below which a fit runs on one CPU: spreading"
         " a sub-second fit over Ray workers costs more than it saves.",
     )
+    tree_builders_idle_seconds: float = Field(
+        30.0,
+        ge=0,
+        description="How long the trainer keeps the Ray actors that build a forest's trees"
+        " (one CPU reserved each) after a fit, for the next fit to find them started; 0"
+        " releases them as each fit ends.",
+    )
     tune_time_budget_seconds: float = Field(
         1200,
         gt=0,
