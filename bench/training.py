@@ -261,7 +261,7 @@ def _state(settings: PlatformSettings, what: str) -> list[dict]:
 
 
 def bench_two_nodes(api: Api, model: str, trees: int) -> tuple[int, int, Counter]:
-    """A parallel fit on two nodes; (nodes alive, its CPUs, tree-building tasks per node)."""
+    """A parallel fit on two nodes; (nodes alive, its CPUs, ranges of trees built per node)."""
 
     settings = api.settings
     node = second_node(settings, cpus=2)
@@ -364,7 +364,7 @@ def main() -> None:
 
     print(f"\n(d) two Ray nodes on this machine: {nodes} alive during a fit on {cpus} CPUs")
     for node_id, count in per_node.most_common():
-        print(f"node {node_id}…: {count} tree-building tasks")
+        print(f"node {node_id}…: {count} ranges of trees built")
 
 
 def report_fit(fit: dict[str, dict], rows: int, trees: int) -> None:

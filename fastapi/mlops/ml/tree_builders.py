@@ -8,8 +8,8 @@ outside the trainer (a search's trial or refit, a job whose trainer is gone) sta
 builders for its fit and releases them after it.
 
 The fit's matrix goes into Ray's object store once, and every builder reads it there
-(without a copy on its node). The trees are cut into consecutive ranges, a few per
-builder so that one slow range does not hold the fit up. A builder fits the trees of
+(without a copy on its node). The trees are cut into consecutive ranges, many per
+builder, handed to whichever builder is free. A builder fits the trees of
 its range with the seeds a serial fit gives them: scikit-learn's warm start draws the
 seeds of the trees already present before it draws new ones, so a forest that "has"
 the trees before the range (placeholders) builds exactly the range's trees. The
@@ -32,7 +32,9 @@ from mlops.contracts.placement import on_trainer_nodes
 
 log = logging.getLogger(__name__)
 
-RANGES_PER_BUILDER = 4
+# Ranges per builder: the fit ends when its last range does, so short ranges keep the
+# builders busy to the end (a range costs a call and a few milliseconds of checks).
+RANGES_PER_BUILDER = 16
 
 
 class TreeBuilder:
@@ -124,9 +126,10 @@ class TreeBuilders:
             if self._timer is not None:
                 self._timer.cancel()
                 self._timer = None
-            builder = ray.remote(TreeBuilder).options(num_cpus=1, resources=on_trainer_nodes())
-            while len(self._builders) < cpus:
-                self._builders.append(builder.remote(self._niceness))
+            if len(self._builders) < cpus:
+                builder = ray.remote(TreeBuilder).options(num_cpus=1, resources=on_trainer_nodes())
+                while len(self._builders) < cpus:
+                    self._builders.append(builder.remote(self._niceness))
             return self._builders[:cpus]
 
     def _release_later(self) -> None:
