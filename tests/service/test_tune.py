@@ -201,37 +201,36 @@ def _synthetic(path, rows: int = 6000) -> None:
     frame.to_csv(path, index=False)
 
 
-def _builders_alive(settings: PlatformSettings) -> int:
-    """Tree builders Ray lists alive (each holds a CPU)."""
+def _ray_state(settings: PlatformSettings, what: str) -> list[dict]:
+    """What Ray's state API lists of `what` (actors, tasks)."""
     reply = httpx.get(
-        f"{settings.ray_address}/api/v0/actors",
+        f"{settings.ray_address}/api/v0/{what}",
         params={"limit": 10_000, "detail": "true"},
         headers=ray_headers(),
         timeout=30,
     ).raise_for_status()
-    actors = reply.json()["data"]["result"]["result"]
+    return reply.json()["data"]["result"]["result"]
+
+
+def _builders_alive(settings: PlatformSettings) -> int:
+    """Tree builders Ray lists alive (each holds a CPU)."""
+    actors = _ray_state(settings, "actors")
     return sum(a["class_name"] == "TreeBuilder" and a["state"] == "ALIVE" for a in actors)
 
 
 def _pool_tasks(settings: PlatformSettings, job: dict) -> list[dict]:
-    """Ray's record of the tasks that built trees while the job ran."""
-    reply = httpx.get(
-        f"{settings.ray_address}/api/v0/tasks",
-        params={"limit": 10_000, "detail": "true"},
-        headers=ray_headers(),
-        timeout=30,
-    ).raise_for_status()
+    """Ray's record of the ranges of trees built while the job ran."""
     start = datetime.fromisoformat(job["started_at"]).timestamp() * 1000
     end = datetime.fromisoformat(job["finished_at"]).timestamp() * 1000
     return [
         task
-        for task in reply.json()["data"]["result"]["result"]
+        for task in _ray_state(settings, "tasks")
         if task["name"] == "TreeBuilder.fit_range"
         and start <= (task.get("start_time_ms") or 0) <= end
     ]
 
 
-def test_a_parallel_fit_spreads_its_trees_over_ray_workers_and_equals_a_serial_fit(
+def test_a_parallel_fit_spreads_its_trees_over_builders_and_equals_a_serial_fit(
     start_api, settings: PlatformSettings
 ) -> None:
     path = settings.data_dir / "synthetic.csv"

@@ -91,7 +91,7 @@ class Family:
 
     @property
     def is_forest(self) -> bool:
-        """Independent trees: a fit can spread them over Ray workers."""
+        """Independent trees: a fit can spread them over tree builders (ml/tree_builders.py)."""
         return self.estimator in _FORESTS
 
     @property

@@ -69,7 +69,7 @@ class TrainingSettings(RuntimeSettings):
         2_000_000,
         ge=0,
         description="Rows × trees below which a fit runs on one CPU: spreading"
-        " a sub-second fit over Ray workers costs more than it saves.",
+        " a sub-second fit over tree builders costs more than it saves.",
     )
     tree_builders_idle_seconds: float = Field(
         30.0,
