@@ -72,6 +72,12 @@ def test_a_search_registers_its_best_trial_with_a_child_run_per_trial(
         and c.data.metrics["f1_macro"] == pytest.approx(best_child)
         for c in children
     )
+    # It is the best trial's own fit, kept, not fitted again: its fit time is that trial's.
+    assert any(
+        c.data.metrics["fit_seconds"] == pytest.approx(job["fit_seconds"])
+        and c.data.metrics["f1_macro"] == pytest.approx(best_child)
+        for c in children
+    )
     # The same promotion gate as any training: first version, so it clears the threshold.
     assert job["promoted"] is True
     assert registry.get_model_version_by_alias(name, "champion").version == job["model_version"]

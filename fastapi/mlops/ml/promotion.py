@@ -11,6 +11,7 @@ nothing is promoted.
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -19,6 +20,8 @@ from typing import Any
 from mlops.contracts.model_definition import Gate, ModelRef, Task
 from mlops.ml import provenance
 from mlops.ml.model import evaluate
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -179,6 +182,21 @@ def score_champion(
     except Exception as exc:  # fail closed, whatever broke: never promote on no evidence
         return ChampionScore(version, None, f"{type(exc).__name__}: {exc}", fail_closed=True)
     return ChampionScore(version, score)
+
+
+def load_champion(
+    client: Any, *, key: bytes | None, model: ModelRef, alias: str, cache: ChampionCache
+) -> None:
+    """Load the current champion into `cache` ahead of its scoring (a search does it
+    while its trials run). `score_champion` still reads the alias and the seal again, so
+    a champion moved meanwhile is scored instead; it also reports any failure here."""
+    name = model.registered_model
+    try:
+        version = alias_version(client, name, alias)
+        if version is not None:
+            cache.load(client.tracking_uri, provenance.verified(client, key, name, version))
+    except Exception as exc:  # whatever broke, score_champion meets it again and fails closed
+        log.info("champion of %s not loaded ahead of its scoring: %s", name, exc)
 
 
 def _not_comparable(card: Any, task: Task, x_test: Any, y_test: Any) -> str | None:

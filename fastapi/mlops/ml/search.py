@@ -4,10 +4,11 @@
 
 Trials run in parallel on the cluster's CPUs (one CPU each, up to
 `max_concurrent_trials`), each an MLflow child run of the search's parent run. The best
-trial's hyperparameters are fitted again with the same seed and split (so it is the
-trial's model), logged into the parent run, registered, and put through the promotion
-gate like any training, with the same job record fields and alerts. The configurations
-are drawn with MLOPS_RANDOM_SEED, so the same search tries the same ones.
+trial's fitted model, kept while the search runs (`ml.best_trial`), is logged into the
+parent run, registered, and put through the promotion gate like any training (the
+champion it is compared with is loaded while the trials run), with the same job record
+fields and alerts. The configurations are drawn with MLOPS_RANDOM_SEED, so the same
+search tries the same ones.
 """
 
 from __future__ import annotations
@@ -17,17 +18,21 @@ import dataclasses
 import json
 import logging
 import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import ray
 from ray import tune
 from ray.tune.search.basic_variant import BasicVariantGenerator
 
 from mlops import logs
 from mlops.contracts.jobs import JobOutcome, SearchProgress
+from mlops.contracts.model_definition import ModelRef
 from mlops.contracts.placement import on_trainer_nodes
 from mlops.contracts.recording import JobRecording
 from mlops.contracts.version_card import TAG_JOB
-from mlops.ml import execute, model, search_space, train
+from mlops.ml import best_trial, execute, model, promotion, search_space, train
 from mlops.ml.estimators import Family
 from mlops.ml.niceness import yield_to_serving
 from mlops.ml.phases import Phases
@@ -49,12 +54,15 @@ def run_trial(
     parts: model.Split,
     family: Family,
     fixed: dict[str, Any],
+    metric: str,
     default_max_depth: int,
     tracking_uri: str,
     experiment_id: str,
     parent_run_id: str,
+    keeper: Any,  # the search's best_trial.BestTrial actor
 ) -> None:
-    """One trial: fit and score one configuration, logged as a child run."""
+    """One trial: fit and score one configuration, logged as a child run, and offered
+    to the search's keeper of the best trial's model."""
     from mlflow import MlflowClient
     from mlflow.entities import Metric, Param
 
@@ -69,9 +77,14 @@ def run_trial(
     try:
         client.log_batch(run_id, params=[Param(k, str(v)) for k, v in params.items()])
         pipeline = model.build_pipeline(family, params, default_max_depth=default_max_depth)
+        started = time.perf_counter()
         pipeline.fit(parts.x_train, parts.y_train)
+        seconds = time.perf_counter() - started
         scores = model.evaluate(pipeline, parts.x_test, parts.y_test, family.task)
-        client.log_batch(run_id, metrics=[Metric(k, v, 0, 0) for k, v in scores.items()])
+        logged = {**scores, "fit_seconds": round(seconds, 3)}
+        client.log_batch(run_id, metrics=[Metric(k, v, 0, 0) for k, v in logged.items()])
+        fitted = train.Fitted(pipeline, scores, cpus=1, seconds=seconds)
+        best_trial.offer(keeper, scores[metric], config, fitted)
     except Exception:
         client.set_terminated(run_id, "FAILED")
         raise
@@ -127,16 +140,20 @@ def search(
     client.log_param(parent_id, "search_space", json.dumps(spec.search_space))
     client.log_param(parent_id, "trials", spec.trials)
     client.log_param(parent_id, "metric", spec.metric)
-    # One seed for every trial unless it is searched: the refit below is the trial's model.
+    # One seed for every trial unless it is searched: a refit is the trial's model.
     fixed = {"random_state": settings.random_seed, **spec.fixed}
+    champions = promotion.ChampionCache(size=1)
     try:
-        with phases.timed("fit"):  # the trials, and the best one's refit below
-            best, finished, failed = _tune(
-                settings, spec, recorder, parts, fixed, experiment, parent_id
+        keeper = best_trial.start(spec.metric.higher_is_better)
+        with ThreadPoolExecutor(1) as ahead, phases.timed("fit"):
+            # While the trials run: the champion loaded for the gate to score.
+            ahead.submit(_load_champion, settings, ref, champions)
+            score, best, finished, failed = _tune(
+                settings, spec, recorder, parts, fixed, experiment, parent_id, keeper
             )
-        params = {**fixed, **best}
-        limits = train.FitLimits.of(settings)
-        fitted = train.fit(Family.of(ref), params, parts, limits, phases)
+            kept = ray.get(keeper.kept.remote(score))
+        params = {**fixed, **(kept.config if kept else best)}
+        fitted = kept.fitted if kept else _refit(settings, spec, params, parts, phases)
         client.log_metric(parent_id, f"best_{spec.metric}", fitted.scores[spec.metric])
         training = TrainingSpec(
             job_id=spec.job_id,
@@ -145,7 +162,9 @@ def search(
             dataset_uri=spec.dataset_uri,
             target_column=spec.target_column,
         )
-        result = train.register(settings, training, fitted, parts, run_id=parent_id, phases=phases)
+        result = train.register(
+            settings, training, fitted, parts, run_id=parent_id, champions=champions, phases=phases
+        )
     except Exception:
         client.set_terminated(parent_id, "FAILED")
         raise
@@ -160,6 +179,28 @@ def search(
     return dataclasses.replace(result, extra=extra)
 
 
+def _load_champion(
+    settings: TrainingSettings, ref: ModelRef, champions: promotion.ChampionCache
+) -> None:
+    from mlflow import MlflowClient
+
+    client = MlflowClient(settings.mlflow_tracking_uri)  # its own: this runs in a thread
+    alias, key = settings.champion_alias, settings.signing_key()
+    promotion.load_champion(client, key=key, model=ref, alias=alias, cache=champions)
+
+
+def _refit(
+    settings: TrainingSettings,
+    spec: SearchSpec,
+    params: dict[str, Any],
+    parts: model.Split,
+    phases: Phases,
+) -> train.Fitted:
+    log.info("search %s: the best trial's model was not kept; fitting it again", spec.job_id)
+    limits = train.FitLimits.of(settings)
+    return train.fit(Family.of(spec.model), params, parts, limits, phases)
+
+
 def _tune(
     settings: TrainingSettings,
     spec: SearchSpec,
@@ -168,17 +209,20 @@ def _tune(
     fixed: dict[str, Any],
     experiment_id: str,
     parent_id: str,
-) -> tuple[dict[str, Any], int, int]:
-    """Run the trials; (best configuration, trials finished, trials failed)."""
+    keeper: Any,
+) -> tuple[float, dict[str, Any], int, int]:
+    """Run the trials; (best score, its configuration, trials finished, trials failed)."""
     trainable = tune.with_parameters(
         run_trial,
         parts=parts,
         family=Family.of(spec.model),
         fixed=fixed,
+        metric=spec.metric,
         default_max_depth=settings.max_depth_limit,
         tracking_uri=settings.mlflow_tracking_uri,
         experiment_id=experiment_id,
         parent_run_id=parent_id,
+        keeper=keeper,
     )
     tuner = tune.Tuner(
         # On trainer nodes: a trial logs to MLflow as the trainer (contracts.placement).
@@ -217,9 +261,9 @@ def _tune_config(settings: TrainingSettings, spec: SearchSpec) -> tune.TuneConfi
 
 def _best(
     settings: TrainingSettings, spec: SearchSpec, grid: Any
-) -> tuple[dict[str, Any], int, int]:
-    """(the best trial's configuration, trials finished, trials failed) of a search's
-    results; SearchFailed when no trial scored."""
+) -> tuple[float, dict[str, Any], int, int]:
+    """(the best trial's score and configuration, trials finished, trials failed) of a
+    search's results; SearchFailed when no trial scored."""
     results = [grid[i] for i in range(len(grid))]
     scored = [
         (r.metrics[spec.metric], r.config or {})
@@ -247,7 +291,7 @@ def _best(
         score,
         config,
     )
-    return dict(config), len(scored), failed
+    return score, dict(config), len(scored), failed
 
 
 def main(argv: list[str] | None = None) -> int:
