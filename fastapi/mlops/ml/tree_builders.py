@@ -137,6 +137,8 @@ class TreeBuilders:
             self.release()
             return
         with self._guard:
+            if not self._builders:  # released already (a failed fit): nothing to wait for
+                return
             self._timer = threading.Timer(self._idle_seconds, self._release_if_idle)
             self._timer.daemon = True
             self._timer.start()
