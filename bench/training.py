@@ -11,7 +11,8 @@ Starts its own local platforms on free ports (nothing else needs to run) and pri
     mlflow.sklearn"` (what a fresh process per training pays before any work) and an
     empty Ray job (Ray's own floor for a job, which a training no longer waits for).
     Then /inference's p99 at 8 connections with trainings running back to back,
-    against the same without;
+    against the same without, and where the CPU went in both windows (per process:
+    CPU seconds, and how long its main thread waited for a CPU);
 (b) a large fit (make_classification, ROWS × 20, TREES trees of depth 12) on 1 CPU
     against every CPU of this machine, twice: with the trainer's tree builders started
     for the fit, then kept from it; fit time, speed-up, parallel efficiency
@@ -43,6 +44,7 @@ from typing import Any
 
 import httpx
 import pandas as pd
+from cpu_share import CpuShare  # bench/cpu_share.py
 from inference import ROW, Result, run_wrk  # bench/inference.py
 from sklearn.datasets import make_classification
 
@@ -131,6 +133,7 @@ class UserPath:
     training: Result
     trainings_during: int
     other_model: Result
+    cpu: dict[str, CpuShare]  # where the CPU went at 8 connections, by window
 
 
 def cold_import() -> float:
@@ -150,9 +153,9 @@ def served(api: Api) -> bool:
     return reply.status_code == 200
 
 
-def p99_while(api: Api, folder: Path, trained: str | None) -> tuple[Result, int]:
+def p99_while(api: Api, folder: Path, trained: str | None) -> tuple[Result, int, CpuShare]:
     """/inference of iris at 8 connections for 10 s, with trainings of model `trained`
-    back to back (each promoting a new champion), or none."""
+    back to back (each promoting a new champion), or none; and where the CPU went."""
     stop, done = threading.Event(), []
 
     def train_on() -> None:
@@ -165,7 +168,9 @@ def p99_while(api: Api, folder: Path, trained: str | None) -> tuple[Result, int]
         time.sleep(0.5)
     try:
         body = json.dumps({"input_data": ROW})
-        return run_wrk(f"{api.url}/inference", body, 8, 10, folder), len(done)
+        with CpuShare() as share:
+            result = run_wrk(f"{api.url}/inference", body, 8, 10, folder)
+        return result, len(done), share
     finally:
         stop.set()
         if trainer:
@@ -184,13 +189,13 @@ def bench_user_path(api: Api, runs: int, folder: Path) -> UserPath:
     for _, job in results:
         for name, seconds in (job["phases"] or {}).items():
             phases.setdefault(name, []).append(seconds)
-    quiet, _ = p99_while(api, folder, trained=None)
-    during, trainings = p99_while(api, folder, trained="iris")
+    quiet, _, quiet_cpu = p99_while(api, folder, trained=None)
+    during, trainings, training_cpu = p99_while(api, folder, trained="iris")
     # Another model, not served meanwhile: the same trainings without iris's reloads.
     iris = api.http.get(f"{api.url}/models/iris").json()["spec"]
     body = {"name": "iris-copy", "dataset_uri": iris["dataset_uri"], "target_column": "variety"}
     api.http.post(f"{api.url}/models", json=body).raise_for_status()
-    other, _ = p99_while(api, folder, trained="iris-copy")
+    other, _, _ = p99_while(api, folder, trained="iris-copy")
     return UserPath(
         first=first,
         runs=[seconds for seconds, _ in results],
@@ -202,6 +207,7 @@ def bench_user_path(api: Api, runs: int, folder: Path) -> UserPath:
         training=during,
         trainings_during=trainings,
         other_model=other,
+        cpu={"without training": quiet_cpu, "with trainings": training_cpu},
     )
 
 
@@ -425,6 +431,8 @@ def report_user_path(user: UserPath, runs: int) -> None:
         f"  the same with trainings of another model (iris's replica reloads nothing): "
         f"p99 {other.p99_ms:.1f} ms ({other.p99_ms / quiet.p99_ms:.2f}×); errors {other.errors}"
     )
+    for title, share in user.cpu.items():
+        share.report(title)
 
 
 if __name__ == "__main__":
