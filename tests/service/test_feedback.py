@@ -211,6 +211,23 @@ def test_unknown_and_expired_predictions_are_told_apart(valkey_url: str) -> None
     run_async(scenario())
 
 
+def test_a_write_that_pushes_out_thousands_leaves_the_index_as_small_as_the_stream(
+    valkey_url: str,
+) -> None:
+    async def scenario() -> None:
+        async with _store(valkey_url, max_predictions=100) as store:
+            first = [_classified(0) for _ in range(100)]
+            await _put(store, first)
+            # One write of 2,500 pushes out 2,500: forgotten by the index in one call.
+            await _put(store, [_classified(1) for _ in range(2500)])
+
+            assert await store._redis.hlen(PREDICTION_INDEX) == 100
+            found = await store.find([first[0].prediction_id, first[-1].prediction_id])
+            assert found == {}
+
+    run_async(scenario())
+
+
 def test_live_metrics_are_scikit_learn_s_with_intervals_around_them(valkey_url: str) -> None:
     async def scenario() -> None:
         async with _store(valkey_url) as store:

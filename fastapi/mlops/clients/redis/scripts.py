@@ -115,10 +115,15 @@ for position, id, record in string.gmatch(ARGV[3], '(%d+)\\t([^\\t]+)\\t([^\\n]+
   located[#located + 1] = stream .. ' ' .. entry
 end
 if #located > 0 then redis.call('HSET', index, unpack(located)) end
+-- One HDEL for many (each command costs, and is written to the append-only file), a
+-- thousand at most: unpack's stack is bounded.
 local function forget(entries)
+  local ids = {}
   for _, e in ipairs(entries) do
-    redis.call('HDEL', index, e[2][2])
+    ids[#ids + 1] = e[2][2]
+    if #ids == 1000 then redis.call('HDEL', index, unpack(ids)); ids = {} end
   end
+  if #ids > 0 then redis.call('HDEL', index, unpack(ids)) end
 end
 for k = 2, #KEYS do
   local stream = KEYS[k]
