@@ -1,19 +1,20 @@
 """The closed loop's costs: recording every prediction, a shadow at 100 %, and taking
 labels back.
 
-    make bench-loop           # or: .venv/bin/python bench/loop.py [--seconds 10] [--rounds 3]
+    make bench-loop    # or: .venv/bin/python bench/loop.py [--seconds 2] [--turns 8] [--sets 3]
 
 Starts its own local platform on free ports (the settings `make up` uses), trains two
 versions of iris and serves the first, then:
 
-- recording: POST /inference through two API processes started alike here on the same
-  Serve application, one with MLOPS_RECORD_PREDICTIONS=true, one with false; wrk at 32
-  connections (req/s) and at 1 (p50). Each of --rounds rounds starts a fresh pair (a
-  process's own luck, its memory's layout or its core, is not recording's) and runs the
-  two in turn, the first of the pair alternating (ABBA); medians of the rounds'
-  ratios.
+- recording: POST /inference through API processes started alike here on the same
+  Serve application: one with MLOPS_RECORD_PREDICTIONS=true, two with false (the second
+  measures what this run can tell apart: unrecorded against unrecorded). wrk at 32
+  connections (req/s) and at 1 (p50), in short runs that take turns (ABBA), so a drift
+  of the machine's speed falls on every side alike. Each of --sets sets is a fresh
+  set of processes (a process's own luck, its memory's layout or its core, is not
+  recording's); the medians of the sets' ratios.
 - shadow: p50 at 1 connection with no rollout and with the second version in shadow at
-  100 %, alternated the same way (the shadow's copy is sent after each answer).
+  100 %, in turns the same way (the shadow's copy is sent after each answer).
 - feedback: labels for recorded predictions, POST /feedback in batches of 1,000 from one
   client, then from four at once: labels per second.
 """
@@ -84,15 +85,20 @@ def _start_api(
     raise SystemExit(f"an API did not start; see {log}")
 
 
-def _start_pair(
+# The recording comparison's sides: whether each API records. The second unrecorded one
+# measures the comparison itself: what this run tells apart that is not recording.
+SIDES = {"recorded": True, "unrecorded": False, "unrecorded again": False}
+Runs = dict[str, list[Result]]
+
+
+def _start_set(
     settings: PlatformSettings, folder: Path, apis: list[subprocess.Popen]
 ) -> dict[str, str]:
-    """A recording API and one not recording, started alike and warmed up: their
-    /inference URLs by side."""
+    """An API for each of SIDES, started alike and warmed up: their /inference URLs."""
     urls = {}
-    for side, record in (("recorded", True), ("unrecorded", False)):
+    for side, record in SIDES.items():
         port = free_port()
-        apis.append(_start_api(settings, port, folder / f"api-{side}.log", record=record))
+        apis.append(_start_api(settings, port, folder / f"api-{port}.log", record=record))
         urls[side] = f"http://127.0.0.1:{port}/inference"
     for url in urls.values():
         run_wrk(url, json.dumps({"input_data": ROW}), 8, 3, folder)
@@ -110,20 +116,17 @@ def _alternated(
     runs: Mapping[str, tuple[str, Callable[[], None] | None]],
     connections: int,
     seconds: int,
-    rounds: int,
+    turns: int,
     folder: Path,
     cpu: dict[str, list[float]] | None = None,
-    *,
-    first_round: int = 0,
-) -> dict[str, list[Result]]:
-    """Each side in turn, `rounds` times; `runs` maps a side to (url, a setup callable).
-    The order of the sides alternates round by round (ABBA), counted from `first_round`.
-    With `cpu`, the CPU seconds spent per 1,000 requests by the API the side's URL names
-    and by the processes serving it."""
+) -> Runs:
+    """Each side in turn, `turns` times; `runs` maps a side to (url, a setup callable).
+    The order reverses turn by turn (ABBA). With `cpu`, the CPU seconds spent per 1,000
+    requests by the API the side's URL names and by the processes serving it."""
     body = json.dumps({"input_data": ROW})
-    results: dict[str, list[Result]] = {side: [] for side in runs}
-    for round_ in range(first_round, first_round + rounds):
-        for side, (url, setup) in list(runs.items())[:: -1 if round_ % 2 else 1]:
+    results: Runs = {side: [] for side in runs}
+    for turn in range(turns):
+        for side, (url, setup) in list(runs.items())[:: -1 if turn % 2 else 1]:
             if setup is not None:
                 setup()
             before = _cpu_seconds()
@@ -136,7 +139,7 @@ def _alternated(
                 for name, seconds_spent in spent.items():
                     if name.startswith("api :"):
                         if name != f"api :{port}":
-                            continue  # the other side's, idle
+                            continue  # another side's, idle
                         name = "api"
                     cpu.setdefault(f"{side}: {name}", []).append(seconds_spent / thousands)
     return results
@@ -162,16 +165,13 @@ def _cpu_seconds() -> dict[str, float]:
     return spent
 
 
-def _paired(results: dict[str, list[Result]], field: str) -> list[float]:
-    """Recorded against unrecorded, round by round (each round its own pair of APIs)."""
-    return [
-        getattr(on, field) / getattr(off, field)
-        for on, off in zip(results["recorded"], results["unrecorded"], strict=True)
-    ]
-
-
 def _median(results: list[Result], field: str) -> float:
     return statistics.median(getattr(r, field) for r in results)
+
+
+def _ratios(sets: list[Runs], side: str, field: str) -> list[float]:
+    """`side` against the unrecorded API, set by set: the ratio of their runs' medians."""
+    return [_median(runs[side], field) / _median(runs["unrecorded"], field) for runs in sets]
 
 
 def _feedback_rate(api_url: str, settings: PlatformSettings, clients: int) -> float:
@@ -199,8 +199,9 @@ def _feedback_rate(api_url: str, settings: PlatformSettings, clients: int) -> fl
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--seconds", type=int, default=10, help="per wrk run")
-    parser.add_argument("--rounds", type=int, default=6, help="alternations of each comparison")
+    parser.add_argument("--seconds", type=int, default=2, help="per wrk run")
+    parser.add_argument("--turns", type=int, default=8, help="runs of each side, in turns")
+    parser.add_argument("--sets", type=int, default=3, help="fresh sets of APIs (recording)")
     args = parser.parse_args()
     if not shutil.which("wrk"):
         raise SystemExit("wrk is needed: `apt-get install wrk` (or `brew install wrk`)")
@@ -219,94 +220,88 @@ def main() -> None:
             champion = api.call("GET", "/models/iris")["champion"]["version"]
             challenger = first if champion == second else second
             cpu: dict[str, list[float]] = {}
-            busy: dict[str, list[Result]] = {"recorded": [], "unrecorded": []}
-            alone: dict[str, list[Result]] = {"recorded": [], "unrecorded": []}
-            for round_ in range(args.rounds):
-                urls = _start_pair(settings, Path(folder), apis)
+            busy: list[Runs] = []  # a set's runs at 32 connections
+            alone: list[Runs] = []  # and at 1
+            for _ in range(args.sets):
+                urls = _start_set(settings, Path(folder), apis)
                 sides = {side: (url, None) for side, url in urls.items()}
-                for connections, found in ((32, busy), (1, alone)):
-                    measured = _alternated(
-                        sides,
-                        connections,
-                        args.seconds,
-                        1,
-                        Path(folder),
-                        cpu if connections == 32 else None,
-                        first_round=round_,
-                    )
-                    for side, results in measured.items():
-                        found[side] += results
+                busy.append(_alternated(sides, 32, args.seconds, args.turns, Path(folder), cpu))
+                alone.append(_alternated(sides, 1, args.seconds, args.turns, Path(folder)))
                 _stop(apis)
-
-            def no_rollout() -> None:
-                if api.call("GET", "/models/iris/rollouts")["active"]:
-                    api.call("DELETE", "/models/iris/rollouts")
-                    time.sleep(settings.rollout_refresh_seconds + 0.5)
-
-            def shadow() -> None:
-                if api.call("GET", "/models/iris/rollouts")["active"]:
-                    return  # from the round before (the order alternates)
-                spec = {"version": challenger, "mode": "shadow", "percent": 100}
-                api.call("POST", "/models/iris/rollouts", json=spec)
-                time.sleep(settings.rollout_refresh_seconds + 0.5)
-
-            platform_api = f"{api_url}/inference"  # where the rollout's routing is read
-            shadowing = _alternated(
-                {"no rollout": (platform_api, no_rollout), "shadow 100%": (platform_api, shadow)},
-                1,
-                args.seconds,
-                args.rounds,
-                Path(folder),
-            )
-            no_rollout()
+            shadowing = _shadowing(api, settings, challenger, args, Path(folder))
             # Fresh predictions of the champion alone, to label.
-            run_wrk(platform_api, json.dumps({"input_data": ROW}), 8, 3, Path(folder))
+            run_wrk(f"{api_url}/inference", json.dumps({"input_data": ROW}), 8, 3, Path(folder))
             rates = {clients: _feedback_rate(api_url, settings, clients) for clients in (1, 4)}
         finally:
             _stop(apis)
             platform.stop()
-    _report(champion, challenger, busy, alone, shadowing, rates, args)
+    print(
+        f"\niris version {champion} (champion), {challenger} (shadow); wrk, "
+        f"{os.cpu_count()} cores; {args.turns} runs of {args.seconds}s a side, in turns"
+    )
+    _report_recording(busy, alone, args.sets)
+    _report_shadow(shadowing)
+    for clients, rate_per_s in rates.items():
+        print(f"feedback, batches of {BATCH}, {clients} client(s): {rate_per_s:,.0f} labels/s")
+    print("(target: at least 5,000 labels/s)")
     print("CPU seconds per 1,000 requests at 32 connections (medians):")
     for name, values in sorted(cpu.items()):
-        print(f"  {name:<28} {statistics.median(values):.3f}")
+        print(f"  {name:<34} {statistics.median(values):.3f}")
 
 
-def _report(
-    champion: str,
-    challenger: str,
-    busy: dict[str, list[Result]],
-    alone: dict[str, list[Result]],
-    shadowing: dict[str, list[Result]],
-    rates: dict[int, float],
-    args: argparse.Namespace,
-) -> None:
-    print(
-        f"\niris version {champion} (champion), {challenger} (shadow); {args.rounds} rounds "
-        f"of {args.seconds}s runs, medians; wrk, {os.cpu_count()} cores"
-    )
-    for side in busy:
-        errors = sum(r.errors for r in busy[side] + alone[side])
+def _shadowing(
+    api: Api, settings: PlatformSettings, challenger: str, args: argparse.Namespace, folder: Path
+) -> Runs:
+    """p50 at 1 connection on the platform's API, with no rollout and with `challenger`
+    in shadow at 100 %, in turns."""
+
+    def no_rollout() -> None:
+        if api.call("GET", "/models/iris/rollouts")["active"]:
+            api.call("DELETE", "/models/iris/rollouts")
+            time.sleep(settings.rollout_refresh_seconds + 0.5)
+
+    def shadow() -> None:
+        if api.call("GET", "/models/iris/rollouts")["active"]:
+            return  # from the turn before (the order reverses)
+        spec = {"version": challenger, "mode": "shadow", "percent": 100}
+        api.call("POST", "/models/iris/rollouts", json=spec)
+        time.sleep(settings.rollout_refresh_seconds + 0.5)
+
+    url = f"http://{settings.api_host}:{settings.api_port}/inference"  # reads the rollout
+    sides = {"no rollout": (url, no_rollout), "shadow 100%": (url, shadow)}
+    try:
+        return _alternated(sides, 1, args.seconds, args.turns, folder)
+    finally:
+        no_rollout()
+
+
+def _report_recording(busy: list[Runs], alone: list[Runs], sets: int) -> None:
+    print(f"recording: {sets} sets of APIs, each side's median run")
+    for side in SIDES:
+        errors = sum(r.errors for runs in busy + alone for r in runs[side])
+        throughput = statistics.median(_median(runs[side], "requests_per_s") for runs in busy)
+        p50 = statistics.median(_median(runs[side], "p50_ms") for runs in alone)
         print(
-            f"{side:<11} 32 connections {_median(busy[side], 'requests_per_s'):7.0f} req/s   "
-            f"1 connection p50 {_median(alone[side], 'p50_ms'):6.2f} ms   errors {errors}"
+            f"  {side:<17} 32 connections {throughput:7.0f} req/s   "
+            f"1 connection p50 {p50:6.2f} ms   errors {errors}"
         )
-    throughputs = _paired(busy, "requests_per_s")
-    p50s = _paired(alone, "p50_ms")
-    print(
-        f"recording on/off, medians of the rounds' ratios: req/s "
-        f"{statistics.median(throughputs):.3f}x, p50 {statistics.median(p50s):.3f}x "
-        "(target: within 5%)"
-    )
-    print(f"  rounds' req/s ratios: {' '.join(f'{r:.3f}' for r in throughputs)}")
-    print(f"  rounds' p50 ratios:   {' '.join(f'{r:.3f}' for r in p50s)}")
+    for side, what in (("recorded", "recording on/off"), ("unrecorded again", "unrecorded A/A")):
+        throughputs, p50s = _ratios(busy, side, "requests_per_s"), _ratios(alone, side, "p50_ms")
+        print(
+            f"{what}, medians of the sets' ratios: req/s {statistics.median(throughputs):.3f}x, "
+            f"p50 {statistics.median(p50s):.3f}x"
+            + (" (target: within 5%)" if side == "recorded" else " (what this run can resolve)")
+        )
+        print(f"  sets' req/s ratios: {' '.join(f'{r:.3f}' for r in throughputs)}")
+        print(f"  sets' p50 ratios:   {' '.join(f'{r:.3f}' for r in p50s)}")
+
+
+def _report_shadow(shadowing: Runs) -> None:
     for side, results in shadowing.items():
         errors = sum(r.errors for r in results)
         print(f"{side:<11} 1 connection p50 {_median(results, 'p50_ms'):6.2f} ms   errors {errors}")
     ratio = _median(shadowing["shadow 100%"], "p50_ms") / _median(shadowing["no rollout"], "p50_ms")
     print(f"shadow at 100%: champion's p50 {ratio:.3f}x no rollout (target: within 10%)")
-    for clients, rate_per_s in rates.items():
-        print(f"feedback, batches of {BATCH}, {clients} client(s): {rate_per_s:,.0f} labels/s")
-    print("(target: at least 5,000 labels/s)")
 
 
 if __name__ == "__main__":
