@@ -133,7 +133,7 @@ def _alternated(
             result = run_wrk(url, body, connections, seconds, folder)
             results[side].append(result)
             if cpu is not None:
-                spent = {name: _cpu_seconds()[name] - s for name, s in before.items()}
+                spent = _spent(before, _cpu_seconds())
                 thousands = result.requests_per_s * seconds / 1000
                 port = url.split(":")[-1].split("/")[0]
                 for name, seconds_spent in spent.items():
@@ -145,10 +145,10 @@ def _alternated(
     return results
 
 
-def _cpu_seconds() -> dict[str, float]:
-    """CPU seconds so far of the serving processes, by kind: each API (by its port),
-    Valkey, Serve's replicas and proxy."""
-    spent: dict[str, float] = {}
+def _cpu_seconds() -> dict[int, tuple[str, float]]:
+    """CPU seconds so far of each serving process, by pid, with its kind: each API (by
+    its port), Valkey, Serve's replicas and proxy."""
+    spent: dict[int, tuple[str, float]] = {}
     for process in psutil.process_iter(["cmdline", "cpu_times"]):
         line = " ".join(process.info["cmdline"] or [])
         if "mlops.main:create_app" in line:
@@ -161,7 +161,19 @@ def _cpu_seconds() -> dict[str, float]:
             continue
         times = process.info["cpu_times"]
         if times is not None:
-            spent[kind] = spent.get(kind, 0.0) + times.user + times.system
+            spent[process.pid] = (kind, times.user + times.system)
+    return spent
+
+
+def _spent(
+    before: dict[int, tuple[str, float]], after: dict[int, tuple[str, float]]
+) -> dict[str, float]:
+    """CPU seconds by kind between two readings: a process started since counts whole,
+    one gone since (a child between its fork and its exec, say) not at all."""
+    spent: dict[str, float] = {}
+    for pid, (kind, seconds) in after.items():
+        earlier = before.get(pid, (kind, 0.0))[1]
+        spent[kind] = spent.get(kind, 0.0) + seconds - earlier
     return spent
 
 
