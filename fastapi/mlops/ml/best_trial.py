@@ -29,7 +29,11 @@ class Kept:
 class BestTrial:
     """A Ray actor (`start` creates one per search; it ends with the search's driver)."""
 
-    def __init__(self, higher_is_better: bool) -> None:
+    def __init__(self, higher_is_better: bool, niceness: int | None = None) -> None:
+        if niceness is not None:  # in its own process: it takes in each better model
+            from mlops.ml.niceness import yield_to_serving
+
+            yield_to_serving(niceness)
         self._higher_is_better = higher_is_better
         self._kept: Kept | None = None
 
@@ -53,9 +57,10 @@ class BestTrial:
         return score > other if self._higher_is_better else score < other
 
 
-def start(higher_is_better: bool) -> Any:
-    """A `BestTrial` actor for one search; it takes no CPU from the trials."""
-    return ray.remote(BestTrial).options(num_cpus=0).remote(higher_is_better)
+def start(higher_is_better: bool, niceness: int) -> Any:
+    """A `BestTrial` actor for one search, at the training's `niceness`; it takes no
+    logical CPU from the trials."""
+    return ray.remote(BestTrial).options(num_cpus=0).remote(higher_is_better, niceness)
 
 
 def offer(keeper: Any, score: float, config: dict[str, Any], fitted: Fitted) -> None:

@@ -60,9 +60,12 @@ def run_trial(
     experiment_id: str,
     parent_run_id: str,
     keeper: Any,  # the search's best_trial.BestTrial actor
+    niceness: int,
 ) -> None:
     """One trial: fit and score one configuration, logged as a child run, and offered
-    to the search's keeper of the best trial's model."""
+    to the search's keeper of the best trial's model. Its process yields to serving
+    first (Ray starts it at the niceness Serve's processes have)."""
+    yield_to_serving(niceness)
     from mlflow import MlflowClient
     from mlflow.entities import Metric, Param
 
@@ -144,7 +147,7 @@ def search(
     fixed = {"random_state": settings.random_seed, **spec.fixed}
     champions = promotion.ChampionCache(size=1)
     try:
-        keeper = best_trial.start(spec.metric.higher_is_better)
+        keeper = best_trial.start(spec.metric.higher_is_better, settings.training_niceness)
         with ThreadPoolExecutor(1) as ahead, phases.timed("fit"):
             # While the trials run: the champion loaded for the gate to score.
             ahead.submit(_load_champion, settings, ref, champions)
@@ -223,6 +226,7 @@ def _tune(
         experiment_id=experiment_id,
         parent_run_id=parent_id,
         keeper=keeper,
+        niceness=settings.training_niceness,
     )
     tuner = tune.Tuner(
         # On trainer nodes: a trial logs to MLflow as the trainer (contracts.placement).
