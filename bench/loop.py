@@ -172,7 +172,7 @@ def _spent(
     one gone since (a child between its fork and its exec, say) not at all."""
     spent: dict[str, float] = {}
     for pid, (kind, seconds) in after.items():
-        earlier = before.get(pid, (kind, 0.0))[1]
+        earlier = before[pid][1] if pid in before else 0.0
         spent[kind] = spent.get(kind, 0.0) + seconds - earlier
     return spent
 

