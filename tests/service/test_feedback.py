@@ -18,7 +18,7 @@ from helpers import free_port, run_async
 from redis.asyncio import Redis
 from sklearn.metrics import accuracy_score, f1_score, mean_absolute_error
 
-from mlops.clients.redis.keys import PREDICTION_INDEX
+from mlops.clients.redis.keys import PREDICTION_INDEX, prediction_stream_key
 from mlops.clients.redis.predictions import PredictionStore, PredictionWriter
 from mlops.contracts.model_definition import (
     Gate,
@@ -90,6 +90,12 @@ def _answered(outputs: list[int]) -> Answered:
 
 async def _put(store: PredictionStore, records: list[PredictionRecord]) -> None:
     await store.record([record.encoded() for record in records])
+
+
+async def _indexed(store: PredictionStore) -> list[str]:
+    """The prediction ids the index holds (not the streams' counts, under "#")."""
+    fields = await store._redis.hkeys(PREDICTION_INDEX)
+    return [field for field in fields if not field.startswith("#")]
 
 
 @asynccontextmanager
@@ -206,7 +212,7 @@ def test_unknown_and_expired_predictions_are_told_apart(valkey_url: str) -> None
             ]
             assert "pushed out" in (results[2].detail or "")
             # The index holds no more than the stream: the pushed-out ids left it.
-            assert await store._redis.hlen(PREDICTION_INDEX) <= 100
+            assert len(await _indexed(store)) <= 100
 
     run_async(scenario())
 
@@ -221,7 +227,7 @@ def test_a_write_that_pushes_out_thousands_leaves_the_index_as_small_as_the_stre
             # One write of 2,500 pushes out 2,500: forgotten by the index in one call.
             await _put(store, [_classified(1) for _ in range(2500)])
 
-            assert await store._redis.hlen(PREDICTION_INDEX) == 100
+            assert len(await _indexed(store)) == 100
             found = await store.find([first[0].prediction_id, first[-1].prediction_id])
             assert found == {}
 
@@ -335,5 +341,60 @@ def test_an_id_from_the_future_is_unknown_at_once(valkey_url: str) -> None:
 
             assert result.outcome is Outcome.UNKNOWN
             assert time.monotonic() - started < 0.5
+
+    run_async(scenario())
+
+
+def test_a_hundred_predictions_share_an_entry_and_each_is_found_and_listed_as_written(
+    valkey_url: str,
+) -> None:
+    async def scenario() -> None:
+        async with _store(valkey_url, max_predictions=10_000) as store:
+            records = [_classified(i % 3) for i in range(250)]
+            for i, record in enumerate(records):
+                record.features = [float(i), 0.0, 0.0, 0.0]
+            await _put(store, records[:200])  # two entries of a hundred
+            for start in range(200, 250, 2):  # then 25 entries of two: listing pages
+                await _put(store, records[start : start + 2])
+
+            found = await store.find([r.prediction_id for r in records[::-1]])
+            listed = await store.recent("iris", 240)
+
+            stream = prediction_stream_key("iris")
+            assert await store._redis.xlen(stream) == 27
+            assert found == {r.prediction_id: r for r in records}
+            assert listed == records[:9:-1]
+
+    run_async(scenario())
+
+
+def test_predictions_recorded_one_an_entry_before_an_upgrade_stay_readable_and_counted(
+    valkey_url: str,
+) -> None:
+    async def scenario() -> None:
+        async with _store(valkey_url, max_predictions=100) as store:
+            stream = prediction_stream_key("iris")
+            before = [_classified(i % 3) for i in range(30)]
+            for record in before:  # as a replica wrote them before entries held many
+                entry = await store._redis.xadd(
+                    stream, {"id": record.prediction_id, "record": record.to_json()}
+                )
+                await store._redis.hset(PREDICTION_INDEX, record.prediction_id, f"{stream} {entry}")
+            after = [_classified(1) for _ in range(80)]
+            await _put(store, after)
+            feedback = Feedback(store, max_age_hours=24)
+
+            listed = await store.recent("iris", 200)
+            sent = await feedback.send([(r.prediction_id, 0) for r in before[-2:]])
+
+            # The 30 old ones counted one each: the 10 oldest made room for the 80.
+            assert listed == after[::-1] + before[:9:-1]
+            assert len(await _indexed(store)) == 100
+            assert await store.find([r.prediction_id for r in before[:10]]) == {}
+            assert [r.outcome for r in sent] == [Outcome.ACCEPTED] * 2
+            live = await feedback.live(
+                _definition("iris", Task.CLASSIFICATION), window=None, last=None
+            )
+            assert live[0].labels == 2
 
     run_async(scenario())

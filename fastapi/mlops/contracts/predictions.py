@@ -1,8 +1,8 @@
 """A prediction as the platform records it, and the label that comes back for it.
 
 Written by the Serve replica that answered (every answer of /inference, its id drawn by
-the API; `ml/recording.py`) and read by feedback and live metrics; one Redis stream
-entry per prediction (`clients/redis/predictions.py`).
+the API; `ml/recording.py`) and read by feedback and live metrics; a Redis stream entry
+holds a hundred of a model's predictions at most (`clients/redis/predictions.py`).
 
 A prediction id is time-ordered: 11 hex digits of the milliseconds since the epoch,
 then 16 random ones. Its time tells a label for a prediction too old to be kept from
@@ -17,7 +17,7 @@ import re
 import time
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import orjson
 
@@ -96,7 +96,7 @@ class PredictionRecord:
         return Encoded(self.model, self.prediction_id, self.to_json())
 
     def to_json(self) -> str:
-        """As a stream entry's one field: one compact JSON object (orjson: a quarter of
+        """As a stream entry lists it: one compact JSON object (orjson: a quarter of
         the standard encoder's time, on every prediction's path)."""
         return orjson.dumps(
             {
@@ -113,7 +113,11 @@ class PredictionRecord:
     @classmethod
     def from_json(cls, model: str, text: str) -> PredictionRecord:
         """Raises KeyError, TypeError or ValueError for an entry not written by `to_json`."""
-        found = orjson.loads(text)
+        return cls.from_object(model, orjson.loads(text))
+
+    @classmethod
+    def from_object(cls, model: str, found: dict[str, Any]) -> PredictionRecord:
+        """`to_json`'s object, decoded (KeyError, TypeError or ValueError if it is not)."""
         output = found["output"]
         if not isinstance(output, int | float):
             raise ValueError(f"not a prediction: {output!r}")

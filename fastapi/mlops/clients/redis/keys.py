@@ -43,8 +43,9 @@ def prediction_stream_key(model_name: str) -> str:
     return f"mlops:predictions:{model_name}"
 
 
-# Every recorded prediction, by id: "its stream, its entry [the entry of its label]";
-# trimmed with the streams, so it holds no more than they do.
+# Every recorded prediction, by id: "its stream, its entry#its place in the entry [the
+# entry of its label]"; trimmed with the streams, so it holds no more than they do. And
+# each stream's count of predictions, under "#" and the stream's key.
 PREDICTION_INDEX = "mlops:prediction-index"
 
 

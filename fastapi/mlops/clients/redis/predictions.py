@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
+import orjson
 from redis.asyncio import Redis
 
 from mlops.clients.redis.keys import PREDICTION_INDEX, label_stream_key, prediction_stream_key
@@ -22,7 +23,11 @@ from mlops.contracts.predictions import (
     PredictionRecord,
 )
 
-RECORD_FIELD = "record"  # a prediction's stream entry: this one field, its JSON
+# A stream entry holds this many of a model's predictions at most, written together:
+# Valkey's work a prediction halves (one entry, not one each), while a label's lookup
+# still reads one entry of a few kilobytes.
+PER_ENTRY = 100
+_PAGE = 16  # entries read at a time, newest first, for the most recent predictions
 # Live metrics look back a week at most: older labels are trimmed.
 LABEL_MAX_AGE_MS = 7 * 24 * HOUR_MS
 
@@ -45,28 +50,42 @@ def _now_ms() -> int:
     return int(time.time() * 1000)
 
 
+def _records(model: str, fields: dict[str, str]) -> list[PredictionRecord]:
+    """A stream entry's predictions, in the order they were written: `records`, or
+    `record` for an entry written before entries held many."""
+    if "records" in fields:
+        return [PredictionRecord.from_object(model, o) for o in orjson.loads(fields["records"])]
+    return [PredictionRecord.from_json(model, fields["record"])]
+
+
 class PredictionWriter:
     """Writes recorded predictions: what a Serve replica needs of the store."""
 
     def __init__(self, redis: Redis, *, max_predictions: int, max_age_hours: float) -> None:
         self._max_predictions = max_predictions
         self._max_age_ms = int(max_age_hours * HOUR_MS)
+        # A stream's count limit is kept to whole entries: none holds more than it.
+        self._per_entry = min(PER_ENTRY, max_predictions)
         self._record = redis.register_script(RECORD_PREDICTIONS)
 
     async def record(self, predictions: Sequence[Encoded]) -> None:
-        """One round trip for the lot."""
+        """One round trip for the lot, a stream entry for PER_ENTRY of a model's."""
         if not predictions:
             return
-        streams = list(dict.fromkeys(prediction_stream_key(p.model) for p in predictions))
-        position = {stream: n for n, stream in enumerate(streams, start=2)}  # Lua's KEYS
-        # A line a prediction: its stream's place in KEYS, its id, its record (JSON has
-        # no tab nor newline of its own); one argument, split by the script.
-        lines = "\n".join(
-            f"{position[prediction_stream_key(p.model)]}\t{p.prediction_id}\t{p.record}"
-            for p in predictions
-        )
-        args = [self._max_predictions, _now_ms() - self._max_age_ms, lines]
-        await self._record(keys=[PREDICTION_INDEX, *streams], args=args)
+        by_stream: dict[str, list[Encoded]] = {}
+        for p in predictions:
+            by_stream.setdefault(prediction_stream_key(p.model), []).append(p)
+        # A line an entry: its stream's place in KEYS (Lua's, from 2), its ids, its
+        # records as a JSON list (JSON has no tab nor newline of its own); one argument,
+        # split by the script.
+        lines = []
+        for position, mine in enumerate(by_stream.values(), start=2):
+            for start in range(0, len(mine), self._per_entry):
+                entry = mine[start : start + self._per_entry]
+                ids = " ".join(p.prediction_id for p in entry)
+                lines.append(f"{position}\t{ids}\t[{','.join(p.record for p in entry)}]")
+        args = [self._max_predictions, _now_ms() - self._max_age_ms, "\n".join(lines)]
+        await self._record(keys=[PREDICTION_INDEX, *by_stream], args=args)
 
 
 class PredictionStore:
@@ -87,31 +106,46 @@ class PredictionStore:
 
     async def recent(self, model: str, limit: int) -> list[PredictionRecord]:
         """The newest first."""
-        entries = await self._redis.xrevrange(prediction_stream_key(model), count=limit)
-        return [PredictionRecord.from_json(model, fields[RECORD_FIELD]) for _, fields in entries]
+        stream, end = prediction_stream_key(model), "+"
+        newest_first: list[PredictionRecord] = []
+        while len(newest_first) < limit:
+            entries = await self._redis.xrevrange(stream, max=end, count=_PAGE)
+            for _, fields in entries:
+                newest_first += reversed(_records(model, fields))
+            if len(entries) < _PAGE:
+                break
+            end = f"({entries[-1][0]}"
+        return newest_first[:limit]
 
     async def find(self, prediction_ids: Sequence[str]) -> dict[str, PredictionRecord | None]:
         """The predictions indexed, by id: their record, or None when the stream no longer
-        holds it (trimmed by its count or age limit). Two round trips for the lot."""
+        holds it (trimmed by its count or age limit). Two round trips for the lot, an
+        entry read once however many of its predictions are asked for."""
         if not prediction_ids:
             return {}
         located = await self._redis.hmget(PREDICTION_INDEX, list(prediction_ids))
-        found = [
-            (prediction_id, *value.split(" ")[:2])
-            for prediction_id, value in zip(prediction_ids, located, strict=True)
-            if value
-        ]
+        # "stream entry#position [label entry]", or "stream entry" for an entry of one.
+        found = {}
+        for prediction_id, value in zip(prediction_ids, located, strict=True):
+            if value:
+                stream, place = value.split(" ")[:2]
+                entry, _, position = place.partition("#")
+                found[prediction_id] = (stream, entry, int(position or 0))
+        entries = list(dict.fromkeys((stream, entry) for stream, entry, _ in found.values()))
         async with self._redis.pipeline(transaction=False) as pipe:
-            for _, stream, entry in found:
+            for stream, entry in entries:
                 pipe.xrange(stream, entry, entry)
-            entries = await pipe.execute()
+            read = await pipe.execute()
+        records = {
+            (stream, entry): _records(stream.removeprefix(prediction_stream_key("")), got[0][1])
+            for (stream, entry), got in zip(entries, read, strict=True)
+            if got
+        }
         return {
-            prediction_id: PredictionRecord.from_json(
-                stream.removeprefix(prediction_stream_key("")), entry[0][1][RECORD_FIELD]
-            )
-            if entry
+            prediction_id: records[(stream, entry)][position]
+            if (stream, entry) in records
             else None
-            for (prediction_id, stream, _), entry in zip(found, entries, strict=True)
+            for prediction_id, (stream, entry, position) in found.items()
         }
 
     async def join(self, model: str, labels: Sequence[Label]) -> list[Joined]:

@@ -100,40 +100,73 @@ return 1
 """
 
 # KEYS[1] the index of predictions, then the streams of the models in this call.
-# ARGV[1] a stream's length, ARGV[2] the oldest entry id a stream keeps (its age limit),
-# ARGV[3] the predictions, a line each: the stream's position in KEYS, the id and the
-# record (JSON), tab-separated. Records each as an entry of fields `id` and `record`,
-# indexes it by id, then trims each stream to its limits, its trimmed entries leaving
-# the index with it: the index never holds more than the streams do.
+# ARGV[1] a stream's length in predictions, ARGV[2] the oldest entry id a stream keeps
+# (its age limit), ARGV[3] the predictions, a line a stream entry: the stream's position
+# in KEYS, the entry's prediction ids (space-separated) and their records (a JSON list),
+# tab-separated. Adds each line as an entry of fields `ids` and `records`, indexes each
+# id as "stream entry#position", then trims each stream to its limits, whole entries
+# oldest first, their ids leaving the index with them: the index never holds more than
+# the streams do. The index also counts each stream's predictions, under "#" and the
+# stream's key (no prediction id starts with "#"); a stream written before entries held
+# many (fields `id` and `record`, one prediction each) starts its count at its length.
 RECORD_PREDICTIONS = """
 local index, maxlen, minid = KEYS[1], tonumber(ARGV[1]), ARGV[2]
+local counts = {}
+for k = 2, #KEYS do
+  redis.call('HSETNX', index, '#' .. KEYS[k], redis.call('XLEN', KEYS[k]))
+  counts[k] = tonumber(redis.call('HGET', index, '#' .. KEYS[k]))
+end
 local located = {}
-for position, id, record in string.gmatch(ARGV[3], '(%d+)\\t([^\\t]+)\\t([^\\n]+)') do
-  local stream = KEYS[tonumber(position)]
-  local entry = redis.call('XADD', stream, '*', 'id', id, 'record', record)
-  located[#located + 1] = id
-  located[#located + 1] = stream .. ' ' .. entry
+for position, ids, records in string.gmatch(ARGV[3], '(%d+)\\t([^\\t]+)\\t([^\\n]+)') do
+  local k = tonumber(position)
+  local entry = redis.call('XADD', KEYS[k], '*', 'ids', ids, 'records', records)
+  local place = KEYS[k] .. ' ' .. entry .. '#'
+  local n = 0
+  for id in string.gmatch(ids, '%S+') do
+    located[#located + 1] = id
+    located[#located + 1] = place .. n
+    n = n + 1
+  end
+  counts[k] = counts[k] + n
 end
 if #located > 0 then redis.call('HSET', index, unpack(located)) end
--- One HDEL for many (each command costs, and is written to the append-only file), a
--- thousand at most: unpack's stack is bounded.
-local function forget(entries)
+-- An entry's ids: its first field's value (`ids`, or `id` before entries held many).
+local function ids_of(entry)
   local ids = {}
-  for _, e in ipairs(entries) do
-    ids[#ids + 1] = e[2][2]
-    if #ids == 1000 then redis.call('HDEL', index, unpack(ids)); ids = {} end
+  for id in string.gmatch(entry[2][2], '%S+') do ids[#ids + 1] = id end
+  return ids
+end
+-- Takes entries out of a stream and their ids out of the index, a command for a
+-- thousand at most (each command costs, and is written to the append-only file;
+-- unpack's stack is bounded); how many predictions went.
+local function remove(stream, entries)
+  local ids, gone, n = {}, {}, 0
+  local function flush()
+    if #ids > 0 then redis.call('HDEL', index, unpack(ids)); n = n + #ids; ids = {} end
+    if #gone > 0 then redis.call('XDEL', stream, unpack(gone)); gone = {} end
   end
-  if #ids > 0 then redis.call('HDEL', index, unpack(ids)) end
+  for _, entry in ipairs(entries) do
+    for _, id in ipairs(ids_of(entry)) do ids[#ids + 1] = id end
+    gone[#gone + 1] = entry[1]
+    if #ids >= 1000 or #gone == 1000 then flush() end
+  end
+  flush()
+  return n
 end
 for k = 2, #KEYS do
   local stream = KEYS[k]
-  forget(redis.call('XRANGE', stream, '-', '(' .. minid))
-  redis.call('XTRIM', stream, 'MINID', minid)
-  local excess = redis.call('XLEN', stream) - maxlen
-  if excess > 0 then
-    forget(redis.call('XRANGE', stream, '-', '+', 'COUNT', excess))
-    redis.call('XTRIM', stream, 'MAXLEN', maxlen)
+  counts[k] = counts[k] - remove(stream, redis.call('XRANGE', stream, '-', '(' .. minid))
+  while counts[k] > maxlen do
+    local oldest, gone, left = redis.call('XRANGE', stream, '-', '+', 'COUNT', 100), {}, counts[k]
+    for _, entry in ipairs(oldest) do
+      if left <= maxlen then break end
+      left = left - #ids_of(entry)
+      gone[#gone + 1] = entry
+    end
+    if #gone == 0 then counts[k] = 0; break end  -- an empty stream: its count restarts
+    counts[k] = counts[k] - remove(stream, gone)
   end
+  redis.call('HSET', index, '#' .. stream, counts[k])
 end
 return 1
 """
