@@ -27,7 +27,13 @@ from mlops.contracts.model_definition import (
     ModelSpec,
     Task,
 )
-from mlops.contracts.predictions import Arm, PredictionRecord, new_prediction_id, shadow_id
+from mlops.contracts.predictions import (
+    Arm,
+    Encoded,
+    PredictionRecord,
+    new_prediction_id,
+    shadow_id,
+)
 from mlops.contracts.serve import RecordAs
 from mlops.ml.recording import Answered, PredictionRecorder, answered, records_of
 from mlops.services.feedback import Feedback, Outcome
@@ -396,5 +402,43 @@ def test_predictions_recorded_one_an_entry_before_an_upgrade_stay_readable_and_c
                 _definition("iris", Task.CLASSIFICATION), window=None, last=None
             )
             assert live[0].labels == 2
+
+    run_async(scenario())
+
+
+def test_encoding_a_flush_leaves_the_replica_s_loop_to_its_requests_between_groups(
+    valkey_url: str,
+) -> None:
+    async def scenario() -> None:
+        async with _store(valkey_url) as store:
+            turns = 0
+            seen_at_write: list[int] = []
+
+            async def requests() -> None:  # stands for the replica's requests
+                nonlocal turns
+                while True:
+                    turns += 1
+                    await asyncio.sleep(0)
+
+            class Counted:  # the real store, noting how often the requests ran
+                async def record(self, batch: list[Encoded]) -> None:
+                    seen_at_write.append(turns)
+                    await store.record(batch)
+
+            recorder = PredictionRecorder(max_waiting=10_000, flush_seconds=3600)
+            for _ in range(20):
+                recorder.keep(_answered([0] * 30))
+            running = asyncio.create_task(requests())
+            flushing = asyncio.create_task(recorder.flush_forever(Counted()))
+            await asyncio.sleep(0.01)
+            before = turns
+            flushing.cancel()  # what waits is written on the way out
+            await asyncio.gather(flushing, return_exceptions=True)
+            running.cancel()
+            await asyncio.gather(running, return_exceptions=True)
+
+            # The requests ran between the 20 groups' encodings, not only after them.
+            assert seen_at_write[0] - before >= 20
+            assert len(await store.recent("iris", 1000)) == 600
 
     run_async(scenario())
