@@ -26,7 +26,10 @@ class ServingSettings(RuntimeSettings):
 
     # Predictions recorded by the replica that answered them (ml/recording.py).
     prediction_history: int = Field(
-        100_000, ge=100, description="Recorded predictions kept per model (the newest)."
+        100_000,
+        ge=100,
+        description="Recorded predictions kept per model at most (the newest; the oldest "
+        "leave a stream entry, up to a hundred predictions, at a time).",
     )
     prediction_max_age_hours: float = Field(
         168,
