@@ -9,7 +9,7 @@ import dataclasses
 import math
 import time
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 
@@ -421,7 +421,7 @@ def test_encoding_a_flush_leaves_the_replica_s_loop_to_its_requests_between_grou
                     await asyncio.sleep(0)
 
             class Counted:  # the real store, noting how often the requests ran
-                async def record(self, batch: list[Encoded]) -> None:
+                async def record(self, batch: Sequence[Encoded]) -> None:
                     seen_at_write.append(turns)
                     await store.record(batch)
 

@@ -27,7 +27,7 @@ from mlops.contracts.predictions import (
 # Valkey's work a prediction halves (one entry, not one each), while a label's lookup
 # still reads one entry of a few kilobytes.
 PER_ENTRY = 100
-_PAGE = 16  # entries read at a time, newest first, for the most recent predictions
+_FIRST_PAGE = 16  # entries read first, newest first, for the most recent predictions
 # Live metrics look back a week at most: older labels are trimmed.
 LABEL_MAX_AGE_MS = 7 * 24 * HOUR_MS
 
@@ -106,15 +106,18 @@ class PredictionStore:
 
     async def recent(self, model: str, limit: int) -> list[PredictionRecord]:
         """The newest first."""
-        stream, end = prediction_stream_key(model), "+"
+        stream, end, count = prediction_stream_key(model), "+", _FIRST_PAGE
         newest_first: list[PredictionRecord] = []
         while len(newest_first) < limit:
-            entries = await self._redis.xrevrange(stream, max=end, count=_PAGE)
+            entries = await self._redis.xrevrange(stream, max=end, count=count)
             for _, fields in entries:
                 newest_first += reversed(_records(model, fields))
-            if len(entries) < _PAGE:
+            if len(entries) < count:
                 break
             end = f"({entries[-1][0]}"
+            # Entries of few predictions (a quiet model): fewer, larger pages; never
+            # more entries than predictions still wanted (each holds one at least).
+            count = min(count * 4, limit - len(newest_first))
         return newest_first[:limit]
 
     async def find(self, prediction_ids: Sequence[str]) -> dict[str, PredictionRecord | None]:
