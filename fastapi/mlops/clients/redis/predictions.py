@@ -106,18 +106,21 @@ class PredictionStore:
 
     async def recent(self, model: str, limit: int) -> list[PredictionRecord]:
         """The newest first."""
-        stream, end, count = prediction_stream_key(model), "+", _FIRST_PAGE
+        stream, end, count, read = prediction_stream_key(model), "+", _FIRST_PAGE, 0
         newest_first: list[PredictionRecord] = []
         while len(newest_first) < limit:
             entries = await self._redis.xrevrange(stream, max=end, count=count)
+            read += len(entries)
             for _, fields in entries:
                 newest_first += reversed(_records(model, fields))
             if len(entries) < count:
                 break
             end = f"({entries[-1][0]}"
-            # Entries of few predictions (a quiet model): fewer, larger pages; never
-            # more entries than predictions still wanted (each holds one at least).
-            count = min(count * 4, limit - len(newest_first))
+            # As many entries as those read so suggest, and a few more (a quiet model's
+            # hold one or two predictions, a busy one's a hundred); never more than
+            # the predictions still wanted, as each entry holds one at least.
+            wanted = limit - len(newest_first)
+            count = min(wanted, wanted * read // len(newest_first) + _FIRST_PAGE)
         return newest_first[:limit]
 
     async def find(self, prediction_ids: Sequence[str]) -> dict[str, PredictionRecord | None]:
