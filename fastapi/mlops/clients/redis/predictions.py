@@ -84,7 +84,8 @@ class PredictionWriter:
                 entry = mine[start : start + self._per_entry]
                 ids = " ".join(p.prediction_id for p in entry)
                 lines.append(f"{position}\t{ids}\t[{','.join(p.record for p in entry)}]")
-        args = [self._max_predictions, _now_ms() - self._max_age_ms, "\n".join(lines)]
+        oldest_kept = _now_ms() - self._max_age_ms
+        args = [self._max_predictions, oldest_kept, "\n".join(lines), self._per_entry]
         await self._record(keys=[PREDICTION_INDEX, *by_stream], args=args)
 
 

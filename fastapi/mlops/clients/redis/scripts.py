@@ -103,14 +103,15 @@ return 1
 # ARGV[1] a stream's length in predictions, ARGV[2] the oldest entry id a stream keeps
 # (its age limit), ARGV[3] the predictions, a line a stream entry: the stream's position
 # in KEYS, the entry's prediction ids (space-separated) and their records (a JSON list),
-# tab-separated. Adds each line as an entry of fields `ids` and `records`, indexes each
-# id as "stream entry#position", then trims each stream to its limits, whole entries
-# oldest first, their ids leaving the index with them: the index never holds more than
-# the streams do. The index also counts each stream's predictions, under "#" and the
-# stream's key (no prediction id starts with "#"); a stream written before entries held
-# many (fields `id` and `record`, one prediction each) starts its count at its length.
+# tab-separated; ARGV[4] the predictions an entry holds at most. Adds each line as an
+# entry of fields `ids` and `records`, indexes each id as "stream entry#position", then
+# trims each stream to its limits, whole entries oldest first, their ids leaving the
+# index with them: the index never holds more than the streams do. The index also
+# counts each stream's predictions, under "#" and the stream's key (no prediction id
+# starts with "#"); a stream written before entries held many (fields `id` and
+# `record`, one prediction each) starts its count at its length.
 RECORD_PREDICTIONS = """
-local index, maxlen, minid = KEYS[1], tonumber(ARGV[1]), ARGV[2]
+local index, maxlen, minid, per_entry = KEYS[1], tonumber(ARGV[1]), ARGV[2], tonumber(ARGV[4])
 local counts = {}
 for k = 2, #KEYS do
   redis.call('HSETNX', index, '#' .. KEYS[k], redis.call('XLEN', KEYS[k]))
@@ -157,7 +158,10 @@ for k = 2, #KEYS do
   local stream = KEYS[k]
   counts[k] = counts[k] - remove(stream, redis.call('XRANGE', stream, '-', '(' .. minid))
   while counts[k] > maxlen do
-    local oldest, gone, left = redis.call('XRANGE', stream, '-', '+', 'COUNT', 100), {}, counts[k]
+    -- Entries of `per_entry` would do: no more read (each is kilobytes, read whole).
+    local enough = math.ceil((counts[k] - maxlen) / per_entry)
+    local oldest = redis.call('XRANGE', stream, '-', '+', 'COUNT', enough)
+    local gone, left = {}, counts[k]
     for _, entry in ipairs(oldest) do
       if left <= maxlen then break end
       left = left - #ids_of(entry)
