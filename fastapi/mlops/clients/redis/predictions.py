@@ -24,8 +24,9 @@ from mlops.contracts.predictions import (
 )
 
 # A stream entry holds this many of a model's predictions at most, written together:
-# Valkey's work a prediction halves (one entry, not one each), while a label's lookup
-# still reads one entry of a few kilobytes.
+# Valkey's work a prediction falls by a third to a half (one entry, not one each; the
+# index by id is most of what is left), while a label's lookup still reads one entry
+# (some 20 kB).
 PER_ENTRY = 100
 _FIRST_PAGE = 16  # entries read first, newest first, for the most recent predictions
 # Live metrics look back a week at most: older labels are trimmed.
