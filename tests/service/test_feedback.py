@@ -442,3 +442,21 @@ def test_encoding_a_flush_leaves_the_replica_s_loop_to_its_requests_between_grou
             assert len(await store.recent("iris", 1000)) == 600
 
     run_async(scenario())
+
+
+def test_a_flush_cancelled_while_it_encodes_loses_none_of_what_it_took(valkey_url: str) -> None:
+    async def scenario() -> None:
+        async with _store(valkey_url) as store:
+            recorder = PredictionRecorder(max_waiting=10_000, flush_seconds=0)
+            for _ in range(20):
+                recorder.keep(_answered([0] * 30))
+            flushing = asyncio.create_task(recorder.flush_forever(store))
+            for _ in range(6):  # a few groups into the first flush's encoding
+                await asyncio.sleep(0)
+            flushing.cancel()  # as a replica shutting down does
+            await asyncio.gather(flushing, return_exceptions=True)
+
+            assert len(await store.recent("iris", 1000)) == 600
+            assert recorder.counts() == {"recorded": {"iris": 600}, "unrecorded": {}}
+
+    run_async(scenario())

@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import Counter
+from collections import Counter, deque
 from dataclasses import dataclass
 from typing import Any
 
@@ -92,8 +92,9 @@ class PredictionRecorder:
     def __init__(self, *, max_waiting: int, flush_seconds: float) -> None:
         self._max_waiting = max_waiting
         self._flush_seconds = flush_seconds
-        self._waiting: list[Answered] = []
+        self._waiting: deque[Answered] = deque()
         self._waiting_rows = 0
+        self._encoded: list[Encoded] = []  # taken from `_waiting`, not yet written
         self._recorded: Counter[str] = Counter()
         self._unrecorded: Counter[str] = Counter()
         self._last_logged = -_LOG_EVERY_S
@@ -127,13 +128,15 @@ class PredictionRecorder:
             await asyncio.shield(self._write_waiting(sink))
 
     async def _write_waiting(self, sink: PredictionSink) -> None:
-        groups, self._waiting, self._waiting_rows = self._waiting, [], 0
-        records: list[Encoded] = []
-        for group in groups:
-            records += records_of(group)
-            # The replica's requests share this loop: encoding a flush's worth at once
-            # (about 4 µs a prediction) would hold them for milliseconds.
+        """What waits, encoded a group at a time: the replica's requests share this loop,
+        and a flush's worth at once (about 4 µs a prediction) would hold them for
+        milliseconds. Cancelled meanwhile, nothing taken is lost: the next call writes it."""
+        for _ in range(len(self._waiting)):
+            group = self._waiting.popleft()
+            self._waiting_rows -= len(group.rows)
+            self._encoded += records_of(group)
             await asyncio.sleep(0)
+        records, self._encoded = self._encoded, []
         for start in range(0, len(records), BATCH):
             await self._write(sink, records[start : start + BATCH])
 
