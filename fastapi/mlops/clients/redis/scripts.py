@@ -131,14 +131,19 @@ for position, ids, records in string.gmatch(ARGV[3], '(%d+)\\t([^\\t]+)\\t([^\\n
   counts[k] = counts[k] + n
 end
 if #located > 0 then redis.call('HSET', index, unpack(located)) end
--- An entry's ids: its first field's value (`ids`, or `id` before entries held many).
-local function ids_of(entry)
-  local ids = {}
-  for id in string.gmatch(entry[2][2], '%S+') do ids[#ids + 1] = id end
-  return ids
+-- Stream entries as {entry id, its predictions' ids}: the ids are its first field's
+-- value (`ids`, or `id` before entries held many), split once.
+local function with_ids(entries)
+  local found = {}
+  for _, entry in ipairs(entries) do
+    local ids = {}
+    for id in string.gmatch(entry[2][2], '%S+') do ids[#ids + 1] = id end
+    found[#found + 1] = {entry[1], ids}
+  end
+  return found
 end
--- Takes entries out of a stream and their ids out of the index, a command for a
--- thousand at most (each command costs, and is written to the append-only file;
+-- Takes entries (`with_ids`) out of a stream and their ids out of the index, a command
+-- for a thousand at most (each command costs, and is written to the append-only file;
 -- unpack's stack is bounded); how many predictions went.
 local function remove(stream, entries)
   local ids, gone, n = {}, {}, 0
@@ -147,7 +152,7 @@ local function remove(stream, entries)
     if #gone > 0 then redis.call('XDEL', stream, unpack(gone)); gone = {} end
   end
   for _, entry in ipairs(entries) do
-    for _, id in ipairs(ids_of(entry)) do ids[#ids + 1] = id end
+    for _, id in ipairs(entry[2]) do ids[#ids + 1] = id end
     gone[#gone + 1] = entry[1]
     if #ids >= 1000 or #gone == 1000 then flush() end
   end
@@ -156,15 +161,16 @@ local function remove(stream, entries)
 end
 for k = 2, #KEYS do
   local stream = KEYS[k]
-  counts[k] = counts[k] - remove(stream, redis.call('XRANGE', stream, '-', '(' .. minid))
+  local expired = with_ids(redis.call('XRANGE', stream, '-', '(' .. minid))
+  counts[k] = counts[k] - remove(stream, expired)
   while counts[k] > maxlen do
     -- Entries of `per_entry` would do: no more read (each is kilobytes, read whole).
     local enough = math.ceil((counts[k] - maxlen) / per_entry)
-    local oldest = redis.call('XRANGE', stream, '-', '+', 'COUNT', enough)
+    local oldest = with_ids(redis.call('XRANGE', stream, '-', '+', 'COUNT', enough))
     local gone, left = {}, counts[k]
     for _, entry in ipairs(oldest) do
       if left <= maxlen then break end
-      left = left - #ids_of(entry)
+      left = left - #entry[2]
       gone[#gone + 1] = entry
     end
     if #gone == 0 then counts[k] = 0; break end  -- an empty stream: its count restarts
