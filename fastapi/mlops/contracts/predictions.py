@@ -69,6 +69,32 @@ class Encoded(NamedTuple):
     record: str
 
 
+def encoded_record(
+    model: str,
+    prediction_id: str,
+    version: str,
+    arm: str,
+    features: list[float],
+    output: int | float,
+    classes: list[str],
+    probabilities: list[float] | None,
+) -> Encoded:
+    """A prediction as a stream entry lists it (`PredictionRecord` reads it back): one
+    compact JSON object, by orjson (a quarter of the standard encoder's time). A
+    replica encodes what it answered with this directly, thousands a second: building
+    the record first took half as long again."""
+    record = {
+        "id": prediction_id,
+        "version": version,
+        "arm": arm,
+        "features": features,
+        "output": output,
+        "classes": classes,
+        "probabilities": probabilities,
+    }
+    return Encoded(model, prediction_id, orjson.dumps(record).decode())
+
+
 @dataclass(slots=True)
 class PredictionRecord:
     """One answer: `output` is the predicted class's index (classification, `classes`
@@ -93,22 +119,19 @@ class PredictionRecord:
         return prediction_ms(self.prediction_id)
 
     def encoded(self) -> Encoded:
-        return Encoded(self.model, self.prediction_id, self.to_json())
+        return encoded_record(
+            self.model,
+            self.prediction_id,
+            self.version,
+            self.arm.value,
+            self.features,
+            self.output,
+            self.classes,
+            self.probabilities,
+        )
 
     def to_json(self) -> str:
-        """As a stream entry lists it: one compact JSON object (orjson: a quarter of
-        the standard encoder's time, on every prediction's path)."""
-        return orjson.dumps(
-            {
-                "id": self.prediction_id,
-                "version": self.version,
-                "arm": self.arm.value,
-                "features": self.features,
-                "output": self.output,
-                "classes": self.classes,
-                "probabilities": self.probabilities,
-            }
-        ).decode()
+        return self.encoded().record
 
     @classmethod
     def from_json(cls, model: str, text: str) -> PredictionRecord:

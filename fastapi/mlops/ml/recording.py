@@ -21,7 +21,7 @@ from typing import Any
 
 from redis.exceptions import RedisError
 
-from mlops.contracts.predictions import Arm, Encoded, PredictionRecord
+from mlops.contracts.predictions import Arm, Encoded, encoded_record
 from mlops.contracts.recording import PredictionSink
 from mlops.contracts.serve import RecordAs, RecordingCounts, Unrecorded, as_answered
 
@@ -69,22 +69,15 @@ def records_of(group: Answered) -> list[Encoded]:
     """The group's predictions as recorded: the class and probabilities exactly as the
     API answers them (`as_answered`, on the same numbers), or a regressor's value."""
     record_as, classes = group.record_as, group.classes
+    model, version = record_as["model"], group.version
     encoded = []
     for prediction_id, arm, row, output in zip(
         record_as["ids"], record_as["arms"], group.rows, group.outputs, strict=True
     ):
         value, probabilities = as_answered(output) if classes else (output[0], None)
-        record = PredictionRecord(
-            prediction_id=prediction_id,
-            model=record_as["model"],
-            version=group.version,
-            arm=Arm(arm),
-            features=row,
-            output=value,
-            classes=classes,
-            probabilities=probabilities,
+        encoded.append(
+            encoded_record(model, prediction_id, version, arm, row, value, classes, probabilities)
         )
-        encoded.append(record.encoded())
     return encoded
 
 
