@@ -1,18 +1,19 @@
 """The closed loop's costs: recording every prediction, a shadow at 100 %, and taking
 labels back.
 
-    make bench-loop    # or: .venv/bin/python bench/loop.py [--seconds 2] [--turns 8] [--sets 3]
+    make bench-loop    # or: .venv/bin/python bench/loop.py [--seconds 2] [--turns 6] [--sets 6]
 
 Starts its own local platform on free ports (the settings `make up` uses), trains two
 versions of iris and serves the first, then:
 
 - recording: POST /inference through API processes started alike here on the same
-  Serve application: one with MLOPS_RECORD_PREDICTIONS=true, two with false (the second
-  measures what this run can tell apart: unrecorded against unrecorded). wrk at 32
-  connections (req/s) and at 1 (p50), in short runs that take turns (ABBA), so a drift
-  of the machine's speed falls on every side alike. Each of --sets sets is a fresh
-  set of processes (a process's own luck, its memory's layout or its core, is not
-  recording's); the medians of the sets' ratios.
+  Serve application: one with MLOPS_RECORD_PREDICTIONS=true, two with false. wrk at
+  32 connections (req/s) and at 1 (p50), in short runs that take turns (each side in
+  each place of a turn as often), so a drift of the machine's speed falls on every
+  side alike. Each of --sets sets is a fresh set of processes (a process's own luck,
+  its memory's layout or its core, is not recording's): recording against the mean of
+  the two unrecorded, and the two against each other (what the run can tell apart),
+  as the medians of the sets' ratios.
 - shadow: p50 at 1 connection with no rollout and with the second version in shadow at
   100 %, in turns the same way (the shadow's copy is sent after each answer).
 - feedback: labels for recorded predictions, POST /feedback in batches of 1,000 from one
@@ -121,12 +122,16 @@ def _alternated(
     cpu: dict[str, list[float]] | None = None,
 ) -> Runs:
     """Each side in turn, `turns` times; `runs` maps a side to (url, a setup callable).
-    The order reverses turn by turn (ABBA). With `cpu`, the CPU seconds spent per 1,000
-    requests by the API the side's URL names and by the processes serving it."""
+    The order rotates turn by turn (ABC, BCA, CAB; with two sides ABBA): every side
+    takes every place in a turn as often, over a multiple of the sides' number of turns,
+    and none runs twice in a row. With `cpu`, the CPU seconds spent per 1,000 requests
+    by the API the side's URL names and by the processes serving it."""
     body = json.dumps({"input_data": ROW})
     results: Runs = {side: [] for side in runs}
+    order = list(runs.items())
     for turn in range(turns):
-        for side, (url, setup) in list(runs.items())[:: -1 if turn % 2 else 1]:
+        shift = turn % len(order)
+        for side, (url, setup) in order[shift:] + order[:shift]:
             if setup is not None:
                 setup()
             before = _cpu_seconds()
@@ -181,9 +186,12 @@ def _median(results: list[Result], field: str) -> float:
     return statistics.median(getattr(r, field) for r in results)
 
 
-def _ratios(sets: list[Runs], side: str, field: str) -> list[float]:
-    """`side` against the unrecorded API, set by set: the ratio of their runs' medians."""
-    return [_median(runs[side], field) / _median(runs["unrecorded"], field) for runs in sets]
+def _ratios(sets: list[Runs], side: str, against: tuple[str, ...], field: str) -> list[float]:
+    """`side` against the mean of the `against` sides, set by set, by their runs' medians."""
+    return [
+        _median(runs[side], field) / statistics.mean(_median(runs[a], field) for a in against)
+        for runs in sets
+    ]
 
 
 def _feedback_rate(api_url: str, settings: PlatformSettings, clients: int) -> float:
@@ -212,8 +220,8 @@ def _feedback_rate(api_url: str, settings: PlatformSettings, clients: int) -> fl
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=int, default=2, help="per wrk run")
-    parser.add_argument("--turns", type=int, default=8, help="runs of each side, in turns")
-    parser.add_argument("--sets", type=int, default=3, help="fresh sets of APIs (recording)")
+    parser.add_argument("--turns", type=int, default=6, help="runs of each side, in turns")
+    parser.add_argument("--sets", type=int, default=6, help="fresh sets of APIs (recording)")
     args = parser.parse_args()
     if not shutil.which("wrk"):
         raise SystemExit("wrk is needed: `apt-get install wrk` (or `brew install wrk`)")
@@ -297,8 +305,15 @@ def _report_recording(busy: list[Runs], alone: list[Runs], sets: int) -> None:
             f"  {side:<17} 32 connections {throughput:7.0f} req/s   "
             f"1 connection p50 {p50:6.2f} ms   errors {errors}"
         )
-    for side, what in (("recorded", "recording on/off"), ("unrecorded again", "unrecorded A/A")):
-        throughputs, p50s = _ratios(busy, side, "requests_per_s"), _ratios(alone, side, "p50_ms")
+    # Recording against both unrecorded APIs (two draws of a process's own luck, not
+    # one); the two against each other show what the run can tell apart.
+    comparisons = (
+        ("recorded", ("unrecorded", "unrecorded again"), "recording on/off"),
+        ("unrecorded again", ("unrecorded",), "unrecorded A/A"),
+    )
+    for side, against, what in comparisons:
+        throughputs = _ratios(busy, side, against, "requests_per_s")
+        p50s = _ratios(alone, side, against, "p50_ms")
         print(
             f"{what}, medians of the sets' ratios: req/s {statistics.median(throughputs):.3f}x, "
             f"p50 {statistics.median(p50s):.3f}x"
