@@ -122,9 +122,9 @@ def _alternated(
     cpu: dict[str, list[float]] | None = None,
 ) -> Runs:
     """Each side in turn, `turns` times; `runs` maps a side to (url, a setup callable).
-    The order rotates turn by turn (ABC, BCA, CAB; with two sides ABBA): every side
+    The order rotates turn by turn (ABC, BCA, CAB; with two sides AB, BA): every side
     takes every place in a turn as often, over a multiple of the sides' number of turns,
-    and none runs twice in a row. With `cpu`, the CPU seconds spent per 1,000 requests
+    and with three sides or more none runs twice in a row. With `cpu`, the CPU seconds spent per 1,000 requests
     by the API the side's URL names and by the processes serving it."""
     body = json.dumps({"input_data": ROW})
     results: Runs = {side: [] for side in runs}
