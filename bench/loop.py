@@ -1,7 +1,7 @@
 """The closed loop's costs: recording every prediction, a shadow at 100 %, and taking
 labels back.
 
-    make bench-loop    # or: .venv/bin/python bench/loop.py [--seconds 2] [--turns 6] [--sets 6]
+    make bench-loop    # or: .venv/bin/python bench/loop.py [--seconds 2] [--turns 3] [--sets 12]
 
 Starts its own local platform on free ports (the settings `make up` uses), trains two
 versions of iris and serves the first, then:
@@ -13,9 +13,10 @@ versions of iris and serves the first, then:
   side alike. Each of --sets sets is a fresh set of processes (a process's own luck,
   its memory's layout or its core, is not recording's): recording against the mean of
   the two unrecorded, and the two against each other (what the run can tell apart),
-  as the medians of the sets' ratios.
+  as the medians of the sets' ratios, and their mean with its 95 % interval.
 - shadow: p50 at 1 connection with no rollout and with the second version in shadow at
-  100 %, in turns the same way (the shadow's copy is sent after each answer).
+  100 %, in turns the same way, at least 8 of each (the shadow's copy is sent after
+  each answer).
 - feedback: labels for recorded predictions, POST /feedback in batches of 1,000 from one
   client, then from four at once: labels per second.
 """
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import shutil
 import signal
@@ -39,6 +41,7 @@ from pathlib import Path
 import httpx
 import psutil
 from inference import ROW, Result, run_wrk, train_and_serve  # bench/inference.py
+from scipy.stats import t
 
 from mlops.cli.http import Api
 from mlops.local.platform import LocalPlatform, free_port, isolated_ray_ports, isolated_settings
@@ -46,6 +49,7 @@ from mlops.schemas import JobStatus
 from mlops.settings.platform import PlatformSettings
 
 BATCH = 1000
+SHADOW_TURNS = 8  # at least: the shadow is one pair of sides on one process
 
 
 def _client(settings: PlatformSettings, url: str) -> Api:
@@ -60,11 +64,11 @@ def _train_second(api: Api) -> str:
     return str(job["model_version"])
 
 
-def _start_api(
+def _spawn_api(
     settings: PlatformSettings, port: int, log: Path, *, record: bool
 ) -> subprocess.Popen:
     """Another API on the same platform, recording predictions or not, deploying
-    nothing: the two sides of the comparison start alike."""
+    nothing: the sides of the comparison start alike."""
     env = {
         **os.environ,
         **settings.as_env(include_secrets=True),
@@ -75,12 +79,15 @@ def _start_api(
     command = [sys.executable, "-m", "uvicorn", "mlops.main:create_app", "--factory"]
     command += ["--host", "127.0.0.1", "--port", str(port), "--no-access-log"]
     with log.open("w") as out:
-        process = subprocess.Popen(command, env=env, stdout=out, stderr=out, start_new_session=True)
+        return subprocess.Popen(command, env=env, stdout=out, stderr=out, start_new_session=True)
+
+
+def _wait_healthy(port: int, log: Path) -> None:
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         try:
             if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).is_success:
-                return process
+                return
         except httpx.HTTPError:
             time.sleep(0.3)
     raise SystemExit(f"an API did not start; see {log}")
@@ -95,12 +102,16 @@ Runs = dict[str, list[Result]]
 def _start_set(
     settings: PlatformSettings, folder: Path, apis: list[subprocess.Popen]
 ) -> dict[str, str]:
-    """An API for each of SIDES, started alike and warmed up: their /inference URLs."""
-    urls = {}
+    """An API for each of SIDES, started together and warmed up: their /inference URLs."""
+    ports: dict[str, int] = {}
+    while len(set(ports.values())) < len(SIDES):  # three free ports, none twice
+        ports = {side: free_port() for side in SIDES}
     for side, record in SIDES.items():
-        port = free_port()
-        apis.append(_start_api(settings, port, folder / f"api-{port}.log", record=record))
-        urls[side] = f"http://127.0.0.1:{port}/inference"
+        log = folder / f"api-{ports[side]}.log"
+        apis.append(_spawn_api(settings, ports[side], log, record=record))
+    for port in ports.values():
+        _wait_healthy(port, folder / f"api-{port}.log")
+    urls = {side: f"http://127.0.0.1:{port}/inference" for side, port in ports.items()}
     for url in urls.values():
         run_wrk(url, json.dumps({"input_data": ROW}), 8, 3, folder)
     return urls
@@ -124,8 +135,9 @@ def _alternated(
     """Each side in turn, `turns` times; `runs` maps a side to (url, a setup callable).
     The order rotates turn by turn (ABC, BCA, CAB; with two sides AB, BA): every side
     takes every place in a turn as often, over a multiple of the sides' number of turns,
-    and with three sides or more none runs twice in a row. With `cpu`, the CPU seconds spent per 1,000 requests
-    by the API the side's URL names and by the processes serving it."""
+    and with three sides or more none runs twice in a row. With `cpu`, the CPU seconds
+    spent per 1,000 requests by the API the side's URL names and by the processes
+    serving it."""
     body = json.dumps({"input_data": ROW})
     results: Runs = {side: [] for side in runs}
     order = list(runs.items())
@@ -220,8 +232,8 @@ def _feedback_rate(api_url: str, settings: PlatformSettings, clients: int) -> fl
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=int, default=2, help="per wrk run")
-    parser.add_argument("--turns", type=int, default=6, help="runs of each side, in turns")
-    parser.add_argument("--sets", type=int, default=6, help="fresh sets of APIs (recording)")
+    parser.add_argument("--turns", type=int, default=3, help="runs of each side, in turns")
+    parser.add_argument("--sets", type=int, default=12, help="fresh sets of APIs (recording)")
     args = parser.parse_args()
     if not shutil.which("wrk"):
         raise SystemExit("wrk is needed: `apt-get install wrk` (or `brew install wrk`)")
@@ -290,7 +302,7 @@ def _shadowing(
     url = f"http://{settings.api_host}:{settings.api_port}/inference"  # reads the rollout
     sides = {"no rollout": (url, no_rollout), "shadow 100%": (url, shadow)}
     try:
-        return _alternated(sides, 1, args.seconds, args.turns, folder)
+        return _alternated(sides, 1, args.seconds, max(args.turns, SHADOW_TURNS), folder)
     finally:
         no_rollout()
 
@@ -321,6 +333,19 @@ def _report_recording(busy: list[Runs], alone: list[Runs], sets: int) -> None:
         )
         print(f"  sets' req/s ratios: {' '.join(f'{r:.3f}' for r in throughputs)}")
         print(f"  sets' p50 ratios:   {' '.join(f'{r:.3f}' for r in p50s)}")
+        if sets > 1:
+            print(
+                f"  the sets' mean and its 95% interval: req/s {_interval(throughputs)}, "
+                f"p50 {_interval(p50s)}"
+            )
+
+
+def _interval(ratios: list[float]) -> str:
+    """The mean of the sets' ratios and Student's 95 % interval around it: each set is a
+    fresh draw of processes, so the sets, not the runs, are the samples."""
+    mean = statistics.mean(ratios)
+    half = t.ppf(0.975, len(ratios) - 1) * statistics.stdev(ratios) / math.sqrt(len(ratios))
+    return f"{mean:.3f}x ({mean - half:.3f}-{mean + half:.3f})"
 
 
 def _report_shadow(shadowing: Runs) -> None:
