@@ -122,7 +122,7 @@ class PredictionRecorder:
 
     async def _write_waiting(self, sink: PredictionSink) -> None:
         """What waits, encoded a group at a time: the replica's requests share this loop,
-        and a flush's worth at once (about 4 µs a prediction) would hold them for
+        and a flush's worth at once (about 2.5 µs a prediction) would hold them for
         milliseconds. Cancelled meanwhile, nothing taken is lost: the next call writes it."""
         for _ in range(len(self._waiting)):
             group = self._waiting.popleft()
