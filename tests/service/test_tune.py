@@ -131,6 +131,37 @@ def test_max_concurrent_trials_is_kept(start_api, settings: PlatformSettings) ->
     assert all(end <= start for (_, end), (start, _) in zip(spans, spans[1:], strict=False))
 
 
+def test_trials_the_time_budget_cuts_short_end_killed_not_running(
+    start_api, settings: PlatformSettings
+) -> None:
+    path = settings.data_dir / "slow-trials.csv"
+    _synthetic(path, rows=60_000)  # each trial's forest fits for far longer than the budget
+    api, _ = _own_model(
+        start_api,
+        redis_db=9,
+        dataset_uri=str(path),
+        target_column="label",
+        tune_time_budget_seconds=12,
+    )
+    search = {"search_space": {"n_estimators": {"choice": [500]}}, "trials": 2}
+
+    job = wait_for_job(api, api.post("/tune", json=search).json()["job_id"], timeout=300)
+
+    assert job["status"] == "failed", job
+    assert "no trial finished within the search's time budget of 12 s" in job["error"]
+    registry = MlflowClient(settings.mlflow_tracking_uri)
+    experiments = [e.experiment_id for e in registry.search_experiments()]
+    (parent,) = registry.search_runs(
+        experiments, filter_string=f"tags.`mlops.job_id` = '{job['job_id']}'"
+    )
+    assert parent.info.status == "FAILED"
+    children = registry.search_runs(
+        experiments, filter_string=f"tags.mlflow.parentRunId = '{parent.info.run_id}'"
+    )
+    assert children, "the trials had started: their child runs were opened"
+    assert {c.info.status for c in children} == {"KILLED"}
+
+
 @pytest.mark.parametrize(
     ("body", "loc", "words"),
     [

@@ -3,7 +3,8 @@
     python -m mlops.ml.search --spec '{"job_id": "tune-…", "search_space": {…}, …}'
 
 Trials run in parallel on the cluster's CPUs (one CPU each, up to
-`max_concurrent_trials`), each an MLflow child run of the search's parent run. The best
+`max_concurrent_trials`), each an MLflow child run of the search's parent run, which
+the driver logs (`ml.trial_runs`): a trial never talks to the tracking server. The best
 trial's fitted model, kept while the search runs (`ml.best_trial`), is logged into the
 parent run, registered, and put through the promotion gate like any training (the
 champion it is compared with is loaded while the trials run), with the same job record
@@ -28,7 +29,7 @@ from ray.tune.search.basic_variant import BasicVariantGenerator
 
 from mlops import logs
 from mlops.contracts.jobs import JobOutcome, SearchProgress
-from mlops.contracts.model_definition import ModelRef
+from mlops.contracts.model_definition import METRICS, ModelRef
 from mlops.contracts.placement import on_trainer_nodes
 from mlops.contracts.recording import JobRecording
 from mlops.contracts.version_card import TAG_JOB
@@ -37,11 +38,12 @@ from mlops.ml.estimators import Family
 from mlops.ml.niceness import yield_to_serving
 from mlops.ml.phases import Phases
 from mlops.ml.specs import SearchSpec, TrainingSpec
+from mlops.ml.trial_runs import TrialRuns
 from mlops.settings.training import TrainingSettings
 
 log = logging.getLogger("mlops.search")
 
-TAG_PARENT = "mlflow.parentRunId"  # how MLflow nests a run under another
+FIT_SECONDS = "fit_seconds"  # a trial's own fit, reported with its scores
 
 
 class SearchFailed(Exception):
@@ -56,43 +58,23 @@ def run_trial(
     fixed: dict[str, Any],
     metric: str,
     default_max_depth: int,
-    tracking_uri: str,
-    experiment_id: str,
-    parent_run_id: str,
     keeper: Any,  # the search's best_trial.BestTrial actor
     niceness: int,
 ) -> None:
-    """One trial: fit and score one configuration, logged as a child run, and offered
-    to the search's keeper of the best trial's model. Its process yields to serving
-    first (Ray starts it at the niceness Serve's processes have)."""
+    """One trial: fit and score one configuration, offer the model to the search's
+    keeper of the best trial's, and report the scores, which the search's driver logs
+    as the trial's child run (`ml.trial_runs`). Its process yields to serving first
+    (Ray starts it at the niceness Serve's processes have)."""
     yield_to_serving(niceness)
-    from mlflow import MlflowClient
-    from mlflow.entities import Metric, Param
-
-    client = MlflowClient(tracking_uri)
     params = {**fixed, **config}
-    child = client.create_run(
-        experiment_id,
-        run_name=tune.get_context().get_trial_name(),
-        tags={TAG_PARENT: parent_run_id},
-    )
-    run_id = child.info.run_id
-    try:
-        client.log_batch(run_id, params=[Param(k, str(v)) for k, v in params.items()])
-        pipeline = model.build_pipeline(family, params, default_max_depth=default_max_depth)
-        started = time.perf_counter()
-        pipeline.fit(parts.x_train, parts.y_train)
-        seconds = time.perf_counter() - started
-        scores = model.evaluate(pipeline, parts.x_test, parts.y_test, family.task)
-        logged = {**scores, "fit_seconds": round(seconds, 3)}
-        client.log_batch(run_id, metrics=[Metric(k, v, 0, 0) for k, v in logged.items()])
-        fitted = train.Fitted(pipeline, scores, cpus=1, seconds=seconds)
-        best_trial.offer(keeper, scores[metric], config, fitted)
-    except Exception:
-        client.set_terminated(run_id, "FAILED")
-        raise
-    client.set_terminated(run_id, "FINISHED")
-    tune.report(scores)
+    pipeline = model.build_pipeline(family, params, default_max_depth=default_max_depth)
+    started = time.perf_counter()
+    pipeline.fit(parts.x_train, parts.y_train)
+    seconds = time.perf_counter() - started
+    scores = model.evaluate(pipeline, parts.x_test, parts.y_test, family.task)
+    fitted = train.Fitted(pipeline, scores, cpus=1, seconds=seconds)
+    best_trial.offer(keeper, scores[metric], config, fitted)
+    tune.report({**scores, FIT_SECONDS: round(seconds, 3)})
 
 
 class Progress(tune.Callback):
@@ -222,14 +204,11 @@ def _tune(
         fixed=fixed,
         metric=spec.metric,
         default_max_depth=settings.max_depth_limit,
-        tracking_uri=settings.mlflow_tracking_uri,
-        experiment_id=experiment_id,
-        parent_run_id=parent_id,
         keeper=keeper,
         niceness=settings.training_niceness,
     )
     tuner = tune.Tuner(
-        # On trainer nodes: a trial logs to MLflow as the trainer (contracts.placement).
+        # On trainer nodes (contracts.placement): the cluster keeps them apart from serving.
         tune.with_resources(trainable, {"cpu": 1, **on_trainer_nodes()}),
         param_space=search_space.to_tune(spec.search_space),
         tune_config=_tune_config(settings, spec),
@@ -237,7 +216,16 @@ def _tune(
             name=spec.job_id,
             storage_path=str(settings.data_dir / "tune"),
             failure_config=tune.FailureConfig(max_failures=0, fail_fast=False),
-            callbacks=[Progress(spec, recorder)],
+            callbacks=[
+                Progress(spec, recorder),
+                TrialRuns(
+                    settings.mlflow_tracking_uri,
+                    experiment_id=experiment_id,
+                    parent_run_id=parent_id,
+                    fixed=fixed,
+                    metrics=[*METRICS[spec.model.task], FIT_SECONDS],
+                ),
+            ],
             verbose=0,
         ),
     )
@@ -252,7 +240,7 @@ def _tune_config(settings: TrainingSettings, spec: SearchSpec) -> tune.TuneConfi
         # Trials still running then are stopped; the best finished one wins.
         time_budget_s=settings.tune_time_budget_seconds,
         max_concurrent_trials=spec.max_concurrent_trials,
-        reuse_actors=True,  # a trial's worker keeps scikit-learn and MLflow imported
+        reuse_actors=True,  # a trial's worker keeps scikit-learn imported
         # Seeded: the same search draws the same configurations. The generator given
         # here must carry the limit itself: Tune applies max_concurrent_trials only to
         # the generator it makes.
