@@ -62,9 +62,9 @@ def run_trial(
     niceness: int,
 ) -> None:
     """One trial: fit and score one configuration, offer the model to the search's
-    keeper of the best trial's, and report the scores, which the search's driver logs
-    as the trial's child run (`ml.trial_runs`). Its process yields to serving first
-    (Ray starts it at the niceness Serve's processes have)."""
+    keeper of the best one, and report the scores, which the search's driver logs as
+    the trial's child run (`ml.trial_runs`). Its process yields to serving first (Ray
+    starts it at the niceness Serve's processes have)."""
     yield_to_serving(niceness)
     params = {**fixed, **config}
     pipeline = model.build_pipeline(family, params, default_max_depth=default_max_depth)
