@@ -12,7 +12,7 @@ from redis.asyncio import Redis
 
 from mlops.clients.redis import JobStore
 from mlops.clients.redis.keys import JOB_INDEX, job_key
-from mlops.contracts.jobs import NewJob
+from mlops.contracts.jobs import JobStatus, NewJob
 
 HISTORY = 10
 NEW_JOB = NewJob(kind="training", source="api", hyperparameters={})
@@ -87,5 +87,21 @@ def test_a_job_whose_submission_failed_leaves_no_trace(valkey_url: str) -> None:
             assert await jobs.recent(50, model="wine") == {}
             assert await jobs.recent(50) == {}
             assert not await redis.exists(job_key("lost"))
+
+    run_async(scenario())
+
+
+def test_a_jobs_status_is_read_alone_as_its_work_checks_it(valkey_url: str) -> None:
+    # The trainer's work reads it at each phase: stopped in Ray before the job's
+    # entrypoint could say so, it ends there (ml/trainer.py).
+    async def scenario() -> None:
+        async with _store(valkey_url) as (jobs, _):
+            await jobs.create("train-1", model="iris", fields=NEW_JOB)
+            assert await jobs.status("train-1") is JobStatus.PENDING
+
+            await jobs.finish("train-1", JobStatus.STOPPED, 1.0, {"error": "stopped"})
+
+            assert await jobs.status("train-1") is JobStatus.STOPPED
+            assert await jobs.status("train-never") is None
 
     run_async(scenario())

@@ -174,7 +174,9 @@ class Trainer:
         logs.job_id.set(spec.job_id)
         settings = TrainingSettings.from_env(training.env)
         log.info("job %s: started in the trainer", spec.job_id)
-        stopped = lambda: spec.job_id in self._stopped  # noqa: E731
+        # Stopped by its entrypoint's word, or, when the stop came before the entrypoint
+        # could pass it on (the work starts from the queue first), by its record's.
+        stopped = lambda: spec.job_id in self._stopped or recorder.ended(spec.job_id)  # noqa: E731
         try:
             return self._execute.training(
                 settings, spec, recorder, self._champions, stopped, self._builders

@@ -173,6 +173,11 @@ class JobStore:
             pipe.delete(job_key(job_id))
             await pipe.execute()
 
+    async def status(self, job_id: str) -> JobStatus | None:
+        """The status the record holds; None when there is no record."""
+        found = await self._redis.hget(job_key(job_id), "status")
+        return JobStatus(json.loads(found)) if found is not None else None
+
     async def get(self, job_id: str) -> dict[str, str] | None:
         """The record's fields as stored (JSON each), for the caller to parse."""
         return await self._redis.hgetall(job_key(job_id)) or None

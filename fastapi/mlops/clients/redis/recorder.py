@@ -54,6 +54,17 @@ class JobRecorder:
             )
             return True
 
+    def ended(self, job_id: str) -> bool:
+        """Whether the job's record says it has ended while its work still runs: Ray
+        stopped it before its entrypoint could tell the trainer, or the API's time
+        limit failed it. False when Redis cannot tell: the work goes on."""
+        try:
+            status = asyncio.run(self._with_redis(lambda redis: self._jobs(redis).status(job_id)))
+        except (RedisError, OSError) as exc:
+            log.warning("job %s: could not read its status (Redis: %s)", job_id, exc)
+            return False
+        return status is not None and status.is_terminal
+
     def recorded_in(self, job_id: str, seconds: float) -> None:
         note = {"recording_seconds": round(seconds, 3)}
         try:
