@@ -53,10 +53,7 @@ def test_a_search_registers_its_best_trial_with_a_child_run_per_trial(
     assert job["kind"] == "tune" and job["metric"] == "f1_macro"
     assert job["trials_total"] == 3 and job["trials_finished"] == 3 and job["trials_failed"] == 0
     registry = MlflowClient(settings.mlflow_tracking_uri)
-    children = registry.search_runs(
-        [registry.get_run(job["run_id"]).info.experiment_id],
-        filter_string=f"tags.mlflow.parentRunId = '{job['run_id']}'",
-    )
+    children = _child_runs(registry, job["run_id"])
     assert len(children) == 3
     assert all(c.info.status == "FINISHED" for c in children)
     best_child = max(c.data.metrics["f1_macro"] for c in children)
@@ -101,10 +98,7 @@ def test_failed_trials_are_recorded_and_the_search_goes_on_unless_all_fail(
     assert survived["trials_failed"] + survived["trials_finished"] == 6
     assert survived["hyperparameters"]["class_weight"] == good
     registry = MlflowClient(settings.mlflow_tracking_uri)
-    experiment = registry.get_run(survived["run_id"]).info.experiment_id
-    children = registry.search_runs(
-        [experiment], filter_string=f"tags.mlflow.parentRunId = '{survived['run_id']}'"
-    )
+    children = _child_runs(registry, survived["run_id"])
     statuses = sorted(c.info.status for c in children)
     assert statuses.count("FAILED") == survived["trials_failed"]
     assert statuses.count("FINISHED") == survived["trials_finished"]
@@ -122,10 +116,7 @@ def test_max_concurrent_trials_is_kept(start_api, settings: PlatformSettings) ->
 
     assert job["status"] == "succeeded", job
     registry = MlflowClient(settings.mlflow_tracking_uri)
-    experiment = registry.get_run(job["run_id"]).info.experiment_id
-    children = registry.search_runs(
-        [experiment], filter_string=f"tags.mlflow.parentRunId = '{job['run_id']}'"
-    )
+    children = _child_runs(registry, job["run_id"])
     spans = sorted((c.info.start_time, c.info.end_time) for c in children)
     assert len(spans) == 3
     assert all(end <= start for (_, end), (start, _) in zip(spans, spans[1:], strict=False))
@@ -155,11 +146,17 @@ def test_trials_the_time_budget_cuts_short_end_killed_not_running(
         experiments, filter_string=f"tags.`mlops.job_id` = '{job['job_id']}'"
     )
     assert parent.info.status == "FAILED"
-    children = registry.search_runs(
-        experiments, filter_string=f"tags.mlflow.parentRunId = '{parent.info.run_id}'"
-    )
+    children = _child_runs(registry, parent.info.run_id)
     assert children, "the trials had started: their child runs were opened"
     assert {c.info.status for c in children} == {"KILLED"}
+
+
+def _child_runs(registry: MlflowClient, parent_run_id: str) -> list:
+    """The trials' child runs of a search's run."""
+    experiment = registry.get_run(parent_run_id).info.experiment_id
+    return registry.search_runs(
+        [experiment], filter_string=f"tags.mlflow.parentRunId = '{parent_run_id}'"
+    )
 
 
 @pytest.mark.parametrize(

@@ -15,8 +15,6 @@ from typing import Any
 
 from ray import tune
 
-TAG_PARENT = "mlflow.parentRunId"  # how MLflow nests a run under another
-
 
 class TrialRuns(tune.Callback):
     def __init__(
@@ -29,10 +27,11 @@ class TrialRuns(tune.Callback):
         metrics: Iterable[str],
     ) -> None:
         from mlflow import MlflowClient
+        from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
         self._client = MlflowClient(tracking_uri)
+        self._parent_tag = {MLFLOW_PARENT_RUN_ID: parent_run_id}
         self._experiment_id = experiment_id
-        self._parent_run_id = parent_run_id
         self._fixed = dict(fixed)
         self._metrics = frozenset(metrics)
         self._runs: dict[str, str] = {}  # trial id: its open run's id
@@ -44,7 +43,7 @@ class TrialRuns(tune.Callback):
         run = self._client.create_run(
             self._experiment_id,
             run_name=str(trial),
-            tags={TAG_PARENT: self._parent_run_id},
+            tags=self._parent_tag,
         )
         self._runs[trial.trial_id] = run.info.run_id
         params = {**self._fixed, **(trial.config or {})}
