@@ -7,6 +7,7 @@ MLflow and Valkey), so the session's champion is never moved.
 
 from __future__ import annotations
 
+import time
 import uuid
 from datetime import datetime
 
@@ -17,6 +18,7 @@ import pandas as pd
 import pytest
 from helpers import ray_headers, wait_for, wait_for_job
 from mlflow import MlflowClient
+from mlflow.entities import Run
 from sklearn.datasets import make_classification
 
 from mlops.contracts.model_definition import Estimator, Task
@@ -78,6 +80,26 @@ def test_a_search_registers_its_best_trial_with_a_child_run_per_trial(
     # The same promotion gate as any training: first version, so it clears the threshold.
     assert job["promoted"] is True
     assert registry.get_model_version_by_alias(name, "champion").version == job["model_version"]
+    # It ran in the warm trainer, which outlives it: what the search held is freed.
+    assert _search_state(settings, job_id) == ["DEAD"]
+
+
+def test_two_searches_at_once_in_the_trainer_keep_their_own_trials(
+    start_api, settings: PlatformSettings
+) -> None:
+    api, _ = _own_model(start_api, redis_db=13)
+    shallow = {"search_space": {"max_depth": {"choice": [2]}}, "trials": 2}
+    deep = {"search_space": {"max_depth": {"choice": [5]}}, "trials": 2}
+
+    ids = [api.post("/tune", json=body).json()["job_id"] for body in (shallow, deep)]
+    jobs = [wait_for_job(api, job_id, timeout=300) for job_id in ids]
+
+    assert [job["status"] for job in jobs] == ["succeeded", "succeeded"], jobs
+    registry = MlflowClient(settings.mlflow_tracking_uri)
+    for job, depth in zip(jobs, ("2", "5"), strict=True):
+        children = _child_runs(registry, job["run_id"])
+        assert len(children) == 2 and {c.data.params["max_depth"] for c in children} == {depth}
+        assert job["hyperparameters"]["max_depth"] == int(depth)
 
 
 def test_failed_trials_are_recorded_and_the_search_goes_on_unless_all_fail(
@@ -141,14 +163,50 @@ def test_trials_the_time_budget_cuts_short_end_killed_not_running(
     assert job["status"] == "failed", job
     assert "no trial finished within the search's time budget of 12 s" in job["error"]
     registry = MlflowClient(settings.mlflow_tracking_uri)
-    experiments = [e.experiment_id for e in registry.search_experiments()]
-    (parent,) = registry.search_runs(
-        experiments, filter_string=f"tags.`mlops.job_id` = '{job['job_id']}'"
-    )
-    assert parent.info.status == "FAILED"
+    parent = _search_run(registry, job["job_id"])
+    assert parent is not None and parent.info.status == "FAILED"
     children = _child_runs(registry, parent.info.run_id)
     assert children, "the trials had started: their child runs were opened"
     assert {c.info.status for c in children} == {"KILLED"}
+
+
+def test_a_search_stopped_in_ray_stops_its_trials_and_registers_nothing(
+    start_api, settings: PlatformSettings
+) -> None:
+    path = settings.data_dir / "stopped-search.csv"
+    _synthetic(path, rows=60_000)  # each trial's forest fits for far longer than the test
+    api, name = _own_model(start_api, redis_db=12, dataset_uri=str(path), target_column="label")
+    search = {"search_space": {"n_estimators": {"choice": [500]}}, "trials": 4}
+    job_id = api.post("/tune", json=search).json()["job_id"]
+    registry = MlflowClient(settings.mlflow_tracking_uri)
+    parent = wait_for(lambda: _search_run(registry, job_id), timeout=120, what="the search's run")
+    wait_for(lambda: _child_runs(registry, parent.info.run_id), timeout=120, what="a trial")
+
+    stopped_at = time.monotonic()
+    httpx.post(
+        f"{settings.ray_address}/api/jobs/{job_id}/stop", headers=ray_headers()
+    ).raise_for_status()
+
+    job = wait_for_job(api, job_id, timeout=60)
+    assert job["status"] == "stopped", job
+    assert time.monotonic() - stopped_at < 30  # the trials did not run to their end
+    assert job["model_version"] is None
+    assert registry.search_model_versions(f"name = '{name}'") == []
+    # The work in the trainer ends too, its trials cut short: the search's state goes.
+    wait_for(lambda: _search_state(settings, job_id) == ["DEAD"], timeout=60, what="its end")
+    assert {c.info.status for c in _child_runs(registry, parent.info.run_id)} == {"KILLED"}
+
+
+def _search_state(settings: PlatformSettings, job_id: str) -> list[str]:
+    """The states Ray lists for search `job_id`'s state actor."""
+    return [a["state"] for a in _ray_state(settings, "actors") if a["name"] == f"search-{job_id}"]
+
+
+def _search_run(registry: MlflowClient, job_id: str) -> Run | None:
+    """Search `job_id`'s own (parent) run, once it has one."""
+    experiments = [e.experiment_id for e in registry.search_experiments()]
+    found = registry.search_runs(experiments, filter_string=f"tags.`mlops.job_id` = '{job_id}'")
+    return found[0] if found else None
 
 
 def _child_runs(registry: MlflowClient, parent_run_id: str) -> list:

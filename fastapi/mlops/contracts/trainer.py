@@ -1,9 +1,9 @@
-"""The warm trainer as the API and the code in Ray both know it: its name, and a
-training the API hands it through Redis the moment Ray has accepted the job.
+"""The warm trainer as the API and the code in Ray both know it: its name, and a job (a
+training or a search) the API hands it through Redis the moment Ray has accepted it.
 
-The Ray job stays the training's record in Ray (its dashboard lists it, its log shows
-the training, its exit code is the training's): its entrypoint attaches to the work in
-the trainer, or starts it there if the trainer had not taken it. Only the start no
+The Ray job stays the job's record in Ray (its dashboard lists it, its log shows the
+work, its exit code is the work's): its entrypoint attaches to the work in the
+trainer, or starts it there if the trainer had not taken it. Only the start no
 longer waits for Ray to launch the entrypoint (a second or more on two busy cores).
 """
 
@@ -13,6 +13,8 @@ import hashlib
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict
+
+from mlops.contracts.jobs import JobKind
 
 NAMESPACE = "mlops"
 
@@ -28,12 +30,14 @@ def trainer_name(tracking_uri: str) -> str:
     return f"trainer-{digest.hexdigest()[:16]}"
 
 
-class QueuedTraining(BaseModel):
-    """A training for the trainer: its job id, its MLOPS_* variables (secrets stay on
-    the trainer's node) and its spec (`ml.specs.TrainingSpec` as JSON)."""
+class QueuedJob(BaseModel):
+    """A job for the trainer: its job id, its MLOPS_* variables (secrets stay on the
+    trainer's node), its kind and its spec as JSON (`ml.specs.TrainingSpec`, or
+    `ml.specs.SearchSpec` for a search)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     job_id: str
     env: dict[str, str]
     spec: str
+    kind: JobKind = "training"

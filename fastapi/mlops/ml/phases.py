@@ -18,6 +18,10 @@ class Phases:
         self.seconds: dict[str, float] = {}
         self._stopped = stopped
 
+    def stopped(self) -> bool:
+        """Whether the job was stopped (its current phase then ends it early, if it can)."""
+        return self._stopped()
+
     @contextmanager
     def timed(self, name: str) -> Iterator[None]:
         """Add the block's wall time to phase `name` (a phase may be entered again);

@@ -1,11 +1,11 @@
-"""A hyperparameter search on Ray Tune, as the Ray job runs it:
-
-    python -m mlops.ml.search --spec '{"job_id": "tune-…", "search_space": {…}, …}'
+"""A hyperparameter search on Ray Tune: the work of a search job (`mlops.ml.job --kind
+tune`), which the warm trainer runs as it runs a training's, so Tune's driver has its
+imports done and starts as soon as Ray has accepted the job.
 
 Trials run in parallel on the cluster's CPUs (one CPU each, up to
 `max_concurrent_trials`), each an MLflow child run of the search's parent run, which
 the driver logs (`ml.trial_runs`): a trial never talks to the tracking server. The best
-trial's fitted model, kept while the search runs (`ml.best_trial`), is logged into the
+trial's fitted model, kept while the search runs (`ml.search_state`), is logged into the
 parent run, registered, and put through the promotion gate like any training (the
 champion it is compared with is loaded while the trials run), with the same job record
 fields and alerts. The configurations are drawn with MLOPS_RANDOM_SEED, so the same
@@ -14,12 +14,11 @@ search tries the same ones.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import logging
-import sys
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -27,16 +26,16 @@ import ray
 from ray import tune
 from ray.tune.search.basic_variant import BasicVariantGenerator
 
-from mlops import logs
 from mlops.contracts.jobs import JobOutcome, SearchProgress
 from mlops.contracts.model_definition import METRICS, ModelRef
 from mlops.contracts.placement import on_trainer_nodes
 from mlops.contracts.recording import JobRecording
+from mlops.contracts.trainer import NAMESPACE
 from mlops.contracts.version_card import TAG_JOB
-from mlops.ml import best_trial, execute, model, promotion, search_space, train
+from mlops.ml import execute, model, promotion, search_space, search_state, train
 from mlops.ml.estimators import Family
 from mlops.ml.niceness import yield_to_serving
-from mlops.ml.phases import Phases
+from mlops.ml.phases import JobStopped, Phases
 from mlops.ml.specs import SearchSpec, TrainingSpec
 from mlops.ml.trial_runs import TrialRuns
 from mlops.settings.training import TrainingSettings
@@ -44,6 +43,7 @@ from mlops.settings.training import TrainingSettings
 log = logging.getLogger("mlops.search")
 
 FIT_SECONDS = "fit_seconds"  # a trial's own fit, reported with its scores
+STOP_CHECK_S = 1.0  # how often a running search asks whether its job was stopped
 
 
 class SearchFailed(Exception):
@@ -53,19 +53,20 @@ class SearchFailed(Exception):
 def run_trial(
     config: dict[str, Any],
     *,
-    parts: model.Split,
+    state: str,  # the name of the search's search_state.SearchState actor
     family: Family,
     fixed: dict[str, Any],
     metric: str,
     default_max_depth: int,
-    keeper: Any,  # the search's best_trial.BestTrial actor
     niceness: int,
 ) -> None:
-    """One trial: fit and score one configuration, offer the model to the search's
-    keeper of the best one, and report the scores, which the search's driver logs as
-    the trial's child run (`ml.trial_runs`). Its process yields to serving first (Ray
-    starts it at the niceness Serve's processes have)."""
+    """One trial: fit and score one configuration on the search's split, offer the model
+    to the search's state, and report the scores, which the search's driver logs as the
+    trial's child run (`ml.trial_runs`). Its process yields to serving first (Ray starts
+    it at the niceness Serve's processes have)."""
     yield_to_serving(niceness)
+    shared = ray.get_actor(state, namespace=NAMESPACE)
+    parts: model.Split = search_state.split_of(shared)
     params = {**fixed, **config}
     pipeline = model.build_pipeline(family, params, default_max_depth=default_max_depth)
     started = time.perf_counter()
@@ -73,7 +74,7 @@ def run_trial(
     seconds = time.perf_counter() - started
     scores = model.evaluate(pipeline, parts.x_test, parts.y_test, family.task)
     fitted = train.Fitted(pipeline, scores, cpus=1, seconds=seconds)
-    best_trial.offer(keeper, scores[metric], config, fitted)
+    search_state.offer(shared, scores[metric], config, fitted)
     tune.report({**scores, FIT_SECONDS: round(seconds, 3)})
 
 
@@ -110,7 +111,11 @@ class Progress(tune.Callback):
 
 
 def search(
-    settings: TrainingSettings, spec: SearchSpec, recorder: JobRecording, phases: Phases
+    settings: TrainingSettings,
+    spec: SearchSpec,
+    recorder: JobRecording,
+    phases: Phases,
+    champions: promotion.ChampionCache | None = None,
 ) -> train.TrainingResult:
     import mlflow
 
@@ -127,16 +132,14 @@ def search(
     client.log_param(parent_id, "metric", spec.metric)
     # One seed for every trial unless it is searched: a refit is the trial's model.
     fixed = {"random_state": settings.random_seed, **spec.fixed}
-    champions = promotion.ChampionCache(size=1)
+    champions = champions or promotion.ChampionCache(size=1)
     try:
-        keeper = best_trial.start(spec.metric.higher_is_better, settings.training_niceness)
         with ThreadPoolExecutor(1) as ahead, phases.timed("fit"):
             # While the trials run: the champion loaded for the gate to score.
             ahead.submit(_load_champion, settings, ref, champions)
-            score, best, finished, failed = _tune(
-                settings, spec, recorder, parts, fixed, experiment, parent_id, keeper
+            kept, best, finished, failed = _trials(
+                settings, spec, recorder, phases, parts, fixed, experiment, parent_id
             )
-            kept = ray.get(keeper.kept.remote(score))
         params = {**fixed, **(kept.config if kept else best)}
         fitted = kept.fitted if kept else _refit(settings, spec, params, parts, phases)
         client.log_metric(parent_id, f"best_{spec.metric}", fitted.scores[spec.metric])
@@ -186,27 +189,57 @@ def _refit(
     return train.fit(Family.of(spec.model), params, parts, limits, phases)
 
 
-def _tune(
+def _trials(
     settings: TrainingSettings,
     spec: SearchSpec,
     recorder: JobRecording,
+    phases: Phases,
     parts: model.Split,
     fixed: dict[str, Any],
     experiment_id: str,
     parent_id: str,
-    keeper: Any,
+) -> tuple[search_state.Kept | None, dict[str, Any], int, int]:
+    """Run the trials with the search's state shared, ended with them; (the best
+    trial's model if kept, the best configuration, trials finished, trials failed)."""
+    state = search_state.start(spec.job_id, parts, spec.metric, settings.training_niceness)
+    try:
+        score, best, finished, failed = _tune(
+            settings, spec, recorder, phases, fixed, experiment_id, parent_id
+        )
+        return ray.get(state.kept.remote(score)), best, finished, failed
+    finally:
+        search_state.end(state)
+
+
+def _tune(
+    settings: TrainingSettings,
+    spec: SearchSpec,
+    recorder: JobRecording,
+    phases: Phases,
+    fixed: dict[str, Any],
+    experiment_id: str,
+    parent_id: str,
 ) -> tuple[float, dict[str, Any], int, int]:
-    """Run the trials; (best score, its configuration, trials finished, trials failed)."""
-    trainable = tune.with_parameters(
-        run_trial,
-        parts=parts,
-        family=Family.of(spec.model),
-        fixed=fixed,
-        metric=spec.metric,
-        default_max_depth=settings.max_depth_limit,
-        keeper=keeper,
-        niceness=settings.training_niceness,
-    )
+    """Run the trials; (best score, its configuration, trials finished, trials failed).
+    JobStopped when the job was stopped while they ran: Tune stops them all."""
+    # The search's own trainable, named for it, holding only names and numbers: the
+    # trainer runs many searches, and Tune registers trainables by name and keeps
+    # what `tune.with_parameters` stores for as long as its driver lives.
+    state, family = search_state.state_name(spec.job_id), Family.of(spec.model)
+    metric, depth, niceness = str(spec.metric), settings.max_depth_limit, settings.training_niceness
+
+    def trainable(config: dict[str, Any]) -> None:
+        run_trial(
+            config,
+            state=state,
+            family=family,
+            fixed=fixed,
+            metric=metric,
+            default_max_depth=depth,
+            niceness=niceness,
+        )
+
+    trainable.__name__ = f"trial_{spec.job_id.replace('-', '_')}"
     tuner = tune.Tuner(
         # On trainer nodes (contracts.placement): the cluster keeps them apart from serving.
         tune.with_resources(trainable, {"cpu": 1, **on_trainer_nodes()}),
@@ -216,6 +249,7 @@ def _tune(
             name=spec.job_id,
             storage_path=str(settings.data_dir / "tune"),
             failure_config=tune.FailureConfig(max_failures=0, fail_fast=False),
+            stop=JobStopper(phases.stopped),
             callbacks=[
                 Progress(spec, recorder),
                 TrialRuns(
@@ -229,7 +263,39 @@ def _tune(
             verbose=0,
         ),
     )
-    return _best(settings, spec, tuner.fit())
+    grid = tuner.fit()
+    if phases.stopped():
+        raise JobStopped("stopped in Ray during its search")
+    return _best(settings, spec, grid)
+
+
+class JobStopper(tune.Stopper):
+    """Every trial, once the job is stopped in Ray. Tune asks at every step of its loop;
+    the job's record, which a stop can reach first, is read once in STOP_CHECK_S."""
+
+    def __init__(self, stopped: Callable[[], bool]) -> None:
+        self._stopped = stopped
+        self._was_stopped = False
+        self._next_check = 0.0
+
+    def __call__(self, trial_id: str, result: dict) -> bool:
+        return self.stop_all()
+
+    def stop_all(self) -> bool:
+        now = time.monotonic()
+        if not self._was_stopped and now >= self._next_check:
+            self._next_check = now + STOP_CHECK_S
+            self._was_stopped = self._stopped()
+        return self._was_stopped
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Tune saves its run's configuration with the results, for a restore that this
+        # platform never does; what it saves stops nothing (the flag is the trainer's).
+        return (JobStopper, (_never,))
+
+
+def _never() -> bool:
+    return False
 
 
 def _tune_config(settings: TrainingSettings, spec: SearchSpec) -> tune.TuneConfig:
@@ -286,22 +352,15 @@ def _best(
     return score, dict(config), len(scored), failed
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--spec", required=True, help="the search as JSON (ml.specs.SearchSpec)")
-    args = parser.parse_args(argv)
-    spec = SearchSpec.from_json(args.spec)
-    settings = TrainingSettings()
-    yield_to_serving(settings.training_niceness)
-    logs.job_id.set(spec.job_id)
-    logs.configure(settings.log_format)
-    # The entrypoint wires the recorder: the search itself knows only its contract.
-    from mlops.clients.redis.recorder import JobRecorder
-
-    recorder = JobRecorder(settings)
-    work = lambda phases: search(settings, spec, recorder, phases)  # noqa: E731
-    return execute.execute(settings, spec.job_id, spec.model, work, recorder, what="Search")
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+def job(
+    settings: TrainingSettings,
+    spec: SearchSpec,
+    recorder: JobRecording,
+    champions: promotion.ChampionCache | None = None,
+    stopped: Callable[[], bool] = lambda: False,
+) -> int:
+    """One search job, start to recorded outcome; its exit code."""
+    work = lambda phases: search(settings, spec, recorder, phases, champions)  # noqa: E731
+    return execute.execute(
+        settings, spec.job_id, spec.model, work, recorder, what="Search", stopped=stopped
+    )

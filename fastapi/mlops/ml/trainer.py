@@ -1,12 +1,15 @@
-"""The warm trainer: a long-lived Ray actor that runs every training job's work.
+"""The warm trainer: a long-lived Ray actor that runs every training and search job's
+work.
 
 A training job is still a Ray job (the Ray dashboard lists each one, its log shows the
 training, its exit code is the training's), but its work runs in this actor, which has
-scikit-learn, pandas and MLflow imported already and keeps recent champions loaded:
-that removes the 5 s of imports a fresh process pays (bench/training.py). It also keeps
-the Ray actors that build a large forest's trees between fits (ml/tree_builders.py).
+scikit-learn, pandas, MLflow and Ray Tune imported already and keeps recent champions
+loaded: that removes the 5 s of imports a fresh process pays (bench/training.py). It
+also keeps the Ray actors that build a large forest's trees between fits
+(ml/tree_builders.py). A search's Tune driver runs here too, in the job's thread; its
+trials are Tune's own actors.
 
-The work starts as soon as Ray has accepted the job: the API hands the training over
+The work starts as soon as Ray has accepted the job: the API hands the job over
 through Redis (`contracts/trainer.py`) and the actor's queue reader starts it. The
 job's entrypoint (`python -m mlops.ml.job`), which Ray launches a second or more later,
 attaches to that work, or starts it here itself when nobody took it from the queue (the
@@ -35,8 +38,9 @@ from typing import Any
 
 import ray
 
+from mlops.contracts.jobs import JobKind
 from mlops.contracts.placement import TRAINER_RESOURCE, on_trainer_nodes
-from mlops.contracts.trainer import NAMESPACE, QueuedTraining, trainer_name
+from mlops.contracts.trainer import NAMESPACE, QueuedJob, trainer_name
 
 log = logging.getLogger("mlops.trainer")
 
@@ -90,7 +94,7 @@ class JobLogs(logging.Handler):
 class Trainer:
     def __init__(self, log_format: str, env: dict[str, str]) -> None:
         from mlops import logs
-        from mlops.ml import execute, promotion, train
+        from mlops.ml import execute, promotion, search, train
         from mlops.ml.niceness import yield_to_serving
         from mlops.ml.tree_builders import TreeBuilders
         from mlops.settings.training import TrainingSettings
@@ -102,7 +106,7 @@ class Trainer:
         self._logs = JobLogs(root.handlers[0].formatter if root.handlers else None)
         root.addHandler(self._logs)
         train.warm_up()
-        self._execute = execute
+        self._execute, self._search = execute, search
         self._champions = promotion.ChampionCache()
         self._builders = TreeBuilders(
             idle_seconds=settings.tree_builders_idle_seconds, niceness=settings.training_niceness
@@ -119,12 +123,12 @@ class Trainer:
         reader.start()
         log.info("trainer ready")
 
-    def attach(self, env: dict[str, str], spec_json: str) -> int:
+    def attach(self, env: dict[str, str], spec_json: str, kind: JobKind = "training") -> int:
         """The job's exit code once its work ends: the work started from the queue, or
         started now. 1 when its work was claimed but is not running here (the trainer
         restarted while it ran)."""
         job_id = json.loads(spec_json)["job_id"]
-        future = self._start(QueuedTraining(job_id=job_id, env=env, spec=spec_json))
+        future = self._start(QueuedJob(job_id=job_id, env=env, spec=spec_json, kind=kind))
         if future is None:
             log.error("job %s: its work was started by a trainer that is gone", job_id)
             return 1
@@ -145,49 +149,53 @@ class Trainer:
         """A job's new log lines (its entrypoint prints them into the job's log)."""
         return self._logs.take(job_id, close=last)
 
-    def _start(self, training: QueuedTraining) -> Future[int] | None:
+    def _start(self, job: QueuedJob) -> Future[int] | None:
         """The job's work here: running or done already, else claimed and started now;
         None when it was claimed elsewhere."""
         from mlops.clients.redis.recorder import JobRecorder
         from mlops.settings.training import TrainingSettings
 
         with self._guard:
-            if (found := self._jobs.get(training.job_id)) is not None:
+            if (found := self._jobs.get(job.job_id)) is not None:
                 return found
-            recorder = JobRecorder(TrainingSettings.from_env(training.env))
-            if not recorder.claim(training.job_id):
+            recorder = JobRecorder(TrainingSettings.from_env(job.env))
+            if not recorder.claim(job.job_id):
                 return None
-            self._logs.open(training.job_id)
-            future = self._pool.submit(self._run, training, recorder)
-            self._jobs[training.job_id] = future
+            self._logs.open(job.job_id)
+            future = self._pool.submit(self._run, job, recorder)
+            self._jobs[job.job_id] = future
             while len(self._jobs) > JOBS_KEPT:
                 self._jobs.popitem(last=False)
         return future
 
-    def _run(self, training: QueuedTraining, recorder: Any) -> int:
+    def _run(self, job: QueuedJob, recorder: Any) -> int:
         """Run one job with the settings its MLOPS_* variables give; its exit code."""
         from mlops import logs
-        from mlops.ml.specs import TrainingSpec
+        from mlops.ml.specs import SearchSpec, TrainingSpec
         from mlops.settings.training import TrainingSettings
 
-        spec = TrainingSpec.from_json(training.spec)
-        logs.job_id.set(spec.job_id)
-        settings = TrainingSettings.from_env(training.env)
-        log.info("job %s: started in the trainer", spec.job_id)
+        job_id = job.job_id
+        logs.job_id.set(job_id)
+        settings = TrainingSettings.from_env(job.env)
+        log.info("job %s: started in the trainer", job_id)
         # Stopped by its entrypoint's word, or, when the stop came before the entrypoint
         # could pass it on (the work starts from the queue first), by its record's.
-        stopped = lambda: spec.job_id in self._stopped or recorder.ended(spec.job_id)  # noqa: E731
+        stopped = lambda: job_id in self._stopped or recorder.ended(job_id)  # noqa: E731
         try:
+            if job.kind == "tune":
+                search = SearchSpec.from_json(job.spec)
+                return self._search.job(settings, search, recorder, self._champions, stopped)
+            spec = TrainingSpec.from_json(job.spec)
             return self._execute.training(
                 settings, spec, recorder, self._champions, stopped, self._builders
             )
         finally:
             with self._guard:
-                self._stopped.discard(spec.job_id)
+                self._stopped.discard(job_id)
 
 
-async def _read_queue(settings: Any, start: Callable[[QueuedTraining], object]) -> None:
-    """Start each training the API queues for this trainer, as it comes."""
+async def _read_queue(settings: Any, start: Callable[[QueuedJob], object]) -> None:
+    """Start each job the API queues for this trainer, as it comes."""
     from redis.exceptions import RedisError
 
     from mlops.clients.redis.connection import connect
@@ -197,13 +205,13 @@ async def _read_queue(settings: Any, start: Callable[[QueuedTraining], object]) 
     queue = TrainerQueue(connect(settings, max_connections=1))
     while True:
         try:
-            training = await queue.take(name, timeout_s=QUEUE_WAIT_S)
+            job = await queue.take(name, timeout_s=QUEUE_WAIT_S)
         except (RedisError, OSError) as exc:
             log.warning("trainer queue unreadable (%s); jobs start from Ray meanwhile", exc)
             await asyncio.sleep(QUEUE_RETRY_S)
             continue
-        if training is not None:
-            await asyncio.to_thread(start, training)
+        if job is not None:
+            await asyncio.to_thread(start, job)
 
 
 def get_or_start(env: dict[str, str], settings: Any) -> Any:

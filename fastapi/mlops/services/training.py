@@ -20,7 +20,7 @@ from mlops.clients.redis.trainer_queue import TrainerQueue
 from mlops.contracts.jobs import JobInfo, NewJob
 from mlops.contracts.model_definition import METRICS, Metric, ModelDefinition
 from mlops.contracts.placement import SERVING_RESOURCE, TRAINER_RESOURCE
-from mlops.contracts.trainer import QueuedTraining, trainer_name
+from mlops.contracts.trainer import QueuedJob, trainer_name
 from mlops.ml import search_space
 from mlops.ml.data import DatasetLocationError, check_location, dataset_format
 from mlops.ml.estimators import Family, InvalidField
@@ -214,7 +214,7 @@ class Training:
             command=self._job_command("mlops.ml.job", "--spec", spec.as_json()),
         )
         if self._settings.warm_trainer:
-            await self._hand_over(QueuedTraining(job_id=job_id, env=env, spec=spec.as_json()))
+            await self._hand_over(QueuedJob(job_id=job_id, env=env, spec=spec.as_json()))
         log.info(
             "submitted training job %s of %s from %s with %s on %s",
             job_id, model.name, source, checked, uri,
@@ -273,11 +273,11 @@ class Training:
             "trials_finished": 0,
             "trials_failed": 0,
         }
-        await self._launch(
-            job_id,
-            record=record,
-            command=self._job_command("mlops.ml.search", "--spec", spec.as_json()),
-        )
+        command = self._job_command("mlops.ml.job", "--kind", "tune", "--spec", spec.as_json())
+        env = await self._launch(job_id, record=record, command=command)
+        if self._settings.warm_trainer:
+            queued = QueuedJob(job_id=job_id, env=env, spec=spec.as_json(), kind="tune")
+            await self._hand_over(queued)
         log.info("submitted search %s from %s: %d trials on %s", job_id, source, spec.trials, uri)
         return job_id
 
@@ -353,13 +353,13 @@ class Training:
             **_MLFLOW_CLIENT_ENV,
         }
 
-    async def _hand_over(self, training: QueuedTraining) -> None:
-        """Give the warm trainer the training now, rather than when Ray has launched the
-        job's entrypoint. Only a head start: unread, the entrypoint starts it."""
+    async def _hand_over(self, job: QueuedJob) -> None:
+        """Give the warm trainer the job now, rather than when Ray has launched its
+        entrypoint. Only a head start: unread, the entrypoint starts it."""
         try:
-            await self._trainer_queue.push(self._trainer, training)
+            await self._trainer_queue.push(self._trainer, job)
         except (RedisError, OSError) as exc:
-            log.warning("job %s starts when Ray launches it: %s", training.job_id, exc)
+            log.warning("job %s starts when Ray launches it: %s", job.job_id, exc)
 
     async def _ray_has(self, job_id: str) -> bool:
         try:

@@ -1,5 +1,5 @@
-"""What a training or search job reads (`mlops.ml.job`, `mlops.ml.search`, the warm
-trainer): the common settings, the dataset, the promotion gate, and the limits of one
+"""What a training or search job reads (`mlops.ml.job` and the warm trainer, which runs
+both kinds): the common settings, the dataset, the promotion gate, and the limits of one
 job's work."""
 
 from __future__ import annotations

@@ -1,9 +1,9 @@
-"""What a search's keeper of the best trial's model keeps, here in one process
+"""What a search's state keeps of the best trial's model, here in one process
 (tests/service/test_tune.py checks a search registers the kept model through Ray)."""
 
 from __future__ import annotations
 
-from mlops.ml.best_trial import BestTrial
+from mlops.ml.search_state import SearchState
 from mlops.ml.train import Fitted
 
 
@@ -12,7 +12,7 @@ def _fitted(name: str) -> Fitted:
 
 
 def test_it_keeps_the_best_in_the_metrics_direction() -> None:
-    accuracy, rmse = BestTrial(higher_is_better=True), BestTrial(higher_is_better=False)
+    accuracy, rmse = SearchState(higher_is_better=True), SearchState(higher_is_better=False)
 
     for score, name in [(0.8, "a"), (0.9, "b"), (0.7, "c")]:
         accuracy.offer(score, {"trial": name}, _fitted(name))
@@ -25,7 +25,7 @@ def test_it_keeps_the_best_in_the_metrics_direction() -> None:
 
 
 def test_of_equal_scores_the_first_offered_stays() -> None:
-    keeper = BestTrial(higher_is_better=True)
+    keeper = SearchState(higher_is_better=True)
 
     assert keeper.offer(0.9, {"trial": "first"}, _fitted("first")) is True
     assert keeper.would_keep(0.9) is False  # so the second trial does not send its model
@@ -36,7 +36,7 @@ def test_of_equal_scores_the_first_offered_stays() -> None:
 
 
 def test_nothing_is_given_for_another_score_than_the_one_kept() -> None:
-    keeper = BestTrial(higher_is_better=True)
+    keeper = SearchState(higher_is_better=True)
     assert keeper.kept(0.9) is None  # no trial offered
 
     keeper.offer(0.95, {"trial": "stopped before it reported"}, _fitted("stopped"))
