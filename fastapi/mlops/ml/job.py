@@ -72,8 +72,8 @@ def main(argv: list[str] | None = None) -> int:
 
 def _stop_with_this_process(worker: Any, job_id: str) -> None:
     """`ray job stop` (and the API's time limit) end this process with SIGTERM: the
-    work in the trainer then stops too, before its next phase (a search's trials at
-    once)."""
+    work in the trainer then stops too, before its next phase (a search's trials within
+    seconds). Should this word not get through, the work reads its record's status."""
 
     import ray
 
