@@ -50,31 +50,26 @@ class SearchFailed(Exception):
     """Every trial of a search failed; the message has the first error."""
 
 
-def run_trial(
-    config: dict[str, Any],
-    *,
-    state: str,  # the name of the search's search_state.SearchState actor
-    family: Family,
-    fixed: dict[str, Any],
-    metric: str,
-    default_max_depth: int,
-    niceness: int,
-) -> None:
+def run_trial(config: dict[str, Any]) -> None:
     """One trial: fit and score one configuration on the search's split, offer the model
     to the search's state, and report the scores, which the search's driver logs as the
-    trial's child run (`ml.trial_runs`). Its process yields to serving first (Ray starts
-    it at the niceness Serve's processes have)."""
-    yield_to_serving(niceness)
-    shared = ray.get_actor(state, namespace=NAMESPACE)
-    parts: model.Split = search_state.split_of(shared)
-    params = {**fixed, **config}
-    pipeline = model.build_pipeline(family, params, default_max_depth=default_max_depth)
+    trial's child run (`ml.trial_runs`). The same trainable for every search: a trial
+    finds its search's state by Tune's experiment name, which is the job id. Its process
+    yields to serving before it fits (Ray starts it at the niceness Serve's processes
+    have)."""
+    job_id = tune.get_context().get_experiment_name()
+    shared = ray.get_actor(search_state.state_name(job_id), namespace=NAMESPACE)
+    trial = search_state.setup_of(shared)
+    yield_to_serving(trial.niceness)
+    parts, family = trial.split, trial.family
+    params = {**trial.fixed, **config}
+    pipeline = model.build_pipeline(family, params, default_max_depth=trial.default_max_depth)
     started = time.perf_counter()
     pipeline.fit(parts.x_train, parts.y_train)
     seconds = time.perf_counter() - started
     scores = model.evaluate(pipeline, parts.x_test, parts.y_test, family.task)
     fitted = train.Fitted(pipeline, scores, cpus=1, seconds=seconds)
-    search_state.offer(shared, scores[metric], config, fitted)
+    search_state.offer(shared, scores[trial.metric], config, fitted)
     tune.report({**scores, FIT_SECONDS: round(seconds, 3)})
 
 
@@ -201,7 +196,15 @@ def _trials(
 ) -> tuple[search_state.Kept | None, dict[str, Any], int, int]:
     """Run the trials with the search's state shared, ended with them; (the best
     trial's model if kept, the best configuration, trials finished, trials failed)."""
-    state = search_state.start(spec.job_id, parts, spec.metric, settings.training_niceness)
+    setup = search_state.TrialSetup(
+        split=parts,
+        family=Family.of(spec.model),
+        fixed=fixed,
+        metric=spec.metric,
+        default_max_depth=settings.max_depth_limit,
+        niceness=settings.training_niceness,
+    )
+    state = search_state.start(spec.job_id, setup, spec.metric.higher_is_better)
     try:
         score, best, finished, failed = _tune(
             settings, spec, recorder, phases, fixed, experiment_id, parent_id
@@ -222,27 +225,9 @@ def _tune(
 ) -> tuple[float, dict[str, Any], int, int]:
     """Run the trials; (best score, its configuration, trials finished, trials failed).
     JobStopped when the job was stopped while they ran: Tune stops them all."""
-    # The search's own trainable, named for it, holding only names and numbers: the
-    # trainer runs many searches, and Tune registers trainables by name and keeps
-    # what `tune.with_parameters` stores for as long as its driver lives.
-    state, family = search_state.state_name(spec.job_id), Family.of(spec.model)
-    metric, depth, niceness = str(spec.metric), settings.max_depth_limit, settings.training_niceness
-
-    def trainable(config: dict[str, Any]) -> None:
-        run_trial(
-            config,
-            state=state,
-            family=family,
-            fixed=fixed,
-            metric=metric,
-            default_max_depth=depth,
-            niceness=niceness,
-        )
-
-    trainable.__name__ = f"trial_{spec.job_id.replace('-', '_')}"
     tuner = tune.Tuner(
         # On trainer nodes (contracts.placement): the cluster keeps them apart from serving.
-        tune.with_resources(trainable, {"cpu": 1, **on_trainer_nodes()}),
+        tune.with_resources(run_trial, {"cpu": 1, **on_trainer_nodes()}),
         param_space=search_space.to_tune(spec.search_space),
         tune_config=_tune_config(settings, spec),
         run_config=tune.RunConfig(

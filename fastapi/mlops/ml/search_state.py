@@ -1,8 +1,9 @@
-"""What a search's trials share while it runs: the split they fit on, and the best
-trial's fitted model, kept so that the search registers that model instead of fitting
-its configuration again. One `SearchState` actor a search, named for its job (a trial
-finds it by name: the trainer runs many searches, and a trial's trainable carries only
-names and numbers), ended with the search, which frees both.
+"""What a search's trials share while it runs: what they fit on and how (the split,
+the estimator family, the fixed hyperparameters), and the best trial's fitted model,
+kept so that the search registers that model instead of fitting its configuration
+again. One `SearchState` actor a search, named for its job (a trial finds it by name:
+the trainer runs many searches, all with one trainable), ended with the search, which
+frees both.
 
 Each trial offers its fitted pipeline before it reports its score to Tune. The actor
 keeps one model: the first offered with the best score so far, so its memory is one
@@ -19,9 +20,22 @@ from typing import Any
 
 import ray
 
-from mlops.contracts.model_definition import Metric
 from mlops.contracts.trainer import NAMESPACE
+from mlops.ml.estimators import Family
+from mlops.ml.model import Split
 from mlops.ml.train import Fitted
+
+
+@dataclasses.dataclass(frozen=True)
+class TrialSetup:
+    """What every trial of a search fits on, and how."""
+
+    split: Split
+    family: Family
+    fixed: dict[str, Any]  # hyperparameters no trial searches
+    metric: str  # the score the search ranks trials by
+    default_max_depth: int
+    niceness: int
 
 
 @dataclasses.dataclass(frozen=True)
@@ -35,19 +49,20 @@ class SearchState:
     """A Ray actor (`start` creates one per search, `end` ends it)."""
 
     def __init__(
-        self, higher_is_better: bool, split: list[Any] | None = None, niceness: int | None = None
+        self, higher_is_better: bool, setup: list[Any] | None = None, niceness: int | None = None
     ) -> None:
         if niceness is not None:  # in its own process: it takes in each better model
             from mlops.ml.niceness import yield_to_serving
 
             yield_to_serving(niceness)
         self._higher_is_better = higher_is_better
-        self._split = split or []  # [the split's ObjectRef], held unresolved
+        self._setup = setup or []  # [the ObjectRef of the search's TrialSetup], unresolved
         self._kept: Kept | None = None
 
-    def split(self) -> list[Any]:
-        """[the ObjectRef of the search's split]: a trial gets it from the object store."""
-        return self._split
+    def setup(self) -> list[Any]:
+        """[the ObjectRef of the search's TrialSetup]: a trial gets it from the object
+        store."""
+        return self._setup
 
     def would_keep(self, score: float) -> bool:
         """Whether a model of this score would be kept: asked before a trial sends its
@@ -73,13 +88,13 @@ def state_name(job_id: str) -> str:
     return f"search-{job_id}"
 
 
-def start(job_id: str, split: Any, metric: Metric, niceness: int) -> Any:
-    """The `SearchState` actor of search `job_id`, holding its `split`, at the
-    training's `niceness`; it takes no logical CPU from the trials."""
+def start(job_id: str, setup: TrialSetup, higher_is_better: bool) -> Any:
+    """The `SearchState` actor of search `job_id`, holding its trials' `setup`, at the
+    training's niceness; it takes no logical CPU from the trials."""
     return (
         ray.remote(SearchState)
         .options(name=state_name(job_id), namespace=NAMESPACE, num_cpus=0)
-        .remote(metric.higher_is_better, [ray.put(split)], niceness)
+        .remote(higher_is_better, [ray.put(setup)], setup.niceness)
     )
 
 
@@ -88,9 +103,11 @@ def end(state: Any) -> None:
     ray.kill(state)
 
 
-def split_of(state: Any) -> Any:
-    """The search's split, as a trial reads it (from the object store, not copied)."""
-    return ray.get(ray.get(state.split.remote())[0])
+def setup_of(state: Any) -> TrialSetup:
+    """The search's trial setup, as a trial reads it (from the object store, not
+    copied)."""
+    setup: TrialSetup = ray.get(ray.get(state.setup.remote())[0])
+    return setup
 
 
 def offer(state: Any, score: float, config: dict[str, Any], fitted: Fitted) -> None:
