@@ -1,9 +1,11 @@
 """Start, watch and stop the local platform's processes, with no orphans.
 
-Each component runs in its own process group (Ray and MLflow fork workers). Stopping
-one sends SIGTERM to its leader, waits a grace period, then SIGKILLs the whole group.
-Ray's workers leave the group (they call setsid), so the process tree is taken before
-the signal and whatever of it survives is killed too.
+Each component runs in its own process group (Ray and MLflow fork workers), all in the
+supervisor's session: where the kernel groups processes by session, niceness then
+decides between MLflow's server, Ray's training processes and serving. Stopping one
+sends SIGTERM to its leader, waits a grace period, then SIGKILLs the whole group. Ray's
+processes leave the group (they start groups of their own), so the process tree is
+taken before the signal and whatever of it survives is killed too.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ import httpx
 import psutil
 
 from mlops.local.components import Component
-from mlops.ml.niceness import yield_to_serving
+from mlops.ml.niceness import lower_priority
 from mlops.retry import backoff_blocking
 
 log = logging.getLogger("mlops.local")
@@ -105,7 +107,11 @@ class Supervisor:
                 stdin=subprocess.DEVNULL,
                 env={**self.base_env, **component.env},
                 cwd=self.cwd,
-                start_new_session=True,
+                # A process group of its own, for its stop, in the supervisor's session:
+                # where the kernel shares the CPU between sessions first, a session of
+                # its own would count as much as all the rest (serving included), and
+                # a niceness only within it.
+                process_group=0,
                 preexec_fn=functools.partial(_prepare_child, component.niceness),
             )
         running = Running(component, process, log_path)
@@ -160,11 +166,11 @@ class Supervisor:
 
 
 def _prepare_child(niceness: int) -> None:
-    """In the child, in its new session, before exec: at `niceness` (its session too);
-    get SIGTERM if the supervisor dies, even by SIGKILL (Linux only; elsewhere a killed
-    supervisor can leave components running)."""
+    """In the child, before exec: at `niceness` (the process alone: its session is the
+    platform's); get SIGTERM if the supervisor dies, even by SIGKILL (Linux only;
+    elsewhere a killed supervisor can leave components running)."""
     if niceness:
-        yield_to_serving(niceness)
+        lower_priority(niceness)
     if sys.platform == "linux":
         prctl = ctypes.CDLL("libc.so.6", use_errno=True).prctl
         prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)

@@ -19,10 +19,15 @@ def yield_to_serving(niceness: int) -> None:
     all of Ray's processes together, serving included, whatever this process's niceness:
     so the session's group gets the niceness too, when this process or its parent leads
     the session (never a session it shares with others, such as a Ray worker's)."""
-    if os.getpriority(os.PRIO_PROCESS, 0) < niceness:
-        os.setpriority(os.PRIO_PROCESS, 0, niceness)
+    lower_priority(niceness)
     if os.getsid(0) in (os.getpid(), os.getppid()):
         _session_group_at(niceness)
+
+
+def lower_priority(niceness: int) -> None:
+    """This process, and not its session's group, at `niceness` at least."""
+    if os.getpriority(os.PRIO_PROCESS, 0) < niceness:
+        os.setpriority(os.PRIO_PROCESS, 0, niceness)
 
 
 def _session_group_at(niceness: int) -> None:
