@@ -127,7 +127,8 @@ def search(
     client.log_param(parent_id, "metric", spec.metric)
     # One seed for every trial unless it is searched: a refit is the trial's model.
     fixed = {"random_state": settings.random_seed, **spec.fixed}
-    champions = champions or promotion.ChampionCache(size=1)
+    if champions is None:  # in a process of its own: the trainer passes its cache
+        champions = promotion.ChampionCache(size=1)
     try:
         with ThreadPoolExecutor(1) as ahead, phases.timed("fit"):
             # While the trials run: the champion loaded for the gate to score.
