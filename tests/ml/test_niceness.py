@@ -25,7 +25,7 @@ print(os.getpriority(os.PRIO_PROCESS, 0))
     ("started_at", "asked", "expected"),
     [
         (0, 10, 10),  # a process started plainly: set, once however often asked
-        (10, 10, 10),  # an entrypoint started under `nice -n 10`: not pushed to 19
+        (10, 10, 10),  # a job's process started under `nice -n 10`: not pushed to 19
         (15, 10, 15),  # already nicer than asked: left alone
     ],
 )

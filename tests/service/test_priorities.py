@@ -8,7 +8,7 @@ from pathlib import Path
 import httpx
 import psutil
 import pytest
-from helpers import component_process, wait_for_job
+from helpers import component_process, wait_for, wait_for_job
 
 from mlops.local.platform import LocalPlatform
 from mlops.ml.niceness import session_group_niceness
@@ -39,6 +39,15 @@ def test_replicas_run_before_training_and_mlflow_yields(
     api: httpx.Client, platform: LocalPlatform, settings: PlatformSettings
 ) -> None:
     job = api.post("/trigger_training", json={"hyperparameters": {"n_estimators": 10}}).json()
+    # Ray starts each job's supervisor actor at niceness 0 whatever its settings; the
+    # job's Python (`nice -n …`) starts it, and the entrypoint it runs, at training's.
+    supervisors = wait_for(
+        lambda: _ray_processes(platform, "ray::JobSupervisor"),
+        timeout=30,
+        interval=0.02,
+        what="the job's supervisor",
+    )
+    assert {p.nice() for p in supervisors} == {settings.training_niceness}
     wait_for_job(api, job["job_id"])
 
     # Ray runs its workers at niceness 15 by default, but each job's supervisor at 0:

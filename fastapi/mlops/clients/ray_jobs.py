@@ -47,11 +47,17 @@ class RayJobsClient:
         env_vars: dict[str, str],
         metadata: dict[str, str],
         num_cpus: float = 1,
+        python: str | None = None,
     ) -> None:
+        """`python`: the command that starts the job's Ray worker processes (its
+        supervisor's included), such as `nice -n 10 python`; Ray's own when None."""
+        runtime_env: dict[str, object] = {"env_vars": env_vars}
+        if python is not None:
+            runtime_env["py_executable"] = python
         body = {
             "submission_id": submission_id,
             "entrypoint": entrypoint,
-            "runtime_env": {"env_vars": env_vars},
+            "runtime_env": runtime_env,
             "metadata": metadata,
             "entrypoint_num_cpus": num_cpus,
         }

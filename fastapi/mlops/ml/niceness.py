@@ -11,8 +11,9 @@ _SESSION_GROUP = "/proc/self/autogroup"
 
 def yield_to_serving(niceness: int) -> None:
     """This process at `niceness` at least. Absolute, not an increment: a job's
-    entrypoint already runs under `nice` (services/training.py), from before it imports
-    anything, and is not pushed further.
+    entrypoint and Ray's workers for its job already run under `nice` (the job's
+    Python, services/training.py), from before they import anything, and are not
+    pushed further.
 
     Ray starts a job's entrypoint in a session of its own (`sh -c`, then this process).
     Where the kernel groups processes by session, that session would take as much CPU as

@@ -300,6 +300,7 @@ class Training:
                 env_vars=env,
                 metadata={"kind": record["kind"], "source": record["source"]},
                 num_cpus=0,
+                python=self._job_python(),
             )
         except SubmissionUnconfirmed:
             # Our job id is Ray's submission id: if Ray took it, it is the job; if not,
@@ -335,16 +336,25 @@ class Training:
                     env_vars=self._job_env(),
                     metadata={"kind": "warm-up", "source": "api"},
                     num_cpus=0,
+                    python=self._job_python(),
                 )
         background.completed_round()
         while background.running:
             await background.pause(3600)
 
     def _job_command(self, module: str, *args: str) -> list[str]:
-        """A job's entrypoint: its module at the training niceness from the start, so
-        importing Ray and connecting (about a second of CPU a job) yield to serving."""
-        niceness = str(self._settings.training_niceness)
-        return ["nice", "-n", niceness, "python", "-m", module, *args]
+        """A job's entrypoint. Ray's supervisor actor starts it as its child, so at the
+        supervisor's niceness (`_job_python`): importing Ray and connecting (about a
+        second of CPU a job) yield to serving from the start."""
+        return ["python", "-m", module, *args]
+
+    def _job_python(self) -> str:
+        """What starts a job's Ray worker processes: the training niceness from their
+        first instruction. Ray starts each job's supervisor actor at niceness 0,
+        whatever its settings (about a CPU-second a job, before anything of the job
+        runs); under `nice` it yields to serving, and so does the entrypoint it starts.
+        So do the trainer and a search's trials, which the warm-up job starts."""
+        return f"nice -n {self._settings.training_niceness} python"
 
     def _job_env(self) -> dict[str, str]:
         """A job's runtime environment: the settings it reads, no secret."""
