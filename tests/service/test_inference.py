@@ -197,6 +197,7 @@ def test_serving_down_is_503_saying_what_to_do(start_api) -> None:
 
     assert response.status_code == 503
     assert "serve.py" in response.json()["detail"]
+    assert "Retry-After" not in response.headers  # a person must start it
 
 
 def test_serving_down_with_auto_serve_says_it_is_being_started(start_api) -> None:
@@ -213,6 +214,7 @@ def test_serving_down_with_auto_serve_says_it_is_being_started(start_api) -> Non
 
     assert response.status_code == 503
     assert "being started" in response.json()["detail"]
+    assert response.headers["Retry-After"] == "2"
 
 
 @pytest.fixture()

@@ -22,7 +22,11 @@ router = APIRouter(tags=["inference"], responses=UNAUTHORIZED)
             "description": "The version (or the champion) was not registered by the platform, "
             "or changed since: it is never loaded.",
         },
-        503: {"model": ErrorResponse, "description": "No champion yet, or serving is down."},
+        503: {
+            "model": ErrorResponse,
+            "description": "No champion yet, or serving is down. While the API is starting "
+            "serving itself, the answer carries Retry-After.",
+        },
         504: {"model": ErrorResponse, "description": "No answer within sla_seconds."},
     },
     response_model_exclude_none=True,  # a regression answer has no label or probabilities
@@ -46,4 +50,5 @@ async def inference(
         if exc.status == 422:  # the row does not fit the model: shaped like any 422
             problem = {"loc": ["body", "input_data"], "msg": exc.detail, "type": "value_error"}
             raise HTTPException(422, [problem]) from None
-        raise HTTPException(exc.status, exc.detail) from None
+        retry = {"Retry-After": str(exc.retry_after_s)} if exc.retry_after_s else None
+        raise HTTPException(exc.status, exc.detail, headers=retry) from None

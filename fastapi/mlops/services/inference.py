@@ -29,9 +29,11 @@ ShadowCopy = tuple[list[float], ModelDefinition, str, str]
 
 
 class InferenceFailed(Exception):
-    """No prediction; `status` is the HTTP status that says why."""
+    """No prediction; `status` is the HTTP status that says why, and `retry_after_s`,
+    when set, how soon asking again may succeed."""
 
     status = 500
+    retry_after_s: int | None = None
 
     def __init__(self, detail: str) -> None:
         super().__init__(detail)
@@ -50,6 +52,10 @@ class Rejected(InferenceFailed):
 
 class ServingDown(InferenceFailed):
     status = 503
+
+    def __init__(self, detail: str, retry_after_s: int | None = None) -> None:
+        super().__init__(detail)
+        self.retry_after_s = retry_after_s
 
 
 class SlaExceeded(InferenceFailed):
@@ -136,7 +142,9 @@ class Inference:
             self._instruments.inferences.labels(model.name, "none", str(exc.status)).inc()
             if isinstance(exc, ServingDown):
                 self._serving.check_now()
-                raise ServingDown(f"{exc.detail.rstrip('.')}. {self._serving.hint}") from None
+                serving = self._serving
+                detail = f"{exc.detail.rstrip('.')}. {serving.hint}"
+                raise ServingDown(detail, serving.retry_after_s) from None
             if isinstance(exc, Rejected) and exc.code is ServeErrorCode.NO_MODEL:
                 # The replica knows the registered model; people know the model's name.
                 raise Rejected(exc.status, _untrained(model.name), exc.code) from None

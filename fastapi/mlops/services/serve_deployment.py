@@ -26,6 +26,8 @@ IMPORT_PATH = "mlops.ml.model_server:app"
 # One application for every model (requests name theirs in the multiplexing header).
 APP_NAME = "models"
 ROUTE = f"/{APP_NAME}"
+# Retry-After of a prediction refused while the API is starting serving itself.
+SERVING_RETRY_AFTER_S = 2
 
 
 def endpoint(settings: ApiSettings) -> str:
@@ -147,6 +149,13 @@ class Serving:
                 "Retry in a few seconds; /ready and the Ray dashboard show progress."
             )
         return "Serving is down: start it with `python fastapi/serve.py` and check /ready."
+
+    @property
+    def retry_after_s(self) -> int | None:
+        """How soon a client may ask again while serving is down: when the API starts
+        serving itself (a first deployment takes some 10-20 s on two cores); None when a
+        person must start it."""
+        return SERVING_RETRY_AFTER_S if self._settings.auto_serve else None
 
     def check_now(self) -> None:
         """A request found serving down: look now rather than at the next period."""
