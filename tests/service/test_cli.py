@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import queue
+import socket
 import subprocess
 import threading
+import time
 import uuid
+from urllib.parse import urlsplit
 
+import httpx
 import pytest
-from helpers import API_TOKEN, MLOPS, free_port, run_cli, wait_for
+from helpers import API_TOKEN, MLOPS, free_port, run_cli, serve_a_champion, wait_for
 from sklearn.datasets import load_wine
 
 from mlops.settings.platform import PlatformSettings
@@ -53,14 +58,9 @@ def test_an_unreachable_api_is_one_clear_line() -> None:
 def test_predict_jobs_metrics_and_a_schedule_round_trip(api_url: str) -> None:
     run_cli(api_url, "train", "--wait")  # a champion to predict with
 
-    # The API deploys serving by itself once a champion exists: a few seconds at most.
-    predicted = wait_for(
-        lambda: (
-            (r := run_cli(api_url, "predict", "5.1", "3.5", "1.4", "0.2")).returncode == 0 and r
-        ),
-        timeout=90,
-        what="a prediction",
-    )
+    # The API deploys serving by itself once a champion exists; predict waits for it.
+    predicted = run_cli(api_url, "predict", "5.1", "3.5", "1.4", "0.2")
+    assert predicted.returncode == 0, predicted.stderr
     negative = run_cli(api_url, "predict", "-0.5", "3.5", "1.4", "0.2")  # a value, not an option
     listed = run_cli(api_url, "jobs", "--limit", "3")
     with_phases = run_cli(api_url, "jobs", "--limit", "1", "--phases")
@@ -96,6 +96,65 @@ def test_predict_jobs_metrics_and_a_schedule_round_trip(api_url: str) -> None:
     assert neither.returncode == 2 and "MINUTES or --cron" in neither.stderr
     assert removed.returncode == 0 and schedule_id not in run_cli(api_url, "schedules").stdout
     assert as_json.stdout.lstrip().startswith("[")
+
+
+def test_predict_asks_again_while_the_api_starts_serving(
+    start_api, api: httpx.Client, settings: PlatformSettings
+) -> None:
+    """Right after a first training the API may still be starting serving: it answers
+    503 with Retry-After, and `mlops predict` asks again until serving answers. Here
+    serving's address opens 3 s late: a relay to the session's Serve, started then."""
+    serve_a_champion(api)
+    late = free_port()
+    client, _ = start_api(serve_url=f"http://127.0.0.1:{late}", auto_serve=True)
+    serve_port = urlsplit(settings.serve_url).port
+    assert serve_port is not None
+    relay = threading.Timer(3, _relay, (late, serve_port))
+    started = time.monotonic()
+    relay.start()
+    try:
+        result = run_cli(str(client.base_url), "predict", "5.1", "3.5", "1.4", "0.2")
+    finally:
+        relay.join()
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("Setosa")
+    assert time.monotonic() - started >= 3
+    assert result.stderr.count("being started") == 1  # said once, then asked again quietly
+    assert "(asking again)" in result.stderr
+
+
+def test_predict_fails_at_once_when_a_person_must_start_serving(start_api) -> None:
+    client, _ = start_api(serve_url=f"http://127.0.0.1:{free_port()}")
+    started = time.monotonic()
+
+    result = run_cli(str(client.base_url), "predict", "5.1", "3.5", "1.4", "0.2")
+
+    assert result.returncode == 1
+    assert "serve.py" in result.stderr and "asking again" not in result.stderr
+    assert time.monotonic() - started < 30  # one request's retries, not the wait
+
+
+def _relay(listen_port: int, target_port: int) -> None:
+    """From now on, connections to `listen_port` reach `target_port` (for the rest of
+    the test process: daemon threads)."""
+    server = socket.create_server(("127.0.0.1", listen_port))
+
+    def pump(source: socket.socket, sink: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            while data := source.recv(65536):
+                sink.sendall(data)
+        with contextlib.suppress(OSError):
+            sink.shutdown(socket.SHUT_WR)
+
+    def accept() -> None:
+        while True:
+            incoming, _ = server.accept()
+            outgoing = socket.create_connection(("127.0.0.1", target_port))
+            for source, sink in ((incoming, outgoing), (outgoing, incoming)):
+                threading.Thread(target=pump, args=(source, sink), daemon=True).start()
+
+    threading.Thread(target=accept, daemon=True).start()
 
 
 def test_alerts_follow_streams_new_alerts(api_url: str) -> None:

@@ -12,6 +12,7 @@ import click
 import httpx
 
 from mlops import sse
+from mlops.retry import backoff_blocking
 
 DEFAULT_API = "http://127.0.0.1:8888"
 
@@ -35,20 +36,51 @@ def describe(response: httpx.Response) -> str:
     return f"{response.status_code} {detail or response.reason_phrase}"
 
 
+class _AskAgain(Exception):
+    """The API answered that asking again soon may succeed."""
+
+    def __init__(self, response: httpx.Response) -> None:
+        super().__init__(describe(response))
+        self.response = response
+
+
 class Api:
     def __init__(self, url: str, token: str | None) -> None:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         self.url = url.rstrip("/")
         self.http = httpx.Client(base_url=self.url, headers=headers, timeout=60)
 
-    def call(self, method: str, path: str, **kwargs: Any) -> Any:
+    def call(self, method: str, path: str, *, ready_within: float = 0, **kwargs: Any) -> Any:
+        """The API's JSON answer. With `ready_within`, an answer that says to ask again
+        (503 with Retry-After: serving being started) is asked again, for up to that
+        many seconds, and the wait is said once on stderr."""
+        if not ready_within:
+            return self._answer(self._send(method, path, **kwargs))
+        said = False
         try:
-            response = self.http.request(method, path, **kwargs)
+            for attempt in backoff_blocking(on=(_AskAgain,), first=0.5, cap=2, within=ready_within):
+                with attempt:
+                    response = self._send(method, path, **kwargs)
+                    if response.status_code == 503 and "Retry-After" in response.headers:
+                        if not said:
+                            click.echo(f"{describe(response)} (asking again)", err=True)
+                            said = True
+                        raise _AskAgain(response)
+        except _AskAgain as exc:
+            response = exc.response
+        return self._answer(response)
+
+    def _send(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        try:
+            return self.http.request(method, path, **kwargs)
         except httpx.HTTPError as exc:
             raise ApiError(
                 f"cannot reach the API at {self.url} ({exc.__class__.__name__}); "
                 "is the platform up? (`make up`, or set MLOPS_API_URL)"
             ) from None
+
+    @staticmethod
+    def _answer(response: httpx.Response) -> Any:
         if response.is_error:
             raise ApiError(describe(response))
         return response.json()

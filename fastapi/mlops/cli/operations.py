@@ -231,16 +231,28 @@ def phases_line(phases: dict[str, float]) -> str:
 @click.command(context_settings={"ignore_unknown_options": True})
 @click.argument("features", nargs=-1, type=float, required=True)
 @click.option("--version", "model_version", help="A registered version instead of the champion.")
+@click.option(
+    "--ready-within",
+    default=60.0,
+    show_default=True,
+    help="Seconds to wait for serving that the API is starting (a first champion's); 0: none.",
+)
 @MODEL_OPTION
 @click.pass_context
 def predict(
-    ctx: click.Context, features: tuple[float, ...], model_version: str | None, model: str | None
+    ctx: click.Context,
+    features: tuple[float, ...],
+    model_version: str | None,
+    ready_within: float,
+    model: str | None,
 ) -> None:
     """Predict one row: the feature values in the model's column order."""
     body: dict[str, Any] = {"input_data": list(features)}
     if model_version:
         body["model_version"] = model_version
-    answer = ctx.obj["api"].call("POST", "/inference", json=with_model(body, model))
+    answer = ctx.obj["api"].call(
+        "POST", "/inference", json=with_model(body, model), ready_within=ready_within
+    )
     served = f"{answer['model']} version {answer['model_version']}"
     if answer.get("prediction_id"):
         served += f", prediction {answer['prediction_id']}"
