@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import queue
-import socket
 import subprocess
 import threading
 import time
@@ -15,7 +13,7 @@ from urllib.parse import urlsplit
 
 import httpx
 import pytest
-from helpers import API_TOKEN, MLOPS, free_port, run_cli, serve_a_champion, wait_for
+from helpers import API_TOKEN, MLOPS, Relay, free_port, run_cli, serve_a_champion, wait_for
 from sklearn.datasets import load_wine
 
 from mlops.settings.platform import PlatformSettings
@@ -103,19 +101,19 @@ def test_predict_asks_again_while_the_api_starts_serving(
 ) -> None:
     """Right after a first training the API may still be starting serving: it answers
     503 with Retry-After, and `mlops predict` asks again until serving answers. Here
-    serving's address opens 3 s late: a relay to the session's Serve, started then."""
+    the API reaches the session's Serve through a relay that lets it through 3 s late."""
     serve_a_champion(api)
-    late = free_port()
-    client, _ = start_api(serve_url=f"http://127.0.0.1:{late}", auto_serve=True)
-    serve_port = urlsplit(settings.serve_url).port
-    assert serve_port is not None
-    relay = threading.Timer(3, _relay, (late, serve_port))
-    started = time.monotonic()
+    relay = Relay(urlsplit(settings.serve_url).port or 8000, up=False)
     relay.start()
     try:
+        client, _ = start_api(serve_url=f"http://127.0.0.1:{relay.port}", auto_serve=True)
+        opening = threading.Timer(3, relay.restore)
+        started = time.monotonic()
+        opening.start()
         result = run_cli(str(client.base_url), "predict", "5.1", "3.5", "1.4", "0.2")
+        opening.join()
     finally:
-        relay.join()
+        relay.stop()
 
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("Setosa")
@@ -133,28 +131,6 @@ def test_predict_fails_at_once_when_a_person_must_start_serving(start_api) -> No
     assert result.returncode == 1
     assert "serve.py" in result.stderr and "asking again" not in result.stderr
     assert time.monotonic() - started < 30  # one request's retries, not the wait
-
-
-def _relay(listen_port: int, target_port: int) -> None:
-    """From now on, connections to `listen_port` reach `target_port` (for the rest of
-    the test process: daemon threads)."""
-    server = socket.create_server(("127.0.0.1", listen_port))
-
-    def pump(source: socket.socket, sink: socket.socket) -> None:
-        with contextlib.suppress(OSError):
-            while data := source.recv(65536):
-                sink.sendall(data)
-        with contextlib.suppress(OSError):
-            sink.shutdown(socket.SHUT_WR)
-
-    def accept() -> None:
-        while True:
-            incoming, _ = server.accept()
-            outgoing = socket.create_connection(("127.0.0.1", target_port))
-            for source, sink in ((incoming, outgoing), (outgoing, incoming)):
-                threading.Thread(target=pump, args=(source, sink), daemon=True).start()
-
-    threading.Thread(target=accept, daemon=True).start()
 
 
 def test_alerts_follow_streams_new_alerts(api_url: str) -> None:

@@ -9,86 +9,17 @@ the relay is back, the API's reconciler reads the outcome back from MLflow.
 
 from __future__ import annotations
 
-import asyncio
-import threading
 import uuid
 from collections.abc import Iterator
 from urllib.parse import urlsplit
 
 import httpx
 import pytest
-from helpers import free_port, ray_headers, wait_for, wait_for_job
+from helpers import Relay, ray_headers, wait_for, wait_for_job
 
 from mlops.settings.platform import PlatformSettings
 
 pytestmark = pytest.mark.slow
-
-
-class Relay:
-    """Copies bytes between clients and Redis while `up`; cut, it drops every
-    connection and refuses new ones."""
-
-    def __init__(self, target_port: int) -> None:
-        self.target_port = target_port
-        self.port = free_port()
-        self.up = True
-        self.loop = asyncio.new_event_loop()
-        self._writers: set[asyncio.StreamWriter] = set()
-        self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-
-    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            while self.up and (chunk := await reader.read(65536)):
-                writer.write(chunk)
-                await writer.drain()
-        except (ConnectionError, OSError):
-            pass
-        finally:
-            writer.close()
-
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        if not self.up:
-            writer.close()
-            return
-        upstream_reader, upstream_writer = await asyncio.open_connection(
-            "127.0.0.1", self.target_port
-        )
-        self._writers |= {writer, upstream_writer}
-        await asyncio.gather(
-            self._pipe(reader, upstream_writer), self._pipe(upstream_reader, writer)
-        )
-
-    def cut(self) -> None:
-        def drop() -> None:
-            self.up = False
-            for writer in self._writers:
-                writer.close()
-            self._writers.clear()
-
-        self.loop.call_soon_threadsafe(drop)
-
-    def restore(self) -> None:
-        self.loop.call_soon_threadsafe(setattr, self, "up", True)
-
-    def start(self) -> None:
-        self._thread.start()
-        listening = asyncio.start_server(self._serve, "127.0.0.1", self.port)
-        self._server = asyncio.run_coroutine_threadsafe(listening, self.loop).result(timeout=10)
-
-    def stop(self) -> None:
-        """Closes the listener, cancels every copy in flight and closes the loop."""
-
-        async def shutdown() -> None:
-            self._server.close()
-            copies = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
-            for copy in copies:
-                copy.cancel()
-            await asyncio.gather(*copies, return_exceptions=True)
-
-        asyncio.run_coroutine_threadsafe(shutdown(), self.loop).result(timeout=10)
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self._thread.join(timeout=10)
-        self.loop.close()
 
 
 @pytest.fixture()
