@@ -24,6 +24,8 @@ import {
 
 const ALERTS_SHOWN = 100;
 const REFRESH_MS = 5000;
+// After a first training the API takes a while to start serving: a prediction waits.
+const SERVING_READY_WITHIN_MS = 60_000;
 
 const byId = (id) => document.getElementById(id);
 const alertList = byId("alerts");
@@ -157,10 +159,15 @@ function wireForms() {
     const job = await api("/trigger_training", { method: "POST", body });
     return `Started ${job.job_id}`;
   }, refresh);
-  handleForm(byId("inference-form"), async (data) => {
+  handleForm(byId("inference-form"), async (data, progress) => {
     const body = withModel({ input_data: data.get("row").split(",").map((v) => Number(v.trim())) });
     if (data.get("version").trim()) body.model_version = data.get("version").trim();
-    const reply = await api("/inference", { method: "POST", body: JSON.stringify(body) });
+    const reply = await api("/inference", {
+      method: "POST",
+      body: JSON.stringify(body),
+      readyWithin: SERVING_READY_WITHIN_MS,
+      onWait: (reason) => progress(`${reason} (asking again)`),
+    });
     const served = `${reply.model} version ${reply.model_version}`;
     if (reply.label == null) return `${reply.prediction.toPrecision(4)}, ${served}`;
     const best = (reply.probabilities[reply.label] * 100).toFixed(1);

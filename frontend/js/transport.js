@@ -33,18 +33,43 @@ function describeError(body) {
   return detail.map((d) => `${d.loc.slice(1).join(".")}: ${d.msg}`).join("; ");
 }
 
-export async function api(path, options = {}) {
+async function send(path, init) {
   const headers = { "Content-Type": "application/json" };
   const saved = token.get();
   if (saved) headers.Authorization = `Bearer ${saved}`;
-  const response = await fetch(`${API}${path}`, { ...options, headers });
-  const body = await response.json().catch(() => ({}));
-  if (!response.ok) {
+  return fetch(`${API}${path}`, { ...init, headers });
+}
+
+// How long a 503 asks the caller to wait (Retry-After, in seconds or as a date), in ms;
+// null when the answer is not "getting ready, ask again".
+function readyAfterMs(response) {
+  const header = response.headers.get("Retry-After");
+  if (response.status !== 503 || header === null) return null;
+  const ms = /^\d+$/.test(header.trim()) ? Number(header) * 1000 : Date.parse(header) - Date.now();
+  return Number.isNaN(ms) ? null : Math.max(ms, 0);
+}
+
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+// One API call. With `readyWithin` (ms), a 503 that carries Retry-After (the API is
+// still starting serving) is asked again after the wait it names, until that time is
+// spent; `onWait(reason)` tells the page why it waits.
+export async function api(path, { readyWithin = 0, onWait = () => {}, ...init } = {}) {
+  const deadline = Date.now() + readyWithin;
+  for (;;) {
+    const response = await send(path, init);
+    const body = await response.json().catch(() => ({}));
+    if (response.ok) return body;
     const reason = describeError(body) || `${response.status} ${response.statusText}`;
+    const wait = readyAfterMs(response);
+    if (wait !== null && Date.now() + wait <= deadline) {
+      onWait(reason);
+      await sleep(wait);
+      continue;
+    }
     const hint = response.status === 401 ? ". Paste the API token in the field at the top." : "";
     throw new ApiError(`${reason}${hint}`, response.status);
   }
-  return body;
 }
 
 // Alerts are unnamed events (`onmessage`); `ready` opens the stream. EventSource

@@ -277,7 +277,8 @@ export function showDrift(verdict, body, report) {
   );
 }
 
-// A form whose `submit(FormData)` returns the text to show, or throws the error to show.
+// A form whose `submit(FormData, progress)` returns the text to show, or throws the
+// error to show; `progress(text)` shows what it is doing meanwhile.
 export function handleForm(form, submit, onDone) {
   const result = form.querySelector(".form-result");
   form.addEventListener("submit", async (event) => {
@@ -285,7 +286,10 @@ export function handleForm(form, submit, onDone) {
     result.className = "form-result";
     result.textContent = "…";
     try {
-      result.textContent = await submit(new FormData(form));
+      const progress = (text) => {
+        result.textContent = text;
+      };
+      result.textContent = await submit(new FormData(form), progress);
       result.classList.add("ok");
       onDone();
     } catch (error) {

@@ -5,13 +5,24 @@ from __future__ import annotations
 import os
 import uuid
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
-from helpers import API_TOKEN, api_client, wait_for, wait_for_job
-from playwright.sync_api import Page, expect
+from helpers import (
+    API_TOKEN,
+    Relay,
+    api_client,
+    free_port,
+    serve_a_champion,
+    wait_for,
+    wait_for_job,
+)
+from playwright.sync_api import Browser, Page, expect
 from sklearn.datasets import load_wine
 
+from mlops.local import components
+from mlops.local.supervisor import Supervisor
 from mlops.settings.platform import PlatformSettings
 
 pytestmark = pytest.mark.slow
@@ -155,18 +166,12 @@ def test_a_schedule_at_cron_times_shows_its_expression_and_zone(open_page, api_u
     assert [p for p in console.problems if "422" not in p] == [], "\n".join(console.problems)
 
 
-def test_try_inference_form_answers_with_the_champion(open_page, api_url: str) -> None:
+def test_try_inference_form_answers_with_the_champion(
+    open_page, api: httpx.Client, api_url: str
+) -> None:
     page, _ = open_page()
     # Nobody ran serve.py: the API deploys Serve by itself once a champion exists.
-    wait_for(
-        lambda: (
-            httpx.post(
-                f"{api_url}/inference", json={"input_data": [6.7, 3.0, 5.2, 2.3]}, timeout=30
-            ).is_success
-        ),
-        timeout=90,
-        what="the API to deploy serving by itself",
-    )
+    serve_a_champion(api)
 
     champion = httpx.get(f"{api_url}/get_metrics").json()["champion_version"]
     # Replicas follow a new champion within their reload period: wait for it to answer.
@@ -197,6 +202,44 @@ def test_try_inference_form_answers_with_the_champion(open_page, api_url: str) -
         "Virginica", timeout=60_000
     )
     assert f"version {champion}" in page.inner_text("#inference-form .form-result")
+
+
+def test_a_prediction_waits_while_the_api_starts_serving(
+    browser: Browser, start_api, api: httpx.Client, settings: PlatformSettings, tmp_path: Path
+) -> None:
+    """Right after a first training the API may still be starting serving: it answers
+    503 with Retry-After, and the form says so and asks again until serving answers.
+    Here a second API and its dashboard reach the session's Serve through a relay that
+    lets them through only once the form has waited."""
+    serve_a_champion(api)
+    relay = Relay(urlsplit(settings.serve_url).port or 8000, up=False)
+    relay.start()
+    supervisor = Supervisor(tmp_path / "logs")
+    page = browser.new_page()
+    try:
+        client, _ = start_api(serve_url=f"http://127.0.0.1:{relay.port}", auto_serve=True)
+        local = settings.model_copy(
+            update={
+                "api_port": client.base_url.port,
+                "dashboard_port": free_port(),
+                "data_dir": tmp_path,
+            }
+        )
+        supervisor.wait_ready([supervisor.start(components.dashboard(local))], timeout=30)
+        page.goto(f"http://127.0.0.1:{local.dashboard_port}/#token={API_TOKEN}")
+        result = page.locator("#inference-form .form-result")
+
+        page.click("#inference-form button[type=submit]")
+        expect(result).to_contain_text("being started", timeout=15_000)
+        expect(result).to_contain_text("(asking again)")
+        relay.restore()
+
+        expect(result).to_contain_text("Virginica", timeout=30_000)
+        assert "ok" in (result.get_attribute("class") or "")
+    finally:
+        page.close()
+        supervisor.stop_all()
+        relay.stop()
 
 
 def test_live_performance_shows_labelled_traffic_beside_held_out_scores(
