@@ -25,6 +25,7 @@ from mlops.clients.redis.rollouts import RolloutStore
 from mlops.clients.redis.trainer_queue import TrainerQueue
 from mlops.clients.schedule_store import ScheduleStore
 from mlops.clients.serve_admin import ServeAdmin
+from mlops.contracts.alerts import Alert
 from mlops.ml.data import s3_config
 from mlops.services.alerts import AlertFeed
 from mlops.services.batching import ServeBatcher
@@ -134,6 +135,12 @@ def _inference(
     return serving, inference
 
 
+def _on_alert(alert: Alert, instruments: Instruments, serving: Serving) -> None:
+    """Each alert the API reads: counted, and a first champion deployed at once."""
+    instruments.alerts.labels(alert.level).inc()
+    serving.on_alert(alert)
+
+
 def build_services(
     app: FastAPI, clients: Clients, background: Background, stack: AsyncExitStack
 ) -> Loops:
@@ -168,7 +175,7 @@ def build_services(
         stream,
         max_clients=settings.sse_max_clients,
         max_replay=settings.sse_max_replay,
-        on_alert=lambda alert: instruments.alerts.labels(alert.level).inc(),
+        on_alert=lambda alert: _on_alert(alert, instruments, serving),
     )
     instruments.sse_clients.set_function(lambda: feed.client_count)
     samples = DriftSamples(redis, max_rows=settings.drift_sample_rows)

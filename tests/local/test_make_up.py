@@ -10,7 +10,9 @@ from pathlib import Path
 import httpx
 import psutil
 import pytest
-from helpers import API_TOKEN, platform_settings, wait_for
+from helpers import API_TOKEN, platform_settings, ray_headers, run_cli, wait_for
+
+from mlops.settings.platform import PlatformSettings
 
 MLOPS = str(Path(sys.executable).with_name("mlops"))
 
@@ -25,8 +27,35 @@ def _processes_using(folder: Path) -> list[psutil.Process]:
     return found
 
 
+def _serving_status(settings: PlatformSettings) -> str | None:
+    applications = httpx.get(
+        f"{settings.ray_address}/api/serve/applications/", headers=ray_headers(), timeout=10
+    ).json()["applications"]
+    return (applications.get("models") or {}).get("status")
+
+
+def _train_then_predict(settings: PlatformSettings) -> None:
+    """A user's first minutes: a training, then a prediction. Serving starts as soon
+    as the training's alert names the first champion, and the prediction waits for it."""
+    api_url = f"http://127.0.0.1:{settings.api_port}"
+    assert _serving_status(settings) is None  # no champion yet: nothing to serve
+
+    trained = run_cli(api_url, "train", "--wait")
+    assert trained.returncode == 0 and "now the champion" in trained.stdout, trained.stderr
+    wait_for(
+        lambda: _serving_status(settings) in {"DEPLOYING", "RUNNING"},
+        timeout=60,  # Serve's controller starts first, on a fresh Ray
+        what="serving to be deployed on the first champion's alert",
+    )
+    predicted = run_cli(api_url, "predict", "5.1", "3.5", "1.4", "0.2")
+
+    assert predicted.returncode == 0 and predicted.stdout.startswith("Setosa"), predicted.stderr
+
+
 def test_up_serves_the_platform_and_down_leaves_no_process(tmp_path: Path) -> None:
-    settings = platform_settings(tmp_path / "data")
+    # The API's own look for a serving to deploy, far away: only the first champion's
+    # alert can start serving in this test.
+    settings = platform_settings(tmp_path / "data", serve_check_seconds=600)
     env = {**os.environ, **settings.as_env(include_secrets=True)}
     outputs = tmp_path / "outputs"
     up = subprocess.Popen(
@@ -49,6 +78,7 @@ def test_up_serves_the_platform_and_down_leaves_no_process(tmp_path: Path) -> No
         ready = httpx.get(f"http://127.0.0.1:{settings.api_port}/ready", timeout=10).json()
         assert ready["ready"] is True, ready
         assert Path(settings.dataset_uri).exists()
+        _train_then_predict(settings)
 
         down = subprocess.run(
             [MLOPS, "down"],

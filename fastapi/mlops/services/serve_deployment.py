@@ -14,6 +14,7 @@ from mlops.background import Background
 from mlops.clients.mlflow_registry import MlflowRegistry, MlflowUnavailable
 from mlops.clients.redis import DeployLock
 from mlops.clients.serve_admin import ServeAdmin, ServeError
+from mlops.contracts.alerts import Alert, AlertKind
 from mlops.contracts.placement import on_serving_nodes
 from mlops.retry import backoff
 from mlops.services.model_catalog import ModelCatalog
@@ -161,6 +162,12 @@ class Serving:
         """A request found serving down: look now rather than at the next period."""
         self._wanted.set()
 
+    def on_alert(self, alert: Alert) -> None:
+        """A champion set by a training or by hand may be the first one: look now, not
+        at the next period, so a first prediction waits only for the deployment."""
+        if _sets_a_champion(alert):
+            self._wanted.set()
+
     async def keep_serving(self, background: Background) -> None:
         while background.running:
             try:
@@ -168,7 +175,7 @@ class Serving:
                 background.completed_round()
             except (ServeError, MlflowUnavailable, RedisError, OSError) as exc:
                 log.warning("auto-serve check skipped: %s", exc)
-            await background.pause_until(self._wanted, 10)
+            await background.pause_until(self._wanted, self._settings.serve_check_seconds)
             self._wanted.clear()
 
     async def _deploy_if_needed(self) -> None:
@@ -191,3 +198,9 @@ class Serving:
             if await self._registry.alias_version(model.registered_model, alias):
                 return True
         return False
+
+
+def _sets_a_champion(alert: Alert) -> bool:
+    if alert.kind is AlertKind.CHAMPION:
+        return True
+    return alert.kind is AlertKind.TRAINING and (alert.data or {}).get("promoted") is True

@@ -71,6 +71,13 @@ class ApiSettings(TrainingSettings, ServingSettings):
     auto_serve: bool = Field(
         True, description="Deploy the Serve application when a champion exists and it is down."
     )
+    serve_check_seconds: float = Field(
+        10,
+        gt=0,
+        description="How often the API looks whether serving must be deployed (with "
+        "MLOPS_AUTO_SERVE). A new champion, or a prediction that finds serving down, "
+        "makes it look at once.",
+    )
     warm_up_trainer: bool = Field(
         True,
         description="At start, submit a Ray job that starts the warm trainer, so the first "
