@@ -14,14 +14,16 @@ from __future__ import annotations
 import functools
 import logging
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
-import pandas as pd
-from sklearn.pipeline import Pipeline
 
 from mlops.contracts.model_definition import Task
 from mlops.contracts.serve import top_class
+
+if TYPE_CHECKING:  # a replica serving compiled models never imports them (a second each)
+    import pandas as pd
+    from sklearn.pipeline import Pipeline
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +49,8 @@ class SklearnPredictor:
     kind: str = "sklearn"
 
     def outputs(self, rows: np.ndarray) -> np.ndarray:
+        import pandas as pd  # imported already: the pipeline's own modules need it
+
         # The frame carries the names the pipeline was fitted with.
         frame = pd.DataFrame(rows, columns=self.features)
         if self.task is Task.CLASSIFICATION:

@@ -19,7 +19,6 @@ from typing import Any
 
 from mlops.contracts.model_definition import Gate, ModelRef, Task
 from mlops.ml import provenance
-from mlops.ml.model import evaluate
 
 log = logging.getLogger(__name__)
 
@@ -161,6 +160,8 @@ def score_champion(
     """The current champion's score on the gate's metric on the new held-out rows; None
     without a champion. `client` is an MlflowClient (the job's own connection)."""
     from mlflow.exceptions import MlflowException
+
+    from mlops.ml.model import evaluate  # scikit-learn: jobs score, replicas never do
 
     name = model.registered_model
     try:
