@@ -7,6 +7,7 @@ const fixed = (value) => (value == null ? "–" : Number(value.toPrecision(4)).t
 
 export class LiveChart {
   constructor(canvas) {
+    this.box = canvas.parentElement; // shown once some version has labels
     this.scales = { y: { title: { display: true, text: "metric" } } };
     // Chart is Chart.js's UMD build (vendor/), loaded before this module.
     this.chart = new window.Chart(canvas, {
@@ -18,13 +19,15 @@ export class LiveChart {
           { label: "held out at training", data: [] },
         ],
       },
-      options: { animation: false, responsive: true, scales: this.scales },
+      // The box sets the height; the chart fills it.
+      options: { animation: false, responsive: true, maintainAspectRatio: false, scales: this.scales },
     });
   }
 
   draw(report) {
     fitScale(this.scales.y, report.metric);
     const versions = [...report.versions].reverse(); // oldest on the left
+    this.box.hidden = versions.length === 0; // the table below says there are no labels
     this.chart.data.labels = versions.map((v) => `v${v.version}${v.is_champion ? " ★" : ""}`);
     this.chart.data.datasets[0].data = versions.map((v) => v.live[report.metric]?.value ?? null);
     this.chart.data.datasets[1].data = versions.map((v) => v.offline);

@@ -281,6 +281,8 @@ def test_live_performance_shows_labelled_traffic_beside_held_out_scores(
     live = page.evaluate(
         "Chart.getChart(document.getElementById('live-chart')).data.datasets[0].data"
     )
+    box = page.locator("#live-chart").bounding_box()
+    assert box and 100 < box["height"] <= 320  # bounded, not as tall as the card is wide
     row_of_champion = page.locator(f'#live tr[data-version="{champion}"]')
     expect(row_of_champion).to_contain_text("(champion)")
     expect(page.locator("#rollout")).to_have_attribute("data-state", "none")
@@ -321,6 +323,14 @@ def test_phone_width_fits_without_sideways_scrolling(
              .map(e => `${e.tagName}#${e.id}.${e.className}`)"""
     )
     assert overflow <= 0, wide
+    if api_client(api_url).get("/get_metrics").json()["runs"]:  # the picture with its data
+        wait_for(
+            lambda: page.evaluate(
+                "Chart.getChart(document.getElementById('runs-chart'))?.data.labels.length > 0"
+            ),
+            timeout=15,
+            what="the runs chart to have data",
+        )
     page.screenshot(path=str(screenshots / "dashboard-phone.png"), full_page=True)
     assert console.problems == [], "\n".join(console.problems)
 
@@ -476,6 +486,7 @@ def test_a_model_created_in_the_form_is_trained_beside_iris(
     expect(page.locator("#inference-features")).to_contain_text(
         "takes 13 features: alcohol", timeout=15_000
     )
+    expect(page.locator("#live-chart")).to_be_hidden()  # no labels: the table says so
     wine_job = page.locator(f'#jobs tr[data-job="{job["job_id"]}"]')
     wine_schedule = page.locator(f'#schedules tr[data-schedule="{schedule["schedule_id"]}"]')
     expect(wine_job).to_be_visible(timeout=10_000)
