@@ -94,7 +94,8 @@ class Training:
             raise InvalidField(
                 ("target_column",),
                 f"{model.name} predicts {spec.target_column!r}: to train it on another "
-                f"target, change the model (PATCH /models/{model.name}) or create another",
+                f"target, change the model (PATCH /models/{model.name}) or create another "
+                "(POST /models)",
             )
         if uri is None:
             return spec.dataset_uri, spec.target_column
@@ -138,7 +139,8 @@ class Training:
             ("dataset_uri",),
             f"{uri} {problem}. {model.name} is trained on {', '.join(features)} to predict "
             f"{spec.target_column!r}: to train it on this dataset, change the model "
-            f"(PATCH /models/{model.name} with this dataset_uri) or create another model",
+            f"(PATCH /models/{model.name} with this dataset_uri) or create another model "
+            "(POST /models)",
         )
 
     def check_hyperparameters(
