@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import httpx
@@ -39,6 +40,10 @@ def _train_then_predict(settings: PlatformSettings) -> None:
     as the training's alert names the first champion, and the prediction waits for it."""
     api_url = f"http://127.0.0.1:{settings.api_port}"
     assert _serving_status(settings) is None  # no champion yet: nothing to serve
+    asked = time.monotonic()
+    early = run_cli(api_url, "predict", "5.1", "3.5", "1.4", "0.2")
+    assert early.returncode == 1 and "no champion yet: train it" in early.stderr, early.stderr
+    assert time.monotonic() - asked < 30  # told at once, not after the wait for serving
 
     trained = run_cli(api_url, "train", "--wait")
     assert trained.returncode == 0 and "now the champion" in trained.stdout, trained.stderr

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -200,21 +201,38 @@ def test_serving_down_is_503_saying_what_to_do(start_api) -> None:
     assert "Retry-After" not in response.headers  # a person must start it
 
 
-def test_serving_down_with_auto_serve_says_it_is_being_started(start_api) -> None:
+def test_serving_down_with_auto_serve_says_it_is_being_started(start_api, served: dict) -> None:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         dead = sock.getsockname()[1]
-    # A model with no champion: this API has nothing to deploy, so the session's
-    # Serve application is left alone.
-    api, _ = start_api(
-        serve_url=f"http://127.0.0.1:{dead}", auto_serve=True, model_name="never_trained"
-    )
+    # iris has a champion, so this API deploys serving: Serve finds the session's
+    # application running as configured and leaves it alone.
+    api, _ = start_api(serve_url=f"http://127.0.0.1:{dead}", auto_serve=True)
 
     response = _predict(api, [5.1, 3.5, 1.4, 0.2], retries=0, sla_seconds=5)
 
     assert response.status_code == 503
     assert "being started" in response.json()["detail"]
     assert response.headers["Retry-After"] == "2"
+
+
+def test_serving_down_and_no_champion_says_to_train_not_to_wait(start_api) -> None:
+    """Auto-serve deploys serving for champions: a model with none has nothing to wait
+    for, and a client that honours Retry-After must not wait in vain."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        dead = sock.getsockname()[1]
+    # A database of its own: the default model is defined from this API's settings.
+    never_trained = f"never_trained_{uuid.uuid4().hex[:8]}"
+    api, _ = start_api(
+        redis_db=9, serve_url=f"http://127.0.0.1:{dead}", auto_serve=True, model_name=never_trained
+    )
+
+    response = _predict(api, [5.1, 3.5, 1.4, 0.2], retries=0, sla_seconds=5)
+
+    assert response.status_code == 503
+    assert response.json()["detail"].startswith("iris has no champion yet: train it")
+    assert "Retry-After" not in response.headers
 
 
 @pytest.fixture()

@@ -14,7 +14,7 @@ from mlops.retry import retried
 from mlops.schemas import InferenceResponse
 from mlops.services.batching import Recorded, ServeBatcher, ServeVerdict, TransientServeError
 from mlops.services.rollout_routing import RolloutRouter
-from mlops.services.serve_deployment import Serving
+from mlops.services.serve_deployment import SERVING_RETRY_AFTER_S, Outage, Serving
 from mlops.telemetry import Instruments
 
 log = logging.getLogger(__name__)
@@ -141,14 +141,22 @@ class Inference:
             # Failures carry no version label: a client-chosen string must not become one.
             self._instruments.inferences.labels(model.name, "none", str(exc.status)).inc()
             if isinstance(exc, ServingDown):
-                self._serving.check_now()
-                serving = self._serving
-                detail = f"{exc.detail.rstrip('.')}. {serving.hint}"
-                raise ServingDown(detail, serving.retry_after_s) from None
+                raise await self._serving_down(exc, model, version) from None
             if isinstance(exc, Rejected) and exc.code is ServeErrorCode.NO_MODEL:
                 # The replica knows the registered model; people know the model's name.
                 raise Rejected(exc.status, _untrained(model.name), exc.code) from None
             raise
+
+    async def _serving_down(
+        self, exc: ServingDown, model: ModelDefinition, version: str | None
+    ) -> InferenceFailed:
+        """What to answer when serving is down: ask again soon while the API starts it;
+        train first when the model has no champion, which nothing would serve."""
+        outage = await self._serving.outage(model.registered_model, version)
+        if outage is Outage.UNTRAINED:
+            return Rejected(503, _untrained(model.name), ServeErrorCode.NO_MODEL)
+        detail = f"{exc.detail.rstrip('.')}. {self._serving.hint}"
+        return ServingDown(detail, SERVING_RETRY_AFTER_S if outage is Outage.STARTING else None)
 
     async def _canary(
         self,

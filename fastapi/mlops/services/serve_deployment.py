@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from enum import Enum
 from typing import Any
 from urllib.parse import urlparse
 
@@ -121,6 +122,14 @@ async def deploy(admin: ServeAdmin, settings: ApiSettings, *, timeout: float = 1
     return endpoint(settings)
 
 
+class Outage(Enum):
+    """What a request that found serving down is told comes next."""
+
+    STARTING = "starting"  # the API deploys it: ask again after SERVING_RETRY_AFTER_S
+    MANUAL = "manual"  # a person must start it (serve.py)
+    UNTRAINED = "untrained"  # the model has no champion: train it, and serving follows
+
+
 class Serving:
     """Keeps the Serve application deployed while any model has a champion, so running
     serve.py by hand is optional. One API replica deploys at a time (a Redis lock)."""
@@ -146,21 +155,27 @@ class Serving:
         """What a client should do while serving is down."""
         if self._settings.auto_serve:
             return (
-                "Serving is being started: the API deploys it once a champion model exists. "
+                "Serving is being started: the API deploys it for the champion models. "
                 "Retry in a few seconds; /ready and the Ray dashboard show progress."
             )
         return "Serving is down: start it with `python fastapi/serve.py` and check /ready."
 
-    @property
-    def retry_after_s(self) -> int | None:
-        """How soon a client may ask again while serving is down: when the API starts
-        serving itself (a first deployment takes some 10-20 s on two cores); None when a
-        person must start it."""
-        return SERVING_RETRY_AFTER_S if self._settings.auto_serve else None
-
-    def check_now(self) -> None:
-        """A request found serving down: look now rather than at the next period."""
+    async def outage(self, registered_model: str, version: str | None) -> Outage:
+        """A request for `registered_model` (its champion, or `version`) found serving
+        down: look now rather than at the next period, and say what comes next. The API
+        deploys serving once any model has a champion; until the requested model has
+        one, there is nothing to wait for."""
         self._wanted.set()
+        if not self._settings.auto_serve:
+            return Outage.MANUAL
+        try:
+            if version is None:
+                alias = self._settings.champion_alias
+                champion = await self._registry.alias_version(registered_model, alias)
+                return Outage.STARTING if champion else Outage.UNTRAINED
+            return Outage.STARTING if await self._any_champion() else Outage.UNTRAINED
+        except MlflowUnavailable:
+            return Outage.STARTING  # cannot tell: it deploys as soon as it can
 
     def on_alert(self, alert: Alert) -> None:
         """A champion set by a training or by hand may be the first one: look now, not
