@@ -55,7 +55,8 @@ class DriftMonitor:
         }
         version = await self._registry.alias_version(name, settings.champion_alias)
         if version is None:
-            return DriftReport(**report, verdict="no champion", detail="no champion yet")
+            detail = f"nothing to compare until {model.name} has a champion"
+            return DriftReport(**report, verdict="no champion", detail=detail)
         report["model_version"] = version
         reference = await self._reference(name, version)
         if reference is None:
