@@ -142,9 +142,12 @@ class Inference:
             self._instruments.inferences.labels(model.name, "none", str(exc.status)).inc()
             if isinstance(exc, ServingDown):
                 raise await self._serving_down(exc, model, version) from None
+            # The replica knows the registered model; people know the model's name.
             if isinstance(exc, Rejected) and exc.code is ServeErrorCode.NO_MODEL:
-                # The replica knows the registered model; people know the model's name.
                 raise Rejected(exc.status, _untrained(model.name), exc.code) from None
+            if isinstance(exc, Rejected) and exc.code is ServeErrorCode.UNKNOWN_VERSION:
+                detail = f"{model.name} has no version {version!r}"
+                raise Rejected(exc.status, detail, exc.code) from None
             raise
 
     async def _serving_down(

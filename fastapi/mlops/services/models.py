@@ -87,7 +87,7 @@ class Models:
         name, alias = model.registered_model, self._settings.champion_alias
         found = await self._registry.version(name, version)
         if found is None:
-            raise UnknownVersion(f"{name} has no version {version!r}")
+            raise UnknownVersion(f"{model.name} has no version {version!r}")
         if why := _why_foreign(self._settings.signing_key(), name, found):
             raise ForeignVersion(f"{why}: only versions the platform trained can be promoted")
         current = await self._registry.alias_version(name, alias)
