@@ -281,10 +281,12 @@ export function showDrift(verdict, body, report) {
 // error to show; `progress(text)` shows what it is doing meanwhile.
 export function handleForm(form, submit, onDone) {
   const result = form.querySelector(".form-result");
+  const button = form.querySelector("button[type=submit]");
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
     result.className = "form-result";
     result.textContent = "…";
+    button.disabled = true; // one submission at a time (a prediction may wait for serving)
     try {
       const progress = (text) => {
         result.textContent = text;
@@ -295,6 +297,8 @@ export function handleForm(form, submit, onDone) {
     } catch (error) {
       result.textContent = error.message;
       result.classList.add("error");
+    } finally {
+      button.disabled = false;
     }
   });
 }

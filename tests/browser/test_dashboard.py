@@ -228,14 +228,17 @@ def test_a_prediction_waits_while_the_api_starts_serving(
         supervisor.wait_ready([supervisor.start(components.dashboard(local))], timeout=30)
         page.goto(f"http://127.0.0.1:{local.dashboard_port}/#token={API_TOKEN}")
         result = page.locator("#inference-form .form-result")
+        submit = page.locator("#inference-form button[type=submit]")
 
-        page.click("#inference-form button[type=submit]")
+        submit.click()
         expect(result).to_contain_text("being started", timeout=15_000)
         expect(result).to_contain_text("(asking again)")
+        expect(submit).to_be_disabled()  # one prediction at a time while it waits
         relay.restore()
 
         expect(result).to_contain_text("Virginica", timeout=30_000)
         assert "ok" in (result.get_attribute("class") or "")
+        expect(submit).to_be_enabled()
     finally:
         page.close()
         supervisor.stop_all()
