@@ -107,6 +107,7 @@ def _in_this_process(settings: TrainingSettings, spec_json: str, kind: JobKind) 
     ray.init(logging_level=logging.WARNING)  # a parallel fit's workers, a search's trials
     recorder = JobRecorder(settings)
     if kind == "tune":
+        search.register_trial()
         return search.job(settings, SearchSpec.from_json(spec_json), recorder)
     return execute.training(settings, TrainingSpec.from_json(spec_json), recorder)
 

@@ -44,10 +44,21 @@ log = logging.getLogger("mlops.search")
 
 FIT_SECONDS = "fit_seconds"  # a trial's own fit, reported with its scores
 STOP_CHECK_S = 1.0  # how often a running search asks whether its job was stopped
+# The name the trials' trainable is registered under with Tune (`register_trial`).
+TRIAL = "mlops-trial"
 
 
 class SearchFailed(Exception):
     """Every trial of a search failed; the message has the first error."""
+
+
+def register_trial() -> None:
+    """Register the trials' trainable with Tune as TRIAL, on trainer nodes
+    (contracts.placement). Once per process, before any search: Tune's registry is not
+    safe for two registrations at once, which two searches in the trainer's threads
+    made when each passed its trainable itself ("dictionary changed size during
+    iteration" in `_Registry.flush_values`, Ray 2.60)."""
+    tune.register_trainable(TRIAL, tune.with_resources(run_trial, {"cpu": 1, **on_trainer_nodes()}))
 
 
 def run_trial(config: dict[str, Any]) -> None:
@@ -227,8 +238,7 @@ def _tune(
     """Run the trials; (best score, its configuration, trials finished, trials failed).
     JobStopped when the job was stopped while they ran: Tune stops them all."""
     tuner = tune.Tuner(
-        # On trainer nodes (contracts.placement): the cluster keeps them apart from serving.
-        tune.with_resources(run_trial, {"cpu": 1, **on_trainer_nodes()}),
+        TRIAL,  # registered before any search (register_trial): Tune registers nothing
         param_space=search_space.to_tune(spec.search_space),
         tune_config=_tune_config(settings, spec),
         run_config=tune.RunConfig(
@@ -345,7 +355,8 @@ def job(
     champions: promotion.ChampionCache | None = None,
     stopped: Callable[[], bool] = lambda: False,
 ) -> int:
-    """One search job, start to recorded outcome; its exit code."""
+    """One search job, start to recorded outcome; its exit code. `register_trial` has
+    run in this process."""
     work = lambda phases: search(settings, spec, recorder, phases, champions)  # noqa: E731
     return execute.execute(
         settings, spec.job_id, spec.model, work, recorder, what="Search", stopped=stopped

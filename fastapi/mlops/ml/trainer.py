@@ -106,6 +106,7 @@ class Trainer:
         self._logs = JobLogs(root.handlers[0].formatter if root.handlers else None)
         root.addHandler(self._logs)
         train.warm_up()
+        search.register_trial()  # before any job's thread runs a search
         self._execute, self._search = execute, search
         self._champions = promotion.ChampionCache()
         self._builders = TreeBuilders(
