@@ -40,13 +40,11 @@ async function send(path, init) {
   return fetch(`${API}${path}`, { ...init, headers });
 }
 
-// How long a 503 asks the caller to wait (Retry-After, in seconds or as a date), in ms;
+// How long a 503 asks the caller to wait, in ms (the API's Retry-After is in seconds);
 // null when the answer is not "getting ready, ask again".
 function readyAfterMs(response) {
-  const header = response.headers.get("Retry-After");
-  if (response.status !== 503 || header === null) return null;
-  const ms = /^\d+$/.test(header.trim()) ? Number(header) * 1000 : Date.parse(header) - Date.now();
-  return Number.isNaN(ms) ? null : Math.max(ms, 0);
+  const seconds = Number(response.headers.get("Retry-After") ?? NaN);
+  return response.status === 503 && seconds >= 0 ? seconds * 1000 : null;
 }
 
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));

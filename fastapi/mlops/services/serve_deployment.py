@@ -162,20 +162,21 @@ class Serving:
 
     async def outage(self, registered_model: str, version: str | None) -> Outage:
         """A request for `registered_model` (its champion, or `version`) found serving
-        down: look now rather than at the next period, and say what comes next. The API
-        deploys serving once any model has a champion; until the requested model has
-        one, there is nothing to wait for."""
+        down: look now rather than at the next period, and say what comes next. Serving
+        is deployed for champions: a model with none has nothing to wait for. A pinned
+        version is answered once serving is up (one registry call here, not one per
+        model)."""
         self._wanted.set()
         if not self._settings.auto_serve:
             return Outage.MANUAL
+        if version is not None:
+            return Outage.STARTING
         try:
-            if version is None:
-                alias = self._settings.champion_alias
-                champion = await self._registry.alias_version(registered_model, alias)
-                return Outage.STARTING if champion else Outage.UNTRAINED
-            return Outage.STARTING if await self._any_champion() else Outage.UNTRAINED
+            alias = self._settings.champion_alias
+            champion = await self._registry.alias_version(registered_model, alias)
         except MlflowUnavailable:
             return Outage.STARTING  # cannot tell: it deploys as soon as it can
+        return Outage.STARTING if champion else Outage.UNTRAINED
 
     def on_alert(self, alert: Alert) -> None:
         """A champion set by a training or by hand may be the first one: look now, not
