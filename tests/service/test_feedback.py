@@ -346,7 +346,7 @@ def test_an_id_from_the_future_is_unknown_at_once(valkey_url: str) -> None:
             (result,) = await feedback.send([("fffffffffff0000000000000000", 0)])
 
             assert result.outcome is Outcome.UNKNOWN
-            assert time.monotonic() - started < 0.5
+            assert time.monotonic() - started < 1.5  # under the 2 s grace a fresh id gets
 
     run_async(scenario())
 

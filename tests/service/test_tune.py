@@ -197,6 +197,41 @@ def test_a_search_stopped_in_ray_stops_its_trials_and_registers_nothing(
     assert {c.info.status for c in _child_runs(registry, parent.info.run_id)} == {"KILLED"}
 
 
+def test_with_a_fresh_process_per_job_a_training_and_a_search_run_in_their_own_drivers(
+    start_api, settings: PlatformSettings
+) -> None:
+    # MLOPS_WARM_TRAINER=false: each job imports and works in its Ray job's own driver.
+    api, name = _own_model(start_api, redis_db=12, warm_trainer=False)
+    training = {"hyperparameters": {"n_estimators": 10}}
+
+    trained = wait_for_job(api, api.post("/trigger_training", json=training).json()["job_id"])
+    search = {"search_space": SPACE, "trials": 2}
+    searched = wait_for_job(api, api.post("/tune", json=search).json()["job_id"], timeout=300)
+
+    assert trained["status"] == "succeeded", trained
+    assert searched["status"] == "succeeded", searched
+    assert searched["trials_finished"] == 2 and searched["trials_failed"] == 0
+    registry = MlflowClient(settings.mlflow_tracking_uri)
+    versions = {v.version for v in registry.search_model_versions(f"name = '{name}'")}
+    assert versions == {trained["model_version"], searched["model_version"]}
+    # The search's state actor was made by the job's own driver, not by the warm trainer.
+    driver = _ray_job(settings, searched["job_id"])["job_id"]
+    makers = [
+        a["job_id"]
+        for a in _ray_state(settings, "actors")
+        if a["name"] == f"search-{searched['job_id']}"
+    ]
+    assert makers == [driver]
+
+
+def _ray_job(settings: PlatformSettings, submission_id: str) -> dict:
+    """Ray's record of the job submitted as `submission_id`."""
+    reply = httpx.get(
+        f"{settings.ray_address}/api/jobs/{submission_id}", headers=ray_headers(), timeout=30
+    )
+    return reply.raise_for_status().json()
+
+
 def _search_state(settings: PlatformSettings, job_id: str) -> list[str]:
     """The states Ray lists for search `job_id`'s state actor."""
     return [a["state"] for a in _ray_state(settings, "actors") if a["name"] == f"search-{job_id}"]
