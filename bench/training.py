@@ -252,6 +252,7 @@ def second_node(settings: PlatformSettings, cpus: int) -> subprocess.Popen:
     command = [sys.executable, "-m", "ray.scripts.scripts", "start", "--block",
                f"--address=127.0.0.1:{settings.ray_gcs_port}", f"--num-cpus={cpus}",
                "--node-ip-address=127.0.0.1", "--disable-usage-stats",
+               f"--temp-dir={components.ray_temp_dir(settings)}",
                # A trainer node: a fit's tree builders run only on those.
                f"--resources={json.dumps({TRAINER_RESOURCE: 1})}"]  # fmt: skip
     return subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -48,11 +48,6 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.platform)
 
 
-# Ray's default session folder (the local head does not move it): Serve's controller
-# says there why an application is not running.
-_SERVE_LOGS = Path("/tmp/ray/session_latest/logs/serve")
-
-
 def _tail(path: Path, lines: int = 40) -> str:
     try:
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
@@ -69,7 +64,9 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Any:
     if report.failed and isinstance(running, LocalPlatform):
         log_dir = running.settings.data_dir / "logs"
         report.sections.append(("platform log: api", _tail(log_dir / "api.log")))
-        for controller in sorted(_SERVE_LOGS.glob("controller_[0-9]*.log"))[-1:]:
+        # Serve's controller says there why an application is not running.
+        serve_logs = components.ray_temp_dir(running.settings) / "session_latest/logs/serve"
+        for controller in sorted(serve_logs.glob("controller_[0-9]*.log"))[-1:]:
             report.sections.append((f"platform log: {controller.name}", _tail(controller)))
     return report
 

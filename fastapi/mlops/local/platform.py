@@ -296,10 +296,10 @@ class LocalPlatform:
         started = [self.supervisor.start(part) for part in parts]
         try:
             self.supervisor.wait_ready(started, timeout)
+            self._wait_for_warm_trainer()
         except BaseException:
             self.supervisor.stop_all()
             raise
-        self._wait_for_warm_trainer()
 
     def _wait_for_warm_trainer(self, timeout: float = 90.0) -> None:
         """Up means warm: the API starts the trainer with a Ray job of its own as it
@@ -309,15 +309,10 @@ class LocalPlatform:
         settings = self.settings
         if not (settings.warm_trainer and settings.warm_up_trainer):
             return
-        headers = auth_headers(settings.ray_token())
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            jobs = httpx.get(f"{settings.ray_address}/api/jobs/", headers=headers, timeout=10)
-            warm_ups = [
-                job["status"]
-                for job in jobs.raise_for_status().json()
-                if (job.get("metadata") or {}).get("kind") == "warm-up"
-            ]
+            self.supervisor.check_running()  # Ray's `start` may exit once ready
+            warm_ups = self._warm_up_statuses()
             if "SUCCEEDED" in warm_ups:
                 return
             if warm_ups and all(status in ("FAILED", "STOPPED") for status in warm_ups):
@@ -325,6 +320,24 @@ class LocalPlatform:
                 return
             time.sleep(0.5)
         log.warning("the trainer was not warm after %g s: the first training waits for it", timeout)
+
+    def _warm_up_statuses(self) -> list[str]:
+        """The statuses of the warm-up jobs Ray lists; none while its Jobs API does not
+        answer (it starts after the health check that made Ray ready)."""
+        settings = self.settings
+        try:
+            jobs = httpx.get(
+                f"{settings.ray_address}/api/jobs/",
+                headers=auth_headers(settings.ray_token()),
+                timeout=10,
+            )
+            listed = jobs.raise_for_status().json()
+        except httpx.HTTPError as exc:
+            log.info("Ray's Jobs API does not answer yet: %s", exc)
+            return []
+        return [
+            job["status"] for job in listed if (job.get("metadata") or {}).get("kind") == "warm-up"
+        ]
 
     def stop(self) -> None:
         self.supervisor.stop_all()

@@ -51,6 +51,12 @@ class Running:
         except OSError:
             return ""
 
+    def exited(self) -> StartupError | None:
+        """What to say if this component has exited: its code and its log's last lines."""
+        if (code := self.process.poll()) is None:
+            return None
+        return StartupError(f"{self.component.name} exited with {code}:\n{self.tail()}")
+
 
 def port_in_use(port: int, host: str = "127.0.0.1") -> bool:
     with socket.socket() as sock:
@@ -76,8 +82,8 @@ class _NotReady(Exception):
 def _check_ready(pending: list[Running]) -> None:
     """Drop the components that are ready from `pending`; raise if any is left."""
     for item in list(pending):
-        if (code := item.process.poll()) is not None:
-            raise StartupError(f"{item.component.name} exited with {code}:\n{item.tail()}")
+        if exited := item.exited():
+            raise exited
         if _is_ready(item.component):
             log.info("%s is ready", item.component.name)
             pending.remove(item)
@@ -128,6 +134,12 @@ class Supervisor:
                     _check_ready(pending)
         except _NotReady as exc:
             raise StartupError(f"not ready after {timeout:.0f}s: {exc}") from None
+
+    def check_running(self) -> None:
+        """Raise StartupError for the first component that has exited."""
+        for running in self.running:
+            if error := running.exited():
+                raise error
 
     def first_exited(self) -> Running | None:
         return next((r for r in self.running if r.process.poll() is not None), None)
