@@ -86,7 +86,8 @@ def test_up_serves_the_platform_and_down_leaves_no_process(tmp_path: Path) -> No
         assert Path(settings.dataset_uri).exists()
         # Ray's sessions are in a folder of this platform's: the machine's /tmp/ray may
         # be another user's.
-        assert (components.ray_temp_dir(settings) / "session_latest").is_dir()
+        ray_logs = components.ray_temp_dir(settings) / "session_latest" / "logs"
+        assert ray_logs.is_dir()
         _train_then_predict(settings)
 
         down = subprocess.run(
@@ -101,6 +102,7 @@ def test_up_serves_the_platform_and_down_leaves_no_process(tmp_path: Path) -> No
         assert up.wait(30) == 0
         printed = up.stdout.read() if up.stdout else ""
         assert f"API token for writes (Authorization: Bearer …): {API_TOKEN}" in printed
+        assert f"Ray's in {ray_logs}." in printed
         assert _processes_using(settings.data_dir) == []
     finally:
         if up.poll() is None:

@@ -13,6 +13,7 @@ from pathlib import Path
 import psutil
 
 from mlops import logs
+from mlops.local import components
 from mlops.local.platform import LocalPlatform, should_embed_redis, with_api_token
 from mlops.local.supervisor import StartupError
 from mlops.settings.platform import PlatformSettings
@@ -63,7 +64,7 @@ def _announce(
     log.info(
         "platform ready in %.0fs:\n%s\nAPI token for writes (Authorization: Bearer …): %s"
         " (kept in %s)%s\nThe Ray dashboard asks for Ray's token: %s.\n"
-        "Logs in %s. Ctrl-C or `make down` stops it.",
+        "Logs in %s, Ray's in %s. Ctrl-C or `make down` stops it.",
         seconds,
         lines,
         token,
@@ -71,6 +72,7 @@ def _announce(
         dashboard,
         settings.data_dir / "ray-token",
         settings.data_dir / "logs",
+        components.ray_temp_dir(settings) / "session_latest" / "logs",
     )
 
 
