@@ -5,7 +5,13 @@ SHELL := bash
 .DEFAULT_GOAL := help
 
 PYTHON ?= python3
+# Ray cannot start from a Python environment whose path has a space in it: a clone in
+# such a folder keeps its environment under ~/.cache instead.
+ifeq ($(words $(CURDIR)),1)
 VENV ?= .venv
+else
+VENV ?= $(HOME)/.cache/mlops-platform/venv-$(shell printf '%s' '$(CURDIR)' | cksum | cut -d' ' -f1)
+endif
 UV_VERSION := 0.13.9
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
@@ -85,7 +91,7 @@ test-fast: $(STAMP) $(CHECKOV_STAMP) system-deps ## The tests that need no runni
 	$(BIN)/python -m pytest -m "not platform" -n auto --dist loadgroup
 
 screenshots: $(STAMP) system-deps $(DASHBOARD_ASSETS) ## Refresh images/ (the README's pictures of the dashboard) from a real browser
-	MLOPS_SCREENSHOT_DIR=$(CURDIR)/images $(BIN)/python -m pytest tests/browser/test_dashboard.py \
+	MLOPS_SCREENSHOT_DIR="$(CURDIR)/images" $(BIN)/python -m pytest tests/browser/test_dashboard.py \
 		-k "charts_render_with_data or phone_width_fits"
 
 bench-inference: $(STAMP) ## Benchmark /inference against `mlflow models serve` (needs wrk)

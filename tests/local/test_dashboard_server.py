@@ -55,14 +55,17 @@ def test_fallback_server_serves_the_page_and_proxies_the_api(
         supervisor.stop_all()
 
 
-def test_nginx_serves_a_dashboard_from_a_private_folder(tmp_path: Path) -> None:
+def test_nginx_serves_a_dashboard_from_a_private_folder_with_a_space_in_its_name(
+    tmp_path: Path,
+) -> None:
     """As root too: nginx's workers would run as `nobody`, who cannot enter a private
-    folder such as a clone under /root (mode 700)."""
+    folder such as a clone under /root (mode 700). And a clone's folder may have a
+    space in its name, which nginx reads as the end of a path unless quoted."""
     private = tmp_path / "home"
-    root = private / "checkout" / "frontend"
+    root = private / "my checkout" / "frontend"
     shutil.copytree(frontend_dir(), root, ignore=shutil.ignore_patterns("node_modules"))
     private.chmod(0o700)
-    local = platform_settings(private / "checkout" / ".data")
+    local = platform_settings(private / "my checkout" / ".data")
     component = components.dashboard(local, root=root)
     assert "nginx" in component.command[0], "nginx is needed here (make system-deps)"
     supervisor = Supervisor(tmp_path / "logs")

@@ -10,7 +10,12 @@ import psutil
 import pytest
 
 from mlops.local.components import Component
-from mlops.local.platform import LocalPlatform, ensure_dataset, isolated_settings
+from mlops.local.platform import (
+    LocalPlatform,
+    check_python_path,
+    ensure_dataset,
+    isolated_settings,
+)
 from mlops.local.supervisor import StartupError, Supervisor
 from mlops.ml import data
 from mlops.settings.platform import PlatformSettings
@@ -92,6 +97,13 @@ def test_a_component_that_exits_after_ready_stops_the_start_with_its_log(
         platform.start(timeout=30)
 
     assert all(running.process.poll() is not None for running in platform.supervisor.running)
+
+
+def test_a_python_environment_whose_path_has_a_space_is_refused_saying_how_to_move_it() -> None:
+    check_python_path("/home/someone/clone/.venv")
+
+    with pytest.raises(StartupError, match="has a space: /home/some one/.venv.*VENV="):
+        check_python_path("/home/some one/.venv")
 
 
 def test_dataset_is_written_once_when_missing(tmp_path: Path) -> None:

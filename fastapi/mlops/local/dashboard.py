@@ -26,13 +26,14 @@ from mlops.settings.platform import PlatformSettings
 # Headers a proxy must not pass on (hop-by-hop), plus the body length it recomputes.
 _HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "upgrade", "host", "content-length"}
 
+# Paths are quoted: a clone's folder may have spaces in its name.
 _MAIN_CONFIG = """\
 # One worker per core: a thousand alert streams fan one alert into a thousand writes.
 {user}worker_processes auto;
 # Each proxied alert stream holds two connections (the browser's, the API's).
 worker_rlimit_nofile 20000;
-pid {run}/nginx.pid;
-error_log {logs}/nginx-error.log warn;
+pid "{run}/nginx.pid";
+error_log "{logs}/nginx-error.log" warn;
 events {{ worker_connections 10000; }}
 http {{
     types {{
@@ -41,11 +42,11 @@ http {{
     }}
     default_type application/octet-stream;
     access_log off;
-    client_body_temp_path {run}/body;
-    proxy_temp_path {run}/proxy;
-    fastcgi_temp_path {run}/fastcgi;
-    uwsgi_temp_path {run}/uwsgi;
-    scgi_temp_path {run}/scgi;
+    client_body_temp_path "{run}/body";
+    proxy_temp_path "{run}/proxy";
+    fastcgi_temp_path "{run}/fastcgi";
+    uwsgi_temp_path "{run}/uwsgi";
+    scgi_temp_path "{run}/scgi";
 {server}
 }}
 """
@@ -82,15 +83,22 @@ def nginx_config(settings: PlatformSettings, api_url: str, root: Path | None = N
     server = (root / "nginx.conf").read_text()
     for name, value in {
         "DASHBOARD_PORT": f"127.0.0.1:{settings.dashboard_port}",
-        "DASHBOARD_ROOT": str(root),
+        "DASHBOARD_ROOT": _in_quotes(root),
         "MLOPS_API_UPSTREAM": api_url,
         "DASHBOARD_CLIENT_CONNECTIONS": str(settings.dashboard_client_connections),
     }.items():
         server = server.replace(f"${{{name}}}", value)
     config = run / "nginx.conf"
     user = _worker_user(root)
-    config.write_text(_MAIN_CONFIG.format(user=user, run=run, logs=logs, server=server))
+    config.write_text(
+        _MAIN_CONFIG.format(user=user, run=_in_quotes(run), logs=_in_quotes(logs), server=server)
+    )
     return config
+
+
+def _in_quotes(path: Path) -> str:
+    """`path` as it goes between an nginx config's double quotes."""
+    return str(path).replace("\\", "\\\\").replace('"', '\\"')
 
 
 def create_app(settings: PlatformSettings | None = None) -> Starlette:

@@ -8,6 +8,7 @@ import os
 import random
 import secrets
 import socket
+import sys
 import time
 from collections.abc import Collection
 from dataclasses import dataclass, field
@@ -215,6 +216,16 @@ def should_embed_redis(settings: PlatformSettings) -> bool:
     return True
 
 
+def check_python_path(prefix: str = sys.prefix) -> None:
+    """Ray starts some of its processes through a shell, their paths unquoted: from a
+    Python environment whose path has a space, they fail (ray-project/ray#5288)."""
+    if any(character.isspace() for character in prefix):
+        raise StartupError(
+            f"Ray cannot start from a Python environment whose path has a space: {prefix}. "
+            "Make one elsewhere (`make up VENV=/path/without/spaces`)."
+        )
+
+
 @dataclass
 class LocalPlatform:
     settings: PlatformSettings
@@ -289,6 +300,7 @@ class LocalPlatform:
             )
 
     def start(self, timeout: float = 180.0) -> None:
+        check_python_path()
         parts = self.components()
         self._check_ports(parts)
         ensure_dataset(self.settings)
