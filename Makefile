@@ -1,5 +1,5 @@
 # The two commands of the README: `make up` starts the local platform, `make test` runs
-# every test. Both create or reuse .venv and install what they need.
+# every test. Both create or reuse the Python environment (.venv) and install what they need.
 SHELL := bash
 .SHELLFLAGS := -o errexit -o nounset -o pipefail -c
 .DEFAULT_GOAL := help
