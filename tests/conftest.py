@@ -65,7 +65,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Any:
         log_dir = running.settings.data_dir / "logs"
         report.sections.append(("platform log: api", _tail(log_dir / "api.log")))
         # Serve's controller says there why an application is not running.
-        serve_logs = components.ray_temp_dir(running.settings) / "session_latest/logs/serve"
+        serve_logs = components.ray_logs_dir(running.settings) / "serve"
         for controller in sorted(serve_logs.glob("controller_[0-9]*.log"))[-1:]:
             report.sections.append((f"platform log: {controller.name}", _tail(controller)))
     return report

@@ -86,8 +86,8 @@ def test_up_serves_the_platform_and_down_leaves_no_process(tmp_path: Path) -> No
         assert Path(settings.dataset_uri).exists()
         # Ray's sessions are in a folder of this platform's: the machine's /tmp/ray may
         # be another user's.
-        ray_logs = components.ray_temp_dir(settings) / "session_latest" / "logs"
-        assert ray_logs.is_dir()
+        ray_logs = components.ray_logs_dir(settings)
+        assert ray_logs.is_dir() and ray_logs.parent.parent == components.ray_temp_dir(settings)
         _train_then_predict(settings)
 
         down = subprocess.run(

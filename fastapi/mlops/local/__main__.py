@@ -72,7 +72,7 @@ def _announce(
         dashboard,
         settings.data_dir / "ray-token",
         settings.data_dir / "logs",
-        components.ray_temp_dir(settings) / "session_latest" / "logs",
+        components.ray_logs_dir(settings),
     )
 
 

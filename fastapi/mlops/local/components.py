@@ -213,6 +213,11 @@ def ray_temp_dir(settings: PlatformSettings) -> Path:
     return _scratch_dir(settings, "ray")
 
 
+def ray_logs_dir(settings: PlatformSettings) -> Path:
+    """The logs of this platform's current Ray session: job drivers, Serve's processes."""
+    return ray_temp_dir(settings) / "session_latest" / "logs"
+
+
 def _scratch_dir(settings: PlatformSettings, kind: str) -> Path:
     """A short folder under /tmp, one per user, platform (its data folder) and kind.
     Short, as Unix socket paths within it must stay under 108 characters, and under /tmp

@@ -321,10 +321,11 @@ class LocalPlatform:
         settings = self.settings
         if not (settings.warm_trainer and settings.warm_up_trainer):
             return
+        headers = auth_headers(settings.ray_token())
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             self.supervisor.check_running()  # Ray's `start` may exit once ready
-            warm_ups = self._warm_up_statuses()
+            warm_ups = self._warm_up_statuses(headers)
             if "SUCCEEDED" in warm_ups:
                 return
             if warm_ups and all(status in ("FAILED", "STOPPED") for status in warm_ups):
@@ -333,19 +334,14 @@ class LocalPlatform:
             time.sleep(0.5)
         log.warning("the trainer was not warm after %g s: the first training waits for it", timeout)
 
-    def _warm_up_statuses(self) -> list[str]:
+    def _warm_up_statuses(self, headers: dict[str, str]) -> list[str]:
         """The statuses of the warm-up jobs Ray lists; none while its Jobs API does not
-        answer (it starts after the health check that made Ray ready)."""
-        settings = self.settings
+        answer (Ray's `start` may have exited: the caller checks)."""
+        url = f"{self.settings.ray_address}/api/jobs/"
         try:
-            jobs = httpx.get(
-                f"{settings.ray_address}/api/jobs/",
-                headers=auth_headers(settings.ray_token()),
-                timeout=10,
-            )
-            listed = jobs.raise_for_status().json()
+            listed = httpx.get(url, headers=headers, timeout=10).raise_for_status().json()
         except httpx.HTTPError as exc:
-            log.info("Ray's Jobs API does not answer yet: %s", exc)
+            log.debug("Ray's Jobs API does not answer: %s", exc)
             return []
         return [
             job["status"] for job in listed if (job.get("metadata") or {}).get("kind") == "warm-up"

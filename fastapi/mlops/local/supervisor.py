@@ -51,11 +51,10 @@ class Running:
         except OSError:
             return ""
 
-    def exited(self) -> StartupError | None:
-        """What to say if this component has exited: its code and its log's last lines."""
-        if (code := self.process.poll()) is None:
-            return None
-        return StartupError(f"{self.component.name} exited with {code}:\n{self.tail()}")
+    def raise_if_exited(self) -> None:
+        """StartupError with the exit code and the log's last lines, once it has exited."""
+        if (code := self.process.poll()) is not None:
+            raise StartupError(f"{self.component.name} exited with {code}:\n{self.tail()}")
 
 
 def port_in_use(port: int, host: str = "127.0.0.1") -> bool:
@@ -82,8 +81,7 @@ class _NotReady(Exception):
 def _check_ready(pending: list[Running]) -> None:
     """Drop the components that are ready from `pending`; raise if any is left."""
     for item in list(pending):
-        if exited := item.exited():
-            raise exited
+        item.raise_if_exited()
         if _is_ready(item.component):
             log.info("%s is ready", item.component.name)
             pending.remove(item)
@@ -138,8 +136,7 @@ class Supervisor:
     def check_running(self) -> None:
         """Raise StartupError for the first component that has exited."""
         for running in self.running:
-            if error := running.exited():
-                raise error
+            running.raise_if_exited()
 
     def first_exited(self) -> Running | None:
         return next((r for r in self.running if r.process.poll() is not None), None)
