@@ -10,6 +10,7 @@ S3 is a real S3 server over HTTP (moto's, standing in for MinIO): datasets in th
 from __future__ import annotations
 
 import dataclasses
+import json
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -49,10 +50,25 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 def _tail(path: Path, lines: int = 40) -> str:
+    """The last `lines` lines of a log, without the API's lines about answered requests
+    (a test's polling would fill the tail); 5xx answers stay."""
     try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+        logged = path.read_text(errors="replace").splitlines()
     except OSError as exc:
         return f"(unreadable: {exc})"
+    return "\n".join([line for line in logged if not _answered_request(line)][-lines:])
+
+
+def _answered_request(line: str) -> bool:
+    try:
+        record = json.loads(line)
+    except ValueError:
+        return False
+    return (
+        isinstance(record, dict)
+        and record.get("logger") == "mlops.request"
+        and int(record.get("status", 500)) < 500
+    )
 
 
 @pytest.hookimpl(wrapper=True)
@@ -60,7 +76,8 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Any:
     """A failing test on the session platform reports what the platform logged: the API's
     log and Serve's controller, which a CI run keeps nowhere else."""
     report = yield
-    running = getattr(item, "funcargs", {}).get("platform")
+    fixtures = getattr(item, "funcargs", {})
+    running = fixtures.get("platform")
     if report.failed and isinstance(running, LocalPlatform):
         log_dir = running.settings.data_dir / "logs"
         report.sections.append(("platform log: api", _tail(log_dir / "api.log")))
@@ -68,6 +85,10 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Any:
         serve_logs = components.ray_logs_dir(running.settings) / "serve"
         for controller in sorted(serve_logs.glob("controller_[0-9]*.log"))[-1:]:
             report.sections.append((f"platform log: {controller.name}", _tail(controller)))
+        # The test's own APIs (start_api) log beside its temporary files.
+        own = fixtures.get("tmp_path") if "start_api" in fixtures else None
+        if isinstance(own, Path) and (own / "logs" / "api.log").exists():
+            report.sections.append(("the test's own APIs' log", _tail(own / "logs" / "api.log")))
     return report
 
 

@@ -27,7 +27,8 @@ def test_the_first_start_gives_the_default_model_what_the_platform_had(
     before, running = start_api(redis_db=DB, model_name=registered)
     for n_estimators in (5, 7):
         body = {"hyperparameters": {"n_estimators": n_estimators}}
-        wait_for_job(before, before.post("/trigger_training", json=body).json()["job_id"])
+        job = wait_for_job(before, before.post("/trigger_training", json=body).json()["job_id"])
+        assert job["status"] == "succeeded" and job["promoted"], job
     champion = before.get("/models/iris").json()["champion"]["version"]
     moves = before.get("/models/iris/history").json()["moves"]
     running.process.terminate()  # the old platform stops
