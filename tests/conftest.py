@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shutil
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -150,11 +151,14 @@ def settings(tmp_path_factory: pytest.TempPathFactory, s3_url: str) -> PlatformS
 
 
 @pytest.fixture(scope="session")
-def platform(settings: PlatformSettings) -> Iterator[LocalPlatform]:
+def platform(settings: PlatformSettings, request: pytest.FixtureRequest) -> Iterator[LocalPlatform]:
     running = LocalPlatform(settings, ray_ports=isolated_ray_ports(settings))
     running.start(timeout=180)
     yield running
     running.stop()
+    # Ray's folder under /tmp is the session's alone: kept for a look when a test failed.
+    if request.session.testsfailed == 0:
+        shutil.rmtree(components.ray_temp_dir(settings), ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -14,6 +14,7 @@ from mlops.local.platform import (
     LocalPlatform,
     check_python_path,
     ensure_dataset,
+    forget_old_ray_sessions,
     isolated_settings,
 )
 from mlops.local.supervisor import StartupError, Supervisor
@@ -104,6 +105,29 @@ def test_a_python_environment_whose_path_has_a_space_is_refused_saying_how_to_mo
 
     with pytest.raises(StartupError, match="has a space: /home/some one/.venv.*VENV="):
         check_python_path("/home/some one/.venv")
+
+
+def test_a_start_keeps_the_newest_ray_sessions_and_removes_the_older_ones(tmp_path: Path) -> None:
+    # As Ray leaves its folder: a session per start, named by its start time, the newest
+    # also linked as session_latest, and the cluster's address file.
+    started = [f"session_2026-12-0{day}_10-00-00_000000_{100 + day}" for day in (7, 1, 5, 3, 2)]
+    for name in started:
+        (tmp_path / name / "logs").mkdir(parents=True)
+        (tmp_path / name / "logs" / "raylet.out").write_text("logged")
+    (tmp_path / "session_latest").symlink_to(tmp_path / started[0])
+    (tmp_path / "ray_current_cluster").write_text("127.0.0.1:6379")
+
+    forget_old_ray_sessions(tmp_path, keep=3)
+
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "ray_current_cluster",
+        "session_2026-12-03_10-00-00_000000_103",
+        "session_2026-12-05_10-00-00_000000_105",
+        "session_2026-12-07_10-00-00_000000_107",
+        "session_latest",
+    ]
+    assert (tmp_path / "session_latest" / "logs" / "raylet.out").read_text() == "logged"
+    forget_old_ray_sessions(tmp_path / "never-started")  # no folder yet: nothing to do
 
 
 def test_dataset_is_written_once_when_missing(tmp_path: Path) -> None:
