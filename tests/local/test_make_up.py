@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -64,6 +65,12 @@ def test_up_serves_the_platform_and_down_leaves_no_process(tmp_path: Path) -> No
     settings = platform_settings(tmp_path / "data", serve_check_seconds=600)
     env = {**os.environ, **settings.as_env(include_secrets=True)}
     outputs = tmp_path / "outputs"
+    # Sessions that earlier runs left in the platform's Ray folder, oldest first.
+    earlier = [
+        components.ray_temp_dir(settings) / f"session_2000-01-0{d}_10-00-00_0_1" for d in "1234"
+    ]
+    for session in earlier:
+        (session / "logs").mkdir(parents=True)
     up = subprocess.Popen(
         [MLOPS, "up", "--outputs", str(outputs)],  # what `make up` runs
         env=env,
@@ -88,6 +95,8 @@ def test_up_serves_the_platform_and_down_leaves_no_process(tmp_path: Path) -> No
         # be another user's.
         ray_logs = components.ray_logs_dir(settings)
         assert ray_logs.is_dir() and ray_logs.parent.parent == components.ray_temp_dir(settings)
+        # The three newest earlier sessions stay beside the new one; older ones go.
+        assert [session.is_dir() for session in earlier] == [False, True, True, True]
         _train_then_predict(settings)
 
         down = subprocess.run(
@@ -108,3 +117,34 @@ def test_up_serves_the_platform_and_down_leaves_no_process(tmp_path: Path) -> No
         if up.poll() is None:
             up.terminate()  # SIGTERM: the supervisor stops its components
             up.wait(60)
+        shutil.rmtree(components.ray_temp_dir(settings), ignore_errors=True)
+
+
+def test_down_during_the_start_stops_the_start_and_what_it_began(tmp_path: Path) -> None:
+    settings = platform_settings(tmp_path / "data")
+    env = {**os.environ, **settings.as_env(include_secrets=True)}
+    up = subprocess.Popen(
+        [MLOPS, "up", "--outputs", str(tmp_path / "outputs")],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        wait_for(
+            lambda: len(_processes_using(settings.data_dir)) >= 3 or up.poll() is not None,
+            timeout=60,
+            what="the start to be under way",
+        )
+        down = subprocess.run([MLOPS, "down"], env=env, timeout=90, capture_output=True, text=True)
+
+        assert down.returncode == 0 and "the platform is stopped" in down.stderr, down.stderr
+        assert up.wait(30) == 128 + 15  # stopped by SIGTERM, as `make down` sends
+        printed = up.stdout.read() if up.stdout else ""
+        assert "stopped during its start (SIGTERM)" in printed and "platform ready" not in printed
+        assert _processes_using(settings.data_dir) == []
+        assert not (settings.data_dir / "platform.pid").exists()
+    finally:
+        if up.poll() is None:
+            up.kill()
+        shutil.rmtree(components.ray_temp_dir(settings), ignore_errors=True)

@@ -8,7 +8,9 @@ import os
 import signal
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import psutil
 
@@ -76,32 +78,67 @@ def _announce(
     )
 
 
+class StopRequested(BaseException):
+    """Ctrl-C or `make down` while the platform starts. A BaseException, as
+    KeyboardInterrupt is, so that no wait of the start catches it: the start then stops
+    every component it began."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+def _on_stop_signals(handler: Callable[[int, Any], None]) -> None:
+    """Ctrl-C, `make down` and a closed terminal stop the platform; under `nohup` (the
+    hang-up ignored) closing the terminal leaves it running."""
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
+    if signal.getsignal(signal.SIGHUP) != signal.SIG_IGN:
+        signal.signal(signal.SIGHUP, handler)
+
+
 def up(settings: PlatformSettings, outputs: Path) -> int:
     if pid := _running_pid(settings):
         log.error("the platform is already running (pid %d); `make down` stops it", pid)
         return 1
     settings = with_api_token(settings)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    _pid_file(settings).write_text(str(os.getpid()))  # from here `make down` reaches it
+    try:
+        return _run(settings, outputs)
+    finally:
+        _pid_file(settings).unlink(missing_ok=True)
+
+
+def _run(settings: PlatformSettings, outputs: Path) -> int:
+    """Start the platform, then watch it until a signal asks it to stop or a component
+    exits. A signal during the start interrupts the start."""
     platform = LocalPlatform(settings, embed_redis=should_embed_redis(settings))
-    stopping = False
+    asked: list[int] = []
 
-    def request_stop(signum: int, _frame: object) -> None:
-        nonlocal stopping
-        stopping = True
+    def ask_to_stop(signum: int, _frame: Any) -> None:
+        asked.append(signum)
 
-    signal.signal(signal.SIGTERM, request_stop)
-    signal.signal(signal.SIGINT, request_stop)
+    def interrupt_start(signum: int, _frame: Any) -> None:
+        _on_stop_signals(ask_to_stop)  # a second Ctrl-C does not cut the stop short
+        raise StopRequested(signum)
+
+    _on_stop_signals(interrupt_start)
     started = time.monotonic()
     try:
-        platform.start()
+        platform.start()  # on any exception it stops the components it started
+        _on_stop_signals(ask_to_stop)
     except (StartupError, FileNotFoundError) as exc:
         log.error("%s", exc)
         return 1
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    _pid_file(settings).write_text(str(os.getpid()))
+    except StopRequested as stop:
+        log.info("stopped during its start (%s)", stop)
+        platform.stop()  # in case the signal came just after the start
+        return 128 + stop.signum
     _announce(settings, platform.urls(), outputs, seconds=time.monotonic() - started)
     code = 0
     try:
-        while not stopping:
+        while not asked:
             if exited := platform.supervisor.first_exited():
                 log.error(
                     "%s exited with %s; stopping the platform. Last lines of its log:\n%s",
@@ -115,7 +152,6 @@ def up(settings: PlatformSettings, outputs: Path) -> int:
     finally:
         log.info("stopping the platform")
         platform.stop()
-        _pid_file(settings).unlink(missing_ok=True)
     return code
 
 
