@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -59,11 +61,45 @@ def _train_then_predict(settings: PlatformSettings) -> None:
     assert predicted.returncode == 0 and predicted.stdout.startswith("Setosa"), predicted.stderr
 
 
+@contextlib.contextmanager
+def _up(settings: PlatformSettings, outputs: Path) -> Iterator[subprocess.Popen[str]]:
+    """`mlops up`, as `make up` runs it; stopped afterwards if it still runs (SIGTERM:
+    the supervisor stops its components), and its Ray folder under /tmp removed."""
+    up = subprocess.Popen(
+        [MLOPS, "up", "--outputs", str(outputs)],
+        env=_env(settings),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        yield up
+    finally:
+        if up.poll() is None:
+            up.terminate()
+            up.wait(60)
+        shutil.rmtree(components.ray_temp_dir(settings), ignore_errors=True)
+
+
+def _down(settings: PlatformSettings) -> subprocess.CompletedProcess[str]:
+    """`mlops down`, as `make down` runs it."""
+    return subprocess.run(
+        [MLOPS, "down"], env=_env(settings), timeout=90, capture_output=True, text=True
+    )
+
+
+def _env(settings: PlatformSettings) -> dict[str, str]:
+    return {**os.environ, **settings.as_env(include_secrets=True)}
+
+
+def _printed(up: subprocess.Popen[str]) -> str:
+    return up.stdout.read() if up.stdout else ""
+
+
 def test_up_serves_the_platform_and_down_leaves_no_process(tmp_path: Path) -> None:
     # The API's own look for a serving to deploy, far away: only the first champion's
     # alert can start serving in this test.
     settings = platform_settings(tmp_path / "data", serve_check_seconds=600)
-    env = {**os.environ, **settings.as_env(include_secrets=True)}
     outputs = tmp_path / "outputs"
     # Sessions that earlier runs left in the platform's Ray folder, oldest first.
     earlier = [
@@ -71,20 +107,13 @@ def test_up_serves_the_platform_and_down_leaves_no_process(tmp_path: Path) -> No
     ]
     for session in earlier:
         (session / "logs").mkdir(parents=True)
-    up = subprocess.Popen(
-        [MLOPS, "up", "--outputs", str(outputs)],  # what `make up` runs
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    try:
+    with _up(settings, outputs) as up:
         wait_for(
             lambda: (outputs / "urls.txt").exists() or up.poll() is not None,
             timeout=180,
             what="make up to print its URLs",
         )
-        assert up.poll() is None, up.stdout.read() if up.stdout else ""
+        assert up.poll() is None, _printed(up)
         urls = (outputs / "urls.txt").read_text()
         assert f"http://127.0.0.1:{settings.api_port}/docs" in urls
         assert settings.mlflow_tracking_uri in urls
@@ -99,52 +128,29 @@ def test_up_serves_the_platform_and_down_leaves_no_process(tmp_path: Path) -> No
         assert [session.is_dir() for session in earlier] == [False, True, True, True]
         _train_then_predict(settings)
 
-        down = subprocess.run(
-            [MLOPS, "down"],
-            env=env,
-            timeout=90,
-            capture_output=True,
-            text=True,
-        )
+        down = _down(settings)
 
         assert down.returncode == 0, down.stdout + down.stderr
         assert up.wait(30) == 0
-        printed = up.stdout.read() if up.stdout else ""
+        printed = _printed(up)
         assert f"API token for writes (Authorization: Bearer …): {API_TOKEN}" in printed
         assert f"Ray's in {ray_logs}." in printed
         assert _processes_using(settings.data_dir) == []
-    finally:
-        if up.poll() is None:
-            up.terminate()  # SIGTERM: the supervisor stops its components
-            up.wait(60)
-        shutil.rmtree(components.ray_temp_dir(settings), ignore_errors=True)
 
 
 def test_down_during_the_start_stops_the_start_and_what_it_began(tmp_path: Path) -> None:
     settings = platform_settings(tmp_path / "data")
-    env = {**os.environ, **settings.as_env(include_secrets=True)}
-    up = subprocess.Popen(
-        [MLOPS, "up", "--outputs", str(tmp_path / "outputs")],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    try:
+    with _up(settings, tmp_path / "outputs") as up:
         wait_for(
             lambda: len(_processes_using(settings.data_dir)) >= 3 or up.poll() is not None,
             timeout=60,
             what="the start to be under way",
         )
-        down = subprocess.run([MLOPS, "down"], env=env, timeout=90, capture_output=True, text=True)
+        down = _down(settings)
 
         assert down.returncode == 0 and "the platform is stopped" in down.stderr, down.stderr
         assert up.wait(30) == 128 + 15  # stopped by SIGTERM, as `make down` sends
-        printed = up.stdout.read() if up.stdout else ""
+        printed = _printed(up)
         assert "stopped during its start (SIGTERM)" in printed and "platform ready" not in printed
         assert _processes_using(settings.data_dir) == []
         assert not (settings.data_dir / "platform.pid").exists()
-    finally:
-        if up.poll() is None:
-            up.kill()
-        shutil.rmtree(components.ray_temp_dir(settings), ignore_errors=True)
