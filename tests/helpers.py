@@ -221,14 +221,23 @@ def ray_headers() -> dict[str, str]:
 
 
 def run_cli(
-    api_url: str, *args: str, token: str | None = API_TOKEN, timeout: float = 300
+    api_url: str,
+    *args: str,
+    token: str | None = API_TOKEN,
+    data_dir: str | None = "/nonexistent",
+    cwd: Path | None = None,
+    timeout: float = 300,
 ) -> subprocess.CompletedProcess[str]:
-    """`mlops ARGS` as a user runs it, against `api_url`."""
-    env = {**os.environ, "MLOPS_API_URL": api_url, "MLOPS_DATA_DIR": "/nonexistent"}
-    env.pop("MLOPS_API_TOKEN", None)
-    if token:
-        env["MLOPS_API_TOKEN"] = token
-    return subprocess.run([MLOPS, *args], env=env, capture_output=True, text=True, timeout=timeout)
+    """`mlops ARGS` as a user runs it, against `api_url`: with MLOPS_API_TOKEN `token`
+    and MLOPS_DATA_DIR `data_dir` (each unset when None), from `cwd`."""
+    env = {**os.environ, "MLOPS_API_URL": api_url}
+    for name, value in (("MLOPS_API_TOKEN", token), ("MLOPS_DATA_DIR", data_dir)):
+        env.pop(name, None)
+        if value:
+            env[name] = value
+    return subprocess.run(
+        [MLOPS, *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout
+    )
 
 
 class Relay:

@@ -9,6 +9,7 @@ import subprocess
 import threading
 import time
 import uuid
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import httpx
@@ -43,7 +44,27 @@ def test_writes_without_a_token_say_so(api_url: str) -> None:
     result = run_cli(api_url, "watch", "30", token=None)
 
     assert result.returncode == 1
-    assert "error: 401" in result.stderr and "MLOPS_API_TOKEN" in result.stderr
+    assert result.stderr.startswith("error: 401 this endpoint needs the API token")
+    assert "no token was found: set MLOPS_API_TOKEN, or MLOPS_DATA_DIR" in result.stderr
+
+
+def test_a_write_from_inside_a_clone_finds_the_token_make_up_kept(
+    api_url: str, tmp_path: Path
+) -> None:
+    clone = tmp_path / "clone"
+    (clone / ".data").mkdir(parents=True)
+    (clone / ".data" / "api-token").write_text(f"{API_TOKEN}\n")
+    inside = clone / "fastapi" / "mlops"
+    inside.mkdir(parents=True)
+
+    # No token given: a write gets past the API's check (the schedule is unknown).
+    found = run_cli(api_url, "unschedule", "watch-none", token=None, data_dir=None, cwd=inside)
+    elsewhere = run_cli(
+        api_url, "unschedule", "watch-none", token=None, data_dir=None, cwd=tmp_path
+    )
+
+    assert found.stderr.startswith("error: 404"), found.stderr
+    assert elsewhere.stderr.startswith("error: 401"), elsewhere.stderr
 
 
 def test_an_unreachable_api_is_one_clear_line() -> None:

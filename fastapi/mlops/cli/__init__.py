@@ -13,7 +13,8 @@
     mlops alerts --follow
 
 The API is MLOPS_API_URL (or --api), by default the local platform's. Writes send
-MLOPS_API_TOKEN, or the token `make up` keeps in MLOPS_DATA_DIR/api-token.
+MLOPS_API_TOKEN, or the token `make up` keeps in MLOPS_DATA_DIR/api-token (unset:
+the .data folder of the clone you are in, or of the clone whose .venv runs mlops).
 """
 
 from __future__ import annotations

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,11 @@ from mlops import sse
 from mlops.retry import backoff_blocking
 
 DEFAULT_API = "http://127.0.0.1:8888"
+_TOKEN_FILE = "api-token"
+_NO_TOKEN_HINT = (
+    "no token was found: set MLOPS_API_TOKEN, or MLOPS_DATA_DIR to the platform's data "
+    "folder (`make up` keeps the token in its clone's .data/api-token)"
+)
 
 
 class ApiError(click.ClickException):
@@ -47,6 +53,7 @@ class _AskAgain(Exception):
 class Api:
     def __init__(self, url: str, token: str | None) -> None:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self.has_token = bool(token)
         self.url = url.rstrip("/")
         self.http = httpx.Client(base_url=self.url, headers=headers, timeout=60)
 
@@ -79,11 +86,15 @@ class Api:
                 "is the platform up? (`make up`, or set MLOPS_API_URL)"
             ) from None
 
-    @staticmethod
-    def _answer(response: httpx.Response) -> Any:
+    def _answer(self, response: httpx.Response) -> Any:
         if response.is_error:
-            raise ApiError(describe(response))
+            raise self._error(response)
         return response.json()
+
+    def _error(self, response: httpx.Response) -> ApiError:
+        if response.status_code == 401 and not self.has_token:
+            return ApiError(f"{describe(response)}; {_NO_TOKEN_HINT}")
+        return ApiError(describe(response))
 
     def events(self, last_id: str | None) -> Iterator[sse.SseEvent]:
         """The events of /webhook, until the stream ends."""
@@ -92,15 +103,32 @@ class Api:
         with self.http.stream("GET", "/webhook", headers=headers, timeout=timeout) as response:
             if response.is_error:
                 response.read()
-                raise ApiError(describe(response))
+                raise self._error(response)
             yield from sse.events(response.iter_lines())
 
 
 def token() -> str | None:
+    """MLOPS_API_TOKEN, else the first token file `make up` kept (`token_files`)."""
     if token := os.environ.get("MLOPS_API_TOKEN"):
         return token
-    kept = Path(os.environ.get("MLOPS_DATA_DIR", ".data")) / "api-token"
-    return kept.read_text().strip() if kept.exists() else None
+    for kept in token_files():
+        if kept.is_file():
+            return kept.read_text().strip()
+    return None
+
+
+def token_files() -> list[Path]:
+    """Where `make up` may keep the API token: in MLOPS_DATA_DIR when it is set; else in
+    the `.data` folder of this folder or the nearest folder above that has one (a clone,
+    from anywhere inside it), then in that of the clone whose `.venv` runs `mlops`."""
+    if data_dir := os.environ.get("MLOPS_DATA_DIR"):
+        return [Path(data_dir) / _TOKEN_FILE]
+    here = Path.cwd()
+    return [folder / ".data" / _TOKEN_FILE for folder in (here, *here.parents, _venv_owner())]
+
+
+def _venv_owner() -> Path:
+    return Path(sys.prefix).parent
 
 
 def params_of(pairs: tuple[str, ...]) -> dict[str, Any]:
