@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import os
+import socket
 import sys
 from pathlib import Path
 
 import psutil
 import pytest
 
+from mlops.local.__main__ import down
 from mlops.local.components import Component
 from mlops.local.platform import (
     LocalPlatform,
@@ -128,6 +130,20 @@ def test_a_start_keeps_the_newest_ray_sessions_and_removes_the_older_ones(tmp_pa
     ]
     assert (tmp_path / "session_latest" / "logs" / "raylet.out").read_text() == "logged"
     forget_old_ray_sessions(tmp_path / "never-started")  # no folder yet: nothing to do
+
+
+def test_down_with_no_platform_started_here_names_what_holds_the_api_port(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    with socket.socket() as listening:  # a platform started from another folder, say
+        listening.bind(("127.0.0.1", 0))
+        listening.listen()
+        settings = PlatformSettings(data_dir=tmp_path, api_port=listening.getsockname()[1])
+
+        assert down(settings) == 1
+        assert f"no platform was started with the data folder {tmp_path}" in caplog.text
+
+    assert down(settings) == 0  # nothing listens now: nothing to stop
 
 
 def test_dataset_is_written_once_when_missing(tmp_path: Path) -> None:

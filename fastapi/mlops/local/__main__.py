@@ -17,7 +17,7 @@ import psutil
 from mlops import logs
 from mlops.local import components
 from mlops.local.platform import LocalPlatform, should_embed_redis, with_api_token
-from mlops.local.supervisor import StartupError
+from mlops.local.supervisor import StartupError, port_in_use
 from mlops.settings.platform import PlatformSettings
 
 log = logging.getLogger("mlops.local")
@@ -157,6 +157,14 @@ def _run(settings: PlatformSettings, outputs: Path) -> int:
 
 def down(settings: PlatformSettings, timeout: float = 60.0) -> int:
     pid = _running_pid(settings)
+    if pid is None and port_in_use(settings.api_port, settings.api_host):
+        log.error(
+            "no platform was started with the data folder %s, but something listens on"
+            " the API's port %d: run `make down` in the clone that started it",
+            settings.data_dir.resolve(),
+            settings.api_port,
+        )
+        return 1
     if pid is None:
         log.info("the platform is not running")
         return 0
