@@ -13,8 +13,9 @@
     mlops alerts --follow
 
 The API is MLOPS_API_URL (or --api), by default the local platform's. Writes send
-MLOPS_API_TOKEN, or the token `make up` keeps in MLOPS_DATA_DIR/api-token (unset:
-the .data folder of the clone you are in, or of the clone whose .venv runs mlops).
+MLOPS_API_TOKEN, or, to an API on this machine, the token `make up` keeps in
+MLOPS_DATA_DIR/api-token (unset: the .data folder of the clone you are in, or of the
+clone whose .venv runs mlops).
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from mlops.cli.http import DEFAULT_API, Api, token
 @click.option("--json", "as_json", is_flag=True, help="Print the API's JSON answers.")
 @click.pass_context
 def main(ctx: click.Context, api: str, as_json: bool) -> None:
-    ctx.obj = {"api": Api(api, token()), "json": as_json}
+    ctx.obj = {"api": Api(api, token(api)), "json": as_json}
 
 
 for command in (

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import sys
@@ -107,10 +108,13 @@ class Api:
             yield from sse.events(response.iter_lines())
 
 
-def token() -> str | None:
-    """MLOPS_API_TOKEN, else the first token file `make up` kept (`token_files`)."""
+def token(api_url: str) -> str | None:
+    """MLOPS_API_TOKEN; else, for an API on this machine, the first token file that
+    `make up` kept (`token_files`). The local platform's token never goes elsewhere."""
     if token := os.environ.get("MLOPS_API_TOKEN"):
         return token
+    if not _on_this_machine(api_url):
+        return None
     for kept in token_files():
         if kept.is_file():
             return kept.read_text().strip()
@@ -129,6 +133,14 @@ def token_files() -> list[Path]:
 
 def _venv_owner() -> Path:
     return Path(sys.prefix).parent
+
+
+def _on_this_machine(url: str) -> bool:
+    host = httpx.URL(url).host
+    try:
+        return host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a name other than localhost
+        return False
 
 
 def params_of(pairs: tuple[str, ...]) -> dict[str, Any]:
