@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import sys
 from pathlib import Path
@@ -10,13 +11,13 @@ from pathlib import Path
 import psutil
 import pytest
 
+from mlops.local import components
 from mlops.local.__main__ import down
 from mlops.local.components import Component
 from mlops.local.platform import (
     LocalPlatform,
     check_python_path,
     ensure_dataset,
-    forget_old_ray_sessions,
     isolated_settings,
 )
 from mlops.local.supervisor import StartupError, Supervisor
@@ -110,26 +111,31 @@ def test_a_python_environment_whose_path_has_a_space_is_refused_saying_how_to_mo
 
 
 def test_a_start_keeps_the_newest_ray_sessions_and_removes_the_older_ones(tmp_path: Path) -> None:
+    settings = PlatformSettings(data_dir=tmp_path)
+    ray_dir = components.ray_temp_dir(settings)
     # As Ray leaves its folder: a session per start, named by its start time, the newest
     # also linked as session_latest, and the cluster's address file.
     started = [f"session_2026-12-0{day}_10-00-00_000000_{100 + day}" for day in (7, 1, 5, 3, 2)]
-    for name in started:
-        (tmp_path / name / "logs").mkdir(parents=True)
-        (tmp_path / name / "logs" / "raylet.out").write_text("logged")
-    (tmp_path / "session_latest").symlink_to(tmp_path / started[0])
-    (tmp_path / "ray_current_cluster").write_text("127.0.0.1:6379")
+    try:
+        for name in started:
+            (ray_dir / name / "logs").mkdir(parents=True)
+            (ray_dir / name / "logs" / "raylet.out").write_text("logged")
+        (ray_dir / "session_latest").symlink_to(ray_dir / started[0])
+        (ray_dir / "ray_current_cluster").write_text("127.0.0.1:6379")
 
-    forget_old_ray_sessions(tmp_path, keep=3)
+        components.forget_old_ray_sessions(settings, keep=3)
 
-    assert sorted(p.name for p in tmp_path.iterdir()) == [
-        "ray_current_cluster",
-        "session_2026-12-03_10-00-00_000000_103",
-        "session_2026-12-05_10-00-00_000000_105",
-        "session_2026-12-07_10-00-00_000000_107",
-        "session_latest",
-    ]
-    assert (tmp_path / "session_latest" / "logs" / "raylet.out").read_text() == "logged"
-    forget_old_ray_sessions(tmp_path / "never-started")  # no folder yet: nothing to do
+        assert sorted(p.name for p in ray_dir.iterdir()) == [
+            "ray_current_cluster",
+            "session_2026-12-03_10-00-00_000000_103",
+            "session_2026-12-05_10-00-00_000000_105",
+            "session_2026-12-07_10-00-00_000000_107",
+            "session_latest",
+        ]
+        assert (ray_dir / "session_latest" / "logs" / "raylet.out").read_text() == "logged"
+    finally:
+        shutil.rmtree(ray_dir, ignore_errors=True)
+    components.forget_old_ray_sessions(settings)  # no folder yet: nothing to do
 
 
 def test_down_with_no_platform_started_here_names_what_holds_the_api_port(

@@ -15,9 +15,9 @@ import httpx
 
 from mlops import sse
 from mlops.retry import backoff_blocking
+from mlops.settings.base import API_TOKEN_FILE
 
 DEFAULT_API = "http://127.0.0.1:8888"
-_TOKEN_FILE = "api-token"
 _NO_TOKEN_HINT = (
     "no token was found: set MLOPS_API_TOKEN, or MLOPS_DATA_DIR to the platform's data "
     "folder (`make up` keeps the token in its clone's .data/api-token)"
@@ -110,25 +110,25 @@ class Api:
 
 def token(api_url: str) -> str | None:
     """MLOPS_API_TOKEN; else, for an API on this machine, the first token file that
-    `make up` kept (`token_files`). The local platform's token never goes elsewhere."""
+    `make up` kept (`_token_files`). The local platform's token never goes elsewhere."""
     if token := os.environ.get("MLOPS_API_TOKEN"):
         return token
     if not _on_this_machine(api_url):
         return None
-    for kept in token_files():
+    for kept in _token_files():
         if kept.is_file():
             return kept.read_text().strip()
     return None
 
 
-def token_files() -> list[Path]:
+def _token_files() -> list[Path]:
     """Where `make up` may keep the API token: in MLOPS_DATA_DIR when it is set; else in
     the `.data` folder of this folder or the nearest folder above that has one (a clone,
     from anywhere inside it), then in that of the clone whose `.venv` runs `mlops`."""
     if data_dir := os.environ.get("MLOPS_DATA_DIR"):
-        return [Path(data_dir) / _TOKEN_FILE]
+        return [Path(data_dir) / API_TOKEN_FILE]
     here = Path.cwd()
-    return [folder / ".data" / _TOKEN_FILE for folder in (here, *here.parents, _venv_owner())]
+    return [folder / ".data" / API_TOKEN_FILE for folder in (here, *here.parents, _venv_owner())]
 
 
 def _venv_owner() -> Path:

@@ -18,6 +18,7 @@ from mlops import logs
 from mlops.local import components
 from mlops.local.platform import LocalPlatform, should_embed_redis, with_api_token
 from mlops.local.supervisor import StartupError, port_in_use
+from mlops.settings.base import API_TOKEN_FILE
 from mlops.settings.platform import PlatformSettings
 
 log = logging.getLogger("mlops.local")
@@ -70,7 +71,7 @@ def _announce(
         seconds,
         lines,
         token,
-        settings.data_dir / "api-token",
+        settings.data_dir / API_TOKEN_FILE,
         dashboard,
         settings.data_dir / "ray-token",
         settings.data_dir / "logs",

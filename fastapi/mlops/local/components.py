@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import shutil
 import sys
@@ -19,6 +20,8 @@ from mlops.clients.redis import users as redis_users
 from mlops.clients.redis.users import RedisUser, derived_password
 from mlops.contracts.placement import SERVING_RESOURCE, TRAINER_RESOURCE
 from mlops.settings.platform import PlatformSettings
+
+log = logging.getLogger("mlops.local")
 
 
 @dataclass(frozen=True)
@@ -216,6 +219,22 @@ def ray_temp_dir(settings: PlatformSettings) -> Path:
 def ray_logs_dir(settings: PlatformSettings) -> Path:
     """The logs of this platform's current Ray session: job drivers, Serve's processes."""
     return ray_temp_dir(settings) / "session_latest" / "logs"
+
+
+# Ray keeps every session's logs and never removes them: each start of the platform
+# would leave its session behind in the platform's folder under /tmp (often in memory).
+RAY_SESSIONS_KEPT = 3
+
+
+def forget_old_ray_sessions(settings: PlatformSettings, keep: int = RAY_SESSIONS_KEPT) -> None:
+    """Remove all but the newest `keep` of the platform's Ray sessions, so the last runs'
+    logs stay for a look after `make down`. Called before Ray starts: none is in use
+    (the platform's ports were free)."""
+    temp_dir = ray_temp_dir(settings)
+    sessions = sorted(p for p in temp_dir.glob("session_2*") if p.is_dir() and not p.is_symlink())
+    for old in sessions[: max(len(sessions) - keep, 0)]:
+        log.debug("removing Ray's session %s", old)
+        shutil.rmtree(old, ignore_errors=True)
 
 
 def _scratch_dir(settings: PlatformSettings, kind: str) -> Path:

@@ -7,7 +7,6 @@ import logging
 import os
 import random
 import secrets
-import shutil
 import socket
 import sys
 import time
@@ -28,6 +27,7 @@ from mlops.local.components import Component, RayPorts
 from mlops.local.dashboard import assets_missing
 from mlops.local.supervisor import StartupError, Supervisor, port_in_use
 from mlops.ml import data
+from mlops.settings.base import API_TOKEN_FILE
 from mlops.settings.platform import PlatformSettings
 
 log = logging.getLogger("mlops.local")
@@ -48,21 +48,6 @@ def _pickable_ports() -> range:
     with contextlib.suppress(OSError, ValueError):
         ephemeral_start = int(_EPHEMERAL_RANGE.read_text().split()[0])
     return range(_RAY_WORKER_PORTS_END, max(ephemeral_start, _RAY_WORKER_PORTS_END + 1000))
-
-
-# Ray keeps every session's logs and never removes them: each start of the platform
-# would leave its session behind in the platform's folder under /tmp (often in memory).
-RAY_SESSIONS_KEPT = 3
-
-
-def forget_old_ray_sessions(temp_dir: Path, keep: int = RAY_SESSIONS_KEPT) -> None:
-    """Remove all but the newest `keep` of Ray's session folders in `temp_dir`, so the
-    last runs' logs stay for a look after `make down`. Called before Ray starts: none
-    is in use (the platform's ports were free)."""
-    sessions = sorted(p for p in temp_dir.glob("session_2*") if p.is_dir() and not p.is_symlink())
-    for old in sessions[: max(len(sessions) - keep, 0)]:
-        log.debug("removing Ray's session %s", old)
-        shutil.rmtree(old, ignore_errors=True)
 
 
 def free_ports(count: int, *, besides: Collection[int] = ()) -> list[int]:
@@ -179,7 +164,7 @@ def with_api_token(settings: PlatformSettings) -> PlatformSettings:
     across restarts."""
     if settings.api_token is not None:
         return settings
-    token = _kept_secret(settings.data_dir / "api-token")
+    token = _kept_secret(settings.data_dir / API_TOKEN_FILE)
     return settings.model_copy(update={"api_token": SecretStr(token)})
 
 
@@ -319,7 +304,7 @@ class LocalPlatform:
         check_python_path()
         parts = self.components()
         self._check_ports(parts)
-        forget_old_ray_sessions(components.ray_temp_dir(self.settings))
+        components.forget_old_ray_sessions(self.settings)
         ensure_dataset(self.settings)
         raise_open_files_limit()
         started = [self.supervisor.start(part) for part in parts]

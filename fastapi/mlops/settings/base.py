@@ -14,6 +14,9 @@ from typing import Any, Literal, Self, TypeVar, get_args
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+# The API token `make up` keeps in the data folder; `mlops` reads it there.
+API_TOKEN_FILE = "api-token"
+
 # Credentials that ship as examples (MinIO's well-known default); never valid in production.
 EXAMPLE_SECRETS = {"minioadmin", "changeme", "secret", "password"}
 
