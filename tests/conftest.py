@@ -33,7 +33,7 @@ from helpers import (
     wait_for,
 )
 
-from mlops.local import components
+from mlops.local import components, scratch
 from mlops.local.components import find_redis_server
 from mlops.local.platform import LocalPlatform, isolated_ray_ports
 from mlops.local.supervisor import Running, Supervisor
@@ -156,9 +156,10 @@ def platform(settings: PlatformSettings, request: pytest.FixtureRequest) -> Iter
     running.start(timeout=180)
     yield running
     running.stop()
-    # Ray's folder under /tmp is the session's alone: kept for a look when a test failed.
+    # Ray's and HAProxy's folder under /tmp is the session's alone: kept for a look when a
+    # test failed.
     if request.session.testsfailed == 0:
-        shutil.rmtree(components.ray_temp_dir(settings), ignore_errors=True)
+        shutil.rmtree(scratch.platform_folder(settings), ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -16,7 +16,7 @@ import psutil
 import pytest
 from helpers import API_TOKEN, platform_settings, ray_headers, run_cli, wait_for
 
-from mlops.local import components
+from mlops.local import components, scratch
 from mlops.settings.platform import PlatformSettings
 
 MLOPS = str(Path(sys.executable).with_name("mlops"))
@@ -78,7 +78,7 @@ def _up(settings: PlatformSettings, outputs: Path) -> Iterator[subprocess.Popen[
         if up.poll() is None:
             up.terminate()
             up.wait(60)
-        shutil.rmtree(components.ray_temp_dir(settings), ignore_errors=True)
+        shutil.rmtree(scratch.platform_folder(settings), ignore_errors=True)
 
 
 def _down(settings: PlatformSettings) -> subprocess.CompletedProcess[str]:
@@ -102,6 +102,7 @@ def test_up_serves_the_platform_and_down_leaves_no_process(tmp_path: Path) -> No
     settings = platform_settings(tmp_path / "data", serve_check_seconds=600)
     outputs = tmp_path / "outputs"
     # Sessions that earlier runs left in the platform's Ray folder, oldest first.
+    scratch.prepare(settings)
     earlier = [
         components.ray_temp_dir(settings) / f"session_2000-01-0{d}_10-00-00_0_1" for d in "1234"
     ]

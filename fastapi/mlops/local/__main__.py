@@ -17,6 +17,7 @@ import psutil
 from mlops import logs
 from mlops.local import components
 from mlops.local.platform import LocalPlatform, should_embed_redis, with_api_token
+from mlops.local.scratch import UnsafeScratchFolder
 from mlops.local.supervisor import StartupError, port_in_use
 from mlops.settings.base import API_TOKEN_FILE
 from mlops.settings.platform import PlatformSettings
@@ -129,7 +130,7 @@ def _run(settings: PlatformSettings, outputs: Path) -> int:
     try:
         platform.start()  # on any exception it stops the components it started
         _on_stop_signals(ask_to_stop)
-    except (StartupError, FileNotFoundError) as exc:
+    except (StartupError, UnsafeScratchFolder, FileNotFoundError) as exc:
         log.error("%s", exc)
         return 1
     except StopRequested as stop:

