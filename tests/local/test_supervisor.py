@@ -5,14 +5,15 @@ from __future__ import annotations
 import os
 import shutil
 import socket
+import subprocess
 import sys
 from pathlib import Path
 
 import psutil
 import pytest
 
-from mlops.local import components
-from mlops.local.__main__ import down
+from mlops.local import components, scratch
+from mlops.local.__main__ import claim_pid_file, down, up
 from mlops.local.components import Component
 from mlops.local.platform import (
     LocalPlatform,
@@ -101,6 +102,7 @@ def test_a_component_that_exits_after_ready_stops_the_start_with_its_log(
         platform.start(timeout=30)
 
     assert all(running.process.poll() is not None for running in platform.supervisor.running)
+    shutil.rmtree(scratch.platform_folder(settings))
 
 
 def test_a_python_environment_whose_path_has_a_space_is_refused_saying_how_to_move_it() -> None:
@@ -112,6 +114,7 @@ def test_a_python_environment_whose_path_has_a_space_is_refused_saying_how_to_mo
 
 def test_a_start_keeps_the_newest_ray_sessions_and_removes_the_older_ones(tmp_path: Path) -> None:
     settings = PlatformSettings(data_dir=tmp_path)
+    scratch.prepare(settings)
     ray_dir = components.ray_temp_dir(settings)
     # As Ray leaves its folder: a session per start, named by its start time, the newest
     # also linked as session_latest, and the cluster's address file.
@@ -134,7 +137,7 @@ def test_a_start_keeps_the_newest_ray_sessions_and_removes_the_older_ones(tmp_pa
         ]
         assert (ray_dir / "session_latest" / "logs" / "raylet.out").read_text() == "logged"
     finally:
-        shutil.rmtree(ray_dir, ignore_errors=True)
+        shutil.rmtree(scratch.platform_folder(settings), ignore_errors=True)
     components.forget_old_ray_sessions(settings)  # no folder yet: nothing to do
 
 
@@ -150,6 +153,44 @@ def test_down_with_no_platform_started_here_names_what_holds_the_api_port(
         assert f"no platform was started with the data folder {tmp_path}" in caplog.text
 
     assert down(settings) == 0  # nothing listens now: nothing to stop
+
+
+# A `make up` of the same data folder, holding its pid file from the first instant.
+_STARTING_PLATFORM = """
+import sys, time
+from pathlib import Path
+from mlops.local.__main__ import claim_pid_file
+assert claim_pid_file(Path(sys.argv[1])) is not None
+print("claimed", flush=True)
+time.sleep(120)
+"""
+
+
+def test_a_second_up_of_the_same_data_folder_stops_while_the_first_holds_its_pid_file(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    settings = PlatformSettings(data_dir=tmp_path)
+    pid_file = tmp_path / "platform.pid"
+    first = subprocess.Popen(
+        [sys.executable, "-c", _STARTING_PLATFORM, str(pid_file)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert first.stdout and first.stdout.readline() == "claimed\n"
+
+        assert up(settings, tmp_path / "outputs") == 1
+
+        assert "already running or starting" in caplog.text
+        assert pid_file.read_text() == f"{first.pid}\n"  # the first's, untouched
+        assert not (tmp_path / "api-token").exists()  # nothing of a start was begun
+    finally:
+        first.kill()
+        first.wait()
+    # The kernel let go of the lock with the process: a later start may take the file.
+    claimed = claim_pid_file(pid_file)
+    assert claimed is not None and pid_file.read_text() == f"{os.getpid()}\n"
+    os.close(claimed)
 
 
 def test_dataset_is_written_once_when_missing(tmp_path: Path) -> None:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import fcntl
 import logging
 import os
 import signal
@@ -99,17 +101,41 @@ def _on_stop_signals(handler: Callable[[int, Any], None]) -> None:
         signal.signal(signal.SIGHUP, handler)
 
 
+def claim_pid_file(path: Path) -> int | None:
+    """Lock `path` for as long as this process runs, with its pid in it; None if another
+    process holds it. The lock, which the kernel releases however the process ends, makes
+    a second `make up` of the same data folder stop here, even one started in the same
+    instant as the first."""
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return None
+        with contextlib.suppress(FileNotFoundError):
+            if os.stat(path).st_ino == os.fstat(fd).st_ino:
+                os.ftruncate(fd, 0)
+                os.write(fd, f"{os.getpid()}\n".encode())
+                return fd
+        os.close(fd)  # the platform that held it removed it as it stopped: open it anew
+
+
 def up(settings: PlatformSettings, outputs: Path) -> int:
-    if pid := _running_pid(settings):
-        log.error("the platform is already running (pid %d); `make down` stops it", pid)
-        return 1
-    settings = with_api_token(settings)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    _pid_file(settings).write_text(str(os.getpid()))  # from here `make down` reaches it
-    try:
-        return _run(settings, outputs)
+    pid_file = _pid_file(settings)
+    claimed = None if _running_pid(settings) else claim_pid_file(pid_file)
+    if claimed is None:
+        log.error(
+            "the platform is already running or starting (pid %s); `make down` stops it",
+            _running_pid(settings) or "unknown",
+        )
+        return 1
+    try:  # from here `make down` reaches it
+        return _run(with_api_token(settings), outputs)
     finally:
-        _pid_file(settings).unlink(missing_ok=True)
+        pid_file.unlink(missing_ok=True)
+        os.close(claimed)
 
 
 def _run(settings: PlatformSettings, outputs: Path) -> int:
