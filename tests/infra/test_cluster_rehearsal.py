@@ -29,8 +29,10 @@ from __future__ import annotations
 import json
 import re
 import shlex
+import shutil
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -129,6 +131,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         "LANG": "C.UTF-8",
     }
     supervisor = Supervisor(root / "logs", base_env=base)
+    pods_tmp = Path(tempfile.mkdtemp(prefix="rh-"))  # short: HAProxy's sockets go there
     network.create()
     try:
         image_env, api_command = _image()
@@ -140,6 +143,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
             **image_env,
             **_ray_env(),
             **secrets["kuberay", "mlops-secrets"],
+            **_own_tmp(pods_tmp / "head"),
             "RAY_USAGE_STATS_ENABLED": "0",
         }
         _in_ray_head(network, harness, ray_env, "mlops.clients.mlflow_users")
@@ -150,6 +154,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
             **image_env,
             **_ray_env(),
             **secrets["kuberay", "mlops-serving"],
+            **_own_tmp(pods_tmp / "serving"),
             "RAY_USAGE_STATS_ENABLED": "0",
         }
         _start_ray_serving(supervisor, network, serving_env)
@@ -168,6 +173,22 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     finally:
         supervisor.stop_all()
         network.delete()
+        shutil.rmtree(pods_tmp, ignore_errors=True)
+
+
+def _own_tmp(folder: Path) -> dict[str, str]:
+    """The variables that move a Ray pod's files from /tmp (Ray's sessions and Serve's
+    HAProxy) to `folder`. A pod has a /tmp of its own; here every pod shares the
+    machine's, and what Ray leaves there would outlive the rehearsal."""
+    folder.mkdir()
+    return {
+        "RAY_TMPDIR": str(folder),
+        "RAY_SERVE_HAPROXY_CONFIG_FILE_LOC": str(folder / "haproxy.cfg"),
+        "RAY_SERVE_HAPROXY_SOCKET_PATH": str(folder / "admin.sock"),
+        "RAY_SERVE_HAPROXY_METRICS_SOCKET_PATH": str(folder / "metrics.sock"),
+        "RAY_SERVE_HAPROXY_SERVER_STATE_BASE": str(folder),
+        "RAY_SERVE_HAPROXY_SERVER_STATE_FILE": str(folder / "server-state"),
+    }
 
 
 def _answers(url: str, headers: dict[str, str] | None = None) -> bool:
