@@ -8,6 +8,7 @@ import httpx
 import pytest
 from helpers import ray_headers, run_async, wait_for, wait_for_job
 from mlflow import MlflowClient
+from redis.asyncio import Redis
 
 from mlops.clients.dataset_headers import DatasetHeaders
 from mlops.clients.mlflow_registry import MlflowRegistry
@@ -15,6 +16,7 @@ from mlops.clients.ray_jobs import RayJobsClient
 from mlops.clients.redis import JobStore, connect
 from mlops.clients.redis.trainer_queue import TrainerQueue
 from mlops.contracts.jobs import PHASES
+from mlops.contracts.trainer import TRAINER_ENV, QueuedJob
 from mlops.ml.data import s3_config
 from mlops.services.model_catalog import default_definition
 from mlops.services.training import Training
@@ -125,28 +127,93 @@ def test_malformed_training_request_is_422(api: httpx.Client) -> None:
     assert response.status_code == 422
 
 
-def test_job_with_a_missing_dataset_fails_with_its_error_and_an_error_alert(
-    api: httpx.Client, settings: PlatformSettings
-) -> None:
-    broken = settings.model_copy(update={"dataset_uri": str(settings.data_dir / "missing.csv")})
+class _ClaimedByAnotherTrainer(TrainerQueue):
+    """A hand-over that a trainer takes, claims, then loses (it went away)."""
+
+    def __init__(self, jobs: JobStore, redis: Redis) -> None:
+        super().__init__(redis)
+        self._jobs = jobs
+
+    async def push(self, trainer: str, job: QueuedJob) -> None:
+        assert await self._jobs.claim_work(job.job_id)
+
+
+def _submit(
+    settings: PlatformSettings, *, claimed_elsewhere: bool = False, **changed: object
+) -> str:
+    """A training of the default model through the service, with `changed` settings."""
+    changed_settings = settings.model_copy(update=changed)
 
     async def submit() -> str:
         redis = connect(settings)
+        jobs = JobStore(redis, history=settings.job_history)
         async with httpx.AsyncClient() as http:
             try:
                 training = Training(
-                    settings=broken,
+                    settings=changed_settings,
                     ray=RayJobsClient(http, settings.ray_address, settings.ray_token()),
-                    jobs=JobStore(redis, history=settings.job_history),
+                    jobs=jobs,
                     registry=MlflowRegistry(http, settings.mlflow_tracking_uri),
                     headers=DatasetHeaders(s3_config(settings).client),
-                    trainer_queue=TrainerQueue(redis),
+                    trainer_queue=(
+                        _ClaimedByAnotherTrainer(jobs, redis)
+                        if claimed_elsewhere
+                        else TrainerQueue(redis)
+                    ),
                 )
-                return await training.submit(default_definition(broken, datetime.now(UTC)), {})
+                model = default_definition(changed_settings, datetime.now(UTC))
+                return await training.submit(model, {})
             finally:
                 await redis.aclose()
 
-    job_id = run_async(submit())
+    return run_async(submit())
+
+
+def test_a_job_whose_work_another_trainer_claimed_fails_saying_so(
+    api: httpx.Client, settings: PlatformSettings
+) -> None:
+    job_id = _submit(settings, claimed_elsewhere=True)
+
+    job = wait_for_job(api, job_id)
+
+    assert job["status"] == "failed"
+    assert "claimed by another trainer" in job["error"], job["error"]
+
+
+def test_each_job_names_the_trainer_its_work_runs_in(
+    api: httpx.Client, settings: PlatformSettings
+) -> None:
+    # The entrypoint attaches to the trainer the API named, not to one its own code would
+    # name: the package on disk may have changed since the API started.
+    job_id = api.post("/trigger_training", json={"hyperparameters": {"n_estimators": 5}}).json()[
+        "job_id"
+    ]
+    assert wait_for_job(api, job_id)["status"] == "succeeded"
+
+    ray_job = httpx.get(f"{settings.ray_address}/api/jobs/{job_id}", headers=ray_headers())
+    named = ray_job.raise_for_status().json()["runtime_env"]["env_vars"][TRAINER_ENV]
+    actors = httpx.get(
+        f"{settings.ray_address}/api/v0/actors",
+        params={
+            "limit": 1000,
+            "filter_keys": "state",
+            "filter_values": "ALIVE",
+            "filter_predicates": "=",
+        },
+        headers=ray_headers(),
+    )
+    trainers = [
+        actor["name"]
+        for actor in actors.raise_for_status().json()["data"]["result"]["result"]
+        if actor["name"].startswith("trainer-")
+    ]
+    assert named in trainers, trainers
+
+
+def test_job_with_a_missing_dataset_fails_with_its_error_and_an_error_alert(
+    api: httpx.Client, settings: PlatformSettings
+) -> None:
+    job_id = _submit(settings, dataset_uri=str(settings.data_dir / "missing.csv"))
     job = wait_for_job(api, job_id)
 
     assert job["status"] == "failed"

@@ -19,10 +19,17 @@ from mlops.contracts.jobs import JobKind
 NAMESPACE = "mlops"
 
 
+# In a job's environment: the name of the trainer the API handed the job to. The job's
+# entrypoint attaches to that one, whatever name its own code would give: the code on
+# disk may have changed since the API started (a package edited under `make up`).
+TRAINER_ENV = "MLOPS_TRAINER"
+
+
 def trainer_name(tracking_uri: str) -> str:
     """Named by the tracking server (MLflow's tracking URI is per process) and by a
     digest of this package's code, so a changed package gets a fresh trainer (and its
-    own queue: a training is taken only by the code that submitted it)."""
+    own queue: a training is taken only by the code that submitted it). The API names
+    it; a job submitted without the name (TRAINER_ENV) names it from its own code."""
     package = Path(__file__).resolve().parents[1]
     digest = hashlib.sha256(tracking_uri.encode())
     for path in sorted(package.rglob("*.py")):

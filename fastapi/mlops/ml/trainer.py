@@ -16,8 +16,9 @@ attaches to that work, or starts it here itself when nobody took it from the que
 first job, which starts the actor; a queue reader cut from Redis). Either way the work
 is claimed once on the job's record.
 
-One actor per tracking server and version of this code (`trainer_name`), detached so it
-outlives the job that started it, with a thread per concurrent job. It reserves no CPU
+One actor per tracking server and version of the API's code (`trainer_name`; the API
+names it in each job's environment), detached so it outlives the job that started it,
+with a thread per concurrent job. It reserves no CPU
 (a job waiting on it reserves none either): the CPUs of a parallel fit are reserved by
 the tree builders (`model.fit`). It reserves memory (MLOPS_TRAINER_MEMORY_MB)
 and runs only on a node that offers the `trainer` resource: in the cluster the worker
@@ -30,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
@@ -40,7 +42,7 @@ import ray
 
 from mlops.contracts.jobs import JobKind
 from mlops.contracts.placement import TRAINER_RESOURCE, on_trainer_nodes
-from mlops.contracts.trainer import NAMESPACE, QueuedJob, trainer_name
+from mlops.contracts.trainer import NAMESPACE, TRAINER_ENV, QueuedJob, trainer_name
 
 log = logging.getLogger("mlops.trainer")
 
@@ -118,8 +120,9 @@ class Trainer:
         self._guard = threading.Lock()
         # A thread of its own with its own event loop: an `async def` method would make
         # this an asyncio actor, whose sync methods run on the loop's thread.
+        name = ray.get_runtime_context().get_actor_name() or ""
         reader = threading.Thread(
-            target=asyncio.run, args=(_read_queue(settings, self._start),), daemon=True
+            target=asyncio.run, args=(_read_queue(settings, name, self._start),), daemon=True
         )
         reader.start()
         log.info("trainer ready")
@@ -131,9 +134,24 @@ class Trainer:
         job_id = json.loads(spec_json)["job_id"]
         future = self._start(QueuedJob(job_id=job_id, env=env, spec=spec_json, kind=kind))
         if future is None:
-            log.error("job %s: its work was started by a trainer that is gone", job_id)
+            self._log_to_job(
+                job_id,
+                "its work was claimed by another trainer, or by this one before it restarted",
+            )
             return 1
         return future.result()
+
+    def _log_to_job(self, job_id: str, message: str) -> None:
+        """An error in the job's own log (its entrypoint prints it; Ray's job status
+        and the job's record then carry it), besides the trainer's."""
+        from mlops import logs
+
+        self._logs.open(job_id)
+        token = logs.job_id.set(job_id)
+        try:
+            log.error("job %s: %s", job_id, message)
+        finally:
+            logs.job_id.reset(token)
 
     def stop(self, job_id: str) -> None:
         """The job was stopped in Ray (its entrypoint got SIGTERM): its work ends at its
@@ -195,14 +213,13 @@ class Trainer:
                 self._stopped.discard(job_id)
 
 
-async def _read_queue(settings: Any, start: Callable[[QueuedJob], object]) -> None:
-    """Start each job the API queues for this trainer, as it comes."""
+async def _read_queue(settings: Any, name: str, start: Callable[[QueuedJob], object]) -> None:
+    """Start each job the API queues for this trainer (by its name), as it comes."""
     from redis.exceptions import RedisError
 
     from mlops.clients.redis.connection import connect
     from mlops.clients.redis.trainer_queue import TrainerQueue
 
-    name = trainer_name(settings.mlflow_tracking_uri)
     queue = TrainerQueue(connect(settings, max_connections=1))
     while True:
         try:
@@ -216,7 +233,8 @@ async def _read_queue(settings: Any, start: Callable[[QueuedJob], object]) -> No
 
 
 def get_or_start(env: dict[str, str], settings: Any) -> Any:
-    """The trainer for this tracking server, started if none is running."""
+    """The trainer the API handed the job to (TRAINER_ENV), else the one this code
+    names for its tracking server; started if it is not running."""
     if not ray.cluster_resources().get(TRAINER_RESOURCE):
         raise NoTrainerNode(
             f"no Ray node offers the {TRAINER_RESOURCE!r} resource the trainer runs on: "
@@ -226,7 +244,7 @@ def get_or_start(env: dict[str, str], settings: Any) -> Any:
     return (
         ray.remote(Trainer)
         .options(
-            name=trainer_name(settings.mlflow_tracking_uri),
+            name=os.environ.get(TRAINER_ENV) or trainer_name(settings.mlflow_tracking_uri),
             namespace=NAMESPACE,
             lifetime="detached",
             get_if_exists=True,

@@ -20,7 +20,7 @@ from mlops.clients.redis.trainer_queue import TrainerQueue
 from mlops.contracts.jobs import JobInfo, NewJob
 from mlops.contracts.model_definition import METRICS, Metric, ModelDefinition
 from mlops.contracts.placement import SERVING_RESOURCE, TRAINER_RESOURCE
-from mlops.contracts.trainer import QueuedJob, trainer_name
+from mlops.contracts.trainer import TRAINER_ENV, QueuedJob, trainer_name
 from mlops.ml import search_space
 from mlops.ml.data import DatasetLocationError, check_location, dataset_format
 from mlops.ml.estimators import Family, InvalidField
@@ -359,10 +359,12 @@ class Training:
         return f"nice -n {self._settings.training_niceness} python"
 
     def _job_env(self) -> dict[str, str]:
-        """A job's runtime environment: the settings it reads, no secret."""
+        """A job's runtime environment: the settings it reads, no secret, and the
+        trainer its work is handed to."""
         return {
             **self._settings.as_env(include_secrets=False, runtime=TrainingSettings),
             **_MLFLOW_CLIENT_ENV,
+            TRAINER_ENV: self._trainer,
         }
 
     async def _hand_over(self, job: QueuedJob) -> None:
