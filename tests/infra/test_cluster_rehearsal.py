@@ -58,6 +58,11 @@ ORIGINAL_TRAINING = {"hyperparameters": {"n_estimators": 100}}
 ORIGINAL_INFERENCE = {"input_data": [0.1, 1.2, 2.3, 2.2]}
 
 
+# A Ray node given SIGTERM drains for up to 30 s, as a pod being replaced should; at the
+# rehearsal's end there is nothing to drain to.
+_NO_DRAIN = {"RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S": "0"}
+
+
 def _deployment_env() -> dict[str, str]:
     deployment = next(d for d in kube.kustomize("api") if d["kind"] == "Deployment")
     container = deployment["spec"]["template"]["spec"]["containers"][0]
@@ -144,6 +149,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
             **_ray_env(),
             **secrets["kuberay", "mlops-secrets"],
             **_own_tmp(pods_tmp / "head"),
+            **_NO_DRAIN,
             "RAY_USAGE_STATS_ENABLED": "0",
         }
         _in_ray_head(network, harness, ray_env, "mlops.clients.mlflow_users")
@@ -155,6 +161,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
             **_ray_env(),
             **secrets["kuberay", "mlops-serving"],
             **_own_tmp(pods_tmp / "serving"),
+            **_NO_DRAIN,
             "RAY_USAGE_STATS_ENABLED": "0",
         }
         _start_ray_serving(supervisor, network, serving_env)
