@@ -113,6 +113,21 @@ def test_ray_and_haproxy_keep_every_file_in_the_platform_folder(
     placed = [value for value in haproxy_paths if value.startswith("/")]
     assert len(placed) == 5, haproxy_paths
     assert all(Path(value).is_relative_to(ours) for value in placed)
+    assert Path(ray.env["TMPDIR"]).parent == ours  # their temporary files too
+
+
+def test_what_ray_left_in_its_temporary_folder_goes_at_the_next_start(
+    tmp_path: Path, settings: PlatformSettings
+) -> None:
+    scratch.prepare(settings, tmp=tmp_path)
+    scratch.empty_temp_folder(settings, tmp=tmp_path)
+    left = scratch.temp_folder(settings, tmp=tmp_path) / "pymp-abc" / "listener-def"
+    left.parent.mkdir()
+    left.write_text("")
+
+    scratch.empty_temp_folder(settings, tmp=tmp_path)
+
+    assert not any(scratch.temp_folder(settings, tmp=tmp_path).iterdir())
 
 
 def test_haproxy_s_admin_socket_path_fits_even_for_a_ten_digit_uid(

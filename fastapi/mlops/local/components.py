@@ -188,6 +188,8 @@ def ray_head(settings: PlatformSettings, ports: RayPorts = RayPorts()) -> Compon
         "RAY_AUTH_MODE": "token",
         "RAY_AUTH_TOKEN_PATH": str(settings.data_dir / "ray-token"),
         "PATH": path,
+        # Their temporary files in the platform's own folder, closed to other users.
+        "TMPDIR": str(scratch.temp_folder(settings)),
         "RAY_USAGE_STATS_ENABLED": "0",
         # A single local node has nowhere to drain Serve traffic to: stop at once.
         "RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S": "0",

@@ -306,6 +306,7 @@ class LocalPlatform:
         parts = self.components()
         self._check_ports(parts)
         components.forget_old_ray_sessions(self.settings)
+        scratch.empty_temp_folder(self.settings)
         ensure_dataset(self.settings)
         raise_open_files_limit()
         started = [self.supervisor.start(part) for part in parts]
