@@ -266,12 +266,14 @@ def warm_load_seconds(settings: PlatformSettings, versions: list[str], warm: str
     import mlflow
 
     mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
-    mlflow.pyfunc.load_model(f"models:/{warm}")  # imports and connections warm
-    seconds = []
-    for version in versions:
-        started = time.perf_counter()
-        mlflow.pyfunc.load_model(f"models:/{version}")
-        seconds.append(time.perf_counter() - started)
+    # Each download in a folder of ours: MLflow would leave its own in /tmp.
+    with tempfile.TemporaryDirectory() as folder:
+        mlflow.pyfunc.load_model(f"models:/{warm}", dst_path=f"{folder}/warm")  # imports warm
+        seconds: list[float] = []
+        for version in versions:
+            started = time.perf_counter()
+            mlflow.pyfunc.load_model(f"models:/{version}", dst_path=f"{folder}/{len(seconds)}")
+            seconds.append(time.perf_counter() - started)
     return seconds
 
 

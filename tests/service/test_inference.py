@@ -79,10 +79,14 @@ def _test_rows() -> tuple[list[list[float]], list[str]]:
 
 
 def _sklearn_predictions(
-    settings: PlatformSettings, version: str, rows: list[list[float]]
+    settings: PlatformSettings, version: str, rows: list[list[float]], folder: Path
 ) -> list[str]:
+    """The version's scikit-learn pipeline's labels, downloaded into `folder` (MLflow
+    would leave its own download folder in /tmp)."""
     mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
-    pipeline = mlflow.sklearn.load_model(f"models:/{settings.model_name}/{version}")
+    pipeline = mlflow.sklearn.load_model(
+        f"models:/{settings.model_name}/{version}", dst_path=str(folder)
+    )
     return list(pipeline.predict(pd.DataFrame(rows, columns=data.IRIS_FEATURES)))
 
 
@@ -91,10 +95,10 @@ def _predict(api: httpx.Client, row: list[float], **extra) -> httpx.Response:
 
 
 def test_champion_predicts_like_the_sklearn_pipeline_on_iris_test_rows(
-    api: httpx.Client, settings: PlatformSettings, served: dict
+    api: httpx.Client, settings: PlatformSettings, served: dict, tmp_path: Path
 ) -> None:
     rows, _ = _test_rows()
-    expected = _sklearn_predictions(settings, served["model_version"], rows)
+    expected = _sklearn_predictions(settings, served["model_version"], rows, tmp_path)
 
     replies = [_predict(api, row).json() for row in rows]
 
@@ -107,11 +111,11 @@ def test_champion_predicts_like_the_sklearn_pipeline_on_iris_test_rows(
 
 
 def test_a_pinned_older_version_answers_with_its_own_model(
-    api: httpx.Client, settings: PlatformSettings, served: dict
+    api: httpx.Client, settings: PlatformSettings, served: dict, tmp_path: Path
 ) -> None:
     newer = _train(api, {"n_estimators": 3, "max_depth": 1, "random_state": 0})
     rows, _ = _test_rows()
-    expected = _sklearn_predictions(settings, served["model_version"], rows)
+    expected = _sklearn_predictions(settings, served["model_version"], rows, tmp_path)
 
     replies = [_predict(api, row, model_version=served["model_version"]).json() for row in rows]
 

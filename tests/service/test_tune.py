@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 import uuid
 from datetime import datetime
+from pathlib import Path
 
 import httpx
 import mlflow
@@ -358,7 +359,7 @@ def _pool_tasks(settings: PlatformSettings, job: dict) -> list[dict]:
 
 
 def test_a_parallel_fit_spreads_its_trees_over_builders_and_equals_a_serial_fit(
-    start_api, settings: PlatformSettings
+    start_api, settings: PlatformSettings, tmp_path: Path
 ) -> None:
     path = settings.data_dir / "synthetic.csv"
     _synthetic(path)
@@ -389,7 +390,9 @@ def test_a_parallel_fit_spreads_its_trees_over_builders_and_equals_a_serial_fit(
     idle = settings.tree_builders_idle_seconds
     wait_for(lambda: _builders_alive(settings) == 0, timeout=idle + 30, what="builders released")
     mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
-    registered = mlflow.sklearn.load_model(f"models:/{name}/{job['model_version']}")
+    registered = mlflow.sklearn.load_model(
+        f"models:/{name}/{job['model_version']}", dst_path=str(tmp_path)
+    )
     assert model.final_step(registered).n_jobs == 1  # serving predicts on one thread
     frame = data.read_dataset(str(path))
     features, labels = data.split_features(frame, "label")
