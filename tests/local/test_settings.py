@@ -3,8 +3,11 @@ replicas, and refusing example secrets."""
 
 from __future__ import annotations
 
+import pickle
+from collections.abc import Callable
 from pathlib import Path
 
+import cloudpickle  # type: ignore[import-untyped]
 import pytest
 from pydantic import SecretStr, ValidationError
 
@@ -135,6 +138,29 @@ def test_settings_from_a_jobs_variables_take_secrets_only_from_the_process(
     assert seen.redis_password is not None
     assert seen.redis_password.get_secret_value() == "from-the-node"
     assert seen.redis_username == "ray"  # the node's Redis user, never the API's
+
+
+@pytest.mark.parametrize("dumps", [pickle.dumps, cloudpickle.dumps], ids=["pickle", "cloudpickle"])
+def test_pickled_settings_carry_no_secret_and_take_the_unpickling_processs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, dumps: Callable[[object], bytes]
+) -> None:
+    # As a search's saved state (Tune's tuner.pkl) holds the settings of its job.
+    trainer = TrainingSettings.from_env({"MLOPS_DATA_DIR": str(tmp_path)})
+    held = trainer.model_copy(
+        update={
+            "model_signing_key": SecretStr("signing-key-" + "k" * 30),
+            "redis_password": SecretStr("redis-password-on-the-node"),
+        }
+    )
+
+    pickled = dumps(held)
+
+    assert b"signing-key-" not in pickled and b"redis-password-on" not in pickled
+    monkeypatch.setenv("MLOPS_REDIS_PASSWORD", "where-it-is-unpickled")
+    back = pickle.loads(pickled)
+    assert isinstance(back, TrainingSettings) and back.data_dir == tmp_path.resolve()
+    assert back.redis_password == SecretStr("where-it-is-unpickled")
+    assert back.model_signing_key is None
 
 
 def test_dataset_locations_default_to_the_data_folder_and_the_datasets_bucket(

@@ -8,6 +8,7 @@ Each runtime has its own settings class on top of this one (`api`, `training`,
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 from typing import Any, Literal, Self, TypeVar, get_args
 
@@ -160,6 +161,18 @@ class RuntimeSettings(BaseSettings):
             env[f"MLOPS_{name.upper()}"] = str(value)
         return env
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickled (a Ray call, the state Tune saves of a search) without a secret:
+        unpickled, the settings take theirs from that process's environment, as a
+        long-lived actor takes a job's (`from_env`). Tune kept the Redis password and
+        the model signing key in each search's saved state otherwise."""
+        importable = next(
+            c
+            for c in type(self).__mro__
+            if getattr(sys.modules[c.__module__], c.__name__, None) is c
+        )
+        return (_unpickled, (importable, self.as_env(include_secrets=False)))
+
     @classmethod
     def from_env(cls, env: dict[str, str]) -> Self:
         """Settings from the MLOPS_* variables given (what `as_env` made without
@@ -179,6 +192,10 @@ class RuntimeSettings(BaseSettings):
 
 
 _Runtime = TypeVar("_Runtime", bound=RuntimeSettings)
+
+
+def _unpickled(cls: type[_Runtime], env: dict[str, str]) -> _Runtime:
+    return cls.from_env(env)
 
 
 def _given_only(cls: type[_Runtime]) -> type[_Runtime]:
