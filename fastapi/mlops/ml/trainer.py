@@ -18,12 +18,11 @@ is claimed once on the job's record.
 
 One actor per tracking server and version of the API's code (`trainer_name`; the API
 names it in each job's environment), detached so it outlives the job that started it,
-with a thread per concurrent job. It reserves no CPU
-(a job waiting on it reserves none either): the CPUs of a parallel fit are reserved by
-the tree builders (`model.fit`). It reserves memory (MLOPS_TRAINER_MEMORY_MB)
-and runs only on a node that offers the `trainer` resource: in the cluster the worker
-group, never the head with Ray's control processes (helm-values/ray-cluster.yaml);
-locally the one node (`make up` starts it so).
+with a thread per concurrent job. It reserves no CPU (a job waiting on it reserves none
+either): the CPUs of a parallel fit are reserved by the tree builders (`model.fit`). It
+reserves memory (MLOPS_TRAINER_MEMORY_MB) and runs only on a node that offers the
+`trainer` resource: in the cluster the worker group, never the head with Ray's control
+processes (helm-values/ray-cluster.yaml); locally the one node (`make up` starts it so).
 """
 
 from __future__ import annotations
