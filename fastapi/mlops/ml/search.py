@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import shutil
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -237,13 +238,14 @@ def _tune(
 ) -> tuple[float, dict[str, Any], int, int]:
     """Run the trials; (best score, its configuration, trials finished, trials failed).
     JobStopped when the job was stopped while they ran: Tune stops them all."""
+    storage = settings.data_dir / "tune"
     tuner = tune.Tuner(
         TRIAL,  # registered before any search (register_trial): Tune registers nothing
         param_space=search_space.to_tune(spec.search_space),
         tune_config=_tune_config(settings, spec),
         run_config=tune.RunConfig(
             name=spec.job_id,
-            storage_path=str(settings.data_dir / "tune"),
+            storage_path=str(storage),
             failure_config=tune.FailureConfig(max_failures=0, fail_fast=False),
             stop=JobStopper(phases.stopped),
             callbacks=[
@@ -259,10 +261,15 @@ def _tune(
             verbose=0,
         ),
     )
-    grid = tuner.fit()
-    if phases.stopped():
-        raise JobStopped("stopped in Ray during its search")
-    return _best(settings, spec, grid)
+    try:
+        grid = tuner.fit()
+        if phases.stopped():
+            raise JobStopped("stopped in Ray during its search")
+        return _best(settings, spec, grid)
+    finally:
+        # What Tune saved of the search is for a restore this platform never does: the
+        # trials are MLflow runs, the outcome is the job's record.
+        shutil.rmtree(storage / spec.job_id, ignore_errors=True)
 
 
 class JobStopper(tune.Stopper):
