@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import stat
 import subprocess
 import sys
 import time
@@ -116,6 +117,8 @@ def test_up_serves_the_platform_and_down_leaves_no_process(tmp_path: Path) -> No
         )
         assert up.poll() is None, _printed(up)
         urls = (outputs / "urls.txt").read_text()
+        # The data folder it made is its user's alone (tokens, models, predictions).
+        assert stat.S_IMODE(settings.data_dir.stat().st_mode) == 0o700
         assert f"http://127.0.0.1:{settings.api_port}/docs" in urls
         assert settings.mlflow_tracking_uri in urls
         ready = httpx.get(f"http://127.0.0.1:{settings.api_port}/ready", timeout=10).json()

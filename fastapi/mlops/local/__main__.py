@@ -121,8 +121,17 @@ def claim_pid_file(path: Path) -> int | None:
         os.close(fd)  # the platform that held it removed it as it stopped: open it anew
 
 
+def _data_dir_mode(data_dir: Path) -> int:
+    """The data folder holds the tokens, models, datasets and recorded predictions: made
+    for its user alone, in a folder of theirs. In another user's clone (`sudo make up`)
+    the dashboard's nginx workers run as the clone's owner and write their temporary
+    files in it: left open to them there."""
+    parent = data_dir.parent
+    return 0o700 if parent.is_dir() and parent.stat().st_uid == os.getuid() else 0o755
+
+
 def up(settings: PlatformSettings, outputs: Path) -> int:
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    settings.data_dir.mkdir(mode=_data_dir_mode(settings.data_dir), parents=True, exist_ok=True)
     pid_file = _pid_file(settings)
     claimed = None if _running_pid(settings) else claim_pid_file(pid_file)
     if claimed is None:
