@@ -184,12 +184,14 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
 
 
 def _own_tmp(folder: Path) -> dict[str, str]:
-    """The variables that move a Ray pod's files from /tmp (Ray's sessions and Serve's
-    HAProxy) to `folder`. A pod has a /tmp of its own; here every pod shares the
-    machine's, and what Ray leaves there would outlive the rehearsal."""
+    """The variables that move a Ray pod's files from /tmp (Ray's sessions, Serve's
+    HAProxy, its processes' temporary files) to `folder`. A pod has a /tmp of its own;
+    here every pod shares the machine's, and what Ray leaves there would outlive the
+    rehearsal."""
     folder.mkdir()
     return {
         "RAY_TMPDIR": str(folder),
+        "TMPDIR": str(folder),  # the Ray dashboard's forkserver leaves its socket there
         "RAY_SERVE_HAPROXY_CONFIG_FILE_LOC": str(folder / "haproxy.cfg"),
         "RAY_SERVE_HAPROXY_SOCKET_PATH": str(folder / "admin.sock"),
         "RAY_SERVE_HAPROXY_METRICS_SOCKET_PATH": str(folder / "metrics.sock"),

@@ -8,6 +8,7 @@ any job past MLOPS_JOB_MAX_SECONDS is stopped in Ray and marked failed.
 
 from __future__ import annotations
 
+import shutil
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,6 +17,7 @@ import httpx
 import pytest
 from helpers import api_client, platform_settings, ray_headers, wait_for, wait_for_job
 
+from mlops.local import scratch
 from mlops.local.platform import LocalPlatform, isolated_ray_ports
 from mlops.settings.platform import PlatformSettings
 
@@ -72,7 +74,9 @@ def test_a_job_past_its_maximum_run_time_is_stopped_and_frees_its_slot(
 
 
 @pytest.fixture(scope="module")
-def two_cpu_platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[httpx.Client]:
+def two_cpu_platform(
+    tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> Iterator[httpx.Client]:
     """A platform of its own on a two-CPU Ray head with two Serve replicas, as the
     cluster is sized (manifests/api/configmap.yaml)."""
     folder: Path = tmp_path_factory.mktemp("two-cpus")
@@ -84,6 +88,8 @@ def two_cpu_platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[httpx
             yield api
     finally:
         running.stop()
+        if request.session.testsfailed == 0:  # kept for a look when a test failed
+            shutil.rmtree(scratch.platform_folder(settings), ignore_errors=True)
 
 
 def test_on_two_cpus_with_two_replicas_a_search_finishes_and_training_is_still_admitted(
