@@ -144,12 +144,17 @@ def test_up_serves_the_platform_and_down_leaves_no_process(tmp_path: Path) -> No
 
 def test_down_during_the_start_stops_the_start_and_what_it_began(tmp_path: Path) -> None:
     settings = platform_settings(tmp_path / "data")
+    # What a search left, as every search did before searches removed their own.
+    ended_search = settings.tune_dir / "tune-0123456789ab" / "tuner.pkl"
+    ended_search.parent.mkdir(parents=True)
+    ended_search.write_bytes(b"the settings of a search's job")
     with _up(settings, tmp_path / "outputs") as up:
         wait_for(
             lambda: len(_processes_using(settings.data_dir)) >= 3 or up.poll() is not None,
             timeout=60,
             what="the start to be under way",
         )
+        assert not settings.tune_dir.exists()  # no search runs before Ray does
         down = _down(settings)
 
         assert down.returncode == 0 and "the platform is stopped" in down.stderr, down.stderr

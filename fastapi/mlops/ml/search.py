@@ -238,7 +238,7 @@ def _tune(
 ) -> tuple[float, dict[str, Any], int, int]:
     """Run the trials; (best score, its configuration, trials finished, trials failed).
     JobStopped when the job was stopped while they ran: Tune stops them all."""
-    storage = settings.data_dir / "tune"
+    storage = settings.tune_dir
     tuner = tune.Tuner(
         TRIAL,  # registered before any search (register_trial): Tune registers nothing
         param_space=search_space.to_tune(spec.search_space),

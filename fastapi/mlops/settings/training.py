@@ -4,6 +4,7 @@ job's work."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Self
 
 from pydantic import Field, SecretStr, model_validator
@@ -98,6 +99,11 @@ class TrainingSettings(RuntimeSettings):
         ge=10,
         description="Training jobs kept per model (the newest; older ones are forgotten).",
     )
+
+    @property
+    def tune_dir(self) -> Path:
+        """Where Tune keeps a search's state while it runs (removed when it ends)."""
+        return self.data_dir / "tune"
 
     @model_validator(mode="after")
     def _default_dataset(self) -> Self:
