@@ -25,10 +25,13 @@ def test_the_first_start_gives_the_default_model_what_the_platform_had(
 ) -> None:
     registered = f"legacy_{uuid.uuid4().hex[:6]}"
     before, running = start_api(redis_db=DB, model_name=registered)
+    # Two versions; the first, as the first, is the champion. Seeded: an unseeded forest's
+    # score varies from run to run, and whether the second beats the first with it.
     for n_estimators in (5, 7):
-        body = {"hyperparameters": {"n_estimators": n_estimators}}
+        body = {"hyperparameters": {"n_estimators": n_estimators, "random_state": 0}}
         job = wait_for_job(before, before.post("/trigger_training", json=body).json()["job_id"])
-        assert job["status"] == "succeeded" and job["promoted"], job
+        assert job["status"] == "succeeded", job
+        assert job["promoted"] or n_estimators == 7, job
     champion = before.get("/models/iris").json()["champion"]["version"]
     moves = before.get("/models/iris/history").json()["moves"]
     running.process.terminate()  # the old platform stops
