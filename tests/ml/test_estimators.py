@@ -124,8 +124,10 @@ def test_a_target_made_for_the_other_task_is_refused_saying_which_it_looks_like(
     }
     frame, target = frames[column]
 
-    with pytest.raises(data.DatasetError, match=f"looks like {looks}, not {task}"):
+    with pytest.raises(data.DatasetError, match=f"looks like {looks}, not {task}") as refused:
         data.split_features(frame, target, task)
+
+    assert str(refused.value).endswith(f"make the model's task {looks}, or choose another target")
 
 
 def test_a_regression_target_stays_numeric_and_is_not_stratified() -> None:

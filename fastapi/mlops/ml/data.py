@@ -343,5 +343,5 @@ def _check_task(target_values: pd.Series, target: str, task: Task) -> None:
     if seems is not task:
         raise DatasetError(
             f"target column {target!r} looks like {seems}, not {task}: {why}; "
-            f"define the model with task {seems!r}"
+            f"make the model's task {seems}, or choose another target"
         )
