@@ -133,11 +133,13 @@ def _data_dir_mode(data_dir: Path) -> int:
 def up(settings: PlatformSettings, outputs: Path) -> int:
     settings.data_dir.mkdir(mode=_data_dir_mode(settings.data_dir), parents=True, exist_ok=True)
     pid_file = _pid_file(settings)
-    claimed = None if _running_pid(settings) else claim_pid_file(pid_file)
+    running = _running_pid(settings)
+    claimed = None if running else claim_pid_file(pid_file)
     if claimed is None:
         log.error(
             "the platform is already running or starting (pid %s); `make down` stops it",
-            _running_pid(settings) or "unknown",
+            # With none running, the claim lost to a start of the same instant.
+            running or _running_pid(settings) or "unknown",
         )
         return 1
     try:  # from here `make down` reaches it
