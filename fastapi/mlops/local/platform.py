@@ -7,7 +7,6 @@ import logging
 import os
 import random
 import secrets
-import shutil
 import socket
 import sys
 import time
@@ -23,7 +22,7 @@ from pydantic import SecretStr
 from mlops.clients.ray_jobs import auth_headers
 from mlops.clients.redis import users as redis_users
 from mlops.clients.redis.users import RedisUser
-from mlops.local import components, scratch
+from mlops.local import components, leftovers, scratch
 from mlops.local.components import Component, RayPorts
 from mlops.local.dashboard import assets_missing
 from mlops.local.supervisor import StartupError, Supervisor, port_in_use
@@ -134,16 +133,6 @@ def isolated_ray_ports(settings: PlatformSettings) -> RayPorts:
     }
     client_server, dashboard_agent = free_ports(2, besides={p for p in taken if p})
     return RayPorts(client_server=client_server, dashboard_agent=dashboard_agent)
-
-
-def forget_ended_searches(settings: PlatformSettings) -> None:
-    """Remove what searches left in the Tune folder: none runs before Ray starts. A search
-    removes its own as it ends; those of a platform stopped during a search stay, and,
-    before a search removed its own, every search's did, with the Redis password and the
-    signing key in them (docs/security.md)."""
-    if settings.tune_dir.is_dir():
-        log.info("removing what ended searches left in %s", settings.tune_dir)
-        shutil.rmtree(settings.tune_dir, ignore_errors=True)
 
 
 def ensure_dataset(settings: PlatformSettings) -> bool:
@@ -316,9 +305,7 @@ class LocalPlatform:
         scratch.prepare(self.settings)
         parts = self.components()
         self._check_ports(parts)
-        components.forget_old_ray_sessions(self.settings)
-        scratch.empty_temp_folder(self.settings)
-        forget_ended_searches(self.settings)
+        leftovers.forget_earlier_runs(self.settings)
         ensure_dataset(self.settings)
         raise_open_files_limit()
         started = [self.supervisor.start(part) for part in parts]

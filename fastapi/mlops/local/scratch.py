@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
-import shutil
 import stat
 from pathlib import Path
 
@@ -40,16 +39,9 @@ def platform_folder(settings: PlatformSettings, tmp: Path = TMP) -> Path:
 
 def temp_folder(settings: PlatformSettings, tmp: Path = TMP) -> Path:
     """Ray's processes' TMPDIR. What they leave behind there (the socket folder of the
-    Ray dashboard's forkserver, once per run) goes at the next start (`empty_temp_folder`)
+    Ray dashboard's forkserver, once per run) goes at the next start (`leftovers`)
     instead of piling up in /tmp."""
     return platform_folder(settings, tmp) / "tmp"
-
-
-def empty_temp_folder(settings: PlatformSettings, tmp: Path = TMP) -> None:
-    """Called as the platform starts, when none of its processes runs (its ports are free)."""
-    folder = temp_folder(settings, tmp)
-    shutil.rmtree(folder, ignore_errors=True)
-    folder.mkdir(mode=0o700)
 
 
 def prepare(settings: PlatformSettings, tmp: Path = TMP) -> Path:
