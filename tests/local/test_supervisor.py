@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import logging
+import multiprocessing
 import os
+import pwd
 import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import psutil
 import pytest
 
 from mlops.local import components, leftovers, scratch
-from mlops.local.__main__ import claim_pid_file, down, up
+from mlops.local.__main__ import claim_pid_file, down, refused_data_dir, up
 from mlops.local.components import Component
 from mlops.local.platform import (
     LocalPlatform,
@@ -191,6 +195,67 @@ def test_a_second_up_of_the_same_data_folder_stops_while_the_first_holds_its_pid
     claimed = claim_pid_file(pid_file)
     assert claimed is not None and pid_file.read_text() == f"{os.getpid()}\n"
     os.close(claimed)
+
+
+def _named(uid: int) -> bool:
+    try:
+        return bool(pwd.getpwuid(uid))
+    except KeyError:
+        return False
+
+
+def test_a_data_folder_of_another_user_is_refused_saying_whose_it_is(tmp_path: Path) -> None:
+    owner = tmp_path.stat().st_uid
+    owner_name = pwd.getpwuid(owner).pw_name
+    # The clone's owner, say, after `sudo make up` there; one without a name.
+    someone_else = next(uid for uid in range(60000, 65000) if not _named(uid))
+
+    refused = refused_data_dir(tmp_path, uid=someone_else)
+
+    assert refused is not None
+    assert refused.startswith(f"{tmp_path} belongs to {owner_name}, who ran `make up` with it")
+    assert f"`sudo -u {owner_name} make up`" in refused
+    assert refused.endswith(f"`sudo chown -R {someone_else} {tmp_path}`")  # no name: its uid
+    assert refused_data_dir(tmp_path, uid=owner) is None
+    assert refused_data_dir(tmp_path, uid=0) is None  # root may run anyone's
+
+
+def _down_as(uid: int, settings: PlatformSettings, said: multiprocessing.Queue) -> None:
+    """`make down` run by user `uid`: its exit code and what it logged."""
+    os.setuid(uid)
+    logged: list[str] = []
+    handler = logging.Handler()
+    handler.emit = lambda record: logged.append(record.getMessage())  # type: ignore[method-assign]
+    logging.getLogger("mlops.local").addHandler(handler)
+    said.put((down(settings), logged))
+
+
+@pytest.mark.skipif(os.getuid() != 0, reason="only root can start what another user cannot stop")
+def test_down_by_another_user_says_who_can_stop_the_platform() -> None:
+    data_dir = Path(tempfile.mkdtemp(prefix="mlops-down-"))
+    data_dir.chmod(0o755)  # its pid file readable by all, as `sudo make up` leaves it
+    first = subprocess.Popen(
+        [sys.executable, "-c", _STARTING_PLATFORM, str(data_dir / "platform.pid")],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert first.stdout and first.stdout.readline() == "claimed\n"
+        said: multiprocessing.Queue = multiprocessing.get_context("fork").Queue()
+        nobody = multiprocessing.get_context("fork").Process(
+            target=_down_as, args=(65534, PlatformSettings(data_dir=data_dir), said)
+        )
+        nobody.start()
+        code, logged = said.get(timeout=30)
+        nobody.join(30)
+
+        assert code == 1
+        assert logged == [f"the platform (pid {first.pid}) runs as root: `sudo -u root make down`"]
+        assert first.poll() is None  # still running
+    finally:
+        first.kill()
+        first.wait()
+        shutil.rmtree(data_dir)
 
 
 def test_dataset_is_written_once_when_missing(tmp_path: Path) -> None:

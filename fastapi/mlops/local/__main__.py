@@ -7,6 +7,7 @@ import contextlib
 import fcntl
 import logging
 import os
+import pwd
 import signal
 import sys
 import time
@@ -130,8 +131,34 @@ def _data_dir_mode(data_dir: Path) -> int:
     return 0o700 if parent.is_dir() and parent.stat().st_uid == os.getuid() else 0o755
 
 
+def _user_name(uid: int) -> str:
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:  # a uid without a name: as chown takes it
+        return str(uid)
+
+
+def refused_data_dir(data_dir: Path, uid: int | None = None) -> str | None:
+    """Why user `uid` (this process's by default) cannot run the platform of `data_dir`,
+    or None: the folder belongs to another user, who ran `make up` there (often with
+    sudo), and its tokens are theirs alone. Root may run anyone's."""
+    uid = os.getuid() if uid is None else uid
+    owner = data_dir.stat().st_uid
+    if uid in (0, owner):
+        return None
+    name = _user_name(owner)
+    return (
+        f"{data_dir} belongs to {name}, who ran `make up` with it; its tokens are theirs"
+        f" alone. Run it as {name} (`sudo -u {name} make up`), or make the folder yours:"
+        f" `sudo chown -R {_user_name(uid)} {data_dir}`"
+    )
+
+
 def up(settings: PlatformSettings, outputs: Path) -> int:
     settings.data_dir.mkdir(mode=_data_dir_mode(settings.data_dir), parents=True, exist_ok=True)
+    if refused := refused_data_dir(settings.data_dir):
+        log.error("%s", refused)
+        return 1
     pid_file = _pid_file(settings)
     running = _running_pid(settings)
     claimed = None if running else claim_pid_file(pid_file)
@@ -207,7 +234,12 @@ def down(settings: PlatformSettings, timeout: float = 60.0) -> int:
     if pid is None:
         log.info("the platform is not running")
         return 0
-    os.kill(pid, signal.SIGTERM)
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except PermissionError:
+        owner = _user_name(psutil.Process(pid).uids().real)
+        log.error("the platform (pid %d) runs as %s: `sudo -u %s make down`", pid, owner, owner)
+        return 1
     deadline = time.monotonic() + timeout
     while _alive(pid):
         if time.monotonic() > deadline:
