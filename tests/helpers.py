@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import multiprocessing
 import os
 import queue
 import socket
@@ -39,6 +40,27 @@ def run_async(coroutine: Coroutine[Any, Any, T]) -> T:
     """
     with ThreadPoolExecutor(max_workers=1) as pool:
         return pool.submit(asyncio.run, coroutine).result()
+
+
+NOBODY = 65534  # a user with no folder of its own, for what another user meets
+
+
+def as_user(uid: int, call: Callable[[], T], timeout: float = 30) -> T:
+    """`call()` in a child process forked from this one, that runs as `uid` (only root may
+    do that): its result."""
+    fork = multiprocessing.get_context("fork")
+    results: multiprocessing.Queue = fork.Queue()
+
+    def child() -> None:
+        os.setuid(uid)
+        results.put(call())
+
+    process = fork.Process(target=child)
+    process.start()
+    try:
+        return results.get(timeout=timeout)
+    finally:
+        process.join(timeout)
 
 
 def redis_db_url(settings: PlatformSettings, db: int) -> str:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import multiprocessing
 import os
 import pwd
 import shutil
@@ -15,6 +14,7 @@ from pathlib import Path
 
 import psutil
 import pytest
+from helpers import NOBODY, as_user
 
 from mlops.local import components, leftovers, scratch
 from mlops.local.__main__ import claim_pid_file, down, refused_data_dir, up
@@ -220,14 +220,13 @@ def test_a_data_folder_of_another_user_is_refused_saying_whose_it_is(tmp_path: P
     assert refused_data_dir(tmp_path, uid=0) is None  # root may run anyone's
 
 
-def _down_as(uid: int, settings: PlatformSettings, said: multiprocessing.Queue) -> None:
-    """`make down` run by user `uid`: its exit code and what it logged."""
-    os.setuid(uid)
+def _down_logged(settings: PlatformSettings) -> tuple[int, list[str]]:
+    """`make down`: its exit code and what it logged."""
     logged: list[str] = []
     handler = logging.Handler()
     handler.emit = lambda record: logged.append(record.getMessage())  # type: ignore[method-assign]
     logging.getLogger("mlops.local").addHandler(handler)
-    said.put((down(settings), logged))
+    return down(settings), logged
 
 
 @pytest.mark.skipif(os.getuid() != 0, reason="only root can start what another user cannot stop")
@@ -241,13 +240,7 @@ def test_down_by_another_user_says_who_can_stop_the_platform() -> None:
     )
     try:
         assert first.stdout and first.stdout.readline() == "claimed\n"
-        said: multiprocessing.Queue = multiprocessing.get_context("fork").Queue()
-        nobody = multiprocessing.get_context("fork").Process(
-            target=_down_as, args=(65534, PlatformSettings(data_dir=data_dir), said)
-        )
-        nobody.start()
-        code, logged = said.get(timeout=30)
-        nobody.join(30)
+        code, logged = as_user(NOBODY, lambda: _down_logged(PlatformSettings(data_dir=data_dir)))
 
         assert code == 1
         assert logged == [f"the platform (pid {first.pid}) runs as root: `sudo -u root make down`"]

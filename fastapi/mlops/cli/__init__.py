@@ -32,7 +32,8 @@ from mlops.cli.http import DEFAULT_API, Api, token
 @click.option("--json", "as_json", is_flag=True, help="Print the API's JSON answers.")
 @click.pass_context
 def main(ctx: click.Context, api: str, as_json: bool) -> None:
-    ctx.obj = {"api": Api(api, token(api)), "json": as_json}
+    needs_token = ctx.invoked_subcommand not in {"up", "down"}  # `make up`'s: none
+    ctx.obj = {"api": Api(api, token(api) if needs_token else None), "json": as_json}
 
 
 for command in (

@@ -116,8 +116,16 @@ def token(api_url: str) -> str | None:
     if not _on_this_machine(api_url):
         return None
     for kept in _token_files():
-        if kept.is_file():
-            return kept.read_text().strip()
+        try:
+            if kept.is_file():
+                return kept.read_text().strip()
+        except PermissionError:
+            click.echo(
+                f"warning: {kept} is not yours to read (another user's `make up`): writes will"
+                " be refused; run mlops as that user, or set MLOPS_API_TOKEN",
+                err=True,
+            )
+            return None
     return None
 
 
