@@ -12,6 +12,7 @@ import subprocess
 import sys
 import threading
 import time
+import traceback
 from collections.abc import Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -47,20 +48,26 @@ NOBODY = 65534  # a user with no folder of its own, for what another user meets
 
 def as_user(uid: int, call: Callable[[], T], timeout: float = 30) -> T:
     """`call()` in a child process forked from this one, that runs as `uid` (only root may
-    do that): its result."""
+    do that): its result; what it raised fails the test, with its traceback."""
     fork = multiprocessing.get_context("fork")
     results: multiprocessing.Queue = fork.Queue()
 
     def child() -> None:
         os.setuid(uid)
-        results.put(call())
+        try:
+            results.put((True, call()))
+        except BaseException:
+            results.put((False, traceback.format_exc()))
 
     process = fork.Process(target=child)
     process.start()
     try:
-        return results.get(timeout=timeout)
+        returned, result = results.get(timeout=timeout)
     finally:
         process.join(timeout)
+    if not returned:
+        pytest.fail(f"as uid {uid}:\n{result}")
+    return result
 
 
 def redis_db_url(settings: PlatformSettings, db: int) -> str:

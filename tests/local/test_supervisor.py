@@ -220,6 +220,18 @@ def test_a_data_folder_of_another_user_is_refused_saying_whose_it_is(tmp_path: P
     assert refused_data_dir(tmp_path, uid=0) is None  # root may run anyone's
 
 
+@pytest.mark.skipif(os.getuid() != 0, reason="only root can give a folder to another user")
+def test_a_data_folder_of_a_user_without_a_name_is_refused_naming_its_uid(tmp_path: Path) -> None:
+    unnamed = next(uid for uid in range(60000, 65000) if not _named(uid))
+    os.chown(tmp_path, unnamed, unnamed)
+
+    refused = refused_data_dir(tmp_path, uid=1000)
+
+    assert refused is not None
+    assert f"belongs to uid {unnamed}, who ran" in refused
+    assert f"(`sudo -u '#{unnamed}' make up`)" in refused  # as sudo takes a bare uid
+
+
 def _down_logged(settings: PlatformSettings) -> tuple[int, list[str]]:
     """`make down`: its exit code and what it logged."""
     logged: list[str] = []

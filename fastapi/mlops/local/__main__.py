@@ -131,11 +131,19 @@ def _data_dir_mode(data_dir: Path) -> int:
     return 0o700 if parent.is_dir() and parent.stat().st_uid == os.getuid() else 0o755
 
 
-def _user_name(uid: int) -> str:
+def _name(uid: int) -> str | None:
     try:
         return pwd.getpwuid(uid).pw_name
-    except KeyError:  # a uid without a name: as chown takes it
-        return str(uid)
+    except KeyError:  # a uid without a name (a container's, say)
+        return None
+
+
+def _who(uid: int) -> str:
+    return _name(uid) or f"uid {uid}"
+
+
+def _sudo_as(uid: int) -> str:
+    return f"sudo -u {_name(uid) or repr(f'#{uid}')}"  # sudo takes a bare uid as '#uid'
 
 
 def refused_data_dir(data_dir: Path, uid: int | None = None) -> str | None:
@@ -146,11 +154,10 @@ def refused_data_dir(data_dir: Path, uid: int | None = None) -> str | None:
     owner = data_dir.stat().st_uid
     if uid in (0, owner):
         return None
-    name = _user_name(owner)
     return (
-        f"{data_dir} belongs to {name}, who ran `make up` with it; its tokens are theirs"
-        f" alone. Run it as {name} (`sudo -u {name} make up`), or make the folder yours:"
-        f" `sudo chown -R {_user_name(uid)} {data_dir}`"
+        f"{data_dir} belongs to {_who(owner)}, who ran `make up` with it; its tokens are"
+        f" theirs alone. Run it as {_who(owner)} (`{_sudo_as(owner)} make up`), or make"
+        f" the folder yours: `sudo chown -R {_name(uid) or uid} {data_dir}`"
     )
 
 
@@ -237,8 +244,10 @@ def down(settings: PlatformSettings, timeout: float = 60.0) -> int:
     try:
         os.kill(pid, signal.SIGTERM)
     except PermissionError:
-        owner = _user_name(psutil.Process(pid).uids().real)
-        log.error("the platform (pid %d) runs as %s: `sudo -u %s make down`", pid, owner, owner)
+        owner = psutil.Process(pid).uids().real
+        log.error(
+            "the platform (pid %d) runs as %s: `%s make down`", pid, _who(owner), _sudo_as(owner)
+        )
         return 1
     deadline = time.monotonic() + timeout
     while _alive(pid):
