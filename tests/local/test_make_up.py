@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import socket
 import stat
 import subprocess
 import sys
@@ -18,6 +19,7 @@ import pytest
 from helpers import API_TOKEN, platform_settings, ray_headers, run_cli, wait_for
 
 from mlops.local import components, scratch
+from mlops.local.components import RayPorts
 from mlops.settings.platform import PlatformSettings
 
 MLOPS = str(Path(sys.executable).with_name("mlops"))
@@ -97,6 +99,19 @@ def _printed(up: subprocess.Popen[str]) -> str:
     return up.stdout.read() if up.stdout else ""
 
 
+@contextlib.contextmanager
+def _holding_ray_s_default_ports() -> Iterator[None]:
+    """Ray's default client-server and agent ports held, as the `make up` of another
+    clone holds them (one held elsewhere already stays so)."""
+    with contextlib.ExitStack() as held:
+        for port in (RayPorts().client_server, RayPorts().dashboard_agent):
+            listening = held.enter_context(socket.socket())
+            with contextlib.suppress(OSError):
+                listening.bind(("127.0.0.1", port))
+                listening.listen()
+        yield
+
+
 def test_up_serves_the_platform_and_down_leaves_no_process(tmp_path: Path) -> None:
     # The API's own look for a serving to deploy, far away: only the first champion's
     # alert can start serving in this test.
@@ -109,7 +124,9 @@ def test_up_serves_the_platform_and_down_leaves_no_process(tmp_path: Path) -> No
     ]
     for session in earlier:
         (session / "logs").mkdir(parents=True)
-    with _up(settings, outputs) as up:
+    # Beside another platform: its Ray agent on the default port, which this one's must
+    # leave (or it would start, and never run a job).
+    with _holding_ray_s_default_ports(), _up(settings, outputs) as up:
         wait_for(
             lambda: (outputs / "urls.txt").exists() or up.poll() is not None,
             timeout=180,

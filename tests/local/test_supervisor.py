@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import pwd
@@ -18,14 +19,15 @@ from helpers import NOBODY, as_user
 
 from mlops.local import components, leftovers, scratch
 from mlops.local.__main__ import claim_pid_file, down, refused_data_dir, up
-from mlops.local.components import Component
+from mlops.local.components import Component, RayPorts
 from mlops.local.platform import (
     LocalPlatform,
     check_python_path,
     ensure_dataset,
     isolated_settings,
+    local_ray_ports,
 )
-from mlops.local.supervisor import StartupError, Supervisor
+from mlops.local.supervisor import StartupError, Supervisor, port_in_use
 from mlops.ml import data
 from mlops.settings.platform import PlatformSettings
 
@@ -269,6 +271,22 @@ def test_dataset_is_written_once_when_missing(tmp_path: Path) -> None:
     assert ensure_dataset(settings) is True
     assert ensure_dataset(settings) is False
     assert data.read_dataset(settings.dataset_uri).equals(data.iris_frame())
+
+
+def test_make_up_leaves_ray_s_default_ports_to_whatever_holds_them(tmp_path: Path) -> None:
+    settings = PlatformSettings(data_dir=tmp_path)
+    defaults = RayPorts()
+    with socket.socket() as listening:  # another platform's Ray agent, say
+        with contextlib.suppress(OSError):  # or that platform itself, running here
+            listening.bind(("127.0.0.1", defaults.dashboard_agent))
+            listening.listen()
+
+        ports = local_ray_ports(settings)
+
+    assert defaults.dashboard_agent not in (ports.client_server, ports.dashboard_agent)
+    assert defaults.client_server != ports.client_server
+    if not (port_in_use(defaults.client_server) or port_in_use(defaults.dashboard_agent)):
+        assert local_ray_ports(settings) == defaults  # free again: Ray's own
 
 
 def test_a_throwaway_platforms_ports_are_all_distinct(tmp_path) -> None:

@@ -19,7 +19,12 @@ import psutil
 
 from mlops import logs
 from mlops.local import components
-from mlops.local.platform import LocalPlatform, should_embed_redis, with_api_token
+from mlops.local.platform import (
+    LocalPlatform,
+    local_ray_ports,
+    should_embed_redis,
+    with_api_token,
+)
 from mlops.local.scratch import UnsafeScratchFolder
 from mlops.local.supervisor import StartupError, port_in_use
 from mlops.settings.base import API_TOKEN_FILE
@@ -186,7 +191,9 @@ def up(settings: PlatformSettings, outputs: Path) -> int:
 def _run(settings: PlatformSettings, outputs: Path) -> int:
     """Start the platform, then watch it until a signal asks it to stop or a component
     exits. A signal during the start interrupts the start."""
-    platform = LocalPlatform(settings, embed_redis=should_embed_redis(settings))
+    platform = LocalPlatform(
+        settings, embed_redis=should_embed_redis(settings), ray_ports=local_ray_ports(settings)
+    )
     asked: list[int] = []
 
     def ask_to_stop(signum: int, _frame: Any) -> None:

@@ -112,6 +112,23 @@ def raise_open_files_limit() -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
+def local_ray_ports(settings: PlatformSettings) -> RayPorts:
+    """The Ray head's other ports for `make up`: Ray's defaults, unless something holds
+    one of them (the platform of another clone, or of another user: ports are the
+    machine's), then free ones. Only Ray itself reaches them; a Ray head whose agent
+    cannot take its port starts all the same, and then never runs a job."""
+    defaults = RayPorts()
+    if port_in_use(defaults.client_server) or port_in_use(defaults.dashboard_agent):
+        ports = isolated_ray_ports(settings)
+        log.info(
+            "Ray's default ports are taken: its client server on %d, its agent on %d",
+            ports.client_server,
+            ports.dashboard_agent,
+        )
+        return ports
+    return defaults
+
+
 def isolated_ray_ports(settings: PlatformSettings) -> RayPorts:
     """Ray head ports off their defaults, so the platform runs beside a `make up`, and
     apart from the ports `settings` already give its other parts."""
