@@ -207,6 +207,7 @@ def test_rollouts_that_cannot_be_are_refused_saying_why(
     assert percent.status_code == 422
     assert first.status_code == 201
     assert second.status_code == 409 and "in progress" in second.json()["detail"]
+    assert f"(mlops rollout abort -m {name}, or DELETE" in second.json()["detail"]
     assert aborted.status_code == 200
     assert none_left.status_code == 404
     assert api.get("/models/nosuch/rollouts").status_code == 404

@@ -90,8 +90,8 @@ class Rollouts:
         )
         if not await self._store.start(rollout):
             raise RolloutConflict(
-                f"{model.name} has a rollout in progress: end it first "
-                f"(DELETE /models/{model.name}/rollouts)"
+                f"{model.name} has a rollout in progress: end it first (mlops rollout abort"
+                f" -m {model.name}, or DELETE /models/{model.name}/rollouts)"
             )
         self._router.forget(model.name)
         decided = "the sequential test decides" if spec.auto else "ended by hand"
