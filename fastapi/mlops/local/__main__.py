@@ -21,7 +21,6 @@ from mlops import logs
 from mlops.local import components
 from mlops.local.platform import (
     LocalPlatform,
-    local_ray_ports,
     should_embed_redis,
     with_api_token,
 )
@@ -191,9 +190,7 @@ def up(settings: PlatformSettings, outputs: Path) -> int:
 def _run(settings: PlatformSettings, outputs: Path) -> int:
     """Start the platform, then watch it until a signal asks it to stop or a component
     exits. A signal during the start interrupts the start."""
-    platform = LocalPlatform(
-        settings, embed_redis=should_embed_redis(settings), ray_ports=local_ray_ports(settings)
-    )
+    platform = LocalPlatform(settings, embed_redis=should_embed_redis(settings))
     asked: list[int] = []
 
     def ask_to_stop(signum: int, _frame: Any) -> None:

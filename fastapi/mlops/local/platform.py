@@ -11,7 +11,7 @@ import socket
 import sys
 import time
 from collections.abc import Collection
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -250,9 +250,12 @@ class LocalPlatform:
     embed_redis: bool = True
     with_api: bool = True
     with_dashboard: bool = True
-    ray_ports: RayPorts = field(default_factory=RayPorts)
+    # Ray's defaults unless taken (`local_ray_ports`); throwaway platforms pass theirs.
+    ray_ports: RayPorts | None = None
 
     def __post_init__(self) -> None:
+        if self.ray_ports is None:
+            self.ray_ports = local_ray_ports(self.settings)
         self.settings = with_signing_key(with_ray_token(self.settings))
         if self.embed_redis:
             self.settings = with_redis_password(self.settings)
@@ -265,10 +268,15 @@ class LocalPlatform:
             self.settings.data_dir / "logs", base_env=env, cwd=self.settings.data_dir
         )
 
+    @property
+    def _ray_ports(self) -> RayPorts:
+        assert self.ray_ports is not None  # chosen in __post_init__
+        return self.ray_ports
+
     def components(self) -> list[Component]:
         parts = [
             components.mlflow(self.settings),
-            components.ray_head(self._as_redis_user(redis_users.RAY), self.ray_ports),
+            components.ray_head(self._as_redis_user(redis_users.RAY), self._ray_ports),
         ]
         if self.embed_redis:
             parts.insert(0, components.valkey(self.settings))
